@@ -1,0 +1,604 @@
+/* cli.c — retrieverctl's argument parser and help text.
+ *
+ * One table describes every option of `download`: the parser looks options
+ * up in it and the help is printed from it, so the two cannot drift apart.
+ */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "exitcode.h"
+#include "retriever/retriever.h"
+
+#ifndef RETRIEVER_VERSION
+#define RETRIEVER_VERSION "unknown"
+#endif
+
+#define PROG "retrieverctl"
+
+/* ------------------------------------------------------------------------
+ * The option table
+ * ------------------------------------------------------------------------ */
+
+enum opt_id {
+    OPT_LOCAL,
+    OPT_OUTPUT,
+    OPT_DIR,
+    OPT_CONNECTIONS,
+    OPT_CHUNK_SIZE,
+    OPT_HEADER,
+    OPT_RETRIES,
+    OPT_CONNECT_TIMEOUT,
+    OPT_STALL_TIMEOUT,
+    OPT_SHA256,
+    OPT_JSON,
+    OPT_QUIET,
+    OPT_NO_PROGRESS,
+    OPT_HELP,
+    OPT_COUNT_,
+};
+
+struct opt_def {
+    enum opt_id id;
+    const char *long_name; /* without "--" */
+    char short_name;       /* '\0': none */
+    const char *arg;       /* NULL: a flag; else the value's name in the help */
+    bool repeatable;       /* may be given more than once */
+    const char *section;   /* starts a new help section when non-NULL */
+    const char *help;      /* '\n' separates lines */
+};
+
+static const struct opt_def download_opts[] = {
+    {OPT_LOCAL, "local", 0, NULL, true, "Mode",
+     "run the download engine in this process (required\n"
+     "for now: the daemon mode is not available yet)"},
+    {OPT_OUTPUT, "output", 'o', "FILE", false, "Destination",
+     "save to FILE (only with exactly one URL)"},
+    {OPT_DIR, "dir", 'd', "DIR", false, NULL,
+     "save into the existing directory DIR, each file\n"
+     "named after the last segment of its URL's path\n"
+     "(default: the current directory)"},
+    {OPT_CONNECTIONS, "connections", 'c', "N", false, "Transfer",
+     "up to N parallel ranged connections per URL\n"
+     "(1 to 64; the total and per-host limits are raised\n"
+     "to at least N)"},
+    {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, NULL,
+     "largest range fetched by one request: bytes, or\n"
+     "with a K, M, G or T suffix (powers of 1024), 4M;\n"
+     "at least 64K"},
+    {OPT_HEADER, "header", 0, "'NAME: VALUE'", true, NULL,
+     "send this header with every request (repeatable)"},
+    {OPT_RETRIES, "retries", 0, "N", false, NULL,
+     "retry a failed range up to N times (0 to 100;\n"
+     "0: never retry)"},
+    {OPT_CONNECT_TIMEOUT, "connect-timeout", 0, "SECS", false, NULL,
+     "give up a connection attempt after SECS seconds"},
+    {OPT_STALL_TIMEOUT, "stall-timeout", 0, "SECS", false, NULL,
+     "retry a transfer that received nothing for SECS\n"
+     "seconds"},
+    {OPT_SHA256, "sha256", 0, "HEX", false, "Verification",
+     "the file's expected sha256 (64 hex digits, one URL\n"
+     "only); a mismatch fails and keeps no file"},
+    {OPT_JSON, "json", 0, NULL, true, "Output",
+     "print one JSON object per URL to stdout when it\n"
+     "finishes (see docs/cli.md for the schema)"},
+    {OPT_QUIET, "quiet", 'q', NULL, true, NULL, "print errors only (no progress, no summaries)"},
+    {OPT_NO_PROGRESS, "no-progress", 0, NULL, true, NULL,
+     "no progress bar or progress lines; still print\n"
+     "retries, completions and errors"},
+    {OPT_HELP, "help", 'h', NULL, true, "Other", "show this help and exit"},
+};
+
+#define N_DOWNLOAD_OPTS (sizeof(download_opts) / sizeof(download_opts[0]))
+
+static const struct opt_def *opt_by_long(const char *name, size_t len) {
+    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++)
+        if (strlen(download_opts[i].long_name) == len &&
+            memcmp(download_opts[i].long_name, name, len) == 0)
+            return &download_opts[i];
+    return NULL;
+}
+
+static const struct opt_def *opt_by_short(char c) {
+    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++)
+        if (download_opts[i].short_name && download_opts[i].short_name == c)
+            return &download_opts[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Value parsers. Each returns true and sets *ret, or false.
+ * ------------------------------------------------------------------------ */
+
+/* A whole decimal number in [min, max]: digits only, no sign or spaces. */
+static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *ret) {
+    if (!isdigit((unsigned char)s[0]))
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *ret = v;
+    return true;
+}
+
+/* Seconds, possibly fractional ("2.5"), in (0, RVC_MAX_TIMEOUT_S], as
+ * milliseconds rounded up (so 0.0001 is 1 ms, never 0 = "default"). */
+static bool parse_seconds_ms(const char *s, unsigned *ret) {
+    if (!isdigit((unsigned char)s[0]) && s[0] != '.')
+        return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v > 0) || v > RVC_MAX_TIMEOUT_S)
+        return false;
+    *ret = (unsigned)ceil(v * 1000.0);
+    return true;
+}
+
+/* 64 hex digits, stored lower-cased into out[65]. */
+static bool parse_sha256(const char *s, char *out) {
+    size_t i;
+    for (i = 0; s[i] && i < 64; i++) {
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+        out[i] = (char)tolower((unsigned char)s[i]);
+    }
+    if (i != 64 || s[i])
+        return false;
+    out[64] = '\0';
+    return true;
+}
+
+/* "Name: value": a token name (RFC 9110), a colon, no CR, LF or NUL. */
+static bool header_valid(const char *h) {
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t n = 0;
+    while (h[n] && h[n] != ':') {
+        unsigned char c = (unsigned char)h[n];
+        if (!isalnum(c) && !strchr(tchar, c))
+            return false;
+        n++;
+    }
+    if (n == 0 || h[n] != ':')
+        return false;
+    return strpbrk(h, "\r\n") == NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Parsing
+ * ------------------------------------------------------------------------ */
+
+/* Parser state; owns the error message until it is handed out. */
+struct parser {
+    char *error; /* malloc'd; set once, by fail() */
+};
+
+/* Record a usage error (only the first one counts) with the --help hint for
+ * topic, and return RV_E_INVALID_ARGUMENT (or RV_E_NOMEM). */
+static int fail(struct parser *p, const char *topic, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct parser *p, const char *topic, const char *fmt, ...) {
+    if (p->error)
+        return RV_E_INVALID_ARGUMENT;
+    rvc_buf b;
+    rvc_buf_init(&b, 64 * 1024);
+    va_list ap;
+    va_start(ap, fmt);
+    rvc_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    rvc_buf_printf(&b, "\nTry '" PROG "%s%s --help' for more information.", topic ? " " : "",
+                   topic ? topic : "");
+    int r = rvc_buf_error(&b);
+    if (r == RV_E_TOO_LARGE) {
+        /* A message made of a huge argument: say so without quoting it. */
+        rvc_buf_done(&b);
+        r = rvc_buf_puts(&b, "invalid argument (too long to show)");
+    }
+    if (r == RV_OK)
+        r = rvc_buf_steal(&b, &p->error);
+    rvc_buf_done(&b);
+    return r == RV_OK ? RV_E_INVALID_ARGUMENT : r;
+}
+
+/* How an option was written, for messages: "-o" or "--output". */
+static void opt_spelling(const struct opt_def *o, bool as_short, char *buf, size_t n) {
+    if (as_short)
+        snprintf(buf, n, "-%c", o->short_name);
+    else
+        snprintf(buf, n, "--%s", o->long_name);
+}
+
+/* Append p to a borrowed-pointer array of at most max entries. */
+static int push(const char ***arr, size_t *n, size_t max, const char *s) {
+    if (*n >= max)
+        return RV_E_TOO_LARGE;
+    const char **a = realloc(*arr, (*n + 1) * sizeof(**arr));
+    if (!a)
+        return RV_E_NOMEM;
+    a[(*n)++] = s;
+    *arr = a;
+    return RV_OK;
+}
+
+/* Apply one option with its value (NULL for flags). `spelled` is how the
+ * user wrote it. On usage errors the message quotes the value. */
+static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_def *o,
+                     const char *spelled, const char *v, bool *seen, bool *ret_help) {
+    unsigned long n;
+    int r;
+
+    if (seen[o->id] && !o->repeatable)
+        return fail(p, "download", "option '%s' given more than once", spelled);
+    seen[o->id] = true;
+
+    switch (o->id) {
+    case OPT_LOCAL:
+        d->local = true;
+        return RV_OK;
+    case OPT_OUTPUT:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a file name", spelled);
+        d->output = v;
+        return RV_OK;
+    case OPT_DIR:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a directory", spelled);
+        d->dir = v;
+        return RV_OK;
+    case OPT_CONNECTIONS:
+        if (!parse_uint(v, 1, RVC_MAX_CONNECTIONS, &n))
+            return fail(p, "download", "option '%s' needs a whole number from 1 to %d, not '%s'",
+                        spelled, RVC_MAX_CONNECTIONS, v);
+        d->connections = (unsigned)n;
+        return RV_OK;
+    case OPT_CHUNK_SIZE:
+        if (rv_parse_size(v, &d->chunk_size) != RV_OK || d->chunk_size < RVC_MIN_CHUNK_SIZE)
+            return fail(p, "download",
+                        "option '%s' needs a size of at least %dK (bytes, or a number with a K, "
+                        "M, G or T suffix such as 4M), not '%s'",
+                        spelled, RVC_MIN_CHUNK_SIZE / 1024, v);
+        return RV_OK;
+    case OPT_HEADER:
+        if (strlen(v) > RVC_MAX_HEADER_LEN)
+            return fail(p, "download", "option '%s': header longer than %d bytes", spelled,
+                        RVC_MAX_HEADER_LEN);
+        if (!header_valid(v))
+            return fail(p, "download", "option '%s' needs 'Name: value', not '%s'", spelled, v);
+        r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
+        if (r == RV_E_TOO_LARGE)
+            return fail(p, "download", "more than %d --header options", RVC_MAX_HEADERS);
+        return r;
+    case OPT_RETRIES:
+        if (!parse_uint(v, 0, RVC_MAX_RETRIES, &n))
+            return fail(p, "download", "option '%s' needs a whole number from 0 to %d, not '%s'",
+                        spelled, RVC_MAX_RETRIES, v);
+        d->retries = (int)n;
+        return RV_OK;
+    case OPT_CONNECT_TIMEOUT:
+    case OPT_STALL_TIMEOUT:
+        if (!parse_seconds_ms(v, o->id == OPT_CONNECT_TIMEOUT ? &d->connect_timeout_ms
+                                                              : &d->stall_timeout_ms))
+            return fail(p, "download",
+                        "option '%s' needs a number of seconds above 0 and at most %d, not '%s'",
+                        spelled, RVC_MAX_TIMEOUT_S, v);
+        return RV_OK;
+    case OPT_SHA256:
+        if (!parse_sha256(v, d->sha256))
+            return fail(p, "download", "option '%s' needs 64 hexadecimal digits, not '%s'", spelled,
+                        v);
+        return RV_OK;
+    case OPT_JSON:
+        d->json = true;
+        return RV_OK;
+    case OPT_QUIET:
+        d->quiet = true;
+        return RV_OK;
+    case OPT_NO_PROGRESS:
+        d->no_progress = true;
+        return RV_OK;
+    case OPT_HELP:
+        *ret_help = true;
+        return RV_OK;
+    case OPT_COUNT_:
+        break;
+    }
+    return RV_E_INTERNAL;
+}
+
+/* Checks that need the whole command line. */
+static int check_download(struct parser *p, const rvc_download_opts *d) {
+    if (d->n_urls == 0)
+        return fail(p, "download", "no URL given");
+    if (d->output && d->dir)
+        return fail(p, "download", "options '-o/--output' and '-d/--dir' cannot be used together");
+    if (d->output && d->n_urls > 1)
+        return fail(p, "download",
+                    "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "
+                    "several",
+                    d->n_urls);
+    if (d->sha256[0] && d->n_urls > 1)
+        return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
+                    d->n_urls);
+    return RV_OK;
+}
+
+/* Parse the arguments of `download` (argv[0] is the first after it). */
+static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd *cmd) {
+    rvc_download_opts *d = &cmd->dl;
+    bool seen[OPT_COUNT_] = {false};
+    bool help = false;
+    bool options_done = false;
+    int r = RV_OK;
+
+    d->retries = -1;
+    for (int i = 0; r == RV_OK && !help && i < argc; i++) {
+        const char *a = argv[i];
+
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            /* A URL ("-" alone is one too, and is left for the engine to judge). */
+            r = push(&d->urls, &d->n_urls, RVC_MAX_URLS, a);
+            if (r == RV_E_TOO_LARGE)
+                r = fail(p, "download", "more than %d URLs", RVC_MAX_URLS);
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+
+        if (a[1] == '-') {
+            /* --name or --name=value */
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            const struct opt_def *o = opt_by_long(name, len);
+            char spelled[64];
+            if (!o) {
+                r = fail(p, "download", "unknown option '%.*s'", (int)(len + 2), a);
+                break;
+            }
+            opt_spelling(o, false, spelled, sizeof(spelled));
+            const char *v = NULL;
+            if (o->arg) {
+                if (eq)
+                    v = eq + 1;
+                else if (i + 1 < argc)
+                    v = argv[++i];
+                else {
+                    r = fail(p, "download", "option '%s' needs a value (%s)", spelled, o->arg);
+                    break;
+                }
+            } else if (eq) {
+                r = fail(p, "download", "option '%s' takes no value", spelled);
+                break;
+            }
+            r = apply_opt(p, d, o, spelled, v, seen, &help);
+            continue;
+        }
+
+        /* -x, a bundle of short flags, or -xVALUE */
+        for (const char *c = a + 1; r == RV_OK && *c; c++) {
+            const struct opt_def *o = opt_by_short(*c);
+            char spelled[8];
+            if (!o) {
+                if (isprint((unsigned char)*c))
+                    r = fail(p, "download", "unknown option '-%c'", *c);
+                else
+                    r = fail(p, "download", "unknown option in '%s'", a);
+                break;
+            }
+            opt_spelling(o, true, spelled, sizeof(spelled));
+            const char *v = NULL;
+            if (o->arg) {
+                if (c[1])
+                    v = c + 1;
+                else if (i + 1 < argc)
+                    v = argv[++i];
+                else {
+                    r = fail(p, "download", "option '%s' needs a value (%s)", spelled, o->arg);
+                    break;
+                }
+            }
+            r = apply_opt(p, d, o, spelled, v, seen, &help);
+            if (v)
+                break; /* the rest of the bundle was the value */
+        }
+    }
+
+    if (r == RV_OK && help) {
+        cmd->verb = RVC_VERB_HELP;
+        cmd->help_topic = "download";
+    } else if (r == RV_OK) {
+        cmd->verb = RVC_VERB_DOWNLOAD;
+        r = check_download(p, d);
+    }
+    return r;
+}
+
+int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
+    struct parser p = {NULL};
+    rvc_cmd cmd = {0};
+    int r = RV_OK;
+    int i = 1;
+
+    /* Options before the command. */
+    for (; i < argc && argv[i][0] == '-' && r == RV_OK; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cmd.verb = RVC_VERB_HELP;
+            break;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            cmd.verb = RVC_VERB_VERSION;
+            break;
+        } else if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else {
+            r = fail(&p, NULL, "unknown option '%s'", a);
+        }
+    }
+
+    if (r == RV_OK && cmd.verb == 0) {
+        if (i >= argc) {
+            r = fail(&p, NULL, "no command given");
+        } else if (strcmp(argv[i], "download") == 0) {
+            r = parse_download(&p, argc - i - 1, argv + i + 1, &cmd);
+        } else if (strcmp(argv[i], "help") == 0) {
+            cmd.verb = RVC_VERB_HELP;
+            if (i + 1 < argc) {
+                cmd.help_topic = argv[i + 1];
+                if (strcmp(cmd.help_topic, "download") != 0)
+                    r = fail(&p, NULL, "no help for '%s': there is no such command",
+                             cmd.help_topic);
+                else if (i + 2 < argc)
+                    r = fail(&p, NULL, "'help' takes at most one command name");
+            }
+        } else {
+            r = fail(&p, NULL, "unknown command '%s'", argv[i]);
+        }
+    }
+
+    if (r == RV_OK) {
+        *ret = cmd;
+        return RV_OK;
+    }
+    rvc_cmd_done(&cmd);
+    if (r == RV_E_INVALID_ARGUMENT)
+        *ret_error = p.error;
+    else
+        free(p.error);
+    return r;
+}
+
+void rvc_cmd_done(rvc_cmd *c) {
+    free(c->dl.headers);
+    free(c->dl.urls);
+    c->dl.headers = NULL;
+    c->dl.urls = NULL;
+    c->dl.n_headers = c->dl.n_urls = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Help
+ * ------------------------------------------------------------------------ */
+
+static void print_exit_codes(FILE *f) {
+    fputs("\nExit codes (with several URLs: the code of the first URL, in command-line\n"
+          "order, that failed):\n",
+          f);
+    rvc_exit_print_table(f);
+}
+
+/* The engine's default for option id, as the help shows it; false when the
+ * option has no default worth showing. */
+static bool opt_default(enum opt_id id, const rv_config *cfg, char *buf, size_t n) {
+    switch (id) {
+    case OPT_CONNECTIONS:
+        snprintf(buf, n, "%u", cfg->max_connections_per_object);
+        return true;
+    case OPT_CHUNK_SIZE:
+        if (cfg->chunk_size % (1u << 20) == 0)
+            snprintf(buf, n, "%lluM", (unsigned long long)(cfg->chunk_size >> 20));
+        else
+            snprintf(buf, n, "%llu", (unsigned long long)cfg->chunk_size);
+        return true;
+    case OPT_RETRIES:
+        snprintf(buf, n, "%u", cfg->max_attempts ? cfg->max_attempts - 1 : 0);
+        return true;
+    case OPT_CONNECT_TIMEOUT:
+        snprintf(buf, n, "%g", cfg->connect_timeout_ms / 1000.0);
+        return true;
+    case OPT_STALL_TIMEOUT:
+        snprintf(buf, n, "%g", cfg->stall_timeout_ms / 1000.0);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void print_download_help(FILE *f) {
+    rv_config cfg;
+    rv_config_init(&cfg);
+    fputs("Usage: " PROG " download --local [OPTIONS] URL...\n"
+          "\n"
+          "Download each URL (http, https, file) to a file, with parallel ranged\n"
+          "requests, retries, verification, and atomic delivery: a file appears under\n"
+          "its final name only once it is complete and verified. Every URL and\n"
+          "destination is checked before anything is downloaded; if one is rejected,\n"
+          "nothing is.\n",
+          f);
+    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++) {
+        const struct opt_def *o = &download_opts[i];
+        char left[64];
+        int n;
+        if (o->section)
+            fprintf(f, "\n%s:\n", o->section);
+        if (o->short_name)
+            n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->short_name, o->long_name,
+                         o->arg ? " " : "", o->arg ? o->arg : "");
+        else
+            n = snprintf(left, sizeof(left), "      --%s%s%s", o->long_name, o->arg ? " " : "",
+                         o->arg ? o->arg : "");
+        fputs(left, f);
+        /* Help column at 28; a long option name gets its help on the next line. */
+        const int col = 28;
+        if (n >= col - 1)
+            fprintf(f, "\n%*s", col, "");
+        else
+            fprintf(f, "%*s", col - n, "");
+        for (const char *h = o->help; *h; h++) {
+            fputc(*h, f);
+            if (*h == '\n')
+                fprintf(f, "%*s", col, "");
+        }
+        char def[32];
+        if (opt_default(o->id, &cfg, def, sizeof(def)))
+            fprintf(f, "\n%*s(default: %s)", col, "", def);
+        fputc('\n', f);
+    }
+    fputs("\n"
+          "Progress goes to stderr: a bar per download and a total on a terminal,\n"
+          "plain lines every 2 seconds otherwise. Errors go to stderr as\n"
+          "  " PROG ": 'URL': message (detail)\n"
+          "stdout carries only the --json lines.\n",
+          f);
+    print_exit_codes(f);
+}
+
+static void print_overview(FILE *f) {
+    fputs("Usage: " PROG " [-h|--help] [-V|--version] COMMAND [ARGS...]\n"
+          "\n"
+          "Command line of retriever, the download engine and daemon.\n"
+          "\n"
+          "Commands:\n"
+          "  download   download URLs to files ('" PROG " download --help')\n"
+          "  help       show the help of a command: " PROG " help download\n"
+          "\n"
+          "Options:\n"
+          "  -h, --help     show this help and exit\n"
+          "  -V, --version  show the version and exit\n",
+          f);
+    print_exit_codes(f);
+}
+
+bool rvc_cli_help(FILE *f, const char *topic) {
+    if (!topic)
+        print_overview(f);
+    else if (strcmp(topic, "download") == 0)
+        print_download_help(f);
+    else
+        return false;
+    return true;
+}
+
+void rvc_cli_version(FILE *f) {
+    fputs(PROG " " RETRIEVER_VERSION "\n", f);
+}

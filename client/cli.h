@@ -1,0 +1,85 @@
+/* cli.h — parsing retrieverctl's command line into an rvc_cmd, and the help
+ * text generated from the same option table. Pure: no I/O except the
+ * explicit help/version printers, no global state (getopt is not used: its
+ * state is global).
+ *
+ * Grammar:
+ *   retrieverctl [-h|--help] [-V|--version] COMMAND [ARGS...]
+ *   retrieverctl help [COMMAND]
+ *   retrieverctl download [OPTIONS] URL...
+ * Options and URLs may be mixed; "--" ends the options. Long options take
+ * their value as "--name=value" or "--name value", short ones as "-c4" or
+ * "-c 4"; short flags can be bundled ("-qc4"). Long option names must be
+ * spelled out in full.
+ */
+#ifndef RVC_CLI_H
+#define RVC_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Limits on what one command line may ask for. */
+#define RVC_MAX_URLS 10000
+#define RVC_MAX_HEADERS 64
+#define RVC_MAX_HEADER_LEN 8192
+#define RVC_MAX_CONNECTIONS 64
+#define RVC_MAX_RETRIES 100
+#define RVC_MAX_TIMEOUT_S 86400
+#define RVC_MIN_CHUNK_SIZE (64 * 1024) /* smaller ranges cost more in requests than they gain */
+
+typedef enum rvc_verb {
+    RVC_VERB_HELP = 1, /* print help for help_topic, exit 0 */
+    RVC_VERB_VERSION,  /* print the version, exit 0 */
+    RVC_VERB_DOWNLOAD, /* run dl */
+} rvc_verb;
+
+typedef struct rvc_download_opts {
+    bool local;                  /* --local */
+    unsigned connections;        /* -c; 0: engine default, else 1..RVC_MAX_CONNECTIONS */
+    uint64_t chunk_size;         /* --chunk-size; 0: engine default */
+    const char *output;          /* -o; NULL when absent; borrowed from argv */
+    const char *dir;             /* -d; NULL when absent; borrowed from argv */
+    char sha256[65];             /* --sha256 in lower case; "" when absent */
+    bool json;                   /* --json */
+    bool quiet;                  /* -q: errors only on stderr */
+    bool no_progress;            /* --no-progress: no progress bar or lines */
+    int retries;                 /* --retries; -1: engine default, else 0..RVC_MAX_RETRIES */
+    unsigned connect_timeout_ms; /* 0: engine default */
+    unsigned stall_timeout_ms;   /* 0: engine default */
+    const char **headers;        /* --header lines; array owned, strings borrowed */
+    size_t n_headers;
+    const char **urls; /* array owned, strings borrowed from argv */
+    size_t n_urls;
+} rvc_download_opts;
+
+typedef struct rvc_cmd {
+    rvc_verb verb;
+    const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, or "download" */
+    rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD only */
+} rvc_cmd;
+
+/* Parse argv[1..argc-1] (argv[0] is ignored). argv must outlive *ret: the
+ * result borrows its strings.
+ *
+ * RV_OK: *ret is filled; release it with rvc_cmd_done.
+ * RV_E_INVALID_ARGUMENT: a usage error; *ret_error is a malloc'd message,
+ *   owned by the caller: one line saying what is wrong, then a line
+ *   pointing at the relevant --help; no "retrieverctl: " prefix and no final
+ *   newline.
+ * RV_E_NOMEM.
+ * Nothing is written to *ret or *ret_error except as stated. */
+int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error);
+
+/* Free what *c owns; c may be a zeroed struct. */
+void rvc_cmd_done(rvc_cmd *c);
+
+/* The help for topic (NULL: the overview; "download") to f. false when
+ * there is no such topic (nothing is printed then). */
+bool rvc_cli_help(FILE *f, const char *topic);
+
+/* One line: "retrieverctl VERSION". */
+void rvc_cli_version(FILE *f);
+
+#endif

@@ -1,0 +1,681 @@
+/* local.c — run downloads with the engine in this process. */
+#include "local.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "exitcode.h"
+#include "fmt.h"
+#include "json.h"
+#include "progress.h"
+#include "retriever/retriever.h"
+#include "sigwatch.h"
+
+#define PROG "retrieverctl"
+#define MSG_MAX (64 * 1024)     /* longest message line we build */
+#define MAX_PENDING_RETRIES 256 /* retry events queued between two performs */
+#define IDLE_TIMEOUT_MS 1000    /* perform timeout when no progress is drawn */
+
+/* One URL of the command line. */
+struct item {
+    const char *url;     /* borrowed from argv */
+    char *path;          /* owned: the destination; NULL when none could be derived */
+    rv_object *obj;      /* owned by the engine; NULL when not added */
+    int reject;          /* rv_error when rejected before any download, else RV_OK */
+    char *reject_detail; /* owned; NULL when none */
+    bool reported;       /* its final line (and JSON) is out */
+    char *retry_reason;  /* owned: reason of the last retry (the view points here) */
+};
+
+/* A retry seen by the hook, printed after perform returns. */
+struct retry_event {
+    size_t item;
+    unsigned attempt;
+    uint64_t offset;
+    uint64_t wait_ms;
+    char *reason; /* owned */
+};
+
+struct run {
+    const rvc_download_opts *o; /* borrowed */
+    FILE *out, *err;            /* borrowed */
+    bool err_tty;
+    bool out_tty;
+
+    rv_engine *engine;        /* owned */
+    rvc_progress *progress;   /* owned */
+    rvc_sigwatch *sigwatch;   /* owned */
+    struct item *items;       /* owned, n entries; never moves (hooks hold pointers) */
+    rvc_progress_item *views; /* owned, n entries: views[i] describes items[i] */
+    size_t n;
+
+    struct retry_event *retries; /* owned, up to MAX_PENDING_RETRIES */
+    size_t n_retries;
+    size_t retries_dropped;
+
+    rvc_buf msg; /* scratch for one message line */
+    uint64_t start_ms;
+    int run_error;         /* rv_error that ended the run early (perform failed) */
+    int signo;             /* the signal that interrupted the run, 0 if none */
+    bool finished_pending; /* an object became terminal since the last scan */
+    size_t n_reported;     /* items whose final line is out */
+    bool out_failed;       /* writing to `out` failed (reported once) */
+};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------
+ * Output
+ * ------------------------------------------------------------------------ */
+
+/* Print the message built in r->msg as one line of err (above any progress). */
+static void emit_msg(struct run *r) {
+    if (rvc_buf_error(&r->msg) != RV_OK) {
+        rvc_buf_reset(&r->msg);
+        rvc_buf_puts(&r->msg, PROG ": (message too long to show)");
+    }
+    if (r->progress)
+        rvc_progress_print(r->progress, rvc_buf_str(&r->msg));
+    else
+        fprintf(r->err, "%s\n", rvc_buf_str(&r->msg));
+    rvc_buf_reset(&r->msg);
+}
+
+/* "retrieverctl: 'URL': message (detail)" — the one error format. */
+static void emit_error(struct run *r, const char *url, const char *message, const char *detail) {
+    rvc_buf_puts(&r->msg, PROG ": '");
+    rvc_sanitize(&r->msg, url, MSG_MAX / 4);
+    rvc_buf_puts(&r->msg, "': ");
+    rvc_sanitize(&r->msg, message, MSG_MAX / 4);
+    if (detail && *detail) {
+        rvc_buf_puts(&r->msg, " (");
+        rvc_sanitize(&r->msg, detail, MSG_MAX / 4);
+        rvc_buf_putc(&r->msg, ')');
+    }
+    emit_msg(r);
+}
+
+/* One --json line to out. */
+static void emit_json(struct run *r, const rvc_json_result *res) {
+    rvc_buf line;
+    rvc_buf_init(&line, MSG_MAX * 4);
+    int e = rvc_json_result_line(&line, res);
+    if (e != RV_OK) {
+        /* Only an absurdly long URL gets here: keep the schema, drop it. */
+        rvc_json_result shorter = *res;
+        shorter.url = "(too long to show)";
+        shorter.path = NULL;
+        shorter.detail = NULL;
+        rvc_buf_reset(&line);
+        e = rvc_json_result_line(&line, &shorter);
+    }
+    if (r->out_tty)
+        rvc_progress_clear(r->progress); /* stdout shares the terminal */
+    if (e == RV_OK && !r->out_failed &&
+        (fwrite(line.data, 1, line.len, r->out) != line.len || fflush(r->out) != 0)) {
+        r->out_failed = true;
+        rvc_buf_printf(&r->msg, PROG ": cannot write to standard output: %s", strerror(errno));
+        emit_msg(r);
+    }
+    rvc_buf_done(&line);
+}
+
+/* ------------------------------------------------------------------------
+ * Hooks: record only (they run inside rv_engine_perform and must not block)
+ * ------------------------------------------------------------------------ */
+
+static size_t item_index(struct run *r, rv_object *obj) {
+    return (size_t)((struct item *)rv_object_user_data(obj) - r->items);
+}
+
+static void hook_state(void *ud, rv_object *obj, rv_state state) {
+    struct run *r = ud;
+    r->views[item_index(r, obj)].state = state;
+    if (rv_state_is_terminal(state))
+        r->finished_pending = true;
+}
+
+static void hook_progress(void *ud, rv_object *obj, const rv_progress *p) {
+    struct run *r = ud;
+    r->views[item_index(r, obj)].p = *p;
+}
+
+static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
+    struct run *r = ud;
+    size_t i = item_index(r, obj);
+    struct item *it = &r->items[i];
+    rvc_progress_item *v = &r->views[i];
+    const char *reason = info->reason ? info->reason : rv_strerror(info->error);
+
+    v->retries++;
+    v->retry_attempt = info->attempt;
+    v->retry_until_ms = now_ms() + info->wait_ms;
+    char *copy = strdup(reason);
+    if (copy) {
+        free(it->retry_reason);
+        it->retry_reason = copy;
+    }
+    v->retry_reason = it->retry_reason;
+
+    /* Queue a line for the plain renderer (and --no-progress). */
+    if (r->o->quiet || rvc_progress_get_mode(r->progress) == RVC_PROGRESS_TTY)
+        return;
+    char *ev_reason = strdup(reason);
+    if (!ev_reason || r->n_retries == MAX_PENDING_RETRIES) {
+        free(ev_reason);
+        r->retries_dropped++;
+        return;
+    }
+    r->retries[r->n_retries++] = (struct retry_event){
+        .item = i,
+        .attempt = info->attempt,
+        .offset = info->offset,
+        .wait_ms = info->wait_ms,
+        .reason = ev_reason,
+    };
+}
+
+static void flush_retry_events(struct run *r) {
+    for (size_t k = 0; k < r->n_retries; k++) {
+        struct retry_event *ev = &r->retries[k];
+        char w[RVC_FMT_MAX];
+        rvc_fmt_elapsed((double)ev->wait_ms / 1000.0, w);
+        rvc_buf_puts(&r->msg, "retry: '");
+        rvc_sanitize(&r->msg, r->views[ev->item].name, MSG_MAX / 4);
+        rvc_buf_printf(&r->msg, "' retry %u in %s, from byte %llu: ", ev->attempt, w,
+                       (unsigned long long)ev->offset);
+        rvc_sanitize(&r->msg, ev->reason, MSG_MAX / 4);
+        emit_msg(r);
+        free(ev->reason);
+    }
+    r->n_retries = 0;
+    if (r->retries_dropped) {
+        rvc_buf_printf(&r->msg, "retry: (%zu more retries not shown)", r->retries_dropped);
+        emit_msg(r);
+        r->retries_dropped = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Phase 1: destinations and validation
+ * ------------------------------------------------------------------------ */
+
+/* The destination for url: -o FILE, DIR/NAME, or NAME in the current
+ * directory. On success *ret is malloc'd (caller frees). */
+static int destination(const rvc_download_opts *o, const char *url, char **ret) {
+    char *name = NULL;
+    int e;
+
+    if (o->output) {
+        *ret = strdup(o->output);
+        return *ret ? RV_OK : RV_E_NOMEM;
+    }
+    e = rv_default_filename(url, &name);
+    if (e != RV_OK)
+        return e;
+    if (!o->dir) {
+        *ret = name;
+        return RV_OK;
+    }
+    size_t dl = strlen(o->dir);
+    bool slash = dl > 0 && o->dir[dl - 1] == '/';
+    char *path = NULL;
+    if (asprintf(&path, "%s%s%s", o->dir, slash ? "" : "/", name) < 0)
+        path = NULL;
+    free(name);
+    if (!path)
+        return RV_E_NOMEM;
+    *ret = path;
+    return RV_OK;
+}
+
+/* Why rv_engine_add refused item i: a detail naming the destination (and,
+ * for a conflict, the other URL). malloc'd or NULL. */
+static char *reject_detail(const struct run *r, size_t i, int e) {
+    const struct item *it = &r->items[i];
+    rvc_buf b;
+    char *s = NULL;
+    rvc_buf_init(&b, MSG_MAX);
+    switch (e) {
+    case RV_E_DEST_CONFLICT:
+        rvc_buf_printf(&b, "destination '%s'", it->path);
+        for (size_t k = 0; k < i; k++) {
+            if (r->items[k].path && strcmp(r->items[k].path, it->path) == 0) {
+                rvc_buf_printf(&b, " is also the destination of '%s'", r->items[k].url);
+                break;
+            }
+        }
+        break;
+    case RV_E_INVALID_ARGUMENT:
+        /* The URL and destination passed their checks; what remains are
+         * the request's extra fields. */
+        rvc_buf_puts(&b, r->o->n_headers ? "the engine refused a --header value (it sets Range, "
+                                           "If-Range, If-Match, Host, Content-Length and "
+                                           "similar headers itself)"
+                                         : "the engine refused the request");
+        break;
+    case RV_E_DEST_IS_DIR:
+    case RV_E_DEST_UNWRITABLE:
+    case RV_E_NO_SPACE:
+    case RV_E_TOO_LARGE:
+    case RV_E_IO:
+        rvc_buf_printf(&b, "destination '%s'", it->path);
+        break;
+    default:
+        break;
+    }
+    if (b.len && rvc_buf_error(&b) == RV_OK)
+        rvc_buf_steal(&b, &s);
+    rvc_buf_done(&b);
+    return s;
+}
+
+/* Give every URL a destination and add it to the engine. Returns the number
+ * of URLs rejected (each reported), or sets r->run_error on failures that
+ * are not any one URL's. */
+static size_t add_all(struct run *r) {
+    size_t rejected = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        struct item *it = &r->items[i];
+        int e = destination(r->o, it->url, &it->path);
+        r->views[i].name = it->path ? it->path : it->url;
+        if (e == RV_E_NOMEM) {
+            r->run_error = e;
+            return rejected;
+        }
+        if (e != RV_OK) {
+            /* rv_default_filename cannot tell a malformed URL from one
+             * whose path has no file name: say both. */
+            it->reject = e;
+            it->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
+                                       "use -o FILE to name the output");
+            emit_error(r, it->url, "cannot name the output file after this URL", it->reject_detail);
+            rejected++;
+            continue;
+        }
+        rv_request req = {
+            .url = it->url,
+            .dest_path = it->path,
+            .sha256_hex = r->o->sha256[0] ? r->o->sha256 : NULL,
+            .headers = r->o->headers,
+            .n_headers = r->o->n_headers,
+            .user_data = it,
+        };
+        e = rv_engine_add(r->engine, &req, &it->obj);
+        if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {
+            r->run_error = e;
+            return rejected;
+        }
+        if (e != RV_OK) {
+            it->obj = NULL;
+            it->reject = e;
+            it->reject_detail = reject_detail(r, i, e);
+            emit_error(r, it->url, rv_strerror(e), it->reject_detail);
+            rejected++;
+            continue;
+        }
+        r->views[i].state = rv_object_state(it->obj);
+    }
+    return rejected;
+}
+
+/* After a rejection: one JSON line per URL, in command-line order. */
+static void report_rejected_run(struct run *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        struct item *it = &r->items[i];
+        if (!r->o->json)
+            continue;
+        rvc_json_result res = {
+            .url = it->url,
+            .path = it->path,
+            .state = it->reject != RV_OK ? "rejected" : "cancelled",
+            .error = it->reject != RV_OK ? it->reject : RV_E_CANCELLED,
+            .detail =
+                it->reject != RV_OK ? it->reject_detail : "not started: another URL was rejected",
+        };
+        emit_json(r, &res);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Phase 2: the run loop
+ * ------------------------------------------------------------------------ */
+
+/* Report item i, which just reached a terminal state. */
+static void report_final(struct run *r, size_t i) {
+    struct item *it = &r->items[i];
+    rv_state st = rv_object_state(it->obj);
+    int err = rv_object_error(it->obj);
+    const char *detail = rv_object_error_detail(it->obj);
+    rv_progress p;
+    rv_object_progress(it->obj, &p);
+    double secs = rv_object_seconds(it->obj);
+
+    r->views[i].state = st;
+    r->views[i].p = p;
+    r->views[i].retries = rv_object_retries(it->obj);
+    r->views[i].retry_until_ms = 0;
+    it->reported = true;
+
+    if (st == RV_STATE_DONE && !r->o->quiet) {
+        char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+        rvc_fmt_size(p.bytes_done, size);
+        rvc_fmt_elapsed(secs, el);
+        rvc_fmt_rate(secs > 0 ? (double)p.bytes_done / secs : 0, rate);
+        rvc_buf_puts(&r->msg, "done: '");
+        rvc_sanitize(&r->msg, it->path, MSG_MAX / 4);
+        rvc_buf_printf(&r->msg, "' %s in %s (%s)", size, el, rate);
+        if (r->views[i].retries)
+            rvc_buf_printf(&r->msg, ", %u %s", r->views[i].retries,
+                           r->views[i].retries == 1 ? "retry" : "retries");
+        if (r->o->sha256[0])
+            rvc_buf_puts(&r->msg, ", sha256 verified");
+        emit_msg(r);
+    } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
+        emit_error(r, it->url, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
+    }
+
+    if (r->o->json) {
+        rvc_json_result res = {
+            .url = it->url,
+            .path = it->path,
+            .state = rv_state_name(st),
+            .bytes = p.bytes_done,
+            .sha256 = st == RV_STATE_DONE ? rv_object_sha256_hex(it->obj) : NULL,
+            .seconds = secs,
+            .retries = r->views[i].retries,
+            .error = st == RV_STATE_DONE ? RV_OK : (err != RV_OK ? err : RV_E_INTERNAL),
+            .detail = detail,
+        };
+        emit_json(r, &res);
+    }
+}
+
+/* Report every item newly terminal, in command-line order. */
+static void collect_finished(struct run *r) {
+    r->finished_pending = false;
+    for (size_t i = 0; i < r->n; i++) {
+        struct item *it = &r->items[i];
+        if (!it->reported && rv_state_is_terminal(rv_object_state(it->obj))) {
+            report_final(r, i);
+            r->n_reported++;
+        }
+    }
+}
+
+static void cancel_all(struct run *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        struct item *it = &r->items[i];
+        if (!it->reported && !rv_state_is_terminal(rv_object_state(it->obj)))
+            rv_engine_cancel(r->engine, it->obj);
+    }
+}
+
+static void term_size(const struct run *r, unsigned *cols, unsigned *rows) {
+    struct winsize ws;
+    *cols = *rows = 0;
+    if (r->err_tty && ioctl(fileno(r->err), TIOCGWINSZ, &ws) == 0) {
+        *cols = ws.ws_col;
+        *rows = ws.ws_row;
+    }
+}
+
+static void run_loop(struct run *r) {
+    bool cancelled = false;
+    for (;;) {
+        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        unsigned active = 0;
+        int e = rv_engine_perform(r->engine, timeout < 0 ? IDLE_TIMEOUT_MS : timeout, &active);
+        if (e != RV_OK) {
+            rvc_buf_printf(&r->msg, PROG ": the download engine failed: %s", rv_strerror(e));
+            emit_msg(r);
+            r->run_error = e;
+        }
+        if (!cancelled && !r->run_error)
+            r->signo = rvc_sigwatch_received(r->sigwatch);
+        if (!cancelled && (r->run_error || r->signo)) {
+            /* Synchronous: every object is terminal when this returns (the
+             * contract does not promise on_state for it, so scan). */
+            cancel_all(r);
+            cancelled = true;
+            r->finished_pending = true;
+        }
+
+        flush_retry_events(r);
+        if (r->finished_pending)
+            collect_finished(r);
+        uint64_t now = now_ms();
+        if (rvc_progress_timeout_ms(r->progress, now) == 0) {
+            unsigned cols, rows;
+            term_size(r, &cols, &rows);
+            rvc_progress_render(r->progress, r->views, r->n, now, cols, rows, false);
+        }
+
+        if (r->n_reported == r->n || r->run_error)
+            break; /* after a failed perform, rv_engine_free cleans up the rest */
+        if (active == 0) {
+            /* The engine says nothing is left: trust the getters, not the
+             * hooks, then fail loudly rather than spin. */
+            collect_finished(r);
+            if (r->n_reported == r->n)
+                break;
+            rvc_buf_puts(&r->msg, PROG ": the engine stopped with downloads unfinished");
+            emit_msg(r);
+            r->run_error = RV_E_INTERNAL;
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Phase 3: the exit code and the summary
+ * ------------------------------------------------------------------------ */
+
+static int exit_code(const struct run *r) {
+    if (r->signo)
+        return rvc_exit_for_signal(r->signo);
+    if (r->run_error)
+        return rvc_exit_code(r->run_error);
+    /* A rejected URL means nothing ran: the first rejected one decides. */
+    for (size_t i = 0; i < r->n; i++)
+        if (r->items[i].reject != RV_OK)
+            return rvc_exit_code(r->items[i].reject);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct item *it = &r->items[i];
+        if (rv_object_state(it->obj) != RV_STATE_DONE) {
+            int e = rv_object_error(it->obj);
+            return rvc_exit_code(e != RV_OK ? e : RV_E_INTERNAL);
+        }
+    }
+    return r->out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
+}
+
+static void summary(struct run *r) {
+    size_t done = 0, failed = 0, cancelled = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        switch (r->views[i].state) {
+        case RV_STATE_DONE:
+            done++;
+            bytes += r->views[i].p.bytes_done;
+            break;
+        case RV_STATE_CANCELLED:
+            cancelled++;
+            break;
+        default:
+            failed++;
+            break;
+        }
+    }
+    if (r->signo) {
+        rvc_buf_printf(&r->msg,
+                       PROG ": interrupted by %s; cancelled %zu unfinished download%s and removed "
+                            "%s temporary files",
+                       r->signo == SIGINT ? "SIGINT" : "SIGTERM", cancelled,
+                       cancelled == 1 ? "" : "s", cancelled == 1 ? "its" : "their");
+        emit_msg(r);
+    }
+    if (r->o->quiet || r->n < 2)
+        return;
+    double secs = (double)(now_ms() - r->start_ms) / 1000.0;
+    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+    rvc_fmt_size(bytes, size);
+    rvc_fmt_elapsed(secs, el);
+    rvc_fmt_rate(secs > 0 ? (double)bytes / secs : 0, rate);
+    rvc_buf_printf(&r->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", done,
+                   failed, cancelled, size, el, rate);
+    emit_msg(r);
+}
+
+/* ------------------------------------------------------------------------
+ * Entry point
+ * ------------------------------------------------------------------------ */
+
+static rvc_progress_mode pick_mode(const rvc_download_opts *o, bool err_tty) {
+    if (o->quiet || o->no_progress)
+        return RVC_PROGRESS_NONE;
+    const char *term = getenv("TERM");
+    if (err_tty && !(term && strcmp(term, "dumb") == 0))
+        return RVC_PROGRESS_TTY;
+    return RVC_PROGRESS_PLAIN;
+}
+
+static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_progress_mode mode) {
+    rv_config_init(cfg);
+    if (o->connections) {
+        cfg->max_connections_per_object = o->connections;
+        if (cfg->max_connections < o->connections)
+            cfg->max_connections = o->connections;
+        if (cfg->max_connections_per_host < o->connections)
+            cfg->max_connections_per_host = o->connections;
+    }
+    if (o->chunk_size) {
+        cfg->chunk_size = o->chunk_size;
+        if (cfg->min_chunk_size > o->chunk_size)
+            cfg->min_chunk_size = o->chunk_size;
+    }
+    if (o->retries >= 0)
+        cfg->max_attempts = (unsigned)o->retries + 1;
+    if (o->connect_timeout_ms)
+        cfg->connect_timeout_ms = o->connect_timeout_ms;
+    if (o->stall_timeout_ms)
+        cfg->stall_timeout_ms = o->stall_timeout_ms;
+    if (o->json)
+        cfg->compute_sha256 = true; /* the JSON line carries every file's digest */
+    if (mode == RVC_PROGRESS_TTY)
+        cfg->progress_interval_ms = RVC_PROGRESS_TTY_MS;
+}
+
+int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
+    struct run r = {
+        .o = o,
+        .out = out,
+        .err = err,
+        .err_tty = isatty(fileno(err)) == 1,
+        .out_tty = isatty(fileno(out)) == 1,
+        .n = o->n_urls,
+        .start_ms = now_ms(),
+    };
+    rv_hooks hooks = {
+        .on_state = hook_state,
+        .on_progress = hook_progress,
+        .on_retry = hook_retry,
+    };
+    rv_config cfg;
+    rvc_progress_mode mode = pick_mode(o, r.err_tty);
+    int code;
+    int e;
+
+    rvc_buf_init(&r.msg, MSG_MAX);
+    config_from_opts(&cfg, o, mode);
+    cfg.hooks = &hooks;
+    cfg.hooks_ud = &r;
+
+    r.items = calloc(r.n, sizeof(*r.items));
+    r.views = calloc(r.n, sizeof(*r.views));
+    r.retries = calloc(MAX_PENDING_RETRIES, sizeof(*r.retries));
+    e = r.items && r.views && r.retries ? RV_OK : RV_E_NOMEM;
+    if (e == RV_OK)
+        e = rvc_progress_new(mode, err, r.start_ms, &r.progress);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto finish;
+    }
+    for (size_t i = 0; i < r.n; i++)
+        r.items[i].url = o->urls[i];
+
+    e = rv_engine_new(&cfg, &r.engine);
+    if (e != RV_OK) {
+        rvc_buf_printf(&r.msg, PROG ": cannot start the download engine: %s", rv_strerror(e));
+        if (e == RV_E_INVALID_ARGUMENT)
+            rvc_buf_puts(&r.msg, " (check the option values)");
+        emit_msg(&r);
+        code = rvc_exit_code(e);
+        goto finish;
+    }
+
+    /* Phase 1. */
+    size_t rejected = add_all(&r);
+    if (r.run_error) {
+        rvc_buf_printf(&r.msg, PROG ": %s", rv_strerror(r.run_error));
+        emit_msg(&r);
+        code = rvc_exit_code(r.run_error);
+        goto finish;
+    }
+    if (rejected) {
+        if (r.n > 1) {
+            rvc_buf_printf(&r.msg, PROG ": nothing downloaded: %zu of %zu URLs rejected", rejected,
+                           r.n);
+            emit_msg(&r);
+        }
+        report_rejected_run(&r);
+        code = exit_code(&r);
+        goto finish;
+    }
+
+    /* Phase 2. */
+    e = rvc_sigwatch_start(r.engine, &r.sigwatch);
+    if (e != RV_OK) {
+        rvc_buf_printf(&r.msg, PROG ": cannot watch for signals: %s", rv_strerror(e));
+        emit_msg(&r);
+        code = rvc_exit_code(e);
+        goto finish;
+    }
+    run_loop(&r);
+    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
+    rvc_progress_end(r.progress);
+
+    /* Phase 3. */
+    summary(&r);
+    code = exit_code(&r);
+
+finish:
+    /* The engine goes before the items: freeing it cancels whatever is left
+     * (removing temporary files) and may still run hooks that touch items. */
+    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
+    r.engine = rv_engine_free(r.engine);
+    r.progress = rvc_progress_free(r.progress);
+    for (size_t i = 0; r.items && i < r.n; i++) {
+        free(r.items[i].path);
+        free(r.items[i].reject_detail);
+        free(r.items[i].retry_reason);
+    }
+    for (size_t k = 0; r.retries && k < r.n_retries; k++)
+        free(r.retries[k].reason);
+    free(r.items);
+    free(r.views);
+    free(r.retries);
+    rvc_buf_done(&r.msg);
+    return code;
+}

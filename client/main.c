@@ -1,0 +1,60 @@
+/* main.c — retrieverctl: parse, dispatch, return. Everything else lives in
+ * retrieverctl_core, which the tests link too. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "exitcode.h"
+#include "local.h"
+#include "retriever/rv_error.h"
+
+int main(int argc, char **argv) {
+    rvc_cmd cmd;
+    char *error = NULL;
+    int code;
+
+    /* A closed stdout (--json | head -1) must be a write error, not death. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int r = rvc_cli_parse(argc, argv, &cmd, &error);
+    if (r == RV_E_INVALID_ARGUMENT) {
+        fprintf(stderr, "retrieverctl: %s\n", error);
+        free(error);
+        return RVC_EXIT_USAGE;
+    }
+    if (r != RV_OK) {
+        fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));
+        return rvc_exit_code(r);
+    }
+
+    switch (cmd.verb) {
+    case RVC_VERB_HELP:
+        rvc_cli_help(stdout, cmd.help_topic);
+        code = RVC_EXIT_OK;
+        break;
+    case RVC_VERB_VERSION:
+        rvc_cli_version(stdout);
+        code = RVC_EXIT_OK;
+        break;
+    case RVC_VERB_DOWNLOAD:
+        if (!cmd.dl.local) {
+            fputs("retrieverctl: the daemon mode is not available yet; pass --local to download "
+                  "in this process\n",
+                  stderr);
+            code = RVC_EXIT_USAGE;
+        } else {
+            code = rvc_local_download(&cmd.dl, stdout, stderr);
+        }
+        break;
+    default:
+        code = RVC_EXIT_INTERNAL;
+        break;
+    }
+    rvc_cmd_done(&cmd);
+    if (fflush(stdout) != 0 && code == RVC_EXIT_OK) {
+        perror("retrieverctl: cannot write to standard output");
+        code = RVC_EXIT_LOCAL;
+    }
+    return code;
+}

@@ -1,0 +1,39 @@
+/* utf8.c — strict UTF-8 decoding of one sequence. */
+#include "utf8.h"
+
+size_t rvc_utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp) {
+    uint32_t cp;
+    size_t len;
+    uint32_t min;
+
+    if (s[0] < 0x80) {
+        *ret_cp = s[0];
+        return 1;
+    }
+    if ((s[0] & 0xE0) == 0xC0) {
+        cp = s[0] & 0x1F;
+        len = 2;
+        min = 0x80;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        cp = s[0] & 0x0F;
+        len = 3;
+        min = 0x800;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        cp = s[0] & 0x07;
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0; /* continuation byte or 0xF8..0xFF */
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    *ret_cp = cp;
+    return len;
+}

@@ -1,0 +1,187 @@
+/* retriever.h — public API of libretriever, the download engine.
+ *
+ * The engine downloads objects (http://, https://, file://) to files with
+ * parallel ranged requests driven by one libcurl multi loop, retries
+ * transient failures, never mixes two versions of an object, verifies size
+ * and (optionally) sha256, and delivers each file atomically by renaming a
+ * temporary file into place.
+ *
+ * Threading: an engine and its objects belong to the thread that calls
+ * rv_engine_perform(). Every function here must be called on that thread,
+ * except rv_engine_wakeup(), which any thread may call. Hooks run on the
+ * engine thread from inside rv_engine_perform() and must not block; they may
+ * call rv_engine_cancel() and the rv_object_* getters, and nothing else.
+ *
+ * Ownership: strings passed in are copied; the caller keeps its own. Strings
+ * returned by getters are owned by the object and stay valid until the object
+ * is released (rv_engine_release) or the engine is freed.
+ */
+#ifndef RETRIEVER_H
+#define RETRIEVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rv_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rv_engine rv_engine;
+typedef struct rv_object rv_object;
+
+/* Object lifecycle. Every transition goes through one function in the
+ * engine; terminal states (DONE, FAILED, CANCELLED) are final.
+ *
+ *   state        what holds
+ *   QUEUED       accepted; nothing created on disk yet
+ *   RESOLVING    temporary file exists; first request in flight to learn
+ *                size, validator and range support
+ *   DOWNLOADING  size known (or streaming an unknown size); transfers run
+ *   VERIFYING    all bytes written; size and digest being checked
+ *   DONE         file renamed into place under its final name; digest known
+ *   FAILED       temporary file removed; final name untouched
+ *   CANCELLED    as FAILED, by the caller's request
+ */
+typedef enum rv_state {
+    RV_STATE_QUEUED = 0,
+    RV_STATE_RESOLVING,
+    RV_STATE_DOWNLOADING,
+    RV_STATE_VERIFYING,
+    RV_STATE_DONE,
+    RV_STATE_FAILED,
+    RV_STATE_CANCELLED,
+} rv_state;
+
+const char *rv_state_name(rv_state s); /* "queued", "done", ...; static */
+bool rv_state_is_terminal(rv_state s);
+
+/* What to do when the origin's object changes during a download (its
+ * validator no longer matches). Either way the old bytes are never mixed with
+ * the new: RESTART discards them and starts over (bounded number of times),
+ * FAIL fails the object with RV_E_CHANGED. */
+typedef enum rv_change_policy {
+    RV_CHANGE_RESTART = 0,
+    RV_CHANGE_FAIL,
+} rv_change_policy;
+
+typedef struct rv_progress {
+    uint64_t bytes_done;  /* bytes written and accounted, including resumed */
+    uint64_t bytes_total; /* 0 when total_known is false */
+    bool total_known;
+    double rate_bps;      /* recent rate, bytes per second */
+} rv_progress;
+
+typedef struct rv_retry_info {
+    uint64_t offset;      /* where the retried range resumes */
+    unsigned attempt;     /* 1 for the first retry */
+    int error;            /* rv_error of the failure being retried */
+    long http_status;     /* 0 when the failure was not an HTTP status */
+    uint64_t wait_ms;     /* delay before the retry starts */
+    const char *reason;   /* human-readable; valid during the call only */
+} rv_retry_info;
+
+/* Hooks: stateless callbacks run on the engine thread. Any may be NULL. */
+typedef struct rv_hooks {
+    void (*on_state)(void *ud, rv_object *obj, rv_state state);
+    void (*on_progress)(void *ud, rv_object *obj, const rv_progress *p);
+    void (*on_chunk_done)(void *ud, rv_object *obj, uint64_t offset, uint64_t length);
+    void (*on_retry)(void *ud, rv_object *obj, const rv_retry_info *r);
+} rv_hooks;
+
+typedef struct rv_config {
+    unsigned max_connections;            /* all objects together */
+    unsigned max_connections_per_host;   /* per scheme://host:port */
+    unsigned max_connections_per_object;
+    uint64_t chunk_size;                 /* bytes; largest range per request */
+    uint64_t min_chunk_size;             /* smallest range worth its own request */
+    unsigned max_attempts;               /* per range, first try included */
+    unsigned backoff_base_ms;            /* full jitter: U(0, min(max, base*2^n)) */
+    unsigned backoff_max_ms;
+    unsigned retry_after_cap_ms;         /* longer Retry-After fails the object */
+    unsigned stall_timeout_ms;           /* no bytes for this long: retry */
+    unsigned connect_timeout_ms;
+    unsigned max_redirects;
+    unsigned max_restarts;               /* RV_CHANGE_RESTART bound per object */
+    rv_change_policy on_change;
+    unsigned progress_interval_ms;       /* minimum gap between progress hooks */
+    bool compute_sha256;                 /* digest every object (always done when a
+                                            request carries sha256_hex) */
+    const char *user_agent;              /* copied; NULL for the default */
+    const rv_hooks *hooks;               /* copied */
+    void *hooks_ud;
+} rv_config;
+
+/* Fill *cfg with the defaults (see docs/engine.md for why each is what it
+ * is). Callers change fields after this, never build an rv_config from
+ * scratch, so new fields get sane defaults. */
+void rv_config_init(rv_config *cfg);
+
+/* Bytes, with an optional K, M, G or T suffix (powers of 1024): "4M". */
+int rv_parse_size(const char *s, uint64_t *ret);
+
+typedef struct rv_request {
+    const char *url;           /* required */
+    const char *dest_path;     /* required: the final file name */
+    const char *sha256_hex;    /* optional: 64 hex digits to verify against */
+    const char *const *headers;/* optional: "Name: value" lines sent on every request */
+    size_t n_headers;
+    void *user_data;           /* returned by rv_object_user_data */
+} rv_request;
+
+/* Create an engine. On success *ret owns it; free with rv_engine_free. */
+int rv_engine_new(const rv_config *cfg, rv_engine **ret);
+
+/* Cancel everything, remove temporary files, free all objects. NULL is fine.
+ * Returns NULL. */
+rv_engine *rv_engine_free(rv_engine *e);
+
+/* Validate and queue a download. Checks the URL, the scheme and the
+ * destination at once (bad input fails here and creates nothing). On
+ * success *ret is the object, owned by the engine. */
+int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret);
+
+/* Cancel an object: all its transfers stop before this returns, its
+ * temporary file is removed, and its state becomes CANCELLED. Cancelling an
+ * object in a terminal state does nothing. */
+int rv_engine_cancel(rv_engine *e, rv_object *obj);
+
+/* Drive the engine: wait up to timeout_ms for network activity, a due retry
+ * or a wake-up, then do all work that is ready. *ret_active (optional) is
+ * the number of objects not yet in a terminal state. */
+int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active);
+
+/* Make a blocked rv_engine_perform() return early. Thread-safe. */
+int rv_engine_wakeup(rv_engine *e);
+
+/* Free a terminal object. Its pointer and strings become invalid. */
+int rv_engine_release(rv_engine *e, rv_object *obj);
+
+/* Getters; valid on the engine thread while the object lives. */
+rv_state rv_object_state(const rv_object *obj);
+int rv_object_error(const rv_object *obj);              /* RV_OK unless FAILED/CANCELLED */
+const char *rv_object_error_detail(const rv_object *obj); /* never NULL; "" when no error */
+const char *rv_object_url(const rv_object *obj);
+const char *rv_object_path(const rv_object *obj);
+void rv_object_progress(const rv_object *obj, rv_progress *ret);
+const char *rv_object_sha256_hex(const rv_object *obj);  /* set when DONE, else NULL */
+double rv_object_seconds(const rv_object *obj);          /* from start to terminal (or now) */
+unsigned rv_object_retries(const rv_object *obj);
+void *rv_object_user_data(const rv_object *obj);
+
+/* The file name a download of url gets in a destination directory: the
+ * last path segment, percent-decoded. RV_E_BAD_URL when the URL has none or
+ * it is unsafe ("", ".", "..", contains '/'). On success *ret is malloc'd and
+ * owned by the caller. */
+int rv_default_filename(const char *url, char **ret);
+
+/* Whether the engine knows how to fetch URLs of this scheme ("https"). */
+bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,893 @@
+/* engine.c — the engine: objects, their lifecycle, range planning, retry
+ * decisions, scheduling under connection limits, and the perform loop.
+ *
+ * One libcurl multi handle drives every transfer of every object on the
+ * thread that calls rv_engine_perform(). Per call:
+ *   1. wait (curl_multi_poll) for network activity, a due retry, a wake-up,
+ *      or not at all when CPU work is pending;
+ *   2. curl_multi_perform: callbacks write bytes and record verdicts;
+ *   3. finish completed transfers (retry, fail, complete ranges);
+ *   4. attend to objects whose callbacks left work (failures, resolution);
+ *   5. schedule: start objects and ranges as limits allow, copy file://
+ *      slices, advance digests, verify and deliver finished objects;
+ *   6. emit progress hooks.
+ *
+ * Object state transitions (all through rv_object_set_state):
+ *   QUEUED -> RESOLVING -> DOWNLOADING -> VERIFYING -> DONE
+ *   DOWNLOADING -> RESOLVING              (object changed: restart)
+ *   any non-terminal -> FAILED | CANCELLED
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+/* Largest share of one perform call spent digesting or copying, so the loop
+ * keeps serving the network. */
+#define WORK_BUDGET (8u << 20)
+#define SCRATCH_SIZE (256u << 10)
+#define MAX_HEADERS 100
+#define MAX_HEADER_LEN 8192
+/* Most ranges one object is split into; beyond it ranges grow instead. */
+#define MAX_CHUNKS (1u << 20)
+
+/* ----------------------------------------------------------------------- */
+/* Configuration                                                            */
+
+void rv_config_init(rv_config *cfg) {
+    /* Why these values: docs/engine.md, "Defaults". */
+    *cfg = (rv_config){
+        .max_connections = 64,
+        .max_connections_per_host = 16,
+        .max_connections_per_object = 16,
+        .chunk_size = 16u << 20,
+        .min_chunk_size = 1u << 20,
+        .max_attempts = 8,
+        .backoff_base_ms = 250,
+        .backoff_max_ms = 30000,
+        .retry_after_cap_ms = 120000,
+        .stall_timeout_ms = 30000,
+        .connect_timeout_ms = 15000,
+        .max_redirects = 10,
+        .max_restarts = 3,
+        .on_change = RV_CHANGE_RESTART,
+        .progress_interval_ms = 200,
+        .compute_sha256 = true,
+    };
+}
+
+int rv_parse_size(const char *s, uint64_t *ret) {
+    char *end = NULL;
+    unsigned shift = 0;
+
+    if (!s || !*s || *s == '-' || *s == '+')
+        return RV_E_INVALID_ARGUMENT;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s)
+        return RV_E_INVALID_ARGUMENT;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: return RV_E_INVALID_ARGUMENT;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+        return RV_E_INVALID_ARGUMENT;
+    *ret = (uint64_t)v << shift;
+    return RV_OK;
+}
+
+const char *rv_state_name(rv_state s) {
+    static const char *const names[] = {"queued", "resolving", "downloading", "verifying",
+                                        "done", "failed", "cancelled"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+bool rv_state_is_terminal(rv_state s) {
+    return s == RV_STATE_DONE || s == RV_STATE_FAILED || s == RV_STATE_CANCELLED;
+}
+
+uint64_t rv_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Engine                                                                   */
+
+int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
+    rv_engine *e = NULL;
+    int r = RV_E_INVALID_ARGUMENT;
+
+    if (!cfg || !ret || cfg->max_connections == 0 || cfg->max_connections_per_host == 0 ||
+        cfg->max_connections_per_object == 0 || cfg->chunk_size == 0 ||
+        cfg->min_chunk_size == 0 || cfg->min_chunk_size > cfg->chunk_size ||
+        cfg->max_attempts == 0)
+        goto fail;
+    r = RV_E_NOMEM;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        goto fail;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        goto fail;
+    e->cfg = *cfg;
+    e->cfg.hooks = NULL;
+    e->cfg.user_agent = NULL;
+    if (cfg->hooks)
+        e->hooks = *cfg->hooks;
+    e->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "retriever/" RV_VERSION);
+    e->buf_size = SCRATCH_SIZE;
+    e->buf = malloc(e->buf_size);
+    e->multi = curl_multi_init();
+    if (!e->user_agent || !e->buf || !e->multi)
+        goto fail;
+    /* Keep idle connections for reuse across ranges and objects. */
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections * 2);
+    rv_rng_seed(&e->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ rv_now_ms());
+    *ret = e;
+    return RV_OK;
+fail:
+    rv_engine_free(e);
+    return r;
+}
+
+static void object_free(rv_object *o);
+
+rv_engine *rv_engine_free(rv_engine *e) {
+    if (!e)
+        return NULL;
+    for (rv_object *o = e->head; o; o = o->next)
+        rv_engine_cancel(e, o);
+    while (e->head) {
+        rv_object *o = e->head;
+        e->head = o->next;
+        object_free(o);
+    }
+    while (e->free_xfers) {
+        rv_transfer *t = e->free_xfers;
+        e->free_xfers = t->next_free;
+        rv_http_pool_free(t);
+    }
+    for (size_t i = 0; i < e->n_hosts; i++)
+        rv_hostlimit_free(e->hosts[i]);
+    free(e->hosts);
+    if (e->multi)
+        curl_multi_cleanup(e->multi);
+    free(e->buf);
+    free(e->user_agent);
+    free(e);
+    curl_global_cleanup();
+    return NULL;
+}
+
+int rv_engine_wakeup(rv_engine *e) {
+    return curl_multi_wakeup(e->multi) == CURLM_OK ? RV_OK : RV_E_INTERNAL;
+}
+
+bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme) {
+    (void)e;
+    return rv_source_lookup(scheme) != NULL;
+}
+
+int rv_default_filename(const char *url, char **ret) {
+    rv_url *u = NULL;
+    int r = rv_url_parse(url, &u);
+    if (r == RV_OK)
+        r = rv_url_filename(u, ret);
+    rv_url_free(u);
+    return r;
+}
+
+static int engine_host(rv_engine *e, const char *key, rv_hostlimit **ret) {
+    for (size_t i = 0; i < e->n_hosts; i++)
+        if (strcmp(rv_hostlimit_key(e->hosts[i]), key) == 0) {
+            *ret = e->hosts[i];
+            return RV_OK;
+        }
+    rv_hostlimit **hosts = realloc(e->hosts, (e->n_hosts + 1) * sizeof(*hosts));
+    if (!hosts)
+        return RV_E_NOMEM;
+    e->hosts = hosts;
+    int r = rv_hostlimit_new(key, e->cfg.max_connections_per_host, &e->hosts[e->n_hosts]);
+    if (r != RV_OK)
+        return r;
+    *ret = e->hosts[e->n_hosts++];
+    return RV_OK;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Objects: creation and validation                                         */
+
+static void object_free(rv_object *o) {
+    if (!o)
+        return;
+    rv_outfile_discard(o);
+    if (o->src_fd >= 0)
+        close(o->src_fd);
+    free(o->url_in);
+    rv_url_free(o->url);
+    free(o->dest_path);
+    curl_slist_free_all(o->user_headers);
+    free(o->err_detail);
+    free(o->etag);
+    free(o->last_modified);
+    free(o->fetch_url);
+    free(o->chunks);
+    rv_sha256_free(o->hash);
+    free(o);
+}
+
+static bool is_hex64(const char *s) {
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+              (s[i] >= 'A' && s[i] <= 'F')))
+            return false;
+    return i == 64;
+}
+
+/* A header the caller may send: "Name: value", a token name, no line
+ * breaks, and not one the engine owns (Range and validators decide what
+ * bytes land where; letting a caller set them would break that). */
+static bool header_allowed(const char *h) {
+    static const char *const reserved[] = {"range", "if-range", "if-match", "if-none-match",
+                                           "if-modified-since", "if-unmodified-since",
+                                           "accept-encoding", "content-length", "host",
+                                           "transfer-encoding", "connection"};
+    const char *colon = strchr(h, ':');
+    size_t len = strlen(h);
+
+    if (!colon || colon == h || len > MAX_HEADER_LEN || strpbrk(h, "\r\n"))
+        return false;
+    for (const char *p = h; p < colon; p++)
+        if (*p <= ' ' || *p >= 127 || strchr("()<>@,;:\\\"/[]?={}", *p))
+            return false;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strlen(reserved[i]) == (size_t)(colon - h) &&
+            strncasecmp(h, reserved[i], (size_t)(colon - h)) == 0)
+            return false;
+    return true;
+}
+
+/* The destination must be a non-directory in a directory we can write. */
+static int check_destination(const char *path) {
+    struct stat st;
+    char *copy = NULL;
+    int r = RV_OK;
+
+    if (!path || !*path || path[strlen(path) - 1] == '/')
+        return path && *path ? RV_E_DEST_IS_DIR : RV_E_INVALID_ARGUMENT;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return RV_E_DEST_IS_DIR;
+    copy = strdup(path);
+    if (!copy)
+        return RV_E_NOMEM;
+    char *slash = strrchr(copy, '/');
+    const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
+    if (stat(dir, &st) != 0)
+        r = RV_E_DEST_UNWRITABLE;
+    else if (!S_ISDIR(st.st_mode))
+        r = RV_E_DEST_UNWRITABLE;
+    else if (access(dir, W_OK | X_OK) != 0)
+        r = RV_E_DEST_UNWRITABLE;
+    free(copy);
+    return r;
+}
+
+static bool same_destination(const rv_engine *e, const char *path) {
+    struct stat a, b;
+    bool exists = stat(path, &a) == 0;
+    for (const rv_object *o = e->head; o; o = o->next) {
+        if (rv_state_is_terminal(o->state))
+            continue;
+        if (strcmp(o->dest_path, path) == 0)
+            return true;
+        if (exists && stat(o->dest_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            return true;
+    }
+    return false;
+}
+
+int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
+    rv_object *o = NULL;
+    int r;
+
+    if (!e || !req || !req->url || !req->dest_path || (req->n_headers && !req->headers) ||
+        req->n_headers > MAX_HEADERS)
+        return RV_E_INVALID_ARGUMENT;
+    if (req->sha256_hex && !is_hex64(req->sha256_hex))
+        return RV_E_INVALID_ARGUMENT;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!req->headers[i] || !header_allowed(req->headers[i]))
+            return RV_E_INVALID_ARGUMENT;
+
+    o = calloc(1, sizeof(*o));
+    if (!o)
+        return RV_E_NOMEM;
+    o->fd = -1;
+    o->src_fd = -1;
+    o->engine = e;
+    o->size = RV_UNKNOWN;
+    o->user_data = req->user_data;
+    r = rv_url_parse(req->url, &o->url);
+    if (r != RV_OK)
+        goto fail;
+    o->source = rv_source_lookup(o->url->scheme);
+    if (!o->source) {
+        r = RV_E_UNSUPPORTED_SCHEME;
+        goto fail;
+    }
+    if (o->source->kind == RV_SOURCE_FILE) {
+        char *p = NULL;
+        r = rv_url_file_path(o->url, &p);
+        free(p);
+        if (r != RV_OK)
+            goto fail;
+    }
+    r = check_destination(req->dest_path);
+    if (r != RV_OK)
+        goto fail;
+    if (same_destination(e, req->dest_path)) {
+        r = RV_E_DEST_CONFLICT;
+        goto fail;
+    }
+    r = RV_E_NOMEM;
+    o->url_in = strdup(req->url);
+    o->dest_path = strdup(req->dest_path);
+    if (!o->url_in || !o->dest_path)
+        goto fail;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        struct curl_slist *l = curl_slist_append(o->user_headers, req->headers[i]);
+        if (!l)
+            goto fail;
+        o->user_headers = l;
+    }
+    if (req->sha256_hex) {
+        for (int i = 0; i < 64; i++)
+            o->expected_sha256[i] = (char)(req->sha256_hex[i] | 0x20); /* lower case */
+        o->expected_sha256[64] = '\0';
+    }
+    o->want_digest = e->cfg.compute_sha256 || req->sha256_hex;
+    if (o->want_digest && rv_sha256_new(&o->hash) != RV_OK)
+        goto fail;
+    if (o->source->kind == RV_SOURCE_CURL) {
+        r = engine_host(e, o->url->host_key, &o->host);
+        if (r != RV_OK)
+            goto fail;
+    }
+    o->id = ++e->next_id;
+    o->state = RV_STATE_QUEUED;
+    o->t_start_ms = rv_now_ms();
+    o->prev = e->tail;
+    if (e->tail)
+        e->tail->next = o;
+    else
+        e->head = o;
+    e->tail = o;
+    e->n_live++;
+    if (ret)
+        *ret = o;
+    return RV_OK;
+fail:
+    object_free(o);
+    return r;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Object lifecycle                                                         */
+
+void rv_object_set_state(rv_object *o, rv_state s) {
+    rv_engine *e = o->engine;
+
+    if (o->state == s || rv_state_is_terminal(o->state))
+        return;
+    o->state = s;
+    if (rv_state_is_terminal(s)) {
+        o->t_end_ms = rv_now_ms();
+        e->n_live--;
+    }
+    if (e->hooks.on_state)
+        e->hooks.on_state(e->cfg.hooks_ud, o, s);
+}
+
+void rv_object_attention(rv_object *o) {
+    o->needs_attention = true;
+    o->engine->attention = true;
+}
+
+void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
+    va_list ap;
+
+    if (o->err != RV_OK || rv_state_is_terminal(o->state))
+        return; /* the first failure is the one reported */
+    o->err = err;
+    free(o->err_detail);
+    o->err_detail = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&o->err_detail, fmt, ap) < 0)
+        o->err_detail = NULL;
+    va_end(ap);
+    rv_object_attention(o);
+}
+
+void rv_object_stop_transfers(rv_object *o) {
+    for (size_t i = 0; i < o->n_chunks && o->active > 0; i++)
+        if (o->chunks[i].xfer)
+            rv_http_stop(o->engine, o->chunks[i].xfer);
+}
+
+/* Terminal failure or cancellation: stop, remove the temporary file. */
+static void object_end(rv_object *o, rv_state s) {
+    rv_object_stop_transfers(o);
+    rv_outfile_discard(o);
+    if (o->src_fd >= 0)
+        close(o->src_fd);
+    o->src_fd = -1;
+    rv_object_set_state(o, s);
+}
+
+int rv_engine_cancel(rv_engine *e, rv_object *o) {
+    if (!e || !o || o->engine != e)
+        return RV_E_INVALID_ARGUMENT;
+    if (rv_state_is_terminal(o->state))
+        return RV_OK;
+    if (o->err == RV_OK) {
+        o->err = RV_E_CANCELLED;
+        free(o->err_detail);
+        o->err_detail = strdup("cancelled by the caller");
+    }
+    object_end(o, o->err == RV_E_CANCELLED ? RV_STATE_CANCELLED : RV_STATE_FAILED);
+    return RV_OK;
+}
+
+int rv_engine_release(rv_engine *e, rv_object *o) {
+    if (!e || !o || o->engine != e || !rv_state_is_terminal(o->state))
+        return RV_E_INVALID_ARGUMENT;
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        e->head = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    else
+        e->tail = o->prev;
+    object_free(o);
+    return RV_OK;
+}
+
+/* Split [first_end, size) into ranges after the probe's [0, first_end).
+ * Range size: the remaining bytes shared across the object's connections,
+ * clamped to [min_chunk_size, chunk_size] — enough ranges to use every
+ * connection on mid-sized objects, few enough requests on large ones. */
+int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
+    const rv_config *cfg = &o->engine->cfg;
+    uint64_t per = cfg->chunk_size, rest = 0;
+    size_t n = 1;
+
+    if (size != RV_UNKNOWN && first_end < size) {
+        rest = size - first_end;
+        per = rest / cfg->max_connections_per_object + 1;
+        if (per < cfg->min_chunk_size)
+            per = cfg->min_chunk_size;
+        if (per > cfg->chunk_size)
+            per = cfg->chunk_size;
+        if (rest / per >= MAX_CHUNKS) /* bound the table for enormous objects */
+            per = rest / (MAX_CHUNKS - 1) + 1;
+        n += (size_t)((rest + per - 1) / per);
+    }
+    rv_chunk *chunks = calloc(n, sizeof(*chunks));
+    if (!chunks) {
+        rv_object_fail(o, RV_E_NOMEM, "cannot plan %zu ranges", n);
+        return RV_E_NOMEM;
+    }
+    chunks[0] = (rv_chunk){.start = 0, .end = first_end, .pos = 0};
+    for (size_t i = 1; i < n; i++) {
+        uint64_t s = first_end + (uint64_t)(i - 1) * per;
+        chunks[i] = (rv_chunk){.start = s, .pos = s, .end = s + per < size ? s + per : size};
+    }
+    free(o->chunks);
+    o->chunks = chunks;
+    o->n_chunks = n;
+    o->size = size;
+    o->bytes_done = 0;
+    return RV_OK;
+}
+
+/* The placeholder range of an object whose size is not known yet: the probe
+ * fills it; planning replaces it. */
+static int object_plan_unresolved(rv_object *o) {
+    free(o->chunks);
+    o->chunks = calloc(1, sizeof(*o->chunks));
+    if (!o->chunks) {
+        o->n_chunks = 0;
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return RV_E_NOMEM;
+    }
+    o->chunks[0] = (rv_chunk){.start = 0, .end = RV_UNKNOWN, .pos = 0};
+    o->n_chunks = 1;
+    o->size = RV_UNKNOWN;
+    o->bytes_done = 0;
+    return RV_OK;
+}
+
+int rv_object_single_stream(rv_object *o) {
+    rv_object_stop_transfers(o);
+    o->ranges = false;
+    if (rv_outfile_reset(o) != RV_OK)
+        return o->err;
+    uint64_t size = o->size;
+    int r = rv_object_plan(o, size, size);
+    if (r == RV_OK && size != RV_UNKNOWN)
+        r = rv_outfile_preallocate(o, size);
+    return r;
+}
+
+void rv_object_changed(rv_object *o, const char *reason) {
+    const rv_config *cfg = &o->engine->cfg;
+
+    if (cfg->on_change == RV_CHANGE_FAIL || o->restarts >= cfg->max_restarts) {
+        rv_object_fail(o, RV_E_CHANGED, "%s%s", reason,
+                       cfg->on_change == RV_CHANGE_FAIL ? "" : "; gave up after restarting");
+        return;
+    }
+    /* Discard every byte of the old version and resolve again. */
+    rv_object_stop_transfers(o);
+    o->restarts++;
+    free(o->etag);
+    free(o->last_modified);
+    free(o->fetch_url);
+    o->etag = o->last_modified = o->fetch_url = NULL;
+    o->ranges = false;
+    if (rv_outfile_reset(o) != RV_OK || object_plan_unresolved(o) != RV_OK)
+        return;
+    if (o->source->kind == RV_SOURCE_FILE) {
+        if (o->src_fd >= 0)
+            close(o->src_fd);
+        o->src_fd = -1;
+        rv_file_open(o);
+        return;
+    }
+    rv_object_set_state(o, RV_STATE_RESOLVING);
+}
+
+void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n) {
+    c->pos += n;
+    o->bytes_done += n;
+}
+
+void rv_object_chunk_done(rv_object *o, rv_chunk *c) {
+    rv_engine *e = o->engine;
+    c->state = RV_CHUNK_DONE;
+    c->failures = 0;
+    if (e->hooks.on_chunk_done)
+        e->hooks.on_chunk_done(e->cfg.hooks_ud, o, c->start, c->end - c->start);
+}
+
+void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_fault fault,
+                           uint64_t retry_after_ms, const char *reason) {
+    rv_engine *e = o->engine;
+    const rv_config *cfg = &e->cfg;
+    int too_long = 0;
+
+    if (fault == RV_FAULT_THROTTLE && o->host)
+        rv_hostlimit_on_throttle(o->host, rv_now_ms());
+    c->failures++;
+    if (c->failures >= cfg->max_attempts) {
+        rv_object_fail(o, err, "%s; gave up after %u attempts", reason, c->failures);
+        return;
+    }
+    uint64_t wait = rv_retry_wait_ms(c->failures, cfg->backoff_base_ms, cfg->backoff_max_ms,
+                                     retry_after_ms, cfg->retry_after_cap_ms, &e->rng, &too_long);
+    if (too_long) {
+        rv_object_fail(o, RV_E_RETRY_AFTER_TOO_LONG,
+                       "%s; origin asked to retry after %llu s, more than the %u s cap; "
+                       "run the download again later",
+                       reason, (unsigned long long)(retry_after_ms / 1000),
+                       cfg->retry_after_cap_ms / 1000);
+        return;
+    }
+    if (!o->ranges && c->pos > c->start) {
+        /* One stream without ranges cannot continue mid-body: start over. */
+        o->bytes_done -= c->pos - c->start;
+        c->pos = c->start;
+        if (rv_outfile_reset(o) != RV_OK)
+            return;
+        if (o->size != RV_UNKNOWN && rv_outfile_preallocate(o, o->size) != RV_OK)
+            return;
+    }
+    c->state = RV_CHUNK_TODO;
+    c->due_ms = rv_now_ms() + wait;
+    o->retries++;
+    if (e->hooks.on_retry) {
+        rv_retry_info info = {.offset = c->pos, .attempt = c->failures, .error = err,
+                              .http_status = status, .wait_ms = wait, .reason = reason};
+        e->hooks.on_retry(e->cfg.hooks_ud, o, &info);
+    }
+}
+
+/* ----------------------------------------------------------------------- */
+/* Scheduling                                                               */
+
+static int object_start(rv_object *o) {
+    if (rv_outfile_create(o) != RV_OK)
+        return o->err;
+    if (o->source->kind == RV_SOURCE_FILE) {
+        rv_object_set_state(o, RV_STATE_RESOLVING);
+        return rv_file_open(o);
+    }
+    if (object_plan_unresolved(o) != RV_OK)
+        return o->err;
+    rv_object_set_state(o, RV_STATE_RESOLVING);
+    return RV_OK;
+}
+
+static bool all_chunks_done(const rv_object *o) {
+    for (size_t i = 0; i < o->n_chunks; i++)
+        if (o->chunks[i].state != RV_CHUNK_DONE)
+            return false;
+    return true;
+}
+
+/* Digest the rest (within *budget), check size and sha256, rename into
+ * place. The object stays VERIFYING while digest work remains. */
+static void object_verify(rv_engine *e, rv_object *o, uint64_t *budget) {
+    if (o->hash && o->hashed < o->size) {
+        int64_t n = rv_outfile_digest_catch_up(e, o, *budget);
+        if (n < 0)
+            return;
+        *budget -= (uint64_t)n < *budget ? (uint64_t)n : *budget;
+        if (o->hashed < o->size)
+            return;
+    }
+    if (o->fd >= 0) {
+        struct stat st;
+        if (fstat(o->fd, &st) != 0 || (uint64_t)st.st_size != o->size) {
+            rv_object_fail(o, RV_E_SIZE_MISMATCH, "expected %llu bytes, the file has %lld",
+                           (unsigned long long)o->size, (long long)st.st_size);
+            return;
+        }
+    }
+    if (o->hash) {
+        if (rv_sha256_final_hex(o->hash, o->sha256_hex) != RV_OK) {
+            rv_object_fail(o, RV_E_INTERNAL, "sha256 finalisation failed");
+            return;
+        }
+        if (o->expected_sha256[0] && strcmp(o->expected_sha256, o->sha256_hex) != 0) {
+            rv_object_fail(o, RV_E_CHECKSUM_MISMATCH, "expected sha256 %s, got %s",
+                           o->expected_sha256, o->sha256_hex);
+            o->sha256_hex[0] = '\0';
+            return;
+        }
+    }
+    if (rv_outfile_deliver(o) != RV_OK)
+        return;
+    if (o->src_fd >= 0)
+        close(o->src_fd);
+    o->src_fd = -1;
+    rv_object_set_state(o, RV_STATE_DONE);
+    return;
+}
+
+/* All bytes are written: settle an unknown size, then verify. */
+static void object_all_written(rv_object *o) {
+    if (o->size == RV_UNKNOWN) {
+        o->size = o->chunks[o->n_chunks - 1].pos;
+        o->chunks[o->n_chunks - 1].end = o->size;
+    }
+    rv_object_set_state(o, RV_STATE_VERIFYING);
+}
+
+/* Start what limits allow for one object. Returns false when the global
+ * limit is reached (stop scheduling further objects). */
+static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *next_due) {
+    if (o->state == RV_STATE_QUEUED) {
+        if (o->host && !rv_hostlimit_can_start(o->host))
+            return true;
+        if (object_start(o) != RV_OK)
+            return true;
+    }
+    if (o->source->kind != RV_SOURCE_CURL || o->err != RV_OK)
+        return true;
+    for (size_t i = 0; i < o->n_chunks; i++) {
+        rv_chunk *c = &o->chunks[i];
+        if (c->state != RV_CHUNK_TODO)
+            continue;
+        if (c->due_ms > now) {
+            if (c->due_ms < *next_due)
+                *next_due = c->due_ms;
+            continue;
+        }
+        if (e->active >= e->cfg.max_connections)
+            return false;
+        if (o->active >= e->cfg.max_connections_per_object || !rv_hostlimit_can_start(o->host))
+            return true;
+        if (rv_http_start(e, o, c, o->state == RV_STATE_RESOLVING) != RV_OK)
+            return true;
+        if (o->state == RV_STATE_RESOLVING)
+            return true; /* one probe; ranges are planned from its answer */
+    }
+    return true;
+}
+
+/* Finish failures and resolutions that callbacks recorded. */
+static void attend(rv_engine *e) {
+    if (!e->attention)
+        return;
+    e->attention = false;
+    for (rv_object *o = e->head; o; o = o->next) {
+        if (!o->needs_attention)
+            continue;
+        o->needs_attention = false;
+        if (rv_state_is_terminal(o->state))
+            continue;
+        if (o->err != RV_OK) {
+            object_end(o, o->err == RV_E_CANCELLED ? RV_STATE_CANCELLED : RV_STATE_FAILED);
+            continue;
+        }
+        if (o->resolved_pending) {
+            o->resolved_pending = false;
+            if (o->state == RV_STATE_RESOLVING)
+                rv_object_set_state(o, RV_STATE_DOWNLOADING);
+        }
+        if ((o->state == RV_STATE_DOWNLOADING || o->state == RV_STATE_RESOLVING) &&
+            o->active == 0 && o->n_chunks > 0 && all_chunks_done(o))
+            object_all_written(o);
+    }
+}
+
+/* Whether CPU work is waiting (the next wait must not block): copies,
+ * digests to finish, attention. Judged after scheduling: an object still
+ * QUEUED then is held by a connection limit, and a finishing transfer (a
+ * network event) is what frees it, so it is not work to spin on. */
+static bool cpu_work_pending(const rv_engine *e) {
+    if (e->attention)
+        return true;
+    for (const rv_object *o = e->head; o; o = o->next) {
+        if (o->err != RV_OK || rv_state_is_terminal(o->state))
+            continue;
+        if (o->state == RV_STATE_VERIFYING)
+            return true;
+        if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
+            return true;
+    }
+    return false;
+}
+
+/* Schedule transfers and do bounded CPU work. Returns true when CPU work
+ * remains (the next wait must not block). */
+static bool schedule(rv_engine *e, uint64_t *next_due) {
+    uint64_t now = rv_now_ms(), budget = WORK_BUDGET;
+    bool room = true;
+
+    for (rv_object *o = e->head; o; o = o->next) {
+        if (rv_state_is_terminal(o->state))
+            continue;
+        if (room && o->state != RV_STATE_VERIFYING)
+            room = object_schedule(e, o, now, next_due);
+        if (o->err != RV_OK || budget == 0)
+            continue;
+        int64_t n = 0;
+        if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
+            n = rv_file_step(e, o, budget);
+        else if (o->state == RV_STATE_DOWNLOADING && o->hash)
+            n = rv_outfile_digest_catch_up(e, o, budget);
+        else if (o->state == RV_STATE_VERIFYING)
+            object_verify(e, o, &budget);
+        if (n > 0)
+            budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
+    }
+    attend(e);
+    return cpu_work_pending(e);
+}
+
+static void emit_progress(rv_engine *e, bool force_all) {
+    uint64_t now = rv_now_ms();
+
+    if (!e->hooks.on_progress)
+        return;
+    for (rv_object *o = e->head; o; o = o->next) {
+        if (rv_state_is_terminal(o->state) || o->state == RV_STATE_QUEUED)
+            continue;
+        uint64_t dt = now - o->progress_last_ms;
+        if (!force_all && dt < e->cfg.progress_interval_ms)
+            continue;
+        if (dt > 0 && o->progress_last_ms != 0) {
+            double inst = (double)(o->bytes_done - o->progress_last_bytes) * 1000.0 / (double)dt;
+            /* Exponential moving average with a ~2 s time constant. */
+            double alpha = 1.0 - exp(-(double)dt / 2000.0);
+            o->rate_bps = o->rate_bps == 0 ? inst : o->rate_bps + alpha * (inst - o->rate_bps);
+        }
+        if (o->bytes_done == o->progress_last_bytes && o->progress_last_ms != 0 && !force_all) {
+            o->progress_last_ms = now;
+            continue;
+        }
+        o->progress_last_ms = now;
+        o->progress_last_bytes = o->bytes_done;
+        rv_progress p;
+        rv_object_progress(o, &p);
+        e->hooks.on_progress(e->cfg.hooks_ud, o, &p);
+    }
+}
+
+int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
+    uint64_t next_due = UINT64_MAX;
+    int running = 0;
+
+    if (!e)
+        return RV_E_INVALID_ARGUMENT;
+    bool busy = schedule(e, &next_due);
+    long wait = timeout_ms < 0 ? 0 : timeout_ms;
+    if (busy)
+        wait = 0;
+    else if (next_due != UINT64_MAX) {
+        uint64_t now = rv_now_ms();
+        uint64_t until = next_due > now ? next_due - now : 0;
+        if ((uint64_t)wait > until)
+            wait = (long)until;
+    }
+    if (e->active > 0 || wait > 0) {
+        if (curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL) != CURLM_OK)
+            return RV_E_INTERNAL;
+    }
+    if (curl_multi_perform(e->multi, &running) != CURLM_OK)
+        return RV_E_INTERNAL;
+    for (;;) {
+        int left = 0;
+        CURLMsg *msg = curl_multi_info_read(e->multi, &left);
+        if (!msg)
+            break;
+        if (msg->msg == CURLMSG_DONE)
+            rv_http_finish(e, msg);
+    }
+    attend(e);
+    schedule(e, &next_due);
+    emit_progress(e, false);
+    if (ret_active)
+        *ret_active = e->n_live;
+    return RV_OK;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Getters                                                                  */
+
+rv_state rv_object_state(const rv_object *o) { return o->state; }
+int rv_object_error(const rv_object *o) { return o->err; }
+const char *rv_object_error_detail(const rv_object *o) {
+    return o->err_detail ? o->err_detail : "";
+}
+const char *rv_object_url(const rv_object *o) { return o->url_in; }
+const char *rv_object_path(const rv_object *o) { return o->dest_path; }
+unsigned rv_object_retries(const rv_object *o) { return o->retries; }
+void *rv_object_user_data(const rv_object *o) { return o->user_data; }
+
+const char *rv_object_sha256_hex(const rv_object *o) {
+    return o->state == RV_STATE_DONE && o->sha256_hex[0] ? o->sha256_hex : NULL;
+}
+
+void rv_object_progress(const rv_object *o, rv_progress *ret) {
+    ret->bytes_done = o->bytes_done;
+    ret->total_known = o->size != RV_UNKNOWN;
+    ret->bytes_total = ret->total_known ? o->size : 0;
+    ret->rate_bps = o->rate_bps;
+}
+
+double rv_object_seconds(const rv_object *o) {
+    uint64_t end = o->t_end_ms ? o->t_end_ms : rv_now_ms();
+    return (double)(end - o->t_start_ms) / 1000.0;
+}

@@ -1,0 +1,203 @@
+/* engine_int.h — the engine's internal data model, shared by engine.c (the
+ * loop, scheduling and object lifecycle), http.c (curl transfers), filesrc.c
+ * (file:// copies) and outfile.c (the temporary file and the digest).
+ *
+ * An object is split into ranges ("chunks"). Each chunk is fetched by at most
+ * one transfer at a time. Bytes [start, pos) of a chunk are written to the
+ * temporary file; [pos, end) are not. A retried chunk continues at pos.
+ *
+ * Chunk states:
+ *   TODO    not running; may start when limits allow (due_ms has passed)
+ *   ACTIVE  a transfer owns it (chunk->xfer != NULL)
+ *   DONE    pos == end; its bytes are in the file
+ */
+#ifndef RV_ENGINE_INT_H
+#define RV_ENGINE_INT_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hostlimit.h"
+#include "retriever.h"
+#include "retry.h"
+#include "sha256.h"
+#include "source.h"
+#include "url.h"
+
+/* Size of a size not yet known, and of the end of an open range. */
+#define RV_UNKNOWN UINT64_MAX
+
+typedef struct rv_transfer rv_transfer;
+
+typedef enum rv_chunk_state {
+    RV_CHUNK_TODO = 0,
+    RV_CHUNK_ACTIVE,
+    RV_CHUNK_DONE,
+} rv_chunk_state;
+
+typedef struct rv_chunk {
+    uint64_t start, end, pos; /* end is exclusive; RV_UNKNOWN: until EOF */
+    rv_chunk_state state;
+    unsigned failures;        /* consecutive failures without progress */
+    uint64_t due_ms;          /* TODO: not before this monotonic time */
+    rv_transfer *xfer;        /* ACTIVE only */
+} rv_chunk;
+
+/* The reason a transfer stopped, recorded by a callback before it aborts (a
+ * curl callback cannot touch other transfers) and acted on after
+ * curl_multi_perform returns. */
+typedef enum rv_xfer_verdict {
+    RV_XFER_OK = 0,     /* no verdict: judge by the curl result */
+    RV_XFER_RETRY,      /* transient/throttle: err, fault, retry_after_ms */
+    RV_XFER_FAIL,       /* permanent: fail the object with err */
+    RV_XFER_CHANGED,    /* the object changed on the origin */
+    RV_XFER_NORANGES,   /* origin ignores ranges: switch to one stream */
+    RV_XFER_DONE_EMPTY, /* probe answered 416 for a 0-byte object */
+} rv_xfer_verdict;
+
+struct rv_transfer {
+    CURL *easy;
+    rv_object *obj;
+    rv_chunk *chunk;           /* the range this transfer fills */
+    bool probe;                /* first request of the object: learns size */
+    bool body_ok;              /* headers accepted; body goes to the file */
+    long status;               /* status of the last header block */
+    uint64_t resp_first, resp_last, resp_total; /* Content-Range, if any */
+    bool has_range;
+    uint64_t resp_length;      /* Content-Length or RV_UNKNOWN */
+    uint64_t retry_after_ms;   /* RV_UNKNOWN when absent */
+    char *resp_etag, *resp_last_modified;
+    char *resp_range_raw;      /* Content-Range as sent (truncated), for messages */
+    uint64_t started_pos;      /* chunk->pos when this transfer started */
+    rv_xfer_verdict verdict;
+    rv_fault fault;
+    int err;
+    char *detail;              /* malloc'd; reason for the verdict */
+    struct curl_slist *req_headers;
+    char errbuf[CURL_ERROR_SIZE];
+    rv_transfer *next_free;    /* engine's pool of idle handles */
+};
+
+struct rv_object {
+    rv_object *prev, *next;    /* engine's object list, in submission order */
+    rv_engine *engine;
+    uint64_t id;
+    void *user_data;
+
+    /* the request */
+    char *url_in;
+    rv_url *url;
+    const rv_source *source;
+    rv_hostlimit *host;        /* http(s) only; owned by the engine */
+    char *dest_path;
+    char *tmp_path;            /* NULL until the temporary file exists */
+    int fd;                    /* temporary file; -1 when closed */
+    char expected_sha256[65];  /* "" when not given */
+    struct curl_slist *user_headers;
+    bool want_digest;
+
+    /* lifecycle */
+    rv_state state;
+    int err;
+    char *err_detail;
+    uint64_t t_start_ms, t_end_ms;
+    unsigned restarts, retries;
+
+    /* what the origin told us */
+    uint64_t size;             /* RV_UNKNOWN until known */
+    bool ranges;               /* origin honours Range for this object */
+    char *etag;                /* strong validator, or NULL */
+    char *last_modified;       /* or NULL */
+    char *fetch_url;           /* after redirects; what ranges are asked of */
+
+    /* ranges */
+    rv_chunk *chunks;          /* sorted by start, contiguous, cover [0, size) */
+    size_t n_chunks;
+    unsigned active;           /* transfers running for this object */
+    uint64_t bytes_done;       /* sum of (pos - start) over chunks */
+
+    /* file:// sources */
+    int src_fd;
+    uint64_t src_mtime_ns;
+
+    /* digest: bytes [0, hashed) are in the hash */
+    rv_sha256 *hash;
+    uint64_t hashed;
+    char sha256_hex[65];
+
+    /* progress */
+    uint64_t progress_last_ms, progress_last_bytes;
+    double rate_bps;
+
+    /* Work a curl callback found but may not do itself (it may not touch
+     * other transfers, and hooks never run inside curl callbacks): done by
+     * the engine right after curl_multi_perform returns. */
+    bool resolved_pending;     /* probe learnt the size: enter DOWNLOADING */
+    bool needs_attention;
+};
+
+struct rv_engine {
+    rv_config cfg;
+    rv_hooks hooks;
+    char *user_agent;
+    CURLM *multi;
+    rv_rng rng;
+    rv_object *head, *tail;    /* all objects, submission order */
+    unsigned n_live;           /* objects not in a terminal state */
+    unsigned active;           /* transfers running, all objects */
+    rv_hostlimit **hosts;
+    size_t n_hosts;
+    rv_transfer *free_xfers;   /* idle easy handles, reused */
+    unsigned char *buf;        /* scratch for digest catch-up and copies */
+    size_t buf_size;
+    uint64_t next_id;
+    bool attention;            /* some object has needs_attention set */
+};
+
+uint64_t rv_now_ms(void);
+
+/* engine.c */
+void rv_object_set_state(rv_object *o, rv_state s);
+/* Record the object's first failure. Safe inside curl callbacks: the
+ * transfers stop, the temporary file goes and the state becomes FAILED when
+ * the engine next attends to the object, before rv_engine_perform returns.
+ * Until then o->err != RV_OK tells every path to stop feeding it. */
+void rv_object_fail(rv_object *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rv_object_attention(rv_object *o);
+/* Stop every transfer of o (not from inside a curl callback). */
+void rv_object_stop_transfers(rv_object *o);
+/* The object changed on the origin: restart or fail, by policy. */
+void rv_object_changed(rv_object *o, const char *reason);
+void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n);
+void rv_object_chunk_done(rv_object *o, rv_chunk *c);
+int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end);
+void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_fault fault,
+                           uint64_t retry_after_ms, const char *reason);
+/* Replace the ranges by one stream from byte 0 (origin ignores Range). */
+int rv_object_single_stream(rv_object *o);
+
+/* http.c */
+int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe);
+void rv_http_finish(rv_engine *e, CURLMsg *msg);
+void rv_http_stop(rv_engine *e, rv_transfer *t);
+rv_transfer *rv_http_pool_free(rv_transfer *t);
+
+/* filesrc.c */
+int rv_file_open(rv_object *o);
+int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget);
+
+/* outfile.c */
+int rv_outfile_create(rv_object *o);
+int rv_outfile_preallocate(rv_object *o, uint64_t size);
+int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
+int rv_outfile_reset(rv_object *o);
+int rv_outfile_deliver(rv_object *o);
+void rv_outfile_discard(rv_object *o);
+/* Hash bytes the write path did not: up to budget bytes, reading back what
+ * is contiguous from o->hashed. Returns bytes hashed or a negative rv_error. */
+int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget);
+/* Errno of a failed local write or allocation, as an rv_error. */
+int rv_errno_to_error(int errnum);
+
+#endif

@@ -1,0 +1,495 @@
+/* http.c — http(s) transfers on the engine's curl multi handle.
+ *
+ * Every object starts with a probe: a GET for its first range
+ * (Range: bytes=0-<min_chunk_size-1>). Its answer resolves the object —
+ * size (Content-Range total or Content-Length), validators (ETag,
+ * Last-Modified), whether ranges work (206 or 200) — and already carries the
+ * first bytes, so a small object costs one request, not a HEAD and a GET, and
+ * an origin that refuses HEAD needs no fallback. docs/engine.md says more.
+ *
+ * Every later range asks for bytes=pos-(end-1) with If-Range set to the
+ * validator, so an origin whose object changed answers 200 with the new
+ * version instead of 206 with bytes of it; the header callback then refuses
+ * the body before a byte of the new version reaches the file.
+ *
+ * Callbacks only record a verdict on the transfer (and abort it by returning
+ * a short count); rv_http_finish acts on the verdict once curl is out of its
+ * callbacks.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_int.h"
+#include "httphdr.h"
+
+/* libcurl's receive buffer per transfer: large enough that the write
+ * callback runs rarely, small enough that memory stays flat (docs/engine.md). */
+#define RECV_BUFFER_SIZE (256L << 10)
+
+static void xfer_reset(rv_transfer *t) {
+    curl_slist_free_all(t->req_headers);
+    free(t->resp_etag);
+    free(t->resp_last_modified);
+    free(t->resp_range_raw);
+    free(t->detail);
+    CURL *easy = t->easy;
+    rv_transfer *next = t->next_free;
+    memset(t, 0, sizeof(*t));
+    t->easy = easy;
+    t->next_free = next;
+}
+
+rv_transfer *rv_http_pool_free(rv_transfer *t) {
+    if (t) {
+        xfer_reset(t);
+        if (t->easy)
+            curl_easy_cleanup(t->easy);
+        free(t);
+    }
+    return NULL;
+}
+
+static void verdict(rv_transfer *t, rv_xfer_verdict v, rv_fault fault, int err, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
+static void verdict(rv_transfer *t, rv_xfer_verdict v, rv_fault fault, int err, const char *fmt,
+                    ...) {
+    va_list ap;
+    if (t->verdict != RV_XFER_OK)
+        return;
+    t->verdict = v;
+    t->fault = fault;
+    t->err = err;
+    va_start(ap, fmt);
+    if (vasprintf(&t->detail, fmt, ap) < 0)
+        t->detail = NULL;
+    va_end(ap);
+}
+
+static char *dup_value(const char *v, size_t len) {
+    return strndup(v, len);
+}
+
+/* Whether the response carries a validator that differs from ours. */
+static bool validator_differs(const rv_transfer *t, const rv_object *o) {
+    if (t->resp_etag && o->etag && strcmp(t->resp_etag, o->etag) != 0)
+        return true;
+    if (t->resp_last_modified && o->last_modified &&
+        strcmp(t->resp_last_modified, o->last_modified) != 0)
+        return true;
+    return false;
+}
+
+static void record_validators(rv_transfer *t, rv_object *o) {
+    free(o->etag);
+    free(o->last_modified);
+    o->etag = o->last_modified = NULL;
+    if (t->resp_etag && !rv_http_etag_is_weak(t->resp_etag))
+        o->etag = strdup(t->resp_etag);
+    if (t->resp_last_modified)
+        o->last_modified = strdup(t->resp_last_modified);
+    free(o->fetch_url);
+    o->fetch_url = NULL;
+    char *eff = NULL;
+    if (curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff)
+        o->fetch_url = strdup(eff);
+}
+
+/* The probe's answer: learn the object and plan its ranges. The planned
+ * first range replaces the placeholder the probe was filling. */
+static bool accept_probe(rv_transfer *t) {
+    rv_object *o = t->obj;
+    uint64_t size, first_end;
+
+    if (t->status == 206) {
+        if (!t->has_range || t->resp_first != 0 || t->resp_total == RV_HTTP_UNKNOWN_TOTAL) {
+            verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
+                    "asked '%s' for its first bytes, origin answered with Content-Range '%s'",
+                    o->url_in, t->resp_range_raw ? t->resp_range_raw : "(none)");
+            return false;
+        }
+        o->ranges = true;
+        size = t->resp_total;
+        first_end = t->resp_last + 1;
+    } else if (t->status == 200) {
+        o->ranges = false;
+        size = first_end = t->resp_length;
+    } else {
+        return false;
+    }
+    record_validators(t, o);
+    /* Space first: an object too large for the disk fails before planning. */
+    if (size != RV_UNKNOWN && rv_outfile_preallocate(o, size) != RV_OK)
+        return false;
+    if (rv_object_plan(o, size, first_end) != RV_OK)
+        return false;
+    t->chunk = &o->chunks[0];
+    t->chunk->state = RV_CHUNK_ACTIVE;
+    t->chunk->xfer = t;
+    o->resolved_pending = true;
+    rv_object_attention(o);
+    return true;
+}
+
+/* A later range's answer: refuse anything that is not exactly our bytes. */
+static bool accept_range(rv_transfer *t) {
+    rv_object *o = t->obj;
+    rv_chunk *c = t->chunk;
+
+    if (t->status == 200) {
+        bool differs = validator_differs(t, o) ||
+                       (o->size != RV_UNKNOWN && t->resp_length != RV_UNKNOWN &&
+                        t->resp_length != o->size);
+        if (differs)
+            verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
+                    "origin sent a different version of '%s' (validator or size changed)",
+                    o->url_in);
+        else if (o->ranges)
+            verdict(t, RV_XFER_NORANGES, RV_FAULT_NONE, RV_OK,
+                    "origin ignored a range request for '%s'", o->url_in);
+        return !o->ranges && !differs && c->pos == 0; /* a single stream's retry */
+    }
+    if (!o->ranges) {
+        verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
+                "origin answered a plain request for '%s' with %ld", o->url_in, t->status);
+        return false;
+    }
+    if (!t->has_range || t->resp_first != c->pos || t->resp_last >= c->end) {
+        verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
+                "asked '%s' for bytes %llu-%llu, origin answered with Content-Range '%s'",
+                o->url_in, (unsigned long long)c->pos, (unsigned long long)(c->end - 1),
+                t->resp_range_raw ? t->resp_range_raw : "(none)");
+        return false;
+    }
+    if (t->resp_total != o->size || validator_differs(t, o)) {
+        verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
+                "'%s' changed on the origin (size %llu, was %llu)", o->url_in,
+                (unsigned long long)t->resp_total, (unsigned long long)o->size);
+        return false;
+    }
+    return true;
+}
+
+/* End of a header block: decide whether the body is ours. */
+static bool accept_headers(rv_transfer *t) {
+    rv_object *o = t->obj;
+    int err = RV_OK;
+
+    if (t->status >= 100 && t->status < 200)
+        return true; /* interim response; the real one follows */
+    if (t->status >= 300 && t->status < 400)
+        return true; /* curl follows the redirect; its body is discarded */
+    if (t->status == 200 || t->status == 206) {
+        bool ok = t->probe ? accept_probe(t) : accept_range(t);
+        if (!ok && t->verdict == RV_XFER_OK && o->err == RV_OK)
+            verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
+                    "unexpected answer %ld from '%s'", t->status, o->url_in);
+        t->body_ok = ok;
+        return ok;
+    }
+    if (t->status == 416) {
+        if (t->probe && (!t->has_range || t->resp_total == 0)) {
+            verdict(t, RV_XFER_DONE_EMPTY, RV_FAULT_NONE, RV_OK, "empty object");
+            return false;
+        }
+        verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
+                "origin says the range of '%s' is no longer satisfiable (object shrank?)",
+                o->url_in);
+        return false;
+    }
+    if (t->status == 412) {
+        verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
+                "'%s' no longer matches its validator", o->url_in);
+        return false;
+    }
+    rv_fault f = rv_retry_classify_http(t->status, &err);
+    verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
+            "HTTP %ld from '%s'", t->status, o->url_in);
+    return false;
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
+    rv_transfer *t = ud;
+    size_t len = size * nmemb;
+    const char *name, *value;
+    size_t nlen, vlen;
+    long status;
+
+    if (rv_http_parse_status(line, len, &status)) {
+        /* A new header block (after a redirect or an interim answer). */
+        t->status = status;
+        t->has_range = false;
+        t->resp_length = RV_UNKNOWN;
+        t->retry_after_ms = RV_UNKNOWN;
+        free(t->resp_etag);
+        free(t->resp_last_modified);
+        free(t->resp_range_raw);
+        t->resp_etag = t->resp_last_modified = t->resp_range_raw = NULL;
+        return len;
+    }
+    if (len <= 2 && (line[0] == '\r' || line[0] == '\n'))
+        return accept_headers(t) ? len : 0;
+    if (!rv_http_header_split(line, len, &name, &nlen, &value, &vlen))
+        return len;
+    if (rv_http_name_is(name, nlen, "content-range")) {
+        free(t->resp_range_raw);
+        t->resp_range_raw = dup_value(value, vlen < 128 ? vlen : 128);
+        t->has_range = rv_http_parse_content_range(value, vlen, &t->resp_first, &t->resp_last,
+                                                   &t->resp_total);
+    } else if (rv_http_name_is(name, nlen, "content-length")) {
+        if (!rv_http_parse_u64(value, vlen, &t->resp_length))
+            t->resp_length = RV_UNKNOWN;
+    } else if (rv_http_name_is(name, nlen, "etag")) {
+        free(t->resp_etag);
+        t->resp_etag = dup_value(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "last-modified")) {
+        free(t->resp_last_modified);
+        t->resp_last_modified = dup_value(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "retry-after")) {
+        if (!rv_http_parse_retry_after(value, vlen, time(NULL), &t->retry_after_ms))
+            t->retry_after_ms = RV_UNKNOWN;
+    }
+    return len;
+}
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
+    rv_transfer *t = ud;
+    rv_object *o = t->obj;
+    rv_chunk *c = t->chunk;
+    size_t n = size * nmemb;
+
+    if (o->err != RV_OK || rv_state_is_terminal(o->state))
+        return 0;
+    if (!t->body_ok)
+        return n; /* a redirect's or interim answer's body */
+    if (c->end != RV_UNKNOWN && n > c->end - c->pos) {
+        verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
+                "origin sent more bytes than asked for '%s' (range ends at %llu)", o->url_in,
+                (unsigned long long)c->end);
+        return 0;
+    }
+    if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
+        return 0;
+    rv_object_chunk_progress(o, c, n);
+    return n;
+}
+
+static int xfer_get(rv_engine *e, rv_transfer **ret) {
+    rv_transfer *t = e->free_xfers;
+    if (t) {
+        e->free_xfers = t->next_free;
+        t->next_free = NULL;
+        curl_easy_reset(t->easy);
+    } else {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return RV_E_NOMEM;
+        t->easy = curl_easy_init();
+        if (!t->easy) {
+            free(t);
+            return RV_E_NOMEM;
+        }
+    }
+    *ret = t;
+    return RV_OK;
+}
+
+static void xfer_put(rv_engine *e, rv_transfer *t) {
+    xfer_reset(t);
+    t->next_free = e->free_xfers;
+    e->free_xfers = t;
+}
+
+int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
+    const rv_config *cfg = &e->cfg;
+    rv_transfer *t = NULL;
+    char range[64], hdr[1024];
+    int r = xfer_get(e, &t);
+
+    if (r != RV_OK) {
+        rv_object_fail(o, r, "out of memory starting a transfer");
+        return r;
+    }
+    t->obj = o;
+    t->chunk = c;
+    t->probe = probe;
+    t->resp_length = RV_UNKNOWN;
+    t->retry_after_ms = RV_UNKNOWN;
+    t->started_pos = c->pos;
+
+    for (struct curl_slist *h = o->user_headers; h; h = h->next) {
+        struct curl_slist *l = curl_slist_append(t->req_headers, h->data);
+        if (!l)
+            goto nomem;
+        t->req_headers = l;
+    }
+    if (!probe && o->ranges && (o->etag || o->last_modified)) {
+        snprintf(hdr, sizeof(hdr), "If-Range: %s", o->etag ? o->etag : o->last_modified);
+        struct curl_slist *l = curl_slist_append(t->req_headers, hdr);
+        if (!l)
+            goto nomem;
+        t->req_headers = l;
+    }
+
+    CURL *h = t->easy;
+    curl_easy_setopt(h, CURLOPT_URL, o->fetch_url && !probe ? o->fetch_url : o->url->normalised);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
+    /* HTTP/1.1: one TCP connection per range is what makes parallel ranges
+     * fast against per-connection limits; HTTP/2 would multiplex them onto
+     * one connection. */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, RECV_BUFFER_SIZE);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    /* Stalled: fewer than 1 byte/s for the whole stall window. */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((cfg->stall_timeout_ms + 999) / 1000));
+    curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+    if (t->req_headers)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->req_headers);
+    if (probe) {
+        snprintf(range, sizeof(range), "0-%llu", (unsigned long long)(cfg->min_chunk_size - 1));
+        curl_easy_setopt(h, CURLOPT_RANGE, range);
+    } else if (o->ranges) {
+        snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)c->pos,
+                 (unsigned long long)(c->end - 1));
+        curl_easy_setopt(h, CURLOPT_RANGE, range);
+    }
+    if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
+        goto nomem;
+    c->state = RV_CHUNK_ACTIVE;
+    c->xfer = t;
+    o->active++;
+    e->active++;
+    rv_hostlimit_started(o->host);
+    return RV_OK;
+nomem:
+    xfer_put(e, t);
+    rv_object_fail(o, RV_E_NOMEM, "out of memory starting a transfer");
+    return RV_E_NOMEM;
+}
+
+/* Take t off the multi handle and its chunk; the chunk keeps its bytes. */
+static void xfer_detach(rv_engine *e, rv_transfer *t) {
+    rv_object *o = t->obj;
+    curl_multi_remove_handle(e->multi, t->easy);
+    if (t->chunk && t->chunk->xfer == t) {
+        t->chunk->xfer = NULL;
+        if (t->chunk->state == RV_CHUNK_ACTIVE)
+            t->chunk->state = RV_CHUNK_TODO;
+    }
+    o->active--;
+    e->active--;
+    rv_hostlimit_finished(o->host);
+}
+
+void rv_http_stop(rv_engine *e, rv_transfer *t) {
+    xfer_detach(e, t);
+    xfer_put(e, t);
+}
+
+/* A transfer ended without a verdict: judge it by curl's result. */
+static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
+    rv_object *o = t->obj;
+    rv_chunk *c = t->chunk;
+    int err = RV_OK;
+    char reason[512];
+
+    if (res == CURLE_OK && !t->body_ok) {
+        /* Ended on a status the header callback let through (a redirect
+         * without Location, an interim answer as the last one). */
+        rv_fault f = rv_retry_classify_http(t->status, &err);
+        if (f == RV_FAULT_NONE)
+            f = RV_FAULT_PERMANENT, err = RV_E_PROTOCOL;
+        snprintf(reason, sizeof(reason), "HTTP %ld from '%s'", t->status, o->url_in);
+        if (f == RV_FAULT_PERMANENT)
+            rv_object_fail(o, err, "%s", reason);
+        else
+            rv_object_retry_chunk(o, c, err, t->status, f, t->retry_after_ms, reason);
+        return;
+    }
+    if (res == CURLE_OK) {
+        if (c->end == RV_UNKNOWN) {
+            c->end = c->pos; /* a stream of unknown size ended cleanly */
+            o->size = c->pos;
+        }
+        if (c->pos == c->end) {
+            rv_object_chunk_done(o, c);
+            if (o->host)
+                rv_hostlimit_on_success(o->host, rv_now_ms());
+            rv_object_attention(o);
+            return;
+        }
+        /* The origin sent less than asked, and said so: ask for the rest. */
+        if (c->pos > t->started_pos) {
+            c->failures = 0;
+            c->due_ms = 0;
+            return;
+        }
+        rv_object_retry_chunk(o, c, RV_E_TRUNCATED, t->status, RV_FAULT_TRANSIENT,
+                              RV_UNKNOWN, "origin sent an empty range");
+        return;
+    }
+    rv_fault f = rv_retry_classify_curl((int)res, &err);
+    snprintf(reason, sizeof(reason), "%s from '%s'", t->errbuf[0] ? t->errbuf : curl_easy_strerror(res),
+             o->url_in);
+    if (f == RV_FAULT_PERMANENT) {
+        rv_object_fail(o, err, "%s", reason);
+        return;
+    }
+    if (c->pos > t->started_pos)
+        c->failures = 0; /* progress was made: this is a fresh run of failures */
+    rv_object_retry_chunk(o, c, err, 0, f, RV_UNKNOWN, reason);
+}
+
+void rv_http_finish(rv_engine *e, CURLMsg *msg) {
+    rv_transfer *t = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    rv_object *o = t->obj;
+    rv_chunk *c = t->chunk;
+    CURLcode res = msg->data.result;
+
+    xfer_detach(e, t);
+    if (o->err != RV_OK || rv_state_is_terminal(o->state))
+        goto out;
+    switch (t->verdict) {
+    case RV_XFER_OK:
+        finish_plain(e, t, res);
+        break;
+    case RV_XFER_RETRY:
+        if (c->pos > t->started_pos)
+            c->failures = 0;
+        rv_object_retry_chunk(o, c, t->err, t->status, t->fault, t->retry_after_ms,
+                              t->detail ? t->detail : "transient failure");
+        break;
+    case RV_XFER_FAIL:
+        rv_object_fail(o, t->err, "%s", t->detail ? t->detail : rv_strerror(t->err));
+        break;
+    case RV_XFER_CHANGED:
+        rv_object_changed(o, t->detail ? t->detail : "object changed");
+        break;
+    case RV_XFER_NORANGES:
+        rv_object_single_stream(o);
+        break;
+    case RV_XFER_DONE_EMPTY:
+        if (rv_object_plan(o, 0, 0) == RV_OK) {
+            o->chunks[0].state = RV_CHUNK_DONE;
+            o->resolved_pending = true;
+            rv_object_attention(o);
+        }
+        break;
+    }
+out:
+    xfer_put(e, t);
+}

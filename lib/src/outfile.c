@@ -1,0 +1,228 @@
+/* outfile.c — an object's temporary file and its digest.
+ *
+ * The temporary file lives next to the destination (so the final rename is
+ * atomic and never crosses file systems) under a hidden name:
+ *   <dir>/.<name>.rvpart-XXXXXX
+ * It is preallocated to the object's size once the size is known, written
+ * with pwrite at each range's offset straight from libcurl's buffer, and
+ * renamed over the destination only after verification. The destination
+ * never shows a partial file: until the rename it is untouched.
+ *
+ * Digest: bytes are hashed in file order. When a write lands exactly at the
+ * hash frontier (single stream, or the first range) it is hashed from the
+ * network buffer; everything else is read back from the page cache by
+ * rv_outfile_digest_catch_up in bounded slices, so the loop stays responsive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+
+/* Longest part of the destination's name kept in the temporary name, so
+ * the temporary name stays under NAME_MAX (255). */
+#define TMP_BASE_MAX 200
+
+int rv_errno_to_error(int errnum) {
+    switch (errnum) {
+    case ENOSPC:
+    case EDQUOT:
+        return RV_E_NO_SPACE;
+    case EFBIG:
+    case EOVERFLOW:
+        return RV_E_TOO_LARGE;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+    case ENOENT:
+    case ENOTDIR:
+        return RV_E_DEST_UNWRITABLE;
+    case EISDIR:
+        return RV_E_DEST_IS_DIR;
+    case ENOMEM:
+        return RV_E_NOMEM;
+    default:
+        return RV_E_IO;
+    }
+}
+
+int rv_outfile_create(rv_object *o) {
+    char *dcopy = NULL, *bcopy = NULL, *path = NULL;
+    int r = RV_E_NOMEM, fd = -1;
+
+    dcopy = strdup(o->dest_path);
+    bcopy = strdup(o->dest_path);
+    if (!dcopy || !bcopy)
+        goto out;
+    const char *dir = dirname(dcopy), *base = basename(bcopy);
+    size_t len = strlen(dir) + strlen(base) + 32;
+    path = malloc(len);
+    if (!path)
+        goto out;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(path, len, "%s/.%.*s.rvpart-%06llx", dir, TMP_BASE_MAX, base,
+                 (unsigned long long)(rv_rng_next(&o->engine->rng) & 0xffffff));
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        r = rv_errno_to_error(errno);
+        rv_object_fail(o, r, "cannot create a temporary file in '%s': %s", dir, strerror(errno));
+        goto out;
+    }
+    o->fd = fd;
+    o->tmp_path = path;
+    path = NULL;
+    r = RV_OK;
+out:
+    free(dcopy);
+    free(bcopy);
+    free(path);
+    return r;
+}
+
+int rv_outfile_preallocate(rv_object *o, uint64_t size) {
+    if (size > (uint64_t)INT64_MAX) {
+        rv_object_fail(o, RV_E_TOO_LARGE, "origin reports a size of %llu bytes",
+                       (unsigned long long)size);
+        return RV_E_TOO_LARGE;
+    }
+    if (size == 0)
+        return RV_OK;
+    /* Reserve the space now: a full disk fails here, before any body byte,
+     * and the file does not fragment. FALLOC_FL_KEEP_SIZE is not used: the
+     * file gets its final size, so writes never extend it. */
+    int r = posix_fallocate(o->fd, 0, (off_t)size);
+    if (r == EOPNOTSUPP || r == EINVAL)
+        r = ftruncate(o->fd, (off_t)size) == 0 ? 0 : errno;
+    if (r != 0) {
+        int err = rv_errno_to_error(r);
+        rv_object_fail(o, err, "cannot allocate %llu bytes for '%s': %s", (unsigned long long)size,
+                       o->dest_path, strerror(r));
+        return err;
+    }
+    return RV_OK;
+}
+
+int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
+    const unsigned char *b = p;
+    uint64_t at = off;
+    size_t left = n;
+
+    while (left > 0) {
+        ssize_t w = pwrite(o->fd, b, left, (off_t)at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int errnum = w < 0 ? errno : ENOSPC;
+            int err = rv_errno_to_error(errnum);
+            rv_object_fail(o, err, "cannot write '%s': %s", o->dest_path, strerror(errnum));
+            return err;
+        }
+        b += w;
+        at += (uint64_t)w;
+        left -= (size_t)w;
+    }
+    if (o->hash && off == o->hashed) {
+        if (rv_sha256_update(o->hash, p, n) != RV_OK) {
+            rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
+            return RV_E_INTERNAL;
+        }
+        o->hashed += n;
+    }
+    return RV_OK;
+}
+
+int rv_outfile_reset(rv_object *o) {
+    if (o->fd >= 0 && ftruncate(o->fd, 0) != 0) {
+        int err = rv_errno_to_error(errno);
+        rv_object_fail(o, err, "cannot truncate '%s': %s", o->tmp_path, strerror(errno));
+        return err;
+    }
+    o->hashed = 0;
+    if (o->hash && rv_sha256_reset(o->hash) != RV_OK) {
+        rv_object_fail(o, RV_E_INTERNAL, "sha256 reset failed");
+        return RV_E_INTERNAL;
+    }
+    return RV_OK;
+}
+
+/* The chunk holding byte off (chunks are sorted and contiguous), or NULL. */
+static rv_chunk *chunk_at(rv_object *o, uint64_t off) {
+    size_t lo = 0, hi = o->n_chunks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        rv_chunk *c = &o->chunks[mid];
+        if (off < c->start)
+            hi = mid;
+        else if (c->end != RV_UNKNOWN && off >= c->end)
+            lo = mid + 1;
+        else
+            return c;
+    }
+    return NULL;
+}
+
+int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget) {
+    uint64_t done = 0;
+
+    if (!o->hash)
+        return 0;
+    while (done < budget) {
+        rv_chunk *c = chunk_at(o, o->hashed);
+        if (!c || c->pos <= o->hashed)
+            break;
+        uint64_t n = c->pos - o->hashed;
+        if (n > e->buf_size)
+            n = e->buf_size;
+        if (n > budget - done)
+            n = budget - done;
+        ssize_t got = pread(o->fd, e->buf, (size_t)n, (off_t)o->hashed);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            int errnum = got < 0 ? errno : EIO;
+            rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", o->tmp_path,
+                           strerror(errnum));
+            return -RV_E_IO;
+        }
+        if (rv_sha256_update(o->hash, e->buf, (size_t)got) != RV_OK) {
+            rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
+            return -RV_E_INTERNAL;
+        }
+        o->hashed += (uint64_t)got;
+        done += (uint64_t)got;
+    }
+    return (int64_t)done;
+}
+
+int rv_outfile_deliver(rv_object *o) {
+    if (rename(o->tmp_path, o->dest_path) != 0) {
+        int err = rv_errno_to_error(errno);
+        rv_object_fail(o, err, "cannot rename the finished download into '%s': %s", o->dest_path,
+                       strerror(errno));
+        return err;
+    }
+    free(o->tmp_path);
+    o->tmp_path = NULL;
+    if (o->fd >= 0)
+        close(o->fd);
+    o->fd = -1;
+    return RV_OK;
+}
+
+void rv_outfile_discard(rv_object *o) {
+    if (o->fd >= 0)
+        close(o->fd);
+    o->fd = -1;
+    if (o->tmp_path)
+        unlink(o->tmp_path);
+    free(o->tmp_path);
+    o->tmp_path = NULL;
+}

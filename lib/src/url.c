@@ -1,0 +1,410 @@
+/* url.c — parsing and normalising source URLs.
+ *
+ * libcurl's URL API does the RFC 3986 parsing (IPv6 literals, ports,
+ * userinfo, dot-segment removal, IPv4 forms); this file adds what libcurl
+ * is lenient about and we are not:
+ *
+ *   check                                  libcurl alone would
+ *   length <= RV_URL_MAX                   accept up to 8 MB
+ *   bytes in 0x21..0x7e only               accept raw UTF-8, some controls
+ *   scheme = ALPHA *(ALPHA DIGIT + - .)    accept "1http"
+ *   literally "scheme://"                  turn "http:/x", "http:///x" into
+ *                                          host "x"
+ *   non-empty authority except file://     (same)
+ *   explicit port 0 refused                accept it
+ *   '%' always followed by two hex digits  pass "%zz" through
+ *   in path and query
+ *   decoded host: unreserved/sub-delims,   decode "%C3%A9" or "%25" into
+ *   IPv6 hex; zone id unreserved           the host
+ *
+ * Normalisation: scheme and host lower case (an IPv6 zone id keeps its
+ * case: interface names are case-sensitive), the scheme's default port
+ * dropped, dot segments removed (as libcurl does when it sends the request),
+ * fragment and userinfo dropped, percent-encoding left exactly as given.
+ */
+#include "url.h"
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rv_error.h"
+
+/* Longest file name rv_url_filename hands out (NAME_MAX on Linux). */
+#define URL_FILENAME_MAX 255
+
+/* ---- character classes (ASCII only, independent of the locale) ---- */
+
+static bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void lower_ascii(char *s, size_t n) {
+    for (size_t i = 0; i < n && s[i]; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            s[i] = (char)(s[i] - 'A' + 'a');
+}
+
+/* Every '%' in s starts a two-hex-digit escape. */
+static bool escapes_valid(const char *s) {
+    for (; *s; s++) {
+        if (*s != '%')
+            continue;
+        if (hex_value(s[1]) < 0 || hex_value(s[2]) < 0)
+            return false;
+        s += 2;
+    }
+    return true;
+}
+
+/* Checks libcurl does not make, on the raw input (see the table above).
+ * Sets *is_file for the "file" scheme. */
+static int precheck(const char *in, bool *is_file) {
+    size_t len = strnlen(in, RV_URL_MAX + 1);
+    if (len == 0 || len > RV_URL_MAX)
+        return RV_E_BAD_URL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c <= 0x20 || c >= 0x7f) /* controls, space, DEL, non-ASCII */
+            return RV_E_BAD_URL;
+    }
+
+    if (!is_alpha(in[0]))
+        return RV_E_BAD_URL;
+    size_t n = 1;
+    while (is_alpha(in[n]) || is_digit(in[n]) || in[n] == '+' || in[n] == '-' || in[n] == '.')
+        n++;
+    if (strncmp(in + n, "://", 3) != 0)
+        return RV_E_BAD_URL;
+
+    bool file = n == 4 && strncasecmp(in, "file", 4) == 0;
+    char first = in[n + 3];
+    if (!file && (first == '\0' || first == '/' || first == '?' || first == '#'))
+        return RV_E_BAD_URL; /* empty authority */
+    *is_file = file;
+    return RV_OK;
+}
+
+/* A copy (malloc'd, caller frees) of one part of h in *ret; *ret = NULL
+ * when libcurl answers `absent`. */
+static int part_dup(CURLU *h, CURLUPart what, unsigned flags, CURLUcode absent, char **ret) {
+    char *s = NULL;
+    CURLUcode rc = curl_url_get(h, what, &s, flags);
+    if (rc == absent && absent != CURLUE_OK) {
+        *ret = NULL;
+        return RV_OK;
+    }
+    if (rc == CURLUE_OUT_OF_MEMORY)
+        return RV_E_NOMEM;
+    if (rc != CURLUE_OK)
+        return RV_E_BAD_URL;
+    char *copy = strdup(s);
+    curl_free(s);
+    if (!copy)
+        return RV_E_NOMEM;
+    *ret = copy;
+    return RV_OK;
+}
+
+/* "0".."65535" (libcurl has range-checked it) to a number. */
+static unsigned port_value(const char *s) {
+    unsigned v = 0;
+    for (; is_digit(*s); s++)
+        v = v * 10 + (unsigned)(*s - '0');
+    return v;
+}
+
+/* libcurl percent-decodes the host, so check what it decoded to: an IPv6
+ * literal is "[" hex digits, ':' and '.' "]" (libcurl has checked the
+ * address itself); a name is RFC 3986 unreserved and sub-delims only — no
+ * '%', no non-ASCII bytes (IDN must arrive as punycode). */
+static bool host_valid(const char *host) {
+    size_t n = strlen(host);
+    if (host[0] == '[') {
+        if (n < 3 || host[n - 1] != ']')
+            return false;
+        for (size_t i = 1; i < n - 1; i++)
+            if (!is_digit(host[i]) && !(host[i] >= 'a' && host[i] <= 'f') && host[i] != ':' &&
+                host[i] != '.')
+                return false;
+        return true;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!is_alpha(host[i]) && !is_digit(host[i]) && !strchr("-._~!$&'()*+,;=", host[i]))
+            return false;
+    return n > 0;
+}
+
+/* RFC 6874 allows escapes in a zone id; we take unreserved characters only,
+ * which covers real interface names and keeps the zone id printable as is. */
+static bool zone_valid(const char *zone) {
+    if (!*zone)
+        return false;
+    for (; *zone; zone++)
+        if (!is_alpha(*zone) && !is_digit(*zone) && !strchr("-._~", *zone))
+            return false;
+    return true;
+}
+
+/* The host as it goes into normalised and host_key: lower case, an IPv6
+ * zone id re-attached as "%25zone" inside the brackets. */
+static int host_build(CURLU *h, char **ret) {
+    char *host = NULL, *zone = NULL, *out = NULL;
+    int r = part_dup(h, CURLUPART_HOST, 0, CURLUE_NO_HOST, &host);
+    if (r != RV_OK)
+        goto out;
+    if (!host) { /* http(s) and every other non-file scheme need one */
+        r = RV_E_BAD_URL;
+        goto out;
+    }
+    lower_ascii(host, strlen(host));
+    if (!host_valid(host)) {
+        r = RV_E_BAD_URL;
+        goto out;
+    }
+    r = part_dup(h, CURLUPART_ZONEID, 0, CURLUE_NO_ZONEID, &zone);
+    if (r != RV_OK)
+        goto out;
+    if (zone && !zone_valid(zone)) {
+        r = RV_E_BAD_URL;
+        goto out;
+    }
+    if (!zone) {
+        out = host;
+        host = NULL;
+    } else {
+        size_t n = strlen(host);
+        if (n < 2 || host[0] != '[' || host[n - 1] != ']') {
+            r = RV_E_BAD_URL;
+            goto out;
+        }
+        if (asprintf(&out, "%.*s%%25%s]", (int)(n - 1), host, zone) < 0) {
+            out = NULL;
+            r = RV_E_NOMEM;
+            goto out;
+        }
+    }
+    *ret = out;
+    r = RV_OK;
+out:
+    free(host);
+    free(zone);
+    return r;
+}
+
+int rv_url_parse(const char *in, rv_url **ret) {
+    CURLU *h = NULL;
+    rv_url *u = NULL;
+    char *port_s = NULL, *explicit_port = NULL;
+    char portbuf[16] = "";
+    bool is_file = false;
+    CURLUcode rc;
+    int r;
+
+    if (!in || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    r = precheck(in, &is_file);
+    if (r != RV_OK)
+        goto out;
+
+    h = curl_url();
+    u = calloc(1, sizeof(*u));
+    if (!h || !u) {
+        r = RV_E_NOMEM;
+        goto out;
+    }
+    rc = curl_url_set(h, CURLUPART_URL, in, CURLU_NON_SUPPORT_SCHEME);
+    if (rc != CURLUE_OK) {
+        r = rc == CURLUE_OUT_OF_MEMORY ? RV_E_NOMEM : RV_E_BAD_URL;
+        goto out;
+    }
+
+    r = part_dup(h, CURLUPART_SCHEME, 0, CURLUE_OK, &u->scheme);
+    if (r != RV_OK)
+        goto out;
+    lower_ascii(u->scheme, strlen(u->scheme));
+
+    if (is_file) {
+        /* libcurl refuses file:// hosts other than "localhost" and strips
+         * that one; anything still there is not a local file. */
+        char *host = NULL;
+        r = part_dup(h, CURLUPART_HOST, 0, CURLUE_NO_HOST, &host);
+        bool has_host = host && *host;
+        free(host);
+        if (r != RV_OK || has_host) {
+            r = r != RV_OK ? r : RV_E_BAD_URL;
+            goto out;
+        }
+        u->host = strdup("");
+        if (!u->host) {
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        u->port = 0;
+    } else {
+        r = host_build(h, &u->host);
+        if (r != RV_OK)
+            goto out;
+        r = part_dup(h, CURLUPART_PORT, CURLU_DEFAULT_PORT, CURLUE_NO_PORT, &port_s);
+        if (r != RV_OK)
+            goto out;
+        /* Present only when given and not the scheme's default. */
+        r = part_dup(h, CURLUPART_PORT, CURLU_NO_DEFAULT_PORT, CURLUE_NO_PORT, &explicit_port);
+        if (r != RV_OK)
+            goto out;
+        u->port = port_s ? port_value(port_s) : 0;
+        if (explicit_port && port_value(explicit_port) == 0) {
+            r = RV_E_BAD_URL;
+            goto out;
+        }
+    }
+
+    r = part_dup(h, CURLUPART_PATH, 0, CURLUE_OK, &u->path);
+    if (r != RV_OK)
+        goto out;
+    r = part_dup(h, CURLUPART_QUERY, 0, CURLUE_NO_QUERY, &u->query);
+    if (r != RV_OK)
+        goto out;
+    if (u->path[0] != '/' || !escapes_valid(u->path) || (u->query && !escapes_valid(u->query))) {
+        r = RV_E_BAD_URL;
+        goto out;
+    }
+
+    if (explicit_port)
+        snprintf(portbuf, sizeof(portbuf), ":%u", u->port);
+    if (asprintf(&u->normalised, "%s://%s%s%s%s%s", u->scheme, u->host, portbuf, u->path,
+                 u->query ? "?" : "", u->query ? u->query : "") < 0) {
+        u->normalised = NULL;
+        r = RV_E_NOMEM;
+        goto out;
+    }
+    if (asprintf(&u->host_key, "%s://%s:%u", u->scheme, u->host, u->port) < 0) {
+        u->host_key = NULL;
+        r = RV_E_NOMEM;
+        goto out;
+    }
+
+    *ret = u;
+    u = NULL;
+    r = RV_OK;
+out:
+    free(port_s);
+    free(explicit_port);
+    curl_url_cleanup(h);
+    rv_url_free(u);
+    return r;
+}
+
+rv_url *rv_url_free(rv_url *u) {
+    if (!u)
+        return NULL;
+    free(u->scheme);
+    free(u->host);
+    free(u->path);
+    free(u->query);
+    free(u->normalised);
+    free(u->host_key);
+    free(u);
+    return NULL;
+}
+
+/* Percent-decode s[0..n) into a malloc'd, NUL-terminated *ret; *ret_len is
+ * the decoded length (a decoded NUL makes it differ from strlen). */
+static int pct_decode(const char *s, size_t n, char **ret, size_t *ret_len) {
+    char *out = malloc(n + 1);
+    size_t o = 0;
+    int r = RV_E_NOMEM;
+    if (!out)
+        goto out;
+    r = RV_E_BAD_URL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int a = i + 2 < n ? hex_value(s[i + 1]) : -1;
+        int b = i + 2 < n ? hex_value(s[i + 2]) : -1;
+        if (a < 0 || b < 0)
+            goto out;
+        out[o++] = (char)(a << 4 | b);
+        i += 2;
+    }
+    out[o] = '\0';
+    *ret = out;
+    *ret_len = o;
+    out = NULL;
+    r = RV_OK;
+out:
+    free(out);
+    return r;
+}
+
+int rv_url_filename(const rv_url *u, char **ret) {
+    char *name = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!u || !u->path || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    const char *seg = strrchr(u->path, '/');
+    seg = seg ? seg + 1 : u->path;
+    r = pct_decode(seg, strlen(seg), &name, &len);
+    if (r != RV_OK)
+        goto out;
+
+    r = RV_E_BAD_URL;
+    if (len == 0 || len > URL_FILENAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        goto out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f) /* '/', NUL and other controls */
+            goto out;
+    }
+    *ret = name;
+    name = NULL;
+    r = RV_OK;
+out:
+    free(name);
+    return r;
+}
+
+int rv_url_file_path(const rv_url *u, char **ret) {
+    char *path = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!u || !u->path || !u->scheme || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    if (strcmp(u->scheme, "file") != 0)
+        return RV_E_BAD_URL;
+    r = pct_decode(u->path, strlen(u->path), &path, &len);
+    if (r != RV_OK)
+        goto out;
+    if (len != strlen(path) || path[0] != '/') {
+        r = RV_E_BAD_URL;
+        goto out;
+    }
+    *ret = path;
+    path = NULL;
+    r = RV_OK;
+out:
+    free(path);
+    return r;
+}

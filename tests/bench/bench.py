@@ -1,0 +1,899 @@
+#!/usr/bin/python3
+"""bench.py -- retriever against curl and aria2c, same data, same run.
+
+Runs each scenario's tools in interleaved order (curl, aria2c, retriever,
+curl, aria2c, ...) for --repeat repetitions against local origins, and
+prints one table with the median of every metric, then each target as MET
+or MISSED with its ratio. Not a pass/fail test: it exits 0 whenever the
+benchmark itself ran (a failed download is reported loudly, and counted).
+
+Usage:
+    bench.py --retrieverctl PATH [--scenario 1,2,3,4] [--repeat N]
+             [--workdir DIR] [--markdown] [--peers-only]
+
+Scenarios (see docs/benchmarks.md for the method and the targets):
+    1  1 GiB from nginx on loopback, unlimited
+    2  1 GiB from fault_origin.py at 25 MiB/s per TCP connection, 20 ms
+       before each response
+    3  1000 files of 64 KiB from nginx
+    4  retriever's peak RSS for 1 GiB and 4 GiB from nginx
+
+Fairness: before every run the previous outputs are deleted and os.sync()
+is called, and the source files are checked to be in the page cache (and
+read again if they are not). Every output's sha256 is verified after the
+run, outside the timed section. CPU seconds and peak RSS come from
+os.wait4() of the tool's own process.
+
+Python 3 standard library only; needs nginx, curl, aria2c and fincore
+(util-linux).
+"""
+
+import argparse
+import ctypes
+import datetime
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fixtures"))
+import origins  # noqa: E402  (path set up above)
+
+MIB = 1 << 20
+GIB = 1 << 30
+BIG_SIZE = 1 * GIB
+HUGE_SIZE = 4 * GIB
+SMALL_SIZE = 64 * 1024
+SMALL_COUNT = 1000
+S2_RATE = 25 * MIB              # scenario 2: bytes/s per TCP connection
+S2_LATENCY_MS = 20              # scenario 2: delay before each response
+CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
+RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CURL = shutil.which("curl") or "curl"
+ARIA2C = shutil.which("aria2c") or "aria2c"
+FINCORE = shutil.which("fincore") or "fincore"
+SH = "/bin/sh"
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def say(*args, end="\n"):
+    """Progress and warnings go to stderr; stdout carries only the report."""
+    print(*args, file=sys.stderr, end=end, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Machine facts
+# ---------------------------------------------------------------------------
+
+def _first_line(argv):
+    try:
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "unavailable (%s)" % e
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts(retrieverctl, workdir):
+    """[(name, value)] describing this machine and the tools' versions."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T",
+                         workdir], capture_output=True, text=True)
+    fs = " ".join(fs.stdout.split())
+    dirty = []
+    for knob in ("dirty_background_ratio", "dirty_ratio"):
+        with open("/proc/sys/vm/" + knob) as f:
+            dirty.append("%s=%s" % (knob, f.read().strip()))
+    facts = [
+        ("date (UTC)", datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%d %H:%M")),
+        ("nproc", str(len(os.sched_getaffinity(0)))),
+        ("cpu", _cpu_model()),
+        ("memory", "%.1f GiB" % (mem / GIB)),
+        ("kernel", platform.release()),
+        ("workdir", "%s on %s" % (workdir, fs or "unknown fs")),
+        ("vm", " ".join(dirty)),
+        ("python", platform.python_version()),
+        ("curl", " ".join(_first_line([CURL, "--version"]).split()[:5])),
+        ("aria2c", _first_line([ARIA2C, "--version"])),
+        ("nginx", _first_line([origins.NGINX, "-v"])),
+    ]
+    if retrieverctl:
+        facts.append(("retrieverctl", "%s (%s)" % (
+            _first_line([retrieverctl, "--version"]), retrieverctl)))
+    else:
+        facts.append(("retrieverctl", "not run (peers only)"))
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------
+
+def _proc_cpu_s(pids):
+    """user+sys seconds consumed so far by `pids` (all threads of each)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])   # utime, stime
+    return total / CLK_TCK
+
+
+def _system_task_cpu_s():
+    """user+nice+system seconds of the whole machine so far (all CPUs; irq,
+    softirq and steal time excluded, as they are from task times)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[1]) + int(fields[2]) + int(fields[3])) / CLK_TCK
+
+
+def origin_pids(origin):
+    """The origin's PID and its children's (nginx workers)."""
+    pid = origin.pid
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [pid] + [int(p) for p in f.read().split()]
+    except OSError:
+        return [pid]
+
+
+class Run:
+    """One measured run of one tool."""
+
+    def __init__(self, wall, cpu, rss_kib, origin_cpu, other_cpu, ok,
+                 problem=""):
+        self.wall = wall
+        self.cpu = cpu
+        self.rss_kib = rss_kib
+        self.origin_cpu = origin_cpu
+        self.other_cpu = other_cpu      # every other process, same interval
+        self.ok = ok
+        self.problem = problem
+
+
+class Row:
+    """One tool in one scenario: what to run, what it must produce, and the
+    runs measured so far.
+
+    `outputs` is [(path, sha256 hex)]; every path must exist after a run
+    with that content. `outdir` is where the tool writes; the whole output
+    area is emptied before each run. `nbytes`/`nfiles` are the payload.
+    """
+
+    def __init__(self, scenario, key, label, argv, outdir, outputs, nbytes,
+                 nfiles=1, info=False):
+        self.scenario = scenario
+        self.key = key
+        self.label = label
+        self.argv = argv
+        self.outdir = outdir
+        self.outputs = outputs
+        self.nbytes = nbytes
+        self.nfiles = nfiles
+        self.info = info            # a row "for information", not a target
+        self.runs = []
+
+    def ok_runs(self):
+        return [r for r in self.runs if r.ok]
+
+    def _median(self, values):
+        return statistics.median(values) if values else None
+
+    def wall(self):
+        return self._median([r.wall for r in self.ok_runs()])
+
+    def cpu(self):
+        return self._median([r.cpu for r in self.ok_runs()])
+
+    def rss_mib(self):
+        return self._median([r.rss_kib / 1024 for r in self.ok_runs()])
+
+    def rss_max_mib(self):
+        runs = self.ok_runs()
+        return max(r.rss_kib / 1024 for r in runs) if runs else None
+
+    def origin_cpu(self):
+        return self._median([r.origin_cpu for r in self.ok_runs()])
+
+    def other_cpu(self):
+        return self._median([r.other_cpu for r in self.ok_runs()])
+
+    def mib_s(self):
+        return self._median([self.nbytes / MIB / r.wall
+                             for r in self.ok_runs()])
+
+    def files_s(self):
+        return self._median([self.nfiles / r.wall for r in self.ok_runs()])
+
+    def cpu_per_gib(self):
+        return self._median([r.cpu / (self.nbytes / GIB)
+                             for r in self.ok_runs()])
+
+    def rate_range(self):
+        """(min, max) of the rate the scenario is judged by."""
+        rates = [(self.nfiles if self.nfiles > 1 else self.nbytes / MIB)
+                 / r.wall for r in self.ok_runs()]
+        return (min(rates), max(rates)) if rates else None
+
+
+class Runner:
+    """Runs a Row once under the fairness rules and records a Run."""
+
+    def __init__(self, workdir, timeout=RUN_TIMEOUT_S):
+        self.out_root = os.path.join(workdir, "out")
+        self.log_path = os.path.join(workdir, "run.stderr")
+        self.timeout = timeout
+        self.env = {k: v for k, v in os.environ.items()
+                    if "proxy" not in k.lower()}
+        self.env["LC_ALL"] = "C"
+        self.recached = 0           # bytes of sources that left the cache
+        self.failures = []          # (row label, problem) of failed runs
+
+    # -- fairness ----------------------------------------------------------
+
+    def _clear_outputs(self, row):
+        """Delete every previous output (of any tool), recreate row.outdir."""
+        shutil.rmtree(self.out_root, ignore_errors=True)
+        os.makedirs(row.outdir)
+
+    def ensure_cached(self, sources):
+        """Make sure every file in `sources` is fully in the page cache."""
+        if not sources:
+            return
+        out = subprocess.run([FINCORE, "--bytes", "--noheadings", "--raw",
+                              "--output", "RES,SIZE"] + list(sources),
+                             capture_output=True, text=True, check=True)
+        for path, line in zip(sources, out.stdout.splitlines()):
+            res, size = (int(w) for w in line.split())
+            if res >= size:
+                continue
+            self.recached += size - res
+            with open(path, "rb") as f:
+                while f.read(8 * MIB):
+                    pass
+
+    # -- one run -----------------------------------------------------------
+
+    def measure(self, row, origin_pids_, sources):
+        self._clear_outputs(row)
+        os.sync()
+        self.ensure_cached(sources)
+        origin_before = _proc_cpu_s(origin_pids_)
+        system_before = _system_task_cpu_s()
+
+        with open(self.log_path, "wb") as log:
+            t0 = time.monotonic()
+            pid = self._spawn(row, log)
+            try:
+                timed_out = not self._wait_exit(pid)
+            except BaseException:           # Ctrl-C: leave nothing behind
+                os.kill(pid, signal.SIGKILL)
+                os.wait4(pid, 0)
+                raise
+            if timed_out:
+                os.kill(pid, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+            wall = time.monotonic() - t0
+        returncode = os.waitstatus_to_exitcode(status)
+        origin_cpu = _proc_cpu_s(origin_pids_) - origin_before
+        cpu = usage.ru_utime + usage.ru_stime
+        other_cpu = max(_system_task_cpu_s() - system_before - cpu
+                        - origin_cpu, 0.0)
+
+        problem = ""
+        if timed_out:
+            problem = "killed after %d s" % self.timeout
+        elif returncode != 0:
+            problem = "exit status %d" % returncode
+        else:
+            problem = self._verify(row)
+        run = Run(wall, cpu, usage.ru_maxrss, origin_cpu, other_cpu,
+                  not problem, problem)
+        row.runs.append(run)
+        if problem:
+            self._report_failure(row, problem)
+        return run
+
+    def _spawn(self, row, log):
+        """Start row.argv as a grandchild that becomes our child; its PID.
+
+        ru_maxrss counts the memory of the process before its exec too, and
+        a child spawned by Python starts with Python's (tens of MiB, more
+        than curl's own peak). So /bin/sh (about 1 MiB) forks the tool in
+        the background, prints its PID and exits; the orphan is reparented
+        to us (a child subreaper) and wait4() gives its own usage only.
+        """
+        launcher = subprocess.Popen(
+            [SH, "-c", '"$@" >&2 & echo $!', "sh"] + row.argv,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+            env=self.env, cwd=row.outdir)
+        with launcher.stdout:
+            line = launcher.stdout.read()
+        if launcher.wait() != 0 or not line.strip().isdigit():
+            raise RuntimeError("launcher failed: %r" % line)
+        return int(line)
+
+    def _wait_exit(self, pid):
+        """Wait (bounded) for `pid` to exit without reaping it."""
+        fd = os.pidfd_open(pid)
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(self.timeout * 1000))
+        finally:
+            os.close(fd)
+
+    def _verify(self, row):
+        """'' if every output is there with the right content, else why."""
+        for path, want in row.outputs:
+            if not os.path.isfile(path):
+                return "missing output %s" % path
+            got = origins.sha256_file(path)
+            if got != want:
+                return "WRONG CONTENT in %s: sha256 %s, expected %s" % (
+                    path, got, want)
+        return ""
+
+    def _report_failure(self, row, problem):
+        try:
+            with open(self.log_path, "rb") as f:
+                tail = f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            tail = ""
+        self.failures.append((row.label, problem))
+        say("!" * 72)
+        say("!!! FAILED RUN: scenario %d, %s: %s" % (row.scenario, row.label,
+                                                     problem))
+        say("!!! command: %s" % _shell_line(row.argv))
+        if tail.strip():
+            say("!!! its stderr (tail):\n" + tail.rstrip())
+        say("!" * 72)
+
+
+def _shell_line(argv, limit=6):
+    """argv as a readable shell line; long URL lists are elided."""
+    words = [a if a and all(c.isalnum() or c in "-_./:=,@%+" for c in a)
+             else "'%s'" % a.replace("'", "'\\''") for a in argv]
+    if len(words) > limit + 10:
+        hidden = len(words) - limit - 1
+        words = words[:limit] + ["... (%d more URLs)" % hidden, words[-1]]
+    return " ".join(words)
+
+
+def interleave(runner, rows, repeat, origin, sources, once=()):
+    """Run `rows` in order, `repeat` times; rows in `once` run only in the
+    first repetition."""
+    pids = origin_pids(origin)
+    for rep in range(repeat):
+        for row in rows:
+            if rep > 0 and row.key in once:
+                continue
+            say("  rep %d/%d  %-36s" % (rep + 1, repeat, row.label), end="")
+            run = runner.measure(row, pids, sources)
+            say("  %7.2f s  %s" % (run.wall, "ok" if run.ok else "FAILED"))
+
+
+# ---------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------
+
+def curl_single(url, out):
+    # --disable (first): ignore ~/.curlrc.
+    return [CURL, "--disable", "-s", "-o", out, url]
+
+
+def aria2_single(url, out):
+    return [ARIA2C, "--no-conf", "-x%d" % CONNECTIONS, "-s%d" % CONNECTIONS,
+            "--allow-overwrite=true", "--file-allocation=none", "-q",
+            "-d", os.path.dirname(out), "-o", os.path.basename(out), url]
+
+
+def retriever(ctl, urls, out=None, outdir=None, connections=CONNECTIONS,
+              digest=True):
+    argv = [ctl, "download", "--local", "-q"]
+    if connections:
+        argv += ["-c", str(connections)]
+    if not digest:
+        argv.append("--no-digest")
+    argv += ["-o", out] if out else ["-d", outdir]
+    return argv + list(urls)
+
+
+def retriever_label(connections, digest):
+    label = "retriever"
+    if connections:
+        label += " -c %d" % connections
+    return label + (" (sha256)" if digest else " --no-digest")
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------
+
+class Bench:
+    """Data files, origins' root, the runner, and the results."""
+
+    def __init__(self, args):
+        self.args = args
+        self.ctl = None if args.peers_only else args.retrieverctl
+        self.workdir = args.workdir
+        self.srv = os.path.join(self.workdir, "srv")
+        self.out = os.path.join(self.workdir, "out")
+        self.runner = Runner(self.workdir)
+        self.rows = []
+        self.verdicts = []          # (scenario, text, met or None)
+        self.notes = []
+        self.big = self.huge = None
+        self.small = []             # [(name, sha256)]
+
+    # -- data --------------------------------------------------------------
+
+    def make_data(self, scenarios):
+        need = (BIG_SIZE * 2 + SMALL_COUNT * SMALL_SIZE * 2
+                + (HUGE_SIZE * 2 if 4 in scenarios and self.ctl else 0))
+        st = os.statvfs(self.workdir)
+        if st.f_bavail * st.f_frsize < need + GIB:
+            raise SystemExit("bench.py: %s needs %.0f GiB free (sources and "
+                             "one output at a time)" % (self.workdir,
+                                                        need / GIB + 1))
+        os.makedirs(self.srv)
+        if scenarios & {1, 2, 4}:
+            self.big = self._data("big1g.bin", BIG_SIZE, seed=1)
+        if 4 in scenarios and self.ctl:
+            self.huge = self._data("big4g.bin", HUGE_SIZE, seed=4)
+        if 3 in scenarios:
+            os.makedirs(os.path.join(self.srv, "small"))
+            say("generating %d files of %d KiB" % (SMALL_COUNT,
+                                                   SMALL_SIZE // 1024))
+            for i in range(SMALL_COUNT):
+                name = "f%04d.bin" % i
+                path = os.path.join(self.srv, "small", name)
+                origins.make_file(path, SMALL_SIZE, seed=1000 + i)
+                self.small.append((name, origins.sha256_file(path)))
+        # Everything is written; make it durable and warm once.
+        os.sync()
+        self.runner.ensure_cached(self.all_sources())
+
+    def _data(self, name, size, seed):
+        path = os.path.join(self.srv, name)
+        say("generating %s (%d MiB)" % (name, size // MIB))
+        origins.make_file(path, size, seed=seed)
+        return (path, origins.sha256_file(path))
+
+    def all_sources(self):
+        files = [f[0] for f in (self.big, self.huge) if f]
+        files += [os.path.join(self.srv, "small", n) for n, _ in self.small]
+        return files
+
+    def _outdir(self, key):
+        return os.path.join(self.out, key)
+
+    def _add(self, *args, **kw):
+        row = Row(*args, **kw)
+        self.rows.append(row)
+        return row
+
+    def _single_file_rows(self, scenario, url, peers, retriever_rows,
+                          size, src):
+        """Rows that download one file `src` (path, sha256) from `url`."""
+        rows = []
+        name = os.path.basename(src[0])
+        for key, label, make in peers:
+            out = os.path.join(self._outdir(key), name)
+            rows.append(self._add(scenario, key, label, make(url, out),
+                                  self._outdir(key), [(out, src[1])], size))
+        for key, digest, info in retriever_rows:
+            out = os.path.join(self._outdir(key), name)
+            rows.append(self._add(
+                scenario, key, retriever_label(CONNECTIONS, digest),
+                retriever(self.ctl, [url], out=out, digest=digest),
+                self._outdir(key), [(out, src[1])], size, info=info))
+        return rows
+
+    def _retriever_rows(self):
+        """(key, digest, info) of the retriever rows of scenarios 1-3: the
+        --no-digest row is the one judged (curl and aria2c compute no
+        digest); the default, sha256-computing row is for information."""
+        if not self.ctl:
+            return []
+        if not self.args.no_digest:
+            return [("rv", True, False)]
+        return [("rv-nd", False, False), ("rv", True, True)]
+
+    def _judged(self, rows):
+        """(row, name) of the retriever row the targets are judged on."""
+        if self.args.no_digest:
+            return self._pick(rows, "rv-nd"), "retriever --no-digest"
+        return self._pick(rows, "rv"), "retriever (sha256, no --no-digest)"
+
+    def verdict(self, scenario, text, met):
+        self.verdicts.append((scenario, text, met))
+
+    def _pick(self, rows, key):
+        for row in rows:
+            if row.key == key and row.ok_runs():
+                return row
+        return None
+
+    def _digest_modes(self):
+        return (False, True) if self.args.no_digest else (True,)
+
+    # -- 1 -----------------------------------------------------------------
+
+    def scenario1(self):
+        say("scenario 1: 1 GiB from nginx, unlimited")
+        with origins.NginxOrigin(self.srv) as ng:
+            url = ng.url("/" + os.path.basename(self.big[0]))
+            rows = self._single_file_rows(
+                1, url,
+                [("curl", "curl (1 stream)", curl_single),
+                 ("aria2", "aria2c -x16 -s16", aria2_single)],
+                self._retriever_rows(), BIG_SIZE, self.big)
+            interleave(self.runner, rows, self.args.repeat, ng,
+                       [self.big[0]])
+        curl, (rv, name) = self._pick(rows, "curl"), self._judged(rows)
+        if not (curl and rv):
+            self.verdict(1, "targets not evaluated (no successful curl "
+                         "and %s runs)" % name, None)
+            return
+        ratio = rv.mib_s() / curl.mib_s()
+        self.verdict(1, "%s MiB/s >= 1.0x curl's: %.0f / %.0f = %.2fx"
+                     % (name, rv.mib_s(), curl.mib_s(), ratio), ratio >= 1.0)
+        ratio = rv.cpu_per_gib() / curl.cpu_per_gib()
+        self.verdict(1, "%s CPU s/GiB <= 1.2x curl's: %.2f / %.2f = %.2fx"
+                     % (name, rv.cpu_per_gib(), curl.cpu_per_gib(), ratio),
+                     ratio <= 1.2)
+
+    # -- 2 -----------------------------------------------------------------
+
+    def scenario2(self):
+        say("scenario 2: 1 GiB from fault_origin.py, %d MiB/s per "
+            "connection, %d ms latency" % (S2_RATE // MIB, S2_LATENCY_MS))
+        with origins.FaultOrigin(self.srv, rate=S2_RATE,
+                                 latency_ms=S2_LATENCY_MS) as fo:
+            url = fo.url("/" + os.path.basename(self.big[0]))
+            rows = self._single_file_rows(
+                2, url,
+                [("curl", "curl (1 stream, once)", curl_single),
+                 ("aria2", "aria2c -x16 -s16", aria2_single)],
+                self._retriever_rows(), BIG_SIZE, self.big)
+            rows[0].info = True
+            interleave(self.runner, rows, self.args.repeat, fo,
+                       [self.big[0]], once={"curl"})
+        ideal = CONNECTIONS * S2_RATE / MIB
+        aria, (rv, name) = self._pick(rows, "aria2"), self._judged(rows)
+        if not rv:
+            self.verdict(2, "targets not evaluated (no successful %s run)"
+                         % name, None)
+            return
+        ratio = rv.mib_s() / ideal
+        self.verdict(2, "%s -c 16 >= 90%% of 16 x 25 MiB/s: %.0f / %.0f = "
+                     "%.0f%%" % (name, rv.mib_s(), ideal, 100 * ratio),
+                     ratio >= 0.9)
+        if aria:
+            ratio = rv.mib_s() / aria.mib_s()
+            self.verdict(2, "%s -c 16 >= 1.2x aria2c's MiB/s: %.0f / %.0f = "
+                         "%.2fx" % (name, rv.mib_s(), aria.mib_s(), ratio),
+                         ratio >= 1.2)
+        dg = self._pick(rows, "rv") if self.args.no_digest else None
+        if dg:
+            self.notes.append(
+                "scenario 2, for information: retriever with sha256 got "
+                "%.0f MiB/s = %.0f%% of ideal%s" % (
+                    dg.mib_s(), 100 * dg.mib_s() / ideal,
+                    ", %.2fx aria2c" % (dg.mib_s() / aria.mib_s())
+                    if aria else ""))
+
+    # -- 3 -----------------------------------------------------------------
+
+    def scenario3(self):
+        say("scenario 3: %d files of %d KiB from nginx"
+            % (SMALL_COUNT, SMALL_SIZE // 1024))
+        cfg = os.path.join(self.workdir, "cfg")
+        os.makedirs(cfg, exist_ok=True)
+        size = SMALL_COUNT * SMALL_SIZE
+        sources = [os.path.join(self.srv, "small", n) for n, _ in self.small]
+        with origins.NginxOrigin(self.srv) as ng:
+            urls = [ng.url("/small/" + n) for n, _ in self.small]
+            rows = []
+
+            def expected(key):
+                return [(os.path.join(self._outdir(key), n), sha)
+                        for n, sha in self.small]
+
+            # curl: one config file of url/output pairs (-K), not argv.
+            key = "curl"
+            curl_cfg = os.path.join(cfg, "curl.cfg")
+            with open(curl_cfg, "w") as f:
+                for (path, _), url in zip(expected(key), urls):
+                    f.write('url = "%s"\noutput = "%s"\n' % (url, path))
+            rows.append(self._add(
+                3, key, "curl --parallel-max 16",
+                [CURL, "--disable", "-s", "--parallel", "--parallel-max",
+                 str(CONNECTIONS), "-K", curl_cfg],
+                self._outdir(key), expected(key), size, SMALL_COUNT))
+
+            key = "aria2"
+            listfile = os.path.join(cfg, "aria2.list")
+            with open(listfile, "w") as f:
+                f.write("".join(u + "\n" for u in urls))
+            rows.append(self._add(
+                3, key, "aria2c -j16",
+                [ARIA2C, "--no-conf", "-j%d" % CONNECTIONS, "-i", listfile,
+                 "-d", self._outdir(key), "-q", "--allow-overwrite=true",
+                 "--file-allocation=none"],
+                self._outdir(key), expected(key), size, SMALL_COUNT))
+
+            for key, digest, info in self._retriever_rows():
+                rows.append(self._add(
+                    3, key, retriever_label(None, digest),
+                    retriever(self.ctl, urls, outdir=self._outdir(key),
+                              connections=None, digest=digest),
+                    self._outdir(key), expected(key), size, SMALL_COUNT,
+                    info=info))
+            interleave(self.runner, rows, self.args.repeat, ng, sources)
+        curl, (rv, name) = self._pick(rows, "curl"), self._judged(rows)
+        if not (curl and rv):
+            self.verdict(3, "target not evaluated (no successful curl and "
+                         "%s runs)" % name, None)
+            return
+        ratio = rv.files_s() / curl.files_s()
+        self.verdict(3, "%s files/s >= 1.0x curl --parallel's: %.0f / %.0f "
+                     "= %.2fx" % (name, rv.files_s(), curl.files_s(), ratio),
+                     ratio >= 1.0)
+
+    # -- 4 -----------------------------------------------------------------
+
+    def scenario4(self):
+        if not self.ctl:
+            self.notes.append("scenario 4 skipped: it measures retriever "
+                              "only")
+            return
+        say("scenario 4: retriever's peak RSS, 1 GiB and 4 GiB from nginx")
+        with origins.NginxOrigin(self.srv) as ng:
+            rows = []
+            for src, size, tag in ((self.big, BIG_SIZE, "1 GiB"),
+                                   (self.huge, HUGE_SIZE, "4 GiB")):
+                url = ng.url("/" + os.path.basename(src[0]))
+                for digest in self._digest_modes():
+                    key = "rv-%s-%s" % (tag[0], "sha" if digest else "nd")
+                    out = os.path.join(self._outdir(key),
+                                       os.path.basename(src[0]))
+                    rows.append(self._add(
+                        4, key, "%s, %s" % (retriever_label(CONNECTIONS,
+                                                            digest), tag),
+                        retriever(self.ctl, [url], out=out, digest=digest),
+                        self._outdir(key), [(out, src[1])], size))
+            interleave(self.runner, rows, self.args.repeat, ng,
+                       [self.big[0], self.huge[0]])
+        for mode, name in (("nd", "--no-digest"), ("sha", "with sha256")):
+            if mode == "nd" and not self.args.no_digest:
+                continue
+            one = self._pick(rows, "rv-1-" + mode)
+            four = self._pick(rows, "rv-4-" + mode)
+            if one:
+                self.verdict(4, "retriever %s peak RSS, 1 GiB <= 32 MiB: "
+                             "%.1f MiB (max of runs %.1f) = %.2fx the limit"
+                             % (name, one.rss_mib(), one.rss_max_mib(),
+                                one.rss_mib() / 32), one.rss_mib() <= 32)
+            if one and four:
+                grow = four.rss_mib() - one.rss_mib()
+                self.verdict(4, "retriever %s peak RSS, 4 GiB within 4 MiB "
+                             "of 1 GiB: %.1f - %.1f = %+.1f MiB"
+                             % (name, four.rss_mib(), one.rss_mib(), grow),
+                             grow <= 4)
+            if not (one and four):
+                self.verdict(4, "retriever %s: RSS targets not fully "
+                             "evaluated (failed runs)" % name, None)
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+COLUMNS = ["#", "tool", "ok", "wall s", "MiB/s", "files/s", "CPU s",
+           "CPU s/GiB", "peak RSS MiB", "origin CPU s", "other CPU s",
+           "rate min-max"]
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def table_rows(rows):
+    out = []
+    for row in rows:
+        rng = row.rate_range()
+        out.append([
+            str(row.scenario),
+            row.label + (" [info]" if row.info else ""),
+            "%d/%d" % (len(row.ok_runs()), len(row.runs)),
+            _fmt(row.wall(), ".3f"),
+            _fmt(row.mib_s(), ".0f"),
+            _fmt(row.files_s(), ".0f") if row.nfiles > 1 else "-",
+            _fmt(row.cpu(), ".2f"),
+            _fmt(row.cpu_per_gib(), ".2f"),
+            _fmt(row.rss_mib(), ".1f"),
+            _fmt(row.origin_cpu(), ".2f"),
+            _fmt(row.other_cpu(), ".2f"),
+            "%.0f-%.0f" % rng if rng else "-",
+        ])
+    return out
+
+
+def print_text(facts, bench):
+    print("retriever benchmark (tests/bench/bench.py), repeat=%d, medians"
+          % bench.args.repeat)
+    width = max(len(k) for k, _ in facts)
+    for k, v in facts:
+        print("  %-*s  %s" % (width, k, v))
+    print()
+    body = table_rows(bench.rows)
+    widths = [max(len(c), *(len(r[i]) for r in body))
+              for i, c in enumerate(COLUMNS)]
+    left = {1}
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(COLUMNS))
+    print(line(["-" * w for w in widths]))
+    last = None
+    for cells, row in zip(body, bench.rows):
+        if last is not None and row.scenario != last:
+            print()
+        last = row.scenario
+        print(line(cells))
+    print()
+    print_verdicts(bench, bullet="")
+
+
+def print_markdown(facts, bench):
+    print("Machine:\n")
+    for k, v in facts:
+        print("- %s: `%s`" % (k, v))
+    print("\nMedians of %d repetitions (scenario 2's curl: one run).\n"
+          % bench.args.repeat)
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join("---" if i in (1,) else "--:"
+                         for i in range(len(COLUMNS))) + "|")
+    for cells in table_rows(bench.rows):
+        print("| " + " | ".join(cells) + " |")
+    print("\nTargets:\n")
+    print_verdicts(bench, bullet="- ")
+    print("\nCommands (URLs and paths as run):\n")
+    for row in bench.rows:
+        print("- %d, %s: `%s`" % (row.scenario, row.label,
+                                  _shell_line(row.argv)))
+
+
+def print_verdicts(bench, bullet):
+    for scenario, text, met in bench.verdicts:
+        word = {True: "MET", False: "MISSED", None: "NOT EVALUATED"}[met]
+        print("%s%s scenario %d: %s" % (bullet, word.ljust(6) if not bullet
+                                        else "**%s**" % word, scenario, text))
+    notes = list(bench.notes)
+    if bench.runner.failures:
+        notes.append("FAILED RUNS: %d (%s)" % (
+            len(bench.runner.failures),
+            "; ".join("%s: %s" % f for f in bench.runner.failures)))
+    else:
+        notes.append("every run exited 0 and every output's sha256 matched")
+    busy = ["%d %s" % (row.scenario, row.label) for row in bench.rows
+            if row.ok_runs() and row.other_cpu() > 0.25 * row.wall()]
+    if busy:
+        notes.append("other processes used more than a quarter of a core "
+                     "during: %s -- those numbers are disturbed"
+                     % "; ".join(busy))
+    notes.append("source bytes found evicted from the page cache before "
+                 "a run and read back: %.0f MiB" % (bench.runner.recached
+                                                    / MIB))
+    for note in notes:
+        print("%snote: %s" % (bullet, note))
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Benchmark retriever against curl and aria2c on local "
+                    "origins; prints a table of medians and the targets.")
+    p.add_argument("--retrieverctl", metavar="PATH",
+                   help="the retrieverctl binary to benchmark")
+    p.add_argument("--peers-only", action="store_true",
+                   help="run curl and aria2c only (no retriever rows)")
+    p.add_argument("--scenario", default="1,2,3,4",
+                   help="comma-separated scenarios to run (default 1,2,3,4)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="repetitions per tool; the median is reported "
+                        "(default 3)")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="scratch directory, created and deleted "
+                        "(default /tmp/rv-bench-<pid>)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the report as Markdown")
+    args = p.parse_args(argv)
+    args.no_digest = False
+    try:
+        args.scenarios = {int(s) for s in args.scenario.split(",") if s}
+    except ValueError:
+        p.error("--scenario: comma-separated numbers 1-4")
+    if not args.scenarios or not args.scenarios <= {1, 2, 3, 4}:
+        p.error("--scenario: comma-separated numbers 1-4")
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if not args.peers_only:
+        if not args.retrieverctl:
+            p.error("--retrieverctl PATH is required (or --peers-only)")
+        if not os.access(args.retrieverctl, os.X_OK):
+            p.error("--retrieverctl %r is not executable" % args.retrieverctl)
+        args.retrieverctl = os.path.abspath(args.retrieverctl)
+        help_text = subprocess.run(
+            [args.retrieverctl, "download", "--help"], capture_output=True,
+            text=True).stdout
+        args.no_digest = "--no-digest" in help_text
+        if not args.no_digest:
+            say("warning: %s has no --no-digest option; the targets are "
+                "judged on its sha256 rows instead" % args.retrieverctl)
+    args.workdir = os.path.abspath(args.workdir or
+                                   "/tmp/rv-bench-%d" % os.getpid())
+    if os.path.exists(args.workdir) and os.listdir(args.workdir):
+        p.error("--workdir %s exists and is not empty" % args.workdir)
+    for tool in (CURL, ARIA2C, FINCORE, origins.NGINX):
+        if not shutil.which(tool):
+            p.error("%s not found" % tool)
+    return args
+
+
+def become_subreaper():
+    """Orphaned descendants (the tools, see Runner._spawn) become ours."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    become_subreaper()
+    os.makedirs(args.workdir, exist_ok=True)
+    bench = Bench(args)
+    try:
+        facts = machine_facts(bench.ctl, args.workdir)
+        bench.make_data(args.scenarios)
+        for n in sorted(args.scenarios):
+            getattr(bench, "scenario%d" % n)()
+    finally:
+        say("removing %s" % args.workdir)
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    (print_markdown if args.markdown else print_text)(facts, bench)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+/* test_cli.c — argument parsing: every usage error, values, defaults. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cli.h"
+#include "retriever/rv_error.h"
+
+#define MAX_ARGS 64
+
+/* Parse "retrieverctl" + the NULL-terminated arguments. On a usage error
+ * *err gets the message (caller frees). */
+static int parse(rvc_cmd *cmd, char **err, ...) {
+    static char *argv[MAX_ARGS];
+    int argc = 0;
+    va_list ap;
+    argv[argc++] = "retrieverctl";
+    va_start(ap, err);
+    for (char *a; (a = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    *err = NULL;
+    return rvc_cli_parse(argc, argv, cmd, err);
+}
+
+/* Expect a usage error whose message contains `want`, and the --help hint. */
+#define EXPECT_USAGE(want, ...)                                          \
+    do {                                                                 \
+        rvc_cmd c_;                                                      \
+        memset(&c_, 0x5a, sizeof(c_));                                   \
+        char *e_;                                                        \
+        CHECK_INT_EQ(parse(&c_, &e_, __VA_ARGS__, NULL), RV_E_INVALID_ARGUMENT); \
+        CHECK_STR_HAS(e_, want);                                         \
+        CHECK_STR_HAS(e_, "\nTry 'retrieverctl");                        \
+        CHECK(((unsigned char *)&c_)[0] == 0x5a); /* *ret untouched */   \
+        free(e_);                                                        \
+    } while (0)
+
+/* Expect success; the result is left in `c` (release with rvc_cmd_done). */
+#define EXPECT_OK(c, ...)                                                \
+    do {                                                                 \
+        char *e_;                                                        \
+        int r_ = parse(&(c), &e_, __VA_ARGS__, NULL);                    \
+        CHECK_INT_EQ(r_, RV_OK);                                         \
+        if (r_ != RV_OK) {                                               \
+            fprintf(stderr, "  error: %s\n", e_ ? e_ : "(none)");        \
+            free(e_);                                                    \
+            memset(&(c), 0, sizeof(c));                                  \
+        }                                                                \
+    } while (0)
+
+static void test_top_level(void) {
+    rvc_cmd c;
+    char *e;
+
+    CHECK_INT_EQ(parse(&c, &e, NULL), RV_E_INVALID_ARGUMENT);
+    CHECK_STR_HAS(e, "no command given");
+    CHECK_STR_HAS(e, "Try 'retrieverctl --help'");
+    free(e);
+
+    EXPECT_OK(c, "--help");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK(c.help_topic == NULL);
+    rvc_cmd_done(&c);
+
+    EXPECT_OK(c, "-h");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    rvc_cmd_done(&c);
+
+    EXPECT_OK(c, "--version");
+    CHECK_INT_EQ(c.verb, RVC_VERB_VERSION);
+    rvc_cmd_done(&c);
+
+    EXPECT_OK(c, "-V");
+    CHECK_INT_EQ(c.verb, RVC_VERB_VERSION);
+    rvc_cmd_done(&c);
+
+    EXPECT_OK(c, "help");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK(c.help_topic == NULL);
+    rvc_cmd_done(&c);
+
+    EXPECT_OK(c, "help", "download");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK_STR_EQ(c.help_topic, "download");
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("no help for 'nope'", "help", "nope");
+    EXPECT_USAGE("unknown command 'fetch'", "fetch", "http://x/y");
+    EXPECT_USAGE("unknown option '--bogus'", "--bogus", "download");
+}
+
+static void test_download_defaults(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "http://h/a");
+    CHECK_INT_EQ(c.verb, RVC_VERB_DOWNLOAD);
+    CHECK(c.dl.local);
+    CHECK_INT_EQ(c.dl.n_urls, 1);
+    CHECK_STR_EQ(c.dl.urls[0], "http://h/a");
+    CHECK_INT_EQ(c.dl.connections, 0);
+    CHECK_INT_EQ(c.dl.chunk_size, 0);
+    CHECK_INT_EQ(c.dl.retries, -1);
+    CHECK_INT_EQ(c.dl.connect_timeout_ms, 0);
+    CHECK_INT_EQ(c.dl.stall_timeout_ms, 0);
+    CHECK(c.dl.output == NULL && c.dl.dir == NULL);
+    CHECK_STR_EQ(c.dl.sha256, "");
+    CHECK(!c.dl.json && !c.dl.quiet && !c.dl.no_progress);
+    CHECK_INT_EQ(c.dl.n_headers, 0);
+    rvc_cmd_done(&c);
+
+    /* Without --local the parse still succeeds; main refuses it. */
+    EXPECT_OK(c, "download", "http://h/a");
+    CHECK(!c.dl.local);
+    rvc_cmd_done(&c);
+
+    /* Options after URLs, several URLs in order. */
+    EXPECT_OK(c, "download", "http://h/a", "http://h/b", "--local", "-d", "out", "http://h/c");
+    CHECK(c.dl.local);
+    CHECK_STR_EQ(c.dl.dir, "out");
+    CHECK_INT_EQ(c.dl.n_urls, 3);
+    CHECK_STR_EQ(c.dl.urls[0], "http://h/a");
+    CHECK_STR_EQ(c.dl.urls[1], "http://h/b");
+    CHECK_STR_EQ(c.dl.urls[2], "http://h/c");
+    rvc_cmd_done(&c);
+
+    /* "--" ends the options. */
+    EXPECT_OK(c, "download", "--local", "--", "-odd", "--json");
+    CHECK_INT_EQ(c.dl.n_urls, 2);
+    CHECK_STR_EQ(c.dl.urls[0], "-odd");
+    CHECK_STR_EQ(c.dl.urls[1], "--json");
+    CHECK(!c.dl.json);
+    rvc_cmd_done(&c);
+}
+
+static void test_connections(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "-c", "4", "u");
+    CHECK_INT_EQ(c.dl.connections, 4);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "-c16", "u");
+    CHECK_INT_EQ(c.dl.connections, 16);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--connections=1", "u");
+    CHECK_INT_EQ(c.dl.connections, 1);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--connections", "64", "u");
+    CHECK_INT_EQ(c.dl.connections, 64);
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("option '-c' needs a whole number from 1 to 64, not '0'", "download", "-c", "0",
+                 "u");
+    EXPECT_USAGE("from 1 to 64, not '65'", "download", "-c", "65", "u");
+    EXPECT_USAGE("from 1 to 64, not '-1'", "download", "--connections", "-1", "u");
+    EXPECT_USAGE("from 1 to 64, not '4x'", "download", "--connections=4x", "u");
+    EXPECT_USAGE("from 1 to 64, not ''", "download", "--connections=", "u");
+    EXPECT_USAGE("from 1 to 64, not '99999999999999999999'", "download", "-c",
+                 "99999999999999999999", "u");
+    EXPECT_USAGE("option '-c' needs a value (N)", "download", "u", "-c");
+}
+
+static void test_sizes(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "--chunk-size", "4M", "u");
+    CHECK_INT_EQ(c.dl.chunk_size, 4ull << 20);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--chunk-size=512K", "u");
+    CHECK_INT_EQ(c.dl.chunk_size, 512ull << 10);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--chunk-size", "1G", "u");
+    CHECK_INT_EQ(c.dl.chunk_size, 1ull << 30);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--chunk-size", "65536", "u"); /* the minimum */
+    CHECK_INT_EQ(c.dl.chunk_size, 65536);
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("option '--chunk-size' needs a size of at least 64K", "download", "--chunk-size",
+                 "0", "u");
+    EXPECT_USAGE("not '65535'", "download", "--chunk-size", "65535", "u");
+    EXPECT_USAGE("not '1K'", "download", "--chunk-size", "1K", "u");
+    EXPECT_USAGE("not 'abc'", "download", "--chunk-size", "abc", "u");
+    EXPECT_USAGE("not '4X'", "download", "--chunk-size", "4X", "u");
+    EXPECT_USAGE("not ''", "download", "--chunk-size=", "u");
+    EXPECT_USAGE("not '-4M'", "download", "--chunk-size", "-4M", "u");
+}
+
+static void test_destinations(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "-o", "file.bin", "u");
+    CHECK_STR_EQ(c.dl.output, "file.bin");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--output=f", "u");
+    CHECK_STR_EQ(c.dl.output, "f");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "-ofile", "u");
+    CHECK_STR_EQ(c.dl.output, "file");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--dir", "/tmp", "u", "v");
+    CHECK_STR_EQ(c.dl.dir, "/tmp");
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("'-o/--output' names one file, but 2 URLs were given", "download", "--local",
+                 "-o", "f", "u", "v");
+    EXPECT_USAGE("'-o/--output' and '-d/--dir' cannot be used together", "download", "-o", "f",
+                 "-d", "d", "u");
+    EXPECT_USAGE("option '-o' given more than once", "download", "-o", "f", "-o", "g", "u");
+    EXPECT_USAGE("option '--output' needs a file name", "download", "--output=", "u");
+    EXPECT_USAGE("option '-d' needs a directory", "download", "-d", "", "u");
+    EXPECT_USAGE("option '-o' needs a value (FILE)", "download", "u", "-o");
+}
+
+static void test_sha256(void) {
+    rvc_cmd c;
+    const char *hex = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+    EXPECT_OK(c, "download", "--local", "--sha256", hex, "u");
+    CHECK_STR_EQ(c.dl.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("'--sha256' checks one file, but 2 URLs were given", "download", "--sha256", hex,
+                 "u", "v");
+    EXPECT_USAGE("option '--sha256' needs 64 hexadecimal digits, not 'abc'", "download",
+                 "--sha256", "abc", "u");
+    /* 63 and 65 digits, and a non-hex digit. */
+    EXPECT_USAGE("64 hexadecimal digits", "download", "--sha256",
+                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85", "u");
+    EXPECT_USAGE("64 hexadecimal digits", "download", "--sha256",
+                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555", "u");
+    EXPECT_USAGE("64 hexadecimal digits", "download", "--sha256",
+                 "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "u");
+}
+
+static void test_headers(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "--header", "Authorization: Bearer x", "u",
+              "--header=X-A: 1", "--header", "X-Empty:");
+    CHECK_INT_EQ(c.dl.n_headers, 3);
+    if (c.dl.n_headers == 3) {
+        CHECK_STR_EQ(c.dl.headers[0], "Authorization: Bearer x");
+        CHECK_STR_EQ(c.dl.headers[1], "X-A: 1");
+        CHECK_STR_EQ(c.dl.headers[2], "X-Empty:");
+    }
+    CHECK_INT_EQ(c.dl.n_urls, 1);
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("option '--header' needs 'Name: value', not 'NoColon'", "download", "--header",
+                 "NoColon", "u");
+    EXPECT_USAGE("needs 'Name: value'", "download", "--header", ": value", "u");
+    EXPECT_USAGE("needs 'Name: value'", "download", "--header", "Bad Name: v", "u");
+    EXPECT_USAGE("needs 'Name: value'", "download", "--header", "X-A: 1\r\nX-B: 2", "u");
+    EXPECT_USAGE("needs 'Name: value'", "download", "--header", "X-A: 1\n", "u");
+
+    /* The count limit. */
+    static char *argv[RVC_MAX_HEADERS + 8];
+    int argc = 0;
+    argv[argc++] = "retrieverctl";
+    argv[argc++] = "download";
+    for (int i = 0; i <= RVC_MAX_HEADERS; i++)
+        argv[argc++] = "--header=X-A: 1";
+    argv[argc++] = "u";
+    char *e = NULL;
+    CHECK_INT_EQ(rvc_cli_parse(argc, argv, &c, &e), RV_E_INVALID_ARGUMENT);
+    CHECK_STR_HAS(e, "more than 64 --header options");
+    free(e);
+
+    /* The length limit. */
+    char *big = malloc(RVC_MAX_HEADER_LEN + 16);
+    memcpy(big, "X-Big: ", 7);
+    memset(big + 7, 'a', RVC_MAX_HEADER_LEN);
+    big[RVC_MAX_HEADER_LEN + 7] = '\0';
+    EXPECT_USAGE("header longer than 8192 bytes", "download", "--header", big, "u");
+    free(big);
+}
+
+static void test_numbers(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "--retries", "0", "--connect-timeout", "2.5",
+              "--stall-timeout=30", "u");
+    CHECK_INT_EQ(c.dl.retries, 0);
+    CHECK_INT_EQ(c.dl.connect_timeout_ms, 2500);
+    CHECK_INT_EQ(c.dl.stall_timeout_ms, 30000);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--retries=100", "--connect-timeout", "0.0001", "u");
+    CHECK_INT_EQ(c.dl.retries, 100);
+    CHECK_INT_EQ(c.dl.connect_timeout_ms, 1); /* rounded up, never 0 */
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("option '--retries' needs a whole number from 0 to 100, not '101'", "download",
+                 "--retries", "101", "u");
+    EXPECT_USAGE("not 'x'", "download", "--retries", "x", "u");
+    EXPECT_USAGE("option '--connect-timeout' needs a number of seconds above 0", "download",
+                 "--connect-timeout", "0", "u");
+    EXPECT_USAGE("not '-1'", "download", "--connect-timeout", "-1", "u");
+    EXPECT_USAGE("not 'nan'", "download", "--stall-timeout", "nan", "u");
+    EXPECT_USAGE("not '86401'", "download", "--stall-timeout", "86401", "u");
+    EXPECT_USAGE("not '5s'", "download", "--stall-timeout", "5s", "u");
+}
+
+static void test_flags(void) {
+    rvc_cmd c;
+    EXPECT_OK(c, "download", "--local", "--json", "-q", "--no-progress", "u");
+    CHECK(c.dl.json && c.dl.quiet && c.dl.no_progress);
+    rvc_cmd_done(&c);
+
+    /* Bundled short options, the last one taking the rest as its value. */
+    EXPECT_OK(c, "download", "--local", "-qc4", "u");
+    CHECK(c.dl.quiet);
+    CHECK_INT_EQ(c.dl.connections, 4);
+    rvc_cmd_done(&c);
+
+    /* Flags may repeat. */
+    EXPECT_OK(c, "download", "--local", "--local", "--json", "--json", "u");
+    CHECK(c.dl.json);
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("option '--json' takes no value", "download", "--json=yes", "u");
+    EXPECT_USAGE("unknown option '--bogus'", "download", "--local", "--bogus", "u");
+    EXPECT_USAGE("unknown option '--bogus'", "download", "--bogus=1", "u");
+    EXPECT_USAGE("unknown option '-x'", "download", "-x", "u");
+    EXPECT_USAGE("unknown option '-z'", "download", "-qz", "u");
+    EXPECT_USAGE("unknown option '--conn'", "download", "--conn=4", "u"); /* no abbreviations */
+    EXPECT_USAGE("no URL given", "download", "--local");
+    EXPECT_USAGE("no URL given", "download");
+    EXPECT_USAGE("Try 'retrieverctl download --help'", "download");
+
+    /* Help wins wherever it appears before an error. */
+    EXPECT_OK(c, "download", "--local", "--help");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK_STR_EQ(c.help_topic, "download");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "-h", "-o", "f", "u", "v");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    rvc_cmd_done(&c);
+}
+
+static void test_help_text(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CHECK(rvc_cli_help(f, "download"));
+    CHECK(!rvc_cli_help(f, "nope"));
+    fclose(f);
+    const char *opts[] = {"--local",   "--output",  "--dir",     "--connections", "--chunk-size",
+                          "--header",  "--retries", "--connect-timeout", "--stall-timeout",
+                          "--sha256",  "--json",    "--quiet",   "--no-progress", "--help",
+                          "Exit codes", "130",      "143"};
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        CHECK_STR_HAS(text, opts[i]);
+    /* No help line wider than 80 columns. */
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        size_t w = nl ? (size_t)(nl - line) : strlen(line);
+        if (w > 80)
+            fprintf(stderr, "  too wide: %.*s\n", (int)w, line);
+        CHECK(w <= 80);
+    }
+    free(text);
+
+    f = open_memstream(&text, &len);
+    CHECK(rvc_cli_help(f, NULL));
+    rvc_cli_version(f);
+    fclose(f);
+    CHECK_STR_HAS(text, "download");
+    CHECK_STR_HAS(text, "Exit codes");
+    CHECK_STR_HAS(text, "retrieverctl ");
+    free(text);
+}
+
+int main(void) {
+    test_top_level();
+    test_download_defaults();
+    test_connections();
+    test_sizes();
+    test_destinations();
+    test_sha256();
+    test_headers();
+    test_numbers();
+    test_flags();
+    test_help_text();
+    return CHECK_RESULT();
+}

@@ -1,0 +1,403 @@
+/* engine_cases.c — engine integration cases, linked against the real
+ * library and run by test_engine.py against real origins it starts.
+ *
+ *   engine_cases ok URL DEST SHA256              download; check file and hooks
+ *   engine_cases error URL DEST ERROR_NAME [SHA256]  expect failure with that code
+ *   engine_cases retries URL DEST SHA256 N STATUS  exactly N retries on STATUS
+ *   engine_cases cancel URL DEST                 cancel mid-transfer
+ *   engine_cases fail_fast URL DEST              object changes, policy FAIL
+ *   engine_cases many DIR URL SHA256 [URL SHA256]...  concurrent objects
+ *   engine_cases bad_input DIR                   rejected requests create nothing
+ *
+ * Timestamps printed as "NAME <seconds>" are CLOCK_MONOTONIC, the clock the
+ * Python origin's time.monotonic() reads, so the driver can compare them
+ * with the origin's connection log. Exit status 0 only when every check
+ * passed.
+ */
+#include <dirent.h>
+#include <retriever/retriever.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rv_test.h"
+
+#define MAX_EVENTS 64
+
+typedef struct observed {
+    rv_state states[MAX_EVENTS];
+    unsigned n_states;
+    uint64_t last_progress, progress_total;
+    bool progress_went_back, progress_total_wrong;
+    uint64_t chunk_bytes;
+    unsigned retries;
+    long retry_status[MAX_EVENTS];
+    uint64_t retry_wait[MAX_EVENTS];
+    unsigned retry_attempt[MAX_EVENTS];
+    bool saw_bytes;
+    double failed_at;
+} observed;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_state(void *ud, rv_object *o, rv_state s) {
+    observed *ob = ud;
+    if (ob->n_states < MAX_EVENTS)
+        ob->states[ob->n_states++] = s;
+    if (s == RV_STATE_FAILED)
+        ob->failed_at = now_s();
+    (void)o;
+}
+
+static void on_progress(void *ud, rv_object *o, const rv_progress *p) {
+    observed *ob = ud;
+    if (p->bytes_done < ob->last_progress)
+        ob->progress_went_back = true;
+    if (p->total_known && p->bytes_done > p->bytes_total)
+        ob->progress_total_wrong = true;
+    ob->last_progress = p->bytes_done;
+    ob->progress_total = p->bytes_total;
+    if (p->bytes_done > 0)
+        ob->saw_bytes = true;
+    (void)o;
+}
+
+static void on_chunk(void *ud, rv_object *o, uint64_t off, uint64_t len) {
+    observed *ob = ud;
+    ob->chunk_bytes += len;
+    (void)o, (void)off;
+}
+
+static void on_retry(void *ud, rv_object *o, const rv_retry_info *r) {
+    observed *ob = ud;
+    if (ob->retries < MAX_EVENTS) {
+        ob->retry_status[ob->retries] = r->http_status;
+        ob->retry_wait[ob->retries] = r->wait_ms;
+        ob->retry_attempt[ob->retries] = r->attempt;
+    }
+    ob->retries++;
+    (void)o;
+}
+
+static const rv_hooks hooks = {on_state, on_progress, on_chunk, on_retry};
+
+static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
+    rv_config cfg;
+    rv_engine *e = NULL;
+    rv_config_init(&cfg);
+    cfg.hooks = &hooks;
+    cfg.hooks_ud = ob;
+    cfg.backoff_base_ms = 20; /* keep retry cases quick */
+    cfg.backoff_max_ms = 200;
+    cfg.progress_interval_ms = 10;
+    const char *stall = getenv("RV_TEST_STALL_MS");
+    if (stall)
+        cfg.stall_timeout_ms = (unsigned)atoi(stall);
+    if (tweak)
+        tweak(&cfg);
+    int r = rv_engine_new(&cfg, &e);
+    CHECK_EQ_U64(r, RV_OK);
+    return e;
+}
+
+static void run(rv_engine *e) {
+    unsigned active = 1;
+    for (int i = 0; active > 0 && i < 1000000; i++)
+        CHECK_EQ_U64(rv_engine_perform(e, 1000, &active), RV_OK);
+    CHECK_EQ_U64(active, 0);
+}
+
+/* No temporary files (".*.rvpart-*") left in dir. */
+static unsigned leftovers(const char *dir) {
+    unsigned n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strstr(de->d_name, ".rvpart-"))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static unsigned dir_entries(const char *dir) {
+    unsigned n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static char *dir_of(const char *path) {
+    char *d = strdup(path);
+    char *slash = strrchr(d, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(d, ".");
+    return d;
+}
+
+static rv_object *add(rv_engine *e, const char *url, const char *dest, const char *sha) {
+    rv_object *o = NULL;
+    rv_request req = {.url = url, .dest_path = dest, .sha256_hex = sha};
+    int r = rv_engine_add(e, &req, &o);
+    if (r != RV_OK)
+        printf("ADD_ERROR %s\n", rv_error_name(r));
+    CHECK_EQ_U64(r, RV_OK);
+    return o;
+}
+
+static int case_ok(char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    rv_object *o = add(e, argv[0], argv[1], argv[2]);
+    if (!o) {
+        rv_engine_free(e);
+        return rv_test_result();
+    }
+    run(e);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_DONE);
+    if (rv_object_state(o) != RV_STATE_DONE)
+        fprintf(stderr, "failed: %s (%s)\n", rv_strerror(rv_object_error(o)),
+                rv_object_error_detail(o));
+    CHECK_STREQ(rv_object_sha256_hex(o), argv[2]);
+    struct stat st;
+    CHECK(stat(argv[1], &st) == 0);
+    /* The lifecycle, in order, with nothing skipped; restarts (object
+     * changed) go back to resolving, so only the edges are fixed. */
+    CHECK(ob.n_states >= 4);
+    CHECK_EQ_U64(ob.states[0], RV_STATE_RESOLVING);
+    CHECK_EQ_U64(ob.states[ob.n_states - 2], RV_STATE_VERIFYING);
+    CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_DONE);
+    CHECK(!ob.progress_total_wrong);
+    CHECK_EQ_U64(ob.chunk_bytes >= (uint64_t)st.st_size, 1);
+    rv_progress p;
+    rv_object_progress(o, &p);
+    CHECK_EQ_U64(p.bytes_done, (uint64_t)st.st_size);
+    CHECK_EQ_U64(p.bytes_total, (uint64_t)st.st_size);
+    char *dir = dir_of(argv[1]);
+    CHECK_EQ_U64(leftovers(dir), 0);
+    free(dir);
+    printf("RETRIES %u\n", rv_object_retries(o));
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static int case_error(char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    rv_object *o = add(e, argv[0], argv[1], argv[3]);
+    if (!o) {
+        rv_engine_free(e);
+        return rv_test_result();
+    }
+    run(e);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_FAILED);
+    CHECK_STREQ(rv_error_name(rv_object_error(o)), argv[2]);
+    CHECK(rv_object_error_detail(o)[0] != '\0');
+    printf("DETAIL %s\n", rv_object_error_detail(o));
+    CHECK(access(argv[1], F_OK) != 0); /* nothing under the final name */
+    char *dir = dir_of(argv[1]);
+    CHECK_EQ_U64(leftovers(dir), 0);
+    free(dir);
+    CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_FAILED);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static int case_retries(char **argv) {
+    observed ob = {0};
+    unsigned want = (unsigned)atoi(argv[3]);
+    long status = atol(argv[4]);
+    rv_engine *e = engine(&ob, NULL);
+    rv_object *o = add(e, argv[0], argv[1], argv[2]);
+    if (!o) {
+        rv_engine_free(e);
+        return rv_test_result();
+    }
+    run(e);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_DONE);
+    CHECK_EQ_U64(ob.retries, want);
+    CHECK_EQ_U64(rv_object_retries(o), want);
+    for (unsigned i = 0; i < want && i < MAX_EVENTS; i++) {
+        CHECK_EQ_U64(ob.retry_status[i], (uint64_t)status);
+        CHECK_EQ_U64(ob.retry_attempt[i], i + 1);
+        /* full jitter within [0, min(max, base * 2^(n-1))], or Retry-After */
+        uint64_t bound = 20ull << i;
+        CHECK(ob.retry_wait[i] <= (bound > 200 ? 200 : bound) || ob.retry_wait[i] % 1000 == 0);
+    }
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static int case_cancel(char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    rv_object *o = add(e, argv[0], argv[1], NULL);
+    unsigned active = 1;
+    if (!o) {
+        rv_engine_free(e);
+        return rv_test_result();
+    }
+    for (int i = 0; active && !ob.saw_bytes && i < 100000; i++)
+        CHECK_EQ_U64(rv_engine_perform(e, 1000, &active), RV_OK);
+    CHECK(ob.saw_bytes);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_DOWNLOADING);
+    printf("CANCEL_AT %.6f\n", now_s());
+    fflush(stdout);
+    CHECK_EQ_U64(rv_engine_cancel(e, o), RV_OK);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_CANCELLED);
+    CHECK_EQ_U64(rv_object_error(o), RV_E_CANCELLED);
+    CHECK(access(argv[1], F_OK) != 0);
+    char *dir = dir_of(argv[1]);
+    CHECK_EQ_U64(leftovers(dir), 0);
+    free(dir);
+    CHECK_EQ_U64(rv_engine_perform(e, 0, &active), RV_OK);
+    CHECK_EQ_U64(active, 0);
+    CHECK_EQ_U64(rv_engine_cancel(e, o), RV_OK); /* idempotent */
+    CHECK_EQ_U64(rv_engine_release(e, o), RV_OK);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static void policy_fail(rv_config *cfg) { cfg->on_change = RV_CHANGE_FAIL; }
+
+static int case_fail_fast(char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, policy_fail);
+    rv_object *o = add(e, argv[0], argv[1], NULL);
+    if (!o) {
+        rv_engine_free(e);
+        return rv_test_result();
+    }
+    run(e);
+    CHECK_EQ_U64(rv_object_state(o), RV_STATE_FAILED);
+    CHECK_STREQ(rv_error_name(rv_object_error(o)), "RV_E_CHANGED");
+    printf("FAILED_AT %.6f\n", ob.failed_at);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static int case_many(int argc, char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    int n = (argc - 1) / 2;
+    rv_object **objs = calloc((size_t)n, sizeof(*objs));
+    char path[4096];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/f%04d", argv[0], i);
+        objs[i] = add(e, argv[1 + 2 * i], path, NULL);
+    }
+    run(e);
+    for (int i = 0; i < n; i++) {
+        if (!objs[i])
+            continue;
+        CHECK_EQ_U64(rv_object_state(objs[i]), RV_STATE_DONE);
+        CHECK_STREQ(rv_object_sha256_hex(objs[i]), argv[2 + 2 * i]);
+    }
+    free(objs);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+static int case_bad_input(char **argv) {
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    const char *dir = argv[0];
+    char ok[4096], sub[4096], ro[4096], file_in_file[4096];
+    rv_object *o = NULL;
+    snprintf(ok, sizeof(ok), "%s/out", dir);
+    snprintf(sub, sizeof(sub), "%s/adir", dir);
+    snprintf(ro, sizeof(ro), "%s/missing/out", dir);
+    snprintf(file_in_file, sizeof(file_in_file), "%s/out/x", dir);
+    mkdir(sub, 0755);
+
+    static const char *const long_header[] = {"X-Ok: 1", "Range: bytes=0-1"};
+    static const char *const crlf_header[] = {"X-Evil: a\r\nInjected: b"};
+    static const char *const bad_name[] = {"Bad Name: v"};
+    struct {
+        rv_request req;
+        int want;
+    } cases[] = {
+        {{.url = "http://", .dest_path = ok}, RV_E_BAD_URL},
+        {{.url = "not a url", .dest_path = ok}, RV_E_BAD_URL},
+        {{.url = "http://exa mple.com/x", .dest_path = ok}, RV_E_BAD_URL},
+        {{.url = "gopher://example.com/x", .dest_path = ok}, RV_E_UNSUPPORTED_SCHEME},
+        {{.url = "ftp://example.com/x", .dest_path = ok}, RV_E_UNSUPPORTED_SCHEME},
+        {{.url = "file://remotehost/etc/hosts", .dest_path = ok}, RV_E_BAD_URL},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = sub}, RV_E_DEST_IS_DIR},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = dir}, RV_E_DEST_IS_DIR},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ro}, RV_E_DEST_UNWRITABLE},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ""}, RV_E_INVALID_ARGUMENT},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ok, .sha256_hex = "abc"}, RV_E_INVALID_ARGUMENT},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ok,
+          .sha256_hex = "zz00000000000000000000000000000000000000000000000000000000000000"},
+         RV_E_INVALID_ARGUMENT},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ok, .headers = long_header, .n_headers = 2},
+         RV_E_INVALID_ARGUMENT},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ok, .headers = crlf_header, .n_headers = 1},
+         RV_E_INVALID_ARGUMENT},
+        {{.url = "http://127.0.0.1:1/x", .dest_path = ok, .headers = bad_name, .n_headers = 1},
+         RV_E_INVALID_ARGUMENT},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        o = NULL;
+        int r = rv_engine_add(e, &cases[i].req, &o);
+        if (r != cases[i].want)
+            fprintf(stderr, "case %zu (%s -> '%s'): got %s, want %s\n", i, cases[i].req.url,
+                    cases[i].req.dest_path, rv_error_name(r), rv_error_name(cases[i].want));
+        CHECK_EQ_U64(r, cases[i].want);
+        CHECK(o == NULL);
+    }
+    /* Two requests for one destination: the second is refused. */
+    rv_request a = {.url = "http://127.0.0.1:1/a", .dest_path = ok};
+    CHECK_EQ_U64(rv_engine_add(e, &a, &o), RV_OK);
+    rv_request b = {.url = "http://127.0.0.1:1/b", .dest_path = ok};
+    rv_object *o2 = NULL;
+    CHECK_EQ_U64(rv_engine_add(e, &b, &o2), RV_E_DEST_CONFLICT);
+    CHECK(o2 == NULL);
+    CHECK_EQ_U64(rv_engine_cancel(e, o), RV_OK);
+    /* Nothing was created: only the directory made above. */
+    CHECK_EQ_U64(dir_entries(dir), 1);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: engine_cases CASE ARGS...\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the driver even on abort */
+    const char *c = argv[1];
+    char **a = argv + 2;
+    int n = argc - 2;
+    if (!strcmp(c, "ok") && n == 3)
+        return case_ok(a);
+    if (!strcmp(c, "error") && (n == 3 || n == 4))
+        return case_error(a);
+    if (!strcmp(c, "retries") && n == 5)
+        return case_retries(a);
+    if (!strcmp(c, "cancel") && n == 2)
+        return case_cancel(a);
+    if (!strcmp(c, "fail_fast") && n == 2)
+        return case_fail_fast(a);
+    if (!strcmp(c, "many") && n >= 3 && n % 2 == 1)
+        return case_many(n, a);
+    if (!strcmp(c, "bad_input") && n == 1)
+        return case_bad_input(a);
+    fprintf(stderr, "engine_cases: unknown case or wrong arguments: %s\n", c);
+    return 2;
+}

@@ -1,0 +1,607 @@
+#!/usr/bin/python3
+"""Self-tests of the test fixtures: fault_origin.py (every switch) and
+origins.py (FaultOrigin, NginxOrigin, make_file, sha256_file).
+
+Run directly (/usr/bin/python3 tests/integration/test_fault_origin.py) or
+through ctest (it_fault_origin). Timing assertions are lower bounds with
+slack (>= 60% of the ideal) so that a loaded machine cannot make them fail.
+"""
+
+import email.utils
+import http.client
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "fixtures"))
+from origins import (FaultOrigin, NginxOrigin, make_file,  # noqa: E402
+                     sha256_file)
+
+TIMEOUT = 10          # seconds, for every socket operation of these tests
+HUGE = 2 ** 62
+SMALL = 100_000       # size of small.bin
+
+
+def invert(data):
+    return bytes(b ^ 0xFF for b in data)
+
+
+class Response:
+    """A response read by raw_exchange: status, headers, body, error."""
+
+    def __init__(self, data, error):
+        head, sep, self.body = data.partition(b"\r\n\r\n")
+        self.complete_head = bool(sep)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ")[1]) if sep else None
+        self.headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        self.error = error
+
+
+class FixtureCase(unittest.TestCase):
+    """One FaultOrigin over a temp dir of deterministic files, per class."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="rv-it-fo-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
+        cls.files = {}
+        for name, size, seed in (("small.bin", SMALL, 1),
+                                 ("rate.bin", 400 * 1024, 2),
+                                 ("chunk.bin", 16 * 1024, 3),
+                                 ("one.bin", 1, 4),
+                                 ("empty.bin", 0, 5)):
+            path = make_file(os.path.join(cls.dir, name), size, seed)
+            with open(path, "rb") as f:
+                cls.files[name] = f.read()
+        cls.data = cls.files["small.bin"]
+        cls.fo = FaultOrigin(cls.dir)
+        cls.fo.start()
+        cls.addClassCleanup(cls.fo.stop)
+
+    def setUp(self):
+        self.fo.reset()
+
+    # -- helpers -----------------------------------------------------------
+
+    def target(self, path, **query):
+        """Origin-form request target, which is also the case key."""
+        parts = urllib.parse.urlsplit(self.fo.url(path, **query))
+        return parts.path + ("?" + parts.query if parts.query else "")
+
+    def conn(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.fo.port,
+                                       timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        return c
+
+    def request(self, path, method="GET", headers=None, conn=None, **query):
+        """One request; returns (status, lowercase headers, body)."""
+        c = conn or self.conn()
+        c.request(method, self.target(path, **query), headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+    def raw_exchange(self, request, until=None):
+        """Send raw request bytes; read until EOF, an error, or `until`
+        bytes. Returns a Response (its .error is the OSError, if any)."""
+        s = socket.create_connection(("127.0.0.1", self.fo.port),
+                                     timeout=TIMEOUT)
+        data = bytearray()
+        error = None
+        try:
+            s.sendall(request)
+            while until is None or len(data) < until:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as e:
+            error = e
+        finally:
+            s.close()
+        return Response(bytes(data), error)
+
+    def raw_get(self, path, extra=b"", **query):
+        req = ("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+               % self.target(path, **query)).encode() + extra + b"\r\n"
+        return self.raw_exchange(req)
+
+
+class BasicServing(FixtureCase):
+
+    def test_get_and_head(self):
+        status, h, body = self.request("/small.bin")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, self.data)
+        self.assertEqual(h["content-length"], str(SMALL))
+        self.assertEqual(h["accept-ranges"], "bytes")
+        st = os.stat(os.path.join(self.dir, "small.bin"))
+        self.assertEqual(h["etag"], '"%x-%x"' % (st.st_size, st.st_mtime_ns))
+        self.assertEqual(email.utils.parsedate_to_datetime(
+            h["last-modified"]).timestamp(), int(st.st_mtime))
+        status, h2, body = self.request("/small.bin", method="HEAD")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(h2["content-length"], str(SMALL))
+        self.assertEqual(h2["etag"], h["etag"])
+
+    def test_ranges(self):
+        d = self.data
+        cases = [("bytes=10-99", 10, 99), ("bytes=99990-", 99990, SMALL - 1),
+                 ("bytes=-50", SMALL - 50, SMALL - 1),
+                 ("bytes=0-%d" % (SMALL + 100), 0, SMALL - 1),
+                 ("bytes=-%d" % (SMALL * 2), 0, SMALL - 1)]
+        for value, first, last in cases:
+            with self.subTest(range=value):
+                status, h, body = self.request("/small.bin",
+                                               headers={"Range": value})
+                self.assertEqual(status, 206)
+                self.assertEqual(h["content-range"],
+                                 "bytes %d-%d/%d" % (first, last, SMALL))
+                self.assertEqual(body, d[first:last + 1])
+
+    def test_unsatisfiable_and_ignored_ranges(self):
+        for path, value, total in (("/small.bin", "bytes=%d-" % SMALL, SMALL),
+                                   ("/small.bin", "bytes=-0", SMALL),
+                                   ("/empty.bin", "bytes=0-", 0),
+                                   ("/empty.bin", "bytes=-5", 0)):
+            with self.subTest(path=path, range=value):
+                status, h, _ = self.request(path, headers={"Range": value})
+                self.assertEqual(status, 416)
+                self.assertEqual(h["content-range"], "bytes */%d" % total)
+        for value in ("bytes=0-1,5-6", "bytes=abc", "bytes=9-3", "items=0-1"):
+            with self.subTest(ignored=value):
+                status, _, body = self.request("/small.bin",
+                                               headers={"Range": value})
+                self.assertEqual((status, body), (200, self.data))
+
+    def test_if_range(self):
+        _, h, _ = self.request("/small.bin", method="HEAD")
+        lm = email.utils.parsedate_to_datetime(h["last-modified"]).timestamp()
+        older = email.utils.formatdate(lm - 10, usegmt=True)
+        for if_range, expect in ((h["etag"], 206), ('"nope"', 200),
+                                 ("W/" + h["etag"], 200),
+                                 (h["last-modified"], 206), (older, 200)):
+            with self.subTest(if_range=if_range):
+                status, _, body = self.request(
+                    "/small.bin",
+                    headers={"Range": "bytes=5-9", "If-Range": if_range})
+                self.assertEqual(status, expect)
+                self.assertEqual(body, self.data[5:10] if expect == 206
+                                 else self.data)
+
+    def test_if_match(self):
+        _, h, _ = self.request("/small.bin", method="HEAD")
+        for if_match, expect in ((h["etag"], 200), ("*", 200),
+                                 ('"x", ' + h["etag"], 200), ('"x"', 412),
+                                 ("W/" + h["etag"], 412)):
+            with self.subTest(if_match=if_match):
+                status, _, _ = self.request("/small.bin",
+                                            headers={"If-Match": if_match})
+                self.assertEqual(status, expect)
+
+    def test_errors(self):
+        self.assertEqual(self.request("/missing.bin")[0], 404)
+        self.assertEqual(self.request("/")[0], 404)           # a directory
+        self.assertEqual(self.request("/small.bin", method="POST")[0], 405)
+        for target in ("/../small.bin", "/a/%2e%2e/small.bin",
+                       "/x/../small.bin"):
+            with self.subTest(target=target):
+                r = self.raw_exchange(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
+                                       % target).encode())
+                self.assertEqual(r.status, 400)
+        self.assertEqual(self.request("/small.bin", status="abc")[0], 400)
+
+    def test_keep_alive_and_close(self):
+        c = self.conn()
+        for _ in range(3):
+            status, _, body = self.request("/small.bin", conn=c)
+            self.assertEqual((status, body), (200, self.data))
+        s = self.fo.stats()
+        self.assertEqual((s["connections_opened"], s["connections_open"]),
+                         (1, 1))
+        r = self.raw_get("/small.bin")            # sends Connection: close
+        self.assertIsNone(r.error)
+        self.assertEqual(r.headers.get("connection"), "close")
+        self.assertEqual(r.body, self.data)       # then EOF
+
+    def test_http10_keep_alive(self):
+        req = ("GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+               % self.target("/one.bin")).encode()
+        r = self.raw_exchange(req + req.replace(b"keep-alive", b"close"))
+        self.assertEqual(r.headers.get("connection"), "keep-alive")
+        self.assertEqual(r.body.count(b"HTTP/1.1 200 OK"), 1)  # the second
+        r = self.raw_exchange(("GET %s HTTP/1.0\r\n\r\n"
+                               % self.target("/one.bin")).encode())
+        self.assertEqual((r.status, r.headers.get("connection")),
+                         (200, "close"))
+
+    def test_pipelining(self):
+        one = ("GET %s HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n"
+               % self.target("/small.bin")).encode()
+        two = ("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+               "Range: bytes=10-19\r\n\r\n"
+               % self.target("/small.bin")).encode()
+        r = self.raw_exchange(one + two)
+        self.assertIsNone(r.error)
+        self.assertEqual(r.status, 206)
+        self.assertTrue(r.body.startswith(self.data[0:10] + b"HTTP/1.1 206"))
+        self.assertTrue(r.body.endswith(b"\r\n\r\n" + self.data[10:20]))
+
+    def test_stats_exact(self):
+        c = self.conn()
+        self.request("/small.bin", conn=c)
+        self.request("/small.bin", conn=c, headers={"Range": "bytes=0-99"},
+                     case="r")
+        self.request("/small.bin", conn=c, method="HEAD")
+        self.raw_get("/small.bin", reset_after=5000)
+        s = self.fo.stats()
+        self.assertEqual(s["requests"], 4)
+        self.assertEqual(s["get_requests"], 3)
+        self.assertEqual(s["head_requests"], 1)
+        self.assertEqual(s["body_bytes"], SMALL + 100 + 5000)
+        self.assertEqual(s["connections_opened"], 2)
+        self.assertEqual(s["per_key"], {
+            "/small.bin": {"requests": 2, "get_requests": 1,
+                           "body_bytes": SMALL},
+            "/small.bin?case=r": {"requests": 1, "get_requests": 1,
+                                  "body_bytes": 100},
+            "/small.bin?reset_after=5000": {"requests": 1, "get_requests": 1,
+                                            "body_bytes": 5000}})
+        self.fo.reset()
+        s = self.fo.stats()
+        self.assertEqual((s["requests"], s["body_bytes"], s["per_key"]),
+                         (0, 0, {}))
+
+    def test_log(self):
+        t0 = time.monotonic()
+        self.request("/small.bin", headers={"Range": "bytes=0-9"}, case="log")
+        self.request("/small.bin", status=503, case="log")
+        # Connections of earlier tests may close meanwhile: skip "close".
+        events = [e for e in self.fo.log() if e["event"] != "close"]
+        self.assertEqual([(e["event"], e["key"], e.get("status"))
+                          for e in events],
+                         [("request", "/small.bin?case=log", None),
+                          ("response", "/small.bin?case=log", 206),
+                          ("request", "/small.bin?status=503&case=log", None),
+                          ("response", "/small.bin?status=503&case=log", 503)])
+        self.assertEqual(events[0]["range"], "bytes=0-9")
+        self.assertEqual(events[1]["range"], "bytes 0-9/%d" % SMALL)
+        self.assertEqual(events[1]["body_bytes"], 10)
+        self.assertEqual(events[1]["outcome"], "complete")
+        times = [e["t"] for e in events]
+        self.assertEqual(times, sorted(times))
+        self.assertGreaterEqual(times[0], t0)
+
+
+class StatusFaults(FixtureCase):
+
+    def test_status_times_per_key(self):
+        seen = [self.request("/small.bin", status=503, times=2, case="a")[0]
+                for _ in range(3)]
+        self.assertEqual(seen, [503, 503, 200])
+        # Another key has its own counter; HEAD counts as a request too.
+        self.assertEqual(self.request("/small.bin", method="HEAD", status=503,
+                                      times=2, case="b")[0], 503)
+        self.assertEqual(self.request("/small.bin", status=503, times=2,
+                                      case="b")[0], 503)
+        self.assertEqual(self.request("/small.bin", status=503, times=2,
+                                      case="b")[0], 200)
+
+    def test_status_codes_and_forever(self):
+        for code in (429, 500, 404, 403):
+            with self.subTest(code=code):
+                for _ in range(3):            # no times: every request
+                    status, _, body = self.request("/small.bin", status=code)
+                    self.assertEqual(status, code)
+                    self.assertIn(b"fault", body)
+
+    def test_retry_after(self):
+        status, h, _ = self.request("/small.bin", status=503, retry_after=7)
+        self.assertEqual((status, h["retry-after"]), (503, "7"))
+        status, h, _ = self.request("/small.bin", status=429,
+                                    retry_after="date")
+        self.assertEqual(status, 429)
+        ahead = (email.utils.parsedate_to_datetime(h["retry-after"]) -
+                 email.utils.parsedate_to_datetime(h["date"])).total_seconds()
+        self.assertTrue(1 <= ahead <= 3, ahead)
+
+    def test_head_code(self):
+        self.assertEqual(self.request("/small.bin", method="HEAD",
+                                      head=405)[0], 405)
+        status, _, body = self.request("/small.bin", head=405)
+        self.assertEqual((status, body), (200, self.data))
+
+    def test_redirect_chain(self):
+        target = self.target("/small.bin", redirect=3, case="r")
+        hops = []
+        while True:
+            c = self.conn()
+            c.request("GET", target)
+            r = c.getresponse()
+            body = r.read()
+            if r.status != 302:
+                break
+            location = urllib.parse.urlsplit(r.getheader("location"))
+            self.assertEqual(location.port, self.fo.port)
+            target = location.path + "?" + location.query
+            hops.append(target)
+        self.assertEqual(hops, ["/small.bin?redirect=2&case=r",
+                                "/small.bin?redirect=1&case=r",
+                                "/small.bin?redirect=0&case=r"])
+        self.assertEqual((r.status, body), (200, self.data))
+
+    def test_latency(self):
+        t0 = time.monotonic()
+        status, _, _ = self.request("/one.bin", latency_ms=300)
+        self.assertEqual(status, 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3 * 0.95)
+
+
+class BodyFaults(FixtureCase):
+
+    def test_reset_after(self):
+        r = self.raw_get("/small.bin", reset_after=5000, times=1)
+        self.assertIsInstance(r.error, ConnectionResetError)
+        self.assertEqual((r.status, r.headers["content-length"]),
+                         (200, str(SMALL)))
+        self.assertEqual(r.body, self.data[:5000])
+        r = self.raw_get("/small.bin", reset_after=5000, times=1)
+        self.assertIsNone(r.error)                 # times exhausted
+        self.assertEqual(r.body, self.data)
+        key = self.target("/small.bin", reset_after=5000, times=1)
+        self.assertEqual(self.fo.stats()["per_key"][key]["body_bytes"],
+                         5000 + SMALL)
+
+    def test_reset_with_http_client(self):
+        c = self.conn()
+        c.request("GET", self.target("/small.bin", reset_after=0))
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        with self.assertRaises(ConnectionResetError):
+            r.read()
+
+    def test_truncate_after(self):
+        r = self.raw_get("/small.bin", truncate_after=5000)
+        self.assertIsNone(r.error)                 # a clean FIN
+        self.assertEqual(r.headers["content-length"], str(SMALL))
+        self.assertEqual(r.body, self.data[:5000])
+        c = self.conn()
+        c.request("GET", self.target("/small.bin", truncate_after=7000))
+        resp = c.getresponse()
+        with self.assertRaises(http.client.IncompleteRead) as cm:
+            resp.read()
+        self.assertEqual(cm.exception.partial, self.data[:7000])
+
+    def test_truncate_on_range(self):
+        r = self.raw_get("/small.bin", b"Range: bytes=100-\r\n",
+                         truncate_after=10)
+        self.assertEqual(r.status, 206)
+        self.assertEqual(r.body, self.data[100:110])
+
+    def test_stall_after(self):
+        req = ("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+               % self.target("/small.bin", stall_after=1000, stall_ms=400,
+                             times=1)).encode()
+        s = socket.create_connection(("127.0.0.1", self.fo.port),
+                                     timeout=TIMEOUT)
+        self.addCleanup(s.close)
+        s.sendall(req)
+        data = bytearray()
+        while b"\r\n\r\n" not in data or \
+                len(data) - data.index(b"\r\n\r\n") - 4 < 1000:
+            data += s.recv(65536)
+        t_stall = time.monotonic()
+        head_len = data.index(b"\r\n\r\n") + 4
+        self.assertEqual(len(data) - head_len, 1000)   # nothing past it
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.assertGreaterEqual(time.monotonic() - t_stall, 0.4 * 0.9)
+        self.assertEqual(bytes(data[head_len:]), self.data)
+
+    def test_claim_length(self):
+        status, h, _ = self.request("/small.bin", method="HEAD",
+                                    claim_length=12345)
+        self.assertEqual((status, h["content-length"]), (200, "12345"))
+        r = self.raw_exchange(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % (
+            self.target("/small.bin", claim_length=SMALL + 1000))).encode())
+        self.assertIsNone(r.error)
+        self.assertEqual(r.headers["content-length"], str(SMALL + 1000))
+        self.assertEqual(r.headers["connection"], "close")
+        self.assertEqual(r.body, self.data)       # then the server closed
+        status, h, body = self.request("/small.bin", claim_length=1,
+                                       headers={"Range": "bytes=0-9"})
+        self.assertEqual((status, body), (206, self.data[:10]))
+
+    def test_huge(self):
+        status, h, _ = self.request("/nonexistent", method="HEAD", huge=1)
+        self.assertEqual((status, h["content-length"]), (200, str(HUGE)))
+        status, h, body = self.request("/nonexistent", huge=1,
+                                       headers={"Range": "bytes=0-1023"})
+        self.assertEqual(status, 206)
+        self.assertEqual(h["content-range"], "bytes 0-1023/%d" % HUGE)
+        self.assertEqual(body, bytes(1024))
+        r = self.raw_exchange(
+            ("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" %
+             self.target("/nonexistent", huge=1)).encode(), until=1 << 20)
+        self.assertEqual(r.headers["content-length"], str(HUGE))
+        self.assertEqual(r.body.strip(b"\0"), b"")
+        self.assertGreater(len(r.body), 0)
+
+
+class RangeFaults(FixtureCase):
+
+    def test_noranges(self):
+        status, h, body = self.request(
+            "/small.bin", headers={"Range": "bytes=0-9"}, noranges=1)
+        self.assertEqual((status, body), (200, self.data))
+        self.assertNotIn("accept-ranges", h)
+        self.assertNotIn("content-range", h)
+
+    def test_bad_range(self):
+        status, h, body = self.request(
+            "/small.bin", headers={"Range": "bytes=10-99"}, bad_range=1)
+        self.assertEqual(status, 206)
+        self.assertEqual(h["content-range"], "bytes 11-100/%d" % SMALL)
+        self.assertEqual(body, self.data[11:101])
+        status, h, body = self.request(
+            "/small.bin", headers={"Range": "bytes=-1"}, bad_range=1)
+        self.assertEqual(h["content-range"], "bytes %d-%d/%d"
+                         % (SMALL - 2, SMALL - 2, SMALL))
+        self.assertEqual(body, self.data[-2:-1])
+        status, _, body = self.request("/small.bin", bad_range=1)
+        self.assertEqual((status, body), (200, self.data))
+
+    def test_lie_total(self):
+        status, h, body = self.request(
+            "/small.bin", headers={"Range": "bytes=10-99"}, lie_total=5)
+        self.assertEqual(status, 206)
+        self.assertEqual(h["content-range"], "bytes 10-99/5")
+        self.assertEqual(body, self.data[10:100])
+
+    def test_change_after(self):
+        q = {"change_after": 1, "case": "ch"}
+        status, h1, body = self.request("/small.bin", **q)
+        self.assertEqual((status, body), (200, self.data))
+        status, h2, body = self.request("/small.bin", **q)
+        self.assertEqual((status, body), (200, invert(self.data)))
+        self.assertNotEqual(h2["etag"], h1["etag"])
+        lm1, lm2 = (email.utils.parsedate_to_datetime(h["last-modified"])
+                    for h in (h1, h2))
+        self.assertGreater(lm2, lm1)
+        # Validators of the old object no longer match ...
+        status, _, body = self.request(
+            "/small.bin", headers={"Range": "bytes=0-9",
+                                   "If-Range": h1["etag"]}, **q)
+        self.assertEqual((status, body), (200, invert(self.data)))
+        self.assertEqual(self.request("/small.bin", headers={
+            "If-Match": h1["etag"]}, **q)[0], 412)
+        # ... those of the new one do, and its bytes are served.
+        for if_range in (h2["etag"], h2["last-modified"]):
+            status, h, body = self.request(
+                "/small.bin", headers={"Range": "bytes=10-19",
+                                       "If-Range": if_range}, **q)
+            self.assertEqual((status, body), (206, invert(self.data[10:20])))
+        _, h, _ = self.request("/small.bin", method="HEAD", **q)
+        self.assertEqual((h["etag"], h["last-modified"]),
+                         (h2["etag"], h2["last-modified"]))
+
+
+class RateLimit(FixtureCase):
+
+    def test_rate_per_connection_across_requests(self):
+        size, rate = len(self.files["rate.bin"]), 1 << 20
+        c = self.conn()
+        t0 = time.monotonic()
+        for _ in range(2):
+            status, _, body = self.request("/rate.bin", conn=c, rate=rate)
+            self.assertEqual((status, body), (200, self.files["rate.bin"]))
+        elapsed = time.monotonic() - t0
+        self.assertGreaterEqual(elapsed, 0.6 * 2 * size / rate)
+        self.assertEqual(self.fo.stats()["connections_opened"], 1)
+
+    def test_bucket_persists_across_small_requests(self):
+        # 20 x 16 KiB at 256 KiB/s on one connection: 1.25 s ideal. A
+        # bucket that restarted with each request would allow ~0 s.
+        rate = 256 * 1024
+        c = self.conn()
+        t0 = time.monotonic()
+        for _ in range(20):
+            status, _, _ = self.request("/chunk.bin", conn=c, rate=rate)
+            self.assertEqual(status, 200)
+        self.assertGreaterEqual(time.monotonic() - t0,
+                                0.6 * 20 * 16 * 1024 / rate)
+
+    def test_rate_option(self):
+        rate = 512 * 1024
+        with FaultOrigin(self.dir, rate=rate) as fo:
+            c = http.client.HTTPConnection("127.0.0.1", fo.port,
+                                           timeout=TIMEOUT)
+            self.addCleanup(c.close)
+            t0 = time.monotonic()
+            c.request("GET", "/rate.bin")
+            body = c.getresponse().read()
+            elapsed = time.monotonic() - t0
+        self.assertEqual(body, self.files["rate.bin"])
+        self.assertGreaterEqual(elapsed, 0.6 * len(body) / rate)
+
+
+class Lifecycle(unittest.TestCase):
+
+    def test_make_file_is_deterministic(self):
+        with tempfile.TemporaryDirectory(prefix="rv-it-mf-") as d:
+            a, b, c = (os.path.join(d, n) for n in "abc")
+            make_file(a, 3 * (1 << 20) + 17, seed=9)
+            make_file(b, 3 * (1 << 20) + 17, seed=9)
+            make_file(c, 3 * (1 << 20) + 17, seed=10)
+            self.assertEqual(os.path.getsize(a), 3 * (1 << 20) + 17)
+            self.assertEqual(sha256_file(a), sha256_file(b))
+            self.assertNotEqual(sha256_file(a), sha256_file(c))
+            with open(a, "rb") as f:
+                self.assertNotEqual(f.read(1 << 20), f.read(1 << 20))
+
+    def test_sigterm_exits_cleanly(self):
+        with tempfile.TemporaryDirectory(prefix="rv-it-sig-") as d:
+            make_file(os.path.join(d, "f"), 1 << 20, 1)
+            fo = FaultOrigin(d, rate=10_000)
+            with fo:
+                self.assertEqual(fo.url("f", a=1, b="x y"),
+                                 "http://127.0.0.1:%d/f?a=1&b=x+y" % fo.port)
+                idle = socket.create_connection(("127.0.0.1", fo.port))
+                busy = socket.create_connection(("127.0.0.1", fo.port))
+                self.addCleanup(idle.close)
+                self.addCleanup(busy.close)
+                busy.sendall(b"GET /f HTTP/1.1\r\nHost: t\r\n\r\n")
+                busy.settimeout(TIMEOUT)
+                self.assertTrue(busy.recv(100).startswith(b"HTTP/1.1 200"))
+                pid = fo.pid
+                t0 = time.monotonic()
+            self.assertEqual(fo.exit_status, 0)
+            self.assertLess(time.monotonic() - t0, 4.0)
+            self.assertFalse(os.path.exists("/proc/%d" % pid))
+
+    def test_nginx_origin(self):
+        with tempfile.TemporaryDirectory(prefix="rv-it-ng-") as d:
+            os.chmod(d, 0o700)
+            path = make_file(os.path.join(d, "f.bin"), 300_000, 3)
+            with open(path, "rb") as f:
+                data = f.read()
+            with NginxOrigin(d, workers=2) as ng:
+                pids = [ng.pid]
+                self.assertTrue(ng.url("/f.bin").startswith(
+                    "http://127.0.0.1:%d/" % ng.port))
+                c = http.client.HTTPConnection("127.0.0.1", ng.port,
+                                               timeout=TIMEOUT)
+                c.request("GET", "/f.bin")
+                r = c.getresponse()
+                self.assertEqual((r.status, r.read()), (200, data))
+                c.request("GET", "/f.bin", headers={"Range": "bytes=10-19"})
+                r = c.getresponse()
+                self.assertEqual(r.status, 206)
+                self.assertEqual(r.getheader("Content-Range"),
+                                 "bytes 10-19/300000")
+                self.assertEqual(r.read(), data[10:20])
+                c.close()
+                with open("/proc/%d/task/%d/children" % (ng.pid, ng.pid)) as f:
+                    pids += [int(p) for p in f.read().split()]
+            self.assertEqual(len(pids), 3)           # master + 2 workers
+            for pid in pids:
+                self.assertFalse(os.path.exists("/proc/%d" % pid), pid)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -43,6 +43,8 @@ typedef struct rvc_download_opts {
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
     char sha256[65];             /* --sha256 in lower case; "" when absent */
     bool json;                   /* --json */
+    int digest;                  /* --digest 1, --no-digest 0; -1: only when
+                                    --json or --sha256 needs it */
     bool quiet;                  /* -q: errors only on stderr */
     bool no_progress;            /* --no-progress: no progress bar or lines */
     int retries;                 /* --retries; -1: engine default, else 0..RVC_MAX_RETRIES */

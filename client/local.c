@@ -239,8 +239,8 @@ static int destination(const rvc_download_opts *o, const char *url, char **ret) 
     return RV_OK;
 }
 
-/* Why rv_engine_add refused item i: a detail naming the destination (and,
- * for a conflict, the other URL). malloc'd or NULL. */
+/* Why rv_engine_add refused item i: the engine's detail, or for a
+ * conflict the other URL on the command line. malloc'd or NULL. */
 static char *reject_detail(const struct run *r, size_t i, int e) {
     const struct item *it = &r->items[i];
     rvc_buf b;
@@ -256,22 +256,8 @@ static char *reject_detail(const struct run *r, size_t i, int e) {
             }
         }
         break;
-    case RV_E_INVALID_ARGUMENT:
-        /* The URL and destination passed their checks; what remains are
-         * the request's extra fields. */
-        rvc_buf_puts(&b, r->o->n_headers ? "the engine refused a --header value (it sets Range, "
-                                           "If-Range, If-Match, Host, Content-Length and "
-                                           "similar headers itself)"
-                                         : "the engine refused the request");
-        break;
-    case RV_E_DEST_IS_DIR:
-    case RV_E_DEST_UNWRITABLE:
-    case RV_E_NO_SPACE:
-    case RV_E_TOO_LARGE:
-    case RV_E_IO:
-        rvc_buf_printf(&b, "destination '%s'", it->path);
-        break;
     default:
+        rvc_buf_puts(&b, rv_engine_error_detail(r->engine));
         break;
     }
     if (b.len && rvc_buf_error(&b) == RV_OK)
@@ -380,6 +366,8 @@ static void report_final(struct run *r, size_t i) {
                            r->views[i].retries == 1 ? "retry" : "retries");
         if (r->o->sha256[0])
             rvc_buf_puts(&r->msg, ", sha256 verified");
+        else if (rv_object_sha256_hex(it->obj))
+            rvc_buf_printf(&r->msg, ", sha256 %s", rv_object_sha256_hex(it->obj));
         emit_msg(r);
     } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
         emit_error(r, it->url, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
@@ -570,8 +558,9 @@ static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_pro
         cfg->connect_timeout_ms = o->connect_timeout_ms;
     if (o->stall_timeout_ms)
         cfg->stall_timeout_ms = o->stall_timeout_ms;
-    if (o->json)
-        cfg->compute_sha256 = true; /* the JSON line carries every file's digest */
+    /* The digest costs CPU (docs/engine.md): computed when asked for, and
+     * by default when the JSON line will carry it. --sha256 always gets it. */
+    cfg->compute_sha256 = o->digest == 1 || (o->digest < 0 && o->json);
     if (mode == RVC_PROGRESS_TTY)
         cfg->progress_interval_ms = RVC_PROGRESS_TTY_MS;
 }

@@ -60,7 +60,7 @@ void rv_config_init(rv_config *cfg) {
         .max_restarts = 3,
         .on_change = RV_CHANGE_RESTART,
         .progress_interval_ms = 200,
-        .compute_sha256 = true,
+        .compute_sha256 = false, /* costs ~0.75 CPU-s/GiB; docs/engine.md */
     };
 }
 
@@ -245,11 +245,13 @@ static bool is_hex64(const char *s) {
 /* A header the caller may send: "Name: value", a token name, no line
  * breaks, and not one the engine owns (Range and validators decide what
  * bytes land where; letting a caller set them would break that). */
-static bool header_allowed(const char *h) {
+bool rv_header_allowed(const char *h) {
     static const char *const reserved[] = {"range", "if-range", "if-match", "if-none-match",
                                            "if-modified-since", "if-unmodified-since",
                                            "accept-encoding", "content-length", "host",
                                            "transfer-encoding", "connection"};
+    if (!h)
+        return false;
     const char *colon = strchr(h, ':');
     size_t len = strlen(h);
 
@@ -265,27 +267,38 @@ static bool header_allowed(const char *h) {
     return true;
 }
 
+/* Record why rv_engine_add refused a request; returns err. */
+static int reject(rv_engine *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reject(rv_engine *e, int err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->add_detail, sizeof(e->add_detail), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
 /* The destination must be a non-directory in a directory we can write. */
-static int check_destination(const char *path) {
+static int check_destination(rv_engine *e, const char *path) {
     struct stat st;
     char *copy = NULL;
     int r = RV_OK;
 
-    if (!path || !*path || path[strlen(path) - 1] == '/')
-        return path && *path ? RV_E_DEST_IS_DIR : RV_E_INVALID_ARGUMENT;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return RV_E_DEST_IS_DIR;
+    if (!*path)
+        return reject(e, RV_E_INVALID_ARGUMENT, "the destination path is empty");
+    if (path[strlen(path) - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return reject(e, RV_E_DEST_IS_DIR, "destination '%s' is a directory", path);
     copy = strdup(path);
     if (!copy)
-        return RV_E_NOMEM;
+        return reject(e, RV_E_NOMEM, "out of memory");
     char *slash = strrchr(copy, '/');
     const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
     if (stat(dir, &st) != 0)
-        r = RV_E_DEST_UNWRITABLE;
+        r = reject(e, RV_E_DEST_UNWRITABLE, "cannot use directory '%s': %s", dir, strerror(errno));
     else if (!S_ISDIR(st.st_mode))
-        r = RV_E_DEST_UNWRITABLE;
+        r = reject(e, RV_E_DEST_UNWRITABLE, "'%s' is not a directory", dir);
     else if (access(dir, W_OK | X_OK) != 0)
-        r = RV_E_DEST_UNWRITABLE;
+        r = reject(e, RV_E_DEST_UNWRITABLE, "cannot write in directory '%s': %s", dir,
+                   strerror(errno));
     free(copy);
     return r;
 }
@@ -304,47 +317,68 @@ static bool same_destination(const rv_engine *e, const char *path) {
     return false;
 }
 
+static int validate_request(rv_engine *e, const rv_request *req) {
+    if (!req->url || !req->dest_path)
+        return reject(e, RV_E_INVALID_ARGUMENT, "a request needs a URL and a destination");
+    if (req->n_headers > MAX_HEADERS || (req->n_headers && !req->headers))
+        return reject(e, RV_E_INVALID_ARGUMENT, "at most %d request headers are allowed",
+                      MAX_HEADERS);
+    if (req->sha256_hex && !is_hex64(req->sha256_hex))
+        return reject(e, RV_E_INVALID_ARGUMENT, "sha256 must be 64 hexadecimal digits");
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!rv_header_allowed(req->headers[i]))
+            return reject(e, RV_E_INVALID_ARGUMENT,
+                          "header %zu is not allowed: it must be 'Name: value' on one line, "
+                          "at most %d bytes, and not one the engine sets itself (Range, "
+                          "If-Range, ...)",
+                          i + 1, MAX_HEADER_LEN);
+    return RV_OK;
+}
+
 int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     rv_object *o = NULL;
     int r;
 
-    if (!e || !req || !req->url || !req->dest_path || (req->n_headers && !req->headers) ||
-        req->n_headers > MAX_HEADERS)
+    if (!e || !req)
         return RV_E_INVALID_ARGUMENT;
-    if (req->sha256_hex && !is_hex64(req->sha256_hex))
-        return RV_E_INVALID_ARGUMENT;
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (!req->headers[i] || !header_allowed(req->headers[i]))
-            return RV_E_INVALID_ARGUMENT;
-
+    e->add_detail[0] = '\0';
+    r = validate_request(e, req);
+    if (r != RV_OK)
+        return r;
     o = calloc(1, sizeof(*o));
     if (!o)
-        return RV_E_NOMEM;
+        return reject(e, RV_E_NOMEM, "out of memory");
     o->fd = -1;
     o->src_fd = -1;
     o->engine = e;
     o->size = RV_UNKNOWN;
     o->user_data = req->user_data;
     r = rv_url_parse(req->url, &o->url);
-    if (r != RV_OK)
+    if (r != RV_OK) {
+        reject(e, r, "'%.200s' is not a valid URL", req->url);
         goto fail;
+    }
     o->source = rv_source_lookup(o->url->scheme);
     if (!o->source) {
-        r = RV_E_UNSUPPORTED_SCHEME;
+        r = reject(e, RV_E_UNSUPPORTED_SCHEME, "'%s://' URLs are not supported (use http, https "
+                   "or file)", o->url->scheme);
         goto fail;
     }
     if (o->source->kind == RV_SOURCE_FILE) {
         char *p = NULL;
         r = rv_url_file_path(o->url, &p);
         free(p);
-        if (r != RV_OK)
+        if (r != RV_OK) {
+            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)", req->url);
             goto fail;
+        }
     }
-    r = check_destination(req->dest_path);
+    r = check_destination(e, req->dest_path);
     if (r != RV_OK)
         goto fail;
     if (same_destination(e, req->dest_path)) {
-        r = RV_E_DEST_CONFLICT;
+        r = reject(e, RV_E_DEST_CONFLICT, "another download already writes '%s'",
+                   req->dest_path);
         goto fail;
     }
     r = RV_E_NOMEM;
@@ -385,8 +419,18 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         *ret = o;
     return RV_OK;
 fail:
+    if (!e->add_detail[0])
+        reject(e, r, "%s", rv_strerror(r));
     object_free(o);
     return r;
+}
+
+const char *rv_engine_error_detail(const rv_engine *e) {
+    return e->add_detail;
+}
+
+const char *rv_version(void) {
+    return RV_VERSION;
 }
 
 /* ----------------------------------------------------------------------- */
@@ -833,7 +877,7 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
         return RV_E_INVALID_ARGUMENT;
     bool busy = schedule(e, &next_due);
     long wait = timeout_ms < 0 ? 0 : timeout_ms;
-    if (busy)
+    if (busy || e->n_live == 0)
         wait = 0;
     else if (next_due != UINT64_MAX) {
         uint64_t now = rv_now_ms();

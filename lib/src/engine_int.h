@@ -153,6 +153,7 @@ struct rv_engine {
     size_t buf_size;
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
+    char add_detail[512];      /* why the last rv_engine_add failed */
 };
 
 uint64_t rv_now_ms(void);

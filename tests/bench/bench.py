@@ -56,6 +56,7 @@ S2_LATENCY_MS = 20              # scenario 2: delay before each response
 CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
 RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BUSY_FLOOR_S = 0.1              # "other CPU" below this is not reported
 
 CURL = shutil.which("curl") or "curl"
 ARIA2C = shutil.which("aria2c") or "aria2c"
@@ -365,7 +366,7 @@ class Runner:
         except OSError:
             tail = ""
         self.failures.append((row.label, problem))
-        say("!" * 72)
+        say("\n" + "!" * 72)
         say("!!! FAILED RUN: scenario %d, %s: %s" % (row.scenario, row.label,
                                                      problem))
         say("!!! command: %s" % _shell_line(row.argv))
@@ -380,7 +381,7 @@ def _shell_line(argv, limit=6):
              else "'%s'" % a.replace("'", "'\\''") for a in argv]
     if len(words) > limit + 10:
         hidden = len(words) - limit - 1
-        words = words[:limit] + ["... (%d more URLs)" % hidden, words[-1]]
+        words = words[:limit] + ["... (%d more)" % hidden, words[-1]]
     return " ".join(words)
 
 
@@ -804,7 +805,8 @@ def print_verdicts(bench, bullet):
     else:
         notes.append("every run exited 0 and every output's sha256 matched")
     busy = ["%d %s" % (row.scenario, row.label) for row in bench.rows
-            if row.ok_runs() and row.other_cpu() > 0.25 * row.wall()]
+            if row.ok_runs() and row.other_cpu() > max(0.25 * row.wall(),
+                                                       BUSY_FLOOR_S)]
     if busy:
         notes.append("other processes used more than a quarter of a core "
                      "during: %s -- those numbers are disturbed"
@@ -878,9 +880,14 @@ def become_subreaper():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def main(argv=None):
     args = parse_args(argv)
     become_subreaper()
+    signal.signal(signal.SIGTERM, _terminate)   # clean up as for Ctrl-C
     os.makedirs(args.workdir, exist_ok=True)
     bench = Bench(args)
     try:
@@ -888,6 +895,9 @@ def main(argv=None):
         bench.make_data(args.scenarios)
         for n in sorted(args.scenarios):
             getattr(bench, "scenario%d" % n)()
+    except KeyboardInterrupt:
+        say("\nbench.py: interrupted; nothing reported")
+        return 130
     finally:
         say("removing %s" % args.workdir)
         shutil.rmtree(args.workdir, ignore_errors=True)

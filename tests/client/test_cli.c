@@ -208,6 +208,11 @@ static void test_destinations(void) {
     EXPECT_USAGE("option '--output' needs a file name", "download", "--output=", "u");
     EXPECT_USAGE("option '-d' needs a directory", "download", "-d", "", "u");
     EXPECT_USAGE("option '-o' needs a value (FILE)", "download", "u", "-o");
+    EXPECT_USAGE("option '-o': writing to standard output is not supported", "download", "-o", "-",
+                 "u");
+    EXPECT_OK(c, "download", "--local", "-o", "./-", "u");
+    CHECK_STR_EQ(c.dl.output, "./-");
+    rvc_cmd_done(&c);
 }
 
 static void test_sha256(void) {
@@ -243,8 +248,11 @@ static void test_headers(void) {
     CHECK_INT_EQ(c.dl.n_urls, 1);
     rvc_cmd_done(&c);
 
-    EXPECT_USAGE("option '--header' needs 'Name: value', not 'NoColon'", "download", "--header",
-                 "NoColon", "u");
+    EXPECT_USAGE("option '--header' needs 'Name: value'", "download", "--header", "NoColon", "u");
+    EXPECT_USAGE("not 'NoColon'", "download", "--header", "NoColon", "u");
+    EXPECT_USAGE("not a header the engine sets itself", "download", "--header", "Range: bytes=0-1",
+                 "u");
+    EXPECT_USAGE("not 'if-range: x'", "download", "--header", "if-range: x", "u");
     EXPECT_USAGE("needs 'Name: value'", "download", "--header", ": value", "u");
     EXPECT_USAGE("needs 'Name: value'", "download", "--header", "Bad Name: v", "u");
     EXPECT_USAGE("needs 'Name: value'", "download", "--header", "X-A: 1\r\nX-B: 2", "u");

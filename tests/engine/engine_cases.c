@@ -290,9 +290,11 @@ static int case_fail_fast(char **argv) {
     return rv_test_result();
 }
 
+static void digest_on(rv_config *cfg) { cfg->compute_sha256 = true; }
+
 static int case_many(int argc, char **argv) {
     observed ob = {0};
-    rv_engine *e = engine(&ob, NULL);
+    rv_engine *e = engine(&ob, digest_on);
     int n = (argc - 1) / 2;
     rv_object **objs = calloc((size_t)n, sizeof(*objs));
     char path[4096];

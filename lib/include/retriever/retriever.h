@@ -116,8 +116,12 @@ typedef struct rv_config {
 
 /* Fill *cfg with the defaults (see docs/engine.md for why each is what it
  * is). Callers change fields after this, never build an rv_config from
- * scratch, so new fields get sane defaults. */
+ * scratch, so new fields get sane defaults. rv_engine_new refuses zero
+ * limits, zero attempts, and min_chunk_size > chunk_size. */
 void rv_config_init(rv_config *cfg);
+
+/* The library's version, "MAJOR.MINOR.PATCH"; static. */
+const char *rv_version(void);
 
 /* Bytes, with an optional K, M, G or T suffix (powers of 1024): "4M". */
 int rv_parse_size(const char *s, uint64_t *ret);
@@ -125,8 +129,9 @@ int rv_parse_size(const char *s, uint64_t *ret);
 typedef struct rv_request {
     const char *url;           /* required */
     const char *dest_path;     /* required: the final file name */
-    const char *sha256_hex;    /* optional: 64 hex digits to verify against */
-    const char *const *headers;/* optional: "Name: value" lines sent on every request */
+    const char *sha256_hex;    /* optional: 64 hex digits (either case) to verify against */
+    const char *const *headers;/* optional: "Name: value" lines sent on every request;
+                                  each must pass rv_header_allowed() */
     size_t n_headers;
     void *user_data;           /* returned by rv_object_user_data */
 } rv_request;
@@ -140,12 +145,25 @@ rv_engine *rv_engine_free(rv_engine *e);
 
 /* Validate and queue a download. Checks the URL, the scheme and the
  * destination at once (bad input fails here and creates nothing). On
- * success *ret is the object, owned by the engine. */
+ * success *ret is the object, owned by the engine. On failure
+ * rv_engine_error_detail() says what was wrong. */
 int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret);
 
+/* Why the last rv_engine_add() failed, naming the offending input; "" after
+ * a success. Valid until the next rv_engine_add() call. */
+const char *rv_engine_error_detail(const rv_engine *e);
+
+/* Whether a request header line may be sent: "Name: value" with a token
+ * name, no CR or LF, at most 8 KiB, and not one the engine owns because it
+ * decides which bytes land where (Range, If-Range, If-Match, If-None-Match,
+ * If-Modified-Since, If-Unmodified-Since, Accept-Encoding, Content-Length,
+ * Host, Transfer-Encoding, Connection). */
+bool rv_header_allowed(const char *line);
+
 /* Cancel an object: all its transfers stop before this returns, its
- * temporary file is removed, and its state becomes CANCELLED. Cancelling an
- * object in a terminal state does nothing. */
+ * temporary file is removed, and its state becomes CANCELLED (the on_state
+ * hook runs from inside this call). Cancelling an object in a terminal
+ * state does nothing. */
 int rv_engine_cancel(rv_engine *e, rv_object *obj);
 
 /* Drive the engine: wait up to timeout_ms for network activity, a due retry
@@ -153,7 +171,8 @@ int rv_engine_cancel(rv_engine *e, rv_object *obj);
  * the number of objects not yet in a terminal state. */
 int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active);
 
-/* Make a blocked rv_engine_perform() return early. Thread-safe. */
+/* Make a blocked rv_engine_perform() return early. Thread-safe, but not
+ * async-signal-safe: from a signal, wake a thread that calls it. */
 int rv_engine_wakeup(rv_engine *e);
 
 /* Free a terminal object. Its pointer and strings become invalid. */

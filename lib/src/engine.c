@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "plan.h"
 
 /* Largest share of one perform call spent digesting or copying, so the loop
  * keeps serving the network. */
@@ -36,8 +37,6 @@
 #define SCRATCH_SIZE (256u << 10)
 #define MAX_HEADERS 100
 #define MAX_HEADER_LEN 8192
-/* Most ranges one object is split into; beyond it ranges grow instead. */
-#define MAX_CHUNKS (1u << 20)
 
 /* ----------------------------------------------------------------------- */
 /* Configuration                                                            */
@@ -515,39 +514,29 @@ int rv_engine_release(rv_engine *e, rv_object *o) {
     return RV_OK;
 }
 
-/* Split [first_end, size) into ranges after the probe's [0, first_end).
- * Range size: the remaining bytes shared across the object's connections,
- * clamped to [min_chunk_size, chunk_size] — enough ranges to use every
- * connection on mid-sized objects, few enough requests on large ones. */
+/* Replace the ranges by the plan for size (see plan.h); an unknown size is
+ * one range until the end of the stream. */
 int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
     const rv_config *cfg = &o->engine->cfg;
-    uint64_t per = cfg->chunk_size, rest = 0;
-    size_t n = 1;
+    rv_plan plan = {.first_end = first_end, .size = size, .n_ranges = 1};
 
-    if (size != RV_UNKNOWN && first_end < size) {
-        rest = size - first_end;
-        per = rest / cfg->max_connections_per_object + 1;
-        if (per < cfg->min_chunk_size)
-            per = cfg->min_chunk_size;
-        if (per > cfg->chunk_size)
-            per = cfg->chunk_size;
-        if (rest / per >= MAX_CHUNKS) /* bound the table for enormous objects */
-            per = rest / (MAX_CHUNKS - 1) + 1;
-        n += (size_t)((rest + per - 1) / per);
-    }
-    rv_chunk *chunks = calloc(n, sizeof(*chunks));
+    if (size != RV_UNKNOWN)
+        rv_plan_make(size, first_end, cfg->max_connections_per_object, cfg->min_chunk_size,
+                     cfg->chunk_size, &plan);
+    rv_chunk *chunks = calloc(plan.n_ranges, sizeof(*chunks));
     if (!chunks) {
-        rv_object_fail(o, RV_E_NOMEM, "cannot plan %zu ranges", n);
+        rv_object_fail(o, RV_E_NOMEM, "cannot plan %zu ranges", plan.n_ranges);
         return RV_E_NOMEM;
     }
-    chunks[0] = (rv_chunk){.start = 0, .end = first_end, .pos = 0};
-    for (size_t i = 1; i < n; i++) {
-        uint64_t s = first_end + (uint64_t)(i - 1) * per;
-        chunks[i] = (rv_chunk){.start = s, .pos = s, .end = s + per < size ? s + per : size};
+    for (size_t i = 0; i < plan.n_ranges; i++) {
+        uint64_t start = 0, end = first_end;
+        if (size != RV_UNKNOWN)
+            rv_plan_range(&plan, i, &start, &end);
+        chunks[i] = (rv_chunk){.start = start, .pos = start, .end = end};
     }
     free(o->chunks);
     o->chunks = chunks;
-    o->n_chunks = n;
+    o->n_chunks = plan.n_ranges;
     o->size = size;
     o->bytes_done = 0;
     return RV_OK;

@@ -28,6 +28,8 @@ rvc_exit rvc_exit_code(int rv_err) {
     case RV_E_NO_SPACE:
     case RV_E_TOO_LARGE:
     case RV_E_IO:
+    case RV_E_STATE_BUSY:
+    case RV_E_STATE:
         return RVC_EXIT_LOCAL;
 
     case RV_E_CONNECT:

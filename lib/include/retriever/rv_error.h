@@ -46,7 +46,9 @@
     X(RV_E_CHECKSUM_MISMATCH, 25, false, "sha256 of the download does not match")      \
     X(RV_E_CANCELLED, 26, false, "download was cancelled")                             \
     X(RV_E_TOO_MANY_REDIRECTS, 27, false, "too many redirects")                        \
-    X(RV_E_INTERNAL, 28, false, "internal error")
+    X(RV_E_INTERNAL, 28, false, "internal error")                                     \
+    X(RV_E_STATE_BUSY, 29, true, "state directory is in use by another process")      \
+    X(RV_E_STATE, 30, true, "state database error")
 
 typedef enum rv_error {
 #define RV_ERROR_ENUM_(name, num, retryable, msg) name = num,

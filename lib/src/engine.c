@@ -60,6 +60,10 @@ void rv_config_init(rv_config *cfg) {
         .on_change = RV_CHANGE_RESTART,
         .progress_interval_ms = 200,
         .compute_sha256 = false, /* costs ~0.75 CPU-s/GiB; docs/engine.md */
+        .flush_bytes = 64u << 20,
+        .flush_interval_ms = 1000,
+        .link_deliveries = true,
+        .cache_revalidate = true,
     };
 }
 
@@ -110,14 +114,16 @@ uint64_t rv_now_ms(void) {
 /* ----------------------------------------------------------------------- */
 /* Engine                                                                   */
 
-int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
+int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     rv_engine *e = NULL;
     int r = RV_E_INVALID_ARGUMENT;
 
+    if (ret_detail)
+        *ret_detail = NULL;
     if (!cfg || !ret || cfg->max_connections == 0 || cfg->max_connections_per_host == 0 ||
         cfg->max_connections_per_object == 0 || cfg->chunk_size == 0 ||
         cfg->min_chunk_size == 0 || cfg->min_chunk_size > cfg->chunk_size ||
-        cfg->max_attempts == 0)
+        cfg->max_attempts == 0 || (cfg->state_dir && (!*cfg->state_dir || cfg->flush_bytes == 0)))
         goto fail;
     r = RV_E_NOMEM;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -128,6 +134,7 @@ int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
     e->cfg = *cfg;
     e->cfg.hooks = NULL;
     e->cfg.user_agent = NULL;
+    e->cfg.state_dir = e->cfg.cache_dir = NULL; /* copies live in e->state_dir, e->cache_dir */
     if (cfg->hooks)
         e->hooks = *cfg->hooks;
     e->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "retriever/" RV_VERSION);
@@ -139,11 +146,23 @@ int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
     /* Keep idle connections for reuse across ranges and objects. */
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections * 2);
     rv_rng_seed(&e->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ rv_now_ms());
+    if (cfg->state_dir) {
+        e->cfg.state_dir = cfg->state_dir; /* read by rv_durable_open only */
+        e->cfg.cache_dir = cfg->cache_dir;
+        r = rv_durable_open(e, ret_detail);
+        e->cfg.state_dir = e->cfg.cache_dir = NULL;
+        if (r != RV_OK)
+            goto fail;
+    }
     *ret = e;
     return RV_OK;
 fail:
     rv_engine_free(e);
     return r;
+}
+
+int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
+    return rv_engine_open(cfg, ret, NULL);
 }
 
 static void object_free(rv_object *o);
@@ -153,6 +172,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
         return NULL;
     for (rv_object *o = e->head; o; o = o->next)
         rv_engine_cancel(e, o);
+    rv_durable_close(e);
     while (e->head) {
         rv_object *o = e->head;
         e->head = o->next;
@@ -229,6 +249,8 @@ static void object_free(rv_object *o) {
     free(o->fetch_url);
     free(o->chunks);
     rv_sha256_free(o->hash);
+    free(o->key);
+    free(o->blob_path);
     free(o);
 }
 
@@ -478,7 +500,10 @@ void rv_object_stop_transfers(rv_object *o) {
 /* Terminal failure or cancellation: stop, remove the temporary file. */
 static void object_end(rv_object *o, rv_state s) {
     rv_object_stop_transfers(o);
-    rv_outfile_discard(o);
+    if (o->store_id)
+        rv_durable_end(o);
+    else
+        rv_outfile_discard(o);
     if (o->src_fd >= 0)
         close(o->src_fd);
     o->src_fd = -1;
@@ -539,6 +564,7 @@ int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
     o->n_chunks = plan.n_ranges;
     o->size = size;
     o->bytes_done = 0;
+    o->planned = true;
     return RV_OK;
 }
 
@@ -556,6 +582,7 @@ static int object_plan_unresolved(rv_object *o) {
     o->n_chunks = 1;
     o->size = RV_UNKNOWN;
     o->bytes_done = 0;
+    o->planned = false;
     return RV_OK;
 }
 
@@ -587,7 +614,9 @@ void rv_object_changed(rv_object *o, const char *reason) {
     free(o->fetch_url);
     o->etag = o->last_modified = o->fetch_url = NULL;
     o->ranges = false;
-    if (rv_outfile_reset(o) != RV_OK || object_plan_unresolved(o) != RV_OK)
+    if (o->store_id)
+        rv_durable_restarted(o);
+    if (o->err != RV_OK || rv_outfile_reset(o) != RV_OK || object_plan_unresolved(o) != RV_OK)
         return;
     if (o->source->kind == RV_SOURCE_FILE) {
         if (o->src_fd >= 0)
@@ -638,7 +667,8 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     if (!o->ranges && c->pos > c->start) {
         /* One stream without ranges cannot continue mid-body: start over. */
         o->bytes_done -= c->pos - c->start;
-        c->pos = c->start;
+        c->pos = c->submitted = c->durable = c->start;
+        c->crc = 0;
         if (rv_outfile_reset(o) != RV_OK)
             return;
         if (o->size != RV_UNKNOWN && rv_outfile_preallocate(o, o->size) != RV_OK)
@@ -658,16 +688,20 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
 /* Scheduling                                                               */
 
 static int object_start(rv_object *o) {
-    if (rv_outfile_create(o) != RV_OK)
-        return o->err;
-    if (o->source->kind == RV_SOURCE_FILE) {
-        rv_object_set_state(o, RV_STATE_RESOLVING);
-        return rv_file_open(o);
-    }
-    if (object_plan_unresolved(o) != RV_OK)
-        return o->err;
+    int r = o->engine->store ? rv_durable_start(o) : rv_outfile_create(o);
+    if (r != RV_OK)
+        return o->err != RV_OK ? o->err : r;
     rv_object_set_state(o, RV_STATE_RESOLVING);
-    return RV_OK;
+    if (o->planned && o->revalidating)
+        return RV_OK; /* a cache hit: the origin's answer decides (object_schedule) */
+    if (o->planned) { /* resumed from durable state: its plan is known */
+        rv_object_set_state(o, RV_STATE_DOWNLOADING);
+        rv_object_attention(o); /* perhaps every range is already durable */
+        return RV_OK;
+    }
+    if (o->source->kind == RV_SOURCE_FILE)
+        return rv_file_open(o);
+    return object_plan_unresolved(o);
 }
 
 static bool all_chunks_done(const rv_object *o) {
@@ -680,7 +714,7 @@ static bool all_chunks_done(const rv_object *o) {
 /* Digest the rest (within *budget), check size and sha256, rename into
  * place. The object stays VERIFYING while digest work remains. */
 static void object_verify(rv_engine *e, rv_object *o, uint64_t *budget) {
-    if (o->hash && o->hashed < o->size) {
+    if (o->hash && !o->digest_known && o->hashed < o->size) {
         int64_t n = rv_outfile_digest_catch_up(e, o, *budget);
         if (n < 0)
             return;
@@ -697,7 +731,7 @@ static void object_verify(rv_engine *e, rv_object *o, uint64_t *budget) {
         }
     }
     if (o->hash) {
-        if (rv_sha256_final_hex(o->hash, o->sha256_hex) != RV_OK) {
+        if (!o->digest_known && rv_sha256_final_hex(o->hash, o->sha256_hex) != RV_OK) {
             rv_object_fail(o, RV_E_INTERNAL, "sha256 finalisation failed");
             return;
         }
@@ -708,11 +742,18 @@ static void object_verify(rv_engine *e, rv_object *o, uint64_t *budget) {
             return;
         }
     }
-    if (rv_outfile_deliver(o) != RV_OK)
-        return;
     if (o->src_fd >= 0)
         close(o->src_fd);
     o->src_fd = -1;
+    if (o->store_id) {
+        /* Delivered once the final sync and its commit are done
+         * (rv_durable_progress). */
+        if (!o->final_sync && rv_durable_sync_object(o, true) == RV_OK)
+            o->final_sync = true;
+        return;
+    }
+    if (rv_outfile_deliver(o) != RV_OK)
+        return;
     rv_object_set_state(o, RV_STATE_DONE);
     return;
 }
@@ -737,6 +778,12 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
     }
     if (o->source->kind != RV_SOURCE_CURL || o->err != RV_OK)
         return true;
+    if (o->revalidating) {
+        if (o->active == 0 && e->active < e->cfg.max_connections &&
+            rv_hostlimit_can_start(o->host))
+            rv_http_revalidate(e, o);
+        return e->active < e->cfg.max_connections;
+    }
     for (size_t i = 0; i < o->n_chunks; i++) {
         rv_chunk *c = &o->chunks[i];
         if (c->state != RV_CHUNK_TODO)
@@ -750,9 +797,9 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
             return false;
         if (o->active >= e->cfg.max_connections_per_object || !rv_hostlimit_can_start(o->host))
             return true;
-        if (rv_http_start(e, o, c, o->state == RV_STATE_RESOLVING) != RV_OK)
+        if (rv_http_start(e, o, c, !o->planned) != RV_OK)
             return true;
-        if (o->state == RV_STATE_RESOLVING)
+        if (!o->planned)
             return true; /* one probe; ranges are planned from its answer */
     }
     return true;
@@ -794,7 +841,7 @@ static bool cpu_work_pending(const rv_engine *e) {
     for (const rv_object *o = e->head; o; o = o->next) {
         if (o->err != RV_OK || rv_state_is_terminal(o->state))
             continue;
-        if (o->state == RV_STATE_VERIFYING)
+        if (o->state == RV_STATE_VERIFYING && !o->final_sync)
             return true;
         if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
             return true;
@@ -818,9 +865,9 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
         int64_t n = 0;
         if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
             n = rv_file_step(e, o, budget);
-        else if (o->state == RV_STATE_DOWNLOADING && o->hash)
+        else if (o->state == RV_STATE_DOWNLOADING && o->hash && !o->digest_known)
             n = rv_outfile_digest_catch_up(e, o, budget);
-        else if (o->state == RV_STATE_VERIFYING)
+        else if (o->state == RV_STATE_VERIFYING && !o->final_sync)
             object_verify(e, o, &budget);
         if (n > 0)
             budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
@@ -889,6 +936,12 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
             rv_http_finish(e, msg);
     }
     attend(e);
+    if (e->store) {
+        uint64_t now = rv_now_ms();
+        rv_durable_sync_due(e, now);
+        rv_durable_progress(e, now);
+        attend(e);
+    }
     schedule(e, &next_due);
     emit_progress(e, false);
     if (ret_active)
@@ -911,6 +964,13 @@ void *rv_object_user_data(const rv_object *o) { return o->user_data; }
 
 const char *rv_object_sha256_hex(const rv_object *o) {
     return o->state == RV_STATE_DONE && o->sha256_hex[0] ? o->sha256_hex : NULL;
+}
+
+bool rv_object_crc32c(const rv_object *o, uint32_t *ret) {
+    if (o->state != RV_STATE_DONE || !o->has_crc32c)
+        return false;
+    *ret = o->crc32c;
+    return true;
 }
 
 void rv_object_progress(const rv_object *o, rv_progress *ret) {

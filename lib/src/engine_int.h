@@ -18,7 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "flusher.h"
 #include "hostlimit.h"
+#include "store.h"
 #include "retriever.h"
 #include "retry.h"
 #include "sha256.h"
@@ -38,6 +40,11 @@ typedef enum rv_chunk_state {
 
 typedef struct rv_chunk {
     uint64_t start, end, pos; /* end is exclusive; RV_UNKNOWN: until EOF */
+    /* With durable state: start <= durable <= submitted <= pos. [start,
+     * durable) is synced and recorded; [durable, submitted) is being synced;
+     * crc covers [start, pos). */
+    uint64_t submitted, durable;
+    uint32_t crc;
     rv_chunk_state state;
     unsigned failures;        /* consecutive failures without progress */
     uint64_t due_ms;          /* TODO: not before this monotonic time */
@@ -54,6 +61,7 @@ typedef enum rv_xfer_verdict {
     RV_XFER_CHANGED,    /* the object changed on the origin */
     RV_XFER_NORANGES,   /* origin ignores ranges: switch to one stream */
     RV_XFER_DONE_EMPTY, /* probe answered 416 for a 0-byte object */
+    RV_XFER_FRESH,      /* revalidation: the cached copy is current */
 } rv_xfer_verdict;
 
 struct rv_transfer {
@@ -61,6 +69,7 @@ struct rv_transfer {
     rv_object *obj;
     rv_chunk *chunk;           /* the range this transfer fills */
     bool probe;                /* first request of the object: learns size */
+    bool revalidate;           /* conditional request for a cached object */
     bool body_ok;              /* headers accepted; body goes to the file */
     long status;               /* status of the last header block */
     uint64_t resp_first, resp_last, resp_total; /* Content-Range, if any */
@@ -114,6 +123,7 @@ struct rv_object {
     /* ranges */
     rv_chunk *chunks;          /* sorted by start, contiguous, cover [0, size) */
     size_t n_chunks;
+    bool planned;              /* chunks are a real plan (not the probe's placeholder) */
     unsigned active;           /* transfers running for this object */
     uint64_t bytes_done;       /* sum of (pos - start) over chunks */
 
@@ -129,6 +139,21 @@ struct rv_object {
     /* progress */
     uint64_t progress_last_ms, progress_last_bytes;
     double rate_bps;
+
+    /* durable state (engine->store set): the object's row and blob */
+    char *key;                 /* store key; never holds header values */
+    int64_t store_id;          /* 0 until the row exists */
+    char *blob_path;           /* cache_dir/blobs/<store_id> */
+    uint64_t gen;              /* bumped on restart: stale syncs are dropped */
+    uint64_t last_submit_ms;   /* last sync submitted */
+    unsigned syncs_in_flight;
+    bool final_sync;           /* all bytes written and verified; final sync queued */
+    bool cached;               /* a complete blob from an earlier run: a cache hit */
+    bool revalidating;         /* a cache hit waiting for the origin's word */
+    bool digest_known;         /* sha256_hex came with the cached blob */
+    bool deliver_ready;        /* final marks written in the open transaction */
+    bool has_crc32c;
+    uint32_t crc32c;           /* combined from the ranges at completion */
 
     /* Work a curl callback found but may not do itself (it may not touch
      * other transfers, and hooks never run inside curl callbacks): done by
@@ -154,7 +179,25 @@ struct rv_engine {
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
     char add_detail[512];      /* why the last rv_engine_add failed */
+
+    /* durable state; all NULL without cfg.state_dir */
+    rv_store *store;
+    rv_flusher *flusher;
+    char *state_dir, *cache_dir, *blob_dir;
+    int64_t next_store_id;     /* ids are allocated here, inserts are batched */
+    int64_t recheck_batch;     /* ranges this batch advanced are re-checked */
+    bool tx_open;              /* a store transaction collects this round's writes */
+    uint64_t tx_opened_ms;
 };
+
+/* A sync request and what it proves once done. */
+typedef struct rv_sync_job {
+    rv_sync_req req;           /* first: the flusher hands this back */
+    uint64_t object_id, gen;
+    bool final;
+    size_t n_marks;
+    rv_store_mark marks[];
+} rv_sync_job;
 
 uint64_t rv_now_ms(void);
 
@@ -180,6 +223,8 @@ int rv_object_single_stream(rv_object *o);
 
 /* http.c */
 int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe);
+/* Ask the origin whether a cached object is still current. */
+int rv_http_revalidate(rv_engine *e, rv_object *o);
 void rv_http_finish(rv_engine *e, CURLMsg *msg);
 void rv_http_stop(rv_engine *e, rv_transfer *t);
 rv_transfer *rv_http_pool_free(rv_transfer *t);
@@ -187,6 +232,23 @@ rv_transfer *rv_http_pool_free(rv_transfer *t);
 /* filesrc.c */
 int rv_file_open(rv_object *o);
 int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget);
+
+/* durable.c: the engine's side of durable state (docs/state.md) */
+int rv_durable_open(rv_engine *e, char **ret_detail);
+void rv_durable_close(rv_engine *e);
+/* Look the object up and set it up to resume, or insert it. */
+int rv_durable_start(rv_object *o);
+/* The object's plan is known: record it (in the open transaction). */
+void rv_durable_planned(rv_object *o);
+/* Submit syncs that are due (or, with final, the last one). */
+void rv_durable_sync_due(rv_engine *e, uint64_t now);
+int rv_durable_sync_object(rv_object *o, bool final);
+/* Take completed syncs, write their marks, commit when due, deliver. */
+void rv_durable_progress(rv_engine *e, uint64_t now);
+/* The object is over (failed/cancelled): keep what can be resumed. */
+void rv_durable_end(rv_object *o);
+/* The object changed and starts over: forget its old ranges durably. */
+void rv_durable_restarted(rv_object *o);
 
 /* outfile.c */
 int rv_outfile_create(rv_object *o);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crc32c.h"
 #include "engine_int.h"
 #include "httphdr.h"
 
@@ -128,6 +129,8 @@ static bool accept_probe(rv_transfer *t) {
     t->chunk = &o->chunks[0];
     t->chunk->state = RV_CHUNK_ACTIVE;
     t->chunk->xfer = t;
+    if (o->store_id)
+        rv_durable_planned(o);
     o->resolved_pending = true;
     rv_object_attention(o);
     return true;
@@ -172,6 +175,29 @@ static bool accept_range(rv_transfer *t) {
     return true;
 }
 
+/* A cached object's revalidation: 304, or any answer carrying the same
+ * validator, says the cached copy is current; another validator says the
+ * object changed. No body is kept either way. */
+static bool accept_revalidation(rv_transfer *t) {
+    rv_object *o = t->obj;
+    int err = RV_OK;
+    bool same = (t->resp_etag && o->etag && strcmp(t->resp_etag, o->etag) == 0) ||
+                (!o->etag && t->resp_last_modified && o->last_modified &&
+                 strcmp(t->resp_last_modified, o->last_modified) == 0);
+
+    if (t->status == 304 || ((t->status == 200 || t->status == 206) && same))
+        verdict(t, RV_XFER_FRESH, RV_FAULT_NONE, RV_OK, "cached copy is current");
+    else if (t->status == 200 || t->status == 206)
+        verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
+                "'%s' changed on the origin since it was cached", o->url_in);
+    else {
+        rv_fault f = rv_retry_classify_http(t->status, &err);
+        verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
+                "HTTP %ld from '%s' when revalidating its cached copy", t->status, o->url_in);
+    }
+    return false;
+}
+
 /* End of a header block: decide whether the body is ours. */
 static bool accept_headers(rv_transfer *t) {
     rv_object *o = t->obj;
@@ -179,6 +205,9 @@ static bool accept_headers(rv_transfer *t) {
 
     if (t->status >= 100 && t->status < 200)
         return true; /* interim response; the real one follows */
+    if (t->revalidate && t->status != 301 && t->status != 302 && t->status != 303 &&
+        t->status != 307 && t->status != 308)
+        return accept_revalidation(t);
     if (t->status >= 300 && t->status < 400)
         return true; /* curl follows the redirect; its body is discarded */
     if (t->status == 200 || t->status == 206) {
@@ -272,6 +301,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     }
     if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
         return 0;
+    if (o->store_id)
+        c->crc = rv_crc32c(c->crc, p, n);
     rv_object_chunk_progress(o, c, n);
     return n;
 }
@@ -380,6 +411,29 @@ nomem:
     return RV_E_NOMEM;
 }
 
+int rv_http_revalidate(rv_engine *e, rv_object *o) {
+    char hdr[1024];
+    int r = rv_http_start(e, o, &o->chunks[0], true);
+    if (r != RV_OK)
+        return r;
+    rv_transfer *t = o->chunks[0].xfer;
+    t->probe = false;
+    t->revalidate = true;
+    o->chunks[0].state = RV_CHUNK_DONE; /* only borrowed: its bytes stay done */
+    curl_easy_setopt(t->easy, CURLOPT_RANGE, "0-0");
+    snprintf(hdr, sizeof(hdr), "%s: %s", o->etag ? "If-None-Match" : "If-Modified-Since",
+             o->etag ? o->etag : o->last_modified ? o->last_modified : "");
+    struct curl_slist *l = curl_slist_append(t->req_headers, hdr);
+    if (!l) {
+        rv_http_stop(e, t);
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return RV_E_NOMEM;
+    }
+    t->req_headers = l;
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers);
+    return RV_OK;
+}
+
 /* Take t off the multi handle and its chunk; the chunk keeps its bytes. */
 static void xfer_detach(rv_engine *e, rv_transfer *t) {
     rv_object *o = t->obj;
@@ -397,6 +451,13 @@ static void xfer_detach(rv_engine *e, rv_transfer *t) {
 void rv_http_stop(rv_engine *e, rv_transfer *t) {
     xfer_detach(e, t);
     xfer_put(e, t);
+}
+
+/* Whether t moved its range forward for good. A single stream (no ranges)
+ * starts over from byte 0 on a retry, so its progress does not count: an
+ * origin that cuts every response short must still run out of attempts. */
+static bool kept_progress(const rv_transfer *t) {
+    return t->obj->ranges && t->chunk->pos > t->started_pos;
 }
 
 /* A transfer ended without a verdict: judge it by curl's result. */
@@ -432,7 +493,7 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
             return;
         }
         /* The origin sent less than asked, and said so: ask for the rest. */
-        if (c->pos > t->started_pos) {
+        if (kept_progress(t)) {
             c->failures = 0;
             c->due_ms = 0;
             return;
@@ -448,7 +509,7 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
         rv_object_fail(o, err, "%s", reason);
         return;
     }
-    if (c->pos > t->started_pos)
+    if (kept_progress(t))
         c->failures = 0; /* progress was made: this is a fresh run of failures */
     rv_object_retry_chunk(o, c, err, 0, f, RV_UNKNOWN, reason);
 }
@@ -468,7 +529,7 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
         finish_plain(e, t, res);
         break;
     case RV_XFER_RETRY:
-        if (c->pos > t->started_pos)
+        if (kept_progress(t))
             c->failures = 0;
         rv_object_retry_chunk(o, c, t->err, t->status, t->fault, t->retry_after_ms,
                               t->detail ? t->detail : "transient failure");
@@ -481,6 +542,11 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
         break;
     case RV_XFER_NORANGES:
         rv_object_single_stream(o);
+        break;
+    case RV_XFER_FRESH:
+        o->revalidating = false;
+        o->resolved_pending = true;
+        rv_object_attention(o);
         break;
     case RV_XFER_DONE_EMPTY:
         if (rv_object_plan(o, 0, 0) == RV_OK) {

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,11 @@
 /* Longest part of the destination's name kept in the temporary name, so
  * the temporary name stays under NAME_MAX (255). */
 #define TMP_BASE_MAX 200
+
+/* The file the object's bytes go to, for messages. */
+static const char *file_name(const rv_object *o) {
+    return o->blob_path ? o->blob_path : o->tmp_path ? o->tmp_path : o->dest_path;
+}
 
 int rv_errno_to_error(int errnum) {
     switch (errnum) {
@@ -51,9 +58,11 @@ int rv_errno_to_error(int errnum) {
     }
 }
 
-int rv_outfile_create(rv_object *o) {
+/* Create a fresh hidden name next to the destination: with make_link, as a
+ * hard link to from; else as a new empty file opened into *ret_fd. */
+static int temp_next_to_dest(rv_object *o, const char *from, char **ret_path, int *ret_fd) {
     char *dcopy = NULL, *bcopy = NULL, *path = NULL;
-    int r = RV_E_NOMEM, fd = -1;
+    int r = RV_E_NOMEM, fd = -1, made = -1;
 
     dcopy = strdup(o->dest_path);
     bcopy = strdup(o->dest_path);
@@ -67,23 +76,34 @@ int rv_outfile_create(rv_object *o) {
     for (int attempt = 0; attempt < 100; attempt++) {
         snprintf(path, len, "%s/.%.*s.rvpart-%06llx", dir, TMP_BASE_MAX, base,
                  (unsigned long long)(rv_rng_next(&o->engine->rng) & 0xffffff));
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
+        if (from)
+            made = link(from, path);
+        else
+            made = fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (made >= 0 || errno != EEXIST)
             break;
     }
-    if (fd < 0) {
+    if (made < 0) {
         r = rv_errno_to_error(errno);
-        rv_object_fail(o, r, "cannot create a temporary file in '%s': %s", dir, strerror(errno));
         goto out;
     }
-    o->fd = fd;
-    o->tmp_path = path;
+    *ret_path = path;
     path = NULL;
+    if (ret_fd)
+        *ret_fd = fd;
     r = RV_OK;
 out:
     free(dcopy);
     free(bcopy);
     free(path);
+    return r;
+}
+
+int rv_outfile_create(rv_object *o) {
+    int r = temp_next_to_dest(o, NULL, &o->tmp_path, &o->fd);
+    if (r != RV_OK)
+        rv_object_fail(o, r, "cannot create a temporary file next to '%s': %s", o->dest_path,
+                       strerror(errno));
     return r;
 }
 
@@ -103,8 +123,8 @@ int rv_outfile_preallocate(rv_object *o, uint64_t size) {
         r = ftruncate(o->fd, (off_t)size) == 0 ? 0 : errno;
     if (r != 0) {
         int err = rv_errno_to_error(r);
-        rv_object_fail(o, err, "cannot allocate %llu bytes for '%s': %s", (unsigned long long)size,
-                       o->dest_path, strerror(r));
+        rv_object_fail(o, err, "cannot allocate %llu bytes for '%s' in '%s': %s",
+                       (unsigned long long)size, o->dest_path, file_name(o), strerror(r));
         return err;
     }
     return RV_OK;
@@ -122,7 +142,8 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
         if (w <= 0) {
             int errnum = w < 0 ? errno : ENOSPC;
             int err = rv_errno_to_error(errnum);
-            rv_object_fail(o, err, "cannot write '%s': %s", o->dest_path, strerror(errnum));
+            rv_object_fail(o, err, "cannot write '%s' (for '%s'): %s", file_name(o), o->dest_path,
+                           strerror(errnum));
             return err;
         }
         b += w;
@@ -142,7 +163,7 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
 int rv_outfile_reset(rv_object *o) {
     if (o->fd >= 0 && ftruncate(o->fd, 0) != 0) {
         int err = rv_errno_to_error(errno);
-        rv_object_fail(o, err, "cannot truncate '%s': %s", o->tmp_path, strerror(errno));
+        rv_object_fail(o, err, "cannot truncate '%s': %s", file_name(o), strerror(errno));
         return err;
     }
     o->hashed = 0;
@@ -188,7 +209,7 @@ int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget) 
             continue;
         if (got <= 0) {
             int errnum = got < 0 ? errno : EIO;
-            rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", o->tmp_path,
+            rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", file_name(o),
                            strerror(errnum));
             return -RV_E_IO;
         }
@@ -202,7 +223,69 @@ int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget) 
     return (int64_t)done;
 }
 
+/* Copy the finished blob into fd: a reflink where the file system shares
+ * extents (btrfs, XFS), else an in-kernel copy. */
+static int copy_blob(rv_object *o, int fd) {
+    if (ioctl(fd, FICLONE, o->fd) == 0)
+        return 0;
+    for (uint64_t at = 0; at < o->size;) {
+        loff_t in = (loff_t)at, out = (loff_t)at;
+        ssize_t n = copy_file_range(o->fd, &in, fd, &out, (size_t)(o->size - at), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        at += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Durable state: the blob stays in the cache; the destination gets a hard
+ * link (same file system, allowed by config), or a copy, under a hidden
+ * name that is then renamed over the destination. */
+static int deliver_blob(rv_object *o) {
+    char *tmp = NULL;
+    int fd = -1, err = 0, r = RV_E_IO;
+
+    if (o->engine->cfg.link_deliveries && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
+        goto rename;
+    r = temp_next_to_dest(o, NULL, &tmp, &fd);
+    if (r != RV_OK) {
+        err = errno;
+        goto fail;
+    }
+    err = copy_blob(o, fd);
+    if (err == 0 && close(fd) != 0)
+        err = errno;
+    fd = -1;
+    if (err != 0) {
+        r = rv_errno_to_error(err);
+        goto fail;
+    }
+rename:
+    if (rename(tmp, o->dest_path) != 0) {
+        err = errno;
+        r = rv_errno_to_error(err);
+        goto fail;
+    }
+    free(tmp);
+    close(o->fd);
+    o->fd = -1;
+    return RV_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    rv_object_fail(o, r, "cannot deliver the finished download to '%s': %s", o->dest_path,
+                   strerror(err));
+    return r;
+}
+
 int rv_outfile_deliver(rv_object *o) {
+    if (o->blob_path)
+        return deliver_blob(o);
     if (rename(o->tmp_path, o->dest_path) != 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot rename the finished download into '%s': %s", o->dest_path,

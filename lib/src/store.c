@@ -73,6 +73,7 @@ enum stmt_id {
     ST_TOUCH,
     ST_DELETE,
     ST_EACH,
+    ST_MAX_ID,
     ST_COUNT_,
 };
 
@@ -80,9 +81,10 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_FIND] = "SELECT " OBJECT_COLUMNS " FROM objects WHERE key = ?1",
-    [ST_INSERT] = "INSERT INTO objects (key, url, size, etag, last_modified, blob, complete, "
-                  "crc32c, sha256, created_at, used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                  "?9, ?10, ?10)",
+    [ST_INSERT] = "INSERT INTO objects (id, key, url, size, etag, last_modified, blob, complete, "
+                  "crc32c, sha256, created_at, used_at) VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                  "?8, ?9, ?10, ?10)",
+    [ST_MAX_ID] = "SELECT COALESCE(MAX(id), 0) FROM objects",
     [ST_RESOLVE_OBJECT] = "UPDATE objects SET size = ?2, etag = ?3, last_modified = ?4, "
                           "complete = 0, crc32c = NULL, sha256 = NULL WHERE id = ?1",
     [ST_DELETE_RANGES] = "DELETE FROM ranges WHERE object_id = ?1",
@@ -105,6 +107,8 @@ struct rv_store {
     sqlite3_stmt *stmt[ST_COUNT_];
     int lock_fd;
     char *dir;
+    unsigned depth;   /* nesting of rv_store_begin / internal transactions */
+    int batch_result; /* first failure inside the outermost transaction */
 };
 
 /* ----------------------------------------------------------------------- */
@@ -307,6 +311,14 @@ static int run(sqlite3_stmt *st) {
     return rc == SQLITE_DONE ? RV_OK : RV_E_STATE;
 }
 
+/* A single write: inside a batch, its failure fails the batch. */
+static int write1(rv_store *s, sqlite3_stmt *st) {
+    int r = run(st);
+    if (r != RV_OK && s->depth > 0 && s->batch_result == RV_OK)
+        s->batch_result = r;
+    return r;
+}
+
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v) {
     if (v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
@@ -359,16 +371,36 @@ void rv_store_object_clear(rv_store_object *o) {
     memset(o, 0, sizeof(*o));
 }
 
+/* Transactions nest: only the outermost BEGIN/COMMIT reach SQLite, and a
+ * failure anywhere inside rolls the whole outermost transaction back. */
 static int begin(rv_store *s) {
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? RV_OK
-                                                                                 : RV_E_STATE;
+    if (s->depth++ > 0)
+        return RV_OK;
+    s->batch_result = RV_OK;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
+        return RV_OK;
+    s->depth = 0;
+    return RV_E_STATE;
 }
 
 static int end(rv_store *s, int r) {
+    if (r != RV_OK && s->batch_result == RV_OK)
+        s->batch_result = r;
+    if (--s->depth > 0)
+        return r;
+    r = s->batch_result;
     if (r == RV_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         return RV_OK;
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return r == RV_OK ? RV_E_STATE : r;
+}
+
+int rv_store_begin(rv_store *s) {
+    return begin(s);
+}
+
+int rv_store_end(rv_store *s) {
+    return end(s, RV_OK);
 }
 
 /* ----------------------------------------------------------------------- */
@@ -402,7 +434,9 @@ int rv_store_insert(rv_store *s, rv_store_object *o) {
         sqlite3_bind_int64(st, 8, o->crc32c);
     bind_text_or_null(st, 9, o->sha256[0] ? o->sha256 : NULL);
     sqlite3_bind_int64(st, 10, o->used_at ? o->used_at : (int64_t)time(NULL));
-    int r = run(st);
+    if (o->id > 0)
+        sqlite3_bind_int64(st, 11, o->id);
+    int r = write1(s, st);
     if (r == RV_OK)
         o->id = sqlite3_last_insert_rowid(s->db);
     return r;
@@ -496,6 +530,17 @@ int rv_store_commit(rv_store *s, const rv_store_mark *marks, size_t n, int64_t *
     return r;
 }
 
+int rv_store_max_id(rv_store *s, int64_t *ret) {
+    sqlite3_stmt *st = stmt(s, ST_MAX_ID);
+    int r = RV_E_STATE;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *ret = sqlite3_column_int64(st, 0);
+        r = RV_OK;
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
 int rv_store_last_batch(rv_store *s, int64_t *ret) {
     sqlite3_stmt *st = stmt(s, ST_LAST_BATCH);
     int r = RV_E_STATE;
@@ -512,20 +557,20 @@ int rv_store_complete(rv_store *s, int64_t id, uint32_t crc32c, const char *sha2
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, crc32c);
     bind_text_or_null(st, 3, sha256 && sha256[0] ? sha256 : NULL);
-    return run(st);
+    return write1(s, st);
 }
 
 int rv_store_touch(rv_store *s, int64_t id, int64_t now) {
     sqlite3_stmt *st = stmt(s, ST_TOUCH);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now);
-    return run(st);
+    return write1(s, st);
 }
 
 int rv_store_delete(rv_store *s, int64_t id) {
     sqlite3_stmt *st = stmt(s, ST_DELETE);
     sqlite3_bind_int64(st, 1, id);
-    return run(st);
+    return write1(s, st);
 }
 
 int rv_store_each(rv_store *s, int (*fn)(void *ud, const rv_store_object *o), void *ud) {

@@ -77,6 +77,15 @@ typedef struct rv_store_mark {
 int rv_store_open(const char *dir, rv_store **ret, char **ret_note);
 rv_store *rv_store_close(rv_store *s);
 
+/* Group the writes between begin and end into one transaction (nesting is
+ * allowed; the outermost end commits, or rolls everything back when any
+ * write inside failed and returns that failure). */
+int rv_store_begin(rv_store *s);
+int rv_store_end(rv_store *s);
+
+/* The largest object id in use (0 when none). */
+int rv_store_max_id(rv_store *s, int64_t *ret);
+
 /* The last SQLite error message, for details; valid until the next call. */
 const char *rv_store_errmsg(const rv_store *s);
 
@@ -85,7 +94,9 @@ void rv_store_object_clear(rv_store_object *o);
 
 /* Look up by key. *found false (and *ret untouched) when absent. */
 int rv_store_find(rv_store *s, const char *key, rv_store_object *ret, bool *found);
-/* Insert o (id ignored); sets o->id. The key must not exist. */
+/* Insert o; with o->id 0 the database picks the id and sets o->id, else o->id
+ * is used (the owner allocates ids itself to batch inserts). The key must
+ * not exist. */
 int rv_store_insert(rv_store *s, rv_store_object *o);
 /* Record what resolution learnt and replace the object's ranges (all with
  * durable = start) in one transaction. */

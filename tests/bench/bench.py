@@ -33,6 +33,7 @@ import ctypes
 import datetime
 import os
 import platform
+import re
 import select
 import shutil
 import signal
@@ -57,6 +58,9 @@ CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
 RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUSY_FLOOR_S = 0.1              # "other CPU" below this is not reported
+QUIET_WINDOW_S = 0.5            # the machine counts as quiet when, over
+QUIET_BUSY = 0.10               # this window, it was busy < this many cores
+SETTLE_MAX_S = 30               # default bound on waiting for quiet
 
 CURL = shutil.which("curl") or "curl"
 ARIA2C = shutil.which("aria2c") or "aria2c"
@@ -120,8 +124,12 @@ def machine_facts(retrieverctl, workdir):
         ("nginx", _first_line([origins.NGINX, "-v"])),
     ]
     if retrieverctl:
-        facts.append(("retrieverctl", "%s (%s)" % (
-            _first_line([retrieverctl, "--version"]), retrieverctl)))
+        built = datetime.datetime.fromtimestamp(
+            os.stat(retrieverctl).st_mtime, datetime.timezone.utc)
+        facts.append(("retrieverctl", "%s (%s, built %s UTC, sha256 %s...)"
+                      % (_first_line([retrieverctl, "--version"]),
+                         retrieverctl, built.strftime("%Y-%m-%d %H:%M"),
+                         origins.sha256_file(retrieverctl)[:12])))
     else:
         facts.append(("retrieverctl", "not run (peers only)"))
     return facts
@@ -150,6 +158,13 @@ def _system_task_cpu_s():
     with open("/proc/stat") as f:
         fields = f.readline().split()
     return (int(fields[1]) + int(fields[2]) + int(fields[3])) / CLK_TCK
+
+
+def _system_busy_s():
+    """Non-idle seconds of the whole machine so far (all CPUs)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
 def origin_pids(origin):
@@ -244,7 +259,7 @@ class Row:
 class Runner:
     """Runs a Row once under the fairness rules and records a Run."""
 
-    def __init__(self, workdir, timeout=RUN_TIMEOUT_S):
+    def __init__(self, workdir, timeout=RUN_TIMEOUT_S, settle_max=0):
         self.out_root = os.path.join(workdir, "out")
         self.log_path = os.path.join(workdir, "run.stderr")
         self.timeout = timeout
@@ -252,6 +267,9 @@ class Runner:
                     if "proxy" not in k.lower()}
         self.env["LC_ALL"] = "C"
         self.recached = 0           # bytes of sources that left the cache
+        self.settle_max = settle_max
+        self.settled_s = 0.0        # time spent waiting for a quiet machine
+        self.never_quiet = 0        # runs started after settle_max anyway
         self.failures = []          # (row label, problem) of failed runs
 
     # -- fairness ----------------------------------------------------------
@@ -277,12 +295,32 @@ class Runner:
                 while f.read(8 * MIB):
                     pass
 
+    def wait_quiet(self):
+        """Wait (at most settle_max s) until the machine has been nearly
+        idle for QUIET_WINDOW_S: other users of this VM (builds, test
+        suites) otherwise take CPU from whichever tool runs at the time.
+        There is no event for "idle", so this samples /proc/stat."""
+        if self.settle_max <= 0:
+            return
+        start = time.monotonic()
+        while True:
+            before = _system_busy_s()
+            time.sleep(QUIET_WINDOW_S)
+            busy = (_system_busy_s() - before) / QUIET_WINDOW_S
+            waited = time.monotonic() - start
+            if busy < QUIET_BUSY or waited >= self.settle_max:
+                break
+        self.settled_s += waited - QUIET_WINDOW_S
+        if busy >= QUIET_BUSY:
+            self.never_quiet += 1
+
     # -- one run -----------------------------------------------------------
 
     def measure(self, row, origin_pids_, sources):
         self._clear_outputs(row)
         os.sync()
         self.ensure_cached(sources)
+        self.wait_quiet()
         origin_before = _proc_cpu_s(origin_pids_)
         system_before = _system_task_cpu_s()
 
@@ -375,13 +413,15 @@ class Runner:
         say("!" * 72)
 
 
-def _shell_line(argv, limit=6):
-    """argv as a readable shell line; long URL lists are elided."""
+def _shell_line(argv, max_urls=3):
+    """argv as a readable shell line; a long list of URLs is elided."""
     words = [a if a and all(c.isalnum() or c in "-_./:=,@%+" for c in a)
              else "'%s'" % a.replace("'", "'\\''") for a in argv]
-    if len(words) > limit + 10:
-        hidden = len(words) - limit - 1
-        words = words[:limit] + ["... (%d more)" % hidden, words[-1]]
+    urls = [i for i, w in enumerate(words) if w.startswith("http://")]
+    if len(urls) > max_urls:
+        first, last = urls[0], urls[-1]
+        words = words[:first + 1] + [
+            "... (%d more URLs)" % (last - first - 1)] + words[last:]
     return " ".join(words)
 
 
@@ -395,7 +435,9 @@ def interleave(runner, rows, repeat, origin, sources, once=()):
                 continue
             say("  rep %d/%d  %-36s" % (rep + 1, repeat, row.label), end="")
             run = runner.measure(row, pids, sources)
-            say("  %7.2f s  %s" % (run.wall, "ok" if run.ok else "FAILED"))
+            say("  %7.3f s  cpu %6.2f s  other %5.2f s  %s"
+                % (run.wall, run.cpu, run.other_cpu,
+                   "ok" if run.ok else "FAILED"))
 
 
 # ---------------------------------------------------------------------------
@@ -413,13 +455,19 @@ def aria2_single(url, out):
             "-d", os.path.dirname(out), "-o", os.path.basename(out), url]
 
 
+# How to ask retrieverctl for a sha256 of every file (True) or none
+# (False). Builds without --digest computed it by default; parse_args()
+# drops the flags this build does not know.
+DIGEST_FLAGS = {True: "--digest", False: "--no-digest"}
+
+
 def retriever(ctl, urls, out=None, outdir=None, connections=CONNECTIONS,
               digest=True):
     argv = [ctl, "download", "--local", "-q"]
     if connections:
         argv += ["-c", str(connections)]
-    if not digest:
-        argv.append("--no-digest")
+    if DIGEST_FLAGS.get(digest):
+        argv.append(DIGEST_FLAGS[digest])
     argv += ["-o", out] if out else ["-d", outdir]
     return argv + list(urls)
 
@@ -428,7 +476,7 @@ def retriever_label(connections, digest):
     label = "retriever"
     if connections:
         label += " -c %d" % connections
-    return label + (" (sha256)" if digest else " --no-digest")
+    return label + " " + DIGEST_FLAGS.get(digest, "(sha256 by default)")
 
 
 # ---------------------------------------------------------------------------
@@ -444,7 +492,7 @@ class Bench:
         self.workdir = args.workdir
         self.srv = os.path.join(self.workdir, "srv")
         self.out = os.path.join(self.workdir, "out")
-        self.runner = Runner(self.workdir)
+        self.runner = Runner(self.workdir, settle_max=args.settle_max)
         self.rows = []
         self.verdicts = []          # (scenario, text, met or None)
         self.notes = []
@@ -518,7 +566,8 @@ class Bench:
     def _retriever_rows(self):
         """(key, digest, info) of the retriever rows of scenarios 1-3: the
         --no-digest row is the one judged (curl and aria2c compute no
-        digest); the default, sha256-computing row is for information."""
+        digest); the --digest row (sha256 of every file) is for
+        information."""
         if not self.ctl:
             return []
         if not self.args.no_digest:
@@ -529,7 +578,7 @@ class Bench:
         """(row, name) of the retriever row the targets are judged on."""
         if self.args.no_digest:
             return self._pick(rows, "rv-nd"), "retriever --no-digest"
-        return self._pick(rows, "rv"), "retriever (sha256, no --no-digest)"
+        return self._pick(rows, "rv"), "retriever (sha256; no --no-digest)"
 
     def verdict(self, scenario, text, met):
         self.verdicts.append((scenario, text, met))
@@ -603,7 +652,7 @@ class Bench:
         dg = self._pick(rows, "rv") if self.args.no_digest else None
         if dg:
             self.notes.append(
-                "scenario 2, for information: retriever with sha256 got "
+                "scenario 2, for information: retriever --digest got "
                 "%.0f MiB/s = %.0f%% of ideal%s" % (
                     dg.mib_s(), 100 * dg.mib_s() / ideal,
                     ", %.2fx aria2c" % (dg.mib_s() / aria.mib_s())
@@ -691,7 +740,7 @@ class Bench:
                         self._outdir(key), [(out, src[1])], size))
             interleave(self.runner, rows, self.args.repeat, ng,
                        [self.big[0], self.huge[0]])
-        for mode, name in (("nd", "--no-digest"), ("sha", "with sha256")):
+        for mode, name in (("nd", "--no-digest"), ("sha", "--digest")):
             if mode == "nd" and not self.args.no_digest:
                 continue
             one = self._pick(rows, "rv-1-" + mode)
@@ -754,7 +803,7 @@ def print_text(facts, bench):
         print("  %-*s  %s" % (width, k, v))
     print()
     body = table_rows(bench.rows)
-    widths = [max(len(c), *(len(r[i]) for r in body))
+    widths = [max([len(c)] + [len(r[i]) for r in body])
               for i, c in enumerate(COLUMNS)]
     left = {1}
 
@@ -808,9 +857,16 @@ def print_verdicts(bench, bullet):
             if row.ok_runs() and row.other_cpu() > max(0.25 * row.wall(),
                                                        BUSY_FLOOR_S)]
     if busy:
-        notes.append("other processes used more than a quarter of a core "
-                     "during: %s -- those numbers are disturbed"
+        notes.append("other processes (other users of the machine, or "
+                     "kernel workers such as writeback) used more than a "
+                     "quarter of a core during: %s -- see their min-max"
                      % "; ".join(busy))
+    r = bench.runner
+    if r.settle_max > 0:
+        notes.append("waited %.0f s in all for an idle machine before runs"
+                     "%s" % (r.settled_s, "; %d runs started busy after "
+                             "%.0f s" % (r.never_quiet, r.settle_max)
+                             if r.never_quiet else ""))
     notes.append("source bytes found evicted from the page cache before "
                  "a run and read back: %.0f MiB" % (bench.runner.recached
                                                     / MIB))
@@ -838,6 +894,11 @@ def parse_args(argv):
     p.add_argument("--workdir", metavar="DIR",
                    help="scratch directory, created and deleted "
                         "(default /tmp/rv-bench-<pid>)")
+    p.add_argument("--settle-max", type=float, default=SETTLE_MAX_S,
+                   metavar="S",
+                   help="before each run wait up to S s for the machine to "
+                        "be idle (0: do not wait; default %d)"
+                        % SETTLE_MAX_S)
     p.add_argument("--markdown", action="store_true",
                    help="print the report as Markdown")
     args = p.parse_args(argv)
@@ -859,7 +920,10 @@ def parse_args(argv):
         help_text = subprocess.run(
             [args.retrieverctl, "download", "--help"], capture_output=True,
             text=True).stdout
-        args.no_digest = "--no-digest" in help_text
+        for digest, flag in list(DIGEST_FLAGS.items()):
+            if not re.search(r"^ +%s\b" % flag, help_text, re.M):
+                del DIGEST_FLAGS[digest]
+        args.no_digest = False in DIGEST_FLAGS
         if not args.no_digest:
             say("warning: %s has no --no-digest option; the targets are "
                 "judged on its sha256 rows instead" % args.retrieverctl)

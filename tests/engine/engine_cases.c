@@ -13,6 +13,17 @@
  * Python origin's time.monotonic() reads, so the driver can compare them
  * with the origin's connection log. Exit status 0 only when every check
  * passed.
+ *
+ * Environment (all optional):
+ *   RV_TEST_STALL_MS=N          stall_timeout_ms
+ *   RV_TEST_MAX_CONNECTIONS=N   max_connections (all objects)
+ *   RV_TEST_MAX_CONNECTIONS_PER_HOST=N, RV_TEST_MAX_CONNECTIONS_PER_OBJECT=N
+ *   RV_TEST_HEADER="Name: value"  one request header sent on every request
+ *   RV_TEST_MAY_RESTART=1       "ok": the download may legitimately start
+ *                               over (object changed, origin stopped doing
+ *                               ranges, a rangeless stream retried), so
+ *                               progress may go back and completed ranges
+ *                               may overlap; without it both are checked
  */
 #include <dirent.h>
 #include <retriever/retriever.h>
@@ -26,6 +37,11 @@
 #include "rv_test.h"
 
 #define MAX_EVENTS 64
+#define MAX_CHUNKS 4096 /* on_chunk_done calls kept for the tiling check */
+
+typedef struct span {
+    uint64_t off, len;
+} span;
 
 typedef struct observed {
     rv_state states[MAX_EVENTS];
@@ -33,6 +49,8 @@ typedef struct observed {
     uint64_t last_progress, progress_total;
     bool progress_went_back, progress_total_wrong;
     uint64_t chunk_bytes;
+    span chunks[MAX_CHUNKS]; /* every on_chunk_done, in call order */
+    unsigned n_chunks;       /* calls made; may exceed MAX_CHUNKS */
     unsigned retries;
     long retry_status[MAX_EVENTS];
     uint64_t retry_wait[MAX_EVENTS];
@@ -72,7 +90,10 @@ static void on_progress(void *ud, rv_object *o, const rv_progress *p) {
 static void on_chunk(void *ud, rv_object *o, uint64_t off, uint64_t len) {
     observed *ob = ud;
     ob->chunk_bytes += len;
-    (void)o, (void)off;
+    if (ob->n_chunks < MAX_CHUNKS)
+        ob->chunks[ob->n_chunks] = (span){off, len};
+    ob->n_chunks++;
+    (void)o;
 }
 
 static void on_retry(void *ud, rv_object *o, const rv_retry_info *r) {
@@ -86,7 +107,15 @@ static void on_retry(void *ud, rv_object *o, const rv_retry_info *r) {
     (void)o;
 }
 
-static const rv_hooks hooks = {on_state, on_progress, on_chunk, on_retry};
+static const rv_hooks hooks = {
+    .on_state = on_state, .on_progress = on_progress, .on_chunk_done = on_chunk, .on_retry = on_retry};
+
+/* RV_TEST_<...>=N from the environment overrides *field. */
+static void env_unsigned(const char *name, unsigned *field) {
+    const char *v = getenv(name);
+    if (v)
+        *field = (unsigned)strtoul(v, NULL, 10);
+}
 
 static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
     rv_config cfg;
@@ -97,9 +126,10 @@ static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
     cfg.backoff_base_ms = 20; /* keep retry cases quick */
     cfg.backoff_max_ms = 200;
     cfg.progress_interval_ms = 10;
-    const char *stall = getenv("RV_TEST_STALL_MS");
-    if (stall)
-        cfg.stall_timeout_ms = (unsigned)atoi(stall);
+    env_unsigned("RV_TEST_STALL_MS", &cfg.stall_timeout_ms);
+    env_unsigned("RV_TEST_MAX_CONNECTIONS", &cfg.max_connections);
+    env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_HOST", &cfg.max_connections_per_host);
+    env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_OBJECT", &cfg.max_connections_per_object);
     if (tweak)
         tweak(&cfg);
     int r = rv_engine_new(&cfg, &e);
@@ -151,12 +181,47 @@ static char *dir_of(const char *path) {
 
 static rv_object *add(rv_engine *e, const char *url, const char *dest, const char *sha) {
     rv_object *o = NULL;
-    rv_request req = {.url = url, .dest_path = dest, .sha256_hex = sha};
+    const char *header = getenv("RV_TEST_HEADER");
+    rv_request req = {.url = url, .dest_path = dest, .sha256_hex = sha,
+                      .headers = header ? &header : NULL, .n_headers = header ? 1 : 0};
     int r = rv_engine_add(e, &req, &o);
     if (r != RV_OK)
         printf("ADD_ERROR %s\n", rv_error_name(r));
     CHECK_EQ_U64(r, RV_OK);
     return o;
+}
+
+static int span_cmp(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Whether the completed ranges cover [0, size) exactly once: sorted by
+ * offset, each starts where the one before ended (no gap, no overlap, no
+ * range reported twice), and the last ends at size. No range is empty,
+ * except the one range of an empty object. Says what is wrong on stderr. */
+static bool chunks_tile(observed *ob, uint64_t size) {
+    if (ob->n_chunks > MAX_CHUNKS) {
+        fprintf(stderr, "%u chunks, more than the %u recorded\n", ob->n_chunks, MAX_CHUNKS);
+        return false;
+    }
+    qsort(ob->chunks, ob->n_chunks, sizeof(ob->chunks[0]), span_cmp);
+    uint64_t end = 0;
+    for (unsigned i = 0; i < ob->n_chunks; i++) {
+        const span *c = &ob->chunks[i];
+        bool empty_ok = size == 0 && ob->n_chunks == 1;
+        if (c->off != end || (c->len == 0 && !empty_ok)) {
+            fprintf(stderr, "chunk %u of %u is [%llu, +%llu), expected one at %llu\n", i,
+                    ob->n_chunks, (unsigned long long)c->off, (unsigned long long)c->len,
+                    (unsigned long long)end);
+            return false;
+        }
+        end += c->len;
+    }
+    if (end != size)
+        fprintf(stderr, "chunks end at %llu, the file at %llu\n", (unsigned long long)end,
+                (unsigned long long)size);
+    return end == size;
 }
 
 static int case_ok(char **argv) {
@@ -183,6 +248,12 @@ static int case_ok(char **argv) {
     CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_DONE);
     CHECK(!ob.progress_total_wrong);
     CHECK_EQ_U64(ob.chunk_bytes >= (uint64_t)st.st_size, 1);
+    /* A download that cannot start over only moves forward, and its
+     * completed ranges are the file, each byte in exactly one of them. */
+    if (!getenv("RV_TEST_MAY_RESTART")) {
+        CHECK(!ob.progress_went_back);
+        CHECK(chunks_tile(&ob, (uint64_t)st.st_size));
+    }
     rv_progress p;
     rv_object_progress(o, &p);
     CHECK_EQ_U64(p.bytes_done, (uint64_t)st.st_size);
@@ -191,6 +262,7 @@ static int case_ok(char **argv) {
     CHECK_EQ_U64(leftovers(dir), 0);
     free(dir);
     printf("RETRIES %u\n", rv_object_retries(o));
+    printf("CHUNKS %u\n", ob.n_chunks);
     rv_engine_free(e);
     return rv_test_result();
 }

@@ -5,8 +5,17 @@ both started and stopped by these tests.
 
 Every case asserts the delivered file's sha256 or the exact error code, and
 where it matters the origin's own byte counts (a retried range continues
-where it stopped: the origin never sends a byte twice).
+where it stopped: the origin never sends a byte twice). Every "ok" case also
+checks, in C, that progress never went back and that the completed ranges
+tile the file exactly, unless the test says the download may start over.
+
+Connection limits are checked from the origin's log: a GET is in flight
+from its "request" event to its response's "last_send_t", an interval that
+lies inside the engine's own view of the transfer, so the origin can never
+count more requests in flight than the engine had.
 """
+import http.client
+import math
 import os
 import shutil
 import subprocess
@@ -34,6 +43,37 @@ def run_case(*args, env=None, user=None, timeout=120):
 def values(stdout, name):
     return [line.split(" ", 1)[1] for line in stdout.splitlines()
             if line.startswith(name + " ")]
+
+
+# -- requests in flight, from the origin's log ------------------------------
+
+def request_spans(events, keys):
+    """[start, end) of every GET for the case keys `keys`: from its request
+    event to its response's last_send_t (or to its connection's close, or
+    forever, when no response was logged). A connection serves one request
+    at a time, so the next response or close on it ends the open one."""
+    open_by_conn, spans = {}, []
+    for ev in events:
+        conn = ev.get("conn")
+        if ev["event"] == "request":
+            if ev["key"] in keys and ev["method"] == "GET":
+                open_by_conn[conn] = ev["t"]
+        elif conn in open_by_conn:
+            end = ev["last_send_t"] if ev["event"] == "response" else ev["t"]
+            spans.append((open_by_conn.pop(conn), end))
+    return spans + [(t, math.inf) for t in open_by_conn.values()]
+
+
+def in_flight_at(spans, t):
+    return sum(1 for start, end in spans if start <= t < end)
+
+
+def peak_in_flight(spans, since=-math.inf, until=math.inf):
+    """The most requests in flight at any moment of [since, until). The
+    count only rises when a request starts, so the peak is at `since` or
+    at a start inside the interval."""
+    points = [since] + [start for start, _ in spans if since < start < until]
+    return max(in_flight_at(spans, t) for t in points)
 
 
 class EngineTest(unittest.TestCase):
@@ -71,8 +111,15 @@ class EngineTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.out, ignore_errors=True)
 
-    def ok(self, url, name, **kw):
-        p = run_case("ok", url, self.dest, self.sha[name], **kw)
+    def ok(self, url, name, may_restart=False, env=None):
+        """Download url, expect the file `name`. may_restart: the download
+        may start over (object changed, ranges dropped, a rangeless stream
+        retried), so the "progress only grows" and "completed ranges tile
+        the file" checks of the ok case are off."""
+        env = dict(env or {})
+        if may_restart:
+            env["RV_TEST_MAY_RESTART"] = "1"
+        p = run_case("ok", url, self.dest, self.sha[name], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sha256_file(self.dest), self.sha[name])
         return p
@@ -97,6 +144,42 @@ class EngineTest(unittest.TestCase):
     def key_stats(self, url):
         key = url.split(str(self.fault.port), 1)[1]
         return self.fault.stats()["per_key"].get(key, {})
+
+    def key(self, url):
+        """The fault origin's case key of url: path?query as requested."""
+        return url.split(str(self.fault.port), 1)[1]
+
+    def settled_log(self, *urls):
+        """The origin's log once every request it saw for these URLs has
+        its response logged (waits on the origin; no sleeping)."""
+        events = self.fault.log()
+        for url in urls:
+            key = self.key(url)
+            n = sum(1 for ev in events
+                    if ev.get("key") == key and ev["event"] == "request")
+            self.assertTrue(self.fault.wait(key, n))
+        return self.fault.log()
+
+    def served_etag(self, name):
+        """The ETag the fault origin serves for `name` (a HEAD under its own
+        case key, so no test's counters move)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.fault.port,
+                                          timeout=10)
+        try:
+            conn.request("HEAD", self.key(self.fault.url(name, case="etag")))
+            resp = conn.getresponse()
+            resp.read()
+            return resp.getheader("ETag")
+        finally:
+            conn.close()
+
+    def spans_of(self, run_args, urls, env):
+        """Run an engine case that must succeed; return the in-flight spans
+        of its GETs to `urls` (see request_spans)."""
+        p = run_case(*run_args, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        events = self.settled_log(*urls)
+        return request_spans(events, {self.key(u) for u in urls})
 
     # -- a real nginx ---------------------------------------------------
 
@@ -203,18 +286,131 @@ class EngineTest(unittest.TestCase):
         s.close()  # nothing listens there now
         self.error("http://127.0.0.1:%d/x.bin" % port, "RV_E_CONNECT")
 
+    # -- connection limits and host backoff -------------------------------
+
+    def test_throttle_halves_host_limit(self):
+        """AIMD: a burst of 503s halves the host's limit (16 -> 8), and it
+        stays there until a range completes again.
+
+        Every request waits 600 ms before its answer (latency_ms), so the
+        probe and the first 15 ranges are all in flight when the 503s go
+        out; bodies are paced (rate) so the ranges that were not throttled
+        are still running, and the throttled ranges' retries start (after
+        at most 20 ms of backoff) well before any range completes."""
+        throttled = 12           # of the 15 ranges started with the probe
+        url = self.fault.url("big.bin", status=503, after=1, times=throttled,
+                             latency_ms=600, rate=512 * 1024, case="aimd")
+        self.ok(url, "big.bin")
+        key = self.key(url)
+        events = self.settled_log(url)
+        spans = request_spans(events, {key})
+        responses = [ev for ev in events
+                     if ev["event"] == "response" and ev["key"] == key]
+        burst = [ev["last_send_t"] for ev in responses if ev["status"] == 503]
+        self.assertEqual(len(burst), throttled)
+        after_burst = max(burst)
+        next_done = min(ev["last_send_t"] for ev in responses
+                        if ev["status"] == 206 and ev["outcome"] == "complete"
+                        and ev["last_send_t"] > after_burst)
+        # Before the burst the engine ran (about) 16 at once.
+        self.assertGreaterEqual(peak_in_flight(spans, until=min(burst)), 12)
+        # After it, never more than half, until a range completes...
+        self.assertLessEqual(peak_in_flight(spans, after_burst, next_done), 8)
+        # ...though the throttled ranges' retries (requests begun after the
+        # first 503) were running in that window: the engine was choosing
+        # how many to start, and without the halving it would have started
+        # all 12 and been back at 16.
+        retries_in_window = [
+            (start, end) for start, end in spans
+            if min(burst) < start < next_done and end > after_burst]
+        self.assertGreaterEqual(len(retries_in_window), 1)
+
+    def test_per_object_limit(self):
+        """max_connections_per_object = 4: four at once, never five."""
+        url = self.fault.url("big.bin", rate=4 * MiB, case="perobj")
+        spans = self.spans_of(
+            ["ok", url, self.dest, self.sha["big.bin"]], [url],
+            {"RV_TEST_MAX_CONNECTIONS_PER_OBJECT": "4"})
+        self.assertEqual(peak_in_flight(spans), 4)
+
+    def _two_objects_limited(self, case, env, limit):
+        """Two objects on one host, each wanting 16 connections: together
+        they reach `limit` and never exceed it."""
+        urls = [self.fault.url("mid.bin", rate=MiB, case="%s%d" % (case, i))
+                for i in range(2)]
+        args = ["many", self.out]
+        for url in urls:
+            args += [url, self.sha["mid.bin"]]
+        spans = self.spans_of(args, urls, env)
+        self.assertEqual(peak_in_flight(spans), limit)
+
+    def test_global_limit(self):
+        self._two_objects_limited("glob", {"RV_TEST_MAX_CONNECTIONS": "6"}, 6)
+
+    def test_per_host_limit(self):
+        self._two_objects_limited(
+            "host", {"RV_TEST_MAX_CONNECTIONS_PER_HOST": "5"}, 5)
+
+    # -- what the origin is asked ----------------------------------------
+
+    def test_request_headers_and_if_range(self):
+        """The request's own header goes out on every request, the probe
+        and every range; every range after the probe carries If-Range with
+        the ETag the probe got (never mix versions), the probe none."""
+        url = self.fault.url("big.bin", case="hdr")
+        p = self.ok(url, "big.bin", env={"RV_TEST_HEADER": "X-Trace: abc"})
+        key = self.key(url)
+        requests = [ev for ev in self.fault.log()
+                    if ev["event"] == "request" and ev["key"] == key]
+        # A clean run: one request per completed range, several ranges.
+        self.assertEqual(len(requests), int(values(p.stdout, "CHUNKS")[0]))
+        self.assertGreater(len(requests), 2)
+        for ev in requests:
+            self.assertEqual(ev["method"], "GET")
+            self.assertEqual(ev["headers"].get("x-trace"), "abc")
+        probe, ranges = requests[0], requests[1:]
+        self.assertEqual(probe["range"], "bytes=0-%d" % (MiB - 1))
+        self.assertNotIn("if-range", probe["headers"])
+        etag = self.served_etag("big.bin")
+        self.assertTrue(etag.startswith('"'))
+        for ev in ranges:
+            self.assertEqual(ev["headers"].get("if-range"), etag)
+
+    # -- hooks -------------------------------------------------------------
+
+    def test_completed_ranges_tile_with_retries(self):
+        """Ranges cut mid-body and continued are each reported done once,
+        with their whole extent, and progress never drops back when they
+        continue: the ok case checks both. Here, in addition, every GET
+        either completed a range or was retried, and every byte crossed
+        the wire once. Paced (4 MiB/s) so the progress hook has reported
+        the first MiB of a range before its connection is reset."""
+        url = self.fault.url("big.bin", reset_after=MiB, after=1, times=5,
+                             rate=4 * MiB, case="tile")
+        p = self.ok(url, "big.bin")
+        chunks = int(values(p.stdout, "CHUNKS")[0])
+        retries = int(values(p.stdout, "RETRIES")[0])
+        self.assertGreater(chunks, 2)
+        self.assertEqual(retries, 5)
+        stats = self.key_stats(url)
+        self.assertEqual(stats["get_requests"], chunks + retries)
+        self.assertEqual(stats["body_bytes"],
+                         os.path.getsize(os.path.join(self.root, "big.bin")))
+
     # -- origins that do not do ranges, or lie ---------------------------
 
     def test_no_ranges_single_stream(self):
         self.ok(self.fault.url("mid.bin", noranges=1, case="nr"), "mid.bin")
 
     def test_ranges_ignored_mid_download(self):
+        # The switch to one stream re-fetches from byte 0.
         self.ok(self.fault.url("big.bin", noranges=1, after=1, case="nr2"),
-                "big.bin")
+                "big.bin", may_restart=True)
 
     def test_no_ranges_with_reset_restarts_stream(self):
         self.ok(self.fault.url("mid.bin", noranges=1, reset_after=1000000,
-                               times=2, case="nr3"), "mid.bin")
+                               times=2, case="nr3"), "mid.bin",
+                may_restart=True)
 
     def test_wrong_content_range_first(self):
         detail = self.error(self.fault.url("mid.bin", bad_range=1, case="br"),
@@ -229,6 +425,24 @@ class EngineTest(unittest.TestCase):
     def test_lying_total(self):
         self.error(self.fault.url("mid.bin", lie_total=7, case="lt"),
                    "RV_E_PROTOCOL")
+
+    def test_lying_content_length(self):
+        """No ranges, and a Content-Length larger than the body: every
+        attempt ends short, the stream restarts from byte 0, and after
+        max_attempts (8) the object fails with RV_E_TRUNCATED; nothing is
+        left behind (the error case checks the destination and temp
+        files)."""
+        size = os.path.getsize(os.path.join(self.root, "small.bin"))
+        url = self.fault.url("small.bin", noranges=1,
+                             claim_length=size + 100000, case="claimlen")
+        try:   # 8 attempts, <= 200 ms apart: a few seconds at most
+            detail = self.error(url, "RV_E_TRUNCATED", timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("still retrying after 30 s, %d GETs so far"
+                      % self.key_stats(url)["get_requests"])
+        self.assertIn("gave up after 8 attempts", detail)
+        self.assertEqual(self.key_stats(url)["get_requests"], 8)
+        self.assertEqual(os.listdir(self.out), [])
 
     def test_huge_object(self):
         detail = self.error(self.fault.url("x.bin", huge=1, case="huge"),
@@ -255,7 +469,8 @@ class EngineTest(unittest.TestCase):
 
     def test_change_mid_download_restarts_with_new_version(self):
         url = self.fault.url("mid.bin", change_after=2, case="chg")
-        p = run_case("ok", url, self.dest, self.sha_mid_changed)
+        p = run_case("ok", url, self.dest, self.sha_mid_changed,
+                     env={"RV_TEST_MAY_RESTART": "1"})
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sha256_file(self.dest), self.sha_mid_changed)
 

@@ -284,6 +284,53 @@ class BasicServing(FixtureCase):
         self.assertEqual(times, sorted(times))
         self.assertGreaterEqual(times[0], t0)
 
+    def _request_events(self):
+        return [e for e in self.fo.log() if e["event"] == "request"]
+
+    def test_log_headers(self):
+        # Kept: x-*, user-agent, range, if-range (names lowercased); not
+        # kept: anything else (Host, Accept, Accept-Encoding, ...).
+        _, h, _ = self.request("/small.bin", case="etag")
+        self.request("/small.bin", case="hdr", headers={
+            "X-Trace": "abc", "x-other": "1", "User-Agent": "ua/1",
+            "Range": "bytes=0-9", "If-Range": h["etag"], "Accept": "x/y"})
+        events = self._request_events()
+        # http.client sends only Host and Accept-Encoding: nothing kept.
+        self.assertEqual(events[0]["headers"], {})
+        self.assertEqual(events[1]["headers"], {
+            "x-trace": "abc", "x-other": "1", "user-agent": "ua/1",
+            "range": "bytes=0-9", "if-range": h["etag"]})
+
+    def test_log_headers_bounded(self):
+        headers = {"X-H%02d" % i: "v" for i in range(20)}
+        headers["X-H00"] = "a" * 1000
+        c = self.conn()
+        self.request("/small.bin", conn=c, headers=headers, case="bound")
+        kept = self._request_events()[0]["headers"]
+        self.assertEqual(len(kept), 16)
+        self.assertEqual(kept["x-h00"], "a" * 256)
+
+    def test_log_last_send_t(self):
+        # 100000 bytes at 200000 B/s: the last body send starts >= ~0.5 s
+        # after the request (>= 60% asked, see the module docstring); the
+        # client has the whole body only after it; "t" comes after it.
+        rate = 200_000
+        status, _, body = self.request("/small.bin", rate=rate, case="lst")
+        done = time.monotonic()
+        self.assertEqual((status, body), (200, self.data))
+        request, response = [e for e in self.fo.log()
+                             if e.get("key") == "/small.bin?rate=%d&case=lst"
+                             % rate]
+        self.assertEqual(response["event"], "response")
+        self.assertGreaterEqual(response["last_send_t"] - request["t"],
+                                0.6 * SMALL / rate)
+        self.assertLessEqual(response["last_send_t"], response["t"])
+        self.assertLessEqual(response["last_send_t"], done)
+        # A short canned answer (a fault status) records it too.
+        self.request("/small.bin", status=503, case="lst2")
+        response = [e for e in self.fo.log() if e["event"] == "response"][-1]
+        self.assertLessEqual(response["last_send_t"], response["t"])
+
 
 class StatusFaults(FixtureCase):
 

@@ -148,6 +148,42 @@ static void test_objects_and_marks(void) {
     rv_store_close(s);
 }
 
+static void test_batches(void) {
+    rv_store *s = NULL;
+    CHECK_EQ_U64(rv_store_open(dir, &s, NULL), RV_OK);
+    if (!s)
+        return;
+    int64_t max = -1;
+    CHECK_EQ_U64(rv_store_max_id(s, &max), RV_OK);
+    /* A batch with a failing write inside commits nothing. */
+    rv_store_object a = {.id = max + 10, .key = "k-a", .url = "u", .size = 5, .blob = "b-a"};
+    rv_store_object clash = {.id = max + 11, .key = "k-a", .url = "u", .size = 5, .blob = "b-x"};
+    CHECK_EQ_U64(rv_store_begin(s), RV_OK);
+    CHECK_EQ_U64(rv_store_insert(s, &a), RV_OK);
+    CHECK_EQ_U64(a.id, max + 10); /* the owner's id is kept */
+    CHECK_EQ_U64(rv_store_insert(s, &clash), RV_E_STATE);
+    CHECK_EQ_U64(rv_store_end(s), RV_E_STATE);
+    bool found = true;
+    rv_store_object got;
+    CHECK_EQ_U64(rv_store_find(s, "k-a", &got, &found), RV_OK);
+    CHECK(!found);
+    /* A good batch commits everything at once, nested calls included. */
+    rv_store_range plan[] = {{.start = 0, .end = 5}};
+    CHECK_EQ_U64(rv_store_begin(s), RV_OK);
+    CHECK_EQ_U64(rv_store_insert(s, &a), RV_OK);
+    CHECK_EQ_U64(rv_store_resolve(s, &a, plan, 1), RV_OK); /* nests */
+    rv_store_mark m = {a.id, 0, 5, 7};
+    CHECK_EQ_U64(rv_store_commit(s, &m, 1, NULL), RV_OK);  /* nests */
+    CHECK_EQ_U64(rv_store_end(s), RV_OK);
+    CHECK_EQ_U64(rv_store_find(s, "k-a", &got, &found), RV_OK);
+    CHECK(found);
+    rv_store_object_clear(&got);
+    CHECK_EQ_U64(rv_store_max_id(s, &max), RV_OK);
+    CHECK_EQ_U64(max, a.id);
+    CHECK_EQ_U64(rv_store_delete(s, a.id), RV_OK);
+    rv_store_close(s);
+}
+
 static void test_corrupt_database(void) {
     rv_store *s = NULL;
     char *note = NULL;
@@ -185,6 +221,7 @@ int main(void) {
     snprintf(dir, sizeof(dir), "%s/state", tmpl);
     test_lock();
     test_objects_and_marks();
+    test_batches();
     test_corrupt_database();
     test_newer_schema_refused();
     char cmd[512];

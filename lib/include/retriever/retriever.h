@@ -89,6 +89,10 @@ typedef struct rv_hooks {
     void (*on_progress)(void *ud, rv_object *obj, const rv_progress *p);
     void (*on_chunk_done)(void *ud, rv_object *obj, uint64_t offset, uint64_t length);
     void (*on_retry)(void *ud, rv_object *obj, const rv_retry_info *r);
+    /* Something the owner should log that is not any object's failure:
+     * recovery at start (a corrupt database moved aside, orphan files
+     * removed). msg is valid during the call only. */
+    void (*on_notice)(void *ud, const char *msg);
 } rv_hooks;
 
 typedef struct rv_config {
@@ -110,6 +114,23 @@ typedef struct rv_config {
     bool compute_sha256;                 /* digest every object (always done when a
                                             request carries sha256_hex) */
     const char *user_agent;              /* copied; NULL for the default */
+
+    /* Durable state (docs/state.md). With state_dir NULL the engine keeps
+     * nothing between runs and writes each download next to its
+     * destination. With it, partial downloads live as blobs in cache_dir,
+     * their durable ranges are recorded in state_dir's database, and an
+     * interrupted download resumes where its durable ranges end. The engine
+     * owns both directories while it lives (one owner at a time). */
+    const char *state_dir;               /* copied; NULL: no state */
+    const char *cache_dir;               /* copied; NULL: <state_dir>/cache */
+    uint64_t flush_bytes;                /* sync an object after this many new bytes */
+    unsigned flush_interval_ms;          /* ... or after this long with new bytes */
+    bool cache_revalidate;               /* a cache hit first asks the origin (one
+                                            conditional request, no body) whether the
+                                            object changed; false trusts the cache */
+    bool link_deliveries;                /* deliver from the cache by hard link where
+                                            possible (destination read-only, shares the
+                                            blob's inode); else copy */
     const rv_hooks *hooks;               /* copied */
     void *hooks_ud;
 } rv_config;
@@ -136,7 +157,12 @@ typedef struct rv_request {
     void *user_data;           /* returned by rv_object_user_data */
 } rv_request;
 
-/* Create an engine. On success *ret owns it; free with rv_engine_free. */
+/* Create an engine. On success *ret owns it; free with rv_engine_free.
+ * With cfg->state_dir set this opens (and recovers) the state; on failure
+ * *ret_detail (when not NULL) gets a malloc'd sentence naming the problem,
+ * e.g. the pid owning the state directory (RV_E_STATE_BUSY). */
+int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail);
+/* rv_engine_open without the detail. */
 int rv_engine_new(const rv_config *cfg, rv_engine **ret);
 
 /* Cancel everything, remove temporary files, free all objects. NULL is fine.
@@ -186,6 +212,9 @@ const char *rv_object_url(const rv_object *obj);
 const char *rv_object_path(const rv_object *obj);
 void rv_object_progress(const rv_object *obj, rv_progress *ret);
 const char *rv_object_sha256_hex(const rv_object *obj);  /* set when DONE, else NULL */
+/* The CRC-32C of the delivered file, combined from its ranges' (computed
+ * with durable state only). True and *ret set when DONE and known. */
+bool rv_object_crc32c(const rv_object *obj, uint32_t *ret);
 double rv_object_seconds(const rv_object *obj);          /* from start to terminal (or now) */
 unsigned rv_object_retries(const rv_object *obj);
 void *rv_object_user_data(const rv_object *obj);

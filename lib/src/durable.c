@@ -1,0 +1,622 @@
+/* durable.c — the engine's side of durable state (docs/state.md).
+ *
+ * With a state directory, an object downloads into a blob in the cache
+ * directory (blobs/<id>), and its ranges' progress is made durable in
+ * rounds:
+ *
+ *   1. written      pwrite into the blob; the range's crc extends
+ *   2. submitted    a sync job (dup'd fd + marks) goes to the flusher thread
+ *                   every flush_bytes new bytes or flush_interval_ms
+ *   3. synced       the flusher fdatasyncs (or syncfs for many files)
+ *   4. recorded     the marks enter the store's open transaction
+ *   5. committed    the transaction commits (every 200 ms, or at once when
+ *                   an object waits to be delivered)
+ *
+ * A mark is never written before its sync finished (3 before 4), which is
+ * the store's invariant. Losing 4-5 in a crash only loses marks: those
+ * bytes are fetched again. An object is delivered only after its final
+ * sync and the commit that records it complete.
+ *
+ * Only the engine thread touches the store; the flusher only syncs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "engine_int.h"
+
+/* Longest a recorded mark waits for its commit when nothing is waiting. */
+#define COMMIT_INTERVAL_MS 200
+
+static void notice(rv_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(rv_engine *e, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    if (!e->hooks.on_notice)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    e->hooks.on_notice(e->cfg.hooks_ud, msg);
+}
+
+static void wake_engine(void *ud) {
+    rv_engine_wakeup(ud);
+}
+
+static int make_dir(const char *path) {
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK | X_OK) == 0)
+            return RV_OK;
+    }
+    return RV_E_DEST_UNWRITABLE;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Transactions: one per round                                              */
+
+static int tx(rv_engine *e) {
+    if (e->tx_open)
+        return RV_OK;
+    int r = rv_store_begin(e->store);
+    if (r == RV_OK) {
+        e->tx_open = true;
+        e->tx_opened_ms = rv_now_ms();
+    }
+    return r;
+}
+
+static int commit(rv_engine *e) {
+    if (!e->tx_open)
+        return RV_OK;
+    e->tx_open = false;
+    int r = rv_store_end(e->store);
+    if (r != RV_OK)
+        notice(e, "state database commit failed: %s", rv_store_errmsg(e->store));
+    return r;
+}
+
+/* ----------------------------------------------------------------------- */
+/* Opening and recovery                                                     */
+
+struct recovery {
+    rv_engine *e;
+    int64_t *ids;
+    size_t n, cap;
+    unsigned dropped;
+};
+
+static int check_row(void *ud, const rv_store_object *so) {
+    struct recovery *rc = ud;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", rc->e->blob_dir, so->blob);
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (so->complete && (uint64_t)st.st_size != so->size)) {
+        /* A row whose blob is gone (or a complete one that is no longer
+         * whole) promises bytes nobody has: forget it. */
+        rc->dropped++;
+        return rv_store_delete(rc->e->store, so->id);
+    }
+    if (rc->n == rc->cap) {
+        rc->cap = rc->cap ? 2 * rc->cap : 64;
+        int64_t *ids = realloc(rc->ids, rc->cap * sizeof(*ids));
+        if (!ids)
+            return RV_E_NOMEM;
+        rc->ids = ids;
+    }
+    rc->ids[rc->n++] = so->id;
+    return RV_OK;
+}
+
+static bool known_id(const struct recovery *rc, const char *name) {
+    char *end = NULL;
+    long long id = strtoll(name, &end, 10);
+    if (!end || *end || end == name)
+        return false;
+    for (size_t i = 0; i < rc->n; i++)
+        if (rc->ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Rows without blobs go; blobs without rows go. */
+static int recover(rv_engine *e) {
+    struct recovery rc = {.e = e};
+    unsigned orphans = 0;
+    int r = rv_store_begin(e->store);
+    if (r == RV_OK) {
+        r = rv_store_each(e->store, check_row, &rc);
+        int r2 = rv_store_end(e->store);
+        r = r == RV_OK ? r2 : r;
+    }
+    DIR *d = r == RV_OK ? opendir(e->blob_dir) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.' || known_id(&rc, de->d_name))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", e->blob_dir, de->d_name);
+        if (unlink(path) == 0)
+            orphans++;
+    }
+    if (d)
+        closedir(d);
+    if (rc.dropped)
+        notice(e, "recovery: forgot %u download(s) whose cache files were missing", rc.dropped);
+    if (orphans)
+        notice(e, "recovery: removed %u cache file(s) that no download owned", orphans);
+    free(rc.ids);
+    return r;
+}
+
+int rv_durable_open(rv_engine *e, char **ret_detail) {
+    const rv_config *cfg = &e->cfg;
+    char *note = NULL;
+    int r = RV_E_NOMEM;
+
+    e->state_dir = strdup(cfg->state_dir);
+    if (cfg->cache_dir)
+        e->cache_dir = strdup(cfg->cache_dir);
+    else if (e->state_dir && asprintf(&e->cache_dir, "%s/cache", e->state_dir) < 0)
+        e->cache_dir = NULL;
+    if (!e->state_dir || !e->cache_dir || asprintf(&e->blob_dir, "%s/blobs", e->cache_dir) < 0)
+        goto out;
+    r = rv_store_open(e->state_dir, &e->store, &note);
+    if (r != RV_OK) {
+        if (!note && asprintf(&note, "cannot use state directory '%s': %s", e->state_dir,
+                              rv_strerror(r)) < 0)
+            note = NULL;
+        goto out;
+    }
+    if (note)
+        notice(e, "%s", note);
+    free(note);
+    note = NULL;
+    if (make_dir(e->cache_dir) != RV_OK || make_dir(e->blob_dir) != RV_OK) {
+        r = RV_E_DEST_UNWRITABLE;
+        if (asprintf(&note, "cache directory '%s' cannot be created or written: %s", e->blob_dir,
+                     strerror(errno)) < 0)
+            note = NULL;
+        goto out;
+    }
+    r = rv_store_max_id(e->store, &e->next_store_id);
+    if (r == RV_OK)
+        r = rv_store_last_batch(e->store, &e->recheck_batch);
+    if (r == RV_OK)
+        r = recover(e);
+    if (r != RV_OK) {
+        if (asprintf(&note, "state database in '%s' failed: %s", e->state_dir,
+                     rv_store_errmsg(e->store)) < 0)
+            note = NULL;
+        goto out;
+    }
+    r = rv_flusher_new(wake_engine, e, &e->flusher);
+out:
+    if (ret_detail)
+        *ret_detail = note;
+    else
+        free(note);
+    return r;
+}
+
+void rv_durable_close(rv_engine *e) {
+    if (e->flusher) {
+        rv_flusher_stop(e->flusher);
+        rv_durable_progress(e, rv_now_ms()); /* record what the last syncs proved */
+        e->flusher = rv_flusher_free(e->flusher);
+    }
+    if (e->store)
+        commit(e);
+    e->store = rv_store_close(e->store);
+    free(e->state_dir);
+    free(e->cache_dir);
+    free(e->blob_dir);
+}
+
+/* ----------------------------------------------------------------------- */
+/* Starting an object: resume, or a new row                                 */
+
+/* The store key: the normalised URL, plus a fingerprint of the request
+ * headers (which may carry credentials: only their digest is kept), so
+ * requests with different credentials never share state. */
+static int make_key(rv_object *o) {
+    if (!o->user_headers) {
+        o->key = strdup(o->url->normalised);
+        return o->key ? RV_OK : RV_E_NOMEM;
+    }
+    rv_sha256 *h = NULL;
+    char hex[65];
+    int r = rv_sha256_new(&h);
+    for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
+        r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
+    if (r == RV_OK)
+        r = rv_sha256_final_hex(h, hex);
+    rv_sha256_free(h);
+    if (r == RV_OK && asprintf(&o->key, "%s\nheaders:%.32s", o->url->normalised, hex) < 0) {
+        o->key = NULL;
+        r = RV_E_NOMEM;
+    }
+    return r;
+}
+
+static bool resumable(const rv_object *o) {
+    return o->ranges && o->size != RV_UNKNOWN && (o->etag || o->last_modified);
+}
+
+/* Does [start, durable) of the blob still have the CRC the store recorded? */
+static bool range_intact(rv_engine *e, int fd, const rv_store_range *r) {
+    uint32_t crc = 0;
+    for (uint64_t at = r->start; at < r->durable;) {
+        size_t n = r->durable - at < e->buf_size ? (size_t)(r->durable - at) : e->buf_size;
+        ssize_t got = pread(fd, e->buf, n, (off_t)at);
+        if (got <= 0)
+            return false;
+        crc = rv_crc32c(crc, e->buf, (size_t)got);
+        at += (uint64_t)got;
+    }
+    return crc == r->crc32c;
+}
+
+/* Set o up from its row: chunks at their durable marks. False when the
+ * row cannot be trusted for a resume (then the caller starts over). */
+static bool resume(rv_object *o, const rv_store_object *so) {
+    rv_engine *e = o->engine;
+    rv_store_range *ranges = NULL;
+    size_t n = 0;
+    struct stat st;
+    bool ok = false;
+
+    if (so->size == RV_STORE_UNKNOWN || (!so->etag && !so->last_modified) ||
+        rv_store_ranges(e->store, so->id, &ranges, &n) != RV_OK || n == 0 ||
+        fstat(o->fd, &st) != 0 || (uint64_t)st.st_size != so->size)
+        goto out;
+    rv_chunk *chunks = calloc(n, sizeof(*chunks));
+    if (!chunks)
+        goto out;
+    uint64_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        rv_store_range *r = &ranges[i];
+        /* The last batch before the crash is re-checked: its marks are the
+         * newest promises, the ones a lying disk would break first. */
+        if (r->batch == e->recheck_batch && r->durable > r->start && !range_intact(e, o->fd, r)) {
+            r->durable = r->start;
+            r->crc32c = 0;
+        }
+        chunks[i] = (rv_chunk){.start = r->start, .end = r->end, .pos = r->durable,
+                               .submitted = r->durable, .durable = r->durable,
+                               .crc = r->crc32c,
+                               .state = r->durable == r->end ? RV_CHUNK_DONE : RV_CHUNK_TODO};
+        done += r->durable - r->start;
+    }
+    free(o->chunks);
+    o->chunks = chunks;
+    o->n_chunks = n;
+    o->size = so->size;
+    o->bytes_done = done;
+    o->ranges = true;
+    o->planned = true;
+    o->etag = so->etag ? strdup(so->etag) : NULL;
+    o->last_modified = so->last_modified ? strdup(so->last_modified) : NULL;
+    ok = (!so->etag || o->etag) && (!so->last_modified || o->last_modified);
+out:
+    free(ranges);
+    return ok;
+}
+
+/* A complete blob from an earlier run: deliver it without fetching (after
+ * a revalidation request, by policy). False when it cannot serve. */
+static bool cache_hit(rv_object *o, const rv_store_object *so) {
+    rv_engine *e = o->engine;
+    struct stat st;
+    bool validator = so->etag || so->last_modified;
+
+    if (so->size == RV_STORE_UNKNOWN || (e->cfg.cache_revalidate && !validator))
+        return false;
+    o->fd = open(o->blob_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (o->fd < 0 || fstat(o->fd, &st) != 0 || (uint64_t)st.st_size != so->size)
+        return false;
+    rv_chunk *c = calloc(1, sizeof(*c));
+    if (!c)
+        return false;
+    *c = (rv_chunk){.start = 0, .end = so->size, .pos = so->size, .submitted = so->size,
+                    .durable = so->size, .crc = so->crc32c, .state = RV_CHUNK_DONE};
+    free(o->chunks);
+    o->chunks = c;
+    o->n_chunks = 1;
+    o->size = so->size;
+    o->bytes_done = so->size; /* honest progress: all of it is here */
+    o->ranges = o->planned = o->cached = true;
+    o->etag = so->etag ? strdup(so->etag) : NULL;
+    o->last_modified = so->last_modified ? strdup(so->last_modified) : NULL;
+    if (so->sha256[0] && o->hash) {
+        memcpy(o->sha256_hex, so->sha256, sizeof(o->sha256_hex));
+        o->digest_known = true;
+    }
+    o->revalidating = e->cfg.cache_revalidate;
+    rv_store_touch(e->store, so->id, (int64_t)time(NULL));
+    return (!so->etag || o->etag) && (!so->last_modified || o->last_modified);
+}
+
+static int open_blob(rv_object *o, bool truncate) {
+    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0);
+    o->fd = open(o->blob_path, flags, 0644);
+    if (o->fd < 0) {
+        int err = rv_errno_to_error(errno);
+        rv_object_fail(o, err, "cannot open cache file '%s': %s", o->blob_path, strerror(errno));
+        return err;
+    }
+    return RV_OK;
+}
+
+/* Start the blob over as a new, empty file. The old one may be a complete
+ * blob hard-linked to earlier destinations: it is unlinked, never written. */
+static int fresh_blob(rv_object *o) {
+    o->cached = o->revalidating = o->digest_known = o->planned = false;
+    o->bytes_done = 0;
+    free(o->etag);
+    free(o->last_modified);
+    o->etag = o->last_modified = NULL;
+    if (unlink(o->blob_path) != 0 && errno != ENOENT) {
+        int err = rv_errno_to_error(errno);
+        rv_object_fail(o, err, "cannot replace cache file '%s': %s", o->blob_path,
+                       strerror(errno));
+        return err;
+    }
+    return open_blob(o, true);
+}
+
+int rv_durable_start(rv_object *o) {
+    rv_engine *e = o->engine;
+    rv_store_object so = {0};
+    bool found = false;
+    int r = make_key(o);
+
+    if (r == RV_OK)
+        r = rv_store_find(e->store, o->key, &so, &found);
+    if (r != RV_OK) {
+        rv_object_fail(o, r == RV_E_NOMEM ? r : RV_E_STATE, "state database lookup failed: %s",
+                       rv_store_errmsg(e->store));
+        goto out;
+    }
+    if (found) {
+        o->store_id = so.id;
+    } else {
+        o->store_id = ++e->next_store_id;
+        char blob[32];
+        snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
+        rv_store_object row = {.id = o->store_id, .key = o->key, .url = o->url->normalised,
+                               .size = RV_STORE_UNKNOWN, .blob = blob,
+                               .used_at = (int64_t)time(NULL)};
+        r = tx(e);
+        if (r == RV_OK)
+            r = rv_store_insert(e->store, &row);
+        if (r != RV_OK) {
+            rv_object_fail(o, RV_E_STATE, "cannot record the download: %s",
+                           rv_store_errmsg(e->store));
+            goto out;
+        }
+    }
+    if (asprintf(&o->blob_path, "%s/%lld", e->blob_dir, (long long)o->store_id) < 0) {
+        o->blob_path = NULL;
+        r = RV_E_NOMEM;
+        rv_object_fail(o, r, "out of memory");
+        goto out;
+    }
+    if (found && so.complete) {
+        if (tx(e) == RV_OK && cache_hit(o, &so))
+            goto out;
+    } else if (found) {
+        r = open_blob(o, false);
+        if (r == RV_OK && resume(o, &so))
+            goto out; /* resumed */
+    }
+    if (o->fd >= 0)
+        close(o->fd);
+    o->fd = -1;
+    if (r == RV_OK)
+        r = fresh_blob(o);
+out:
+    rv_store_object_clear(&so);
+    return r;
+}
+
+void rv_durable_planned(rv_object *o) {
+    rv_engine *e = o->engine;
+    rv_store_range *ranges = calloc(o->n_chunks ? o->n_chunks : 1, sizeof(*ranges));
+    bool keep = resumable(o);
+    if (!ranges) {
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; keep && i < o->n_chunks; i++)
+        ranges[i] = (rv_store_range){.start = o->chunks[i].start, .end = o->chunks[i].end};
+    rv_store_object so = {.id = o->store_id, .size = o->size, .etag = o->etag,
+                          .last_modified = o->last_modified};
+    /* An object that cannot be resumed keeps no ranges: nothing to trust. */
+    if (tx(e) != RV_OK || rv_store_resolve(e->store, &so, ranges, keep ? o->n_chunks : 0) != RV_OK)
+        rv_object_fail(o, RV_E_STATE, "cannot record the download's plan: %s",
+                       rv_store_errmsg(e->store));
+    free(ranges);
+}
+
+/* ----------------------------------------------------------------------- */
+/* Syncs                                                                    */
+
+int rv_durable_sync_object(rv_object *o, bool final) {
+    rv_engine *e = o->engine;
+    size_t n = 0;
+    bool marks = resumable(o);
+
+    for (size_t i = 0; marks && i < o->n_chunks; i++)
+        if (o->chunks[i].pos > o->chunks[i].submitted)
+            n++;
+    if (!final && n == 0)
+        return RV_OK;
+    rv_sync_job *job = calloc(1, sizeof(*job) + n * sizeof(rv_store_mark));
+    if (!job) {
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return RV_E_NOMEM;
+    }
+    job->req.fd = dup(o->fd);
+    if (job->req.fd < 0) {
+        free(job);
+        rv_object_fail(o, RV_E_IO, "cannot sync '%s': %s", o->blob_path, strerror(errno));
+        return RV_E_IO;
+    }
+    job->object_id = o->id;
+    job->gen = o->gen;
+    job->final = final;
+    for (size_t i = 0; marks && i < o->n_chunks; i++) {
+        rv_chunk *c = &o->chunks[i];
+        if (c->pos <= c->submitted)
+            continue;
+        job->marks[job->n_marks++] = (rv_store_mark){
+            .object_id = o->store_id, .start = c->start, .durable = c->pos, .crc32c = c->crc};
+        c->submitted = c->pos;
+    }
+    o->syncs_in_flight++;
+    o->last_submit_ms = rv_now_ms();
+    rv_flusher_submit(e->flusher, &job->req);
+    return RV_OK;
+}
+
+void rv_durable_sync_due(rv_engine *e, uint64_t now) {
+    for (rv_object *o = e->head; o; o = o->next) {
+        if (o->state != RV_STATE_DOWNLOADING || o->fd < 0 || !o->store_id || o->err != RV_OK)
+            continue;
+        uint64_t unsynced = 0;
+        for (size_t i = 0; i < o->n_chunks; i++)
+            unsynced += o->chunks[i].pos - o->chunks[i].submitted;
+        if (unsynced >= e->cfg.flush_bytes ||
+            (unsynced > 0 && now - o->last_submit_ms >= e->cfg.flush_interval_ms))
+            rv_durable_sync_object(o, false);
+    }
+}
+
+static rv_object *object_by_id(rv_engine *e, uint64_t id) {
+    for (rv_object *o = e->head; o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+static rv_chunk *chunk_starting(rv_object *o, uint64_t start) {
+    for (size_t i = 0; i < o->n_chunks; i++)
+        if (o->chunks[i].start == start)
+            return &o->chunks[i];
+    return NULL;
+}
+
+/* The object's CRC-32C from its ranges' CRCs. */
+static void combine_crc(rv_object *o) {
+    uint32_t crc = 0;
+    for (size_t i = 0; i < o->n_chunks; i++)
+        crc = rv_crc32c_combine(crc, o->chunks[i].crc, o->chunks[i].end - o->chunks[i].start);
+    o->crc32c = crc;
+    o->has_crc32c = true;
+}
+
+static void sync_done(rv_engine *e, rv_sync_job *job) {
+    rv_object *o = object_by_id(e, job->object_id);
+    if (!o || o->gen != job->gen || rv_state_is_terminal(o->state))
+        return; /* cancelled, restarted, or gone: what it proved is moot */
+    o->syncs_in_flight--;
+    if (job->req.err) {
+        int err = rv_errno_to_error(job->req.err);
+        rv_object_fail(o, err == RV_E_DEST_UNWRITABLE ? RV_E_IO : err,
+                       "cannot make '%s' durable: %s", o->blob_path, strerror(job->req.err));
+        return;
+    }
+    if (job->n_marks > 0 && (tx(e) != RV_OK ||
+                             rv_store_commit(e->store, job->marks, job->n_marks, NULL) != RV_OK)) {
+        rv_object_fail(o, RV_E_STATE, "cannot record durable ranges: %s",
+                       rv_store_errmsg(e->store));
+        return;
+    }
+    for (size_t i = 0; i < job->n_marks; i++) {
+        rv_chunk *c = chunk_starting(o, job->marks[i].start);
+        if (c && job->marks[i].durable > c->durable)
+            c->durable = job->marks[i].durable;
+    }
+    if (job->final) {
+        combine_crc(o);
+        if (tx(e) != RV_OK ||
+            rv_store_complete(e->store, o->store_id, o->crc32c, o->sha256_hex) != RV_OK) {
+            rv_object_fail(o, RV_E_STATE, "cannot record the finished download: %s",
+                           rv_store_errmsg(e->store));
+            return;
+        }
+        o->deliver_ready = true;
+    }
+}
+
+void rv_durable_progress(rv_engine *e, uint64_t now) {
+    bool delivering = false;
+
+    for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
+        rv_sync_req *next = r->next;
+        sync_done(e, (rv_sync_job *)r);
+        free(r);
+        r = next;
+    }
+    for (rv_object *o = e->head; o && !delivering; o = o->next)
+        delivering = o->deliver_ready;
+    if (!e->tx_open || (!delivering && now - e->tx_opened_ms < COMMIT_INTERVAL_MS))
+        return;
+    int r = commit(e);
+    for (rv_object *o = e->head; o; o = o->next) {
+        if (!o->deliver_ready)
+            continue;
+        o->deliver_ready = false;
+        if (r != RV_OK) {
+            rv_object_fail(o, RV_E_STATE, "cannot record the finished download: %s",
+                           rv_store_errmsg(e->store));
+            continue;
+        }
+        if (fchmod(o->fd, 0444) == 0 && rv_outfile_deliver(o) == RV_OK)
+            rv_object_set_state(o, RV_STATE_DONE);
+    }
+}
+
+void rv_durable_restarted(rv_object *o) {
+    rv_engine *e = o->engine;
+    o->gen++;
+    if (o->fd >= 0)
+        close(o->fd);
+    o->fd = -1;
+    if (fresh_blob(o) != RV_OK)
+        return;
+    /* Forget the old version's ranges now, committed before a byte of the
+     * new version lands: a crash must never pair old marks with new data. */
+    rv_store_object so = {.id = o->store_id, .size = RV_STORE_UNKNOWN};
+    if (tx(e) != RV_OK || rv_store_resolve(e->store, &so, NULL, 0) != RV_OK || commit(e) != RV_OK)
+        rv_object_fail(o, RV_E_STATE, "cannot reset the download's state: %s",
+                       rv_store_errmsg(e->store));
+}
+
+void rv_durable_end(rv_object *o) {
+    rv_engine *e = o->engine;
+    o->gen++;
+    if (o->fd >= 0)
+        close(o->fd);
+    o->fd = -1;
+    if (!o->store_id)
+        return;
+    /* Keep what a later run can resume: cancelled, or a failure that may
+     * pass (no space, origin down). Anything else leaves nothing useful. */
+    if (o->err == RV_E_CANCELLED || rv_error_retryable(o->err))
+        return;
+    if (tx(e) == RV_OK)
+        rv_store_delete(e->store, o->store_id);
+    if (o->blob_path)
+        unlink(o->blob_path);
+}

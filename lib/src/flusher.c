@@ -1,0 +1,138 @@
+/* flusher.c — the sync thread. */
+#include "flusher.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "rv_error.h"
+
+struct rv_flusher {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;     /* signalled when todo gains a request or stop is set */
+    rv_sync_req *todo, **todo_tail;
+    rv_sync_req *done, **done_tail;
+    unsigned pending;        /* submitted, not yet taken */
+    bool stop, joined;
+    void (*wake)(void *ud);
+    void *ud;
+};
+
+static void sync_batch(rv_sync_req *batch) {
+    unsigned n = 0;
+    for (rv_sync_req *r = batch; r; r = r->next)
+        n++;
+    if (n >= RV_FLUSHER_SYNCFS_MIN) {
+        /* One call for the whole file system: far cheaper than n fdatasyncs.
+         * Since Linux 5.8 it reports writeback errors of the file system. */
+        int err = syncfs(batch->fd) == 0 ? 0 : errno;
+        for (rv_sync_req *r = batch; r; r = r->next)
+            r->err = err;
+    } else {
+        for (rv_sync_req *r = batch; r; r = r->next)
+            r->err = fdatasync(r->fd) == 0 ? 0 : errno;
+    }
+    for (rv_sync_req *r = batch; r; r = r->next) {
+        close(r->fd);
+        r->fd = -1;
+    }
+}
+
+static void *run(void *arg) {
+    rv_flusher *f = arg;
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        while (!f->todo && !f->stop)
+            pthread_cond_wait(&f->work, &f->lock);
+        if (!f->todo)
+            break; /* stop, and nothing left to sync */
+        rv_sync_req *batch = f->todo;
+        rv_sync_req **batch_tail = f->todo_tail;
+        f->todo = NULL;
+        f->todo_tail = &f->todo;
+        pthread_mutex_unlock(&f->lock);
+        sync_batch(batch);
+        pthread_mutex_lock(&f->lock);
+        *f->done_tail = batch;
+        f->done_tail = batch_tail;
+        pthread_mutex_unlock(&f->lock);
+        if (f->wake)
+            f->wake(f->ud);
+        pthread_mutex_lock(&f->lock);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+int rv_flusher_new(void (*wake)(void *ud), void *ud, rv_flusher **ret) {
+    rv_flusher *f = calloc(1, sizeof(*f));
+    if (!f)
+        return RV_E_NOMEM;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->work, NULL);
+    f->todo_tail = &f->todo;
+    f->done_tail = &f->done;
+    f->wake = wake;
+    f->ud = ud;
+    if (pthread_create(&f->thread, NULL, run, f) != 0) {
+        pthread_cond_destroy(&f->work);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        return RV_E_NOMEM;
+    }
+    *ret = f;
+    return RV_OK;
+}
+
+void rv_flusher_stop(rv_flusher *f) {
+    if (f->joined)
+        return;
+    pthread_mutex_lock(&f->lock);
+    f->stop = true;
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    f->joined = true;
+}
+
+rv_flusher *rv_flusher_free(rv_flusher *f) {
+    if (!f)
+        return NULL;
+    rv_flusher_stop(f);
+    pthread_cond_destroy(&f->work);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+    return NULL;
+}
+
+void rv_flusher_submit(rv_flusher *f, rv_sync_req *req) {
+    req->next = NULL;
+    req->err = 0;
+    pthread_mutex_lock(&f->lock);
+    *f->todo_tail = req;
+    f->todo_tail = &req->next;
+    f->pending++;
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->lock);
+}
+
+rv_sync_req *rv_flusher_take_done(rv_flusher *f) {
+    pthread_mutex_lock(&f->lock);
+    rv_sync_req *list = f->done;
+    for (rv_sync_req *r = list; r; r = r->next)
+        f->pending--;
+    f->done = NULL;
+    f->done_tail = &f->done;
+    pthread_mutex_unlock(&f->lock);
+    return list;
+}
+
+unsigned rv_flusher_pending(rv_flusher *f) {
+    pthread_mutex_lock(&f->lock);
+    unsigned n = f->pending;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}

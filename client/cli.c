@@ -36,6 +36,9 @@ enum opt_id {
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
+    OPT_STATE_DIR,
+    OPT_CACHE_DIR,
+    OPT_NO_STATE,
     OPT_SHA256,
     OPT_JSON,
     OPT_DIGEST,
@@ -84,6 +87,17 @@ static const struct opt_def download_opts[] = {
     {OPT_STALL_TIMEOUT, "stall-timeout", 0, "SECS", false, NULL,
      "retry a transfer that received nothing for SECS\n"
      "seconds"},
+    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
+     "keep download state (what is durable, for resume)\n"
+     "in DIR (default: $XDG_STATE_HOME/retriever, else\n"
+     "~/.local/state/retriever); one process owns it"},
+    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
+     "keep partial and finished downloads in DIR\n"
+     "(default: $XDG_CACHE_HOME/retriever, else\n"
+     "~/.cache/retriever); a finished one is a cache hit"},
+    {OPT_NO_STATE, "no-state", 0, NULL, true, NULL,
+     "no state and no cache: nothing resumes, the file is\n"
+     "written next to its destination"},
     {OPT_SHA256, "sha256", 0, "HEX", false, "Verification",
      "the file's expected sha256 (64 hex digits, one URL\n"
      "only); a mismatch fails and keeps no file"},
@@ -304,6 +318,19 @@ static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_de
     case OPT_DIGEST:
         d->digest = 1;
         return RV_OK;
+    case OPT_STATE_DIR:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a directory", spelled);
+        d->state_dir = v;
+        return RV_OK;
+    case OPT_CACHE_DIR:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a directory", spelled);
+        d->cache_dir = v;
+        return RV_OK;
+    case OPT_NO_STATE:
+        d->no_state = true;
+        return RV_OK;
     case OPT_NO_DIGEST:
         d->digest = 0;
         return RV_OK;
@@ -333,6 +360,9 @@ static int check_download(struct parser *p, const rvc_download_opts *d) {
                     "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "
                     "several",
                     d->n_urls);
+    if (d->no_state && (d->state_dir || d->cache_dir))
+        return fail(p, "download", "option '--no-state' cannot be combined with '%s'",
+                    d->state_dir ? "--state-dir" : "--cache-dir");
     if (d->sha256[0] && d->n_urls > 1)
         return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +149,14 @@ static void hook_state(void *ud, rv_object *obj, rv_state state) {
 static void hook_progress(void *ud, rv_object *obj, const rv_progress *p) {
     struct run *r = ud;
     r->views[item_index(r, obj)].p = *p;
+}
+
+/* Recovery notes (a corrupt state database moved aside, orphan cache files
+ * removed): they come while the engine opens, before any progress output. */
+static void hook_notice(void *ud, const char *msg) {
+    struct run *r = ud;
+    if (!r->o->quiet)
+        fprintf(r->err, PROG ": note: %s\n", msg);
 }
 
 static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
@@ -538,6 +547,51 @@ static rvc_progress_mode pick_mode(const rvc_download_opts *o, bool err_tty) {
     return RVC_PROGRESS_PLAIN;
 }
 
+/* mkdir -p, mode 0700 for what it creates. */
+static int make_dirs(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int r = mkdir(path, 0700);
+        *p = '/';
+        if (r != 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* The directory from the option, else $XDG_x_HOME/retriever, else
+ * ~/<fallback>/retriever, created if missing. malloc'd, or NULL with a
+ * message in *why. */
+static char *state_path(const char *opt, const char *xdg_var, const char *fallback,
+                        const char **why) {
+    const char *xdg = getenv(xdg_var), *home = getenv("HOME");
+    char *path = NULL;
+    int n;
+
+    if (opt)
+        n = asprintf(&path, "%s", opt);
+    else if (xdg && xdg[0] == '/')
+        n = asprintf(&path, "%s/retriever", xdg);
+    else if (home && home[0] == '/')
+        n = asprintf(&path, "%s/%s/retriever", home, fallback);
+    else {
+        *why = "neither $XDG_STATE_HOME/$XDG_CACHE_HOME nor $HOME is set";
+        return NULL;
+    }
+    if (n < 0) {
+        *why = "out of memory";
+        return NULL;
+    }
+    if (make_dirs(path) != 0) {
+        *why = strerror(errno);
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
 static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_progress_mode mode) {
     rv_config_init(cfg);
     if (o->connections) {
@@ -579,7 +633,9 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         .on_state = hook_state,
         .on_progress = hook_progress,
         .on_retry = hook_retry,
+        .on_notice = hook_notice,
     };
+    char *state_dir = NULL, *cache_dir = NULL, *detail = NULL;
     rv_config cfg;
     rvc_progress_mode mode = pick_mode(o, r.err_tty);
     int code;
@@ -604,11 +660,30 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     for (size_t i = 0; i < r.n; i++)
         r.items[i].url = o->urls[i];
 
-    e = rv_engine_new(&cfg, &r.engine);
+    if (!o->no_state) {
+        const char *why = NULL;
+        state_dir = state_path(o->state_dir, "XDG_STATE_HOME", ".local/state", &why);
+        if (state_dir)
+            cache_dir = state_path(o->cache_dir, "XDG_CACHE_HOME", ".cache", &why);
+        if (!state_dir || !cache_dir) {
+            rvc_buf_printf(&r.msg, PROG ": cannot use the %s directory: %s (or pass --no-state)",
+                           state_dir ? "cache" : "state", why);
+            emit_msg(&r);
+            code = rvc_exit_code(RV_E_DEST_UNWRITABLE);
+            goto finish;
+        }
+        cfg.state_dir = state_dir;
+        cfg.cache_dir = cache_dir;
+    }
+    e = rv_engine_open(&cfg, &r.engine, &detail);
     if (e != RV_OK) {
         rvc_buf_printf(&r.msg, PROG ": cannot start the download engine: %s", rv_strerror(e));
-        if (e == RV_E_INVALID_ARGUMENT)
+        if (detail)
+            rvc_buf_printf(&r.msg, " (%s)", detail);
+        else if (e == RV_E_INVALID_ARGUMENT)
             rvc_buf_puts(&r.msg, " (check the option values)");
+        if (e == RV_E_STATE_BUSY)
+            rvc_buf_puts(&r.msg, "; wait for it, or pass --no-state or another --state-dir");
         emit_msg(&r);
         code = rvc_exit_code(e);
         goto finish;
@@ -654,6 +729,9 @@ finish:
      * (removing temporary files) and may still run hooks that touch items. */
     r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
     r.engine = rv_engine_free(r.engine);
+    free(state_dir);
+    free(cache_dir);
+    free(detail);
     r.progress = rvc_progress_free(r.progress);
     for (size_t i = 0; r.items && i < r.n; i++) {
         free(r.items[i].path);

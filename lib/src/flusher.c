@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -77,7 +78,14 @@ int rv_flusher_new(void (*wake)(void *ud), void *ud, rv_flusher **ret) {
     f->done_tail = &f->done;
     f->wake = wake;
     f->ud = ud;
-    if (pthread_create(&f->thread, NULL, run, f) != 0) {
+    /* The library's thread takes no signals: the application's threads
+     * handle them (a default action landing here would kill the process). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&f->thread, NULL, run, f);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         pthread_cond_destroy(&f->work);
         pthread_mutex_destroy(&f->lock);
         free(f);

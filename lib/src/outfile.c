@@ -224,13 +224,30 @@ int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget) 
 }
 
 /* Copy the finished blob into fd: a reflink where the file system shares
- * extents (btrfs, XFS), else an in-kernel copy. */
+ * extents (btrfs, XFS), else an in-kernel copy, else (across file system
+ * types, where copy_file_range refuses) through the scratch buffer. */
 static int copy_blob(rv_object *o, int fd) {
+    rv_engine *e = o->engine;
+    bool in_kernel = true;
+
     if (ioctl(fd, FICLONE, o->fd) == 0)
         return 0;
     for (uint64_t at = 0; at < o->size;) {
         loff_t in = (loff_t)at, out = (loff_t)at;
-        ssize_t n = copy_file_range(o->fd, &in, fd, &out, (size_t)(o->size - at), 0);
+        size_t want = (size_t)(o->size - at);
+        ssize_t n = -1;
+        if (in_kernel) {
+            n = copy_file_range(o->fd, &in, fd, &out, want, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP)) {
+                in_kernel = false;
+                continue;
+            }
+        } else {
+            n = pread(o->fd, e->buf, want < e->buf_size ? want : e->buf_size, (off_t)at);
+            if (n > 0 && pwrite(fd, e->buf, (size_t)n, (off_t)at) != n)
+                n = -1;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)

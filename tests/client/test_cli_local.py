@@ -70,6 +70,12 @@ class CliCase(unittest.TestCase):
     def setUp(self):
         self.out = tempfile.mkdtemp(prefix="rv-cli-out-")
         self.addCleanup(shutil.rmtree, self.out, True)
+        # Each test owns its state and cache (the default XDG places would
+        # be shared between tests, and between parallel test programs).
+        self.xdg = tempfile.mkdtemp(prefix="rv-cli-xdg-")
+        self.addCleanup(shutil.rmtree, self.xdg, True)
+        for var in ("XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            os.environ[var] = os.path.join(self.xdg, var.lower())
 
     # -- helpers -----------------------------------------------------------
 
@@ -404,20 +410,32 @@ class CliCase(unittest.TestCase):
         proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, 130)
 
-    def interrupt(self, sig, code):
-        proc = self.start_slow("--json")
+    def blobs(self):
+        """Files in this test's cache (partial and finished downloads)."""
+        d = os.path.join(os.environ["XDG_CACHE_HOME"], "retriever", "blobs")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def interrupt(self, sig, code, *extra):
+        proc = self.start_slow("--json", *extra)
         self.wait_for_progress(proc)
-        # A temporary file exists while downloading ...
-        self.assertEqual(len(self.listing()), 1, self.listing())
+        no_state = "--no-state" in extra
+        # Without state a temporary file sits next to the destination; with
+        # state the partial download lives in the cache instead.
+        self.assertEqual(len(self.listing()), 1 if no_state else 0, self.listing())
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, code, err)
-        # ... and is gone after the interruption; no final file either.
+        # Nothing is left next to the destination; no final file either.
         self.assertEqual(self.listing(), [])
+        # With state the partial download stays in the cache to resume.
+        self.assertEqual(len(self.blobs()), 0 if no_state else 1)
         self.assertIn("interrupted by", err)
         line = json.loads(out)
         self.assertEqual(line["state"], "cancelled")
         self.assertEqual(line["error"]["code"], "RV_E_CANCELLED")
+
+    def test_sigint_without_state(self):
+        self.interrupt(signal.SIGINT, 130, "--no-state")
 
     def test_sigint(self):
         self.interrupt(signal.SIGINT, 130)

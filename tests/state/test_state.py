@@ -1,0 +1,313 @@
+#!/usr/bin/python3
+"""Durable state and the cache, through the real retrieverctl --local:
+crash-safe resume (kill -9 in a loop), cache hits, recovery from a corrupt
+database and missing cache files, a busy or unwritable state, a full disk.
+
+Each test owns its state and cache directories and the origins it starts.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+
+from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
+
+CTL = os.environ["RV_CTL"]
+MiB = 1 << 20
+CONNECTIONS = 16
+CHUNK = 16 * MiB
+
+
+def durable_bytes(state_dir):
+    """Bytes the state database says are durable, over all objects."""
+    db = os.path.join(state_dir, "retriever.db")
+    if not os.path.exists(db):
+        return 0
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(
+            "SELECT COALESCE(SUM(durable - start), 0) FROM ranges").fetchone()[0]
+    finally:
+        con.close()
+
+
+class StateTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="rv-state-www-")
+        os.chmod(cls.root, 0o755)
+        cls.sha = {}
+        for name, size, seed in (("big.bin", 1024 * MiB, 7),
+                                 ("mid.bin", 40 * MiB + 3, 8),
+                                 ("small.bin", 300000, 9)):
+            path = make_file(os.path.join(cls.root, name), size, seed)
+            os.chmod(path, 0o644)
+            cls.sha[name] = sha256_file(path)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rv-state-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.state = os.path.join(self.tmp, "state")
+        self.cache = os.path.join(self.tmp, "cache")
+        self.out = os.path.join(self.tmp, "out")
+        os.mkdir(self.out)
+
+    def ctl(self, *args, timeout=300):
+        return subprocess.run(
+            [CTL, "download", "--local", "--state-dir", self.state,
+             "--cache-dir", self.cache, *args],
+            capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL)
+
+    def blobs(self):
+        d = os.path.join(self.cache, "blobs")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def settle(self, origin, url):
+        """After killing a client: wait until the origin has ended every
+        response it started for url (it counts bytes it still pushes into
+        the dead connections until it notices)."""
+        key = url.split(str(origin.port), 1)[1]
+        requests = sum(1 for ev in origin.log()
+                       if ev.get("key") == key and ev["event"] == "request")
+        self.assertTrue(origin.wait(key, requests, event="response"))
+
+    def key_bytes(self, origin, url):
+        key = url.split(str(origin.port), 1)[1]
+        return origin.stats()["per_key"].get(key, {}).get("body_bytes", 0)
+
+    # -- crash-safe resume -------------------------------------------------
+
+    def test_kill9_loop_resumes(self):
+        """Kill -9 at random moments, 20 rounds: every round keeps what was
+        durable, the final file is right, and the origin sent at most the
+        object plus one set of in-flight ranges per crash."""
+        rng = random.Random(1234)
+        dest = os.path.join(self.out, "big.bin")
+        with FaultOrigin(self.root, rate=4 * MiB) as fo:
+            url = fo.url("big.bin", case="kill9")
+            durable = 0
+            for round_ in range(20):
+                proc = subprocess.Popen(
+                    [CTL, "download", "--local", "--state-dir", self.state,
+                     "--cache-dir", self.cache, "-q", "-c", str(CONNECTIONS),
+                     "-o", dest, url],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE)
+                try:
+                    proc.wait(timeout=rng.uniform(0.2, 1.2))
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                err = proc.stderr.read().decode()
+                proc.stderr.close()
+                self.assertIn(proc.returncode, (-signal.SIGKILL, 0), err)
+                now = durable_bytes(self.state)
+                # Durable progress never goes back: each round resumed.
+                self.assertGreaterEqual(now, durable, "round %d" % round_)
+                durable = now
+                # Never a partial file under the final name.
+                if os.path.exists(dest):
+                    self.assertEqual(sha256_file(dest), self.sha["big.bin"])
+            p = self.ctl("-q", "-c", str(CONNECTIONS), "-o", dest, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["big.bin"])
+            sent = self.key_bytes(fo, url)
+            bound = 1024 * MiB + 20 * CONNECTIONS * CHUNK
+            self.assertLessEqual(sent, bound)
+            print("\nkill -9 x20: origin sent %.2f GiB for 1 GiB (bound %.2f)"
+                  % (sent / 2**30, bound / 2**30))
+
+    def test_interrupted_then_resumed_fetches_only_the_rest(self):
+        dest = os.path.join(self.out, "mid.bin")
+        with FaultOrigin(self.root, rate=2 * MiB) as fo:
+            url = fo.url("mid.bin", case="resume")
+            proc = subprocess.Popen(
+                [CTL, "download", "--local", "--state-dir", self.state,
+                 "--cache-dir", self.cache, "-q", "-c", "4", "-o", dest, url],
+                stdin=subprocess.DEVNULL)
+            # Wait (on the origin) until enough has crossed, then kill.
+            key = url.split(str(fo.port), 1)[1]
+            self.assertTrue(fo.wait(key, 2, event="request"))
+            deadline = time.monotonic() + 60
+            while durable_bytes(self.state) < 8 * MiB and time.monotonic() < deadline:
+                proc.poll() is None or self.fail("finished too early")
+                time.sleep(0.1)  # bounded: the download takes ~5 s at 8 MiB/s
+            proc.kill()
+            proc.wait()
+            kept = durable_bytes(self.state)
+            self.assertGreaterEqual(kept, 8 * MiB)
+            self.settle(fo, url)
+            before = self.key_bytes(fo, url)
+            p = self.ctl("--json", "-c", "4", "-o", dest, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["mid.bin"])
+            line = json.loads(p.stdout)
+            self.assertEqual(line["sha256"], self.sha["mid.bin"])
+            # The second run fetched at most what was not durable.
+            size = os.path.getsize(os.path.join(self.root, "mid.bin"))
+            self.assertLessEqual(self.key_bytes(fo, url) - before, size - kept)
+
+    def test_changed_object_restarts_clean(self):
+        """Resume against an object that changed: its old bytes are
+        discarded, the delivered file is entirely the new version."""
+        dest = os.path.join(self.out, "mid.bin")
+        with FaultOrigin(self.root, rate=4 * MiB) as fo:
+            url = fo.url("mid.bin", change_after=6, case="chg")
+            proc = subprocess.Popen(
+                [CTL, "download", "--local", "--state-dir", self.state,
+                 "--cache-dir", self.cache, "-q", "-c", "4", "-o", dest, url],
+                stdin=subprocess.DEVNULL)
+            key = url.split(str(fo.port), 1)[1]
+            self.assertTrue(fo.wait(key, 5, event="request"))
+            proc.kill()
+            proc.wait()
+            p = self.ctl("-q", "-c", "4", "-o", dest, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(self.root, "mid.bin"), "rb") as f:
+                new = bytes(b ^ 0xFF for b in f.read())
+            with open(dest, "rb") as f:
+                self.assertTrue(f.read() == new, "mixed or old version delivered")
+
+    # -- the cache ---------------------------------------------------------
+
+    def test_cache_hit_fetches_no_body(self):
+        with NginxOrigin(self.root) as ng, FaultOrigin(self.root) as fo:
+            for origin in (ng, fo):
+                url = origin.url("small.bin", case="hit")
+                a, b = os.path.join(self.out, "a"), os.path.join(self.out, "b")
+                for d in (a, b):
+                    if os.path.exists(d):
+                        os.chmod(d, 0o644)
+                        os.unlink(d)
+                self.assertEqual(self.ctl("-q", "-o", a, url).returncode, 0)
+                before = self.key_bytes(fo, url) if origin is fo else None
+                p = self.ctl("--json", "-o", b, url)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(sha256_file(b), self.sha["small.bin"])
+                self.assertEqual(json.loads(p.stdout)["sha256"], self.sha["small.bin"])
+                if origin is fo:
+                    # One revalidation request: its one byte, no body.
+                    self.assertLessEqual(self.key_bytes(fo, url) - before, 1)
+            self.assertEqual(len(self.blobs()), 2)
+
+    def test_cache_hit_of_changed_object_refetches(self):
+        with FaultOrigin(self.root) as fo:
+            url = fo.url("small.bin", change_after=1, case="stale")
+            a, b = os.path.join(self.out, "a"), os.path.join(self.out, "b")
+            self.assertEqual(self.ctl("-q", "-o", a, url).returncode, 0)
+            self.assertEqual(sha256_file(a), self.sha["small.bin"])
+            # The first GET served the old version; from the second (the
+            # revalidation) on, the origin has the new one.
+            p = self.ctl("-q", "-o", b, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(os.path.join(self.root, "small.bin"), "rb") as f:
+                new = bytes(x ^ 0xFF for x in f.read())
+            with open(b, "rb") as f:
+                self.assertTrue(f.read() == new)
+            # The earlier delivery (a hard link to the old blob) is intact.
+            self.assertEqual(sha256_file(a), self.sha["small.bin"])
+
+    # -- recovery and bad local state --------------------------------------
+
+    def test_corrupt_database_recovered(self):
+        with NginxOrigin(self.root) as ng:
+            dest = os.path.join(self.out, "s")
+            self.assertEqual(self.ctl("-q", "-o", dest, ng.url("small.bin")).returncode, 0)
+            with open(os.path.join(self.state, "retriever.db"), "r+b") as f:
+                f.write(b"garbage!" * 512)
+            for suffix in ("-wal", "-shm"):
+                path = os.path.join(self.state, "retriever.db" + suffix)
+                if os.path.exists(path):
+                    os.unlink(path)
+            os.chmod(dest, 0o644)
+            os.unlink(dest)
+            p = self.ctl("-o", dest, ng.url("small.bin"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("was corrupt", p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["small.bin"])
+            self.assertTrue(any(n.startswith("retriever.db.corrupt-")
+                                for n in os.listdir(self.state)))
+
+    def test_missing_cache_files_recovered(self):
+        with NginxOrigin(self.root) as ng:
+            dest = os.path.join(self.out, "s")
+            self.assertEqual(self.ctl("-q", "-o", dest, ng.url("small.bin")).returncode, 0)
+            for name in self.blobs():
+                os.unlink(os.path.join(self.cache, "blobs", name))
+            with open(os.path.join(self.cache, "blobs", "999"), "w") as f:
+                f.write("orphan")
+            os.chmod(dest, 0o644)
+            os.unlink(dest)
+            p = self.ctl("-o", dest, ng.url("small.bin"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("cache files were missing", p.stderr)
+            self.assertIn("no download owned", p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["small.bin"])
+            self.assertNotIn("999", self.blobs())
+
+    def test_busy_state_directory(self):
+        with FaultOrigin(self.root, rate=MiB) as fo:
+            url = fo.url("mid.bin", case="busy")
+            proc = subprocess.Popen(
+                [CTL, "download", "--local", "--state-dir", self.state,
+                 "--cache-dir", self.cache, "-q", "-o",
+                 os.path.join(self.out, "a"), url], stdin=subprocess.DEVNULL)
+            try:
+                key = url.split(str(fo.port), 1)[1]
+                self.assertTrue(fo.wait(key, 1, event="request"))
+                p = self.ctl("-o", os.path.join(self.out, "b"), url)
+                self.assertEqual(p.returncode, 3, p.stderr)
+                self.assertIn("in use by process %d" % proc.pid, p.stderr)
+                self.assertFalse(os.path.exists(os.path.join(self.out, "b")))
+            finally:
+                proc.kill()
+                proc.wait()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to drop to nobody")
+    def test_unwritable_cache_directory(self):
+        os.chmod(self.tmp, 0o755)
+        os.chmod(self.out, 0o777)
+        os.mkdir(self.cache, 0o555)
+        p = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             CTL, "download", "--local", "--state-dir", os.path.join(self.out, "st"),
+             "--cache-dir", self.cache, "-o", os.path.join(self.out, "f"),
+             "http://127.0.0.1:9/x"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn(self.cache, p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "f")))
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs")
+    def test_disk_full_then_resumes(self):
+        os.mkdir(self.cache)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs",
+                        self.cache], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.cache])
+        with NginxOrigin(self.root) as ng:
+            filler = os.path.join(self.cache, "filler")
+            with open(filler, "wb") as f:
+                f.write(b"\0" * (40 * MiB))
+            dest = os.path.join(self.out, "mid.bin")
+            p = self.ctl("-o", dest, ng.url("mid.bin"))
+            self.assertEqual(p.returncode, 3, p.stderr)
+            self.assertIn("no space", p.stderr.lower())
+            self.assertFalse(os.path.exists(dest))
+            os.unlink(filler)  # space again
+            p = self.ctl("-o", dest, ng.url("mid.bin"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["mid.bin"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

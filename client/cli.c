@@ -39,6 +39,7 @@ enum opt_id {
     OPT_STATE_DIR,
     OPT_CACHE_DIR,
     OPT_NO_STATE,
+    OPT_CACHE_QUOTA,
     OPT_SHA256,
     OPT_JSON,
     OPT_DIGEST,
@@ -95,6 +96,9 @@ static const struct opt_def download_opts[] = {
      "keep partial and finished downloads in DIR\n"
      "(default: $XDG_CACHE_HOME/retriever, else\n"
      "~/.cache/retriever); a finished one is a cache hit"},
+    {OPT_CACHE_QUOTA, "cache-quota", 0, "SIZE", false, NULL,
+     "keep at most SIZE of downloads in the cache, least\n"
+     "recently used go first (default 10G; 0: no limit)"},
     {OPT_NO_STATE, "no-state", 0, NULL, true, NULL,
      "no state and no cache: nothing resumes, the file is\n"
      "written next to its destination"},
@@ -331,6 +335,13 @@ static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_de
     case OPT_NO_STATE:
         d->no_state = true;
         return RV_OK;
+    case OPT_CACHE_QUOTA:
+        if (rv_parse_size(v, &d->cache_quota) != RV_OK)
+            return fail(p, "download",
+                        "option '%s' needs a size (bytes, or a number with a K, M, G or T "
+                        "suffix such as 20G; 0 for no limit), not '%s'",
+                        spelled, v);
+        return RV_OK;
     case OPT_NO_DIGEST:
         d->digest = 0;
         return RV_OK;
@@ -379,6 +390,7 @@ static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd
 
     d->retries = -1;
     d->digest = -1;
+    d->cache_quota = RVC_DEFAULT_CACHE_QUOTA;
     for (int i = 0; r == RV_OK && !help && i < argc; i++) {
         const char *a = argv[i];
 

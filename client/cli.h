@@ -35,6 +35,10 @@ typedef enum rvc_verb {
     RVC_VERB_DOWNLOAD, /* run dl */
 } rvc_verb;
 
+/* The cache kept by default: finished downloads beyond it go, least
+ * recently used first (a hard-linked destination keeps its data). */
+#define RVC_DEFAULT_CACHE_QUOTA (10ull << 30)
+
 typedef struct rvc_download_opts {
     bool local;                  /* --local */
     unsigned connections;        /* -c; 0: engine default, else 1..RVC_MAX_CONNECTIONS */
@@ -53,6 +57,7 @@ typedef struct rvc_download_opts {
     const char *state_dir;       /* --state-dir; NULL: $XDG_STATE_HOME/retriever */
     const char *cache_dir;       /* --cache-dir; NULL: $XDG_CACHE_HOME/retriever */
     bool no_state;               /* --no-state: no resume, no cache */
+    uint64_t cache_quota;        /* --cache-quota; 0: no limit */
     const char **headers;        /* --header lines; array owned, strings borrowed */
     size_t n_headers;
     const char **urls; /* array owned, strings borrowed from argv */

@@ -72,6 +72,10 @@ int rvc_json_result_line(rvc_buf *b, const rvc_json_result *res) {
     rvc_json_string(b, res->state);
     rvc_buf_printf(b, ",\"bytes\":%llu,\"sha256\":", (unsigned long long)res->bytes);
     rvc_json_string(b, res->sha256);
+    if (res->has_crc32c)
+        rvc_buf_printf(b, ",\"crc32c\":\"%08x\"", res->crc32c);
+    else
+        rvc_buf_puts(b, ",\"crc32c\":null");
     rvc_buf_printf(b, ",\"seconds\":%.3f,\"retries\":%u,\"error\":", secs, res->retries);
     if (res->error == RV_OK) {
         rvc_buf_puts(b, "null");

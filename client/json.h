@@ -10,6 +10,8 @@
  *    "state":    string       "done" | "failed" | "cancelled" | "rejected"
  *    "bytes":    integer      bytes downloaded (the file's size when done)
  *    "sha256":   string|null  lower-case hex digest when done, else null
+ *    "crc32c":   string|null  8 lower-case hex digits of the file's CRC-32C
+ *                             when done with state (else null)
  *    "seconds":  number       from start to the final state, 3 decimals
  *    "retries":  integer      retries made for this object
  *    "error":    null when done, else
@@ -40,6 +42,8 @@ typedef struct rvc_json_result {
     const char *state; /* required: "done", "failed", "cancelled", "rejected" */
     uint64_t bytes;
     const char *sha256; /* NULL: null */
+    bool has_crc32c;    /* false: null */
+    uint32_t crc32c;
     double seconds;
     unsigned retries;
     int error;          /* rv_error; RV_OK gives "error":null */

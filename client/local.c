@@ -383,12 +383,15 @@ static void report_final(struct run *r, size_t i) {
     }
 
     if (r->o->json) {
+        uint32_t crc = 0;
         rvc_json_result res = {
             .url = it->url,
             .path = it->path,
             .state = rv_state_name(st),
             .bytes = p.bytes_done,
             .sha256 = st == RV_STATE_DONE ? rv_object_sha256_hex(it->obj) : NULL,
+            .has_crc32c = st == RV_STATE_DONE && rv_object_crc32c(it->obj, &crc),
+            .crc32c = crc,
             .seconds = secs,
             .retries = r->views[i].retries,
             .error = st == RV_STATE_DONE ? RV_OK : (err != RV_OK ? err : RV_E_INTERNAL),
@@ -674,6 +677,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         }
         cfg.state_dir = state_dir;
         cfg.cache_dir = cache_dir;
+        cfg.cache_quota = o->cache_quota;
     }
     e = rv_engine_open(&cfg, &r.engine, &detail);
     if (e != RV_OK) {

@@ -48,6 +48,8 @@ static void notice(rv_engine *e, const char *fmt, ...) {
     e->hooks.on_notice(e->cfg.hooks_ud, msg);
 }
 
+static void evict(rv_engine *e);
+
 static void wake_engine(void *ud) {
     rv_engine_wakeup(ud);
 }
@@ -115,6 +117,8 @@ static int check_row(void *ud, const rv_store_object *so) {
         rc->ids = ids;
     }
     rc->ids[rc->n++] = so->id;
+    if (so->size != RV_STORE_UNKNOWN)
+        rc->e->cache_bytes += so->size;
     return RV_OK;
 }
 
@@ -193,6 +197,8 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
         r = rv_store_last_batch(e->store, &e->recheck_batch);
     if (r == RV_OK)
         r = recover(e);
+    if (r == RV_OK)
+        evict(e); /* the quota may have shrunk since the last run */
     if (r != RV_OK) {
         if (asprintf(&note, "state database in '%s' failed: %s", e->state_dir,
                      rv_store_errmsg(e->store)) < 0)
@@ -304,6 +310,7 @@ static bool resume(rv_object *o, const rv_store_object *so) {
     o->bytes_done = done;
     o->ranges = true;
     o->planned = true;
+    o->counted = so->size; /* counted when the store was opened */
     o->etag = so->etag ? strdup(so->etag) : NULL;
     o->last_modified = so->last_modified ? strdup(so->last_modified) : NULL;
     ok = (!so->etag || o->etag) && (!so->last_modified || o->last_modified);
@@ -335,6 +342,7 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
     o->size = so->size;
     o->bytes_done = so->size; /* honest progress: all of it is here */
     o->ranges = o->planned = o->cached = true;
+    o->counted = so->size; /* counted when the store was opened */
     o->etag = so->etag ? strdup(so->etag) : NULL;
     o->last_modified = so->last_modified ? strdup(so->last_modified) : NULL;
     if (so->sha256[0] && o->hash) {
@@ -374,12 +382,29 @@ static int fresh_blob(rv_object *o) {
     return open_blob(o, true);
 }
 
+/* A live object already fetching the same key, or NULL. */
+static rv_object *find_leader(rv_object *o) {
+    for (rv_object *l = o->engine->head; l; l = l->next)
+        if (l != o && l->store_id && !l->leader && !rv_state_is_terminal(l->state) && l->key &&
+            strcmp(l->key, o->key) == 0)
+            return l;
+    return NULL;
+}
+
 int rv_durable_start(rv_object *o) {
     rv_engine *e = o->engine;
     rv_store_object so = {0};
     bool found = false;
     int r = make_key(o);
 
+    /* Two requests for one object in one process share its download. */
+    rv_object *leader = r == RV_OK ? find_leader(o) : NULL;
+    if (leader) {
+        o->leader = leader;
+        o->store_id = leader->store_id;
+        o->planned = true;
+        return RV_OK;
+    }
     if (r == RV_OK)
         r = rv_store_find(e->store, o->key, &so, &found);
     if (r != RV_OK) {
@@ -429,8 +454,17 @@ out:
     return r;
 }
 
+/* Keep engine->cache_bytes in step with what o occupies. */
+static void count(rv_object *o, uint64_t size) {
+    rv_engine *e = o->engine;
+    e->cache_bytes = e->cache_bytes - o->counted + size;
+    o->counted = size;
+}
+
 void rv_durable_planned(rv_object *o) {
     rv_engine *e = o->engine;
+    if (o->size != RV_UNKNOWN)
+        count(o, o->size);
     rv_store_range *ranges = calloc(o->n_chunks ? o->n_chunks : 1, sizeof(*ranges));
     bool keep = resumable(o);
     if (!ranges) {
@@ -585,6 +619,53 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
         if (fchmod(o->fd, 0444) == 0 && rv_outfile_deliver(o) == RV_OK)
             rv_object_set_state(o, RV_STATE_DONE);
     }
+    evict(e);
+}
+
+/* The leader delivered: the follower delivers from the same blob, as a
+ * cache hit without revalidation. */
+static void follow_done(rv_object *f, rv_object *l) {
+    rv_store_object so = {.id = l->store_id, .size = l->size, .etag = l->etag,
+                          .last_modified = l->last_modified, .crc32c = l->crc32c,
+                          .complete = true};
+    memcpy(so.sha256, l->sha256_hex, sizeof(so.sha256));
+    f->store_id = l->store_id;
+    if (asprintf(&f->blob_path, "%s", l->blob_path) < 0) {
+        f->blob_path = NULL;
+        rv_object_fail(f, RV_E_NOMEM, "out of memory");
+        return;
+    }
+    bool revalidate = f->engine->cfg.cache_revalidate;
+    f->engine->cfg.cache_revalidate = false; /* the leader just fetched it */
+    bool ok = cache_hit(f, &so);
+    f->engine->cfg.cache_revalidate = revalidate;
+    if (!ok) {
+        rv_object_fail(f, RV_E_IO, "cannot read the shared download '%s'", l->blob_path);
+        return;
+    }
+    f->counted = 0; /* the leader's bytes, counted once */
+    rv_object_attention(f);
+}
+
+void rv_durable_leader_ended(rv_object *l) {
+    for (rv_object *f = l->engine->head; f; f = f->next) {
+        if (f->leader != l)
+            continue;
+        f->leader = NULL;
+        if (l->state == RV_STATE_DONE) {
+            follow_done(f, l);
+        } else if (l->state == RV_STATE_CANCELLED) {
+            /* Its caller gave up, this one did not: start again; the
+             * leader's durable ranges are kept, so this resumes them. */
+            f->store_id = 0;
+            f->planned = false;
+            free(f->key);
+            f->key = NULL;
+            f->state = RV_STATE_QUEUED;
+        } else {
+            rv_object_fail(f, l->err, "%s", rv_object_error_detail(l));
+        }
+    }
 }
 
 void rv_durable_restarted(rv_object *o) {
@@ -619,4 +700,65 @@ void rv_durable_end(rv_object *o) {
         rv_store_delete(e->store, o->store_id);
     if (o->blob_path)
         unlink(o->blob_path);
+    count(o, 0);
+}
+
+/* ----------------------------------------------------------------------- */
+/* Eviction                                                                 */
+
+struct eviction {
+    rv_engine *e;
+    int64_t *ids;   /* rows deleted in the open transaction: unlink after commit */
+    size_t n, cap;
+};
+
+static bool in_use(rv_engine *e, int64_t store_id) {
+    for (rv_object *o = e->head; o; o = o->next)
+        if (o->store_id == store_id && !rv_state_is_terminal(o->state))
+            return true;
+    return false;
+}
+
+static int evict_one(void *ud, const rv_store_object *so) {
+    struct eviction *ev = ud;
+    rv_engine *e = ev->e;
+    if (e->cache_bytes <= e->cfg.cache_quota)
+        return 1; /* enough room: stop */
+    if (so->pinned || in_use(e, so->id))
+        return RV_OK;
+    if (ev->n == ev->cap) {
+        ev->cap = ev->cap ? 2 * ev->cap : 16;
+        int64_t *ids = realloc(ev->ids, ev->cap * sizeof(*ids));
+        if (!ids)
+            return RV_E_NOMEM;
+        ev->ids = ids;
+    }
+    int r = rv_store_delete(e->store, so->id);
+    if (r != RV_OK)
+        return r;
+    ev->ids[ev->n++] = so->id;
+    if (so->size != RV_STORE_UNKNOWN)
+        e->cache_bytes -= so->size < e->cache_bytes ? so->size : e->cache_bytes;
+    return RV_OK;
+}
+
+/* Bring the cache under its quota, least recently used first. The rows go
+ * in a committed transaction before their blobs are unlinked: no row ever
+ * points at a half-removed blob (a crash in between leaves orphan blobs,
+ * which recovery removes). */
+static void evict(rv_engine *e) {
+    struct eviction ev = {.e = e};
+    char path[4096];
+
+    if (!e->cfg.cache_quota || e->cache_bytes <= e->cfg.cache_quota || tx(e) != RV_OK)
+        return;
+    int r = rv_store_each(e->store, evict_one, &ev);
+    if (r == 1)
+        r = RV_OK;
+    if (commit(e) == RV_OK && r == RV_OK)
+        for (size_t i = 0; i < ev.n; i++) {
+            snprintf(path, sizeof(path), "%s/%lld", e->blob_dir, (long long)ev.ids[i]);
+            unlink(path);
+        }
+    free(ev.ids);
 }

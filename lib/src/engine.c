@@ -466,6 +466,8 @@ void rv_object_set_state(rv_object *o, rv_state s) {
     if (rv_state_is_terminal(s)) {
         o->t_end_ms = rv_now_ms();
         e->n_live--;
+        if (e->store)
+            rv_durable_leader_ended(o);
     }
     if (e->hooks.on_state)
         e->hooks.on_state(e->cfg.hooks_ud, o, s);
@@ -776,7 +778,7 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
         if (object_start(o) != RV_OK)
             return true;
     }
-    if (o->source->kind != RV_SOURCE_CURL || o->err != RV_OK)
+    if (o->source->kind != RV_SOURCE_CURL || o->err != RV_OK || o->leader)
         return true;
     if (o->revalidating) {
         if (o->active == 0 && e->active < e->cfg.max_connections &&
@@ -825,7 +827,7 @@ static void attend(rv_engine *e) {
             if (o->state == RV_STATE_RESOLVING)
                 rv_object_set_state(o, RV_STATE_DOWNLOADING);
         }
-        if ((o->state == RV_STATE_DOWNLOADING || o->state == RV_STATE_RESOLVING) &&
+        if ((o->state == RV_STATE_DOWNLOADING || o->state == RV_STATE_RESOLVING) && !o->leader &&
             o->active == 0 && o->n_chunks > 0 && all_chunks_done(o))
             object_all_written(o);
     }
@@ -839,7 +841,7 @@ static bool cpu_work_pending(const rv_engine *e) {
     if (e->attention)
         return true;
     for (const rv_object *o = e->head; o; o = o->next) {
-        if (o->err != RV_OK || rv_state_is_terminal(o->state))
+        if (o->err != RV_OK || rv_state_is_terminal(o->state) || o->leader)
             continue;
         if (o->state == RV_STATE_VERIFYING && !o->final_sync)
             return true;
@@ -860,8 +862,8 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
             continue;
         if (room && o->state != RV_STATE_VERIFYING)
             room = object_schedule(e, o, now, next_due);
-        if (o->err != RV_OK || budget == 0)
-            continue;
+        if (o->err != RV_OK || budget == 0 || o->leader)
+            continue; /* a follower has no work until its leader ends */
         int64_t n = 0;
         if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
             n = rv_file_step(e, o, budget);
@@ -884,6 +886,10 @@ static void emit_progress(rv_engine *e, bool force_all) {
     for (rv_object *o = e->head; o; o = o->next) {
         if (rv_state_is_terminal(o->state) || o->state == RV_STATE_QUEUED)
             continue;
+        if (o->leader) { /* a follower shows its leader's progress */
+            o->bytes_done = o->leader->bytes_done;
+            o->size = o->leader->size;
+        }
         uint64_t dt = now - o->progress_last_ms;
         if (!force_all && dt < e->cfg.progress_interval_ms)
             continue;

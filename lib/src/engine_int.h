@@ -142,6 +142,10 @@ struct rv_object {
 
     /* durable state (engine->store set): the object's row and blob */
     char *key;                 /* store key; never holds header values */
+    uint64_t counted;          /* bytes of this object in engine->cache_bytes */
+    rv_object *leader;         /* another live object fetching the same key: this
+                                  one waits for its blob (no transfers, no fd);
+                                  cleared when the leader ends */
     int64_t store_id;          /* 0 until the row exists */
     char *blob_path;           /* cache_dir/blobs/<store_id> */
     uint64_t gen;              /* bumped on restart: stale syncs are dropped */
@@ -187,6 +191,7 @@ struct rv_engine {
     int64_t next_store_id;     /* ids are allocated here, inserts are batched */
     int64_t recheck_batch;     /* ranges this batch advanced are re-checked */
     bool tx_open;              /* a store transaction collects this round's writes */
+    uint64_t cache_bytes;      /* sizes of every object in the store */
     uint64_t tx_opened_ms;
 };
 
@@ -249,6 +254,8 @@ void rv_durable_progress(rv_engine *e, uint64_t now);
 void rv_durable_end(rv_object *o);
 /* The object changed and starts over: forget its old ranges durably. */
 void rv_durable_restarted(rv_object *o);
+/* o reached a terminal state: its followers deliver, take over, or fail. */
+void rv_durable_leader_ended(rv_object *o);
 
 /* outfile.c */
 int rv_outfile_create(rv_object *o);

@@ -77,7 +77,8 @@ enum stmt_id {
     ST_COUNT_,
 };
 
-#define OBJECT_COLUMNS "id, key, url, size, etag, last_modified, blob, complete, crc32c, sha256, used_at"
+#define OBJECT_COLUMNS                                                                      \
+    "id, key, url, size, etag, last_modified, blob, complete, crc32c, sha256, used_at, pinned"
 
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_FIND] = "SELECT " OBJECT_COLUMNS " FROM objects WHERE key = ?1",
@@ -355,6 +356,7 @@ static int read_object(sqlite3_stmt *st, rv_store_object *o) {
     if (sha && strlen((const char *)sha) == 64)
         memcpy(o->sha256, sha, 65);
     o->used_at = sqlite3_column_int64(st, 10);
+    o->pinned = sqlite3_column_int(st, 11) != 0;
     if (!o->key || !o->url || !o->blob) {
         rv_store_object_clear(o);
         return RV_E_NOMEM;

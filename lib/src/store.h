@@ -52,6 +52,7 @@ typedef struct rv_store_object {
     uint32_t crc32c;     /* of the whole object, when complete */
     char sha256[65];     /* "" when not computed */
     int64_t used_at;     /* unix seconds of the last use (LRU) */
+    bool pinned;         /* never evicted */
 } rv_store_object;
 
 typedef struct rv_store_range {

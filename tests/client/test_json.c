@@ -52,6 +52,8 @@ static void test_lines(void) {
         .state = "done",
         .bytes = 1048576,
         .sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        .has_crc32c = true,
+        .crc32c = 0x0000abcd, /* leading zeros kept: always 8 digits */
         .seconds = 1.23456,
         .retries = 2,
         .error = RV_OK,
@@ -61,7 +63,7 @@ static void test_lines(void) {
                  "{\"url\":\"http://h/a.bin\",\"path\":\"out/a.bin\",\"state\":\"done\","
                  "\"bytes\":1048576,"
                  "\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
-                 "\"seconds\":1.235,\"retries\":2,\"error\":null}\n");
+                 "\"crc32c\":\"0000abcd\",\"seconds\":1.235,\"retries\":2,\"error\":null}\n");
 
     rvc_buf_reset(&b);
     rvc_json_result failed = {
@@ -78,7 +80,7 @@ static void test_lines(void) {
     CHECK_INT_EQ(rvc_json_result_line(&b, &failed), RV_OK);
     CHECK_STR_EQ(rvc_buf_str(&b),
                  "{\"url\":\"http://h/\\\"q\\\"\",\"path\":null,\"state\":\"failed\",\"bytes\":0,"
-                 "\"sha256\":null,\"seconds\":0.000,\"retries\":0,"
+                 "\"sha256\":null,\"crc32c\":null,\"seconds\":0.000,\"retries\":0,"
                  "\"error\":{\"code\":\"RV_E_NOT_FOUND\",\"number\":11,"
                  "\"message\":\"origin has no such object\",\"detail\":\"HTTP 404\\n\","
                  "\"retryable\":false}}\n");

@@ -19,6 +19,7 @@
  *   RV_TEST_MAX_CONNECTIONS=N   max_connections (all objects)
  *   RV_TEST_MAX_CONNECTIONS_PER_HOST=N, RV_TEST_MAX_CONNECTIONS_PER_OBJECT=N
  *   RV_TEST_HEADER="Name: value"  one request header sent on every request
+ *   RV_TEST_STATE_DIR=DIR       durable state in DIR (cache in DIR/cache)
  *   RV_TEST_MAY_RESTART=1       "ok": the download may legitimately start
  *                               over (object changed, origin stopped doing
  *                               ranges, a rangeless stream retried), so
@@ -130,6 +131,7 @@ static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
     env_unsigned("RV_TEST_MAX_CONNECTIONS", &cfg.max_connections);
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_HOST", &cfg.max_connections_per_host);
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_OBJECT", &cfg.max_connections_per_object);
+    cfg.state_dir = getenv("RV_TEST_STATE_DIR");
     if (tweak)
         tweak(&cfg);
     int r = rv_engine_new(&cfg, &e);

@@ -201,6 +201,22 @@ class EngineTest(unittest.TestCase):
             self.assertEqual(
                 sha256_file(os.path.join(self.out, "f%04d" % i)), self.sha[n])
 
+    def test_same_object_shared_in_one_run(self):
+        """Three requests for one object in one engine (with durable state):
+        the origin sends its body once, every destination gets it."""
+        url = self.fault.url("big.bin", case="shared")
+        args = ["many", self.out]
+        for _ in range(3):
+            args += [url, self.sha["big.bin"]]
+        state = os.path.join(self.out, "state")
+        p = run_case(*args, env={"RV_TEST_STATE_DIR": state})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for i in range(3):
+            self.assertEqual(sha256_file(os.path.join(self.out, "f%04d" % i)),
+                             self.sha["big.bin"])
+        self.assertEqual(self.key_stats(url)["body_bytes"],
+                         os.path.getsize(os.path.join(self.root, "big.bin")))
+
     def test_nginx_missing(self):
         detail = self.error(self.nginx.url("nope.bin"), "RV_E_NOT_FOUND")
         self.assertIn("404", detail)

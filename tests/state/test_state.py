@@ -218,6 +218,30 @@ class StateTest(unittest.TestCase):
             # The earlier delivery (a hard link to the old blob) is intact.
             self.assertEqual(sha256_file(a), self.sha["small.bin"])
 
+    def test_quota_evicts_least_recently_used(self):
+        size = os.path.getsize(os.path.join(self.root, "small.bin"))
+        with FaultOrigin(self.root) as fo:
+            urls = [fo.url("small.bin", case="q%d" % i) for i in range(3)]
+            dests = [os.path.join(self.out, "q%d" % i) for i in range(3)]
+            for url, dest in zip(urls, dests):
+                p = self.ctl("-q", "--cache-quota", str(2 * size + size // 2),
+                             "-o", dest, url)
+                self.assertEqual(p.returncode, 0, p.stderr)
+            # Room for two: the least recently used (the first) went.
+            self.assertEqual(len(self.blobs()), 2)
+            for dest in dests:  # deliveries are untouched by eviction
+                self.assertEqual(sha256_file(dest), self.sha["small.bin"])
+            # The evicted one is fetched again; the newest is still a hit.
+            before = [self.key_bytes(fo, u) for u in urls]
+            for i in (0, 2):
+                os.chmod(dests[i], 0o644)
+                os.unlink(dests[i])
+                p = self.ctl("-q", "--cache-quota", str(2 * size + size // 2),
+                             "-o", dests[i], urls[i])
+                self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(self.key_bytes(fo, urls[0]) - before[0], size)
+            self.assertLessEqual(self.key_bytes(fo, urls[2]) - before[2], 1)
+
     # -- recovery and bad local state --------------------------------------
 
     def test_corrupt_database_recovered(self):

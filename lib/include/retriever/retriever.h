@@ -125,6 +125,9 @@ typedef struct rv_config {
     const char *cache_dir;               /* copied; NULL: <state_dir>/cache */
     uint64_t flush_bytes;                /* sync an object after this many new bytes */
     unsigned flush_interval_ms;          /* ... or after this long with new bytes */
+    uint64_t cache_quota;                /* bytes of cache kept; least recently used
+                                            objects go first, never one in use or
+                                            pinned; 0: no limit */
     bool cache_revalidate;               /* a cache hit first asks the origin (one
                                             conditional request, no body) whether the
                                             object changed; false trusts the cache */

@@ -518,11 +518,14 @@ static void summary(struct run *r) {
         }
     }
     if (r->signo) {
-        rvc_buf_printf(&r->msg,
-                       PROG ": interrupted by %s; cancelled %zu unfinished download%s and removed "
-                            "%s temporary files",
+        rvc_buf_printf(&r->msg, PROG ": interrupted by %s; cancelled %zu unfinished download%s",
                        r->signo == SIGINT ? "SIGINT" : "SIGTERM", cancelled,
-                       cancelled == 1 ? "" : "s", cancelled == 1 ? "its" : "their");
+                       cancelled == 1 ? "" : "s");
+        if (r->o->no_state)
+            rvc_buf_printf(&r->msg, " and removed %s temporary files",
+                           cancelled == 1 ? "its" : "their");
+        else if (cancelled)
+            rvc_buf_puts(&r->msg, "; what was durable is kept: run the same command to resume");
         emit_msg(r);
     }
     if (r->o->quiet || r->n < 2)

@@ -488,36 +488,40 @@ void rv_durable_planned(rv_object *o) {
 int rv_durable_sync_object(rv_object *o, bool final) {
     rv_engine *e = o->engine;
     size_t n = 0;
-    bool marks = resumable(o);
 
-    for (size_t i = 0; marks && i < o->n_chunks; i++)
+    for (size_t i = 0; i < o->n_chunks; i++)
         if (o->chunks[i].pos > o->chunks[i].submitted)
             n++;
     if (!final && n == 0)
         return RV_OK;
-    rv_sync_job *job = calloc(1, sizeof(*job) + n * sizeof(rv_store_mark));
-    if (!job) {
+    rv_sync_job *job = calloc(1, sizeof(*job) + n * sizeof(rv_sync_span));
+    uint64_t *starts = calloc(n ? n : 1, sizeof(*starts));
+    if (!job || !starts) {
+        free(job);
+        free(starts);
         rv_object_fail(o, RV_E_NOMEM, "out of memory");
         return RV_E_NOMEM;
     }
     job->req.fd = dup(o->fd);
     if (job->req.fd < 0) {
         free(job);
+        free(starts);
         rv_object_fail(o, RV_E_IO, "cannot sync '%s': %s", o->blob_path, strerror(errno));
         return RV_E_IO;
     }
     job->object_id = o->id;
     job->gen = o->gen;
     job->final = final;
-    for (size_t i = 0; marks && i < o->n_chunks; i++) {
+    job->span_start = starts;
+    job->req.spans = job->spans;
+    for (size_t i = 0; i < o->n_chunks; i++) {
         rv_chunk *c = &o->chunks[i];
         if (c->pos <= c->submitted)
             continue;
-        job->marks[job->n_marks++] = (rv_store_mark){
-            .object_id = o->store_id, .start = c->start, .durable = c->pos, .crc32c = c->crc};
+        starts[job->req.n_spans] = c->start;
+        job->spans[job->req.n_spans++] = (rv_sync_span){.from = c->submitted, .to = c->pos};
         c->submitted = c->pos;
     }
-    o->syncs_in_flight++;
     o->last_submit_ms = rv_now_ms();
     rv_flusher_submit(e->flusher, &job->req);
     return RV_OK;
@@ -559,27 +563,48 @@ static void combine_crc(rv_object *o) {
     o->has_crc32c = true;
 }
 
+/* A sync finished: extend each range's CRC with its span's (jobs of one
+ * object finish in submission order), record the marks, and for the final
+ * one the object's completion. */
 static void sync_done(rv_engine *e, rv_sync_job *job) {
     rv_object *o = object_by_id(e, job->object_id);
     if (!o || o->gen != job->gen || rv_state_is_terminal(o->state))
         return; /* cancelled, restarted, or gone: what it proved is moot */
-    o->syncs_in_flight--;
     if (job->req.err) {
         int err = rv_errno_to_error(job->req.err);
         rv_object_fail(o, err == RV_E_DEST_UNWRITABLE ? RV_E_IO : err,
                        "cannot make '%s' durable: %s", o->blob_path, strerror(job->req.err));
         return;
     }
-    if (job->n_marks > 0 && (tx(e) != RV_OK ||
-                             rv_store_commit(e->store, job->marks, job->n_marks, NULL) != RV_OK)) {
+    rv_store_mark *marks = calloc(job->req.n_spans ? job->req.n_spans : 1, sizeof(*marks));
+    size_t n = 0;
+    if (!marks) {
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < job->req.n_spans; i++) {
+        const rv_sync_span *sp = &job->spans[i];
+        rv_chunk *c = chunk_starting(o, job->span_start[i]);
+        if (!c || c->durable != sp->from || sp->from < c->start || sp->to > c->end) {
+            rv_object_fail(o, RV_E_INTERNAL, "durable ranges out of step at offset %llu",
+                           (unsigned long long)sp->from);
+            free(marks);
+            return;
+        }
+        c->crc = rv_crc32c_combine(c->crc, sp->crc, sp->to - sp->from);
+        c->durable = sp->to;
+        marks[n++] = (rv_store_mark){.object_id = o->store_id, .start = c->start,
+                                     .durable = c->durable, .crc32c = c->crc};
+    }
+    /* An object that cannot resume keeps no marks: nothing to trust. */
+    int r = RV_OK;
+    if (n > 0 && resumable(o) && (r = tx(e)) == RV_OK)
+        r = rv_store_commit(e->store, marks, n, NULL);
+    free(marks);
+    if (r != RV_OK) {
         rv_object_fail(o, RV_E_STATE, "cannot record durable ranges: %s",
                        rv_store_errmsg(e->store));
         return;
-    }
-    for (size_t i = 0; i < job->n_marks; i++) {
-        rv_chunk *c = chunk_starting(o, job->marks[i].start);
-        if (c && job->marks[i].durable > c->durable)
-            c->durable = job->marks[i].durable;
     }
     if (job->final) {
         combine_crc(o);
@@ -598,8 +623,10 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
 
     for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
         rv_sync_req *next = r->next;
-        sync_done(e, (rv_sync_job *)r);
-        free(r);
+        rv_sync_job *job = (rv_sync_job *)r;
+        sync_done(e, job);
+        free(job->span_start);
+        free(job);
         r = next;
     }
     for (rv_object *o = e->head; o && !delivering; o = o->next)

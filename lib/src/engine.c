@@ -559,7 +559,8 @@ int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
         uint64_t start = 0, end = first_end;
         if (size != RV_UNKNOWN)
             rv_plan_range(&plan, i, &start, &end);
-        chunks[i] = (rv_chunk){.start = start, .pos = start, .end = end};
+        chunks[i] = (rv_chunk){.start = start, .pos = start, .submitted = start,
+                               .durable = start, .end = end};
     }
     free(o->chunks);
     o->chunks = chunks;

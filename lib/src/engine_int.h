@@ -42,7 +42,8 @@ typedef struct rv_chunk {
     uint64_t start, end, pos; /* end is exclusive; RV_UNKNOWN: until EOF */
     /* With durable state: start <= durable <= submitted <= pos. [start,
      * durable) is synced and recorded; [durable, submitted) is being synced;
-     * crc covers [start, pos). */
+     * crc covers [start, durable) (the flusher checksums each synced span,
+     * and the engine extends crc with it, in order). */
     uint64_t submitted, durable;
     uint32_t crc;
     rv_chunk_state state;
@@ -150,7 +151,6 @@ struct rv_object {
     char *blob_path;           /* cache_dir/blobs/<store_id> */
     uint64_t gen;              /* bumped on restart: stale syncs are dropped */
     uint64_t last_submit_ms;   /* last sync submitted */
-    unsigned syncs_in_flight;
     bool final_sync;           /* all bytes written and verified; final sync queued */
     bool cached;               /* a complete blob from an earlier run: a cache hit */
     bool revalidating;         /* a cache hit waiting for the origin's word */
@@ -195,13 +195,14 @@ struct rv_engine {
     uint64_t tx_opened_ms;
 };
 
-/* A sync request and what it proves once done. */
+/* A sync request and what it proves once done: for each span, range
+ * span_start[i] is durable up to spans[i].to. */
 typedef struct rv_sync_job {
     rv_sync_req req;           /* first: the flusher hands this back */
     uint64_t object_id, gen;
     bool final;
-    size_t n_marks;
-    rv_store_mark marks[];
+    uint64_t *span_start;      /* the range each span extends (by its start) */
+    rv_sync_span spans[];
 } rv_sync_job;
 
 uint64_t rv_now_ms(void);

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crc32c.h"
 #include "engine_int.h"
 
 static uint64_t mtime_ns(const struct stat *st) {
@@ -74,19 +73,12 @@ int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget) {
     while (done < budget && c->pos < c->end) {
         size_t n = (size_t)(c->end - c->pos < budget - done ? c->end - c->pos : budget - done);
         loff_t in = (loff_t)c->pos, out = (loff_t)c->pos;
-        /* With durable state every byte passes through the range's CRC, so
-         * the copy goes through the scratch buffer. */
-        ssize_t got = -1;
-        errno = EXDEV;
-        if (!o->store_id)
-            got = copy_file_range(o->src_fd, &in, o->fd, &out, n, 0);
+        ssize_t got = copy_file_range(o->src_fd, &in, o->fd, &out, n, 0);
         if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
                         errno == EOPNOTSUPP)) {
             got = pread(o->src_fd, e->buf, n < e->buf_size ? n : e->buf_size, (off_t)c->pos);
             if (got > 0 && rv_outfile_write(o, e->buf, (size_t)got, c->pos) != RV_OK)
                 return -o->err;
-            if (got > 0 && o->store_id)
-                c->crc = rv_crc32c(c->crc, e->buf, (size_t)got);
         }
         if (got < 0 && errno == EINTR)
             continue;

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "rv_error.h"
+
+#define SPAN_BUFFER_SIZE (256u << 10)
 
 struct rv_flusher {
     pthread_t thread;
@@ -17,13 +20,36 @@ struct rv_flusher {
     rv_sync_req *todo, **todo_tail;
     rv_sync_req *done, **done_tail;
     unsigned pending;        /* submitted, not yet taken */
+    unsigned char *buf;      /* the thread's read-back buffer */
     bool stop, joined;
     void (*wake)(void *ud);
     void *ud;
 };
 
-static void sync_batch(rv_sync_req *batch) {
+/* CRC-32C of each span of r's file. Returns 0 or an errno. */
+static int checksum(rv_flusher *f, rv_sync_req *r) {
+    for (size_t i = 0; i < r->n_spans; i++) {
+        rv_sync_span *sp = &r->spans[i];
+        uint32_t crc = 0;
+        for (uint64_t at = sp->from; at < sp->to;) {
+            size_t n = sp->to - at < SPAN_BUFFER_SIZE ? (size_t)(sp->to - at) : SPAN_BUFFER_SIZE;
+            ssize_t got = pread(r->fd, f->buf, n, (off_t)at);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                return got < 0 ? errno : EIO;
+            crc = rv_crc32c(crc, f->buf, (size_t)got);
+            at += (uint64_t)got;
+        }
+        sp->crc = crc;
+    }
+    return 0;
+}
+
+static void sync_batch(rv_flusher *f, rv_sync_req *batch) {
     unsigned n = 0;
+    for (rv_sync_req *r = batch; r; r = r->next)
+        r->err = checksum(f, r);
     for (rv_sync_req *r = batch; r; r = r->next)
         n++;
     if (n >= RV_FLUSHER_SYNCFS_MIN) {
@@ -31,10 +57,10 @@ static void sync_batch(rv_sync_req *batch) {
          * Since Linux 5.8 it reports writeback errors of the file system. */
         int err = syncfs(batch->fd) == 0 ? 0 : errno;
         for (rv_sync_req *r = batch; r; r = r->next)
-            r->err = err;
+            r->err = r->err ? r->err : err;
     } else {
         for (rv_sync_req *r = batch; r; r = r->next)
-            r->err = fdatasync(r->fd) == 0 ? 0 : errno;
+            r->err = r->err ? r->err : fdatasync(r->fd) == 0 ? 0 : errno;
     }
     for (rv_sync_req *r = batch; r; r = r->next) {
         close(r->fd);
@@ -55,7 +81,7 @@ static void *run(void *arg) {
         f->todo = NULL;
         f->todo_tail = &f->todo;
         pthread_mutex_unlock(&f->lock);
-        sync_batch(batch);
+        sync_batch(f, batch);
         pthread_mutex_lock(&f->lock);
         *f->done_tail = batch;
         f->done_tail = batch_tail;
@@ -72,6 +98,11 @@ int rv_flusher_new(void (*wake)(void *ud), void *ud, rv_flusher **ret) {
     rv_flusher *f = calloc(1, sizeof(*f));
     if (!f)
         return RV_E_NOMEM;
+    f->buf = malloc(SPAN_BUFFER_SIZE);
+    if (!f->buf) {
+        free(f);
+        return RV_E_NOMEM;
+    }
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->work, NULL);
     f->todo_tail = &f->todo;
@@ -88,6 +119,7 @@ int rv_flusher_new(void (*wake)(void *ud), void *ud, rv_flusher **ret) {
     if (rc != 0) {
         pthread_cond_destroy(&f->work);
         pthread_mutex_destroy(&f->lock);
+        free(f->buf);
         free(f);
         return RV_E_NOMEM;
     }
@@ -110,6 +142,7 @@ rv_flusher *rv_flusher_free(rv_flusher *f) {
     if (!f)
         return NULL;
     rv_flusher_stop(f);
+    free(f->buf);
     pthread_cond_destroy(&f->work);
     pthread_mutex_destroy(&f->lock);
     free(f);
@@ -119,6 +152,8 @@ rv_flusher *rv_flusher_free(rv_flusher *f) {
 void rv_flusher_submit(rv_flusher *f, rv_sync_req *req) {
     req->next = NULL;
     req->err = 0;
+    for (size_t i = 0; i < req->n_spans; i++)
+        req->spans[i].crc = 0;
     pthread_mutex_lock(&f->lock);
     *f->todo_tail = req;
     f->todo_tail = &req->next;

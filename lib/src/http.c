@@ -22,7 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "crc32c.h"
 #include "engine_int.h"
 #include "httphdr.h"
 
@@ -301,8 +300,6 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     }
     if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
         return 0;
-    if (o->store_id)
-        c->crc = rv_crc32c(c->crc, p, n);
     rv_object_chunk_progress(o, c, n);
     return n;
 }

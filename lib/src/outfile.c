@@ -161,6 +161,7 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
 }
 
 int rv_outfile_reset(rv_object *o) {
+    o->gen++; /* syncs still in flight describe bytes that are going */
     if (o->fd >= 0 && ftruncate(o->fd, 0) != 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot truncate '%s': %s", file_name(o), strerror(errno));

@@ -36,6 +36,7 @@ enum opt_id {
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
+    OPT_CACERT,
     OPT_STATE_DIR,
     OPT_CACHE_DIR,
     OPT_NO_STATE,
@@ -88,6 +89,10 @@ static const struct opt_def download_opts[] = {
     {OPT_STALL_TIMEOUT, "stall-timeout", 0, "SECS", false, NULL,
      "retry a transfer that received nothing for SECS\n"
      "seconds"},
+    {OPT_CACERT, "cacert", 0, "FILE", false, NULL,
+     "trust https origins whose certificates chain to\n"
+     "the CA certificates in FILE (PEM) instead of the\n"
+     "system's; verification is never turned off"},
     {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
      "keep download state (what is durable, for resume)\n"
      "in DIR (default: $XDG_STATE_HOME/retriever, else\n"
@@ -321,6 +326,11 @@ static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_de
         return RV_OK;
     case OPT_DIGEST:
         d->digest = 1;
+        return RV_OK;
+    case OPT_CACERT:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a file", spelled);
+        d->ca_file = v;
         return RV_OK;
     case OPT_STATE_DIR:
         if (!*v)

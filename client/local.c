@@ -618,6 +618,7 @@ static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_pro
         cfg->connect_timeout_ms = o->connect_timeout_ms;
     if (o->stall_timeout_ms)
         cfg->stall_timeout_ms = o->stall_timeout_ms;
+    cfg->ca_file = o->ca_file;
     /* The digest costs CPU (docs/engine.md): computed when asked for, and
      * by default when the JSON line will carry it. --sha256 always gets it. */
     cfg->compute_sha256 = o->digest == 1 || (o->digest < 0 && o->json);

@@ -134,10 +134,13 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     e->cfg = *cfg;
     e->cfg.hooks = NULL;
     e->cfg.user_agent = NULL;
+    e->cfg.ca_file = NULL;
     e->cfg.state_dir = e->cfg.cache_dir = NULL; /* copies live in e->state_dir, e->cache_dir */
     if (cfg->hooks)
         e->hooks = *cfg->hooks;
     e->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "retriever/" RV_VERSION);
+    if (cfg->ca_file && !(e->ca_file = strdup(cfg->ca_file)))
+        goto fail;
     e->buf_size = SCRATCH_SIZE;
     e->buf = malloc(e->buf_size);
     e->multi = curl_multi_init();
@@ -190,6 +193,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
         curl_multi_cleanup(e->multi);
     free(e->buf);
     free(e->user_agent);
+    free(e->ca_file);
     free(e);
     curl_global_cleanup();
     return NULL;

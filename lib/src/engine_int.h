@@ -170,6 +170,7 @@ struct rv_engine {
     rv_config cfg;
     rv_hooks hooks;
     char *user_agent;
+    char *ca_file;             /* NULL: libcurl's default CA store */
     CURLM *multi;
     rv_rng rng;
     rv_object *head, *tail;    /* all objects, submission order */

@@ -379,6 +379,8 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((cfg->stall_timeout_ms + 999) / 1000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
+    if (e->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, t);

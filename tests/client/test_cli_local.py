@@ -327,6 +327,22 @@ class CliCase(unittest.TestCase):
 
     # -- usage -------------------------------------------------------------
 
+    def test_https_cacert(self):
+        """--cacert names the CA an https origin must chain to; without it
+        the self-signed origin is refused: exit 5, RV_E_TLS, no file."""
+        with NginxOrigin(self.root, tls=True) as tls:
+            dest = os.path.join(self.out, "a.bin")
+            proc = self.download("--json", "--cacert", tls.ca_file, "-o", dest,
+                                 tls.url("a.bin"))
+            self.assert_rc(proc, 0)
+            self.assertEqual(json.loads(proc.stdout)["state"], "done")
+            self.assertEqual(sha256_file(dest), self.sha["a.bin"])
+            dest2 = os.path.join(self.out, "b.bin")
+            proc = self.download("--json", "-o", dest2, tls.url("b.bin"))
+            self.assert_rc(proc, 5)
+            self.assertEqual(json.loads(proc.stdout)["error"]["code"], "RV_E_TLS")
+            self.assertFalse(os.path.exists(dest2))
+
     def test_usage_errors(self):
         a, b = self.ng.url("/a.bin"), self.ng.url("/b.bin")
         cases = [

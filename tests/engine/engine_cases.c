@@ -20,6 +20,7 @@
  *   RV_TEST_MAX_CONNECTIONS_PER_HOST=N, RV_TEST_MAX_CONNECTIONS_PER_OBJECT=N
  *   RV_TEST_HEADER="Name: value"  one request header sent on every request
  *   RV_TEST_STATE_DIR=DIR       durable state in DIR (cache in DIR/cache)
+ *   RV_TEST_CA_FILE=FILE        CA certificates https origins must chain to
  *   RV_TEST_MAY_RESTART=1       "ok": the download may legitimately start
  *                               over (object changed, origin stopped doing
  *                               ranges, a rangeless stream retried), so
@@ -132,6 +133,7 @@ static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_HOST", &cfg.max_connections_per_host);
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_OBJECT", &cfg.max_connections_per_object);
     cfg.state_dir = getenv("RV_TEST_STATE_DIR");
+    cfg.ca_file = getenv("RV_TEST_CA_FILE");
     if (tweak)
         tweak(&cfg);
     int r = rv_engine_new(&cfg, &e);

@@ -217,6 +217,18 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(self.key_stats(url)["body_bytes"],
                          os.path.getsize(os.path.join(self.root, "big.bin")))
 
+    def test_https(self):
+        """https against nginx with a certificate from a CA the engine is
+        told to trust; without that CA the download fails with RV_E_TLS
+        (verification is never off) and creates nothing."""
+        with NginxOrigin(self.root, tls=True) as tls:
+            url = tls.url("mid.bin")
+            self.assertTrue(url.startswith("https://"))
+            self.ok(url, "mid.bin", env={"RV_TEST_CA_FILE": tls.ca_file})
+            os.unlink(self.dest)
+            detail = self.error(url, "RV_E_TLS")
+            self.assertIn(url, detail)
+
     def test_nginx_missing(self):
         detail = self.error(self.nginx.url("nope.bin"), "RV_E_NOT_FOUND")
         self.assertIn("404", detail)

@@ -114,6 +114,9 @@ typedef struct rv_config {
     bool compute_sha256;                 /* digest every object (always done when a
                                             request carries sha256_hex) */
     const char *user_agent;              /* copied; NULL for the default */
+    const char *ca_file;                 /* copied; PEM CA certificates that https
+                                            origins must chain to; NULL: the
+                                            system's. Verification is never off. */
 
     /* Durable state (docs/state.md). With state_dir NULL the engine keeps
      * nothing between runs and writes each download next to its

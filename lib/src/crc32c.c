@@ -60,9 +60,32 @@ static uint32_t crc_soft(uint32_t crc, const unsigned char *p, size_t n) {
 }
 
 #if defined(__x86_64__)
+/* Three lanes: the crc32 instruction takes 3 cycles but can start every
+ * cycle, so three independent streams run about 3x faster than one. */
+#define LANE 4096
+/* x^(8 * LANE) mod POLY: appends LANE zero bytes to a CRC register.
+ * Generated from POLY (see mul_mod below). */
+#define X_POW_LANE 0x35d73a62u
+
+static uint32_t mul_mod(uint32_t a, uint32_t b);
+
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
                                                           size_t n) {
     uint64_t c = crc;
+    for (; n >= 3 * LANE; n -= 3 * LANE, p += 3 * LANE) {
+        uint64_t c1 = 0, c2 = 0;
+        for (size_t i = 0; i < LANE; i += 8) {
+            uint64_t v0, v1, v2;
+            memcpy(&v0, p + i, 8);
+            memcpy(&v1, p + LANE + i, 8);
+            memcpy(&v2, p + 2 * LANE + i, 8);
+            c = __builtin_ia32_crc32di(c, v0);
+            c1 = __builtin_ia32_crc32di(c1, v1);
+            c2 = __builtin_ia32_crc32di(c2, v2);
+        }
+        /* The register is linear: reg(A B) = reg(A) shifted by |B| ^ reg(B). */
+        c = mul_mod(X_POW_LANE, mul_mod(X_POW_LANE, (uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
+    }
     for (; n > 0 && ((uintptr_t)p & 7) != 0; n--)
         c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
     for (; n >= 8; n -= 8, p += 8) {

@@ -51,6 +51,23 @@ int main(void) {
     CHECK_EQ_U64(rv_crc32c_portable(rv_crc32c_portable(0, buf, 1000), buf + 1000, n - 1000),
                  whole);
 
+    /* Buffers long enough for the three-lane path (3 x 4 KiB blocks), at
+     * every alignment and with tails, against the portable loop. */
+    size_t big = 100003;
+    unsigned char *lb = malloc(big + 16);
+    for (size_t i = 0; i < big + 16; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        lb[i] = (unsigned char)x;
+    }
+    for (size_t off = 0; off < 16; off += 3)
+        for (size_t len = 12287; len <= big; len += 8191) {
+            uint32_t fast = rv_crc32c(0x12345678, lb + off, len);
+            CHECK_EQ_U64(fast, rv_crc32c_portable(0x12345678, lb + off, len));
+        }
+    CHECK_EQ_U64(rv_crc32c(rv_crc32c(0, lb, 50000), lb + 50000, big - 50000),
+                 rv_crc32c(0, lb, big));
+    free(lb);
+
     /* Appending zeros: combine with the CRC of a zero run equals direct. */
     unsigned char *z = calloc(1, 100000);
     CHECK_EQ_U64(rv_crc32c_combine(whole, rv_crc32c(0, z, 100000), 100000),

@@ -90,10 +90,28 @@ static int commit(rv_engine *e) {
 /* ----------------------------------------------------------------------- */
 /* Opening and recovery                                                     */
 
-struct recovery {
-    rv_engine *e;
+/* A growable list of row ids. */
+typedef struct id_list {
     int64_t *ids;
     size_t n, cap;
+} id_list;
+
+static int id_list_push(id_list *l, int64_t id) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        int64_t *ids = realloc(l->ids, cap * sizeof(*ids));
+        if (!ids)
+            return RV_E_NOMEM;
+        l->ids = ids;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return RV_OK;
+}
+
+struct recovery {
+    rv_engine *e;
+    id_list kept;
     unsigned dropped;
 };
 
@@ -109,14 +127,8 @@ static int check_row(void *ud, const rv_store_object *so) {
         rc->dropped++;
         return rv_store_delete(rc->e->store, so->id);
     }
-    if (rc->n == rc->cap) {
-        rc->cap = rc->cap ? 2 * rc->cap : 64;
-        int64_t *ids = realloc(rc->ids, rc->cap * sizeof(*ids));
-        if (!ids)
-            return RV_E_NOMEM;
-        rc->ids = ids;
-    }
-    rc->ids[rc->n++] = so->id;
+    if (id_list_push(&rc->kept, so->id) != RV_OK)
+        return RV_E_NOMEM;
     if (so->size != RV_STORE_UNKNOWN)
         rc->e->cache_bytes += so->size;
     return RV_OK;
@@ -127,8 +139,8 @@ static bool known_id(const struct recovery *rc, const char *name) {
     long long id = strtoll(name, &end, 10);
     if (!end || *end || end == name)
         return false;
-    for (size_t i = 0; i < rc->n; i++)
-        if (rc->ids[i] == id)
+    for (size_t i = 0; i < rc->kept.n; i++)
+        if (rc->kept.ids[i] == id)
             return true;
     return false;
 }
@@ -158,7 +170,7 @@ static int recover(rv_engine *e) {
         notice(e, "recovery: forgot %u download(s) whose cache files were missing", rc.dropped);
     if (orphans)
         notice(e, "recovery: removed %u cache file(s) that no download owned", orphans);
-    free(rc.ids);
+    free(rc.kept.ids);
     return r;
 }
 
@@ -735,8 +747,7 @@ void rv_durable_end(rv_object *o) {
 
 struct eviction {
     rv_engine *e;
-    int64_t *ids;   /* rows deleted in the open transaction: unlink after commit */
-    size_t n, cap;
+    id_list gone;   /* rows deleted in the open transaction: unlink after commit */
 };
 
 static bool in_use(rv_engine *e, int64_t store_id) {
@@ -753,17 +764,11 @@ static int evict_one(void *ud, const rv_store_object *so) {
         return 1; /* enough room: stop */
     if (so->pinned || in_use(e, so->id))
         return RV_OK;
-    if (ev->n == ev->cap) {
-        ev->cap = ev->cap ? 2 * ev->cap : 16;
-        int64_t *ids = realloc(ev->ids, ev->cap * sizeof(*ids));
-        if (!ids)
-            return RV_E_NOMEM;
-        ev->ids = ids;
-    }
-    int r = rv_store_delete(e->store, so->id);
+    int r = id_list_push(&ev->gone, so->id);
+    if (r == RV_OK)
+        r = rv_store_delete(e->store, so->id);
     if (r != RV_OK)
         return r;
-    ev->ids[ev->n++] = so->id;
     if (so->size != RV_STORE_UNKNOWN)
         e->cache_bytes -= so->size < e->cache_bytes ? so->size : e->cache_bytes;
     return RV_OK;
@@ -783,9 +788,9 @@ static void evict(rv_engine *e) {
     if (r == 1)
         r = RV_OK;
     if (commit(e) == RV_OK && r == RV_OK)
-        for (size_t i = 0; i < ev.n; i++) {
-            snprintf(path, sizeof(path), "%s/%lld", e->blob_dir, (long long)ev.ids[i]);
+        for (size_t i = 0; i < ev.gone.n; i++) {
+            snprintf(path, sizeof(path), "%s/%lld", e->blob_dir, (long long)ev.gone.ids[i]);
             unlink(path);
         }
-    free(ev.ids);
+    free(ev.gone.ids);
 }

@@ -532,8 +532,9 @@ int rv_store_commit(rv_store *s, const rv_store_mark *marks, size_t n, int64_t *
     return r;
 }
 
-int rv_store_max_id(rv_store *s, int64_t *ret) {
-    sqlite3_stmt *st = stmt(s, ST_MAX_ID);
+/* A statement that returns one integer. */
+static int query_int64(rv_store *s, enum stmt_id id, int64_t *ret) {
+    sqlite3_stmt *st = stmt(s, id);
     int r = RV_E_STATE;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *ret = sqlite3_column_int64(st, 0);
@@ -543,15 +544,12 @@ int rv_store_max_id(rv_store *s, int64_t *ret) {
     return r;
 }
 
+int rv_store_max_id(rv_store *s, int64_t *ret) {
+    return query_int64(s, ST_MAX_ID, ret);
+}
+
 int rv_store_last_batch(rv_store *s, int64_t *ret) {
-    sqlite3_stmt *st = stmt(s, ST_LAST_BATCH);
-    int r = RV_E_STATE;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *ret = sqlite3_column_int64(st, 0);
-        r = RV_OK;
-    }
-    sqlite3_reset(st);
-    return r;
+    return query_int64(s, ST_LAST_BATCH, ret);
 }
 
 int rv_store_complete(rv_store *s, int64_t id, uint32_t crc32c, const char *sha256) {

@@ -318,9 +318,10 @@ class BasicServing(FixtureCase):
         status, _, body = self.request("/small.bin", rate=rate, case="lst")
         done = time.monotonic()
         self.assertEqual((status, body), (200, self.data))
-        request, response = [e for e in self.fo.log()
-                             if e.get("key") == "/small.bin?rate=%d&case=lst"
-                             % rate]
+        key = "/small.bin?rate=%d&case=lst" % rate
+        # The client can have the body before the origin logs the response.
+        self.assertTrue(self.fo.wait(key, 1, event="response"))
+        request, response = [e for e in self.fo.log() if e.get("key") == key]
         self.assertEqual(response["event"], "response")
         self.assertGreaterEqual(response["last_send_t"] - request["t"],
                                 0.6 * SMALL / rate)
@@ -328,6 +329,7 @@ class BasicServing(FixtureCase):
         self.assertLessEqual(response["last_send_t"], done)
         # A short canned answer (a fault status) records it too.
         self.request("/small.bin", status=503, case="lst2")
+        self.assertTrue(self.fo.wait("/small.bin?status=503&case=lst2", 1))
         response = [e for e in self.fo.log() if e["event"] == "response"][-1]
         self.assertLessEqual(response["last_send_t"], response["t"])
 

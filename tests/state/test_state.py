@@ -69,6 +69,13 @@ class StateTest(unittest.TestCase):
             capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL)
 
+    def spawn(self, *args, **kw):
+        """Start `retrieverctl download --local` with this test's state in
+        the background; the caller stops it."""
+        return subprocess.Popen(
+            [CTL, "download", "--local", "--state-dir", self.state,
+             "--cache-dir", self.cache, *args], stdin=subprocess.DEVNULL, **kw)
+
     def blobs(self):
         d = os.path.join(self.cache, "blobs")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -98,12 +105,8 @@ class StateTest(unittest.TestCase):
             url = fo.url("big.bin", case="kill9")
             durable = 0
             for round_ in range(20):
-                proc = subprocess.Popen(
-                    [CTL, "download", "--local", "--state-dir", self.state,
-                     "--cache-dir", self.cache, "-q", "-c", str(CONNECTIONS),
-                     "-o", dest, url],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE)
+                proc = self.spawn("-q", "-c", str(CONNECTIONS), "-o", dest, url,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 try:
                     proc.wait(timeout=rng.uniform(0.2, 1.2))
                 except subprocess.TimeoutExpired:
@@ -132,10 +135,7 @@ class StateTest(unittest.TestCase):
         dest = os.path.join(self.out, "mid.bin")
         with FaultOrigin(self.root, rate=2 * MiB) as fo:
             url = fo.url("mid.bin", case="resume")
-            proc = subprocess.Popen(
-                [CTL, "download", "--local", "--state-dir", self.state,
-                 "--cache-dir", self.cache, "-q", "-c", "4", "-o", dest, url],
-                stdin=subprocess.DEVNULL)
+            proc = self.spawn("-q", "-c", "4", "-o", dest, url)
             # Wait (on the origin) until enough has crossed, then kill.
             key = url.split(str(fo.port), 1)[1]
             self.assertTrue(fo.wait(key, 2, event="request"))
@@ -164,10 +164,7 @@ class StateTest(unittest.TestCase):
         dest = os.path.join(self.out, "mid.bin")
         with FaultOrigin(self.root, rate=4 * MiB) as fo:
             url = fo.url("mid.bin", change_after=6, case="chg")
-            proc = subprocess.Popen(
-                [CTL, "download", "--local", "--state-dir", self.state,
-                 "--cache-dir", self.cache, "-q", "-c", "4", "-o", dest, url],
-                stdin=subprocess.DEVNULL)
+            proc = self.spawn("-q", "-c", "4", "-o", dest, url)
             key = url.split(str(fo.port), 1)[1]
             self.assertTrue(fo.wait(key, 5, event="request"))
             proc.kill()
@@ -283,10 +280,7 @@ class StateTest(unittest.TestCase):
     def test_busy_state_directory(self):
         with FaultOrigin(self.root, rate=MiB) as fo:
             url = fo.url("mid.bin", case="busy")
-            proc = subprocess.Popen(
-                [CTL, "download", "--local", "--state-dir", self.state,
-                 "--cache-dir", self.cache, "-q", "-o",
-                 os.path.join(self.out, "a"), url], stdin=subprocess.DEVNULL)
+            proc = self.spawn("-q", "-o", os.path.join(self.out, "a"), url)
             try:
                 key = url.split(str(fo.port), 1)[1]
                 self.assertTrue(fo.wait(key, 1, event="request"))

@@ -41,6 +41,7 @@ enum opt_id {
     OPT_CACHE_DIR,
     OPT_NO_STATE,
     OPT_CACHE_QUOTA,
+    OPT_COPY,
     OPT_SHA256,
     OPT_JSON,
     OPT_DIGEST,
@@ -104,6 +105,9 @@ static const struct opt_def download_opts[] = {
     {OPT_CACHE_QUOTA, "cache-quota", 0, "SIZE", false, NULL,
      "keep at most SIZE of downloads in the cache, least\n"
      "recently used go first (default 10G; 0: no limit)"},
+    {OPT_COPY, "copy", 0, NULL, true, NULL,
+     "deliver a private, writable copy instead of a\n"
+     "read-only hard link to the cached file"},
     {OPT_NO_STATE, "no-state", 0, NULL, true, NULL,
      "no state and no cache: nothing resumes, the file is\n"
      "written next to its destination"},
@@ -345,6 +349,9 @@ static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_de
     case OPT_NO_STATE:
         d->no_state = true;
         return RV_OK;
+    case OPT_COPY:
+        d->copy = true;
+        return RV_OK;
     case OPT_CACHE_QUOTA:
         if (rv_parse_size(v, &d->cache_quota) != RV_OK)
             return fail(p, "download",
@@ -381,9 +388,9 @@ static int check_download(struct parser *p, const rvc_download_opts *d) {
                     "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "
                     "several",
                     d->n_urls);
-    if (d->no_state && (d->state_dir || d->cache_dir))
+    if (d->no_state && (d->state_dir || d->cache_dir || d->copy))
         return fail(p, "download", "option '--no-state' cannot be combined with '%s'",
-                    d->state_dir ? "--state-dir" : "--cache-dir");
+                    d->state_dir ? "--state-dir" : d->cache_dir ? "--cache-dir" : "--copy");
     if (d->sha256[0] && d->n_urls > 1)
         return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);

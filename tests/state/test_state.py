@@ -198,6 +198,23 @@ class StateTest(unittest.TestCase):
                     self.assertLessEqual(self.key_bytes(fo, url) - before, 1)
             self.assertEqual(len(self.blobs()), 2)
 
+    def test_delivery_link_or_copy(self):
+        """By default a delivery on the cache's file system is a read-only
+        hard link to the cached blob; --copy gives a private writable file."""
+        with NginxOrigin(self.root) as ng:
+            url = ng.url("small.bin")
+            linked, copied = os.path.join(self.out, "l"), os.path.join(self.out, "c")
+            self.assertEqual(self.ctl("-q", "-o", linked, url).returncode, 0)
+            self.assertEqual(self.ctl("-q", "--copy", "-o", copied, url).returncode, 0)
+            blob = os.path.join(self.cache, "blobs", self.blobs()[0])
+            self.assertEqual(os.stat(linked).st_ino, os.stat(blob).st_ino)
+            self.assertEqual(os.stat(linked).st_mode & 0o777, 0o444)
+            self.assertNotEqual(os.stat(copied).st_ino, os.stat(blob).st_ino)
+            self.assertTrue(os.stat(copied).st_mode & 0o200)
+            with open(copied, "ab") as f:  # the copy is the user's own
+                f.write(b"x")
+            self.assertEqual(sha256_file(blob), self.sha["small.bin"])
+
     def test_cache_hit_of_changed_object_refetches(self):
         with FaultOrigin(self.root) as fo:
             url = fo.url("small.bin", change_after=1, case="stale")

@@ -1,0 +1,82 @@
+/* peer.h — who is on the other end of a connection, and whether the
+ * daemon talks to them.
+ *
+ * The socket file is the first gate: connect(2) to a Unix socket needs
+ * write permission on its file, so the file's mode and group decide who
+ * gets through. The daemon then reads each connection's peer credentials
+ * (SO_PEERCRED) at accept and applies the same rule itself, so the policy
+ * holds even where the file's mode is not ours to set (a socket passed by
+ * systemd) or was changed behind our back:
+ *
+ *   admitted  ⇔  uid == 0                       (root)
+ *             ∨  uid == the daemon's uid
+ *             ∨  mode grants others write       (o+w: anyone who can reach it)
+ *             ∨  mode grants the group write    (g+w)
+ *                ∧ the socket's group is the peer's gid or one of its
+ *                  supplementary groups (SO_PEERGROUPS)
+ *
+ * Refused connections are closed at once; the caller sees the connection
+ * drop (gRPC: UNAVAILABLE). Admitted connections are recorded in an
+ * rvd_peers table keyed by the connection's fd, because gRPC names a call's
+ * peer "fd:N" for connections added with grpc_server_add_channel_from_fd:
+ * that string maps every call back to the credentials read at accept.
+ *
+ * Caveat of keying by fd: gRPC closes a connection's fd itself and does not
+ * tell us, so an entry stays until a new connection reuses the number and
+ * overwrites it. A call is looked up when it starts, while its connection
+ * (and so its fd) is alive, which is what makes the mapping sound.
+ */
+#ifndef RVD_PEER_H
+#define RVD_PEER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct rvd_peer {
+    pid_t pid; /* at connect time; may have exited or been reused since */
+    uid_t uid;
+    gid_t gid;
+} rvd_peer;
+
+/* The admission rule's inputs: the socket file's group and permission
+ * bits, and the daemon's own (effective) uid. */
+typedef struct rvd_access {
+    uid_t owner_uid;
+    gid_t group;
+    mode_t mode; /* permission bits only (& 0777) */
+} rvd_access;
+
+/* The rule above, pure. in_group: whether the socket's group is among the
+ * peer's supplementary groups (the peer's primary gid is checked here). */
+bool rvd_access_admits(const rvd_access *a, const rvd_peer *p, bool in_group);
+
+/* Read fd's peer credentials and apply the rule. On success (0) *ret_peer
+ * and *ret_admitted are set. Errors: -errno of getsockopt. Supplementary
+ * groups are read only when the decision depends on them. */
+int rvd_access_check(const rvd_access *a, int fd, rvd_peer *ret_peer, bool *ret_admitted);
+
+/* The credentials of admitted connections, keyed by fd. Thread-safe: the
+ * accept thread writes, the gRPC thread reads. */
+typedef struct rvd_peers rvd_peers;
+
+/* fds at or above this are refused by rvd_peers_set (-EMFILE). */
+#define RVD_PEERS_MAX_FD (1 << 20)
+
+/* 0 or -ENOMEM. On success *ret owns the table; free with rvd_peers_free. */
+int rvd_peers_new(rvd_peers **ret);
+/* NULL is fine. Returns NULL. */
+rvd_peers *rvd_peers_free(rvd_peers *t);
+
+/* Record (or overwrite) fd's credentials. 0, -EINVAL (fd < 0), -EMFILE
+ * (fd >= RVD_PEERS_MAX_FD), -ENOMEM. */
+int rvd_peers_set(rvd_peers *t, int fd, const rvd_peer *p);
+/* Forget fd (no-op when unknown). */
+void rvd_peers_forget(rvd_peers *t, int fd);
+/* 0 and *ret filled, or -ENOENT. */
+int rvd_peers_get(rvd_peers *t, int fd, rvd_peer *ret);
+
+/* Parse gRPC's peer name of an fd connection, "fd:N", strictly. 0 and
+ * *ret_fd, or -EINVAL for anything else (NULL, "unix:…", "fd:", "fd:1x"). */
+int rvd_peer_name_fd(const char *name, int *ret_fd);
+
+#endif

@@ -1,0 +1,515 @@
+#!/usr/bin/python3
+"""retrieverd end to end, with Python's gRPC as the independent client.
+
+Each test starts its own retrieverd on a socket in its own temporary
+directory, waits for the daemon's "ready '<path>'" line on stderr (no
+polling), talks to it over unix:///path, and stops it by PID. The client
+code is generated at test time with `protoc --python_out` (grpc_tools is
+not packaged in Debian), and methods are called by path with
+channel.unary_unary / unary_stream.
+
+Environment (set by ctest): RV_DAEMON (the retrieverd binary), RV_PROTOC,
+RV_PROTO_DIR (proto/), RV_VERSION (the project's version).
+"""
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+DAEMON = os.environ["RV_DAEMON"]
+PROTOC = os.environ["RV_PROTOC"]
+PROTO_DIR = os.environ["RV_PROTO_DIR"]
+VERSION = os.environ["RV_VERSION"]
+SERVICE = "retriever.v1.Retriever"
+READY_TIMEOUT = 30   # generous: the sanitizer build starts slowly
+STOP_BOUND = 5       # the daemon promises to exit within this after SIGTERM
+NOBODY = 65534
+
+pb = None       # retriever_pb2, generated in setUpModule
+PB_DIR = None
+
+
+def setUpModule():
+    global pb, PB_DIR
+    PB_DIR = tempfile.mkdtemp(prefix="rv-daemon-pb2-")
+    os.chmod(PB_DIR, 0o755)  # the unprivileged client imports it too
+    subprocess.run([PROTOC, "--python_out", PB_DIR, "-I", PROTO_DIR,
+                    "retriever/v1/retriever.proto"], check=True)
+    sys.path.insert(0, PB_DIR)
+    from retriever.v1 import retriever_pb2
+    pb = retriever_pb2
+
+
+def tearDownModule():
+    shutil.rmtree(PB_DIR, ignore_errors=True)
+
+
+def target(path):
+    return "unix://" + path  # path is absolute: unix:///…
+
+
+def unary(path, method, request, response_cls, timeout=10):
+    """One unary call on a fresh channel; returns the response or raises
+    grpc.RpcError. request may be a message or raw bytes."""
+    ser = (lambda b: b) if isinstance(request, bytes) else (
+        lambda m: m.SerializeToString())
+    with grpc.insecure_channel(target(path)) as ch:
+        fn = ch.unary_unary(method, request_serializer=ser,
+                            response_deserializer=response_cls.FromString
+                            if response_cls else None)
+        return fn(request, timeout=timeout)
+
+
+def ping(path, timeout=10):
+    return unary(path, "/%s/Ping" % SERVICE, pb.PingRequest(),
+                 pb.PingResponse, timeout)
+
+
+class Daemon:
+    """One retrieverd process. Its stderr is read by a thread; start()
+    returns once the ready line arrived (or raises with what it printed)."""
+
+    def __init__(self, args, env=None, pass_fd=None):
+        self.args = list(args)
+        self.env = env
+        self.pass_fd = pass_fd   # becomes fd 3 with LISTEN_FDS=1 (systemd)
+        self.proc = None
+        self.lines = []
+        self.ready_path = None
+        self.eof = False
+        self.cond = threading.Condition()
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                if line.startswith("retrieverd: ready '"):
+                    self.ready_path = line.split("'")[1]
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def spawn(self):
+        cmd = [DAEMON] + self.args
+        kw = {}
+        if self.pass_fd is not None:
+            # LISTEN_PID must be the daemon's pid: let a shell export its
+            # own and exec the daemon in its place.
+            cmd = ["/bin/sh", "-c",
+                   'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'] + cmd
+            fd = self.pass_fd
+            kw["pass_fds"] = (3,)
+            kw["preexec_fn"] = lambda: os.dup2(fd, 3)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=self.env, **kw)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def start(self):
+        self.spawn()
+        with self.cond:
+            self.cond.wait_for(lambda: self.ready_path or self.eof,
+                               READY_TIMEOUT)
+            if not self.ready_path:
+                self.kill()
+                raise AssertionError("retrieverd did not become ready:\n" +
+                                     self.log())
+        return self
+
+    def log(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def wait_exit(self, timeout):
+        rc = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout)
+        self.proc.stderr.close()
+        return rc
+
+    def stop(self, sig=signal.SIGTERM):
+        """Signal, wait for the exit (bounded), return (status, seconds)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        rc = self.wait_exit(STOP_BOUND + 5)
+        return rc, time.monotonic() - t0
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc:
+            self.reader.join(5)
+            self.proc.stderr.close()
+
+    def assert_clean(self, tc):
+        tc.assertNotIn("Sanitizer", self.log())
+        tc.assertNotIn("runtime error", self.log())
+
+
+class DaemonTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rv-daemon-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.sock = os.path.join(self.tmp, "run", "retrieverd.sock")
+
+    def daemon(self, *args, sock=None, **kw):
+        d = Daemon(["--socket", sock or self.sock] + list(args), **kw)
+        self.addCleanup(d.kill)
+        return d
+
+    def stop_ok(self, d, sig=signal.SIGTERM):
+        rc, took = d.stop(sig)
+        self.assertEqual(rc, 0, d.log())
+        self.assertLess(took, STOP_BOUND, d.log())
+        d.assert_clean(self)
+        return took
+
+    # -- Ping and the methods ----------------------------------------------
+
+    def test_ping(self):
+        d = self.daemon().start()
+        self.assertEqual(d.ready_path, self.sock)
+        r = ping(self.sock)
+        self.assertEqual(r.version, VERSION)
+        self.assertEqual(r.api_version, 1)
+        self.stop_ok(d)
+
+    def test_many_pings_many_connections(self):
+        """Concurrent callers, each on its own connection, plus one channel
+        shared by threads: every call answered."""
+        d = self.daemon().start()
+        errors = []
+
+        def own_channel():
+            try:
+                for _ in range(20):
+                    self.assertEqual(ping(self.sock).api_version, 1)
+            except Exception as e:  # noqa: BLE001 — reported below
+                errors.append(e)
+
+        with grpc.insecure_channel(target(self.sock)) as ch:
+            fn = ch.unary_unary("/%s/Ping" % SERVICE,
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.PingResponse.FromString)
+
+            def shared():
+                try:
+                    for _ in range(100):
+                        self.assertEqual(fn(pb.PingRequest(), timeout=10).version,
+                                         VERSION)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+            threads = [threading.Thread(target=own_channel) for _ in range(8)]
+            threads += [threading.Thread(target=shared) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(errors, [])
+        self.stop_ok(d)
+
+    def test_unknown_method_is_unimplemented_at_once(self):
+        d = self.daemon().start()
+        for method in ("/%s/NoSuchMethod" % SERVICE, "/other.v9.Service/Ping",
+                       "/" + "x" * 1000):
+            t0 = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as cm:
+                unary(self.sock, method, b"", None, timeout=20)
+            took = time.monotonic() - t0
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            self.assertIn("unknown method", cm.exception.details())
+            self.assertLess(took, 2.0, "%s answered after %.2f s" % (method, took))
+        # The generic slot is re-armed: the daemon still answers.
+        self.assertEqual(ping(self.sock).api_version, 1)
+        self.stop_ok(d)
+
+    def test_other_methods_are_not_implemented_yet(self):
+        d = self.daemon().start()
+        svc = pb.DESCRIPTOR.services_by_name["Retriever"]
+        names = [m.name for m in svc.methods]
+        self.assertIn("Ping", names)
+        with grpc.insecure_channel(target(self.sock)) as ch:
+            for m in svc.methods:
+                if m.name == "Ping":
+                    continue
+                req = getattr(pb, m.input_type.name)()
+                path = "/%s/%s" % (SERVICE, m.name)
+                ser = lambda x: x.SerializeToString()  # noqa: E731
+                de = getattr(pb, m.output_type.name).FromString
+                with self.subTest(method=m.name):
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        if m.server_streaming:
+                            list(ch.unary_stream(path, request_serializer=ser,
+                                                 response_deserializer=de)(req, timeout=10))
+                        else:
+                            ch.unary_unary(path, request_serializer=ser,
+                                           response_deserializer=de)(req, timeout=10)
+                    self.assertEqual(cm.exception.code(),
+                                     grpc.StatusCode.UNIMPLEMENTED)
+                    self.assertIn("not implemented yet", cm.exception.details())
+        self.stop_ok(d)
+
+    def test_malformed_request_is_invalid_argument(self):
+        d = self.daemon().start()
+        with self.assertRaises(grpc.RpcError) as cm:
+            # field 1, wire type 2 (length-delimited), length 100, no bytes
+            unary(self.sock, "/%s/Ping" % SERVICE, b"\x0a\x64", pb.PingResponse)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("malformed", cm.exception.details())
+        self.assertEqual(ping(self.sock).api_version, 1)
+        self.stop_ok(d)
+
+    # -- The socket ----------------------------------------------------------
+
+    def test_second_daemon_fails_and_first_keeps_serving(self):
+        d1 = self.daemon().start()
+        ino = os.stat(self.sock).st_ino
+        d2 = self.daemon().spawn()
+        rc = d2.wait_exit(READY_TIMEOUT)
+        self.assertEqual(rc, 1, d2.log())
+        self.assertIn("another retrieverd is serving '%s'" % self.sock, d2.log())
+        self.assertNotIn("ready", d2.log())
+        d2.assert_clean(self)
+        # The first one's socket is untouched and still answers.
+        self.assertEqual(os.stat(self.sock).st_ino, ino)
+        self.assertEqual(ping(self.sock).version, VERSION)
+        self.stop_ok(d1)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_stale_socket_is_replaced(self):
+        os.makedirs(os.path.dirname(self.sock))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.sock)
+        s.close()  # the file stays, nobody listens: stale
+        self.assertTrue(stat.S_ISSOCK(os.lstat(self.sock).st_mode))
+        d = self.daemon().start()
+        self.assertIn("stale", d.log())
+        self.assertEqual(ping(self.sock).api_version, 1)
+        self.stop_ok(d)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_path_that_is_not_a_socket_is_left_alone(self):
+        os.makedirs(os.path.dirname(self.sock))
+        with open(self.sock, "w") as f:
+            f.write("precious\n")
+        d = self.daemon().spawn()
+        self.assertEqual(d.wait_exit(READY_TIMEOUT), 1, d.log())
+        self.assertIn("'%s' exists and is not a socket" % self.sock, d.log())
+        with open(self.sock) as f:
+            self.assertEqual(f.read(), "precious\n")
+
+    def test_socket_mode_default_and_configured(self):
+        # umask 0 would give 0777 if the daemon relied on it.
+        old = os.umask(0)
+        self.addCleanup(os.umask, old)
+        d = self.daemon().start()
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock).st_mode), 0o600)
+        parent = os.path.dirname(self.sock)
+        self.assertEqual(stat.S_IMODE(os.stat(parent).st_mode), 0o700)
+        self.stop_ok(d)
+
+        sock2 = os.path.join(self.tmp, "group", "g.sock")
+        d = self.daemon("--socket-mode", "0660", sock=sock2).start()
+        self.assertEqual(stat.S_IMODE(os.stat(sock2).st_mode), 0o660)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(sock2)).st_mode),
+                         0o710)
+        self.stop_ok(d)
+
+    def test_default_socket_under_xdg_runtime_dir(self):
+        env = dict(os.environ, XDG_RUNTIME_DIR=self.tmp)
+        d = Daemon([], env=env)
+        self.addCleanup(d.kill)
+        d.start()
+        want = os.path.join(self.tmp, "retriever", "retrieverd.sock")
+        self.assertEqual(d.ready_path, want)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(want)).st_mode), 0o700)
+        self.assertEqual(ping(want).api_version, 1)
+        self.stop_ok(d)
+
+        env.pop("XDG_RUNTIME_DIR")
+        d = Daemon([], env=env).spawn()
+        self.addCleanup(d.kill)
+        self.assertEqual(d.wait_exit(READY_TIMEOUT), 1)
+        self.assertIn("XDG_RUNTIME_DIR is not set", d.log())
+        self.assertIn("--socket", d.log())
+
+    def test_usage_errors(self):
+        for args, text in ((["--socket-mode", "0400"], "invalid socket mode '0400'"),
+                           (["--socket-mode", "9"], "invalid socket mode"),
+                           (["--socket"], "needs a path"),
+                           (["--bogus"], "unknown option '--bogus'"),
+                           (["extra"], "unexpected argument 'extra'"),
+                           (["--socket", "/" + "a" * 200], "too long")):
+            with self.subTest(args=args):
+                p = subprocess.run([DAEMON] + args, capture_output=True, text=True,
+                                   stdin=subprocess.DEVNULL, timeout=READY_TIMEOUT)
+                self.assertIn(p.returncode, (1, 2), p.stderr)
+                self.assertIn(text, p.stderr)
+        p = subprocess.run([DAEMON, "--version"], capture_output=True, text=True,
+                           timeout=READY_TIMEOUT)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn(VERSION, p.stdout)
+        p = subprocess.run([DAEMON, "--help"], capture_output=True, text=True,
+                           timeout=READY_TIMEOUT)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("--socket-mode", p.stdout)
+
+    # -- Who may call --------------------------------------------------------
+
+    CLIENT = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+import grpc
+from retriever.v1 import retriever_pb2 as pb
+with grpc.insecure_channel(sys.argv[1]) as ch:
+    fn = ch.unary_unary("/retriever.v1.Retriever/Ping",
+                        request_serializer=lambda m: m.SerializeToString(),
+                        response_deserializer=pb.PingResponse.FromString)
+    try:
+        fn(pb.PingRequest(), timeout=5)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name)
+"""
+
+    def ping_as_nobody(self, path):
+        def drop():
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+        p = subprocess.run([sys.executable, "-c", self.CLIENT, target(path), PB_DIR],
+                           capture_output=True, text=True, preexec_fn=drop,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        return p.stdout.strip() or p.stderr
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run a client as another uid")
+    def test_peer_credentials_decide_who_is_served(self):
+        os.chmod(self.tmp, 0o711)
+        # 0666: the socket admits everyone, the daemon serves them.
+        open_sock = os.path.join(self.tmp, "open", "o.sock")
+        d = self.daemon("--socket-mode", "0666", sock=open_sock).start()
+        self.assertEqual(self.ping_as_nobody(open_sock), "OK")
+        self.stop_ok(d)
+        # 0600, opened up behind the daemon's back: the kernel lets nobody
+        # connect, the daemon's own check refuses it.
+        d = self.daemon().start()
+        os.chmod(os.path.dirname(self.sock), 0o711)
+        os.chmod(self.sock, 0o666)
+        self.assertEqual(self.ping_as_nobody(self.sock), "UNAVAILABLE")
+        self.assertIn("refused a connection from uid %d" % NOBODY, d.log())
+        self.assertEqual(ping(self.sock).api_version, 1)  # root still served
+        self.stop_ok(d)
+
+    # -- systemd socket activation ---------------------------------------
+
+    def test_systemd_socket_is_adopted_and_left_in_place(self):
+        path = os.path.join(self.tmp, "sd.sock")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(ls.close)
+        ls.bind(path)
+        os.chmod(path, 0o660)
+        ls.listen(16)
+        d = Daemon([], env=dict(os.environ, XDG_RUNTIME_DIR=self.tmp),
+                   pass_fd=ls.fileno())
+        self.addCleanup(d.kill)
+        d.start()
+        self.assertIn("passed by systemd", d.log())
+        self.assertEqual(d.ready_path, path)
+        self.assertEqual(ping(path).version, VERSION)
+        self.stop_ok(d)
+        # systemd's socket: not unlinked, mode not changed.
+        self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "retriever")))
+
+    # -- Stopping ------------------------------------------------------------
+
+    def test_sigterm_exits_zero_and_removes_the_socket(self):
+        d = self.daemon().start()
+        self.assertEqual(ping(self.sock).api_version, 1)
+        self.stop_ok(d, signal.SIGTERM)
+        self.assertFalse(os.path.exists(self.sock))
+        self.assertIn("received SIGTERM", d.log())
+        self.assertIn("retrieverd: stopped", d.log())
+
+    def test_sigint_with_an_idle_client_connected(self):
+        """An open client connection does not hold the shutdown up."""
+        d = self.daemon().start()
+        with grpc.insecure_channel(target(self.sock)) as ch:
+            fn = ch.unary_unary("/%s/Ping" % SERVICE,
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.PingResponse.FromString)
+            self.assertEqual(fn(pb.PingRequest(), timeout=10).api_version, 1)
+            self.stop_ok(d, signal.SIGINT)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_shutdown_is_bounded_with_calls_in_flight(self):
+        """Calls whose request never completes (the client keeps the stream
+        open and sends nothing) cannot hold the daemon past its bound."""
+        d = self.daemon().start()
+        release = threading.Event()
+        answered = threading.Event()
+        results = []
+
+        def never_sends():
+            release.wait(30)
+            return
+            yield  # a generator that yields nothing until released
+
+        def stuck(method):
+            with grpc.insecure_channel(target(self.sock)) as ch:
+                fn = ch.stream_unary(method,
+                                     request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=pb.PingResponse.FromString)
+                try:
+                    fn(never_sends(), timeout=30)
+                    results.append("OK")
+                except grpc.RpcError as e:
+                    results.append(e.code())
+                answered.set()
+
+        threads = [threading.Thread(target=stuck, args=(m,)) for m in
+                   ("/%s/Ping" % SERVICE, "/%s/Download" % SERVICE,
+                    "/%s/Nope" % SERVICE)]
+        for t in threads:
+            t.start()
+        # The generic slot answers at once, whatever the client still sends;
+        # the registered methods wait for their request message.
+        self.assertTrue(answered.wait(10))
+        self.assertEqual(results, [grpc.StatusCode.UNIMPLEMENTED])
+        took = self.stop_ok(d)
+        release.set()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(results), 3)
+        self.assertNotIn("OK", results)
+        # The waiting calls were cancelled after the grace (1 s) had passed.
+        self.assertLess(took, STOP_BOUND)
+
+    def test_socket_replaced_meanwhile_is_not_removed(self):
+        """At exit the daemon removes only the file it created."""
+        d = self.daemon().start()
+        os.unlink(self.sock)
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(other.close)
+        other.bind(self.sock)
+        self.stop_ok(d)
+        self.assertTrue(os.path.exists(self.sock))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

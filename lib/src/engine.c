@@ -194,6 +194,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     free(e->buf);
     free(e->user_agent);
     free(e->ca_file);
+    free(e->dest_dir_ok);
     free(e);
     curl_global_cleanup();
     return NULL;
@@ -302,21 +303,33 @@ static int reject(rv_engine *e, int err, const char *fmt, ...) {
     return err;
 }
 
-/* The destination must be a non-directory in a directory we can write. */
-static int check_destination(rv_engine *e, const char *path) {
+/* The destination must be a non-directory in a directory we can write.
+ * *ret_exists says whether something is there already. The last directory
+ * found usable is remembered: many downloads into one directory check it
+ * once (a directory that turns unwritable meanwhile still fails, clearly,
+ * when the temporary file is created). */
+static int check_destination(rv_engine *e, const char *path, bool *ret_exists) {
     struct stat st;
     char *copy = NULL;
     int r = RV_OK;
 
+    *ret_exists = false;
     if (!*path)
         return reject(e, RV_E_INVALID_ARGUMENT, "the destination path is empty");
-    if (path[strlen(path) - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+    if (path[strlen(path) - 1] == '/')
         return reject(e, RV_E_DEST_IS_DIR, "destination '%s' is a directory", path);
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return reject(e, RV_E_DEST_IS_DIR, "destination '%s' is a directory", path);
+        *ret_exists = true;
+    }
     copy = strdup(path);
     if (!copy)
         return reject(e, RV_E_NOMEM, "out of memory");
     char *slash = strrchr(copy, '/');
     const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
+    if (e->dest_dir_ok && strcmp(e->dest_dir_ok, dir) == 0)
+        goto out;
     if (stat(dir, &st) != 0)
         r = reject(e, RV_E_DEST_UNWRITABLE, "cannot use directory '%s': %s", dir, strerror(errno));
     else if (!S_ISDIR(st.st_mode))
@@ -324,13 +337,20 @@ static int check_destination(rv_engine *e, const char *path) {
     else if (access(dir, W_OK | X_OK) != 0)
         r = reject(e, RV_E_DEST_UNWRITABLE, "cannot write in directory '%s': %s", dir,
                    strerror(errno));
+    if (r == RV_OK) {
+        free(e->dest_dir_ok);
+        e->dest_dir_ok = strdup(dir);
+    }
+out:
     free(copy);
     return r;
 }
 
-static bool same_destination(const rv_engine *e, const char *path) {
+/* Whether a live object already writes path (by name, or, when the file
+ * exists, by inode: two names for one file). */
+static bool same_destination(const rv_engine *e, const char *path, bool exists) {
     struct stat a, b;
-    bool exists = stat(path, &a) == 0;
+    exists = exists && stat(path, &a) == 0;
     for (const rv_object *o = e->head; o; o = o->next) {
         if (rv_state_is_terminal(o->state))
             continue;
@@ -398,10 +418,11 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
             goto fail;
         }
     }
-    r = check_destination(e, req->dest_path);
+    bool exists = false;
+    r = check_destination(e, req->dest_path, &exists);
     if (r != RV_OK)
         goto fail;
-    if (same_destination(e, req->dest_path)) {
+    if (same_destination(e, req->dest_path, exists)) {
         r = reject(e, RV_E_DEST_CONFLICT, "another download already writes '%s'",
                    req->dest_path);
         goto fail;

@@ -184,6 +184,7 @@ struct rv_engine {
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
     char add_detail[512];      /* why the last rv_engine_add failed */
+    char *dest_dir_ok;         /* the last destination directory found usable */
 
     /* durable state; all NULL without cfg.state_dir */
     rv_store *store;

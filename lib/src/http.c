@@ -120,8 +120,9 @@ static bool accept_probe(rv_transfer *t) {
         return false;
     }
     record_validators(t, o);
-    /* Space first: an object too large for the disk fails before planning. */
-    if (size != RV_UNKNOWN && rv_outfile_preallocate(o, size) != RV_OK)
+    /* Space first: an object too large for the disk fails before planning.
+     * Not for one the probe brings whole: its bytes are already on the way. */
+    if (size != RV_UNKNOWN && first_end < size && rv_outfile_preallocate(o, size) != RV_OK)
         return false;
     if (rv_object_plan(o, size, first_end) != RV_OK)
         return false;

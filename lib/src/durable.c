@@ -540,7 +540,7 @@ int rv_durable_sync_object(rv_object *o, bool final) {
 }
 
 void rv_durable_sync_due(rv_engine *e, uint64_t now) {
-    for (rv_object *o = e->head; o; o = o->next) {
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->state != RV_STATE_DOWNLOADING || o->fd < 0 || !o->store_id || o->err != RV_OK)
             continue;
         uint64_t unsynced = 0;
@@ -751,7 +751,7 @@ struct eviction {
 };
 
 static bool in_use(rv_engine *e, int64_t store_id) {
-    for (rv_object *o = e->head; o; o = o->next)
+    for (rv_object *o = rv_live_head(e); o; o = o->next)
         if (o->store_id == store_id && !rv_state_is_terminal(o->state))
             return true;
     return false;

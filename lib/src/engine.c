@@ -170,6 +170,70 @@ int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
 
 static void object_free(rv_object *o);
 
+rv_object *rv_live_head(rv_engine *e) {
+    if (!e->live_head)
+        e->live_head = e->head;
+    while (e->live_head && rv_state_is_terminal(e->live_head->state))
+        e->live_head = e->live_head->next;
+    return e->live_head;
+}
+
+/* The set of live destinations: a chained hash table keyed by path (FNV-1a),
+ * so a thousand adds into one directory do not compare a thousand paths
+ * each. */
+static size_t dest_hash(const char *path, size_t n_buckets) {
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % n_buckets);
+}
+
+static rv_object *dest_find(const rv_engine *e, const char *path) {
+    if (!e->n_dest_buckets)
+        return NULL;
+    for (rv_object *o = e->dest_buckets[dest_hash(path, e->n_dest_buckets)]; o; o = o->dest_next)
+        if (strcmp(o->dest_path, path) == 0)
+            return o;
+    return NULL;
+}
+
+static int dest_insert(rv_engine *e, rv_object *o) {
+    if (e->n_dests >= e->n_dest_buckets) { /* grow: keep chains short */
+        size_t n = e->n_dest_buckets ? 2 * e->n_dest_buckets : 64;
+        rv_object **b = calloc(n, sizeof(*b));
+        if (!b)
+            return RV_E_NOMEM;
+        for (size_t i = 0; i < e->n_dest_buckets; i++)
+            for (rv_object *x = e->dest_buckets[i], *next; x; x = next) {
+                next = x->dest_next;
+                size_t h = dest_hash(x->dest_path, n);
+                x->dest_next = b[h];
+                b[h] = x;
+            }
+        free(e->dest_buckets);
+        e->dest_buckets = b;
+        e->n_dest_buckets = n;
+    }
+    size_t h = dest_hash(o->dest_path, e->n_dest_buckets);
+    o->dest_next = e->dest_buckets[h];
+    e->dest_buckets[h] = o;
+    e->n_dests++;
+    return RV_OK;
+}
+
+static void dest_remove(rv_engine *e, rv_object *o) {
+    if (!e->n_dest_buckets)
+        return;
+    for (rv_object **p = &e->dest_buckets[dest_hash(o->dest_path, e->n_dest_buckets)]; *p;
+         p = &(*p)->dest_next)
+        if (*p == o) {
+            *p = o->dest_next;
+            o->dest_next = NULL;
+            e->n_dests--;
+            return;
+        }
+}
+
 rv_engine *rv_engine_free(rv_engine *e) {
     if (!e)
         return NULL;
@@ -195,6 +259,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     free(e->user_agent);
     free(e->ca_file);
     free(e->dest_dir_ok);
+    free(e->dest_buckets);
     free(e);
     curl_global_cleanup();
     return NULL;
@@ -348,17 +413,16 @@ out:
 
 /* Whether a live object already writes path (by name, or, when the file
  * exists, by inode: two names for one file). */
-static bool same_destination(const rv_engine *e, const char *path, bool exists) {
+static bool same_destination(rv_engine *e, const char *path, bool exists) {
     struct stat a, b;
-    exists = exists && stat(path, &a) == 0;
-    for (const rv_object *o = e->head; o; o = o->next) {
-        if (rv_state_is_terminal(o->state))
-            continue;
-        if (strcmp(o->dest_path, path) == 0)
+    if (dest_find(e, path))
+        return true;
+    if (!exists || stat(path, &a) != 0)
+        return false;
+    for (const rv_object *o = rv_live_head(e); o; o = o->next)
+        if (!rv_state_is_terminal(o->state) && stat(o->dest_path, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
             return true;
-        if (exists && stat(o->dest_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-            return true;
-    }
     return false;
 }
 
@@ -451,6 +515,10 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         if (r != RV_OK)
             goto fail;
     }
+    if (dest_insert(e, o) != RV_OK) {
+        r = reject(e, RV_E_NOMEM, "out of memory");
+        goto fail;
+    }
     o->id = ++e->next_id;
     o->state = RV_STATE_QUEUED;
     o->t_start_ms = rv_now_ms();
@@ -491,6 +559,7 @@ void rv_object_set_state(rv_object *o, rv_state s) {
     if (rv_state_is_terminal(s)) {
         o->t_end_ms = rv_now_ms();
         e->n_live--;
+        dest_remove(e, o);
         if (e->store)
             rv_durable_leader_ended(o);
     }
@@ -554,6 +623,8 @@ int rv_engine_cancel(rv_engine *e, rv_object *o) {
 int rv_engine_release(rv_engine *e, rv_object *o) {
     if (!e || !o || o->engine != e || !rv_state_is_terminal(o->state))
         return RV_E_INVALID_ARGUMENT;
+    if (e->live_head == o)
+        e->live_head = o->next;
     if (o->prev)
         o->prev->next = o->next;
     else
@@ -838,7 +909,7 @@ static void attend(rv_engine *e) {
     if (!e->attention)
         return;
     e->attention = false;
-    for (rv_object *o = e->head; o; o = o->next) {
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (!o->needs_attention)
             continue;
         o->needs_attention = false;
@@ -863,10 +934,10 @@ static void attend(rv_engine *e) {
  * digests to finish, attention. Judged after scheduling: an object still
  * QUEUED then is held by a connection limit, and a finishing transfer (a
  * network event) is what frees it, so it is not work to spin on. */
-static bool cpu_work_pending(const rv_engine *e) {
+static bool cpu_work_pending(rv_engine *e) {
     if (e->attention)
         return true;
-    for (const rv_object *o = e->head; o; o = o->next) {
+    for (const rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->err != RV_OK || rv_state_is_terminal(o->state) || o->leader)
             continue;
         if (o->state == RV_STATE_VERIFYING && !o->final_sync)
@@ -883,7 +954,7 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
     uint64_t now = rv_now_ms(), budget = WORK_BUDGET;
     bool room = true;
 
-    for (rv_object *o = e->head; o; o = o->next) {
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (rv_state_is_terminal(o->state))
             continue;
         if (room && o->state != RV_STATE_VERIFYING)
@@ -909,7 +980,7 @@ static void emit_progress(rv_engine *e, bool force_all) {
 
     if (!e->hooks.on_progress)
         return;
-    for (rv_object *o = e->head; o; o = o->next) {
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (rv_state_is_terminal(o->state) || o->state == RV_STATE_QUEUED)
             continue;
         if (o->leader) { /* a follower shows its leader's progress */

@@ -91,6 +91,7 @@ struct rv_transfer {
 
 struct rv_object {
     rv_object *prev, *next;    /* engine's object list, in submission order */
+    rv_object *dest_next;      /* chain in engine->dest_buckets while live */
     rv_engine *engine;
     uint64_t id;
     void *user_data;
@@ -174,6 +175,9 @@ struct rv_engine {
     CURLM *multi;
     rv_rng rng;
     rv_object *head, *tail;    /* all objects, submission order */
+    rv_object *live_head;      /* no object before it is live (see rv_live_head) */
+    rv_object **dest_buckets;  /* live objects by destination path (hash set) */
+    size_t n_dest_buckets, n_dests;
     unsigned n_live;           /* objects not in a terminal state */
     unsigned active;           /* transfers running, all objects */
     rv_hostlimit **hosts;
@@ -208,6 +212,11 @@ typedef struct rv_sync_job {
 } rv_sync_job;
 
 uint64_t rv_now_ms(void);
+
+/* The first object not in a terminal state, or NULL. Every object before it
+ * is terminal (terminal is final, and objects mostly end in submission
+ * order), so loops over live objects start here instead of at the head. */
+rv_object *rv_live_head(rv_engine *e);
 
 /* engine.c */
 void rv_object_set_state(rv_object *o, rv_state s);

@@ -76,8 +76,8 @@ static int temp_next_to_dest(rv_object *o, const char *from, char **ret_path, in
     for (int attempt = 0; attempt < 100; attempt++) {
         snprintf(path, len, "%s/.%.*s.rvpart-%06llx", dir, TMP_BASE_MAX, base,
                  (unsigned long long)(rv_rng_next(&o->engine->rng) & 0xffffff));
-        if (from)
-            made = link(from, path);
+        if (from) /* follows /proc/self/fd/N links to the open file */
+            made = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
         else
             made = fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (made >= 0 || errno != EEXIST)
@@ -99,12 +99,55 @@ out:
     return r;
 }
 
+/* The download starts as an unnamed file in the destination's directory
+ * (O_TMPFILE): it appears whole under its final name with one link when
+ * done, and a crash leaves nothing behind. Where the file system (or a
+ * missing /proc, needed to link it) does not allow that, a hidden
+ * temporary name next to the destination does the same job. */
 int rv_outfile_create(rv_object *o) {
-    int r = temp_next_to_dest(o, NULL, &o->tmp_path, &o->fd);
+    char *copy = strdup(o->dest_path);
+    int r;
+
+    if (!copy) {
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return RV_E_NOMEM;
+    }
+    o->fd = access("/proc/self/fd", X_OK) == 0
+                ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666)
+                : -1;
+    int errnum = errno;
+    free(copy);
+    if (o->fd >= 0)
+        return RV_OK;
+    if (errnum != EOPNOTSUPP && errnum != EISDIR && errnum != EINVAL && errnum != ENOENT) {
+        r = rv_errno_to_error(errnum);
+        rv_object_fail(o, r, "cannot create a file next to '%s': %s", o->dest_path,
+                       strerror(errnum));
+        return r;
+    }
+    r = temp_next_to_dest(o, NULL, &o->tmp_path, &o->fd);
     if (r != RV_OK)
         rv_object_fail(o, r, "cannot create a temporary file next to '%s': %s", o->dest_path,
                        strerror(errno));
     return r;
+}
+
+/* Give the unnamed file its final name: a link where the name is free,
+ * else a link under a hidden name renamed over the old file. */
+static int link_unnamed(rv_object *o) {
+    char proc[64], *tmp = NULL;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, o->dest_path, AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return errno;
+    int err = temp_next_to_dest(o, proc, &tmp, NULL) == RV_OK ? 0 : errno;
+    if (err == 0 && rename(tmp, o->dest_path) != 0) {
+        err = errno;
+        unlink(tmp);
+    }
+    free(tmp);
+    return err;
 }
 
 int rv_outfile_preallocate(rv_object *o, uint64_t size) {
@@ -304,10 +347,12 @@ fail:
 int rv_outfile_deliver(rv_object *o) {
     if (o->blob_path)
         return deliver_blob(o);
-    if (rename(o->tmp_path, o->dest_path) != 0) {
-        int err = rv_errno_to_error(errno);
-        rv_object_fail(o, err, "cannot rename the finished download into '%s': %s", o->dest_path,
-                       strerror(errno));
+    int errnum = o->tmp_path ? (rename(o->tmp_path, o->dest_path) == 0 ? 0 : errno)
+                             : link_unnamed(o);
+    if (errnum != 0) {
+        int err = rv_errno_to_error(errnum);
+        rv_object_fail(o, err, "cannot put the finished download in place as '%s': %s",
+                       o->dest_path, strerror(errnum));
         return err;
     }
     free(o->tmp_path);

@@ -8,8 +8,8 @@ or MISSED with its ratio. Not a pass/fail test: it exits 0 whenever the
 benchmark itself ran (a failed download is reported loudly, and counted).
 
 Usage:
-    bench.py --retrieverctl PATH [--scenario 1,2,3,4] [--repeat N]
-             [--workdir DIR] [--markdown] [--peers-only]
+    bench.py --retrieverctl PATH [--scenario 1,2,...,7] [--repeat N]
+             [--repeat-small N] [--workdir DIR] [--markdown] [--peers-only]
 
 Scenarios (see docs/benchmarks.md for the method and the targets):
     1  1 GiB from nginx on loopback, unlimited
@@ -17,9 +17,22 @@ Scenarios (see docs/benchmarks.md for the method and the targets):
        before each response
     3  1000 files of 64 KiB from nginx
     4  retriever's peak RSS for 1 GiB and 4 GiB from nginx
+    5  cost of durable state: 1 GiB from the origins of 1 and 2, retriever
+       with a fresh state against retriever --no-state
+    6  1000 files of 64 KiB from nginx, retriever with a fresh state
+       against curl --parallel
+    7  cache hit: 1 GiB with a fresh state, then again with the same state
+       to another file (nginx, and the origin of 2 to count body bytes)
 
-Fairness: before every run the previous outputs are deleted and os.sync()
-is called, and the source files are checked to be in the page cache (and
+In scenarios 1-4 retriever runs with --no-state (the engine without
+durability, as before state existed), so that no run is a cache hit of an
+earlier one. The state rows of 5-7 get an empty --state-dir and --cache-dir
+in the workdir (same file system as the outputs: delivery is a hard link),
+deleted before every run except the cache hit's.
+
+Fairness: before every run the previous outputs (and the state
+directories of that run's row) are removed -- deleted, or if small moved
+aside until the end (see Runner._discard) -- and os.sync() is called, and the source files are checked to be in the page cache (and
 read again if they are not). Every output's sha256 is verified after the
 run, outside the timed section. CPU seconds and peak RSS come from
 os.wait4() of the tool's own process.
@@ -35,6 +48,7 @@ import os
 import platform
 import re
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -55,16 +69,19 @@ SMALL_COUNT = 1000
 S2_RATE = 25 * MIB              # scenario 2: bytes/s per TCP connection
 S2_LATENCY_MS = 20              # scenario 2: delay before each response
 CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
 RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUSY_FLOOR_S = 0.1              # "other CPU" below this is not reported
 QUIET_WINDOW_S = 0.5            # the machine counts as quiet when, over
 QUIET_BUSY = 0.10               # this window, it was busy < this many cores
 SETTLE_MAX_S = 30               # default bound on waiting for quiet
+TRASH_MAX = 256 * MIB           # outputs up to this size are set aside
 
 CURL = shutil.which("curl") or "curl"
 ARIA2C = shutil.which("aria2c") or "aria2c"
 FINCORE = shutil.which("fincore") or "fincore"
+SYNC = shutil.which("sync") or "sync"
 SH = "/bin/sh"
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -99,6 +116,26 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
+def _source_tree():
+    """The commit this script's tree is at, and the files of lib/ and
+    client/ changed on top of it: what the measured build was built from,
+    when it was built from this tree."""
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    try:
+        head = subprocess.run(["git", "-C", repo, "log", "-1",
+                               "--format=%h %s"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain",
+                                "--", "lib", "client"], capture_output=True,
+                               text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    dirty = [line[3:] for line in dirty if line.strip()]
+    return "%s%s" % (head[:60] or "unknown",
+                     "; uncommitted changes in %s" % ", ".join(dirty)
+                     if dirty else "")
+
+
 def machine_facts(retrieverctl, workdir):
     """[(name, value)] describing this machine and the tools' versions."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -130,6 +167,7 @@ def machine_facts(retrieverctl, workdir):
                       % (_first_line([retrieverctl, "--version"]),
                          retrieverctl, built.strftime("%Y-%m-%d %H:%M"),
                          origins.sha256_file(retrieverctl)[:12])))
+        facts.append(("source tree", _source_tree()))
     else:
         facts.append(("retrieverctl", "not run (peers only)"))
     return facts
@@ -167,6 +205,22 @@ def _system_busy_s():
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
+def _proc_wchar(pids):
+    """Bytes written so far by `pids` (/proc/PID/io wchar: write(2) and
+    sendfile(2) alike, so for nginx with its access log off: the response
+    heads and bodies it sent). None when not readable."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/io" % pid) as f:
+                for line in f:
+                    if line.startswith("wchar:"):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+    return total
+
+
 def origin_pids(origin):
     """The origin's PID and its children's (nginx workers)."""
     pid = origin.pid
@@ -189,6 +243,9 @@ class Run:
         self.other_cpu = other_cpu      # every other process, same interval
         self.ok = ok
         self.problem = problem
+        self.origin_wrote = None        # bytes the origin wrote (/proc io)
+        self.origin_body = None         # body bytes (fault origin's /_stats)
+        self.nlink = None               # least st_nlink of the outputs
 
 
 class Row:
@@ -201,7 +258,7 @@ class Row:
     """
 
     def __init__(self, scenario, key, label, argv, outdir, outputs, nbytes,
-                 nfiles=1, info=False):
+                 nfiles=1, info=False, fresh=(), linked=False):
         self.scenario = scenario
         self.key = key
         self.label = label
@@ -211,6 +268,8 @@ class Row:
         self.nbytes = nbytes
         self.nfiles = nfiles
         self.info = info            # a row "for information", not a target
+        self.fresh = list(fresh)    # state directories deleted before a run
+        self.linked = linked        # outputs should be hard links (state)
         self.runs = []
 
     def ok_runs(self):
@@ -249,6 +308,21 @@ class Row:
         return self._median([r.cpu / (self.nbytes / GIB)
                              for r in self.ok_runs()])
 
+    def origin_wrote(self):
+        values = [r.origin_wrote for r in self.ok_runs()
+                  if r.origin_wrote is not None]
+        return self._median(values)
+
+    def origin_body_max(self):
+        values = [r.origin_body for r in self.ok_runs()
+                  if r.origin_body is not None]
+        return max(values) if values else None
+
+    def copied_runs(self):
+        """Runs of a state row whose outputs were not hard links."""
+        return [r for r in self.ok_runs()
+                if self.linked and r.nlink is not None and r.nlink < 2]
+
     def rate_range(self):
         """(min, max) of the rate the scenario is judged by."""
         rates = [(self.nfiles if self.nfiles > 1 else self.nbytes / MIB)
@@ -261,11 +335,17 @@ class Runner:
 
     def __init__(self, workdir, timeout=RUN_TIMEOUT_S, settle_max=0):
         self.out_root = os.path.join(workdir, "out")
+        self.trash_root = os.path.join(workdir, "trash")
+        self.trashed = 0            # output trees set aside (see _discard)
         self.log_path = os.path.join(workdir, "run.stderr")
         self.timeout = timeout
         self.env = {k: v for k, v in os.environ.items()
                     if "proxy" not in k.lower()}
         self.env["LC_ALL"] = "C"
+        # A retrieverctl run without --no-state or --state-dir would use
+        # these; keep it off the user's own state and cache.
+        self.env["XDG_STATE_HOME"] = os.path.join(workdir, "xdg-state")
+        self.env["XDG_CACHE_HOME"] = os.path.join(workdir, "xdg-cache")
         self.recached = 0           # bytes of sources that left the cache
         self.settle_max = settle_max
         self.settled_s = 0.0        # time spent waiting for a quiet machine
@@ -275,9 +355,57 @@ class Runner:
     # -- fairness ----------------------------------------------------------
 
     def _clear_outputs(self, row):
-        """Delete every previous output (of any tool), recreate row.outdir."""
-        shutil.rmtree(self.out_root, ignore_errors=True)
+        """Remove every previous output (of any tool) and the row's own
+        state directories (row.fresh), recreate row.outdir; the trees
+        moved aside (see _discard)."""
+        moved = [self._discard(path) for path in [self.out_root] + row.fresh]
         os.makedirs(row.outdir)
+        return [path for path in moved if path]
+
+    @staticmethod
+    def _drop_cached(trees):
+        """Evict the (clean, after os.sync) page cache of trees moved
+        aside, as deleting them would have."""
+        for tree in trees:
+            for top, _, files in os.walk(tree):
+                for name in files:
+                    try:
+                        fd = os.open(os.path.join(top, name), os.O_RDONLY)
+                    except OSError:
+                        continue
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+
+    def _discard(self, path):
+        """Remove the tree `path`: delete it, or when it is small (the
+        small-file scenarios), move it aside into trash/, deleted with the
+        workdir. On ext4 without a journal (this VM's root), an inode freed
+        less than 60 s ago is skipped by the inode allocator, one check per
+        candidate each time a file is created (fs/ext4/ialloc.c,
+        recently_deleted()): deleting 1000 outputs before every run made
+        the next runs' file creation ever slower (0.05 -> 0.25 s of system
+        time for the same 1000 files), and unevenly so between tools. A
+        handful of freed inodes (the large-file scenarios) does not
+        matter. Returns the new path of a tree moved aside, else None."""
+        if not os.path.lexists(path):
+            return None
+        size = 0
+        for top, _, files in os.walk(path):
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(top, name)).st_size
+                except OSError:
+                    pass
+        if size > TRASH_MAX:
+            shutil.rmtree(path, ignore_errors=True)
+            return None
+        os.makedirs(self.trash_root, exist_ok=True)
+        self.trashed += 1
+        moved = os.path.join(self.trash_root, str(self.trashed))
+        os.rename(path, moved)
+        return moved
 
     def ensure_cached(self, sources):
         """Make sure every file in `sources` is fully in the page cache."""
@@ -316,11 +444,15 @@ class Runner:
 
     # -- one run -----------------------------------------------------------
 
-    def measure(self, row, origin_pids_, sources):
-        self._clear_outputs(row)
+    def measure(self, row, origin, origin_pids_, sources):
+        moved = self._clear_outputs(row)
         os.sync()
+        self._drop_cached(moved)
         self.ensure_cached(sources)
         self.wait_quiet()
+        stats = getattr(origin, "stats", None)      # fault origin only
+        body_before = stats()["body_bytes"] if stats else None
+        wrote_before = _proc_wchar(origin_pids_)
         origin_before = _proc_cpu_s(origin_pids_)
         system_before = _system_task_cpu_s()
 
@@ -339,6 +471,7 @@ class Runner:
             wall = time.monotonic() - t0
         returncode = os.waitstatus_to_exitcode(status)
         origin_cpu = _proc_cpu_s(origin_pids_) - origin_before
+        wrote_after = _proc_wchar(origin_pids_)
         cpu = usage.ru_utime + usage.ru_stime
         other_cpu = max(_system_task_cpu_s() - system_before - cpu
                         - origin_cpu, 0.0)
@@ -352,6 +485,12 @@ class Runner:
             problem = self._verify(row)
         run = Run(wall, cpu, usage.ru_maxrss, origin_cpu, other_cpu,
                   not problem, problem)
+        if wrote_before is not None and wrote_after is not None:
+            run.origin_wrote = wrote_after - wrote_before
+        if stats:
+            run.origin_body = stats()["body_bytes"] - body_before
+        if not problem:
+            run.nlink = min(os.stat(path).st_nlink for path, _ in row.outputs)
         row.runs.append(run)
         if problem:
             self._report_failure(row, problem)
@@ -429,12 +568,14 @@ def interleave(runner, rows, repeat, origin, sources, once=()):
     """Run `rows` in order, `repeat` times; rows in `once` run only in the
     first repetition."""
     pids = origin_pids(origin)
+    width = max(len(row.label) for row in rows)
     for rep in range(repeat):
         for row in rows:
             if rep > 0 and row.key in once:
                 continue
-            say("  rep %d/%d  %-36s" % (rep + 1, repeat, row.label), end="")
-            run = runner.measure(row, pids, sources)
+            say("  rep %d/%d  %-*s" % (rep + 1, repeat, width, row.label),
+                end="")
+            run = runner.measure(row, origin, pids, sources)
             say("  %7.3f s  cpu %6.2f s  other %5.2f s  %s"
                 % (run.wall, run.cpu, run.other_cpu,
                    "ok" if run.ok else "FAILED"))
@@ -455,28 +596,54 @@ def aria2_single(url, out):
             "-d", os.path.dirname(out), "-o", os.path.basename(out), url]
 
 
+def then_sync(argv, flag, path):
+    """argv, then (if it succeeded) coreutils sync: `-d FILE` is
+    fdatasync(FILE), `-f PATH` is syncfs() of PATH's file system. A peer
+    made durable the simple way, to compare with retriever's state rows;
+    wait4() of the shell counts both processes' CPU."""
+    return [SH, "-c", '"$@" && exec %s %s %s' % (SYNC, flag,
+                                                 shlex.quote(path)),
+            "sh"] + argv
+
+
 # How to ask retrieverctl for a sha256 of every file (True) or none
 # (False). Builds without --digest computed it by default; parse_args()
 # drops the flags this build does not know.
 DIGEST_FLAGS = {True: "--digest", False: "--no-digest"}
 
 
+# Whether this build has durable state (--no-state, --state-dir,
+# --cache-dir); parse_args() sets it from the build's --help. Builds
+# without it keep no state, so their rows need no flag.
+HAS_STATE = [True]
+
+
 def retriever(ctl, urls, out=None, outdir=None, connections=CONNECTIONS,
-              digest=True):
+              digest=True, state=None):
+    """argv of one retrieverctl run; `state` None is --no-state, else
+    (state_dir, cache_dir)."""
     argv = [ctl, "download", "--local", "-q"]
     if connections:
         argv += ["-c", str(connections)]
     if DIGEST_FLAGS.get(digest):
         argv.append(DIGEST_FLAGS[digest])
+    if state:
+        argv += ["--state-dir", state[0], "--cache-dir", state[1]]
+    elif HAS_STATE[0]:
+        argv.append("--no-state")
     argv += ["-o", out] if out else ["-d", outdir]
     return argv + list(urls)
 
 
-def retriever_label(connections, digest):
+def retriever_label(connections, digest, state=None):
+    """`state`: None (--no-state), or how the state row is described."""
     label = "retriever"
     if connections:
         label += " -c %d" % connections
-    return label + " " + DIGEST_FLAGS.get(digest, "(sha256 by default)")
+    label += " " + DIGEST_FLAGS.get(digest, "(sha256 by default)")
+    if state:
+        return label + ", " + state
+    return label + (" --no-state" if HAS_STATE[0] else "")
 
 
 # ---------------------------------------------------------------------------
@@ -492,6 +659,7 @@ class Bench:
         self.workdir = args.workdir
         self.srv = os.path.join(self.workdir, "srv")
         self.out = os.path.join(self.workdir, "out")
+        self.state_root = os.path.join(self.workdir, "state")
         self.runner = Runner(self.workdir, settle_max=args.settle_max)
         self.rows = []
         self.verdicts = []          # (scenario, text, met or None)
@@ -502,19 +670,22 @@ class Bench:
     # -- data --------------------------------------------------------------
 
     def make_data(self, scenarios):
-        need = (BIG_SIZE * 2 + SMALL_COUNT * SMALL_SIZE * 2
+        # Small outputs are set aside, not deleted (Runner._discard): up to
+        # 4 rows per small-file scenario, --repeat-small runs each.
+        small_runs = 4 * self.args.repeat_small * len(scenarios & {3, 6})
+        need = (BIG_SIZE * 2 + SMALL_COUNT * SMALL_SIZE * (1 + small_runs)
                 + (HUGE_SIZE * 2 if 4 in scenarios and self.ctl else 0))
         st = os.statvfs(self.workdir)
         if st.f_bavail * st.f_frsize < need + GIB:
-            raise SystemExit("bench.py: %s needs %.0f GiB free (sources and "
-                             "one output at a time)" % (self.workdir,
-                                                        need / GIB + 1))
+            raise SystemExit("bench.py: %s needs %.0f GiB free (sources, "
+                             "one large output at a time, every small "
+                             "output)" % (self.workdir, need / GIB + 1))
         os.makedirs(self.srv)
-        if scenarios & {1, 2, 4}:
+        if scenarios & {1, 2, 4, 5, 7}:
             self.big = self._data("big1g.bin", BIG_SIZE, seed=1)
         if 4 in scenarios and self.ctl:
             self.huge = self._data("big4g.bin", HUGE_SIZE, seed=4)
-        if 3 in scenarios:
+        if scenarios & {3, 6}:
             os.makedirs(os.path.join(self.srv, "small"))
             say("generating %d files of %d KiB" % (SMALL_COUNT,
                                                    SMALL_SIZE // 1024))
@@ -540,6 +711,13 @@ class Bench:
 
     def _outdir(self, key):
         return os.path.join(self.out, key)
+
+    def _state(self, key):
+        """(state_dir, cache_dir) of a state row: in the workdir, on the
+        outputs' file system (so delivery is a hard link), not created --
+        retrieverctl creates them, as on a first use."""
+        base = os.path.join(self.state_root, key)
+        return (os.path.join(base, "state"), os.path.join(base, "cache"))
 
     def _add(self, *args, **kw):
         row = Row(*args, **kw)
@@ -576,9 +754,11 @@ class Bench:
 
     def _judged(self, rows):
         """(row, name) of the retriever row the targets are judged on."""
+        ns = " --no-state" if HAS_STATE[0] else ""
         if self.args.no_digest:
-            return self._pick(rows, "rv-nd"), "retriever --no-digest"
-        return self._pick(rows, "rv"), "retriever (sha256; no --no-digest)"
+            return self._pick(rows, "rv-nd"), "retriever --no-digest" + ns
+        return (self._pick(rows, "rv"),
+                "retriever%s (sha256; no --no-digest)" % ns)
 
     def verdict(self, scenario, text, met):
         self.verdicts.append((scenario, text, met))
@@ -660,32 +840,41 @@ class Bench:
 
     # -- 3 -----------------------------------------------------------------
 
+    def _small_expected(self, key):
+        """[(output path, sha256)] of the small files in key's outdir."""
+        return [(os.path.join(self._outdir(key), n), sha)
+                for n, sha in self.small]
+
+    def _small_sources(self):
+        return [os.path.join(self.srv, "small", n) for n, _ in self.small]
+
+    def _curl_parallel_row(self, scenario, urls):
+        """curl --parallel over the small files: one config file of
+        url/output pairs (-K), not argv."""
+        key = "curl"
+        cfg = os.path.join(self.workdir, "cfg")
+        os.makedirs(cfg, exist_ok=True)
+        curl_cfg = os.path.join(cfg, "curl%d.cfg" % scenario)
+        with open(curl_cfg, "w") as f:
+            for (path, _), url in zip(self._small_expected(key), urls):
+                f.write('url = "%s"\noutput = "%s"\n' % (url, path))
+        return self._add(
+            scenario, key, "curl --parallel-max 16",
+            [CURL, "--disable", "-s", "--parallel", "--parallel-max",
+             str(CONNECTIONS), "-K", curl_cfg],
+            self._outdir(key), self._small_expected(key),
+            SMALL_COUNT * SMALL_SIZE, SMALL_COUNT)
+
     def scenario3(self):
         say("scenario 3: %d files of %d KiB from nginx"
             % (SMALL_COUNT, SMALL_SIZE // 1024))
         cfg = os.path.join(self.workdir, "cfg")
-        os.makedirs(cfg, exist_ok=True)
         size = SMALL_COUNT * SMALL_SIZE
-        sources = [os.path.join(self.srv, "small", n) for n, _ in self.small]
+        sources = self._small_sources()
+        expected = self._small_expected
         with origins.NginxOrigin(self.srv) as ng:
             urls = [ng.url("/small/" + n) for n, _ in self.small]
-            rows = []
-
-            def expected(key):
-                return [(os.path.join(self._outdir(key), n), sha)
-                        for n, sha in self.small]
-
-            # curl: one config file of url/output pairs (-K), not argv.
-            key = "curl"
-            curl_cfg = os.path.join(cfg, "curl.cfg")
-            with open(curl_cfg, "w") as f:
-                for (path, _), url in zip(expected(key), urls):
-                    f.write('url = "%s"\noutput = "%s"\n' % (url, path))
-            rows.append(self._add(
-                3, key, "curl --parallel-max 16",
-                [CURL, "--disable", "-s", "--parallel", "--parallel-max",
-                 str(CONNECTIONS), "-K", curl_cfg],
-                self._outdir(key), expected(key), size, SMALL_COUNT))
+            rows = [self._curl_parallel_row(3, urls)]
 
             key = "aria2"
             listfile = os.path.join(cfg, "aria2.list")
@@ -705,7 +894,7 @@ class Bench:
                               connections=None, digest=digest),
                     self._outdir(key), expected(key), size, SMALL_COUNT,
                     info=info))
-            interleave(self.runner, rows, self.args.repeat, ng, sources)
+            interleave(self.runner, rows, self.args.repeat_small, ng, sources)
         curl, (rv, name) = self._pick(rows, "curl"), self._judged(rows)
         if not (curl and rv):
             self.verdict(3, "target not evaluated (no successful curl and "
@@ -740,7 +929,9 @@ class Bench:
                         self._outdir(key), [(out, src[1])], size))
             interleave(self.runner, rows, self.args.repeat, ng,
                        [self.big[0], self.huge[0]])
-        for mode, name in (("nd", "--no-digest"), ("sha", "--digest")):
+        ns = " --no-state" if HAS_STATE[0] else ""
+        for mode, name in (("nd", "--no-digest" + ns),
+                           ("sha", "--digest" + ns)):
             if mode == "nd" and not self.args.no_digest:
                 continue
             one = self._pick(rows, "rv-1-" + mode)
@@ -759,6 +950,173 @@ class Bench:
             if not (one and four):
                 self.verdict(4, "retriever %s: RSS targets not fully "
                              "evaluated (failed runs)" % name, None)
+
+
+    # -- 5, 6, 7: durable state ---------------------------------------------
+
+    def _state_skipped(self, scenario):
+        """True (and a note) when this run cannot measure state."""
+        if not self.ctl:
+            self.notes.append("scenario %d skipped: it measures retriever's "
+                              "durable state" % scenario)
+            return True
+        if not HAS_STATE[0]:
+            self.notes.append("scenario %d skipped: %s has no --state-dir "
+                              "(no durable state)" % (scenario, self.ctl))
+            return True
+        return False
+
+    def _origins_5_7(self):
+        """(tag, name, origin) of scenarios 5 and 7: scenario 1's nginx and
+        scenario 2's per-connection-limited fault origin."""
+        return (("ng", "nginx", lambda: origins.NginxOrigin(self.srv)),
+                ("lim", "limited origin",
+                 lambda: origins.FaultOrigin(self.srv, rate=S2_RATE,
+                                             latency_ms=S2_LATENCY_MS)))
+
+    def _big_state_row(self, scenario, key, label, url, state, fresh):
+        """A retriever -c 16 row downloading the 1 GiB file from `url`;
+        `state` None is --no-state; `fresh`: delete its state first."""
+        out = os.path.join(self._outdir(key), os.path.basename(self.big[0]))
+        return self._add(
+            scenario, key, label,
+            retriever(self.ctl, [url], out=out,
+                      digest=not self.args.no_digest, state=state),
+            self._outdir(key), [(out, self.big[1])], BIG_SIZE,
+            fresh=[os.path.dirname(state[0])] if state and fresh else (),
+            linked=bool(state))
+
+    def scenario5(self):
+        if self._state_skipped(5):
+            return
+        say("scenario 5: cost of durable state, 1 GiB from nginx and from "
+            "the limited origin")
+        digest = not self.args.no_digest
+        for tag, oname, make in self._origins_5_7():
+            with make() as origin:
+                url = origin.url("/" + os.path.basename(self.big[0]))
+                rows = []
+                for key, state in (("rv-ns-" + tag, None),
+                                   ("rv-st-" + tag, self._state("5" + tag))):
+                    label = retriever_label(
+                        CONNECTIONS, digest,
+                        "fresh state" if state else None) + ", " + oname
+                    rows.append(self._big_state_row(5, key, label, url,
+                                                    state, fresh=True))
+                if tag == "ng":     # (one curl stream takes 41 s on the other)
+                    key = "curl-sync-" + tag
+                    out = os.path.join(self._outdir(key),
+                                       os.path.basename(self.big[0]))
+                    rows.append(self._add(
+                        5, key, "curl (1 stream) + sync -d, " + oname,
+                        then_sync(curl_single(url, out), "-d", out),
+                        self._outdir(key), [(out, self.big[1])], BIG_SIZE,
+                        info=True))
+                interleave(self.runner, rows, self.args.repeat, origin,
+                           [self.big[0]])
+            none, st = self._pick(rows, rows[0].key), self._pick(rows,
+                                                                rows[1].key)
+            if not (none and st):
+                self.verdict(5, "%s: target not evaluated (failed runs)"
+                             % oname, None)
+                continue
+            ratio = st.mib_s() / none.mib_s()
+            self.verdict(5, "%s: retriever with state MiB/s >= 0.95x "
+                         "--no-state's: %.0f / %.0f = %.2fx"
+                         % (oname, st.mib_s(), none.mib_s(), ratio),
+                         ratio >= 0.95)
+
+    def scenario6(self):
+        if self._state_skipped(6):
+            return
+        say("scenario 6: %d files of %d KiB from nginx, retriever with "
+            "state" % (SMALL_COUNT, SMALL_SIZE // 1024))
+        digest = not self.args.no_digest
+        with origins.NginxOrigin(self.srv) as ng:
+            urls = [ng.url("/small/" + n) for n, _ in self.small]
+            rows = [self._curl_parallel_row(6, urls)]
+            curl = rows[0]
+            rows.append(self._add(
+                6, "curl-sync", curl.label + " + sync -f",
+                then_sync(curl.argv, "-f", curl.outdir), curl.outdir,
+                curl.outputs, curl.nbytes, curl.nfiles, info=True))
+            for key, state in (("rv-st", self._state("6")), ("rv-ns", None)):
+                rows.append(self._add(
+                    6, key,
+                    retriever_label(None, digest,
+                                    "fresh state" if state else None),
+                    retriever(self.ctl, urls, outdir=self._outdir(key),
+                              connections=None, digest=digest, state=state),
+                    self._outdir(key), self._small_expected(key),
+                    SMALL_COUNT * SMALL_SIZE, SMALL_COUNT,
+                    info=not state,
+                    fresh=[os.path.dirname(state[0])] if state else (),
+                    linked=bool(state)))
+            interleave(self.runner, rows, self.args.repeat_small, ng,
+                       self._small_sources())
+        curl, st = self._pick(rows, "curl"), self._pick(rows, "rv-st")
+        none = self._pick(rows, "rv-ns")
+        if not (curl and st):
+            self.verdict(6, "target not evaluated (no successful curl and "
+                         "retriever-with-state runs)", None)
+            return
+        ratio = st.files_s() / curl.files_s()
+        self.verdict(6, "retriever with state files/s >= 1.0x curl "
+                     "--parallel's: %.0f / %.0f = %.2fx"
+                     % (st.files_s(), curl.files_s(), ratio), ratio >= 1.0)
+        if none:
+            self.notes.append(
+                "scenario 6, for information: retriever with state got "
+                "%.2fx the files/s of retriever --no-state (%.0f / %.0f)"
+                % (st.files_s() / none.files_s(), st.files_s(),
+                   none.files_s()))
+
+    def scenario7(self):
+        if self._state_skipped(7):
+            return
+        say("scenario 7: cache hit, 1 GiB with a fresh state, then again "
+            "with the same state")
+        digest = not self.args.no_digest
+        for tag, oname, make in self._origins_5_7():
+            state = self._state("7" + tag)
+            with make() as origin:
+                url = origin.url("/" + os.path.basename(self.big[0]))
+                lbl = retriever_label(CONNECTIONS, digest, "%s, " + oname)
+                rows = [
+                    self._big_state_row(7, "rv-dl-" + tag,
+                                        lbl % "fresh state: download", url,
+                                        state, fresh=True),
+                    self._big_state_row(7, "rv-hit-" + tag,
+                                        lbl % "same state: cache hit", url,
+                                        state, fresh=False)]
+                interleave(self.runner, rows, self.args.repeat, origin,
+                           [self.big[0]])
+            shutil.rmtree(os.path.dirname(state[0]), ignore_errors=True)
+            dl, hit = self._pick(rows, rows[0].key), self._pick(rows,
+                                                               rows[1].key)
+            if not (dl and hit):
+                self.verdict(7, "%s: targets not evaluated (failed runs)"
+                             % oname, None)
+                continue
+            ratio = hit.wall() / dl.wall()
+            self.verdict(7, "%s: cache hit wall <= 0.1x the download's: "
+                         "%.3f s / %.3f s = %.3fx"
+                         % (oname, hit.wall(), dl.wall(), ratio),
+                         ratio <= 0.1)
+            body = hit.origin_body_max()
+            if body is not None:
+                self.verdict(7, "%s: origin sent <= 1 body byte for the "
+                             "hit: %d (max of runs; the download: %d)"
+                             % (oname, body, dl.origin_body_max()),
+                             body <= 1)
+            wrote = [r.origin_wrote for r in hit.ok_runs()
+                     if r.origin_wrote is not None]
+            if wrote and body is None:
+                self.notes.append(
+                    "scenario 7, %s: the origin wrote %d bytes for each "
+                    "cache hit at most (response head and body, from its "
+                    "/proc/PID/io wchar), %.0f MiB for each download"
+                    % (oname, max(wrote), dl.origin_wrote() / MIB))
 
 
 # ---------------------------------------------------------------------------
@@ -796,8 +1154,10 @@ def table_rows(rows):
 
 
 def print_text(facts, bench):
-    print("retriever benchmark (tests/bench/bench.py), repeat=%d, medians"
-          % bench.args.repeat)
+    print("retriever benchmark (tests/bench/bench.py), repeat=%d%s, medians"
+          % (bench.args.repeat, " (scenarios 3 and 6: %d)"
+             % bench.args.repeat_small if bench.args.repeat_small
+             != bench.args.repeat else ""))
     width = max(len(k) for k, _ in facts)
     for k, v in facts:
         print("  %-*s  %s" % (width, k, v))
@@ -826,8 +1186,10 @@ def print_markdown(facts, bench):
     print("Machine:\n")
     for k, v in facts:
         print("- %s: `%s`" % (k, v))
-    print("\nMedians of %d repetitions (scenario 2's curl: one run).\n"
-          % bench.args.repeat)
+    print("\nMedians of %d repetitions%s (scenario 2's curl: one run).\n"
+          % (bench.args.repeat, "; scenarios 3 and 6: %d"
+             % bench.args.repeat_small if bench.args.repeat_small
+             != bench.args.repeat else ""))
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "|".join("---" if i in (1,) else "--:"
                          for i in range(len(COLUMNS))) + "|")
@@ -853,6 +1215,16 @@ def print_verdicts(bench, bullet):
             "; ".join("%s: %s" % f for f in bench.runner.failures)))
     else:
         notes.append("every run exited 0 and every output's sha256 matched")
+    copied = ["%d %s: %d of %d runs" % (row.scenario, row.label,
+                                        len(row.copied_runs()),
+                                        len(row.ok_runs()))
+              for row in bench.rows if row.copied_runs()]
+    if copied:
+        notes.append("NOT DELIVERED BY HARD LINK (output st_nlink 1, so "
+                     "copied from the cache): %s" % "; ".join(copied))
+    elif any(row.linked and row.ok_runs() for row in bench.rows):
+        notes.append("every output of a state row was a hard link to its "
+                     "cache blob (st_nlink 2)")
     busy = ["%d %s" % (row.scenario, row.label) for row in bench.rows
             if row.ok_runs() and row.other_cpu() > max(0.25 * row.wall(),
                                                        BUSY_FLOOR_S)]
@@ -886,11 +1258,15 @@ def parse_args(argv):
                    help="the retrieverctl binary to benchmark")
     p.add_argument("--peers-only", action="store_true",
                    help="run curl and aria2c only (no retriever rows)")
-    p.add_argument("--scenario", default="1,2,3,4",
-                   help="comma-separated scenarios to run (default 1,2,3,4)")
+    p.add_argument("--scenario", default=",".join(map(str, SCENARIOS)),
+                   help="comma-separated scenarios to run (default all: "
+                        "%s)" % ",".join(map(str, SCENARIOS)))
     p.add_argument("--repeat", type=int, default=3,
                    help="repetitions per tool; the median is reported "
                         "(default 3)")
+    p.add_argument("--repeat-small", type=int, metavar="N",
+                   help="repetitions in the small-file scenarios 3 and 6, "
+                        "whose times vary most (default: --repeat)")
     p.add_argument("--workdir", metavar="DIR",
                    help="scratch directory, created and deleted "
                         "(default /tmp/rv-bench-<pid>)")
@@ -906,11 +1282,13 @@ def parse_args(argv):
     try:
         args.scenarios = {int(s) for s in args.scenario.split(",") if s}
     except ValueError:
-        p.error("--scenario: comma-separated numbers 1-4")
-    if not args.scenarios or not args.scenarios <= {1, 2, 3, 4}:
-        p.error("--scenario: comma-separated numbers 1-4")
-    if args.repeat < 1:
-        p.error("--repeat must be >= 1")
+        p.error("--scenario: comma-separated numbers 1-%d" % SCENARIOS[-1])
+    if not args.scenarios or not args.scenarios <= set(SCENARIOS):
+        p.error("--scenario: comma-separated numbers 1-%d" % SCENARIOS[-1])
+    if args.repeat_small is None:
+        args.repeat_small = args.repeat
+    if args.repeat < 1 or args.repeat_small < 1:
+        p.error("--repeat and --repeat-small must be >= 1")
     if not args.peers_only:
         if not args.retrieverctl:
             p.error("--retrieverctl PATH is required (or --peers-only)")
@@ -924,6 +1302,12 @@ def parse_args(argv):
             if not re.search(r"^ +%s\b" % flag, help_text, re.M):
                 del DIGEST_FLAGS[digest]
         args.no_digest = False in DIGEST_FLAGS
+        HAS_STATE[0] = all(re.search(r"^ +%s\b" % flag, help_text, re.M)
+                           for flag in ("--no-state", "--state-dir",
+                                        "--cache-dir"))
+        if not HAS_STATE[0]:
+            say("warning: %s has no durable state (--no-state, --state-dir, "
+                "--cache-dir); scenarios 5-7 are skipped" % args.retrieverctl)
         if not args.no_digest:
             say("warning: %s has no --no-digest option; the targets are "
                 "judged on its sha256 rows instead" % args.retrieverctl)

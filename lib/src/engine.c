@@ -142,6 +142,7 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     if (cfg->ca_file && !(e->ca_file = strdup(cfg->ca_file)))
         goto fail;
     e->buf_size = SCRATCH_SIZE;
+    e->proc_fd_ok = -1;
     e->buf = malloc(e->buf_size);
     e->multi = curl_multi_init();
     if (!e->user_agent || !e->buf || !e->multi)

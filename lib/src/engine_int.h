@@ -189,6 +189,8 @@ struct rv_engine {
     bool attention;            /* some object has needs_attention set */
     char add_detail[512];      /* why the last rv_engine_add failed */
     char *dest_dir_ok;         /* the last destination directory found usable */
+    int proc_fd_ok;            /* /proc/self/fd usable (to link O_TMPFILE files):
+                                  -1 not yet known, 0 no, 1 yes */
 
     /* durable state; all NULL without cfg.state_dir */
     rv_store *store;

@@ -112,9 +112,11 @@ int rv_outfile_create(rv_object *o) {
         rv_object_fail(o, RV_E_NOMEM, "out of memory");
         return RV_E_NOMEM;
     }
-    o->fd = access("/proc/self/fd", X_OK) == 0
-                ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666)
-                : -1;
+    rv_engine *e = o->engine;
+    if (e->proc_fd_ok < 0) /* asked once per engine, not per object */
+        e->proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
+    errno = ENOENT;
+    o->fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
     int errnum = errno;
     free(copy);
     if (o->fd >= 0)

@@ -28,6 +28,8 @@
 
 enum opt_id {
     OPT_LOCAL,
+    OPT_SOCKET,
+    OPT_DETACH,
     OPT_OUTPUT,
     OPT_DIR,
     OPT_CONNECTIONS,
@@ -52,6 +54,15 @@ enum opt_id {
     OPT_COUNT_,
 };
 
+/* Which mode of `download` an option belongs to. The parser refuses an
+ * option of the other mode (nothing is silently ignored); the help marks
+ * them. */
+enum opt_mode {
+    MODE_ANY = 0,
+    MODE_LOCAL,  /* engine settings: only --local runs an engine here */
+    MODE_DAEMON, /* only meaningful when talking to retrieverd */
+};
+
 struct opt_def {
     enum opt_id id;
     const char *long_name; /* without "--" */
@@ -60,91 +71,118 @@ struct opt_def {
     bool repeatable;       /* may be given more than once */
     const char *section;   /* starts a new help section when non-NULL */
     const char *help;      /* '\n' separates lines */
+    enum opt_mode mode;
 };
 
 static const struct opt_def download_opts[] = {
     {OPT_LOCAL, "local", 0, NULL, true, "Mode",
-     "run the download engine in this process (required\n"
-     "for now: the daemon mode is not available yet)"},
+     "run the download engine in this process instead\n"
+     "of asking retrieverd", MODE_ANY},
+    {OPT_SOCKET, "socket", 0, "PATH", false, NULL,
+     "the socket of retrieverd (default:\n"
+     "$RETRIEVER_SOCKET, else\n"
+     "$XDG_RUNTIME_DIR/retriever/retrieverd.sock)", MODE_DAEMON},
+    {OPT_DETACH, "detach", 0, NULL, true, NULL,
+     "hand the download to retrieverd, print its job id\n"
+     "on stdout and exit; the job runs on without this\n"
+     "command", MODE_DAEMON},
     {OPT_OUTPUT, "output", 'o', "FILE", false, "Destination",
-     "save to FILE (only with exactly one URL)"},
+     "save to FILE (only with exactly one URL)", MODE_ANY},
     {OPT_DIR, "dir", 'd', "DIR", false, NULL,
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
-     "(default: the current directory)"},
+     "(default: the current directory)", MODE_ANY},
     {OPT_CONNECTIONS, "connections", 'c', "N", false, "Transfer",
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
-     "to at least N)"},
-    {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, NULL,
+     "to at least N)", MODE_ANY},
+    {OPT_HEADER, "header", 0, "'NAME: VALUE'", true, NULL,
+     "send this header with every request (repeatable)", MODE_ANY},
+    {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, "Engine",
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
-     "at least 64K"},
-    {OPT_HEADER, "header", 0, "'NAME: VALUE'", true, NULL,
-     "send this header with every request (repeatable)"},
+     "at least 64K", MODE_LOCAL},
     {OPT_RETRIES, "retries", 0, "N", false, NULL,
      "retry a failed range up to N times (0 to 100;\n"
-     "0: never retry)"},
+     "0: never retry)", MODE_LOCAL},
     {OPT_CONNECT_TIMEOUT, "connect-timeout", 0, "SECS", false, NULL,
-     "give up a connection attempt after SECS seconds"},
+     "give up a connection attempt after SECS seconds", MODE_LOCAL},
     {OPT_STALL_TIMEOUT, "stall-timeout", 0, "SECS", false, NULL,
      "retry a transfer that received nothing for SECS\n"
-     "seconds"},
+     "seconds", MODE_LOCAL},
     {OPT_CACERT, "cacert", 0, "FILE", false, NULL,
      "trust https origins whose certificates chain to\n"
      "the CA certificates in FILE (PEM) instead of the\n"
-     "system's; verification is never turned off"},
+     "system's; verification is never turned off", MODE_LOCAL},
     {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
      "keep download state (what is durable, for resume)\n"
      "in DIR (default: $XDG_STATE_HOME/retriever, else\n"
-     "~/.local/state/retriever); one process owns it"},
+     "~/.local/state/retriever); one process owns it", MODE_LOCAL},
     {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
      "keep partial and finished downloads in DIR\n"
      "(default: $XDG_CACHE_HOME/retriever, else\n"
-     "~/.cache/retriever); a finished one is a cache hit"},
+     "~/.cache/retriever); a finished one is a cache hit", MODE_LOCAL},
     {OPT_CACHE_QUOTA, "cache-quota", 0, "SIZE", false, NULL,
      "keep at most SIZE of downloads in the cache, least\n"
-     "recently used go first (default 10G; 0: no limit)"},
+     "recently used go first (default 10G; 0: no limit)", MODE_LOCAL},
     {OPT_COPY, "copy", 0, NULL, true, NULL,
      "deliver a private, writable copy instead of a\n"
-     "read-only hard link to the cached file"},
+     "read-only hard link to the cached file", MODE_LOCAL},
     {OPT_NO_STATE, "no-state", 0, NULL, true, NULL,
      "no state and no cache: nothing resumes, the file is\n"
-     "written next to its destination"},
+     "written next to its destination", MODE_LOCAL},
     {OPT_SHA256, "sha256", 0, "HEX", false, "Verification",
      "the file's expected sha256 (64 hex digits, one URL\n"
-     "only); a mismatch fails and keeps no file"},
+     "only); a mismatch fails and keeps no file", MODE_ANY},
     {OPT_DIGEST, "digest", 0, NULL, true, NULL,
      "compute every file's sha256 and report it (costs\n"
      "about 0.75 CPU-seconds per GiB; on by default with\n"
-     "--json)"},
+     "--json)", MODE_LOCAL},
     {OPT_NO_DIGEST, "no-digest", 0, NULL, true, NULL,
      "do not compute sha256 unless --sha256 needs it\n"
-     "(--json then reports \"sha256\": null)"},
+     "(--json then reports \"sha256\": null)", MODE_LOCAL},
     {OPT_JSON, "json", 0, NULL, true, "Output",
      "print one JSON object per URL to stdout when it\n"
-     "finishes (see docs/cli.md for the schema)"},
-    {OPT_QUIET, "quiet", 'q', NULL, true, NULL, "print errors only (no progress, no summaries)"},
+     "finishes (see docs/cli.md for the schema)", MODE_ANY},
+    {OPT_QUIET, "quiet", 'q', NULL, true, NULL, "print errors only (no progress, no summaries)",
+     MODE_ANY},
     {OPT_NO_PROGRESS, "no-progress", 0, NULL, true, NULL,
      "no progress bar or progress lines; still print\n"
-     "retries, completions and errors"},
-    {OPT_HELP, "help", 'h', NULL, true, "Other", "show this help and exit"},
+     "retries, completions and errors", MODE_ANY},
+    {OPT_HELP, "help", 'h', NULL, true, "Other", "show this help and exit", MODE_ANY},
 };
 
-#define N_DOWNLOAD_OPTS (sizeof(download_opts) / sizeof(download_opts[0]))
+static const struct opt_def ping_opts[] = {
+    {OPT_SOCKET, "socket", 0, "PATH", false, "Options",
+     "the socket of retrieverd (default:\n"
+     "$RETRIEVER_SOCKET, else\n"
+     "$XDG_RUNTIME_DIR/retriever/retrieverd.sock)", MODE_ANY},
+    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+};
 
-static const struct opt_def *opt_by_long(const char *name, size_t len) {
-    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++)
-        if (strlen(download_opts[i].long_name) == len &&
-            memcmp(download_opts[i].long_name, name, len) == 0)
-            return &download_opts[i];
+/* A command: its name (also its help topic) and its options. */
+struct command {
+    const char *name;
+    const struct opt_def *opts;
+    size_t n_opts;
+    bool takes_urls; /* positional arguments are URLs; else none are allowed */
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+static const struct command cmd_download = {"download", download_opts, N_OF(download_opts), true};
+static const struct command cmd_ping = {"ping", ping_opts, N_OF(ping_opts), false};
+
+static const struct opt_def *opt_by_long(const struct command *c, const char *name, size_t len) {
+    for (size_t i = 0; i < c->n_opts; i++)
+        if (strlen(c->opts[i].long_name) == len && memcmp(c->opts[i].long_name, name, len) == 0)
+            return &c->opts[i];
     return NULL;
 }
 
-static const struct opt_def *opt_by_short(char c) {
-    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++)
-        if (download_opts[i].short_name && download_opts[i].short_name == c)
-            return &download_opts[i];
+static const struct opt_def *opt_by_short(const struct command *c, char ch) {
+    for (size_t i = 0; i < c->n_opts; i++)
+        if (c->opts[i].short_name && c->opts[i].short_name == ch)
+            return &c->opts[i];
     return NULL;
 }
 
@@ -249,20 +287,30 @@ static int push(const char ***arr, size_t *n, size_t max, const char *s) {
     return RV_OK;
 }
 
-/* Apply one option with its value (NULL for flags). `spelled` is how the
- * user wrote it. On usage errors the message quotes the value. */
-static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_def *o,
+/* Apply one option of command `topic` with its value (NULL for flags).
+ * `spelled` is how the user wrote it. On usage errors the message quotes
+ * the value. */
+static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const struct opt_def *o,
                      const char *spelled, const char *v, bool *seen, bool *ret_help) {
+    rvc_download_opts *d = &cmd->dl;
     unsigned long n;
     int r;
 
-    if (seen[o->id] && !o->repeatable)
-        return fail(p, "download", "option '%s' given more than once", spelled);
+    if ((seen[o->id] && !o->repeatable) || (o->id == OPT_SOCKET && cmd->socket))
+        return fail(p, topic, "option '%s' given more than once", spelled);
     seen[o->id] = true;
 
     switch (o->id) {
     case OPT_LOCAL:
         d->local = true;
+        return RV_OK;
+    case OPT_SOCKET:
+        if (!*v)
+            return fail(p, topic, "option '%s' needs the path of retrieverd's socket", spelled);
+        cmd->socket = v;
+        return RV_OK;
+    case OPT_DETACH:
+        d->detach = true;
         return RV_OK;
     case OPT_OUTPUT:
         if (!*v)
@@ -378,7 +426,8 @@ static int apply_opt(struct parser *p, rvc_download_opts *d, const struct opt_de
 }
 
 /* Checks that need the whole command line. */
-static int check_download(struct parser *p, const rvc_download_opts *d) {
+static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen) {
+    const rvc_download_opts *d = &cmd->dl;
     if (d->n_urls == 0)
         return fail(p, "download", "no URL given");
     if (d->output && d->dir)
@@ -394,11 +443,31 @@ static int check_download(struct parser *p, const rvc_download_opts *d) {
     if (d->sha256[0] && d->n_urls > 1)
         return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);
+    /* Options of the other mode: refused rather than ignored. */
+    if (d->local && cmd->socket)
+        return fail(p, "download",
+                    "option '--socket' talks to retrieverd; it cannot be used with --local");
+    for (size_t i = 0; i < cmd_download.n_opts; i++) {
+        const struct opt_def *o = &cmd_download.opts[i];
+        if (!seen[o->id])
+            continue;
+        if (d->local && o->mode == MODE_DAEMON)
+            return fail(p, "download", "option '--%s' talks to retrieverd; it cannot be used "
+                        "with --local", o->long_name);
+        if (!d->local && o->mode == MODE_LOCAL)
+            return fail(p, "download", "option '--%s' applies only with --local (retrieverd "
+                        "downloads with its own settings)", o->long_name);
+    }
+    if (d->detach && d->json)
+        return fail(p, "download", "options '--detach' and '--json' cannot be used together: "
+                    "--detach prints only the job id");
     return RV_OK;
 }
 
-/* Parse the arguments of `download` (argv[0] is the first after it). */
-static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd *cmd) {
+/* Parse the arguments of command c (argv[0] is the first after its name)
+ * into *cmd. */
+static int parse_command(struct parser *p, const struct command *c, int argc, char *const *argv,
+                         rvc_cmd *cmd) {
     rvc_download_opts *d = &cmd->dl;
     bool seen[OPT_COUNT_] = {false};
     bool help = false;
@@ -412,10 +481,14 @@ static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd
         const char *a = argv[i];
 
         if (options_done || a[0] != '-' || a[1] == '\0') {
+            if (!c->takes_urls) {
+                r = fail(p, c->name, "'%s' takes no arguments, not '%s'", c->name, a);
+                break;
+            }
             /* A URL ("-" alone is one too, and is left for the engine to judge). */
             r = push(&d->urls, &d->n_urls, RVC_MAX_URLS, a);
             if (r == RV_E_TOO_LARGE)
-                r = fail(p, "download", "more than %d URLs", RVC_MAX_URLS);
+                r = fail(p, c->name, "more than %d URLs", RVC_MAX_URLS);
             continue;
         }
         if (strcmp(a, "--") == 0) {
@@ -428,10 +501,10 @@ static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd
             const char *name = a + 2;
             const char *eq = strchr(name, '=');
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            const struct opt_def *o = opt_by_long(name, len);
+            const struct opt_def *o = opt_by_long(c, name, len);
             char spelled[64];
             if (!o) {
-                r = fail(p, "download", "unknown option '%.*s'", (int)(len + 2), a);
+                r = fail(p, c->name, "unknown option '%.*s'", (int)(len + 2), a);
                 break;
             }
             opt_spelling(o, false, spelled, sizeof(spelled));
@@ -442,41 +515,41 @@ static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd
                 else if (i + 1 < argc)
                     v = argv[++i];
                 else {
-                    r = fail(p, "download", "option '%s' needs a value (%s)", spelled, o->arg);
+                    r = fail(p, c->name, "option '%s' needs a value (%s)", spelled, o->arg);
                     break;
                 }
             } else if (eq) {
-                r = fail(p, "download", "option '%s' takes no value", spelled);
+                r = fail(p, c->name, "option '%s' takes no value", spelled);
                 break;
             }
-            r = apply_opt(p, d, o, spelled, v, seen, &help);
+            r = apply_opt(p, cmd, c->name, o, spelled, v, seen, &help);
             continue;
         }
 
         /* -x, a bundle of short flags, or -xVALUE */
-        for (const char *c = a + 1; r == RV_OK && *c; c++) {
-            const struct opt_def *o = opt_by_short(*c);
+        for (const char *ch = a + 1; r == RV_OK && *ch; ch++) {
+            const struct opt_def *o = opt_by_short(c, *ch);
             char spelled[8];
             if (!o) {
-                if (isprint((unsigned char)*c))
-                    r = fail(p, "download", "unknown option '-%c'", *c);
+                if (isprint((unsigned char)*ch))
+                    r = fail(p, c->name, "unknown option '-%c'", *ch);
                 else
-                    r = fail(p, "download", "unknown option in '%s'", a);
+                    r = fail(p, c->name, "unknown option in '%s'", a);
                 break;
             }
             opt_spelling(o, true, spelled, sizeof(spelled));
             const char *v = NULL;
             if (o->arg) {
-                if (c[1])
-                    v = c + 1;
+                if (ch[1])
+                    v = ch + 1;
                 else if (i + 1 < argc)
                     v = argv[++i];
                 else {
-                    r = fail(p, "download", "option '%s' needs a value (%s)", spelled, o->arg);
+                    r = fail(p, c->name, "option '%s' needs a value (%s)", spelled, o->arg);
                     break;
                 }
             }
-            r = apply_opt(p, d, o, spelled, v, seen, &help);
+            r = apply_opt(p, cmd, c->name, o, spelled, v, seen, &help);
             if (v)
                 break; /* the rest of the bundle was the value */
         }
@@ -484,12 +557,22 @@ static int parse_download(struct parser *p, int argc, char *const *argv, rvc_cmd
 
     if (r == RV_OK && help) {
         cmd->verb = RVC_VERB_HELP;
-        cmd->help_topic = "download";
-    } else if (r == RV_OK) {
+        cmd->help_topic = c->name;
+    } else if (r == RV_OK && c == &cmd_download) {
         cmd->verb = RVC_VERB_DOWNLOAD;
-        r = check_download(p, d);
+        r = check_download(p, cmd, seen);
+    } else if (r == RV_OK) {
+        cmd->verb = RVC_VERB_PING;
     }
     return r;
+}
+
+static const struct command *command_by_name(const char *name) {
+    if (strcmp(name, cmd_download.name) == 0)
+        return &cmd_download;
+    if (strcmp(name, cmd_ping.name) == 0)
+        return &cmd_ping;
+    return NULL;
 }
 
 int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
@@ -510,21 +593,32 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
         } else if (strcmp(a, "--") == 0) {
             i++;
             break;
+        } else if (strcmp(a, "--socket") == 0 || strncmp(a, "--socket=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (cmd.socket)
+                r = fail(&p, NULL, "option '--socket' given more than once");
+            else if (!v)
+                r = fail(&p, NULL, "option '--socket' needs a value (PATH)");
+            else if (!*v)
+                r = fail(&p, NULL, "option '--socket' needs the path of retrieverd's socket");
+            else
+                cmd.socket = v;
         } else {
             r = fail(&p, NULL, "unknown option '%s'", a);
         }
     }
 
     if (r == RV_OK && cmd.verb == 0) {
+        const struct command *c = i < argc ? command_by_name(argv[i]) : NULL;
         if (i >= argc) {
             r = fail(&p, NULL, "no command given");
-        } else if (strcmp(argv[i], "download") == 0) {
-            r = parse_download(&p, argc - i - 1, argv + i + 1, &cmd);
+        } else if (c) {
+            r = parse_command(&p, c, argc - i - 1, argv + i + 1, &cmd);
         } else if (strcmp(argv[i], "help") == 0) {
             cmd.verb = RVC_VERB_HELP;
             if (i + 1 < argc) {
                 cmd.help_topic = argv[i + 1];
-                if (strcmp(cmd.help_topic, "download") != 0)
+                if (!command_by_name(cmd.help_topic))
                     r = fail(&p, NULL, "no help for '%s': there is no such command",
                              cmd.help_topic);
                 else if (i + 2 < argc)
@@ -593,23 +687,44 @@ static bool opt_default(enum opt_id id, const rv_config *cfg, char *buf, size_t 
     }
 }
 
-static void print_download_help(FILE *f) {
-    rv_config cfg;
-    rv_config_init(&cfg);
-    fputs("Usage: " PROG " download --local [OPTIONS] URL...\n"
-          "\n"
-          "Download each URL (http, https, file) to a file, with parallel ranged\n"
-          "requests, retries, verification, and atomic delivery: a file appears under\n"
-          "its final name only once it is complete and verified. Every URL and\n"
-          "destination is checked before anything is downloaded; if one is rejected,\n"
-          "nothing is.\n",
-          f);
-    for (size_t i = 0; i < N_DOWNLOAD_OPTS; i++) {
-        const struct opt_def *o = &download_opts[i];
+/* A note for options of one mode: "(--local only)". */
+static const char *mode_note(enum opt_mode m) {
+    switch (m) {
+    case MODE_LOCAL:
+        return "--local only";
+    case MODE_DAEMON:
+        return "daemon mode only";
+    case MODE_ANY:
+        break;
+    }
+    return NULL;
+}
+
+/* The mode shared by every option of the section starting at index i, or
+ * MODE_ANY when they differ. */
+static enum opt_mode section_mode(const struct command *c, size_t i) {
+    enum opt_mode m = c->opts[i].mode;
+    for (size_t k = i + 1; k < c->n_opts && !c->opts[k].section; k++)
+        if (c->opts[k].mode != m)
+            return MODE_ANY;
+    return m;
+}
+
+/* The option table of c, by section; options of one mode are marked (the
+ * section's title when all of it is, else the option). */
+static void print_options(FILE *f, const struct command *c, const rv_config *cfg) {
+    enum opt_mode marked = MODE_ANY; /* the current section's title carries it */
+    for (size_t i = 0; i < c->n_opts; i++) {
+        const struct opt_def *o = &c->opts[i];
         char left[64];
         int n;
-        if (o->section)
-            fprintf(f, "\n%s:\n", o->section);
+        if (o->section) {
+            marked = section_mode(c, i);
+            if (marked != MODE_ANY)
+                fprintf(f, "\n%s (%s):\n", o->section, mode_note(marked));
+            else
+                fprintf(f, "\n%s:\n", o->section);
+        }
         if (o->short_name)
             n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->short_name, o->long_name,
                          o->arg ? " " : "", o->arg ? o->arg : "");
@@ -628,32 +743,70 @@ static void print_download_help(FILE *f) {
             if (*h == '\n')
                 fprintf(f, "%*s", col, "");
         }
+        if (o->mode != MODE_ANY && o->mode != marked)
+            fprintf(f, "\n%*s(%s)", col, "", mode_note(o->mode));
         char def[32];
-        if (opt_default(o->id, &cfg, def, sizeof(def)))
+        if (cfg && opt_default(o->id, cfg, def, sizeof(def)))
             fprintf(f, "\n%*s(default: %s)", col, "", def);
         fputc('\n', f);
     }
+}
+
+static void print_download_help(FILE *f) {
+    rv_config cfg;
+    rv_config_init(&cfg);
+    fputs("Usage: " PROG " download [--local] [OPTIONS] URL...\n"
+          "\n"
+          "Download each URL (http, https, file) to a file, with parallel ranged\n"
+          "requests, retries, verification, and atomic delivery: a file appears under\n"
+          "its final name only once it is complete and verified. Every URL and\n"
+          "destination is checked before anything is downloaded; if one is rejected,\n"
+          "nothing is.\n"
+          "\n"
+          "Without --local, retrieverd (the daemon) downloads and this command follows\n"
+          "the job until it ends; Ctrl-C leaves it (retrieverd stops it unless another\n"
+          "client follows it), --detach does not wait at all. With --local the engine\n"
+          "runs in this process, with no daemon.\n",
+          f);
+    print_options(f, &cmd_download, &cfg);
     fputs("\n"
           "Progress goes to stderr: a bar per download and a total on a terminal,\n"
           "plain lines every 2 seconds otherwise. Errors go to stderr as\n"
           "  " PROG ": 'URL': message (detail)\n"
-          "stdout carries only the --json lines.\n",
+          "stdout carries only the --json lines (and the job id of --detach).\n",
           f);
     print_exit_codes(f);
 }
 
+static void print_ping_help(FILE *f) {
+    fputs("Usage: " PROG " ping [--socket PATH]\n"
+          "\n"
+          "Ask retrieverd for its version. Prints\n"
+          "  retrieverd VERSION (API N) at SOCKET\n"
+          "and exits 0 when it answers within 5 seconds; otherwise one line says why\n"
+          "(nothing listens at the socket, not a socket, permission denied, no answer)\n"
+          "and the exit code is 8 or 9.\n",
+          f);
+    print_options(f, &cmd_ping, NULL);
+    print_exit_codes(f);
+}
+
 static void print_overview(FILE *f) {
-    fputs("Usage: " PROG " [-h|--help] [-V|--version] COMMAND [ARGS...]\n"
+    fputs("Usage: " PROG " [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]\n"
           "\n"
           "Command line of retriever, the download engine and daemon.\n"
           "\n"
           "Commands:\n"
-          "  download   download URLs to files ('" PROG " download --help')\n"
+          "  download   download URLs to files, through retrieverd or with --local in\n"
+          "             this process ('" PROG " download --help')\n"
+          "  ping       check that retrieverd answers, and show its version\n"
           "  help       show the help of a command: " PROG " help download\n"
           "\n"
           "Options:\n"
           "  -h, --help     show this help and exit\n"
-          "  -V, --version  show the version and exit\n",
+          "  -V, --version  show the version and exit\n"
+          "  --socket PATH  the socket of retrieverd (default: $RETRIEVER_SOCKET, else\n"
+          "                 $XDG_RUNTIME_DIR/retriever/retrieverd.sock)\n",
           f);
     print_exit_codes(f);
 }
@@ -663,6 +816,8 @@ bool rvc_cli_help(FILE *f, const char *topic) {
         print_overview(f);
     else if (strcmp(topic, "download") == 0)
         print_download_help(f);
+    else if (strcmp(topic, "ping") == 0)
+        print_ping_help(f);
     else
         return false;
     return true;

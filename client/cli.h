@@ -4,10 +4,13 @@
  * state is global).
  *
  * Grammar:
- *   retrieverctl [-h|--help] [-V|--version] COMMAND [ARGS...]
+ *   retrieverctl [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]
  *   retrieverctl help [COMMAND]
+ *   retrieverctl ping [--socket PATH]
  *   retrieverctl download [OPTIONS] URL...
- * Options and URLs may be mixed; "--" ends the options. Long options take
+ * `download --local` runs the engine in this process; without --local the
+ * command talks to retrieverd (the daemon mode). --socket may come before
+ * the command or among its options, once. Options and URLs may be mixed; "--" ends the options. Long options take
  * their value as "--name=value" or "--name value", short ones as "-c4" or
  * "-c 4"; short flags can be bundled ("-qc4"). Long option names must be
  * spelled out in full.
@@ -32,7 +35,8 @@
 typedef enum rvc_verb {
     RVC_VERB_HELP = 1, /* print help for help_topic, exit 0 */
     RVC_VERB_VERSION,  /* print the version, exit 0 */
-    RVC_VERB_DOWNLOAD, /* run dl */
+    RVC_VERB_DOWNLOAD, /* run dl: in-process when dl.local, else through retrieverd */
+    RVC_VERB_PING,     /* ask retrieverd for its version */
 } rvc_verb;
 
 /* The cache kept by default: finished downloads beyond it go, least
@@ -41,7 +45,8 @@ typedef enum rvc_verb {
 
 typedef struct rvc_download_opts {
     bool local;                  /* --local */
-    unsigned connections;        /* -c; 0: engine default, else 1..RVC_MAX_CONNECTIONS */
+    bool detach;                 /* --detach (daemon mode only) */
+    unsigned connections;        /* -c; 0: engine (or daemon) default, else 1..RVC_MAX_CONNECTIONS */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
@@ -68,7 +73,9 @@ typedef struct rvc_download_opts {
 
 typedef struct rvc_cmd {
     rvc_verb verb;
-    const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, or "download" */
+    const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, "download" or "ping" */
+    const char *socket;     /* --socket, borrowed from argv; NULL when absent (then
+                               $RETRIEVER_SOCKET or the default: see remote.h) */
     rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD only */
 } rvc_cmd;
 
@@ -87,7 +94,7 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error);
 /* Free what *c owns; c may be a zeroed struct. */
 void rvc_cmd_done(rvc_cmd *c);
 
-/* The help for topic (NULL: the overview; "download") to f. false when
+/* The help for topic (NULL: the overview; "download", "ping") to f. false when
  * there is no such topic (nothing is printed then). */
 bool rvc_cli_help(FILE *f, const char *topic);
 

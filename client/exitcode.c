@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "retriever/rv_error.h"
+#include "rpc.h"
 
 rvc_exit rvc_exit_code(int rv_err) {
     /* No default: -Wswitch flags any rv_error added to the table but not
@@ -60,6 +61,35 @@ rvc_exit rvc_exit_code(int rv_err) {
 
     case RV_E_CANCELLED:
         return RVC_EXIT_SIGINT;
+    }
+    return RVC_EXIT_INTERNAL;
+}
+
+rvc_exit rvc_exit_for_rpc(int rpc_code) {
+    switch ((rvc_rpc_code)rpc_code) {
+    case RVC_RPC_OK:
+        return RVC_EXIT_OK;
+    case RVC_RPC_INVALID_ARGUMENT:
+    case RVC_RPC_OUT_OF_RANGE:
+        return RVC_EXIT_USAGE;
+    case RVC_RPC_RESOURCE_EXHAUSTED:
+        return RVC_EXIT_TEMPORARY;
+    case RVC_RPC_UNAVAILABLE:
+    case RVC_RPC_DEADLINE_EXCEEDED:
+        return RVC_EXIT_DAEMON_UNAVAILABLE;
+    case RVC_RPC_PERMISSION_DENIED:
+    case RVC_RPC_UNAUTHENTICATED:
+    case RVC_RPC_UNIMPLEMENTED:
+        return RVC_EXIT_DAEMON_REFUSED;
+    case RVC_RPC_CANCELLED:
+    case RVC_RPC_UNKNOWN:
+    case RVC_RPC_NOT_FOUND:
+    case RVC_RPC_ALREADY_EXISTS:
+    case RVC_RPC_FAILED_PRECONDITION:
+    case RVC_RPC_ABORTED:
+    case RVC_RPC_INTERNAL:
+    case RVC_RPC_DATA_LOSS:
+        return RVC_EXIT_INTERNAL;
     }
     return RVC_EXIT_INTERNAL;
 }

@@ -14,19 +14,29 @@
 
 #define RVC_EXITS(X)                                                                           \
     X(RVC_EXIT_OK, 0, "every download finished and was verified")                              \
-    X(RVC_EXIT_INTERNAL, 1, "internal error (out of memory, engine failure)")                   \
-    X(RVC_EXIT_USAGE, 2, "usage error: unknown option, bad value or combination, no URL")       \
+    X(RVC_EXIT_INTERNAL, 1,                                                                    \
+      "internal error (out of memory, engine failure, an unexpected answer from retrieverd)")  \
+    X(RVC_EXIT_USAGE, 2,                                                                       \
+      "usage error: unknown option, bad value or combination, no URL; or retrieverd found "    \
+      "the request invalid")                                                                   \
     X(RVC_EXIT_LOCAL, 3,                                                                       \
       "local file problem: destination unwritable, a directory, shared by two URLs, "          \
       "no space, I/O error, too large")                                                        \
     X(RVC_EXIT_TEMPORARY, 4,                                                                   \
       "network or origin failing for now (connect, DNS, timeout, truncated body, "             \
-      "server errors, throttling, Retry-After too long); retrying later may work")             \
+      "server errors, throttling, Retry-After too long), or retrieverd too busy; retrying "    \
+      "later may work")                                                                        \
     X(RVC_EXIT_REFUSED, 5,                                                                     \
       "origin refused (not found, access denied, other HTTP error status), bad URL, "          \
       "unsupported scheme, TLS failure, too many redirects")                                   \
     X(RVC_EXIT_VERIFY, 6, "verification failed: size or sha256 mismatch")                     \
     X(RVC_EXIT_PROTOCOL, 7, "origin sent an invalid response, or the object changed during the download") \
+    X(RVC_EXIT_DAEMON_UNAVAILABLE, 8,                                                          \
+      "retrieverd cannot be reached: nothing listens at its socket, the path is not a "        \
+      "socket, no answer in time, or it is stopping")                                          \
+    X(RVC_EXIT_DAEMON_REFUSED, 9,                                                              \
+      "retrieverd refused: permission denied (its socket, this user, a destination or a "      \
+      "file:// source), or it does not support the request")                                   \
     X(RVC_EXIT_SIGINT, 130, "interrupted by SIGINT (Ctrl-C); unfinished downloads cancelled, temporary files removed") \
     X(RVC_EXIT_SIGTERM, 143, "terminated by SIGTERM; as for SIGINT")
 
@@ -41,6 +51,16 @@ typedef enum rvc_exit {
  * RVC_EXIT_SIGINT: the command line cancels only when interrupted (the run
  * itself uses rvc_exit_for_signal when it knows the signal). */
 rvc_exit rvc_exit_code(int rv_err);
+
+/* The exit code for a call to retrieverd that ended with the gRPC status
+ * code (rvc_rpc_code, rpc.h): OK 0; INVALID_ARGUMENT, OUT_OF_RANGE
+ * RVC_EXIT_USAGE; RESOURCE_EXHAUSTED RVC_EXIT_TEMPORARY; UNAVAILABLE,
+ * DEADLINE_EXCEEDED RVC_EXIT_DAEMON_UNAVAILABLE; PERMISSION_DENIED,
+ * UNAUTHENTICATED, UNIMPLEMENTED RVC_EXIT_DAEMON_REFUSED; anything else
+ * RVC_EXIT_INTERNAL (CANCELLED too: the command line cancels only when
+ * interrupted, and then exits with rvc_exit_for_signal). A download's own
+ * failure is not a status: it arrives as an rv_error (rvc_exit_code). */
+rvc_exit rvc_exit_for_rpc(int rpc_code);
 
 /* 128 + signo for SIGINT and SIGTERM (the documented ones); else
  * RVC_EXIT_INTERNAL. */

@@ -11,15 +11,17 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "dest.h"
 #include "exitcode.h"
 #include "fmt.h"
 #include "json.h"
 #include "progress.h"
+#include "report.h"
 #include "retriever/retriever.h"
 #include "sigwatch.h"
 
 #define PROG "retrieverctl"
-#define MSG_MAX (64 * 1024)     /* longest message line we build */
+#define MSG_MAX RVC_REPORT_MSG_MAX /* longest message line we build */
 #define MAX_PENDING_RETRIES 256 /* retry events queued between two performs */
 #define IDLE_TIMEOUT_MS 1000    /* perform timeout when no progress is drawn */
 
@@ -60,13 +62,13 @@ struct run {
     size_t n_retries;
     size_t retries_dropped;
 
-    rvc_buf msg; /* scratch for one message line */
+    rvc_buf msg;    /* scratch for one message line */
+    rvc_report rep; /* writes msg, errors, JSON lines (points at msg, out, err) */
     uint64_t start_ms;
     int run_error;         /* rv_error that ended the run early (perform failed) */
     int signo;             /* the signal that interrupted the run, 0 if none */
     bool finished_pending; /* an object became terminal since the last scan */
     size_t n_reported;     /* items whose final line is out */
-    bool out_failed;       /* writing to `out` failed (reported once) */
 };
 
 static uint64_t now_ms(void) {
@@ -81,54 +83,17 @@ static uint64_t now_ms(void) {
 
 /* Print the message built in r->msg as one line of err (above any progress). */
 static void emit_msg(struct run *r) {
-    if (rvc_buf_error(&r->msg) != RV_OK) {
-        rvc_buf_reset(&r->msg);
-        rvc_buf_puts(&r->msg, PROG ": (message too long to show)");
-    }
-    if (r->progress)
-        rvc_progress_print(r->progress, rvc_buf_str(&r->msg));
-    else
-        fprintf(r->err, "%s\n", rvc_buf_str(&r->msg));
-    rvc_buf_reset(&r->msg);
+    rvc_report_line(&r->rep);
 }
 
 /* "retrieverctl: 'URL': message (detail)" — the one error format. */
 static void emit_error(struct run *r, const char *url, const char *message, const char *detail) {
-    rvc_buf_puts(&r->msg, PROG ": '");
-    rvc_sanitize(&r->msg, url, MSG_MAX / 4);
-    rvc_buf_puts(&r->msg, "': ");
-    rvc_sanitize(&r->msg, message, MSG_MAX / 4);
-    if (detail && *detail) {
-        rvc_buf_puts(&r->msg, " (");
-        rvc_sanitize(&r->msg, detail, MSG_MAX / 4);
-        rvc_buf_putc(&r->msg, ')');
-    }
-    emit_msg(r);
+    rvc_report_error(&r->rep, url, message, detail);
 }
 
 /* One --json line to out. */
 static void emit_json(struct run *r, const rvc_json_result *res) {
-    rvc_buf line;
-    rvc_buf_init(&line, MSG_MAX * 4);
-    int e = rvc_json_result_line(&line, res);
-    if (e != RV_OK) {
-        /* Only an absurdly long URL gets here: keep the schema, drop it. */
-        rvc_json_result shorter = *res;
-        shorter.url = "(too long to show)";
-        shorter.path = NULL;
-        shorter.detail = NULL;
-        rvc_buf_reset(&line);
-        e = rvc_json_result_line(&line, &shorter);
-    }
-    if (r->out_tty)
-        rvc_progress_clear(r->progress); /* stdout shares the terminal */
-    if (e == RV_OK && !r->out_failed &&
-        (fwrite(line.data, 1, line.len, r->out) != line.len || fflush(r->out) != 0)) {
-        r->out_failed = true;
-        rvc_buf_printf(&r->msg, PROG ": cannot write to standard output: %s", strerror(errno));
-        emit_msg(r);
-    }
-    rvc_buf_done(&line);
+    rvc_report_json(&r->rep, res);
 }
 
 /* ------------------------------------------------------------------------
@@ -219,35 +184,6 @@ static void flush_retry_events(struct run *r) {
  * Phase 1: destinations and validation
  * ------------------------------------------------------------------------ */
 
-/* The destination for url: -o FILE, DIR/NAME, or NAME in the current
- * directory. On success *ret is malloc'd (caller frees). */
-static int destination(const rvc_download_opts *o, const char *url, char **ret) {
-    char *name = NULL;
-    int e;
-
-    if (o->output) {
-        *ret = strdup(o->output);
-        return *ret ? RV_OK : RV_E_NOMEM;
-    }
-    e = rv_default_filename(url, &name);
-    if (e != RV_OK)
-        return e;
-    if (!o->dir) {
-        *ret = name;
-        return RV_OK;
-    }
-    size_t dl = strlen(o->dir);
-    bool slash = dl > 0 && o->dir[dl - 1] == '/';
-    char *path = NULL;
-    if (asprintf(&path, "%s%s%s", o->dir, slash ? "" : "/", name) < 0)
-        path = NULL;
-    free(name);
-    if (!path)
-        return RV_E_NOMEM;
-    *ret = path;
-    return RV_OK;
-}
-
 /* Why rv_engine_add refused item i: the engine's detail, or for a
  * conflict the other URL on the command line. malloc'd or NULL. */
 static char *reject_detail(const struct run *r, size_t i, int e) {
@@ -282,7 +218,7 @@ static size_t add_all(struct run *r) {
     size_t rejected = 0;
     for (size_t i = 0; i < r->n; i++) {
         struct item *it = &r->items[i];
-        int e = destination(r->o, it->url, &it->path);
+        int e = rvc_destination(r->o, it->url, NULL, &it->path);
         r->views[i].name = it->path ? it->path : it->url;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
@@ -363,21 +299,8 @@ static void report_final(struct run *r, size_t i) {
     it->reported = true;
 
     if (st == RV_STATE_DONE && !r->o->quiet) {
-        char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
-        rvc_fmt_size(p.bytes_done, size);
-        rvc_fmt_elapsed(secs, el);
-        rvc_fmt_rate(secs > 0 ? (double)p.bytes_done / secs : 0, rate);
-        rvc_buf_puts(&r->msg, "done: '");
-        rvc_sanitize(&r->msg, it->path, MSG_MAX / 4);
-        rvc_buf_printf(&r->msg, "' %s in %s (%s)", size, el, rate);
-        if (r->views[i].retries)
-            rvc_buf_printf(&r->msg, ", %u %s", r->views[i].retries,
-                           r->views[i].retries == 1 ? "retry" : "retries");
-        if (r->o->sha256[0])
-            rvc_buf_puts(&r->msg, ", sha256 verified");
-        else if (rv_object_sha256_hex(it->obj))
-            rvc_buf_printf(&r->msg, ", sha256 %s", rv_object_sha256_hex(it->obj));
-        emit_msg(r);
+        rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
+                        r->o->sha256[0] != '\0', rv_object_sha256_hex(it->obj), NULL);
     } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
         emit_error(r, it->url, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
     }
@@ -497,7 +420,7 @@ static int exit_code(const struct run *r) {
             return rvc_exit_code(e != RV_OK ? e : RV_E_INTERNAL);
         }
     }
-    return r->out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
+    return r->rep.out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
 }
 
 static void summary(struct run *r) {
@@ -530,28 +453,13 @@ static void summary(struct run *r) {
     }
     if (r->o->quiet || r->n < 2)
         return;
-    double secs = (double)(now_ms() - r->start_ms) / 1000.0;
-    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
-    rvc_fmt_size(bytes, size);
-    rvc_fmt_elapsed(secs, el);
-    rvc_fmt_rate(secs > 0 ? (double)bytes / secs : 0, rate);
-    rvc_buf_printf(&r->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", done,
-                   failed, cancelled, size, el, rate);
-    emit_msg(r);
+    rvc_report_total(&r->rep, done, failed, cancelled, bytes,
+                     (double)(now_ms() - r->start_ms) / 1000.0);
 }
 
 /* ------------------------------------------------------------------------
  * Entry point
  * ------------------------------------------------------------------------ */
-
-static rvc_progress_mode pick_mode(const rvc_download_opts *o, bool err_tty) {
-    if (o->quiet || o->no_progress)
-        return RVC_PROGRESS_NONE;
-    const char *term = getenv("TERM");
-    if (err_tty && !(term && strcmp(term, "dumb") == 0))
-        return RVC_PROGRESS_TTY;
-    return RVC_PROGRESS_PLAIN;
-}
 
 /* mkdir -p, mode 0700 for what it creates. */
 static int make_dirs(char *path) {
@@ -644,11 +552,12 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     };
     char *state_dir = NULL, *cache_dir = NULL, *detail = NULL;
     rv_config cfg;
-    rvc_progress_mode mode = pick_mode(o, r.err_tty);
+    rvc_progress_mode mode = rvc_report_progress_mode(o, r.err_tty);
     int code;
     int e;
 
     rvc_buf_init(&r.msg, MSG_MAX);
+    r.rep = (rvc_report){.out = out, .err = err, .out_tty = r.out_tty, .msg = &r.msg};
     config_from_opts(&cfg, o, mode);
     cfg.hooks = &hooks;
     cfg.hooks_ud = &r;
@@ -659,6 +568,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     e = r.items && r.views && r.retries ? RV_OK : RV_E_NOMEM;
     if (e == RV_OK)
         e = rvc_progress_new(mode, err, r.start_ms, &r.progress);
+    r.rep.progress = r.progress;
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
@@ -741,7 +651,7 @@ finish:
     free(state_dir);
     free(cache_dir);
     free(detail);
-    r.progress = rvc_progress_free(r.progress);
+    r.progress = r.rep.progress = rvc_progress_free(r.progress);
     for (size_t i = 0; r.items && i < r.n; i++) {
         free(r.items[i].path);
         free(r.items[i].reject_detail);

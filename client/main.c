@@ -1,4 +1,5 @@
-/* main.c — retrieverctl: parse, dispatch, return. Everything else lives in
+/* main.c — retrieverctl: parse, dispatch (--local: local.c; ping and the
+ * daemon mode: remote.c), return. Everything else lives in
  * retrieverctl_core, which the tests link too. */
 #include <signal.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include "cli.h"
 #include "exitcode.h"
 #include "local.h"
+#include "remote.h"
 #include "retriever/rv_error.h"
 
 int main(int argc, char **argv) {
@@ -38,14 +40,13 @@ int main(int argc, char **argv) {
         code = RVC_EXIT_OK;
         break;
     case RVC_VERB_DOWNLOAD:
-        if (!cmd.dl.local) {
-            fputs("retrieverctl: the daemon mode is not available yet; pass --local to download "
-                  "in this process\n",
-                  stderr);
-            code = RVC_EXIT_USAGE;
-        } else {
+        if (cmd.dl.local)
             code = rvc_local_download(&cmd.dl, stdout, stderr);
-        }
+        else
+            code = rvc_remote_download(&cmd.dl, cmd.socket, stdout, stderr);
+        break;
+    case RVC_VERB_PING:
+        code = rvc_remote_ping(cmd.socket, stdout, stderr);
         break;
     default:
         code = RVC_EXIT_INTERNAL;

@@ -1,5 +1,5 @@
 /* sigwatch.c — a sigwait() thread that records SIGINT/SIGTERM and wakes the
- * engine. */
+ * engine (or whoever waits: rvc_sigwatch_start_fn). */
 #include "sigwatch.h"
 
 #include <pthread.h>
@@ -9,7 +9,8 @@
 #include <stdlib.h>
 
 struct rvc_sigwatch {
-    rv_engine *engine; /* borrowed */
+    rvc_sigwatch_fn fn; /* called once, on the first signal */
+    void *ud;           /* fn's argument; borrowed */
     pthread_t thread;
     sigset_t watched;     /* SIGINT, SIGTERM */
     sigset_t saved_mask;  /* the caller's mask before start */
@@ -27,16 +28,25 @@ static void *watch_thread(void *arg) {
             break;
         int none = 0;
         if (atomic_compare_exchange_strong(&w->received, &none, sig))
-            rv_engine_wakeup(w->engine);
+            w->fn(w->ud);
     }
     return NULL;
 }
 
+static void wake_engine(void *engine) {
+    rv_engine_wakeup(engine);
+}
+
 int rvc_sigwatch_start(rv_engine *e, rvc_sigwatch **ret) {
+    return rvc_sigwatch_start_fn(wake_engine, e, ret);
+}
+
+int rvc_sigwatch_start_fn(rvc_sigwatch_fn fn, void *ud, rvc_sigwatch **ret) {
     rvc_sigwatch *w = calloc(1, sizeof(*w));
     if (!w)
         return RV_E_NOMEM;
-    w->engine = e;
+    w->fn = fn;
+    w->ud = ud;
     atomic_init(&w->received, 0);
     atomic_init(&w->stopping, false);
     sigemptyset(&w->watched);
@@ -66,7 +76,7 @@ rvc_sigwatch *rvc_sigwatch_stop(rvc_sigwatch *w) {
     if (!w)
         return NULL;
     /* Wake the thread with a watched signal aimed at it alone; it sees
-     * `stopping` and exits without touching the engine. */
+     * `stopping` and exits without calling fn. */
     atomic_store(&w->stopping, true);
     pthread_kill(w->thread, SIGTERM);
     pthread_join(w->thread, NULL);

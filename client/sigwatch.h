@@ -29,6 +29,12 @@ typedef struct rvc_sigwatch rvc_sigwatch;
  * RV_E_INTERNAL (thread creation failed; the signal mask is restored). */
 int rvc_sigwatch_start(rv_engine *e, rvc_sigwatch **ret);
 
+/* The same, calling fn(ud) on the watch thread when the first signal
+ * arrives, instead of waking an engine: fn must be thread-safe (the daemon
+ * mode cancels its gRPC call with it). ud must outlive the watch. */
+typedef void (*rvc_sigwatch_fn)(void *ud);
+int rvc_sigwatch_start_fn(rvc_sigwatch_fn fn, void *ud, rvc_sigwatch **ret);
+
 /* The first signal received (SIGINT or SIGTERM), or 0. */
 int rvc_sigwatch_received(const rvc_sigwatch *w);
 

@@ -1,4 +1,4 @@
-/* daemon.c — start, serve, stop. */
+/* daemon.c — start, serve, reload, stop. */
 #include "daemon.h"
 
 #include <errno.h>
@@ -6,25 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "jobs.h"
 #include "log.h"
 #include "peer.h"
 #include "server.h"
 #include "socket.h"
+#include "worker.h"
 
 #ifndef RETRIEVERD_VERSION
 #define RETRIEVERD_VERSION "unknown"
 #endif
+
+/* How often STATUS= is refreshed while nothing else wakes the main thread. */
+#define STATUS_INTERVAL_MS 2000
 
 static void on_connection(int fd, const rvd_peer *peer, void *ud) {
     rvd_server_add_fd(ud, fd);
 }
 
 /* The systemd-passed socket, or one bound at the configured path. */
-static int open_socket(const rvd_options *o, rvd_socket **ret) {
+static int open_socket(const rvd_settings *st, rvd_socket **ret) {
     char *err = NULL;
-    char *path = NULL;
     int r;
 
     int n = sd_listen_fds(1);
@@ -38,75 +43,180 @@ static int open_socket(const rvd_options *o, rvd_socket **ret) {
     }
     if (n == 1) {
         r = rvd_socket_adopt(SD_LISTEN_FDS_START, ret, &err);
-        if (r < 0)
-            goto out;
-        if (o->socket_path)
-            rvd_log_warning("using the socket passed by systemd; --socket '%s' is ignored",
-                            o->socket_path);
-        rvd_log_info("using the socket passed by systemd '%s' (mode %04o)",
-                     rvd_socket_path(*ret), (unsigned)rvd_socket_access(*ret)->mode);
+        if (r == 0)
+            rvd_log_info("using the socket passed by systemd '%s' (mode %04o)",
+                         rvd_socket_path(*ret), (unsigned)rvd_socket_access(*ret)->mode);
         goto out;
     }
-
-    const char *p = o->socket_path;
-    if (!p) {
-        r = rvd_default_socket_path(getenv("XDG_RUNTIME_DIR"), &path, &err);
-        if (r < 0)
-            goto out;
-        p = path;
+    if (!st->socket) {
+        rvd_log_error("no socket path: pass --socket PATH or set XDG_RUNTIME_DIR");
+        return -EINVAL;
     }
-    r = rvd_socket_bind(p, o->socket_mode, ret, &err);
+    r = rvd_socket_bind(st->socket, st->socket_mode, ret, &err);
     if (r == 0)
-        rvd_log_info("listening on '%s' (mode %04o)", p, (unsigned)o->socket_mode);
+        rvd_log_info("listening on '%s' (mode %04o)", st->socket, (unsigned)st->socket_mode);
 out:
     if (r < 0)
         rvd_log_error("%s", err ? err : strerror(-r));
     free(err);
-    free(path);
     return r;
 }
 
-/* Block until SIGTERM or SIGINT; returns the signal. */
-static int wait_for_stop(const sigset_t *set) {
+static void engine_config(const rvd_settings *st, rv_config *cfg) {
+    rv_config_init(cfg);
+    cfg->state_dir = st->state_dir;
+    cfg->cache_dir = st->cache_dir;
+    cfg->cache_quota = st->cache_quota;
+    cfg->ca_file = st->ca_file;
+    cfg->max_connections = st->max_connections;
+    cfg->max_connections_per_host = st->max_connections_per_host;
+    cfg->max_connections_per_object = st->max_connections_per_object;
+    cfg->chunk_size = st->chunk_size;
+    if (cfg->min_chunk_size > cfg->chunk_size)
+        cfg->min_chunk_size = cfg->chunk_size;
+    cfg->compute_sha256 = true; /* Completed events carry it */
+}
+
+static void jobs_limits(const rvd_settings *st, rvd_jobs_limits *l) {
+    l->max_running = st->max_running_jobs;
+    l->max_queued = st->max_queued_jobs;
+    l->max_subscribers = st->max_subscribers;
+    l->history = st->job_history;
+}
+
+/* SIGHUP: re-read the configuration; apply what can change live. */
+static void reload(rvd_options *o, rvd_worker *w) {
+    rvd_settings next = {0};
+    rvd_settings_changes ch = {0};
+    char *err = NULL;
+    int r = rvd_settings_reload(&o->settings, &o->env, &o->args, &next, &ch, &err);
+    if (r < 0) {
+        rvd_log_error("reload failed, the running configuration stays: %s",
+                      err ? err : strerror(-r));
+        free(err);
+        return;
+    }
+    for (int k = 0; k < RVD_KEY_COUNT; k++) {
+        if (ch.text[k] && (ch.kept & RVD_KEY_BIT(k)))
+            rvd_log_warning("reload: %s", ch.text[k]);
+        else if (ch.text[k])
+            rvd_log_info("reload: %s", ch.text[k]);
+    }
+    if (!ch.applied && !ch.kept)
+        rvd_log_info("reload: nothing changed");
+    rvd_log_set_level(next.log_level);
+    rvd_jobs_limits l;
+    jobs_limits(&next, &l);
+    rvd_jobs_set_limits(rvd_worker_jobs(w), &l);
+    rvd_worker_set_cache_quota(w, next.cache_quota);
+    rvd_settings_free(&o->settings);
+    o->settings = next;
+    o->socket_path = o->settings.socket;
+    rvd_settings_changes_clear(&ch);
+}
+
+static void notify_status(rvd_worker *w, const char *path) {
+    rvd_jobs_stats st;
+    rvd_jobs_stats_get(rvd_worker_jobs(w), &st);
+    sd_notifyf(0, "STATUS=Serving on %s: %u running, %u queued, %u subscribers, %.1f MB/s",
+               path, st.running, st.queued, st.subscribers, st.rate_bps / 1e6);
+}
+
+/* Serve until SIGTERM or SIGINT, handling SIGHUP, refreshing STATUS= and
+ * keeping systemd's watchdog fed while the engine loop is alive. */
+static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char *path) {
+    uint64_t wd_usec = 0;
+    bool watchdog = sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0;
+    unsigned tick_ms = STATUS_INTERVAL_MS;
+    if (watchdog && wd_usec / 2000 < tick_ms)
+        tick_ms = (unsigned)(wd_usec / 2000);
+    if (tick_ms == 0)
+        tick_ms = 1;
+
     for (;;) {
+        struct timespec timeout = {.tv_sec = tick_ms / 1000,
+                                   .tv_nsec = (long)(tick_ms % 1000) * 1000000L};
         siginfo_t si;
-        int sig = sigwaitinfo(set, &si);
-        if (sig < 0)
-            continue; /* EINTR: another signal's handler ran (none expected) */
-        rvd_log_info("received SIG%s from pid %d, shutting down", sigabbrev_np(sig),
-                     (int)si.si_pid);
-        return sig;
+        int sig = sigtimedwait(set, &si, &timeout);
+        if (sig == SIGHUP) {
+            rvd_log_info("received SIGHUP from pid %d, reloading the configuration",
+                         (int)si.si_pid);
+            sd_notify(0, "RELOADING=1");
+            reload(o, w);
+            sd_notify(0, "READY=1");
+        } else if (sig > 0) {
+            rvd_log_info("received SIG%s from pid %d, shutting down", sigabbrev_np(sig),
+                         (int)si.si_pid);
+            return;
+        }
+        notify_status(w, path);
+        if (watchdog) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+            /* A loop iteration is at most ~1 s: an older heartbeat means
+             * the engine thread is wedged, and systemd should restart us. */
+            if (now_ms - rvd_worker_heartbeat_ms(w) < (int64_t)(wd_usec / 1000))
+                sd_notify(0, "WATCHDOG=1");
+        }
     }
 }
 
-int rvd_daemon_run(const rvd_options *o) {
+int rvd_daemon_run(rvd_options *o) {
     int code = RVD_EXIT_FAILURE;
     rvd_peers *peers = NULL;
     rvd_socket *sock = NULL;
     rvd_server *srv = NULL;
+    rvd_worker *worker = NULL;
     char *err = NULL;
     int r;
 
     /* 1. Signals, before any thread. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    if ((r = pthread_sigmask(SIG_BLOCK, &stop, NULL)) != 0) {
-        rvd_log_error("cannot block SIGTERM and SIGINT: %s", strerror(r));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if ((r = pthread_sigmask(SIG_BLOCK, &set, NULL)) != 0) {
+        rvd_log_error("cannot block SIGTERM, SIGINT and SIGHUP: %s", strerror(r));
         return RVD_EXIT_FAILURE;
     }
     signal(SIGPIPE, SIG_IGN);
+
+    /* 2. The settings. */
+    rvd_settings_env env;
+    rvd_settings_env_get(&env);
+    if ((r = rvd_cli_load(o, &env, &err)) < 0) {
+        rvd_log_error("%s", err ? err : strerror(-r));
+        free(err);
+        return RVD_EXIT_FAILURE;
+    }
+    const rvd_settings *st = &o->settings;
+    rvd_log_set_level(st->log_level);
+    if (st->config_file_read)
+        rvd_log_info("configuration from '%s'", st->config_file);
+
+    /* 3. The engine and the job table. */
+    rv_config cfg;
+    engine_config(st, &cfg);
+    rvd_jobs_limits limits;
+    jobs_limits(st, &limits);
+    if ((r = rvd_worker_start(&cfg, &limits, &worker, &err)) < 0) {
+        rvd_log_error("%s", err ? err : strerror(-r));
+        goto out;
+    }
+    rvd_log_info("state in '%s', cache in '%s'", st->state_dir, st->cache_dir);
 
     if (rvd_peers_new(&peers) < 0) {
         rvd_log_error("out of memory");
         goto out;
     }
-    /* 2. The socket. */
-    if (open_socket(o, &sock) < 0)
+    /* 4. The socket. */
+    if (open_socket(st, &sock) < 0)
         goto out;
-    /* 3. The server, then connections. */
-    rvd_server_opts so = {.version = RETRIEVERD_VERSION, .peers = peers};
+    /* 5. The server, then connections. */
+    rvd_server_opts so = {.version = RETRIEVERD_VERSION, .peers = peers,
+                          .jobs = rvd_worker_jobs(worker)};
     if ((r = rvd_server_new(&so, &srv, &err)) < 0) {
         rvd_log_error("%s", err ? err : strerror(-r));
         goto out;
@@ -116,20 +226,26 @@ int rvd_daemon_run(const rvd_options *o) {
         goto out;
     }
 
-    /* 4. Ready. */
+    /* 6. Ready. */
     const char *path = rvd_socket_path(sock);
     sd_notifyf(0, "READY=1\nSTATUS=Serving retriever.v1 on %s", path);
-    rvd_log_info("ready '%s' (version %s, pid %d)", path, RETRIEVERD_VERSION, (int)getpid());
+    rvd_log_always("ready '%s' (version %s, pid %d)", path, RETRIEVERD_VERSION, (int)getpid());
 
-    /* 5. Stop. */
-    wait_for_stop(&stop);
+    /* 7. Serve, then stop: no new connections; streams get UNAVAILABLE and
+     * the table takes no new jobs; running calls finish or are cancelled;
+     * then the engine stops, keeping what it made durable. */
+    serve(o, &set, worker, path);
     sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
     rvd_socket_stop(sock);
+    rvd_jobs_stop(rvd_worker_jobs(worker));
     r = rvd_server_shutdown(srv, RVD_SHUTDOWN_GRACE_MS, RVD_SHUTDOWN_BOUND_MS);
     if (r < 0) {
         rvd_log_error("calls were still running %u ms after the shutdown began; exiting anyway",
                       (unsigned)RVD_SHUTDOWN_BOUND_MS);
-        /* gRPC's threads may still look peers up: leave both to the exit. */
+        /* gRPC's threads may still look peers and jobs up: leave them to
+         * the exit. The state database is crash-safe (WAL), so exiting
+         * without closing the engine loses at most the last commit's
+         * progress, never correctness. */
         rvd_socket_free(sock);
         free(err);
         return RVD_EXIT_FAILURE;
@@ -137,9 +253,10 @@ int rvd_daemon_run(const rvd_options *o) {
     code = RVD_EXIT_OK;
 out:
     /* Reverse order of creation; the accept thread stops before the
-     * server it feeds goes away. */
+     * server it feeds goes away, the server before the table it reads. */
     sock = rvd_socket_free(sock);
     srv = rvd_server_free(srv);
+    worker = rvd_worker_stop(worker);
     peers = rvd_peers_free(peers);
     free(err);
     if (code == RVD_EXIT_OK)

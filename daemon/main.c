@@ -26,7 +26,9 @@ int main(int argc, char **argv) {
         rvd_cli_version(stdout);
         break;
     case RVD_VERB_RUN:
-        return rvd_daemon_run(&o);
+        r = rvd_daemon_run(&o);
+        rvd_cli_options_free(&o);
+        return r;
     }
     if (fflush(stdout) != 0) {
         perror("retrieverd: cannot write to standard output");

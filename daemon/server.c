@@ -1,21 +1,32 @@
 /* server.c — retriever.v1.Retriever on the gRPC C core.
  *
- * Sections: the method table · calls (life of one call) · handlers ·
- * the completion-queue thread · lifecycle.
+ * Sections: the method table · encoding · calls (life of one call) ·
+ * streams · handlers · the completion-queue thread · lifecycle.
  *
  * A call's life (struct call, one per request slot):
  *
  *   state      | outstanding on the queue        | next
  *   -----------+---------------------------------+-------------------------
  *   REQUESTED  | the request slot (new-call tag) | ok: re-arm the method's
- *              |                                 | slot, answer → ANSWERING;
- *              |                                 | !ok (shutdown): free
+ *              |                                 | slot, answer → ANSWERING
+ *              |                                 | or STREAMING; !ok
+ *              |                                 | (shutdown): free
  *   ANSWERING  | one batch: initial metadata,    | free (whether the batch
  *              | message?, status, close-wait    | succeeded or not)
+ *   STREAMING  | the close-wait (its own tag)    | each send completion
+ *              | until the call closes, and at   | starts the next send;
+ *              | most one send batch (a message, | free once closed, no
+ *              | or at the end the status)       | send outstanding and
+ *              |                                 | the job table let go
  *
- * Exactly one operation per call is outstanding at any time, so "the
- * event for this call arrived and nothing else is outstanding" is the one
- * place a call is freed: cq_thread() after on_event() says so.
+ * A stream's producers are the job table's sinks, called on the worker
+ * thread (and on this thread while subscribing); its consumer is this
+ * thread's send completions. The call's lock guards the queue and flags
+ * between them. Lock order: the job table's lock, then a call's lock;
+ * this thread never holds a call's lock while calling into the table.
+ *
+ * The one place a call is freed is cq_thread() after on_event() says that
+ * nothing is outstanding and nobody else holds it.
  */
 #include "server.h"
 
@@ -37,6 +48,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "request.h"
 #include "retriever/v1/retriever.pb-c.h"
 
 /* Longest method path quoted back in an UNIMPLEMENTED message. */
@@ -44,6 +56,9 @@
 /* rvd_server_free's bounds when shutdown was not called. */
 #define DEFAULT_GRACE_MS 1000
 #define DEFAULT_BOUND_MS 4000
+/* A stream whose reader lags this many messages behind misses progress
+ * events (never the others): memory stays bounded by the reader's pace. */
+#define STREAM_PROGRESS_BACKLOG 32
 
 struct call;
 
@@ -54,18 +69,21 @@ struct reply {
     grpc_byte_buffer *response; /* OK only */
 };
 
-typedef void (*unary_fn)(const struct call *c, const ProtobufCMessage *req, struct reply *r);
+/* A handler answers (r) or, for a stream, starts streaming and leaves r's
+ * code OK without a response. */
+typedef void (*handler_fn)(struct call *c, const uint8_t *req, size_t len, struct reply *r);
 
 struct method {
     const ProtobufCMethodDescriptor *desc;
-    char *path;       /* "/retriever.v1.Retriever/Ping" */
-    void *registered; /* grpc_server_register_method's handle */
-    unary_fn unary;   /* NULL: not implemented yet */
+    char *path;        /* "/retriever.v1.Retriever/Ping" */
+    void *registered;  /* grpc_server_register_method's handle */
+    handler_fn handle; /* NULL: not implemented yet */
 };
 
 struct rvd_server {
     char *version;
     rvd_peers *peers;
+    rvd_jobs *jobs;
     grpc_server *server;
     grpc_completion_queue *cq;
     grpc_server_credentials *creds;
@@ -86,9 +104,24 @@ struct rvd_server {
     pthread_cond_t cond; /* CLOCK_MONOTONIC */
 };
 
-enum call_state { CALL_REQUESTED, CALL_ANSWERING };
+enum call_state { CALL_REQUESTED, CALL_ANSWERING, CALL_STREAMING };
+
+/* Completion-queue tags: a call, or a call's close-wait. Both start with
+ * their kind so the dispatcher can tell them apart. */
+enum tag_kind { TAG_CALL = 1, TAG_CLOSE };
+
+struct close_tag {
+    enum tag_kind kind; /* TAG_CLOSE; first */
+    struct call *call;
+};
+
+struct outmsg {
+    grpc_byte_buffer *bb;
+    struct outmsg *next;
+};
 
 struct call {
+    enum tag_kind kind; /* TAG_CALL; first */
     rvd_server *server;
     const struct method *method; /* NULL: the generic slot */
     enum call_state state;
@@ -101,38 +134,194 @@ struct call {
     struct reply reply;
     grpc_slice status_slice;
     int cancelled;
+
+    /* Streams only (state STREAMING). Under lock, except close_tag. */
+    struct close_tag close_tag;
+    pthread_mutex_t lock;
+    bool lock_init;
+    struct outmsg *q_head, *q_tail;
+    unsigned q_len;
+    grpc_byte_buffer *inflight; /* the message being sent */
+    bool sending;    /* a send batch is outstanding */
+    bool md_sent;    /* initial metadata went out */
+    bool ending;     /* no more messages: send the status when drained */
+    bool status_sent;
+    bool closed;     /* the close-wait completed */
+    bool subscribed; /* the job table holds the sink */
+    grpc_status_code end_code;
+    char job_id[RVD_JOB_ID_LEN + 1];
+    rvd_sink sink;
 };
 
 /* ------------------------------------------------------------------------
- * Handlers: one small function per method — convert, call the owner,
- * nothing more.
+ * Encoding: views of the job table into messages. Called with the table's
+ * lock held (the views are valid only then); everything is packed before
+ * returning.
  * ------------------------------------------------------------------------ */
 
-/* Pack msg into r->response and answer OK (gRPC's allocator aborts rather
- * than fail). */
-static void reply_message(struct reply *r, const ProtobufCMessage *msg) {
+/* A packed message as a byte buffer (gRPC's allocator aborts rather than
+ * fail). */
+static grpc_byte_buffer *pack(const ProtobufCMessage *msg) {
     size_t len = protobuf_c_message_get_packed_size(msg);
     grpc_slice slice = grpc_slice_malloc(len);
     protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-    r->response = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
     grpc_slice_unref(slice);
-    r->code = GRPC_STATUS_OK;
+    return bb;
 }
 
-static void handle_ping(const struct call *c, const ProtobufCMessage *req, struct reply *r) {
-    Retriever__V1__PingResponse resp = RETRIEVER__V1__PING_RESPONSE__INIT;
-    resp.version = c->server->version;
-    resp.api_version = RVD_API_VERSION;
-    reply_message(r, &resp.base);
+static char *str_or_empty(const char *s) {
+    return (char *)(s ? s : "");
 }
 
-/* Methods implemented so far, by the name in the .proto. */
-static const struct {
-    const char *name;
-    unary_fn unary;
-} implemented[] = {
-    {"Ping", handle_ping},
+/* The parts an object's status needs; filled by object_msg. */
+struct object_parts {
+    Retriever__V1__ObjectStatus os;
+    Retriever__V1__Progress progress;
+    Retriever__V1__Error error;
 };
+
+static void progress_msg(Retriever__V1__Progress *m, const rv_progress *p) {
+    *m = (Retriever__V1__Progress)RETRIEVER__V1__PROGRESS__INIT;
+    m->bytes_done = p->bytes_done;
+    m->bytes_total = p->bytes_total;
+    m->total_known = p->total_known;
+    m->rate_bps = p->rate_bps;
+}
+
+static void error_msg(Retriever__V1__Error *m, const rvd_object_view *v) {
+    *m = (Retriever__V1__Error)RETRIEVER__V1__ERROR__INIT;
+    m->code = (char *)rv_error_name(v->error);
+    m->message = (char *)rv_strerror(v->error);
+    m->detail = str_or_empty(v->error_detail);
+    m->retryable = rv_error_retryable(v->error);
+}
+
+static void object_msg(struct object_parts *p, const rvd_object_view *v) {
+    p->os = (Retriever__V1__ObjectStatus)RETRIEVER__V1__OBJECT_STATUS__INIT;
+    p->os.url = str_or_empty(v->url);
+    p->os.destination = str_or_empty(v->destination);
+    p->os.state = (Retriever__V1__ObjectState)(v->state + 1); /* the proto's numbering */
+    progress_msg(&p->progress, &v->progress);
+    p->os.progress = &p->progress;
+    p->os.sha256 = str_or_empty(v->sha256);
+    p->os.crc32c = str_or_empty(v->crc32c);
+    p->os.retries = v->retries;
+    if (v->error != RV_OK) {
+        error_msg(&p->error, v);
+        p->os.error = &p->error;
+    }
+}
+
+/* Pack a Job (or, with wrap, a JobEvent's Snapshot of it). */
+static grpc_byte_buffer *pack_job(const rvd_job_view *v, const Retriever__V1__JobEvent *wrap) {
+    struct object_parts *parts = calloc(v->n_objects ? v->n_objects : 1, sizeof(*parts));
+    Retriever__V1__ObjectStatus **ptrs = calloc(v->n_objects ? v->n_objects : 1, sizeof(*ptrs));
+    grpc_byte_buffer *bb = NULL;
+    if (!parts || !ptrs)
+        goto out;
+    Retriever__V1__Job job = RETRIEVER__V1__JOB__INIT;
+    job.id = (char *)v->id;
+    job.state = (Retriever__V1__JobState)v->state;
+    job.detached = v->detached;
+    job.subscribers = v->subscribers;
+    job.created_unix_ms = v->created_ms;
+    job.ended_unix_ms = v->ended_ms;
+    for (size_t i = 0; i < v->n_objects; i++) {
+        object_msg(&parts[i], &v->objects[i]);
+        ptrs[i] = &parts[i].os;
+    }
+    job.n_objects = v->n_objects;
+    job.objects = ptrs;
+    if (wrap) {
+        Retriever__V1__JobEvent ev = *wrap;
+        Retriever__V1__Snapshot snap = RETRIEVER__V1__SNAPSHOT__INIT;
+        snap.job = &job;
+        ev.snapshot = &snap;
+        bb = pack(&ev.base);
+    } else {
+        bb = pack(&job.base);
+    }
+out:
+    free(parts);
+    free(ptrs);
+    return bb;
+}
+
+static grpc_byte_buffer *pack_event(const rvd_event *e) {
+    Retriever__V1__JobEvent ev = RETRIEVER__V1__JOB_EVENT__INIT;
+    ev.job_id = (char *)e->job_id;
+    ev.object_index = e->object_index;
+    ev.time_unix_ms = e->time_ms;
+
+    Retriever__V1__Accepted accepted = RETRIEVER__V1__ACCEPTED__INIT;
+    Retriever__V1__Queued queued = RETRIEVER__V1__QUEUED__INIT;
+    Retriever__V1__Started started = RETRIEVER__V1__STARTED__INIT;
+    Retriever__V1__ProgressEvent progress = RETRIEVER__V1__PROGRESS_EVENT__INIT;
+    Retriever__V1__Retrying retrying = RETRIEVER__V1__RETRYING__INIT;
+    Retriever__V1__Completed completed = RETRIEVER__V1__COMPLETED__INIT;
+    Retriever__V1__Failed failed = RETRIEVER__V1__FAILED__INIT;
+    Retriever__V1__Cancelled cancelled = RETRIEVER__V1__CANCELLED__INIT;
+    Retriever__V1__Progress pg;
+    Retriever__V1__Error err;
+    const rvd_object_view *o = e->object;
+    if (o) {
+        progress_msg(&pg, &o->progress);
+        error_msg(&err, o);
+    }
+
+    switch (e->kind) {
+    case RVD_EV_ACCEPTED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_ACCEPTED;
+        ev.accepted = &accepted;
+        break;
+    case RVD_EV_SNAPSHOT:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_SNAPSHOT;
+        return pack_job(e->job, &ev);
+    case RVD_EV_QUEUED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_QUEUED;
+        ev.queued = &queued;
+        break;
+    case RVD_EV_STARTED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_STARTED;
+        started.progress = &pg;
+        ev.started = &started;
+        break;
+    case RVD_EV_PROGRESS:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_PROGRESS;
+        progress.progress = &pg;
+        ev.progress = &progress;
+        break;
+    case RVD_EV_RETRYING:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_RETRYING;
+        retrying.offset = e->retry.offset;
+        retrying.attempt = e->retry.attempt;
+        retrying.wait_ms = e->retry.wait_ms;
+        retrying.http_status = e->retry.http_status > 0 ? (uint32_t)e->retry.http_status : 0;
+        retrying.reason = str_or_empty(e->retry.reason);
+        ev.retrying = &retrying;
+        break;
+    case RVD_EV_COMPLETED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_COMPLETED;
+        completed.path = str_or_empty(o->destination);
+        completed.size = o->progress.bytes_done;
+        completed.sha256 = str_or_empty(o->sha256);
+        completed.crc32c = str_or_empty(o->crc32c);
+        completed.from_cache = o->from_cache;
+        ev.completed = &completed;
+        break;
+    case RVD_EV_FAILED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_FAILED;
+        failed.error = &err;
+        ev.failed = &failed;
+        break;
+    case RVD_EV_CANCELLED:
+        ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_CANCELLED;
+        ev.cancelled = &cancelled;
+        break;
+    }
+    return pack(&ev.base);
+}
 
 /* ------------------------------------------------------------------------
  * Calls
@@ -142,6 +331,7 @@ static struct call *call_new(rvd_server *s, const struct method *m) {
     struct call *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    c->kind = TAG_CALL;
     c->server = s;
     c->method = m;
     c->state = CALL_REQUESTED;
@@ -149,6 +339,17 @@ static struct call *call_new(rvd_server *s, const struct method *m) {
     grpc_call_details_init(&c->details);
     c->status_slice = grpc_empty_slice();
     return c;
+}
+
+static void queue_clear(struct call *c) {
+    while (c->q_head) {
+        struct outmsg *m = c->q_head;
+        c->q_head = m->next;
+        grpc_byte_buffer_destroy(m->bb);
+        free(m);
+    }
+    c->q_tail = NULL;
+    c->q_len = 0;
 }
 
 static void call_free(struct call *c) {
@@ -162,6 +363,11 @@ static void call_free(struct call *c) {
         grpc_byte_buffer_destroy(c->reply.response);
     free(c->reply.detail);
     grpc_slice_unref(c->status_slice);
+    queue_clear(c);
+    if (c->inflight)
+        grpc_byte_buffer_destroy(c->inflight);
+    if (c->lock_init)
+        pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
@@ -204,8 +410,8 @@ static char *quote_method(grpc_slice method) {
     return q;
 }
 
-/* Decide the answer of a registered call: look up the caller, decode the
- * request, run the handler. */
+/* Decide the answer of a registered call: look up the caller, read the
+ * request's bytes, run the handler (which decodes them). */
 static void run_registered(struct call *c) {
     const struct method *m = c->method;
     struct reply *r = &c->reply;
@@ -220,7 +426,7 @@ static void run_registered(struct call *c) {
                         rvd_strdupf("the caller's credentials are unknown"));
         return;
     }
-    if (!m->unary) {
+    if (!m->handle) {
         set_reply_error(r, GRPC_STATUS_UNIMPLEMENTED,
                         rvd_strdupf("%s is not implemented yet", m->desc->name));
         return;
@@ -238,31 +444,15 @@ static void run_registered(struct call *c) {
     }
     grpc_slice flat = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
-    ProtobufCMessage *req = protobuf_c_message_unpack(
-        m->desc->input, NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
+    r->code = GRPC_STATUS_OK;
+    m->handle(c, GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat), r);
     grpc_slice_unref(flat);
-    if (!req) {
-        set_reply_error(r, GRPC_STATUS_INVALID_ARGUMENT,
-                        rvd_strdupf("malformed %s", m->desc->input->name));
-        return;
-    }
-    m->unary(c, req, r);
-    protobuf_c_message_free_unpacked(req, NULL);
 }
 
-/* Post the one answering batch. false: nothing was posted (free the call). */
+/* Post the one answering batch of a unary call (or of a stream refused
+ * before it began). false: nothing was posted (free the call). */
 static bool answer(struct call *c) {
     struct reply *r = &c->reply;
-    r->code = GRPC_STATUS_INTERNAL; /* until a handler says otherwise */
-
-    if (c->method) {
-        run_registered(c);
-    } else {
-        char *q = quote_method(c->details.method);
-        set_reply_error(r, GRPC_STATUS_UNIMPLEMENTED,
-                        q ? rvd_strdupf("unknown method '%s'", q) : NULL);
-        free(q);
-    }
     if (r->code != GRPC_STATUS_OK && r->response) {
         grpc_byte_buffer_destroy(r->response);
         r->response = NULL;
@@ -299,9 +489,400 @@ static bool answer(struct call *c) {
     return true;
 }
 
-/* One event for c. true: c has an operation outstanding again; false: it
- * has none, and the caller frees it. */
-static bool on_event(rvd_server *s, struct call *c, bool ok) {
+/* ------------------------------------------------------------------------
+ * Streams
+ * ------------------------------------------------------------------------ */
+
+/* Start the next send, if any is due and none is outstanding. Under
+ * c->lock. */
+static void stream_kick(struct call *c) {
+    if (c->sending || c->closed || c->status_sent)
+        return;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (!c->md_sent) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    if (c->q_head) {
+        struct outmsg *m = c->q_head;
+        c->q_head = m->next;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        c->q_len--;
+        c->inflight = m->bb;
+        free(m);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->inflight;
+    } else if (c->ending) {
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = c->end_code;
+        ops[n++].data.send_status_from_server.status_details =
+            GRPC_SLICE_LENGTH(c->status_slice) ? &c->status_slice : NULL;
+        c->status_sent = true;
+    } else {
+        return;
+    }
+    if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+        rvd_log_error("cannot send on a stream: grpc_call_start_batch failed");
+        c->status_sent = true; /* give up on this stream; the close-wait ends it */
+        queue_clear(c);
+        return;
+    }
+    c->md_sent = true;
+    c->sending = true;
+}
+
+/* Queue a message (taking bb); under c->lock. */
+static void stream_push(struct call *c, grpc_byte_buffer *bb) {
+    struct outmsg *m = bb && !c->closed && !c->ending ? malloc(sizeof(*m)) : NULL;
+    if (!m) {
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    m->bb = bb;
+    m->next = NULL;
+    if (c->q_tail)
+        c->q_tail->next = m;
+    else
+        c->q_head = m;
+    c->q_tail = m;
+    c->q_len++;
+    stream_kick(c);
+}
+
+/* No more messages: end with code once the queue drained; under c->lock. */
+static void stream_finish(struct call *c, grpc_status_code code, const char *message) {
+    if (c->ending)
+        return;
+    c->ending = true;
+    c->end_code = code;
+    if (message) {
+        grpc_slice_unref(c->status_slice);
+        c->status_slice = grpc_slice_from_copied_string(message);
+    }
+    stream_kick(c);
+}
+
+/* The job table's sink (its lock is held). */
+static void sink_event(void *ctx, const rvd_event *ev) {
+    struct call *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    if (!(ev->kind == RVD_EV_PROGRESS && c->q_len >= STREAM_PROGRESS_BACKLOG) && !c->closed)
+        stream_push(c, pack_event(ev));
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void sink_end(void *ctx, rvd_code code, const char *message) {
+    struct call *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = false;
+    stream_finish(c, (grpc_status_code)code, message);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Turn c into a stream: post its close-wait. false: the call cannot
+ * stream (r says why). */
+static bool stream_begin(struct call *c, struct reply *r) {
+    pthread_mutex_init(&c->lock, NULL);
+    c->lock_init = true;
+    c->close_tag.kind = TAG_CLOSE;
+    c->close_tag.call = c;
+    c->sink = (rvd_sink){.event = sink_event, .end = sink_end, .ctx = c};
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK) {
+        set_reply_error(r, GRPC_STATUS_INTERNAL, rvd_strdupf("cannot start the stream"));
+        return false;
+    }
+    c->state = CALL_STREAMING;
+    return true;
+}
+
+/* Whether a stream call can be freed; under c->lock. */
+static bool stream_done(const struct call *c) {
+    return c->closed && !c->sending && !c->subscribed;
+}
+
+/* A send batch of stream c completed. */
+static bool stream_on_sent(struct call *c, bool ok) {
+    pthread_mutex_lock(&c->lock);
+    c->sending = false;
+    if (c->inflight) {
+        grpc_byte_buffer_destroy(c->inflight);
+        c->inflight = NULL;
+    }
+    if (!ok) { /* the client is gone: the close-wait will say so */
+        queue_clear(c);
+        c->status_sent = true;
+    }
+    stream_kick(c);
+    bool done = stream_done(c);
+    pthread_mutex_unlock(&c->lock);
+    return !done;
+}
+
+/* The close-wait of stream c completed: the call is over, by our status
+ * or by the client's cancel or disconnect. */
+static bool stream_on_closed(struct call *c) {
+    pthread_mutex_lock(&c->lock);
+    c->closed = true;
+    queue_clear(c);
+    bool unsubscribe = c->subscribed;
+    pthread_mutex_unlock(&c->lock);
+    /* Outside our lock (lock order: the table's first). */
+    if (unsubscribe && rvd_jobs_unsubscribe(c->server->jobs, c->job_id, &c->sink)) {
+        pthread_mutex_lock(&c->lock);
+        c->subscribed = false;
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_lock(&c->lock);
+    bool done = stream_done(c);
+    pthread_mutex_unlock(&c->lock);
+    return !done;
+}
+
+/* ------------------------------------------------------------------------
+ * Handlers: one small function per method — decode, call the table,
+ * encode, nothing more.
+ * ------------------------------------------------------------------------ */
+
+/* Pack msg into r->response and answer OK. */
+static void reply_message(struct reply *r, const ProtobufCMessage *msg) {
+    r->response = pack(msg);
+    r->code = GRPC_STATUS_OK;
+}
+
+/* A refused request: code and its sentence (NULL: out of memory). */
+static void reply_refused(struct reply *r, rvd_code code, char *msg) {
+    set_reply_error(r, (grpc_status_code)code, msg ? msg : rvd_strdupf("out of memory"));
+}
+
+static void reply_decode_error(struct reply *r, int err, char *msg) {
+    reply_refused(r, err == -ENOMEM ? RVD_INTERNAL : RVD_INVALID_ARGUMENT, msg);
+}
+
+static void handle_ping(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    int e = rvd_request_empty(RVD_REQ_PING, req, len, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    Retriever__V1__PingResponse resp = RETRIEVER__V1__PING_RESPONSE__INIT;
+    resp.version = c->server->version;
+    resp.api_version = RVD_API_VERSION;
+    reply_message(r, &resp.base);
+}
+
+static void status_fn(void *ud, const rvd_job_view *v) {
+    struct reply *r = ud;
+    r->response = pack_job(v, NULL);
+}
+
+static void handle_status(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char id[RVD_JOB_ID_LEN + 1];
+    char *msg = NULL;
+    int e = rvd_request_job_id(RVD_REQ_STATUS, req, len, id, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    rvd_code code = rvd_jobs_status(c->server->jobs, &c->peer, id, status_fn, r, &msg);
+    if (code != RVD_OK)
+        reply_refused(r, code, msg);
+}
+
+/* ListResponse is `repeated Job jobs = 1`: on the wire, each job is the
+ * field's tag, its length, and the packed Job. Jobs are packed one by one
+ * under the table's lock and appended here. */
+struct list_out {
+    uint8_t *buf;
+    size_t len, cap;
+    bool nomem;
+};
+
+static void list_fn(void *ud, const rvd_job_view *v) {
+    struct list_out *out = ud;
+    grpc_byte_buffer *bb = pack_job(v, NULL);
+    if (!bb) {
+        out->nomem = true;
+        return;
+    }
+    grpc_byte_buffer_reader rd;
+    grpc_byte_buffer_reader_init(&rd, bb);
+    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    grpc_byte_buffer_destroy(bb);
+    size_t n = GRPC_SLICE_LENGTH(s);
+    uint8_t head[11];
+    size_t h = 0;
+    head[h++] = (1 << 3) | 2; /* field 1, length-delimited */
+    for (size_t x = n; ; x >>= 7) {
+        head[h++] = (uint8_t)((x & 0x7f) | (x >= 0x80 ? 0x80 : 0));
+        if (x < 0x80)
+            break;
+    }
+    if (out->len + h + n > out->cap) {
+        size_t cap = (out->cap ? 2 * out->cap : 4096) + h + n;
+        uint8_t *nb = realloc(out->buf, cap);
+        if (!nb) {
+            out->nomem = true;
+            grpc_slice_unref(s);
+            return;
+        }
+        out->buf = nb;
+        out->cap = cap;
+    }
+    memcpy(out->buf + out->len, head, h);
+    memcpy(out->buf + out->len + h, GRPC_SLICE_START_PTR(s), n);
+    out->len += h + n;
+    grpc_slice_unref(s);
+}
+
+static void handle_list(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    rvd_list_req lr;
+    char *msg = NULL;
+    int e = rvd_request_list(req, len, &lr, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    struct list_out out = {0};
+    rvd_jobs_list(c->server->jobs, &c->peer, lr.states, lr.limit, list_fn, &out);
+    if (out.nomem) {
+        free(out.buf);
+        return reply_refused(r, RVD_INTERNAL, NULL);
+    }
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)out.buf, out.len);
+    r->response = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    free(out.buf);
+}
+
+static void handle_cancel(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char id[RVD_JOB_ID_LEN + 1];
+    char *msg = NULL;
+    int e = rvd_request_job_id(RVD_REQ_CANCEL, req, len, id, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    rvd_job_state state = 0;
+    unsigned subs = 0;
+    rvd_code code = rvd_jobs_cancel(c->server->jobs, &c->peer, id, &state, &subs, &msg);
+    if (code != RVD_OK)
+        return reply_refused(r, code, msg);
+    Retriever__V1__CancelResponse resp = RETRIEVER__V1__CANCEL_RESPONSE__INIT;
+    resp.state = (Retriever__V1__JobState)state;
+    resp.subscribers = subs;
+    reply_message(r, &resp.base);
+}
+
+static void handle_stats(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    int e = rvd_request_empty(RVD_REQ_STATS, req, len, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    rvd_jobs_stats st;
+    rvd_jobs_stats_get(c->server->jobs, &st);
+    Retriever__V1__StatsResponse resp = RETRIEVER__V1__STATS_RESPONSE__INIT;
+    resp.active_jobs = st.running;
+    resp.queued_jobs = st.queued;
+    resp.rate_bps = st.rate_bps;
+    resp.subscribers = st.subscribers;
+    resp.connections = st.transfers;
+    resp.bytes_from_origin = st.bytes_from_origin;
+    resp.bytes_from_cache = st.bytes_from_cache;
+    reply_message(r, &resp.base);
+}
+
+static void handle_download(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    rvd_download_req *dr = NULL;
+    char *msg = NULL;
+    int e = rvd_request_download(req, len, &dr, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    if (!stream_begin(c, r)) {
+        rvd_download_req_free(dr);
+        return;
+    }
+    bool detach = dr->detach;
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = !detach;
+    pthread_mutex_unlock(&c->lock);
+    /* Events may arrive (on the worker thread too) as soon as this
+     * subscribes; the call's lock is not held across it. */
+    rvd_code code = rvd_jobs_submit(c->server->jobs, &c->peer, dr, req, len,
+                                    detach ? NULL : &c->sink, c->job_id, &msg);
+    pthread_mutex_lock(&c->lock);
+    if (code != RVD_OK) {
+        c->subscribed = false;
+        stream_finish(c, (grpc_status_code)code, msg ? msg : "out of memory");
+    } else if (detach) {
+        rvd_event ev = {.kind = RVD_EV_ACCEPTED, .job_id = c->job_id, .time_ms = 0};
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        ev.time_ms = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+        stream_push(c, pack_event(&ev));
+        stream_finish(c, GRPC_STATUS_OK, NULL);
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(msg);
+}
+
+static void handle_watch(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    int e = rvd_request_job_id(RVD_REQ_WATCH, req, len, c->job_id, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    if (!stream_begin(c, r))
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = true;
+    pthread_mutex_unlock(&c->lock);
+    rvd_code code = rvd_jobs_watch(c->server->jobs, &c->peer, c->job_id, &c->sink, &msg);
+    if (code != RVD_OK) {
+        pthread_mutex_lock(&c->lock);
+        c->subscribed = false;
+        stream_finish(c, (grpc_status_code)code, msg ? msg : "out of memory");
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(msg);
+}
+
+/* Methods implemented so far, by the name in the .proto. */
+static const struct {
+    const char *name;
+    handler_fn handle;
+} implemented[] = {
+    {"Ping", handle_ping},         {"Status", handle_status},     {"List", handle_list},
+    {"Cancel", handle_cancel},     {"Stats", handle_stats},       {"Download", handle_download},
+    {"Watch", handle_watch},
+};
+
+/* A new call: answer it, or start its stream. false: nothing is
+ * outstanding (free it). */
+static bool start_call(struct call *c) {
+    c->reply.code = GRPC_STATUS_INTERNAL; /* until a handler says otherwise */
+    if (c->method) {
+        run_registered(c);
+    } else {
+        char *q = quote_method(c->details.method);
+        set_reply_error(&c->reply, GRPC_STATUS_UNIMPLEMENTED,
+                        q ? rvd_strdupf("unknown method '%s'", q) : NULL);
+        free(q);
+    }
+    if (c->state == CALL_STREAMING) {
+        pthread_mutex_lock(&c->lock);
+        bool done = stream_done(c);
+        pthread_mutex_unlock(&c->lock);
+        return !done;
+    }
+    return answer(c);
+}
+
+/* One event for c. true: c has an operation outstanding again, or is
+ * still held by the job table; false: neither, and the caller frees it. */
+static bool on_event(rvd_server *s, struct call *c, enum tag_kind kind, bool ok) {
+    if (kind == TAG_CLOSE)
+        return stream_on_closed(c);
     switch (c->state) {
     case CALL_REQUESTED:
         if (!ok)
@@ -314,9 +895,11 @@ static bool on_event(rvd_server *s, struct call *c, bool ok) {
                 rvd_log_error("cannot wait for further calls of '%s': %s",
                               c->method ? c->method->path : "unknown methods", strerror(-r));
         }
-        return answer(c);
+        return start_call(c);
     case CALL_ANSWERING:
         return false; /* done, whether the client stayed or not */
+    case CALL_STREAMING:
+        return stream_on_sent(c, ok);
     }
     return false;
 }
@@ -340,8 +923,9 @@ static bool dispatch_next(rvd_server *s) {
         pthread_mutex_unlock(&s->lock);
         return true;
     }
-    struct call *c = ev.tag;
-    if (!on_event(s, c, ev.success != 0))
+    enum tag_kind kind = *(const enum tag_kind *)ev.tag;
+    struct call *c = kind == TAG_CLOSE ? ((struct close_tag *)ev.tag)->call : ev.tag;
+    if (!on_event(s, c, kind, ev.success != 0))
         call_free(c); /* the one place a call is freed */
     return true;
 }
@@ -373,10 +957,10 @@ static void grpc_log_line(gpr_log_func_args *a) {
     }
 }
 
-static unary_fn implementation_of(const char *name) {
+static handler_fn implementation_of(const char *name) {
     for (size_t i = 0; i < sizeof(implemented) / sizeof(implemented[0]); i++)
         if (strcmp(implemented[i].name, name) == 0)
-            return implemented[i].unary;
+            return implemented[i].handle;
     return NULL;
 }
 
@@ -398,6 +982,7 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
     s->peers = o->peers;
+    s->jobs = o->jobs;
 
     gpr_set_log_function(grpc_log_line);
     grpc_init();
@@ -433,7 +1018,7 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
     for (size_t i = 0; i < s->n_methods; i++) {
         struct method *m = &s->methods[i];
         m->desc = &svc->methods[i];
-        m->unary = implementation_of(m->desc->name);
+        m->handle = implementation_of(m->desc->name);
         m->path = rvd_strdupf("/%s/%s", svc->name, m->desc->name);
         if (!m->path) {
             r = -ENOMEM;
@@ -525,9 +1110,9 @@ int rvd_server_shutdown(rvd_server *s, unsigned grace_ms, unsigned bound_ms) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 
-    /* Unary calls finish at once. Streams (next increment) get UNAVAILABLE
-     * from their owners before this; what still runs after the grace is
-     * cancelled. */
+    /* Unary calls finish at once. Streams got UNAVAILABLE from the job
+     * table before this (rvd_jobs_stop); what still runs after the grace
+     * is cancelled. */
     struct timespec grace = after_ms(&t0, grace_ms);
     if (!wait_shutdown_until(s, &grace)) {
         grpc_server_cancel_all_calls(s->server);

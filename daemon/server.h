@@ -10,8 +10,9 @@
  * down and frees.
  *
  * Methods: every method of the service descriptor is registered under
- * "/retriever.v1.Retriever/<Method>". Implemented in this increment: Ping.
- * The others answer UNIMPLEMENTED "… is not implemented yet". One generic
+ * "/retriever.v1.Retriever/<Method>". Implemented: Ping, Download, Status,
+ * List, Cancel, Watch, Stats (the job table, jobs.h, does the work); Read
+ * answers UNIMPLEMENTED "… is not implemented yet". One generic
  * slot answers any other path UNIMPLEMENTED at once (without it, gRPC would
  * leave such calls waiting for the client's deadline). Every registered
  * call is mapped to its connection's credentials ("fd:N" → rvd_peers); a
@@ -32,6 +33,7 @@
 #ifndef RVD_SERVER_H
 #define RVD_SERVER_H
 
+#include "jobs.h"
 #include "peer.h"
 
 #define RVD_API_VERSION 1
@@ -43,6 +45,7 @@ typedef struct rvd_server rvd_server;
 typedef struct rvd_server_opts {
     const char *version; /* Ping's version; copied */
     rvd_peers *peers;    /* borrowed; must outlive the server */
+    rvd_jobs *jobs;      /* borrowed; must outlive the server */
 } rvd_server_opts;
 
 /* Start serving (no connections yet). 0, or -errno with *ret_error (when

@@ -54,7 +54,22 @@ static void wake_engine(void *ud) {
     rv_engine_wakeup(ud);
 }
 
+/* mkdir -p (mode 0700 for what it creates), then check it is a writable
+ * directory. */
 static int make_dir(const char *path) {
+    char *p = strdup(path);
+    if (!p)
+        return RV_E_NOMEM;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        int made = mkdir(p, 0700);
+        *q = '/';
+        if (made != 0 && errno != EEXIST)
+            break;
+    }
+    free(p);
     if (mkdir(path, 0700) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK | X_OK) == 0)
@@ -186,6 +201,13 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
         e->cache_dir = NULL;
     if (!e->state_dir || !e->cache_dir || asprintf(&e->blob_dir, "%s/blobs", e->cache_dir) < 0)
         goto out;
+    if (make_dir(e->state_dir) != RV_OK) {
+        r = RV_E_DEST_UNWRITABLE;
+        if (asprintf(&note, "state directory '%s' cannot be created or written: %s",
+                     e->state_dir, strerror(errno)) < 0)
+            note = NULL;
+        goto out;
+    }
     r = rv_store_open(e->state_dir, &e->store, &note);
     if (r != RV_OK) {
         if (!note && asprintf(&note, "cannot use state directory '%s': %s", e->state_dir,
@@ -243,26 +265,59 @@ void rv_durable_close(rv_engine *e) {
 /* ----------------------------------------------------------------------- */
 /* Starting an object: resume, or a new row                                 */
 
-/* The store key: the normalised URL, plus a fingerprint of the request
- * headers (which may carry credentials: only their digest is kept), so
- * requests with different credentials never share state. */
+/* The store key: what names the object, plus a fingerprint of the
+ * credentials the request carries (headers, URL userinfo: only their
+ * digest is kept), so requests with different credentials never share
+ * state.
+ *
+ * What names the object is the normalised URL (its query only inside the
+ * digest), except for file:// sources:
+ * there it is the file itself (device and inode), because a path is not an
+ * identity. A daemon hands the engine "file:///proc/self/fd/N" for files
+ * it opened as its callers, and N names a different file each time. */
 static int make_key(rv_object *o) {
-    if (!o->user_headers) {
-        o->key = strdup(o->url->normalised);
-        return o->key ? RV_OK : RV_E_NOMEM;
-    }
+    char *name = NULL, *path = NULL;
     rv_sha256 *h = NULL;
-    char hex[65];
-    int r = rv_sha256_new(&h);
-    for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
-        r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
-    if (r == RV_OK)
-        r = rv_sha256_final_hex(h, hex);
-    rv_sha256_free(h);
-    if (r == RV_OK && asprintf(&o->key, "%s\nheaders:%.32s", o->url->normalised, hex) < 0) {
+    char hex[65] = "";
+    struct stat st;
+    int r = RV_OK;
+
+    if (strcmp(o->url->scheme, "file") == 0 && rv_url_file_path(o->url, &path) == RV_OK &&
+        stat(path, &st) == 0) {
+        if (asprintf(&name, "file:dev=%llx,ino=%llx", (unsigned long long)st.st_dev,
+                     (unsigned long long)st.st_ino) < 0)
+            name = NULL;
+    } else {
+        /* The query goes in only as part of the digest: it may be a
+         * signature (a presigned URL), and keys are stored in clear. */
+        const char *q = strchr(o->url->normalised, '?');
+        name = strndup(o->url->normalised, q ? (size_t)(q - o->url->normalised)
+                                             : strlen(o->url->normalised));
+    }
+    free(path);
+    if (!name)
+        return RV_E_NOMEM;
+    if (o->user_headers || o->url->userinfo || o->url->query) {
+        r = rv_sha256_new(&h);
+        if (r == RV_OK && o->url->query)
+            r = rv_sha256_update(h, o->url->query, strlen(o->url->query) + 1);
+        if (r == RV_OK && o->url->userinfo)
+            r = rv_sha256_update(h, o->url->userinfo, strlen(o->url->userinfo) + 1);
+        for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
+            r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
+        if (r == RV_OK)
+            r = rv_sha256_final_hex(h, hex);
+        rv_sha256_free(h);
+    }
+    if (r == RV_OK && !hex[0]) {
+        o->key = name;
+        return RV_OK;
+    }
+    if (r == RV_OK && asprintf(&o->key, "%s\nquery+credentials:%.32s", name, hex) < 0) {
         o->key = NULL;
         r = RV_E_NOMEM;
     }
+    free(name);
     return r;
 }
 
@@ -430,12 +485,19 @@ int rv_durable_start(rv_object *o) {
         o->store_id = ++e->next_store_id;
         char blob[32];
         snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
-        rv_store_object row = {.id = o->store_id, .key = o->key, .url = o->url->normalised,
+        char *shown = NULL;
+        if (rv_url_redact(o->url_in, &shown) != RV_OK) {
+            r = RV_E_NOMEM;
+            rv_object_fail(o, r, "out of memory");
+            goto out;
+        }
+        rv_store_object row = {.id = o->store_id, .key = o->key, .url = shown,
                                .size = RV_STORE_UNKNOWN, .blob = blob,
                                .used_at = (int64_t)time(NULL)};
         r = tx(e);
         if (r == RV_OK)
             r = rv_store_insert(e->store, &row);
+        free(shown);
         if (r != RV_OK) {
             rv_object_fail(o, RV_E_STATE, "cannot record the download: %s",
                            rv_store_errmsg(e->store));
@@ -793,4 +855,10 @@ static void evict(rv_engine *e) {
             unlink(path);
         }
     free(ev.gone.ids);
+}
+
+void rv_durable_set_quota(rv_engine *e, uint64_t quota) {
+    e->cfg.cache_quota = quota;
+    if (e->store)
+        evict(e);
 }

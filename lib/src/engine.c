@@ -284,6 +284,23 @@ int rv_default_filename(const char *url, char **ret) {
     return r;
 }
 
+unsigned rv_engine_transfers(const rv_engine *e) {
+    return e->active;
+}
+
+void rv_engine_set_cache_quota(rv_engine *e, uint64_t quota) {
+    rv_durable_set_quota(e, quota);
+}
+
+int rv_file_url_path(const char *url, char **ret) {
+    rv_url *u = NULL;
+    int r = rv_url_parse(url, &u);
+    if (r == RV_OK)
+        r = strcmp(u->scheme, "file") == 0 ? rv_url_file_path(u, ret) : RV_E_UNSUPPORTED_SCHEME;
+    rv_url_free(u);
+    return r;
+}
+
 static int engine_host(rv_engine *e, const char *key, rv_hostlimit **ret) {
     for (size_t i = 0; i < e->n_hosts; i++)
         if (strcmp(rv_hostlimit_key(e->hosts[i]), key) == 0) {
@@ -463,6 +480,10 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->engine = e;
     o->size = RV_UNKNOWN;
     o->user_data = req->user_data;
+    o->copy = req->copy;
+    o->max_conns = req->connections && req->connections < e->cfg.max_connections_per_object
+                       ? req->connections
+                       : e->cfg.max_connections_per_object;
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
         reject(e, r, "'%.200s' is not a valid URL", req->url);
@@ -645,7 +666,7 @@ int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
     rv_plan plan = {.first_end = first_end, .size = size, .n_ranges = 1};
 
     if (size != RV_UNKNOWN)
-        rv_plan_make(size, first_end, cfg->max_connections_per_object, cfg->min_chunk_size,
+        rv_plan_make(size, first_end, o->max_conns, cfg->min_chunk_size,
                      cfg->chunk_size, &plan);
     rv_chunk *chunks = calloc(plan.n_ranges, sizeof(*chunks));
     if (!chunks) {
@@ -895,7 +916,7 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
         }
         if (e->active >= e->cfg.max_connections)
             return false;
-        if (o->active >= e->cfg.max_connections_per_object || !rv_hostlimit_can_start(o->host))
+        if (o->active >= o->max_conns || !rv_hostlimit_can_start(o->host))
             return true;
         if (rv_http_start(e, o, c, !o->planned) != RV_OK)
             return true;
@@ -1016,8 +1037,10 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
     if (!e)
         return RV_E_INVALID_ARGUMENT;
     bool busy = schedule(e, &next_due);
+    /* Nothing live is no reason to return at once: a daemon's loop waits
+     * here for its next object (rv_engine_wakeup) without spinning. */
     long wait = timeout_ms < 0 ? 0 : timeout_ms;
-    if (busy || e->n_live == 0)
+    if (busy)
         wait = 0;
     else if (next_due != UINT64_MAX) {
         uint64_t now = rv_now_ms();
@@ -1064,6 +1087,7 @@ const char *rv_object_error_detail(const rv_object *o) {
 const char *rv_object_url(const rv_object *o) { return o->url_in; }
 const char *rv_object_path(const rv_object *o) { return o->dest_path; }
 unsigned rv_object_retries(const rv_object *o) { return o->retries; }
+bool rv_object_from_cache(const rv_object *o) { return o->state == RV_STATE_DONE && o->cached; }
 void *rv_object_user_data(const rv_object *o) { return o->user_data; }
 
 const char *rv_object_sha256_hex(const rv_object *o) {

@@ -95,6 +95,8 @@ struct rv_object {
     rv_engine *engine;
     uint64_t id;
     void *user_data;
+    bool copy;                 /* rv_request.copy: never hard-link the blob */
+    unsigned max_conns;        /* rv_request.connections, bounded by the config */
 
     /* the request */
     char *url_in;
@@ -255,6 +257,8 @@ int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget);
 /* durable.c: the engine's side of durable state (docs/state.md) */
 int rv_durable_open(rv_engine *e, char **ret_detail);
 void rv_durable_close(rv_engine *e);
+/* A new cache quota: evict down to it now (rv_engine_set_cache_quota). */
+void rv_durable_set_quota(rv_engine *e, uint64_t quota);
 /* Look the object up and set it up to resume, or insert it. */
 int rv_durable_start(rv_object *o);
 /* The object's plan is known: record it (in the open transaction). */

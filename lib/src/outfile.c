@@ -310,7 +310,7 @@ static int deliver_blob(rv_object *o) {
     char *tmp = NULL;
     int fd = -1, err = 0, r = RV_E_IO;
 
-    if (o->engine->cfg.link_deliveries && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
+    if (o->engine->cfg.link_deliveries && !o->copy && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
         goto rename;
     r = temp_next_to_dest(o, NULL, &tmp, &fd);
     if (r != RV_OK) {

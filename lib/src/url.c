@@ -12,6 +12,8 @@
  *                                          host "x"
  *   non-empty authority except file://     (same)
  *   explicit port 0 refused                accept it
+ *   no DOS drive ("/C:/") in a file://     refuse it as written, accept it
+ *   path after dot segments go             when made by "/a/../C:/"
  *   '%' always followed by two hex digits  pass "%zz" through
  *   in path and query
  *   decoded host: unreserved/sub-delims,   decode "%C3%A9" or "%25" into
@@ -21,17 +23,27 @@
  * case: interface names are case-sensitive), the scheme's default port
  * dropped, dot segments removed (as libcurl does when it sends the request),
  * fragment and userinfo dropped, percent-encoding left exactly as given.
+ * That is what the engine requests.
+ *
+ * Two more forms for callers that keep URLs (the daemon), both public:
+ *   rv_url_normalize  the dedupe key: as normalised, plus userinfo kept
+ *                     and the path's escapes canonical (RFC 3986 6.2.2)
+ *   rv_url_redact     what a log may show: userinfo and credential-bearing
+ *                     query values hidden; works on any string
  */
 #include "url.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "retriever.h"
 #include "rv_error.h"
+#include "source.h"
 
 /* Longest file name rv_url_filename hands out (NAME_MAX on Linux). */
 #define URL_FILENAME_MAX 255
@@ -163,8 +175,46 @@ static bool zone_valid(const char *zone) {
     return true;
 }
 
-/* The host as it goes into normalised and host_key: lower case, an IPv6
- * zone id re-attached as "%25zone" inside the brackets. */
+/* libcurl rewrites an IPv4 address written in any of inet_aton's forms
+ * ("0x7f.1", "2130706433") as a dotted quad, but only as written: a host
+ * that becomes numeric by %-decoding ("0x7f%2e1") is left as decoded,
+ * and would turn into the dotted quad only when parsed again. Ask libcurl
+ * once more with the decoded host, so both spellings give one host (and
+ * normalising is idempotent). *host is replaced on success. */
+static int host_numeric(char **host) {
+    CURLU *h = NULL;
+    char *url = NULL, *out = NULL;
+    int r = RV_OK;
+
+    if (strspn(*host, "0123456789abcdefx.") != strlen(*host))
+        return RV_OK; /* not something inet_aton could read */
+    h = curl_url();
+    if (!h || asprintf(&url, "http://%s/", *host) < 0) {
+        url = NULL;
+        r = RV_E_NOMEM;
+        goto out;
+    }
+    CURLUcode rc = curl_url_set(h, CURLUPART_URL, url, 0);
+    if (rc == CURLUE_OUT_OF_MEMORY) {
+        r = RV_E_NOMEM;
+        goto out;
+    }
+    if (rc != CURLUE_OK)
+        goto out; /* keep the host as it is: it parsed once already */
+    r = part_dup(h, CURLUPART_HOST, 0, CURLUE_OK, &out);
+    if (r != RV_OK)
+        goto out;
+    free(*host);
+    *host = out;
+out:
+    free(url);
+    curl_url_cleanup(h);
+    return r;
+}
+
+/* The host as it goes into normalised and host_key: lower case, IPv4 as a
+ * dotted quad, an IPv6 zone id re-attached as "%25zone" inside the
+ * brackets. */
 static int host_build(CURLU *h, char **ret) {
     char *host = NULL, *zone = NULL, *out = NULL;
     int r = part_dup(h, CURLUPART_HOST, 0, CURLUE_NO_HOST, &host);
@@ -179,6 +229,8 @@ static int host_build(CURLU *h, char **ret) {
         r = RV_E_BAD_URL;
         goto out;
     }
+    if (host[0] != '[' && (r = host_numeric(&host)) != RV_OK)
+        goto out;
     r = part_dup(h, CURLUPART_ZONEID, 0, CURLUE_NO_ZONEID, &zone);
     if (r != RV_OK)
         goto out;
@@ -206,6 +258,39 @@ static int host_build(CURLU *h, char **ret) {
 out:
     free(host);
     free(zone);
+    return r;
+}
+
+/* libcurl refuses a file:// path that starts with a DOS drive ("/C:/",
+ * "/c|"), but only as written: dot-segment removal can make one
+ * ("file:///a/../C:/x"). Refuse those too, so that a URL is refused or
+ * accepted whatever its spelling and normalised is always a URL. */
+static bool drive_prefix(const char *path) {
+    return is_alpha(path[1]) && (path[2] == ':' || path[2] == '|') &&
+           (path[3] == '/' || path[3] == '\\' || path[3] == '\0');
+}
+
+/* "user[:password]" as given (percent-encoding untouched), or NULL when
+ * the URL has no '@'. An empty user stays "" ("http://@h/"). */
+static int userinfo_build(CURLU *h, char **ret) {
+    char *user = NULL, *password = NULL, *out = NULL;
+    int r = part_dup(h, CURLUPART_USER, 0, CURLUE_NO_USER, &user);
+    if (r == RV_OK)
+        r = part_dup(h, CURLUPART_PASSWORD, 0, CURLUE_NO_PASSWORD, &password);
+    if (r != RV_OK)
+        goto out;
+    if (user || password) {
+        if (asprintf(&out, "%s%s%s", user ? user : "", password ? ":" : "",
+                     password ? password : "") < 0) {
+            out = NULL;
+            r = RV_E_NOMEM;
+            goto out;
+        }
+    }
+    *ret = out;
+out:
+    free(user);
+    free(password);
     return r;
 }
 
@@ -274,6 +359,10 @@ int rv_url_parse(const char *in, rv_url **ret) {
             r = RV_E_BAD_URL;
             goto out;
         }
+        u->port_given = explicit_port != NULL;
+        r = userinfo_build(h, &u->userinfo);
+        if (r != RV_OK)
+            goto out;
     }
 
     r = part_dup(h, CURLUPART_PATH, 0, CURLUE_OK, &u->path);
@@ -282,7 +371,8 @@ int rv_url_parse(const char *in, rv_url **ret) {
     r = part_dup(h, CURLUPART_QUERY, 0, CURLUE_NO_QUERY, &u->query);
     if (r != RV_OK)
         goto out;
-    if (u->path[0] != '/' || !escapes_valid(u->path) || (u->query && !escapes_valid(u->query))) {
+    if (u->path[0] != '/' || !escapes_valid(u->path) || (u->query && !escapes_valid(u->query)) ||
+        (is_file && drive_prefix(u->path))) {
         r = RV_E_BAD_URL;
         goto out;
     }
@@ -321,6 +411,7 @@ rv_url *rv_url_free(rv_url *u) {
     free(u->query);
     free(u->normalised);
     free(u->host_key);
+    free(u->userinfo);
     free(u);
     return NULL;
 }
@@ -406,5 +497,259 @@ int rv_url_file_path(const rv_url *u, char **ret) {
     r = RV_OK;
 out:
     free(path);
+    return r;
+}
+
+/* ---- the dedupe key: rv_url_normalize ---------------------------------- */
+
+static bool is_unreserved(char c) {
+    return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static char hex_upper(char c) {
+    return c >= 'a' && c <= 'f' ? (char)(c - 'a' + 'A') : c;
+}
+
+/* path (valid escapes, starts with '/', no dot segments: what rv_url_parse
+ * leaves) with RFC 3986 6.2.2.1-2 applied: an escaped unreserved character
+ * is decoded, every other escape gets upper-case hex. A segment that would
+ * decode to "." or ".." keeps its escapes instead: decoding must not make a
+ * dot segment the origin never saw (and a key that would parse to another
+ * key). The result is never longer than path; *ret is malloc'd. */
+static int path_canonical(const char *path, char **ret) {
+    size_t n = strlen(path);
+    char *out = malloc(n + 1);
+    if (!out)
+        return RV_E_NOMEM;
+    size_t o = 0, seg_in = 0, seg_out = 0;
+    bool seg_escaped = false;
+    for (size_t i = 0;; i++) {
+        if (path[i] == '/' || path[i] == '\0') {
+            size_t len = o - seg_out;
+            if (seg_escaped && (len == 1 || len == 2) && out[seg_out] == '.' &&
+                out[o - 1] == '.') {
+                /* ".", ".." decoded: write the segment as given, hex upper */
+                o = seg_out;
+                for (size_t k = seg_in; k < i; k++)
+                    out[o++] = hex_upper(path[k]);
+            }
+            if (path[i] == '\0')
+                break;
+            out[o++] = '/';
+            seg_in = i + 1;
+            seg_out = o;
+            seg_escaped = false;
+            continue;
+        }
+        if (path[i] == '%' && hex_value(path[i + 1]) >= 0 && hex_value(path[i + 2]) >= 0) {
+            char c = (char)(hex_value(path[i + 1]) << 4 | hex_value(path[i + 2]));
+            seg_escaped = true;
+            if (is_unreserved(c)) {
+                out[o++] = c;
+            } else {
+                out[o++] = '%';
+                out[o++] = hex_upper(path[i + 1]);
+                out[o++] = hex_upper(path[i + 2]);
+            }
+            i += 2;
+            continue;
+        }
+        out[o++] = path[i];
+    }
+    out[o] = '\0';
+    *ret = out;
+    return RV_OK;
+}
+
+/* Whether key parses with path unchanged: RV_OK, RV_E_BAD_URL (it does
+ * not), RV_E_NOMEM. */
+static int key_stable(const char *key, const char *path) {
+    rv_url *k = NULL;
+    int r = rv_url_parse(key, &k);
+    if (r == RV_OK && strcmp(k->path, path) != 0)
+        r = RV_E_BAD_URL;
+    rv_url_free(k);
+    return r == RV_E_NOMEM ? r : r == RV_OK ? RV_OK : RV_E_BAD_URL;
+}
+
+int rv_url_normalize(const char *url, char **ret) {
+    rv_url *u = NULL;
+    char *path = NULL, *file = NULL, *out = NULL;
+    char portbuf[16] = "";
+    int r;
+
+    if (!url || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    r = rv_url_parse(url, &u);
+    if (r != RV_OK)
+        goto out;
+    /* The engine's own rule (rv_engine_add): a scheme the registry knows,
+     * and for file:// a path that decodes to an absolute one. */
+    const rv_source *src = rv_source_lookup(u->scheme);
+    if (!src) {
+        r = RV_E_UNSUPPORTED_SCHEME;
+        goto out;
+    }
+    if (src->kind == RV_SOURCE_FILE) {
+        r = rv_url_file_path(u, &file);
+        if (r != RV_OK)
+            goto out;
+    }
+    r = path_canonical(u->path, &path);
+    if (r != RV_OK)
+        goto out;
+    if (u->port_given)
+        snprintf(portbuf, sizeof(portbuf), ":%u", u->port);
+    for (int attempt = 0;; attempt++) {
+        if (asprintf(&out, "%s://%s%s%s%s%s%s%s", u->scheme, u->userinfo ? u->userinfo : "",
+                     u->userinfo ? "@" : "", u->host, portbuf, path, u->query ? "?" : "",
+                     u->query ? u->query : "") < 0) {
+            out = NULL;
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        /* A key must give itself back. Decoding can spell something
+         * libcurl reads specially ("file:///%43:/x" becomes a drive letter,
+         * "file:///C:/x", which it refuses): then the path stays as
+         * libcurl gave it, escapes and all. */
+        if (attempt == 1)
+            break;
+        r = key_stable(out, path);
+        if (r == RV_OK)
+            break;
+        if (r != RV_E_BAD_URL)
+            goto out;
+        free(out);
+        out = NULL;
+        free(path);
+        if (!(path = strdup(u->path))) {
+            r = RV_E_NOMEM;
+            goto out;
+        }
+    }
+    *ret = out;
+    out = NULL;
+    r = RV_OK;
+out:
+    free(out);
+    free(path);
+    free(file);
+    rv_url_free(u);
+    return r;
+}
+
+/* ---- what logs may show: rv_url_redact ---------------------------------- */
+
+/* Parameter names (compared case-insensitively, after percent-decoding)
+ * whose values are credentials, and the parts that mark any name as one.
+ * Redacting one harmless value too many costs nothing; missing one leaks a
+ * secret into a log, so the parts are broad. */
+static const char *const secret_names[] = {
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature", "sig",
+    "token", "access_token", "api_key", "apikey", "key", "password", "secret", "passwd",
+    "pwd", "auth", "authorization",
+};
+static const char *const secret_parts[] = {"token", "secret", "signature", "password",
+                                           "credential", "passwd"};
+
+/* Whether the raw parameter name s[0..n) names a credential. scratch has
+ * room for n + 1 bytes. */
+static bool secret_name(const char *s, size_t n, char *scratch) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+            c = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
+            i += 2;
+        }
+        /* a decoded NUL would hide the rest of the name from strcasestr */
+        scratch[o++] = c == '\0' ? '?' : c;
+    }
+    scratch[o] = '\0';
+    for (size_t i = 0; i < sizeof(secret_names) / sizeof(secret_names[0]); i++)
+        if (strcasecmp(scratch, secret_names[i]) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof(secret_parts) / sizeof(secret_parts[0]); i++)
+        if (strcasestr(scratch, secret_parts[i]))
+            return true;
+    return false;
+}
+
+/* Where the authority starts: after "scheme://" when the string begins with
+ * anything but ":/?#@" followed by "://" (an empty scheme too), after a
+ * leading "//", else at 0 (a string like "user:pw@host/x" is still redacted). */
+static size_t authority_start(const char *s) {
+    size_t n = strcspn(s, ":/?#@");
+    if (strncmp(s + n, "://", 3) == 0) /* an empty scheme too: "://u:p@h" */
+        return n + 3;
+    if (strncmp(s, "//", 2) == 0)
+        return 2;
+    return 0;
+}
+
+int rv_url_redact(const char *url, char **ret) {
+    static const char redacted[] = "REDACTED";
+    static const char userinfo_mark[] = "***@";
+    char *out = NULL, *scratch = NULL;
+    int r = RV_E_NOMEM;
+
+    if (!url || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    size_t len = strlen(url), n_eq = 0;
+    for (const char *p = url; (p = strchr(p, '=')); p++)
+        n_eq++;
+    /* Each '=' may grow by a whole "REDACTED"; the userinfo mark by 3. */
+    if (n_eq > (SIZE_MAX - len - sizeof(userinfo_mark)) / (sizeof(redacted) - 1))
+        goto out;
+    out = malloc(len + sizeof(userinfo_mark) + n_eq * (sizeof(redacted) - 1));
+    scratch = malloc(len + 1);
+    if (!out || !scratch)
+        goto out;
+
+    size_t o = 0, i = authority_start(url);
+    memcpy(out, url, i);
+    o = i;
+    /* The authority runs to the first '/', '?' or '#'; userinfo is all of
+     * it up to its last '@' (the last: "u:p@ss@h" hides "u:p@ss"). */
+    size_t auth_end = i + strcspn(url + i, "/?#");
+    const char *at = NULL;
+    for (size_t k = i; k < auth_end; k++)
+        if (url[k] == '@')
+            at = url + k;
+    if (at) {
+        memcpy(out + o, userinfo_mark, sizeof(userinfo_mark) - 1);
+        o += sizeof(userinfo_mark) - 1;
+        i = (size_t)(at - url) + 1;
+    }
+    /* The path as it is, up to the query or the fragment. */
+    size_t path_end = auth_end + strcspn(url + auth_end, "?#");
+    memcpy(out + o, url + i, path_end - i);
+    o += path_end - i;
+    i = path_end;
+
+    /* Query and fragment (OAuth puts tokens there too): parameters split on
+     * '&', ';', '?' and '#'. A credential's value runs to the next '&', ';'
+     * or '#', so a '?' inside it cannot end the redaction early. */
+    while (i < len) {
+        out[o++] = url[i++]; /* the separator */
+        size_t name_len = strcspn(url + i, "=&;?#");
+        memcpy(out + o, url + i, name_len);
+        o += name_len;
+        bool secret = url[i + name_len] == '=' && secret_name(url + i, name_len, scratch);
+        i += name_len;
+        if (!secret)
+            continue; /* its value, if any, is copied as the next "parameter" */
+        out[o++] = '=';
+        memcpy(out + o, redacted, sizeof(redacted) - 1);
+        o += sizeof(redacted) - 1;
+        i += 1 + strcspn(url + i + 1, "&;#");
+    }
+    out[o] = '\0';
+    *ret = out;
+    out = NULL;
+    r = RV_OK;
+out:
+    free(out);
+    free(scratch);
     return r;
 }

@@ -7,6 +7,7 @@
 #ifndef RV_URL_H
 #define RV_URL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Longest URL accepted, in bytes; longer input is RV_E_BAD_URL. */
@@ -24,6 +25,11 @@ typedef struct rv_url {
     char *normalised; /* scheme://host[:port]/path[?query], default port and
                          fragment dropped; what the engine requests */
     char *host_key;   /* "scheme://host:port": the per-host limit's key */
+    char *userinfo;   /* "user[:password]" exactly as given (still
+                         percent-encoded); NULL when absent. Only
+                         rv_url_normalize uses it: never in normalised */
+    bool port_given;  /* the port was explicit and not the scheme's default,
+                         so it appears in normalised */
 } rv_url;
 
 /* Parse in. Errors: RV_E_BAD_URL (syntax, control characters or spaces,

@@ -444,12 +444,19 @@ class Runner:
 
     # -- one run -----------------------------------------------------------
 
-    def measure(self, row, origin, origin_pids_, sources):
+    def prepare(self, row, sources):
+        """The fairness rules, applied before every run of `row`: outputs
+        and the row's fresh state gone, dirty pages written, `sources` in
+        the page cache, the machine quiet (bounded). bench_daemon.py
+        calls this too."""
         moved = self._clear_outputs(row)
         os.sync()
         self._drop_cached(moved)
         self.ensure_cached(sources)
         self.wait_quiet()
+
+    def measure(self, row, origin, origin_pids_, sources):
+        self.prepare(row, sources)
         stats = getattr(origin, "stats", None)      # fault origin only
         body_before = stats()["body_bytes"] if stats else None
         wrote_before = _proc_wchar(origin_pids_)
@@ -556,7 +563,8 @@ def _shell_line(argv, max_urls=3):
     """argv as a readable shell line; a long list of URLs is elided."""
     words = [a if a and all(c.isalnum() or c in "-_./:=,@%+" for c in a)
              else "'%s'" % a.replace("'", "'\\''") for a in argv]
-    urls = [i for i, w in enumerate(words) if w.startswith("http://")]
+    urls = [i for i, w in enumerate(words)
+            if w.lstrip("'").startswith("http://")]
     if len(urls) > max_urls:
         first, last = urls[0], urls[-1]
         words = words[:first + 1] + [

@@ -110,9 +110,12 @@ static void test_download_defaults(void) {
     CHECK_INT_EQ(c.dl.n_headers, 0);
     rvc_cmd_done(&c);
 
-    /* Without --local the parse still succeeds; main refuses it. */
+    /* Without --local: the daemon mode. */
     EXPECT_OK(c, "download", "http://h/a");
+    CHECK_INT_EQ(c.verb, RVC_VERB_DOWNLOAD);
     CHECK(!c.dl.local);
+    CHECK(!c.dl.detach);
+    CHECK(c.socket == NULL);
     rvc_cmd_done(&c);
 
     /* Options after URLs, several URLs in order. */
@@ -341,6 +344,105 @@ static void test_flags(void) {
     rvc_cmd_done(&c);
 }
 
+static void test_daemon_mode(void) {
+    rvc_cmd c;
+    const char *hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /* --socket before the command, among download's options, as --socket=. */
+    EXPECT_OK(c, "--socket", "/run/x.sock", "download", "u");
+    CHECK_INT_EQ(c.verb, RVC_VERB_DOWNLOAD);
+    CHECK_STR_EQ(c.socket, "/run/x.sock");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "u", "--socket", "/s");
+    CHECK_STR_EQ(c.socket, "/s");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "--socket=/s", "download", "--detach", "u", "v");
+    CHECK_STR_EQ(c.socket, "/s");
+    CHECK(c.dl.detach);
+    CHECK_INT_EQ(c.dl.n_urls, 2);
+    rvc_cmd_done(&c);
+
+    /* What both modes share passes without --local. */
+    EXPECT_OK(c, "download", "-c", "4", "--header", "X-A: 1", "--sha256", hex, "-o", "f",
+              "--json", "-q", "--no-progress", "u");
+    CHECK(!c.dl.local);
+    CHECK_INT_EQ(c.dl.connections, 4);
+    CHECK_INT_EQ(c.dl.n_headers, 1);
+    CHECK_STR_EQ(c.dl.sha256, hex);
+    CHECK(c.dl.json && c.dl.quiet && c.dl.no_progress);
+    rvc_cmd_done(&c);
+
+    /* ping */
+    EXPECT_OK(c, "ping");
+    CHECK_INT_EQ(c.verb, RVC_VERB_PING);
+    CHECK(c.socket == NULL);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "ping", "--socket", "/s");
+    CHECK_INT_EQ(c.verb, RVC_VERB_PING);
+    CHECK_STR_EQ(c.socket, "/s");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "--socket", "/s", "ping");
+    CHECK_INT_EQ(c.verb, RVC_VERB_PING);
+    CHECK_STR_EQ(c.socket, "/s");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "ping", "-h");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK_STR_EQ(c.help_topic, "ping");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "help", "ping");
+    CHECK_INT_EQ(c.verb, RVC_VERB_HELP);
+    CHECK_STR_EQ(c.help_topic, "ping");
+    rvc_cmd_done(&c);
+
+    EXPECT_USAGE("'ping' takes no arguments, not 'x'", "ping", "x");
+    EXPECT_USAGE("Try 'retrieverctl ping --help'", "ping", "x");
+    EXPECT_USAGE("unknown option '--json'", "ping", "--json");
+    EXPECT_USAGE("unknown option '-q'", "ping", "-q");
+    EXPECT_USAGE("option '--socket' needs a value (PATH)", "ping", "--socket");
+    EXPECT_USAGE("option '--socket' needs a value (PATH)", "--socket");
+    EXPECT_USAGE("option '--socket' needs the path of retrieverd's socket", "--socket=", "ping");
+    EXPECT_USAGE("option '--socket' needs the path of retrieverd's socket", "ping", "--socket",
+                 "");
+    EXPECT_USAGE("option '--socket' given more than once", "--socket", "/a", "ping", "--socket",
+                 "/b");
+    EXPECT_USAGE("option '--socket' given more than once", "--socket", "/a", "--socket", "/b",
+                 "ping");
+    EXPECT_USAGE("option '--socket' given more than once", "download", "--socket", "/a",
+                 "--socket=/b", "u");
+
+    /* The other mode's options are refused, not ignored. */
+    EXPECT_USAGE("'--socket' talks to retrieverd; it cannot be used with --local", "download",
+                 "--local", "--socket", "/s", "u");
+    EXPECT_USAGE("'--socket' talks to retrieverd; it cannot be used with --local", "--socket",
+                 "/s", "download", "u", "--local");
+    EXPECT_USAGE("'--detach' talks to retrieverd; it cannot be used with --local", "download",
+                 "--detach", "--local", "u");
+    static const char *const local_only[][2] = {
+        {"--chunk-size=4M", "'--chunk-size' applies only with --local"},
+        {"--retries=3", "'--retries' applies only with --local"},
+        {"--connect-timeout=2", "'--connect-timeout' applies only with --local"},
+        {"--stall-timeout=2", "'--stall-timeout' applies only with --local"},
+        {"--cacert=/ca.pem", "'--cacert' applies only with --local"},
+        {"--state-dir=/s", "'--state-dir' applies only with --local"},
+        {"--cache-dir=/c", "'--cache-dir' applies only with --local"},
+        {"--cache-quota=1G", "'--cache-quota' applies only with --local"},
+        {"--copy", "'--copy' applies only with --local"},
+        {"--no-state", "'--no-state' applies only with --local"},
+        {"--digest", "'--digest' applies only with --local"},
+        {"--no-digest", "'--no-digest' applies only with --local"},
+    };
+    for (size_t i = 0; i < sizeof(local_only) / sizeof(local_only[0]); i++) {
+        EXPECT_USAGE(local_only[i][1], "download", local_only[i][0], "u");
+        /* ... and with --local they parse. */
+        EXPECT_OK(c, "download", "--local", local_only[i][0], "u");
+        rvc_cmd_done(&c);
+    }
+    EXPECT_USAGE("'--detach' and '--json' cannot be used together", "download", "--detach",
+                 "--json", "u");
+    /* Value errors come first, in either mode. */
+    EXPECT_USAGE("option '--retries' needs a whole number", "download", "--retries", "x", "u");
+}
+
 static void test_help_text(void) {
     char *text = NULL;
     size_t len = 0;
@@ -369,8 +471,37 @@ static void test_help_text(void) {
     rvc_cli_version(f);
     fclose(f);
     CHECK_STR_HAS(text, "download");
+    CHECK_STR_HAS(text, "  ping ");
+    CHECK_STR_HAS(text, "--socket PATH");
     CHECK_STR_HAS(text, "Exit codes");
     CHECK_STR_HAS(text, "retrieverctl ");
+    free(text);
+
+    /* The daemon mode in download's help: its options, and the marks on
+     * the options of one mode. */
+    f = open_memstream(&text, &len);
+    CHECK(rvc_cli_help(f, "download"));
+    fclose(f);
+    CHECK_STR_HAS(text, "Usage: retrieverctl download [--local] [OPTIONS] URL...");
+    CHECK_STR_HAS(text, "      --socket PATH");
+    CHECK_STR_HAS(text, "      --detach");
+    CHECK_STR_HAS(text, "(daemon mode only)");
+    CHECK_STR_HAS(text, "\nEngine (--local only):\n");
+    CHECK_STR_HAS(text, "\nState and cache (--local only):\n");
+    CHECK_STR_HAS(text, "    9  retrieverd refused");
+    free(text);
+
+    f = open_memstream(&text, &len);
+    CHECK(rvc_cli_help(f, "ping"));
+    fclose(f);
+    CHECK_STR_HAS(text, "Usage: retrieverctl ping [--socket PATH]");
+    CHECK_STR_HAS(text, "      --socket PATH");
+    CHECK_STR_HAS(text, "    8  retrieverd cannot be reached");
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        size_t w = nl ? (size_t)(nl - line) : strlen(line);
+        CHECK(w <= 80);
+    }
     free(text);
 }
 
@@ -384,6 +515,7 @@ int main(void) {
     test_headers();
     test_numbers();
     test_flags();
+    test_daemon_mode();
     test_help_text();
     return CHECK_RESULT();
 }

@@ -357,7 +357,7 @@ class CliCase(unittest.TestCase):
             (["download", "--local", "-c", "65", a], "from 1 to 64"),
             (["download", "--local", "--chunk-size", "4Q", a], "needs a size"),
             (["download", "--local"], "no URL given"),
-            (["download", a], "pass --local"),
+            (["download", "--no-state", a], "applies only with --local"),
             (["frobnicate"], "unknown command"),
             ([], "no command given"),
         ]

@@ -1,5 +1,6 @@
-/* test_exitcode.c — every rv_error maps to a documented exit code, the
- * classes are the documented ones, and docs/cli.md lists every code. */
+/* test_exitcode.c — every rv_error and every gRPC status maps to a
+ * documented exit code, the classes are the documented ones, and
+ * docs/cli.md lists every code. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include "check.h"
 #include "exitcode.h"
 #include "retriever/rv_error.h"
+#include "rpc.h"
 
 static void test_every_error_is_documented(void) {
 #define CHECK_ONE_(name, num, retryable, msg)                                       \
@@ -57,6 +59,31 @@ static void test_classes(void) {
     CHECK_INT_EQ(rvc_exit_for_signal(SIGHUP), 1);
 }
 
+/* The gRPC status of a call to retrieverd: every code maps to a documented
+ * exit code, and the classes are the documented ones. */
+static void test_rpc(void) {
+    for (int code = 0; code <= 16; code++) {
+        int e = rvc_exit_for_rpc(code);
+        CHECK(rvc_exit_describe(e) != NULL);
+        if (code != RVC_RPC_OK)
+            CHECK(e != RVC_EXIT_OK);
+    }
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_OK), 0);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_INVALID_ARGUMENT), 2);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_RESOURCE_EXHAUSTED), 4);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_UNAVAILABLE), 8);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_DEADLINE_EXCEEDED), 8);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_PERMISSION_DENIED), 9);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_UNIMPLEMENTED), 9);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_INTERNAL), 1);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_CANCELLED), 1);
+    CHECK_INT_EQ(rvc_exit_for_rpc(-1), 1);
+    CHECK_INT_EQ(rvc_exit_for_rpc(99), 1);
+    CHECK_STR_EQ(rvc_rpc_code_name(RVC_RPC_UNAVAILABLE), "UNAVAILABLE");
+    CHECK_STR_EQ(rvc_rpc_code_name(16), "UNAUTHENTICATED");
+    CHECK_STR_EQ(rvc_rpc_code_name(17), "UNKNOWN_STATUS");
+}
+
 /* Every code of the table appears in docs/cli.md's exit-code table as a row
  * starting "| N |". */
 static void test_docs(const char *docs_path) {
@@ -101,6 +128,7 @@ static void test_table_printed(void) {
 int main(int argc, char **argv) {
     test_every_error_is_documented();
     test_classes();
+    test_rpc();
     test_table_printed();
     if (argc > 1)
         test_docs(argv[1]);

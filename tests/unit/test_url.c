@@ -1,8 +1,10 @@
-/* test_url.c — rv_url_parse, rv_url_filename, rv_url_file_path. */
+/* test_url.c — rv_url_parse, rv_url_filename, rv_url_file_path, and the
+ * public rv_url_normalize and rv_url_redact. */
 #include "url.h"
 
 #include <stdlib.h>
 
+#include "retriever.h"
 #include "rv_error.h"
 #include "rv_test.h"
 
@@ -60,6 +62,17 @@ static const struct good goods[] = {
     {"http://ex%41mple.com/", "http", "example.com", 80, "/", NULL, "http://example.com/",
      "http://example.com:80"},
     {"http://a%2Eb/", "http", "a.b", 80, "/", NULL, "http://a.b/", "http://a.b:80"},
+    /* IPv4 in inet_aton's forms is a dotted quad, however it was spelled */
+    {"http://0x7f.1/", "http", "127.0.0.1", 80, "/", NULL, "http://127.0.0.1/",
+     "http://127.0.0.1:80"},
+    {"http://0x7f%2e1/", "http", "127.0.0.1", 80, "/", NULL, "http://127.0.0.1/",
+     "http://127.0.0.1:80"},
+    {"HTTP://4%2E3/", "http", "4.0.0.3", 80, "/", NULL, "http://4.0.0.3/", "http://4.0.0.3:80"},
+    {"http://%31/", "http", "0.0.0.1", 80, "/", NULL, "http://0.0.0.1/", "http://0.0.0.1:80"},
+    {"http://1.2.3.4.5/", "http", "1.2.3.4.5", 80, "/", NULL, "http://1.2.3.4.5/",
+     "http://1.2.3.4.5:80"},
+    {"http://abc.def/", "http", "abc.def", 80, "/", NULL, "http://abc.def/",
+     "http://abc.def:80"},
     {"http://xn--9ca.com/", "http", "xn--9ca.com", 80, "/", NULL, "http://xn--9ca.com/",
      "http://xn--9ca.com:80"},
     {"http://my_host-1.local/", "http", "my_host-1.local", 80, "/", NULL,
@@ -133,6 +146,11 @@ static const char *const bads[] = {
     "file://user@localhost/x",
     "file://",
     "file://localhost",
+    "file:///C:/x",     /* libcurl: a DOS drive */
+    "file:///c|/x",
+    "file:///C:",
+    "file:///a/../C:/x", /* ... also when dot segments make one */
+    "file:///A%cc/../e://02",
     "file:/etc/passwd", /* we want "scheme://" literally */
     "file:etc",
     "foo:///x",
@@ -320,7 +338,215 @@ static void test_file_path(void) {
     }
 }
 
+struct pair {
+    const char *in, *out;
+};
+
+static const struct pair norm_goods[] = {
+    /* case, default port, fragment; userinfo and query byte for byte */
+    {"HTTP://User:Pw@Example.COM:80/a/%7e%2fb/./c?Q=%2f&X=%7e#frag",
+     "http://User:Pw@example.com/a/~%2Fb/c?Q=%2f&X=%7e"},
+    {"https://h:443", "https://h/"},
+    {"https://h", "https://h/"},
+    {"https://h:8443/x", "https://h:8443/x"},
+    {"http://h:443/x", "http://h:443/x"},
+    {"http://h?q", "http://h/?q"},
+    {"http://[::1]:80/", "http://[::1]/"},
+    {"http://[FE80::1%25Eth0]:81/", "http://[fe80::1%25Eth0]:81/"},
+    /* escaped unreserved decoded, other escapes upper-cased */
+    {"http://h/%41%42c%2D%5f%7E", "http://h/ABc-_~"},
+    {"http://h/%c3%a9/%20/%2f", "http://h/%C3%A9/%20/%2F"},
+    {"http://h/a%2e", "http://h/a."},
+    {"http://h/%2e%2e%2e", "http://h/..."},
+    /* ... but never into a new dot segment */
+    {"http://h/a/%2e%2E/b", "http://h/a/%2E%2E/b"},
+    {"http://h/%2e", "http://h/%2E"},
+    {"http://h/%2e/", "http://h/%2E/"},
+    {"http://h/.%2e/x", "http://h/.%2E/x"},
+    /* libcurl's dot-segment removal still happens */
+    {"http://h/a/../b/./c", "http://h/b/c"},
+    /* userinfo forms */
+    {"http://@h/", "http://@h/"},
+    {"http://u:@h/", "http://u:@h/"},
+    {"http://:p@h/", "http://:p@h/"},
+    {"http://a%40b:p%3aw@h/", "http://a%40b:p%3aw@h/"},
+    /* file:// */
+    {"file:///tmp/a%20b", "file:///tmp/a%20b"},
+    {"FILE://localhost/x", "file:///x"},
+    {"file:///%7euser/x", "file:///~user/x"},
+    /* decoding would make a drive letter, which libcurl refuses: kept */
+    {"file:///%44:///%06me", "file:///%44:///%06me"},
+    {"file:///%43%3a/x", "file:///C%3A/x"}, /* no drive letter: the colon stays escaped */
+};
+
+static const struct {
+    const char *in;
+    int err;
+} norm_bads[] = {
+    {"", RV_E_BAD_URL},
+    {"http://h/a b", RV_E_BAD_URL},
+    {"http://h:0/", RV_E_BAD_URL},
+    {"http://h:65536/", RV_E_BAD_URL},
+    {"http://h/%zz", RV_E_BAD_URL},
+    {"http:///x", RV_E_BAD_URL},
+    {"http://h/\x01", RV_E_BAD_URL},
+    {"file:///a%00b", RV_E_BAD_URL}, /* the engine refuses it too */
+    {"file://otherhost/x", RV_E_BAD_URL},
+    {"ftp://h/x", RV_E_UNSUPPORTED_SCHEME},
+    {"s3://bucket/key", RV_E_UNSUPPORTED_SCHEME},
+    {"gopher://h/", RV_E_UNSUPPORTED_SCHEME},
+};
+
+static void test_normalize(void) {
+    for (size_t i = 0; i < sizeof(norm_goods) / sizeof(norm_goods[0]); i++) {
+        unsigned before = rv_test_failures_;
+        char *key = NULL, *again = NULL;
+        CHECK_EQ_U64(rv_url_normalize(norm_goods[i].in, &key), RV_OK);
+        CHECK_STREQ(key, norm_goods[i].out);
+        /* a key is its own key */
+        CHECK_EQ_U64(key ? rv_url_normalize(key, &again) : -1, RV_OK);
+        CHECK_STREQ(again, key);
+        free(key);
+        free(again);
+        if (rv_test_failures_ != before)
+            fprintf(stderr, "    for '%s'\n", norm_goods[i].in);
+    }
+    for (size_t i = 0; i < sizeof(norm_bads) / sizeof(norm_bads[0]); i++) {
+        char *key = (char *)&key; /* untouched on failure */
+        CHECK_EQ_U64(rv_url_normalize(norm_bads[i].in, &key), norm_bads[i].err);
+        CHECK(key == (char *)&key);
+        if (key != (char *)&key) {
+            fprintf(stderr, "    for '%s'\n", norm_bads[i].in);
+            free(key);
+        }
+    }
+    /* Every URL the parser accepts with a scheme the engine fetches
+     * normalises, idempotently, and agrees with rv_url_parse on
+     * everything but userinfo and escapes. */
+    for (size_t i = 0; i < sizeof(goods) / sizeof(goods[0]); i++) {
+        char *key = NULL, *again = NULL;
+        int r = rv_url_normalize(goods[i].in, &key);
+        bool supported = strcmp(goods[i].scheme, "http") == 0 ||
+                         strcmp(goods[i].scheme, "https") == 0 ||
+                         strcmp(goods[i].scheme, "file") == 0;
+        CHECK_EQ_U64(r, supported ? RV_OK : RV_E_UNSUPPORTED_SCHEME);
+        if (r == RV_OK) {
+            CHECK_EQ_U64(rv_url_normalize(key, &again), RV_OK);
+            CHECK_STREQ(again, key);
+            CHECK(strchr(key, '#') == NULL);
+        }
+        free(key);
+        free(again);
+    }
+    /* the length limit is the parser's */
+    char *s = malloc(RV_URL_MAX + 2), *key = NULL;
+    CHECK(s != NULL);
+    if (s) {
+        memcpy(s, "http://h/", 9);
+        memset(s + 9, 'a', RV_URL_MAX - 9);
+        s[RV_URL_MAX] = '\0';
+        CHECK_EQ_U64(rv_url_normalize(s, &key), RV_OK);
+        CHECK_EQ_U64(key ? strlen(key) : 0, RV_URL_MAX);
+        free(key);
+        key = NULL;
+        s[RV_URL_MAX] = 'a';
+        s[RV_URL_MAX + 1] = '\0';
+        CHECK_EQ_U64(rv_url_normalize(s, &key), RV_E_BAD_URL);
+        CHECK(key == NULL);
+        free(s);
+    }
+    CHECK_EQ_U64(rv_url_normalize(NULL, &key), RV_E_INVALID_ARGUMENT);
+    CHECK_EQ_U64(rv_url_normalize("http://h/", NULL), RV_E_INVALID_ARGUMENT);
+}
+
+static const struct pair redacts[] = {
+    {"https://user:pw@h/x?a=1&X-Amz-Signature=abc&b=2",
+     "https://***@h/x?a=1&X-Amz-Signature=REDACTED&b=2"},
+    {"https://h/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20250101%2Fus"
+     "&X-Amz-Date=20250101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host"
+     "&X-Amz-Security-Token=IQo%3D&X-Amz-Signature=0123abcd",
+     "https://h/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED"
+     "&X-Amz-Date=20250101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host"
+     "&X-Amz-Security-Token=REDACTED&X-Amz-Signature=REDACTED"},
+    /* every listed name, any case */
+    {"http://h/?SIGNATURE=1&Sig=2&token=3&ACCESS_TOKEN=4&api_key=5&ApiKey=6&key=7"
+     "&password=8&secret=9&passwd=a&pwd=b&auth=c&Authorization=d",
+     "http://h/?SIGNATURE=REDACTED&Sig=REDACTED&token=REDACTED&ACCESS_TOKEN=REDACTED"
+     "&api_key=REDACTED&ApiKey=REDACTED&key=REDACTED&password=REDACTED&secret=REDACTED"
+     "&passwd=REDACTED&pwd=REDACTED&auth=REDACTED&Authorization=REDACTED"},
+    /* names containing the marks */
+    {"http://h/?MyApiToken=z;client_secret=q&X-Goog-Signature=s&X-Goog-Credential=c"
+     "&db_password=p",
+     "http://h/?MyApiToken=REDACTED;client_secret=REDACTED&X-Goog-Signature=REDACTED"
+     "&X-Goog-Credential=REDACTED&db_password=REDACTED"},
+    /* names that merely look close stay */
+    {"http://h/?keyboard=1&monkey=2&signed=3&author=4",
+     "http://h/?keyboard=1&monkey=2&signed=3&author=4"},
+    /* the name is compared %-decoded */
+    {"http://h/?X%2DAmz%2DSignature=abc&%74oken=t&x%00token=u",
+     "http://h/?X%2DAmz%2DSignature=REDACTED&%74oken=REDACTED&x%00token=REDACTED"},
+    /* a value runs to '&', ';' or '#', not to '?' */
+    {"http://h/x?token=abc?def&x=1", "http://h/x?token=REDACTED&x=1"},
+    {"http://h/x?a=b?token=c", "http://h/x?a=b?token=REDACTED"},
+    {"http://h/x?token=a=b=c&d", "http://h/x?token=REDACTED&d"},
+    {"http://h/x?a=token=c", "http://h/x?a=token=REDACTED"},
+    /* fragment parameters (OAuth) */
+    {"http://h/x#access_token=t&state=s", "http://h/x#access_token=REDACTED&state=s"},
+    {"http://h/x?sig=1#frag", "http://h/x?sig=REDACTED#frag"},
+    /* empty or missing values */
+    {"http://h/x?token", "http://h/x?token"},
+    {"http://h/x?token=", "http://h/x?token=REDACTED"},
+    {"http://h/x?token=&a=1", "http://h/x?token=REDACTED&a=1"},
+    /* userinfo: up to the authority's last '@'; '@' elsewhere is not one */
+    {"http://u:p@ss@h/?password=a=b&c", "http://***@h/?password=REDACTED&c"},
+    {"http://@h/", "http://***@h/"},
+    {"http://h/p@x?q=a@b", "http://h/p@x?q=a@b"},
+    {"http://h?u=a@b", "http://h?u=a@b"},
+    {"file:///tmp/x", "file:///tmp/x"},
+    /* malformed input, best effort */
+    {"user:pw@host/x?token=1", "***@host/x?token=REDACTED"},
+    {"//user@host/", "//***@host/"},
+    {"://uw@h/x", "://***@h/x"},
+    {"http://u:p@h:99999999/\x01?key=\n", "http://***@h:99999999/\x01?key=REDACTED"},
+    {"not a url", "not a url"},
+    {"", ""},
+    {"?", "?"},
+    {"=", "="},
+    {"?=&;#", "?=&;#"},
+    {"?token=&&&", "?token=REDACTED&&&"},
+};
+
+static void test_redact(void) {
+    for (size_t i = 0; i < sizeof(redacts) / sizeof(redacts[0]); i++) {
+        unsigned before = rv_test_failures_;
+        char *out = NULL, *again = NULL;
+        CHECK_EQ_U64(rv_url_redact(redacts[i].in, &out), RV_OK);
+        CHECK_STREQ(out, redacts[i].out);
+        /* redacting twice changes nothing more */
+        CHECK_EQ_U64(out ? rv_url_redact(out, &again) : -1, RV_OK);
+        CHECK_STREQ(again, out);
+        free(out);
+        free(again);
+        if (rv_test_failures_ != before)
+            fprintf(stderr, "    for '%s'\n", redacts[i].in);
+    }
+    /* the largest growth: every '=' gains "REDACTED" */
+    char in[64] = "http://h/?";
+    for (int i = 0; i < 10; i++)
+        strcat(in, "&sig=");
+    char *out = NULL;
+    CHECK_EQ_U64(rv_url_redact(in, &out), RV_OK);
+    CHECK_EQ_U64(out ? strlen(out) : 0, strlen(in) + 10 * 8);
+    free(out);
+    out = NULL;
+    CHECK_EQ_U64(rv_url_redact(NULL, &out), RV_E_INVALID_ARGUMENT);
+    CHECK_EQ_U64(rv_url_redact("x", NULL), RV_E_INVALID_ARGUMENT);
+    CHECK(out == NULL);
+}
+
 int main(void) {
+    test_normalize();
+    test_redact();
     test_good();
     test_bad();
     test_length();

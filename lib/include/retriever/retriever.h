@@ -161,6 +161,12 @@ typedef struct rv_request {
                                   each must pass rv_header_allowed() */
     size_t n_headers;
     void *user_data;           /* returned by rv_object_user_data */
+    unsigned connections;      /* at most this many at once for this object;
+                                  0 (or more than the config's): the config's
+                                  max_connections_per_object */
+    bool copy;                 /* deliver a private copy even where
+                                  cfg.link_deliveries would hard-link the
+                                  cache's blob (the file is to change owner) */
 } rv_request;
 
 /* Create an engine. On success *ret owns it; free with rv_engine_free.
@@ -223,6 +229,10 @@ const char *rv_object_sha256_hex(const rv_object *obj);  /* set when DONE, else 
 bool rv_object_crc32c(const rv_object *obj, uint32_t *ret);
 double rv_object_seconds(const rv_object *obj);          /* from start to terminal (or now) */
 unsigned rv_object_retries(const rv_object *obj);
+/* DONE, and delivered from the cache (an earlier download, or another
+ * request for the same object in this engine) rather than read from the
+ * origin by this request. */
+bool rv_object_from_cache(const rv_object *obj);
 void *rv_object_user_data(const rv_object *obj);
 
 /* The file name a download of url gets in a destination directory: the
@@ -230,6 +240,48 @@ void *rv_object_user_data(const rv_object *obj);
  * it is unsafe ("", ".", "..", contains '/'). On success *ret is malloc'd and
  * owned by the caller. */
 int rv_default_filename(const char *url, char **ret);
+
+/* The canonical form of url, for telling whether two URLs name the same
+ * object (the daemon's dedupe key). url must pass the checks rv_engine_add
+ * makes: at most 8192 bytes of printable ASCII, "scheme://", a host (none
+ * for file://), a port in 1..65535, valid %-escapes, a scheme the engine
+ * fetches (http, https, file) and for file:// an absolute local path.
+ * The form: scheme and host lower case, the scheme's default port dropped,
+ * dot segments removed, an empty path "/", in the path every escaped
+ * unreserved character (A-Z a-z 0-9 - . _ ~) decoded and every other
+ * escape in upper-case hex (except a segment that would decode to "." or
+ * ".."), the fragment dropped. Userinfo and the query are kept byte for
+ * byte: they may select a different object. rv_url_normalize of the result
+ * gives the result again. Errors: RV_E_BAD_URL, RV_E_UNSUPPORTED_SCHEME,
+ * RV_E_NOMEM, RV_E_INVALID_ARGUMENT (NULL). On success *ret is malloc'd
+ * and owned by the caller. */
+int rv_url_normalize(const char *url, char **ret);
+
+/* url as it may be shown in logs and status: userinfo becomes "***@"
+ * (a reader sees that credentials were given, not which), and
+ * in the query and the fragment the value of every parameter whose name
+ * (case-insensitive, after %-decoding) is one of X-Amz-Signature,
+ * X-Amz-Credential, X-Amz-Security-Token, Signature, sig, token,
+ * access_token, api_key, apikey, key, password, passwd, pwd, secret, auth,
+ * authorization, or contains "token", "secret", "signature", "password",
+ * "passwd" or "credential", becomes "REDACTED". Parameters are split on
+ * '&', ';', '?' and '#'; a redacted value runs to the next '&', ';' or '#'.
+ * Any string is accepted (a malformed URL is redacted as well as it can
+ * be); the only failures are RV_E_NOMEM and RV_E_INVALID_ARGUMENT (NULL).
+ * On success *ret is malloc'd and owned by the caller. */
+int rv_url_redact(const char *url, char **ret);
+
+/* The local path a file:// URL names, percent-decoded (absolute).
+ * RV_E_BAD_URL, RV_E_UNSUPPORTED_SCHEME (not file://), RV_E_NOMEM. On
+ * success *ret is malloc'd and owned by the caller. */
+int rv_file_url_path(const char *url, char **ret);
+
+/* Transfers (origin connections in use) running now. */
+unsigned rv_engine_transfers(const rv_engine *e);
+
+/* Change cfg.cache_quota of a running engine; with state, the cache is
+ * trimmed to it at once (never an object in use). */
+void rv_engine_set_cache_quota(rv_engine *e, uint64_t quota);
 
 /* Whether the engine knows how to fetch URLs of this scheme ("https"). */
 bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme);

@@ -1,0 +1,98 @@
+/* dest.c — naming a URL's destination file. */
+#include "dest.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "retriever/retriever.h"
+
+/* a + "/" + b, without doubling a trailing '/' of a. malloc'd or NULL. */
+static char *join(const char *a, const char *b) {
+    size_t al = strlen(a);
+    bool slash = al > 0 && a[al - 1] == '/';
+    char *path = NULL;
+    if (asprintf(&path, "%s%s%s", a, slash ? "" : "/", b) < 0)
+        return NULL;
+    return path;
+}
+
+/* The path as the user named it: -o FILE, DIR/NAME or NAME. */
+static int relative_destination(const rvc_download_opts *o, const char *url, char **ret) {
+    char *name = NULL;
+    if (o->output) {
+        *ret = strdup(o->output);
+        return *ret ? RV_OK : RV_E_NOMEM;
+    }
+    int e = rv_default_filename(url, &name);
+    if (e != RV_OK)
+        return e;
+    if (!o->dir) {
+        *ret = name;
+        return RV_OK;
+    }
+    char *path = join(o->dir, name);
+    free(name);
+    if (!path)
+        return RV_E_NOMEM;
+    *ret = path;
+    return RV_OK;
+}
+
+int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd, char **ret) {
+    char *path = NULL;
+    int e = relative_destination(o, url, &path);
+    if (e != RV_OK)
+        return e;
+    if (cwd && path[0] != '/') {
+        char *abs = join(cwd, path);
+        free(path);
+        if (!abs)
+            return RV_E_NOMEM;
+        path = abs;
+    }
+    *ret = path;
+    return RV_OK;
+}
+
+/* Set *ret_detail to a formatted sentence and return code (RV_E_NOMEM when
+ * the sentence cannot be made). */
+static int reject(char **ret_detail, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int reject(char **ret_detail, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(ret_detail, fmt, ap);
+    va_end(ap);
+    return n < 0 ? RV_E_NOMEM : code;
+}
+
+int rvc_check_destination(const char *path, char **ret_detail) {
+    struct stat st;
+    if (!*path)
+        return reject(ret_detail, RV_E_INVALID_ARGUMENT, "the destination path is empty");
+    if (path[strlen(path) - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return reject(ret_detail, RV_E_DEST_IS_DIR, "destination '%s' is a directory", path);
+
+    char *copy = strdup(path);
+    if (!copy)
+        return RV_E_NOMEM;
+    char *slash = strrchr(copy, '/');
+    const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
+    int r = RV_OK;
+    if (stat(dir, &st) != 0)
+        r = reject(ret_detail, RV_E_DEST_UNWRITABLE, "cannot use directory '%s': %s", dir,
+                   strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        r = reject(ret_detail, RV_E_DEST_UNWRITABLE, "'%s' is not a directory", dir);
+    else if (access(dir, W_OK | X_OK) != 0)
+        r = reject(ret_detail, RV_E_DEST_UNWRITABLE, "cannot write in directory '%s': %s", dir,
+                   strerror(errno));
+    free(copy);
+    return r;
+}

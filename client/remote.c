@@ -1,0 +1,912 @@
+/* remote.c — `ping` and `download` through retrieverd.
+ *
+ * Sections: pure helpers · ping · download (objects and output, events,
+ * the request, the run).
+ *
+ * Threads: everything runs on the calling thread except on_signal, which
+ * the sigwatch thread calls; it only cancels the published stream, under
+ * `lock`. The signals are blocked (rvc_sigwatch) before gRPC starts its
+ * threads (rvc_rpc_connect), so none of them can take a Ctrl-C.
+ */
+#include "remote.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "dest.h"
+#include "exitcode.h"
+#include "fmt.h"
+#include "json.h"
+#include "progress.h"
+#include "report.h"
+#include "retriever/retriever.h"
+#include "retriever/v1/retriever.pb-c.h"
+#include "rpc.h"
+#include "sigwatch.h"
+
+#define PROG "retrieverctl"
+#define MSG_MAX RVC_REPORT_MSG_MAX
+
+/* ------------------------------------------------------------------------
+ * Pure helpers
+ * ------------------------------------------------------------------------ */
+
+int rvc_socket_path(const char *opt, const char *env_socket, const char *xdg_runtime_dir,
+                    char **ret, char **ret_error) {
+    char *p = NULL;
+    if (opt || (env_socket && *env_socket)) {
+        p = strdup(opt ? opt : env_socket);
+        if (!p)
+            return RV_E_NOMEM;
+        *ret = p;
+        return RV_OK;
+    }
+    const char *why = NULL;
+    if (!xdg_runtime_dir || !*xdg_runtime_dir)
+        why = "XDG_RUNTIME_DIR is not set, so there is no per-user retrieverd socket";
+    else if (xdg_runtime_dir[0] != '/')
+        why = "XDG_RUNTIME_DIR is not an absolute path, so there is no per-user retrieverd "
+              "socket";
+    if (why) {
+        if (asprintf(ret_error, "%s: pass --socket PATH or set " RVC_SOCKET_ENV, why) < 0)
+            return RV_E_NOMEM;
+        return RV_E_INVALID_ARGUMENT;
+    }
+    size_t n = strlen(xdg_runtime_dir);
+    while (n > 1 && xdg_runtime_dir[n - 1] == '/')
+        n--;
+    if (n > INT_MAX || asprintf(&p, "%.*s/" RVC_SOCKET_SUBPATH, (int)n, xdg_runtime_dir) < 0)
+        return RV_E_NOMEM;
+    *ret = p;
+    return RV_OK;
+}
+
+static bool is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+/* A copy of s[0..len) without the blanks at both ends; NULL: no memory. */
+static char *trimmed(const char *s, size_t len) {
+    while (len && is_blank(*s))
+        s++, len--;
+    while (len && is_blank(s[len - 1]))
+        len--;
+    return strndup(s, len);
+}
+
+int rvc_header_split(const char *line, char **ret_name, char **ret_value) {
+    const char *colon = strchr(line, ':');
+    if (!colon)
+        return RV_E_INVALID_ARGUMENT;
+    char *name = trimmed(line, (size_t)(colon - line));
+    char *value = trimmed(colon + 1, strlen(colon + 1));
+    int e = name && value ? (name[0] ? RV_OK : RV_E_INVALID_ARGUMENT) : RV_E_NOMEM;
+    if (e != RV_OK) {
+        free(name);
+        free(value);
+        return e;
+    }
+    *ret_name = name;
+    *ret_value = value;
+    return RV_OK;
+}
+
+int rvc_error_from_name(const char *name) {
+    if (!name)
+        return -1;
+#define RVC_ERROR_BY_NAME_(sym, num, retryable, msg) \
+    if (strcmp(name, #sym) == 0)                     \
+        return num;
+    RV_ERRORS(RVC_ERROR_BY_NAME_)
+#undef RVC_ERROR_BY_NAME_
+    return -1;
+}
+
+/* "/retriever.v1.Retriever/<method>" into buf. */
+static void method_path(const char *method, char *buf, size_t n) {
+    snprintf(buf, n, "/%s/%s", retriever__v1__retriever__descriptor.name, method);
+}
+
+/* The socket from --socket or the environment; prints why not and returns
+ * NULL when there is none. */
+static char *socket_for(const char *socket_opt, FILE *err, int *ret_code) {
+    char *path = NULL, *why = NULL;
+    int e = rvc_socket_path(socket_opt, getenv(RVC_SOCKET_ENV), getenv("XDG_RUNTIME_DIR"), &path,
+                            &why);
+    if (e == RV_OK)
+        return path;
+    fprintf(err, PROG ": %s\n", e == RV_E_INVALID_ARGUMENT ? why : rv_strerror(e));
+    free(why);
+    *ret_code = e == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(e);
+    return NULL;
+}
+
+/* One line for people about a failed call: "retrieverctl: WHAT: message
+ * (CODE)", WHAT saying what the status means for this command. */
+static void print_status(rvc_report *rp, const char *method, const rvc_rpc_status *st) {
+    const char *what;
+    switch (st->code) {
+    case RVC_RPC_INVALID_ARGUMENT:
+        what = "retrieverd rejected the request";
+        break;
+    case RVC_RPC_PERMISSION_DENIED:
+        what = "retrieverd refused";
+        break;
+    case RVC_RPC_RESOURCE_EXHAUSTED:
+        what = "retrieverd is too busy; try again later";
+        break;
+    case RVC_RPC_UNAVAILABLE:
+        what = "retrieverd stopped or went away";
+        break;
+    case RVC_RPC_UNIMPLEMENTED:
+        what = NULL; /* below */
+        break;
+    default:
+        what = "retrieverd failed";
+        break;
+    }
+    rvc_buf *m = rp->msg;
+    if (what)
+        rvc_buf_printf(m, PROG ": %s: ", what);
+    else
+        rvc_buf_printf(m, PROG ": this retrieverd does not support %s yet: ", method);
+    rvc_sanitize(m, st->message ? st->message : "", MSG_MAX / 4);
+    rvc_buf_printf(m, " (%s)", rvc_rpc_code_name(st->code));
+    rvc_report_line(rp);
+}
+
+/* Connect; on failure print why (the message names the socket) and return
+ * NULL with the exit code in *ret_code. */
+static rvc_rpc *connect_to(const char *path, rvc_report *rp, int *ret_code) {
+    rvc_rpc *c = NULL;
+    rvc_rpc_status st = {0};
+    int code = rvc_rpc_connect(path, RVC_CONNECT_TIMEOUT_MS, &c, &st);
+    if (code != RVC_RPC_OK) {
+        rvc_buf_puts(rp->msg, PROG ": ");
+        rvc_sanitize(rp->msg, st.message ? st.message : rv_strerror(RV_E_NOMEM), MSG_MAX / 2);
+        rvc_report_line(rp);
+        *ret_code = rvc_exit_for_rpc(code);
+    }
+    rvc_rpc_status_done(&st);
+    return c;
+}
+
+/* ------------------------------------------------------------------------
+ * ping
+ * ------------------------------------------------------------------------ */
+
+int rvc_remote_ping(const char *socket_opt, FILE *out, FILE *err) {
+    int code = RVC_EXIT_OK;
+    rvc_buf msg;
+    rvc_buf_init(&msg, MSG_MAX);
+    rvc_report rep = {.out = out, .err = err, .msg = &msg};
+    rvc_rpc *c = NULL;
+    rvc_rpc_status st = {0};
+    ProtobufCMessage *resp = NULL;
+    char method[128];
+
+    char *path = socket_for(socket_opt, err, &code);
+    if (!path)
+        goto out;
+    c = connect_to(path, &rep, &code);
+    if (!c)
+        goto out;
+    Retriever__V1__PingRequest req = RETRIEVER__V1__PING_REQUEST__INIT;
+    method_path("Ping", method, sizeof(method));
+    int rc = rvc_rpc_unary(c, method, &req.base, &retriever__v1__ping_response__descriptor,
+                           RVC_CONNECT_TIMEOUT_MS, &resp, &st);
+    if (rc != RVC_RPC_OK) {
+        print_status(&rep, "Ping", &st);
+        code = rvc_exit_for_rpc(rc);
+        goto out;
+    }
+    const Retriever__V1__PingResponse *pong = (const Retriever__V1__PingResponse *)resp;
+    rvc_buf_puts(&msg, "retrieverd ");
+    rvc_sanitize(&msg, pong->version, 64);
+    rvc_buf_printf(&msg, " (API %u) at ", (unsigned)pong->api_version);
+    rvc_sanitize(&msg, path, MSG_MAX / 2);
+    if (rvc_buf_error(&msg) == RV_OK)
+        fprintf(out, "%s\n", rvc_buf_str(&msg));
+
+out:
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    rvc_rpc_status_done(&st);
+    rvc_rpc_free(c);
+    free(path);
+    rvc_buf_done(&msg);
+    return code;
+}
+
+/* ------------------------------------------------------------------------
+ * download: objects and their output
+ * ------------------------------------------------------------------------ */
+
+/* One URL of the command line = one Source of the job, same index. */
+struct obj {
+    const char *url;     /* borrowed from argv */
+    char *display;       /* owned: the destination as the user named it */
+    char *dest;          /* owned: absolute, as sent; NULL when rejected */
+    int reject;          /* rv_error when rejected before submitting, else RV_OK */
+    char *reject_detail; /* owned; NULL when none */
+    int64_t start_ms;    /* daemon time of its first event; 0 until then */
+    bool reported;       /* its final line (and JSON) is out */
+    int error;           /* when reported and not done: the rv_error */
+    char *retry_reason;  /* owned: of the last retry (the view points here) */
+};
+
+struct run {
+    const rvc_download_opts *o; /* borrowed */
+    FILE *out, *err;            /* borrowed */
+    bool err_tty;
+    struct obj *objs;         /* owned, n entries */
+    rvc_progress_item *views; /* owned, n entries: views[i] shows objs[i] */
+    size_t n;
+    size_t n_reported;
+
+    rvc_buf msg;    /* scratch for one message line */
+    rvc_report rep; /* writes through msg */
+    rvc_progress *progress;
+    rvc_sigwatch *sigwatch;
+    uint64_t start_ms;
+
+    char *job_id;     /* owned: from the first event that names it */
+    size_t n_events;  /* events received */
+    int signo;        /* the signal that interrupted the run, 0 if none */
+
+    pthread_mutex_t lock;   /* guards `stream` between this and the signal thread */
+    rvc_rpc_stream *stream; /* published while a call runs; NULL otherwise */
+};
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Called on the sigwatch thread when SIGINT/SIGTERM arrives. */
+static void on_signal(void *ud) {
+    struct run *r = ud;
+    pthread_mutex_lock(&r->lock);
+    if (r->stream)
+        rvc_rpc_stream_cancel(r->stream);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void publish_stream(struct run *r, rvc_rpc_stream *s) {
+    pthread_mutex_lock(&r->lock);
+    r->stream = s;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void term_size(const struct run *r, unsigned *cols, unsigned *rows) {
+    struct winsize ws;
+    *cols = *rows = 0;
+    if (r->err_tty && ioctl(fileno(r->err), TIOCGWINSZ, &ws) == 0) {
+        *cols = ws.ws_col;
+        *rows = ws.ws_row;
+    }
+}
+
+static const char *nonempty(const char *s) {
+    return s && *s ? s : NULL;
+}
+
+/* "8 hex digits" -> the value; false for anything else. */
+static bool parse_crc32c(const char *s, uint32_t *ret) {
+    if (!s || strlen(s) != 8)
+        return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint32_t)d;
+    }
+    *ret = v;
+    return true;
+}
+
+/* Seconds from the object's first event to t (daemon times). */
+static double seconds_to(const struct obj *ob, int64_t t) {
+    if (!ob->start_ms || t <= ob->start_ms)
+        return 0;
+    return (double)(t - ob->start_ms) / 1000.0;
+}
+
+/* The final line (and JSON line) of object i: done when c is set, else
+ * failed or cancelled with err/message/detail. */
+static void report_final(struct run *r, size_t i, rv_state st, const Retriever__V1__Completed *c,
+                         int err, const char *message, const char *detail, int64_t t) {
+    struct obj *ob = &r->objs[i];
+    rvc_progress_item *v = &r->views[i];
+    double secs = seconds_to(ob, t);
+
+    v->state = st;
+    v->retry_until_ms = 0;
+    if (c) {
+        v->p.bytes_done = c->size;
+        v->p.bytes_total = c->size;
+        v->p.total_known = true;
+    }
+    ob->reported = true;
+    ob->error = st == RV_STATE_DONE ? RV_OK : err;
+    r->n_reported++;
+
+    if (st == RV_STATE_DONE && !r->o->quiet)
+        rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries, r->o->sha256[0] != '\0',
+                        nonempty(c->sha256), c->from_cache ? "from the cache" : NULL);
+    else if (st != RV_STATE_DONE)
+        rvc_report_error(&r->rep, ob->url, message, detail);
+
+    if (r->o->json) {
+        uint32_t crc = 0;
+        rvc_json_result res = {
+            .url = ob->url,
+            .path = c && nonempty(c->path) ? c->path : ob->dest,
+            .state = rv_state_name(st),
+            .bytes = v->p.bytes_done,
+            .sha256 = c ? nonempty(c->sha256) : NULL,
+            .has_crc32c = c && parse_crc32c(c->crc32c, &crc),
+            .crc32c = crc,
+            .seconds = secs,
+            .retries = v->retries,
+            .error = ob->error,
+            .detail = detail,
+        };
+        rvc_report_json(&r->rep, &res);
+    }
+}
+
+/* A Failed event's error as an rv_error, the message and the detail to
+ * show. An unknown code name (a newer daemon) is RV_E_INTERNAL with the
+ * name kept in *ret_detail (malloc'd, or NULL when the daemon's detail is
+ * used as is). */
+static int failed_error(const Retriever__V1__Error *e, const char **ret_message,
+                        const char **ret_detail, char **ret_owned) {
+    *ret_owned = NULL;
+    if (!e) {
+        *ret_message = rv_strerror(RV_E_INTERNAL);
+        *ret_detail = "retrieverd reported a failure without an error";
+        return RV_E_INTERNAL;
+    }
+    int num = rvc_error_from_name(e->code);
+    if (num > RV_OK) {
+        *ret_message = rv_strerror(num); /* the same words as --local */
+        *ret_detail = e->detail;
+        return num;
+    }
+    *ret_message = nonempty(e->message) ? e->message : rv_strerror(RV_E_INTERNAL);
+    if (asprintf(ret_owned, "retrieverd reported '%s'%s%s", e->code ? e->code : "",
+                 nonempty(e->detail) ? ": " : "", nonempty(e->detail) ? e->detail : "") < 0)
+        *ret_owned = NULL;
+    *ret_detail = *ret_owned ? *ret_owned : e->detail;
+    return RV_E_INTERNAL;
+}
+
+static void take_progress(rvc_progress_item *v, const Retriever__V1__Progress *p) {
+    if (!p)
+        return;
+    v->p.bytes_done = p->bytes_done;
+    v->p.bytes_total = p->total_known ? p->bytes_total : 0;
+    v->p.total_known = p->total_known;
+    v->p.rate_bps = p->rate_bps;
+}
+
+static void on_retry(struct run *r, size_t i, const Retriever__V1__Retrying *ry) {
+    struct obj *ob = &r->objs[i];
+    rvc_progress_item *v = &r->views[i];
+    const char *reason = nonempty(ry->reason) ? ry->reason : "retrying";
+
+    v->retries++;
+    v->retry_attempt = ry->attempt;
+    v->retry_until_ms = now_ms() + ry->wait_ms;
+    char *copy = strdup(reason);
+    if (copy) {
+        free(ob->retry_reason);
+        ob->retry_reason = copy;
+    }
+    v->retry_reason = ob->retry_reason;
+
+    /* Plain progress and --no-progress get a line; the TTY area shows it. */
+    if (r->o->quiet || rvc_progress_get_mode(r->progress) == RVC_PROGRESS_TTY)
+        return;
+    char w[RVC_FMT_MAX];
+    rvc_fmt_elapsed((double)ry->wait_ms / 1000.0, w);
+    rvc_buf_puts(&r->msg, "retry: '");
+    rvc_sanitize(&r->msg, ob->display, MSG_MAX / 4);
+    rvc_buf_printf(&r->msg, "' retry %u in %s, from byte %llu: ", (unsigned)ry->attempt, w,
+                   (unsigned long long)ry->offset);
+    rvc_sanitize(&r->msg, reason, MSG_MAX / 4);
+    rvc_report_line(&r->rep);
+}
+
+/* ------------------------------------------------------------------------
+ * download: events
+ * ------------------------------------------------------------------------ */
+
+static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
+    r->n_events++;
+    if (!r->job_id && nonempty(ev->job_id))
+        r->job_id = strdup(ev->job_id);
+
+    switch (ev->event_case) {
+    case RETRIEVER__V1__JOB_EVENT__EVENT_ACCEPTED:
+    case RETRIEVER__V1__JOB_EVENT__EVENT_SNAPSHOT: /* Watch's, not Download's */
+    case RETRIEVER__V1__JOB_EVENT__EVENT__NOT_SET:
+        return;
+    default:
+        break;
+    }
+    /* An index beyond our sources is not ours to show (or a newer daemon's
+     * job-wide event): ignore it rather than trust it. */
+    if (ev->object_index >= r->n)
+        return;
+    size_t i = ev->object_index;
+    struct obj *ob = &r->objs[i];
+    rvc_progress_item *v = &r->views[i];
+    if (ob->reported)
+        return; /* final already */
+    if (!ob->start_ms)
+        ob->start_ms = ev->time_unix_ms;
+
+    const char *message, *detail;
+    char *owned = NULL;
+    int err;
+    switch (ev->event_case) {
+    case RETRIEVER__V1__JOB_EVENT__EVENT_QUEUED:
+        v->state = RV_STATE_QUEUED;
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_STARTED:
+        v->state = RV_STATE_DOWNLOADING;
+        take_progress(v, ev->started->progress);
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_PROGRESS:
+        v->state = RV_STATE_DOWNLOADING;
+        take_progress(v, ev->progress->progress);
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_RETRYING:
+        on_retry(r, i, ev->retrying);
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_COMPLETED:
+        report_final(r, i, RV_STATE_DONE, ev->completed, RV_OK, NULL, NULL, ev->time_unix_ms);
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_FAILED:
+        err = failed_error(ev->failed->error, &message, &detail, &owned);
+        report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, ev->time_unix_ms);
+        free(owned);
+        break;
+    case RETRIEVER__V1__JOB_EVENT__EVENT_CANCELLED:
+        report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
+                     rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
+                     ev->time_unix_ms);
+        break;
+    default:
+        break;
+    }
+}
+
+/* After the stream ended without a final event for some objects: they
+ * become `st`, and get one JSON line each (state `state`, err, detail), no
+ * line for people. */
+static void json_for_unreported(struct run *r, rv_state st, const char *state, int err,
+                                const char *detail) {
+    for (size_t i = 0; i < r->n; i++) {
+        struct obj *ob = &r->objs[i];
+        if (ob->reported)
+            continue;
+        ob->reported = true;
+        ob->error = err;
+        r->views[i].state = st;
+        if (!r->o->json)
+            continue;
+        rvc_json_result res = {
+            .url = ob->url,
+            .path = ob->dest ? ob->dest : ob->display,
+            .state = state,
+            .bytes = r->views[i].p.bytes_done,
+            .retries = r->views[i].retries,
+            .error = err,
+            .detail = detail,
+        };
+        rvc_report_json(&r->rep, &res);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * download: validation and the request
+ * ------------------------------------------------------------------------ */
+
+/* Give every URL its destination; reject as --local does what has none,
+ * cannot be written by this user, or shares one. Returns the number
+ * rejected (each reported), or -1 after an error that is no URL's
+ * (reported, *ret_code set). */
+static long destinations(struct run *r, int *ret_code) {
+    /* NULL (a removed current directory) matters only for relative paths. */
+    char *cwd = getcwd(NULL, 0);
+    int cwd_errno = errno;
+    long rejected = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        struct obj *ob = &r->objs[i];
+        int e = rvc_destination(r->o, ob->url, NULL, &ob->display);
+        if (e == RV_OK)
+            e = rvc_destination(r->o, ob->url, cwd, &ob->dest);
+        r->views[i].name = ob->display ? ob->display : ob->url;
+        if (e == RV_OK && ob->dest[0] != '/') {
+            rvc_buf_printf(&r->msg, PROG ": cannot tell the current directory, needed to give "
+                                    "retrieverd an absolute destination: %s",
+                           strerror(cwd_errno));
+            rvc_report_line(&r->rep);
+            *ret_code = RVC_EXIT_LOCAL;
+            rejected = -1;
+            break;
+        }
+        if (e == RV_E_NOMEM) {
+            rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(e));
+            rvc_report_line(&r->rep);
+            *ret_code = rvc_exit_code(e);
+            rejected = -1;
+            break;
+        }
+        if (e != RV_OK) {
+            ob->reject = e;
+            ob->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
+                                       "use -o FILE to name the output");
+            rvc_report_error(&r->rep, ob->url, "cannot name the output file after this URL",
+                             ob->reject_detail);
+            rejected++;
+            continue;
+        }
+        char *detail = NULL;
+        e = rvc_check_destination(ob->display, &detail);
+        if (e == RV_E_NOMEM) {
+            rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(e));
+            rvc_report_line(&r->rep);
+            *ret_code = rvc_exit_code(e);
+            rejected = -1;
+            break;
+        }
+        if (e != RV_OK) {
+            ob->reject = e;
+            ob->reject_detail = detail;
+            rvc_report_error(&r->rep, ob->url, rv_strerror(e), detail);
+            rejected++;
+            continue;
+        }
+        for (size_t k = 0; k < i; k++) {
+            if (r->objs[k].dest && strcmp(r->objs[k].dest, ob->dest) == 0) {
+                ob->reject = RV_E_DEST_CONFLICT;
+                if (asprintf(&ob->reject_detail,
+                             "destination '%s' is also the destination of '%s'", ob->display,
+                             r->objs[k].url) < 0)
+                    ob->reject_detail = NULL;
+                rvc_report_error(&r->rep, ob->url, rv_strerror(RV_E_DEST_CONFLICT),
+                                 ob->reject_detail);
+                rejected++;
+                break;
+            }
+        }
+    }
+    free(cwd);
+    return rejected;
+}
+
+/* After a rejection: one JSON line per URL, in command-line order, and the
+ * code of the first rejected URL. */
+static int report_rejected(struct run *r, size_t rejected) {
+    if (r->n > 1) {
+        rvc_buf_printf(&r->msg, PROG ": nothing downloaded: %zu of %zu URLs rejected", rejected,
+                       r->n);
+        rvc_report_line(&r->rep);
+    }
+    int code = RVC_EXIT_INTERNAL;
+    bool first = true;
+    for (size_t i = 0; i < r->n; i++) {
+        struct obj *ob = &r->objs[i];
+        if (ob->reject != RV_OK && first) {
+            code = rvc_exit_code(ob->reject);
+            first = false;
+        }
+        if (!r->o->json)
+            continue;
+        rvc_json_result res = {
+            .url = ob->url,
+            .path = ob->display,
+            .state = ob->reject != RV_OK ? "rejected" : "cancelled",
+            .error = ob->reject != RV_OK ? ob->reject : RV_E_CANCELLED,
+            .detail =
+                ob->reject != RV_OK ? ob->reject_detail : "not started: another URL was rejected",
+        };
+        rvc_report_json(&r->rep, &res);
+    }
+    return code;
+}
+
+/* The request's storage: the message points into these arrays. */
+struct request {
+    Retriever__V1__DownloadRequest msg;
+    Retriever__V1__Source *sources;
+    Retriever__V1__Source **source_ptrs;
+    Retriever__V1__Header *headers; /* shared by every source */
+    Retriever__V1__Header **header_ptrs;
+    size_t n_headers;
+};
+
+static void request_done(struct request *q) {
+    for (size_t k = 0; q->headers && k < q->n_headers; k++) {
+        free(q->headers[k].name);
+        free(q->headers[k].value);
+    }
+    free(q->headers);
+    free(q->header_ptrs);
+    free(q->sources);
+    free(q->source_ptrs);
+}
+
+static int request_build(const struct run *r, struct request *q) {
+    const rvc_download_opts *o = r->o;
+    q->msg = (Retriever__V1__DownloadRequest)RETRIEVER__V1__DOWNLOAD_REQUEST__INIT;
+    q->sources = calloc(r->n, sizeof(*q->sources));
+    q->source_ptrs = calloc(r->n, sizeof(*q->source_ptrs));
+    q->headers = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->headers));
+    q->header_ptrs = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->header_ptrs));
+    if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs)
+        return RV_E_NOMEM;
+    for (size_t k = 0; k < o->n_headers; k++) {
+        Retriever__V1__Header *h = &q->headers[k];
+        *h = (Retriever__V1__Header)RETRIEVER__V1__HEADER__INIT;
+        int e = rvc_header_split(o->headers[k], &h->name, &h->value);
+        if (e != RV_OK) {
+            /* The parser let only valid lines through: keep what it vouched for. */
+            h->name = h->value = NULL;
+            return e == RV_E_NOMEM ? e : RV_E_INTERNAL;
+        }
+        q->n_headers = k + 1;
+        q->header_ptrs[k] = h;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        Retriever__V1__Source *s = &q->sources[i];
+        *s = (Retriever__V1__Source)RETRIEVER__V1__SOURCE__INIT;
+        /* protobuf-c wants char *; packing only reads them. */
+        s->url = (char *)r->objs[i].url;
+        s->destination = r->objs[i].dest;
+        s->sha256 = (char *)o->sha256; /* "" when absent: not set */
+        s->n_headers = o->n_headers;
+        s->headers = o->n_headers ? q->header_ptrs : NULL;
+        q->source_ptrs[i] = s;
+    }
+    q->msg.n_sources = r->n;
+    q->msg.sources = q->source_ptrs;
+    q->msg.detach = o->detach;
+    q->msg.connections = o->connections;
+    return RV_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * download: the run
+ * ------------------------------------------------------------------------ */
+
+/* Follow the stream until it ends; the end status into *st. */
+static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
+    for (;;) {
+        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        ProtobufCMessage *m = NULL;
+        rvc_rpc_next n = rvc_rpc_stream_next(s, &retriever__v1__job_event__descriptor, timeout, &m,
+                                             st);
+        if (n == RVC_RPC_END)
+            break;
+        if (n == RVC_RPC_MESSAGE) {
+            on_event(r, (const Retriever__V1__JobEvent *)m);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        uint64_t now = now_ms();
+        if (rvc_progress_timeout_ms(r->progress, now) == 0) {
+            unsigned cols, rows;
+            term_size(r, &cols, &rows);
+            rvc_progress_render(r->progress, r->views, r->n, now, cols, rows, false);
+        }
+    }
+}
+
+static void summary(struct run *r) {
+    size_t done = 0, failed = 0, cancelled = 0, unfinished = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        switch (r->views[i].state) {
+        case RV_STATE_DONE:
+            done++;
+            bytes += r->views[i].p.bytes_done;
+            break;
+        case RV_STATE_CANCELLED:
+            cancelled++;
+            break;
+        default:
+            failed++;
+            break;
+        }
+    }
+    if (r->signo) {
+        for (size_t i = 0; i < r->n; i++)
+            unfinished += r->objs[i].error == RV_E_CANCELLED;
+        rvc_buf_printf(&r->msg, PROG ": interrupted by %s; left ",
+                       r->signo == SIGINT ? "SIGINT" : "SIGTERM");
+        if (r->job_id) {
+            rvc_buf_puts(&r->msg, "job ");
+            rvc_sanitize(&r->msg, r->job_id, 128);
+        } else {
+            rvc_buf_puts(&r->msg, "the job");
+        }
+        rvc_buf_printf(&r->msg, " with %zu unfinished download%s: retrieverd stops it unless "
+                                "another client follows it",
+                       unfinished, unfinished == 1 ? "" : "s");
+        rvc_report_line(&r->rep);
+    }
+    if (r->o->quiet || r->n < 2 || r->o->detach)
+        return;
+    rvc_report_total(&r->rep, done, failed, cancelled, bytes,
+                     (double)(now_ms() - r->start_ms) / 1000.0);
+}
+
+/* The exit code once the stream ended with status st. */
+static int finish(struct run *r, const rvc_rpc_status *st) {
+    if (r->signo) {
+        json_for_unreported(r, RV_STATE_CANCELLED, "cancelled", RV_E_CANCELLED,
+                            "interrupted: this client left the job");
+        summary(r);
+        return rvc_exit_for_signal(r->signo);
+    }
+    if (st->code != RVC_RPC_OK) {
+        print_status(&r->rep, "Download", st);
+        /* Refused as a whole before anything happened: like a rejection. */
+        if (st->code == RVC_RPC_INVALID_ARGUMENT && r->n_reported == 0)
+            json_for_unreported(r, RV_STATE_FAILED, "rejected", RV_E_INVALID_ARGUMENT,
+                                st->message);
+        return rvc_exit_for_rpc(st->code);
+    }
+    if (r->o->detach) {
+        if (!r->job_id) {
+            rvc_buf_puts(&r->msg, PROG ": retrieverd accepted the request but named no job");
+            rvc_report_line(&r->rep);
+            return RVC_EXIT_INTERNAL;
+        }
+        rvc_buf_reset(&r->msg);
+        rvc_sanitize(&r->msg, r->job_id, 256);
+        fprintf(r->out, "%s\n", rvc_buf_str(&r->msg));
+        rvc_buf_reset(&r->msg);
+        return RVC_EXIT_OK;
+    }
+    size_t missing = r->n - r->n_reported;
+    if (missing) {
+        rvc_buf_printf(&r->msg, PROG ": retrieverd ended the job's stream with %zu download%s "
+                                "unfinished",
+                       missing, missing == 1 ? "" : "s");
+        rvc_report_line(&r->rep);
+        json_for_unreported(r, RV_STATE_FAILED, "failed", RV_E_INTERNAL,
+                                "the job's stream ended early");
+    }
+    summary(r);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->objs[i].error != RV_OK)
+            return rvc_exit_code(r->objs[i].error);
+    return r->rep.out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
+}
+
+int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE *out,
+                        FILE *err) {
+    struct run r = {
+        .o = o,
+        .out = out,
+        .err = err,
+        .err_tty = isatty(fileno(err)) == 1,
+        .n = o->n_urls,
+        .start_ms = now_ms(),
+    };
+    struct request q = {0};
+    rvc_rpc *conn = NULL;
+    rvc_rpc_stream *stream = NULL;
+    rvc_rpc_status st = {0};
+    char *path = NULL;
+    char method[128];
+    int code = RVC_EXIT_OK;
+
+    pthread_mutex_init(&r.lock, NULL);
+    rvc_buf_init(&r.msg, MSG_MAX);
+    r.rep = (rvc_report){
+        .out = out, .err = err, .out_tty = isatty(fileno(out)) == 1, .msg = &r.msg};
+    r.objs = calloc(r.n, sizeof(*r.objs));
+    r.views = calloc(r.n, sizeof(*r.views));
+    rvc_progress_mode mode =
+        o->detach ? RVC_PROGRESS_NONE : rvc_report_progress_mode(o, r.err_tty);
+    int e = r.objs && r.views ? rvc_progress_new(mode, err, r.start_ms, &r.progress) : RV_E_NOMEM;
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    r.rep.progress = r.progress;
+    for (size_t i = 0; i < r.n; i++)
+        r.objs[i].url = o->urls[i];
+
+    /* 1. Validate. */
+    long rejected = destinations(&r, &code);
+    if (rejected < 0)
+        goto out;
+    if (rejected > 0) {
+        code = report_rejected(&r, (size_t)rejected);
+        goto out;
+    }
+    path = socket_for(socket_opt, err, &code);
+    if (!path)
+        goto out;
+    e = request_build(&r, &q);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+
+    /* 2. Submit: signals are blocked before gRPC starts its threads. */
+    e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    conn = connect_to(path, &r.rep, &code);
+    if (!conn)
+        goto out;
+    method_path("Download", method, sizeof(method));
+    e = rvc_rpc_stream_open(conn, method, &q.msg.base, &stream);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    publish_stream(&r, stream);
+    if (rvc_sigwatch_received(r.sigwatch))
+        rvc_rpc_stream_cancel(stream); /* the signal came before the stream was published */
+
+    /* 3. Follow. */
+    follow(&r, stream, &st);
+    r.signo = rvc_sigwatch_received(r.sigwatch);
+    publish_stream(&r, NULL);
+    rvc_progress_end(r.progress);
+
+    /* 4. Report. */
+    code = finish(&r, &st);
+
+out:
+    /* The watch goes first: its thread may use the stream until joined. */
+    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
+    rvc_rpc_stream_free(stream);
+    rvc_rpc_free(conn);
+    rvc_rpc_status_done(&st);
+    request_done(&q);
+    free(path);
+    free(r.job_id);
+    r.progress = r.rep.progress = rvc_progress_free(r.progress);
+    for (size_t i = 0; r.objs && i < r.n; i++) {
+        free(r.objs[i].display);
+        free(r.objs[i].dest);
+        free(r.objs[i].reject_detail);
+        free(r.objs[i].retry_reason);
+    }
+    free(r.objs);
+    free(r.views);
+    rvc_buf_done(&r.msg);
+    pthread_mutex_destroy(&r.lock);
+    return code;
+}

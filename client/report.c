@@ -1,0 +1,107 @@
+/* report.c — the lines `download` writes, in both modes. */
+#include "report.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmt.h"
+#include "retriever/rv_error.h"
+
+#define PROG "retrieverctl"
+
+void rvc_report_line(rvc_report *rp) {
+    rvc_buf *m = rp->msg;
+    if (rvc_buf_error(m) != RV_OK) {
+        rvc_buf_reset(m);
+        rvc_buf_puts(m, PROG ": (message too long to show)");
+    }
+    if (rp->progress)
+        rvc_progress_print(rp->progress, rvc_buf_str(m));
+    else
+        fprintf(rp->err, "%s\n", rvc_buf_str(m));
+    rvc_buf_reset(m);
+}
+
+void rvc_report_error(rvc_report *rp, const char *url, const char *message, const char *detail) {
+    rvc_buf *m = rp->msg;
+    rvc_buf_puts(m, PROG ": '");
+    rvc_sanitize(m, url, RVC_REPORT_MSG_MAX / 4);
+    rvc_buf_puts(m, "': ");
+    rvc_sanitize(m, message, RVC_REPORT_MSG_MAX / 4);
+    if (detail && *detail) {
+        rvc_buf_puts(m, " (");
+        rvc_sanitize(m, detail, RVC_REPORT_MSG_MAX / 4);
+        rvc_buf_putc(m, ')');
+    }
+    rvc_report_line(rp);
+}
+
+void rvc_report_json(rvc_report *rp, const rvc_json_result *res) {
+    rvc_buf line;
+    rvc_buf_init(&line, RVC_REPORT_MSG_MAX * 4);
+    int e = rvc_json_result_line(&line, res);
+    if (e != RV_OK) {
+        /* Only an absurdly long URL gets here: keep the schema, drop it. */
+        rvc_json_result shorter = *res;
+        shorter.url = "(too long to show)";
+        shorter.path = NULL;
+        shorter.detail = NULL;
+        rvc_buf_reset(&line);
+        e = rvc_json_result_line(&line, &shorter);
+    }
+    if (rp->out_tty && rp->progress)
+        rvc_progress_clear(rp->progress); /* stdout shares the terminal */
+    if (e == RV_OK && !rp->out_failed &&
+        (fwrite(line.data, 1, line.len, rp->out) != line.len || fflush(rp->out) != 0)) {
+        rp->out_failed = true;
+        rvc_buf_printf(rp->msg, PROG ": cannot write to standard output: %s", strerror(errno));
+        rvc_report_line(rp);
+    }
+    rvc_buf_done(&line);
+}
+
+void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
+                     unsigned retries, bool verified, const char *sha256_hex, const char *note) {
+    rvc_buf *m = rp->msg;
+    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+    rvc_fmt_size(bytes, size);
+    rvc_fmt_elapsed(seconds, el);
+    rvc_fmt_rate(seconds > 0 ? (double)bytes / seconds : 0, rate);
+    rvc_buf_puts(m, "done: '");
+    rvc_sanitize(m, name, RVC_REPORT_MSG_MAX / 4);
+    rvc_buf_printf(m, "' %s in %s (%s)", size, el, rate);
+    if (retries)
+        rvc_buf_printf(m, ", %u %s", retries, retries == 1 ? "retry" : "retries");
+    if (verified) {
+        rvc_buf_puts(m, ", sha256 verified");
+    } else if (sha256_hex && *sha256_hex) {
+        rvc_buf_puts(m, ", sha256 ");
+        rvc_sanitize(m, sha256_hex, 128);
+    }
+    if (note) {
+        rvc_buf_puts(m, ", ");
+        rvc_buf_puts(m, note);
+    }
+    rvc_report_line(rp);
+}
+
+void rvc_report_total(rvc_report *rp, size_t done, size_t failed, size_t cancelled,
+                      uint64_t bytes, double seconds) {
+    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+    rvc_fmt_size(bytes, size);
+    rvc_fmt_elapsed(seconds, el);
+    rvc_fmt_rate(seconds > 0 ? (double)bytes / seconds : 0, rate);
+    rvc_buf_printf(rp->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", done,
+                   failed, cancelled, size, el, rate);
+    rvc_report_line(rp);
+}
+
+rvc_progress_mode rvc_report_progress_mode(const rvc_download_opts *o, bool err_tty) {
+    if (o->quiet || o->no_progress)
+        return RVC_PROGRESS_NONE;
+    const char *term = getenv("TERM");
+    if (err_tty && !(term && strcmp(term, "dumb") == 0))
+        return RVC_PROGRESS_TTY;
+    return RVC_PROGRESS_PLAIN;
+}

@@ -1,0 +1,59 @@
+/* report.h — the lines `download` writes, shared by the local and the
+ * daemon mode so both look the same: one line for people on stderr (above
+ * any live progress area), the one error format, the --json lines on
+ * stdout, the "done:" line, and the choice of progress renderer.
+ *
+ * An rvc_report borrows everything it points to; the caller builds a
+ * message in *msg and hands it over with rvc_report_line.
+ */
+#ifndef RVC_REPORT_H
+#define RVC_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "cli.h"
+#include "json.h"
+#include "progress.h"
+
+#define RVC_REPORT_MSG_MAX (64 * 1024) /* longest message line built */
+
+typedef struct rvc_report {
+    FILE *out, *err;        /* borrowed: --json lines, and everything for people */
+    bool out_tty;           /* stdout shares the terminal with the progress area */
+    rvc_progress *progress; /* borrowed; NULL: no renderer (yet) */
+    rvc_buf *msg;           /* borrowed scratch: the line being built */
+    bool out_failed;        /* writing to out failed (reported once) */
+} rvc_report;
+
+/* Print *rp->msg as one line of err (above the progress area, if any) and
+ * empty it; a message that overflowed prints as "(message too long to
+ * show)". */
+void rvc_report_line(rvc_report *rp);
+
+/* "retrieverctl: 'URL': message (detail)" — the one error format. detail
+ * may be NULL or "". Everything is made safe for a terminal. */
+void rvc_report_error(rvc_report *rp, const char *url, const char *message, const char *detail);
+
+/* One --json line to out; an absurdly long URL is replaced, keeping the
+ * schema. A write failure is reported once and sets out_failed. */
+void rvc_report_json(rvc_report *rp, const rvc_json_result *res);
+
+/* "done: 'NAME' SIZE in TIME (RATE)[, N retries][, sha256 verified |
+ * , sha256 HEX][, note]": verified when --sha256 was checked, else
+ * sha256_hex when known (NULL or "": none); note may be NULL. */
+void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
+                     unsigned retries, bool verified, const char *sha256_hex, const char *note);
+
+/* "total: D done, F failed, C cancelled; SIZE in TIME (RATE)", the
+ * summary of a run of several URLs. */
+void rvc_report_total(rvc_report *rp, size_t done, size_t failed, size_t cancelled,
+                      uint64_t bytes, double seconds);
+
+/* The renderer for o on err: none with -q/--no-progress, TTY on a terminal
+ * (unless TERM=dumb), plain lines otherwise. */
+rvc_progress_mode rvc_report_progress_mode(const rvc_download_opts *o, bool err_tty);
+
+#endif

@@ -1,0 +1,1160 @@
+/* jobs.c — the job table (see jobs.h for the model and the threads).
+ *
+ * Sections: jobs and their views · events to subscribers · the RPC side ·
+ * the engine hooks · the pump.
+ *
+ * Ownership: the table owns its jobs (a list, newest first); a job owns its
+ * request (rvd_download_req), its objects' views and strings, and its
+ * subscriber records (not the sinks they point at). An object in the engine
+ * is owned by the engine; the job's record points at it until the pump
+ * releases it, and the engine's user_data points back at the record. Only
+ * the worker thread frees jobs (in the pump, or in rvd_jobs_free after the
+ * engine is gone).
+ */
+#include "jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asuser.h"
+#include "jobstore.h"
+#include "log.h"
+
+struct sub {
+    rvd_sink sink;
+    uid_t uid;
+    struct sub *next;
+};
+
+struct job;
+
+/* One source of a job. The view is what callers see; the rest is the
+ * engine side's. */
+struct jobject {
+    struct job *job;
+    uint32_t index;
+    const rvd_source *src; /* the job's request owns it */
+    rv_object *obj;        /* in the engine; NULL before start and after release */
+    int dirfd, srcfd;      /* opened as the caller at start; -1 when closed */
+    char *dest_name;       /* final component of the destination */
+    char *engine_dest;     /* "/proc/self/fd/N/name": the pinned directory */
+    char *engine_url;      /* file:// sources: "file:///proc/self/fd/N" */
+    dev_t dir_dev;         /* the destination directory's identity, */
+    ino_t dir_ino;         /* valid while dirfd is open */
+    char *sha256, *crc32c, *error_detail; /* the view's strings */
+    bool started;          /* STARTED was sent */
+    struct jobject *release_next;
+};
+
+struct job {
+    char id[RVD_JOB_ID_LEN + 1];
+    rvd_job_view view;
+    rvd_object_view *views; /* [view.n_objects] */
+    struct jobject *objs;   /* [view.n_objects] */
+    rvd_peer owner;
+    char *key; /* dedupe key: uid and every source's identity */
+    rvd_download_req *req;
+    int32_t priority;
+    uint64_t seq;      /* submission order */
+    size_t n_live;     /* objects not yet terminal */
+    bool want_cancel;  /* RUNNING: the pump cancels it */
+    struct sub *subs;  /* newest first */
+    struct job *prev, *next;
+    struct job *work_next; /* the pump's private lists */
+};
+
+struct rvd_jobs {
+    pthread_mutex_t lock;
+    rvd_jobs_limits limits;
+    rvd_jobstore *store; /* NULL: jobs end with the daemon */
+    void (*wake)(void *);
+    void *wake_ud;
+    struct job *head; /* newest first */
+    unsigned n_running, n_queued, n_ended, n_subs;
+    unsigned n_want_cancel; /* jobs with want_cancel set */
+    unsigned transfers;     /* the engine's, as of the last pump */
+    uint64_t bytes_origin, bytes_cache; /* of objects delivered since start */
+    uint64_t seq;
+    bool stopping;
+    struct jobject *release; /* ended objects the pump releases */
+};
+
+/* ------------------------------------------------------------------------
+ * Jobs and their views
+ * ------------------------------------------------------------------------ */
+
+static int64_t now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static bool is_ended(const struct job *jb) {
+    return jb->view.state >= RVD_JOB_DONE;
+}
+
+static bool may_see(const rvd_peer *caller, const struct job *jb) {
+    return caller->uid == 0 || caller->uid == geteuid() || caller->uid == jb->owner.uid;
+}
+
+static struct job *find(rvd_jobs *j, const rvd_peer *caller, const char *id) {
+    for (struct job *jb = j->head; jb; jb = jb->next)
+        if (strcmp(jb->id, id) == 0)
+            return may_see(caller, jb) ? jb : NULL;
+    return NULL;
+}
+
+static int new_id(char *out) {
+    unsigned char b[RVD_JOB_ID_LEN / 2];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        return -errno;
+    for (size_t i = 0; i < sizeof(b); i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+    return 0;
+}
+
+/* uid, then per source: url key, destination, sha256, header digest. */
+static char *make_key(uid_t uid, const rvd_download_req *req) {
+    char *key = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&key, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "%u", (unsigned)uid);
+    for (size_t i = 0; i < req->n_sources; i++) {
+        const rvd_source *s = &req->sources[i];
+        fprintf(f, "\n%s\n%s\n%s\n%s", s->url_key, s->destination ? s->destination : "",
+                s->sha256 ? s->sha256 : "", s->headers_digest);
+    }
+    if (fclose(f) != 0) {
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+static void jobject_close(struct jobject *o) {
+    if (o->dirfd >= 0)
+        close(o->dirfd);
+    if (o->srcfd >= 0)
+        close(o->srcfd);
+    o->dirfd = o->srcfd = -1;
+    free(o->dest_name);
+    free(o->engine_dest);
+    free(o->engine_url);
+    o->dest_name = o->engine_dest = o->engine_url = NULL;
+}
+
+static void job_free(struct job *jb) {
+    if (!jb)
+        return;
+    for (size_t i = 0; jb->objs && i < jb->view.n_objects; i++) {
+        struct jobject *o = &jb->objs[i];
+        jobject_close(o);
+        free(o->sha256);
+        free(o->crc32c);
+        free(o->error_detail);
+    }
+    while (jb->subs) {
+        struct sub *s = jb->subs;
+        jb->subs = s->next;
+        free(s);
+    }
+    free(jb->objs);
+    free(jb->views);
+    free(jb->key);
+    rvd_download_req_free(jb->req);
+    free(jb);
+}
+
+/* A QUEUED job for req (taking it); NULL when memory runs out (req is
+ * freed then too). */
+static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *key) {
+    struct job *jb = calloc(1, sizeof(*jb));
+    if (!jb) {
+        rvd_download_req_free(req);
+        free(key);
+        return NULL;
+    }
+    jb->req = req;
+    jb->key = key;
+    jb->owner = *owner;
+    jb->priority = req->priority;
+    size_t n = req->n_sources;
+    jb->views = calloc(n, sizeof(*jb->views));
+    jb->objs = calloc(n, sizeof(*jb->objs));
+    if (!key || !jb->views || !jb->objs || new_id(jb->id) < 0) {
+        job_free(jb);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct jobject *o = &jb->objs[i];
+        rvd_object_view *v = &jb->views[i];
+        o->job = jb;
+        o->index = (uint32_t)i;
+        o->src = &req->sources[i];
+        o->dirfd = o->srcfd = -1;
+        v->url = o->src->url_display;
+        v->destination = o->src->destination;
+        v->state = RV_STATE_QUEUED;
+        v->error_detail = "";
+    }
+    jb->n_live = n;
+    jb->view.id = jb->id;
+    jb->view.state = RVD_JOB_QUEUED;
+    jb->view.objects = jb->views;
+    jb->view.n_objects = n;
+    jb->view.created_ms = now_ms();
+    return jb;
+}
+
+/* ------------------------------------------------------------------------
+ * Events
+ * ------------------------------------------------------------------------ */
+
+static void emit_to(const struct sub *s, const rvd_event *ev) {
+    s->sink.event(s->sink.ctx, ev);
+}
+
+static void emit(struct job *jb, rvd_event_kind kind, const struct jobject *o,
+                 const rv_retry_info *retry) {
+    rvd_event ev = {.kind = kind, .job_id = jb->id, .time_ms = now_ms()};
+    if (o) {
+        ev.object_index = o->index;
+        ev.object = &jb->views[o->index];
+    }
+    if (retry)
+        ev.retry = *retry;
+    for (struct sub *s = jb->subs; s; s = s->next)
+        emit_to(s, &ev);
+}
+
+/* The events a new subscriber missed, one state per object: QUEUED, then
+ * STARTED once it began, then its end if it ended. */
+static void replay(const struct job *jb, const struct sub *s) {
+    rvd_event ev = {.kind = RVD_EV_ACCEPTED, .job_id = jb->id, .time_ms = now_ms()};
+    emit_to(s, &ev);
+    for (size_t i = 0; i < jb->view.n_objects; i++) {
+        const struct jobject *o = &jb->objs[i];
+        ev.object_index = o->index;
+        ev.object = &jb->views[i];
+        ev.kind = RVD_EV_QUEUED;
+        emit_to(s, &ev);
+        if (o->started) {
+            ev.kind = RVD_EV_STARTED;
+            emit_to(s, &ev);
+        }
+        switch (jb->views[i].state) {
+        case RV_STATE_DONE:
+            ev.kind = RVD_EV_COMPLETED;
+            break;
+        case RV_STATE_FAILED:
+            ev.kind = RVD_EV_FAILED;
+            break;
+        case RV_STATE_CANCELLED:
+            ev.kind = RVD_EV_CANCELLED;
+            break;
+        default:
+            continue;
+        }
+        emit_to(s, &ev);
+    }
+}
+
+static struct sub *sub_add(rvd_jobs *j, struct job *jb, const rvd_sink *sink, uid_t uid) {
+    struct sub *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->sink = *sink;
+    s->uid = uid;
+    s->next = jb->subs;
+    jb->subs = s;
+    jb->view.subscribers++;
+    j->n_subs++;
+    return s;
+}
+
+static void sub_unlink(rvd_jobs *j, struct job *jb, struct sub *s) {
+    for (struct sub **p = &jb->subs; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            jb->view.subscribers--;
+            j->n_subs--;
+            return;
+        }
+}
+
+/* Record an ended job's outcome; under the lock. A failure costs the
+ * history after a restart, not the job: it is logged, not returned. */
+static void persist_end(rvd_jobs *j, const struct job *jb) {
+    if (!j->store)
+        return;
+    size_t n = jb->view.n_objects;
+    rvd_stored_object *objs = calloc(n ? n : 1, sizeof(*objs));
+    if (objs) {
+        for (size_t i = 0; i < n; i++) {
+            const rvd_object_view *v = &jb->views[i];
+            objs[i] = (rvd_stored_object){
+                .state = v->state, .bytes_done = v->progress.bytes_done,
+                .bytes_total = v->progress.bytes_total, .total_known = v->progress.total_known,
+                .from_cache = v->from_cache, .retries = v->retries, .sha256 = v->sha256,
+                .crc32c = v->crc32c, .error = v->error, .error_detail = v->error_detail};
+        }
+        rvd_stored_job row = {.id = jb->id, .state = jb->view.state,
+                              .ended_ms = jb->view.ended_ms, .objects = objs, .n_objects = n};
+        if (rvd_jobstore_end(j->store, &row) == 0) {
+            free(objs);
+            return;
+        }
+        free(objs);
+    }
+    rvd_log_warning("cannot record the end of job %s in the state directory", jb->id);
+}
+
+/* Every object ended: settle the job's state and end its streams. */
+static void job_end(rvd_jobs *j, struct job *jb) {
+    bool failed = false, cancelled = false;
+    for (size_t i = 0; i < jb->view.n_objects; i++) {
+        failed |= jb->views[i].state == RV_STATE_FAILED;
+        cancelled |= jb->views[i].state == RV_STATE_CANCELLED;
+    }
+    if (jb->view.state == RVD_JOB_RUNNING)
+        j->n_running--;
+    else if (jb->view.state == RVD_JOB_QUEUED)
+        j->n_queued--;
+    jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
+    jb->view.ended_ms = now_ms();
+    persist_end(j, jb);
+    if (jb->want_cancel) {
+        jb->want_cancel = false;
+        j->n_want_cancel--;
+    }
+    j->n_ended++;
+    while (jb->subs) {
+        struct sub *s = jb->subs;
+        sub_unlink(j, jb, s);
+        s->sink.end(s->sink.ctx, RVD_OK, NULL);
+        free(s);
+    }
+}
+
+/* Record an object's end (under the lock) and tell the subscribers. */
+static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err,
+                         const char *detail) {
+    struct job *jb = o->job;
+    rvd_object_view *v = &jb->views[o->index];
+    if (rv_state_is_terminal(v->state))
+        return;
+    v->state = state;
+    v->error = err;
+    if (state == RV_STATE_DONE) {
+        if (v->from_cache)
+            j->bytes_cache += v->progress.bytes_done;
+        else
+            j->bytes_origin += v->progress.bytes_done;
+    }
+    if (detail && *detail) {
+        free(o->error_detail);
+        o->error_detail = strdup(detail);
+        v->error_detail = o->error_detail ? o->error_detail : "";
+    }
+    emit(jb, state == RV_STATE_DONE        ? RVD_EV_COMPLETED
+             : state == RV_STATE_CANCELLED ? RVD_EV_CANCELLED
+                                           : RVD_EV_FAILED,
+         o, NULL);
+    if (--jb->n_live == 0)
+        job_end(j, jb);
+}
+
+/* ------------------------------------------------------------------------
+ * The RPC side
+ * ------------------------------------------------------------------------ */
+
+int rvd_jobs_new(const rvd_jobs_limits *limits, void (*wake)(void *), void *wake_ud,
+                 rvd_jobs **ret) {
+    rvd_jobs *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    pthread_mutex_init(&j->lock, NULL);
+    j->limits = *limits;
+    j->wake = wake;
+    j->wake_ud = wake_ud;
+    *ret = j;
+    return 0;
+}
+
+void rvd_jobs_set_limits(rvd_jobs *j, const rvd_jobs_limits *limits) {
+    pthread_mutex_lock(&j->lock);
+    j->limits = *limits;
+    pthread_mutex_unlock(&j->lock);
+    j->wake(j->wake_ud); /* more may run now */
+}
+
+static void wake(rvd_jobs *j) {
+    if (j->wake)
+        j->wake(j->wake_ud);
+}
+
+static rvd_code errno_code(int r) {
+    switch (r) {
+    case -EACCES:
+    case -EPERM:
+        return RVD_PERMISSION_DENIED;
+    case -ENOMEM:
+        return RVD_INTERNAL;
+    case -ENOENT:
+    case -ENOTDIR:
+    case -EISDIR:
+    case -EEXIST:
+    case -EINVAL:
+    case -ELOOP:
+    case -ENAMETOOLONG:
+        return RVD_INVALID_ARGUMENT;
+    default:
+        return RVD_FAILED_PRECONDITION; /* e.g. a read-only file system */
+    }
+}
+
+/* Whether caller may write every destination and read every file://
+ * source of req, opened as the caller would (asuser.h). The engine side
+ * opens them again when the job starts: this answers the caller now,
+ * with nothing created. */
+static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req,
+                             char **ret_msg) {
+    for (size_t i = 0; i < req->n_sources; i++) {
+        const rvd_source *src = &req->sources[i];
+        char *name = NULL, *path = NULL, *err = NULL;
+        int fd = -1, r = 0;
+        if (src->destination) {
+            r = rvd_asuser_open_dest(caller, src->destination, &fd, &name, &err);
+            if (r == 0) {
+                close(fd);
+                free(name);
+            }
+        }
+        if (r == 0 && strncmp(src->url_key, "file:", 5) == 0) {
+            int e = rv_file_url_path(src->url, &path);
+            if (e != RV_OK) {
+                *ret_msg = rvd_strdupf("sources[%zu].url: not a usable file URL: %s", i,
+                                       rv_strerror(e));
+                return RVD_INVALID_ARGUMENT;
+            }
+            r = rvd_asuser_open_source(caller, path, &fd, &err);
+            if (r == 0)
+                close(fd);
+            free(path);
+        }
+        if (r < 0) {
+            *ret_msg = rvd_strdupf("sources[%zu]: %s", i, err ? err : strerror(-r));
+            free(err);
+            return errno_code(r);
+        }
+    }
+    return RVD_OK;
+}
+
+rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *req,
+                         const uint8_t *raw, size_t raw_len, const rvd_sink *sink, char *ret_id,
+                         char **ret_msg) {
+    rvd_code code = check_access(caller, req, ret_msg);
+    if (code != RVD_OK) {
+        rvd_download_req_free(req);
+        return code;
+    }
+    char *key = make_key(caller->uid, req);
+    if (!key) {
+        rvd_download_req_free(req);
+        *ret_msg = rvd_strdupf("out of memory");
+        return RVD_INTERNAL;
+    }
+
+    pthread_mutex_lock(&j->lock);
+    if (j->stopping) {
+        code = RVD_UNAVAILABLE;
+        *ret_msg = rvd_strdupf("retrieverd is shutting down; submit the job again once it is back");
+        goto fail;
+    }
+    /* An identical live request of the same uid: attach to it. */
+    for (struct job *jb = j->head; jb; jb = jb->next) {
+        if (is_ended(jb) || jb->owner.uid != caller->uid || strcmp(jb->key, key) != 0)
+            continue;
+        if (sink) {
+            if (jb->view.subscribers >= j->limits.max_subscribers) {
+                code = RVD_RESOURCE_EXHAUSTED;
+                *ret_msg = rvd_strdupf("job %s already has %u subscribers, the limit "
+                                       "(max-subscribers)", jb->id, j->limits.max_subscribers);
+                goto fail;
+            }
+            struct sub *s = sub_add(j, jb, sink, caller->uid);
+            if (!s)
+                goto nomem;
+            replay(jb, s);
+        } else if (!jb->view.detached) {
+            jb->view.detached = true;
+            if (j->store)
+                rvd_jobstore_set_detached(j->store, jb->id, true);
+        }
+        memcpy(ret_id, jb->id, sizeof(jb->id));
+        free(key);
+        rvd_download_req_free(req);
+        pthread_mutex_unlock(&j->lock);
+        return RVD_OK;
+    }
+    if (j->n_queued >= j->limits.max_queued) {
+        code = RVD_RESOURCE_EXHAUSTED;
+        *ret_msg = rvd_strdupf("%u jobs are already waiting, the limit (max-queued-jobs); "
+                               "try again when some have finished", j->limits.max_queued);
+        goto fail;
+    }
+    struct job *jb = job_new(caller, req, key);
+    req = NULL;
+    key = NULL;
+    if (!jb)
+        goto nomem;
+    struct sub *s = NULL;
+    if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
+        job_free(jb);
+        goto nomem;
+    }
+    jb->view.detached = !sink;
+    jb->seq = ++j->seq;
+    /* On disk before its id is given out: the id works across restarts. */
+    rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .uid = caller->uid, .gid = caller->gid,
+                          .detached = !sink, .state = RVD_JOB_QUEUED,
+                          .created_ms = jb->view.created_ms, .request = raw,
+                          .request_len = raw_len};
+    if (j->store && rvd_jobstore_add(j->store, &row) < 0) {
+        job_free(jb);
+        code = RVD_UNAVAILABLE;
+        *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");
+        goto fail;
+    }
+    jb->next = j->head;
+    if (j->head)
+        j->head->prev = jb;
+    j->head = jb;
+    j->n_queued++;
+    if (s)
+        replay(jb, s);
+    memcpy(ret_id, jb->id, sizeof(jb->id));
+    pthread_mutex_unlock(&j->lock);
+    wake(j);
+    return RVD_OK;
+
+nomem:
+    code = RVD_INTERNAL;
+    *ret_msg = rvd_strdupf("out of memory");
+fail:
+    pthread_mutex_unlock(&j->lock);
+    free(key);
+    rvd_download_req_free(req);
+    return code;
+}
+
+static char *not_found(const char *id) {
+    return rvd_strdupf("no job '%s' (it never existed, belongs to another user, or ended "
+                       "long enough ago to leave the history)", id);
+}
+
+rvd_code rvd_jobs_watch(rvd_jobs *j, const rvd_peer *caller, const char *id,
+                        const rvd_sink *sink, char **ret_msg) {
+    rvd_code code = RVD_OK;
+    pthread_mutex_lock(&j->lock);
+    struct job *jb = find(j, caller, id);
+    if (!jb) {
+        code = RVD_NOT_FOUND;
+        *ret_msg = not_found(id);
+    } else if (j->stopping) {
+        code = RVD_UNAVAILABLE;
+        *ret_msg = rvd_strdupf("retrieverd is shutting down; watch again once it is back");
+    } else if (!is_ended(jb) && jb->view.subscribers >= j->limits.max_subscribers) {
+        code = RVD_RESOURCE_EXHAUSTED;
+        *ret_msg = rvd_strdupf("job %s already has %u subscribers, the limit (max-subscribers)",
+                               id, j->limits.max_subscribers);
+    } else {
+        rvd_event ev = {.kind = RVD_EV_SNAPSHOT, .job_id = jb->id, .time_ms = now_ms(),
+                        .job = &jb->view};
+        sink->event(sink->ctx, &ev);
+        if (is_ended(jb)) {
+            sink->end(sink->ctx, RVD_OK, NULL);
+        } else if (!sub_add(j, jb, sink, caller->uid)) {
+            code = RVD_INTERNAL;
+            *ret_msg = rvd_strdupf("out of memory");
+        }
+    }
+    pthread_mutex_unlock(&j->lock);
+    return code;
+}
+
+/* A live job lost its last subscriber: stop it, unless detached. Under
+ * the lock. Returns whether it stops. */
+static bool maybe_stop(rvd_jobs *j, struct job *jb) {
+    if (is_ended(jb) || jb->view.subscribers > 0 || jb->view.detached)
+        return false;
+    if (jb->view.state == RVD_JOB_QUEUED) {
+        /* Nothing in the engine yet: end it here. */
+        for (size_t i = 0; i < jb->view.n_objects; i++)
+            object_ended(j, &jb->objs[i], RV_STATE_CANCELLED, RV_E_CANCELLED,
+                         "cancelled: its last subscriber left");
+    } else if (!jb->want_cancel) {
+        jb->want_cancel = true;
+        j->n_want_cancel++;
+    }
+    return true;
+}
+
+bool rvd_jobs_unsubscribe(rvd_jobs *j, const char *id, const rvd_sink *sink) {
+    bool found = false;
+    bool stops = false;
+    pthread_mutex_lock(&j->lock);
+    for (struct job *jb = j->head; jb && !found; jb = jb->next) {
+        if (strcmp(jb->id, id) != 0)
+            continue;
+        for (struct sub *s = jb->subs; s; s = s->next)
+            if (s->sink.ctx == sink->ctx) {
+                sub_unlink(j, jb, s);
+                free(s);
+                found = true;
+                stops = maybe_stop(j, jb);
+                break;
+            }
+        break;
+    }
+    pthread_mutex_unlock(&j->lock);
+    if (stops)
+        wake(j);
+    return found;
+}
+
+rvd_code rvd_jobs_cancel(rvd_jobs *j, const rvd_peer *caller, const char *id,
+                         rvd_job_state *ret_state, unsigned *ret_subscribers, char **ret_msg) {
+    rvd_code code = RVD_OK;
+    bool stops = false;
+    pthread_mutex_lock(&j->lock);
+    struct job *jb = find(j, caller, id);
+    if (!jb) {
+        code = RVD_NOT_FOUND;
+        *ret_msg = not_found(id);
+        goto out;
+    }
+    if (is_ended(jb))
+        goto report;
+    struct sub *mine = NULL;
+    for (struct sub *s = jb->subs; s && !mine; s = s->next)
+        if (s->uid == caller->uid)
+            mine = s;
+    if (mine) {
+        sub_unlink(j, jb, mine);
+        rvd_event ev = {.kind = RVD_EV_CANCELLED, .job_id = jb->id, .time_ms = now_ms()};
+        for (size_t i = 0; i < jb->view.n_objects; i++) {
+            if (rv_state_is_terminal(jb->views[i].state))
+                continue;
+            ev.object_index = (uint32_t)i;
+            ev.object = &jb->views[i];
+            emit_to(mine, &ev);
+        }
+        mine->sink.end(mine->sink.ctx, RVD_OK, NULL);
+        free(mine);
+        stops = maybe_stop(j, jb);
+    } else if (jb->view.detached && (caller->uid == jb->owner.uid || caller->uid == 0)) {
+        jb->view.detached = false;
+        stops = maybe_stop(j, jb);
+    } else {
+        code = RVD_FAILED_PRECONDITION;
+        *ret_msg = rvd_strdupf("you hold no subscription to job %s: only its subscribers, or "
+                               "the owner of a detached job, can cancel it", id);
+        goto out;
+    }
+report:
+    *ret_state = stops ? RVD_JOB_CANCELLED : jb->view.state;
+    *ret_subscribers = jb->view.subscribers;
+out:
+    pthread_mutex_unlock(&j->lock);
+    if (stops)
+        wake(j);
+    return code;
+}
+
+rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
+                         void (*fn)(void *ud, const rvd_job_view *v), void *ud, char **ret_msg) {
+    rvd_code code = RVD_OK;
+    pthread_mutex_lock(&j->lock);
+    struct job *jb = find(j, caller, id);
+    if (jb) {
+        fn(ud, &jb->view);
+    } else {
+        code = RVD_NOT_FOUND;
+        *ret_msg = not_found(id);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return code;
+}
+
+void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, unsigned limit,
+                   void (*fn)(void *ud, const rvd_job_view *v), void *ud) {
+    unsigned n = 0;
+    pthread_mutex_lock(&j->lock);
+    for (struct job *jb = j->head; jb && n < limit; jb = jb->next) {
+        if (!may_see(caller, jb))
+            continue;
+        if (states_mask && !(states_mask & (1u << jb->view.state)))
+            continue;
+        fn(ud, &jb->view);
+        n++;
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
+    memset(ret, 0, sizeof(*ret));
+    pthread_mutex_lock(&j->lock);
+    ret->running = j->n_running;
+    ret->queued = j->n_queued;
+    ret->subscribers = j->n_subs;
+    ret->transfers = j->transfers;
+    ret->bytes_from_origin = j->bytes_origin;
+    ret->bytes_from_cache = j->bytes_cache;
+    for (struct job *jb = j->head; jb; jb = jb->next)
+        for (size_t i = 0; i < jb->view.n_objects; i++) {
+            const rvd_object_view *v = &jb->views[i];
+            if (jb->view.state == RVD_JOB_RUNNING && !rv_state_is_terminal(v->state)) {
+                ret->rate_bps += v->progress.rate_bps;
+                ret->bytes_from_origin += v->progress.bytes_done;
+            }
+        }
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* ------------------------------------------------------------------------
+ * Restoring the table from the job store (before the worker runs)
+ * ------------------------------------------------------------------------ */
+
+struct restore {
+    rvd_jobs *j;
+    unsigned resumed, ended, bad;
+};
+
+/* An ended job's objects as they ended. */
+static void restore_outcome(struct job *jb, const rvd_stored_job *sj) {
+    for (size_t i = 0; i < jb->view.n_objects && i < sj->n_objects; i++) {
+        const rvd_stored_object *so = &sj->objects[i];
+        struct jobject *o = &jb->objs[i];
+        rvd_object_view *v = &jb->views[i];
+        v->state = (rv_state)so->state;
+        v->progress.bytes_done = so->bytes_done;
+        v->progress.bytes_total = so->bytes_total;
+        v->progress.total_known = so->total_known;
+        v->from_cache = so->from_cache;
+        v->retries = so->retries;
+        v->error = so->error;
+        if (so->sha256 && (o->sha256 = strdup(so->sha256)))
+            v->sha256 = o->sha256;
+        if (so->crc32c && (o->crc32c = strdup(so->crc32c)))
+            v->crc32c = o->crc32c;
+        if (so->error_detail && (o->error_detail = strdup(so->error_detail)))
+            v->error_detail = o->error_detail;
+        o->started = true;
+    }
+    jb->n_live = 0;
+}
+
+static void restore_one(void *ud, const rvd_stored_job *sj) {
+    struct restore *rs = ud;
+    rvd_jobs *j = rs->j;
+    rvd_download_req *req = NULL;
+    char *msg = NULL;
+    if (strlen(sj->id) != RVD_JOB_ID_LEN ||
+        rvd_request_download(sj->request, sj->request_len, &req, &msg) < 0) {
+        free(msg);
+        rs->bad++;
+        return;
+    }
+    rvd_peer owner = {.uid = sj->uid, .gid = sj->gid};
+    struct job *jb = job_new(&owner, req, make_key(owner.uid, req));
+    if (!jb) {
+        rs->bad++;
+        return;
+    }
+    memcpy(jb->id, sj->id, RVD_JOB_ID_LEN + 1);
+    jb->seq = sj->seq;
+    jb->view.created_ms = sj->created_ms;
+    if (sj->ended_ms) {
+        restore_outcome(jb, sj);
+        jb->view.state = (rvd_job_state)sj->state;
+        jb->view.ended_ms = sj->ended_ms;
+        jb->view.detached = sj->detached;
+        j->n_ended++;
+        rs->ended++;
+    } else {
+        /* Its callers are gone; it carries on by itself. */
+        jb->view.detached = true;
+        j->n_queued++;
+        rs->resumed++;
+    }
+    if (sj->seq > j->seq)
+        j->seq = sj->seq;
+    jb->next = j->head; /* loaded oldest first: the list stays newest first */
+    if (j->head)
+        j->head->prev = jb;
+    j->head = jb;
+}
+
+int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, unsigned *ret_resumed,
+                     unsigned *ret_ended, unsigned *ret_skipped) {
+    struct restore rs = {.j = j};
+    unsigned skipped = 0;
+    pthread_mutex_lock(&j->lock);
+    j->store = store;
+    int r = rvd_jobstore_load(store, restore_one, &rs, &skipped);
+    pthread_mutex_unlock(&j->lock);
+    *ret_resumed = rs.resumed;
+    *ret_ended = rs.ended;
+    *ret_skipped = skipped + rs.bad;
+    if (rs.resumed)
+        wake(j);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Engine hooks (worker thread, inside rv_engine_perform or the pump's
+ * engine calls; the lock is not held by the caller)
+ * ------------------------------------------------------------------------ */
+
+static char *hex32(uint32_t v) {
+    return rvd_strdupf("%08x", (unsigned)v);
+}
+
+static void on_state(void *ud, rv_object *obj, rv_state state) {
+    rvd_jobs *j = ud;
+    struct jobject *o = rv_object_user_data(obj);
+    struct job *jb = o->job;
+
+    /* Work outside the lock first: hand the delivered file to its owner. */
+    char *give_error = NULL;
+    if (state == RV_STATE_DONE && rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name,
+                                                  &give_error) < 0)
+        state = RV_STATE_FAILED;
+
+    pthread_mutex_lock(&j->lock);
+    if (j->stopping) /* the shutdown's cancellations: the job resumes later */
+        goto out;
+    rvd_object_view *v = &jb->views[o->index];
+    rv_object_progress(obj, &v->progress);
+    if (!rv_state_is_terminal(state)) {
+        v->state = state;
+        if (state != RV_STATE_QUEUED && !o->started) {
+            o->started = true;
+            emit(jb, RVD_EV_STARTED, o, NULL);
+        }
+        goto out;
+    }
+    v->retries = rv_object_retries(obj);
+    if (state == RV_STATE_DONE) {
+        uint32_t crc;
+        const char *sha = rv_object_sha256_hex(obj);
+        if (sha && (o->sha256 = strdup(sha)))
+            v->sha256 = o->sha256;
+        if (rv_object_crc32c(obj, &crc) && (o->crc32c = hex32(crc)))
+            v->crc32c = o->crc32c;
+        v->from_cache = rv_object_from_cache(obj);
+    }
+    if (!o->started) { /* ended before it began (a cache hit, a refusal) */
+        o->started = true;
+        emit(jb, RVD_EV_STARTED, o, NULL);
+    }
+    o->release_next = j->release;
+    j->release = o;
+    if (give_error)
+        object_ended(j, o, RV_STATE_FAILED, RV_E_DEST_UNWRITABLE, give_error);
+    else
+        object_ended(j, o, state, rv_object_error(obj), rv_object_error_detail(obj));
+out:
+    pthread_mutex_unlock(&j->lock);
+    free(give_error);
+}
+
+static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
+    rvd_jobs *j = ud;
+    struct jobject *o = rv_object_user_data(obj);
+    pthread_mutex_lock(&j->lock);
+    if (!j->stopping) {
+        o->job->views[o->index].progress = *p;
+        emit(o->job, RVD_EV_PROGRESS, o, NULL);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+static void on_retry(void *ud, rv_object *obj, const rv_retry_info *r) {
+    rvd_jobs *j = ud;
+    struct jobject *o = rv_object_user_data(obj);
+    pthread_mutex_lock(&j->lock);
+    if (!j->stopping) {
+        o->job->views[o->index].retries = r->attempt;
+        emit(o->job, RVD_EV_RETRYING, o, r);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* Recovery at start (a corrupt database moved aside, orphans removed). */
+static void on_notice(void *ud, const char *msg) {
+    rvd_log_warning("%s", msg);
+}
+
+static const rv_hooks hooks = {
+    .on_state = on_state,
+    .on_progress = on_progress,
+    .on_retry = on_retry,
+    .on_notice = on_notice,
+};
+
+const rv_hooks *rvd_jobs_hooks(void) {
+    return &hooks;
+}
+
+/* ------------------------------------------------------------------------
+ * The pump (worker thread)
+ * ------------------------------------------------------------------------ */
+
+/* Whether another object in the engine writes o's destination (same
+ * directory, same name). Only the worker thread sets obj and the
+ * directory identities; the list itself needs the lock. */
+static bool dest_in_use(rvd_jobs *j, const struct jobject *o) {
+    bool found = false;
+    pthread_mutex_lock(&j->lock);
+    for (const struct job *jb = j->head; jb && !found; jb = jb->next) {
+        if (jb->view.state != RVD_JOB_RUNNING)
+            continue;
+        for (size_t i = 0; i < jb->view.n_objects && !found; i++) {
+            const struct jobject *p = &jb->objs[i];
+            found = p != o && p->obj && p->dir_dev == o->dir_dev && p->dir_ino == o->dir_ino &&
+                    strcmp(p->dest_name, o->dest_name) == 0;
+        }
+    }
+    pthread_mutex_unlock(&j->lock);
+    return found;
+}
+
+/* Open what object o needs as its owner, and put it into the engine. An
+ * error is a sentence for the object's failure. */
+static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_err,
+                        char **ret_detail) {
+    const rvd_source *src = o->src;
+    const rvd_peer *owner = &o->job->owner;
+    char *path = NULL;
+    int r;
+
+    *ret_err = RV_E_DEST_UNWRITABLE;
+    if (!src->destination) {
+        *ret_detail = rvd_strdupf("objects without a destination are not supported yet");
+        *ret_err = RV_E_INVALID_ARGUMENT;
+        return -EINVAL;
+    }
+    if ((r = rvd_asuser_open_dest(owner, src->destination, &o->dirfd, &o->dest_name,
+                                  ret_detail)) < 0)
+        return r;
+    /* The engine refuses two live downloads into one path, but sees
+     * /proc/self/fd paths: compare the directories' identities here. */
+    struct stat st;
+    if (fstat(o->dirfd, &st) == 0) {
+        o->dir_dev = st.st_dev;
+        o->dir_ino = st.st_ino;
+    }
+    if (dest_in_use(j, o)) {
+        *ret_err = RV_E_DEST_CONFLICT;
+        *ret_detail = rvd_strdupf("another running download writes '%s'", src->destination);
+        return -EEXIST;
+    }
+    if (!(o->engine_dest = rvd_asuser_dest_path(o->dirfd, o->dest_name)))
+        goto nomem;
+    if (strncmp(src->url_key, "file:", 5) == 0) {
+        *ret_err = RV_E_ACCESS_DENIED;
+        if ((r = rv_file_url_path(src->url, &path)) != RV_OK) {
+            *ret_err = r;
+            *ret_detail = rvd_strdupf("'%s' is not a usable file URL", src->url_display);
+            return -EINVAL;
+        }
+        r = rvd_asuser_open_source(owner, path, &o->srcfd, ret_detail);
+        free(path);
+        if (r < 0)
+            return r;
+        if (!(o->engine_url = rvd_asuser_source_url(o->srcfd)))
+            goto nomem;
+    }
+    rv_request req = {
+        .url = o->engine_url ? o->engine_url : src->url,
+        .dest_path = o->engine_dest,
+        .sha256_hex = src->sha256,
+        .headers = (const char *const *)src->headers,
+        .n_headers = src->n_headers,
+        .user_data = o,
+        .connections = o->job->req->connections,
+        /* A file that becomes the caller's must not share the cache's
+         * inode (asuser.h: rvd_asuser_give). */
+        .copy = owner->uid != geteuid(),
+    };
+    r = rv_engine_add(e, &req, &o->obj);
+    if (r != RV_OK) {
+        *ret_err = r;
+        *ret_detail = rvd_strdupf("%s", rv_engine_error_detail(e));
+        o->obj = NULL;
+        return -EINVAL;
+    }
+    return 0;
+nomem:
+    *ret_err = RV_E_NOMEM;
+    *ret_detail = rvd_strdupf("out of memory");
+    return -ENOMEM;
+}
+
+static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
+    for (size_t i = 0; i < jb->view.n_objects; i++) {
+        struct jobject *o = &jb->objs[i];
+        int err = RV_OK;
+        char *detail = NULL;
+        if (object_start(j, e, o, &err, &detail) == 0)
+            continue;
+        jobject_close(o);
+        pthread_mutex_lock(&j->lock);
+        if (!j->stopping)
+            object_ended(j, o, RV_STATE_FAILED, err, detail);
+        pthread_mutex_unlock(&j->lock);
+        free(detail);
+    }
+}
+
+/* The queued job to run next: highest priority, then oldest. */
+static struct job *next_queued(rvd_jobs *j) {
+    struct job *best = NULL;
+    for (struct job *jb = j->head; jb; jb = jb->next)
+        if (jb->view.state == RVD_JOB_QUEUED &&
+            (!best || jb->priority > best->priority ||
+             (jb->priority == best->priority && jb->seq < best->seq)))
+            best = jb;
+    return best;
+}
+
+static bool in_engine(const struct job *jb) {
+    for (size_t i = 0; i < jb->view.n_objects; i++)
+        if (jb->objs[i].obj)
+            return true;
+    return false;
+}
+
+void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
+    struct job *starts = NULL, *cancels = NULL, *trimmed = NULL;
+    struct jobject *release;
+
+    pthread_mutex_lock(&j->lock);
+    if (j->stopping) {
+        pthread_mutex_unlock(&j->lock);
+        return;
+    }
+    release = j->release;
+    j->release = NULL;
+    j->transfers = rv_engine_transfers(e);
+    for (struct job *jb = j->head; j->n_want_cancel && jb; jb = jb->next)
+        if (jb->want_cancel) {
+            jb->want_cancel = false;
+            j->n_want_cancel--;
+            jb->work_next = cancels;
+            cancels = jb;
+        }
+    while (j->n_queued && j->n_running < j->limits.max_running) {
+        struct job *jb = next_queued(j);
+        if (!jb)
+            break;
+        jb->view.state = RVD_JOB_RUNNING;
+        j->n_queued--;
+        j->n_running++;
+        jb->work_next = starts;
+        starts = jb;
+    }
+    pthread_mutex_unlock(&j->lock);
+
+    /* Engine calls, without the lock (the hooks take it). */
+    for (struct jobject *o = release; o; o = o->release_next) {
+        rv_engine_release(e, o->obj);
+        o->obj = NULL;
+        jobject_close(o);
+    }
+    for (struct job *jb = cancels; jb; jb = jb->work_next)
+        for (size_t i = 0; i < jb->view.n_objects; i++)
+            if (jb->objs[i].obj)
+                rv_engine_cancel(e, jb->objs[i].obj);
+    /* starts is newest-picked first: start in the order they were picked. */
+    struct job *ordered = NULL;
+    while (starts) {
+        struct job *jb = starts;
+        starts = jb->work_next;
+        jb->work_next = ordered;
+        ordered = jb;
+    }
+    for (struct job *jb = ordered; jb; jb = jb->work_next)
+        job_start(j, e, jb);
+
+    /* The history: ended jobs beyond the limit go, oldest first. Only
+     * this thread frees jobs, and never one the engine still holds. */
+    pthread_mutex_lock(&j->lock);
+    struct job *tail = j->n_ended > j->limits.history ? j->head : NULL;
+    while (tail && tail->next)
+        tail = tail->next;
+    for (struct job *jb = tail; jb && j->n_ended > j->limits.history;) {
+        struct job *prev = jb->prev;
+        if (is_ended(jb) && !in_engine(jb)) {
+            if (jb->prev)
+                jb->prev->next = jb->next;
+            else
+                j->head = jb->next;
+            if (jb->next)
+                jb->next->prev = jb->prev;
+            j->n_ended--;
+            jb->work_next = trimmed;
+            trimmed = jb;
+        }
+        jb = prev;
+    }
+    pthread_mutex_unlock(&j->lock);
+    while (trimmed) {
+        struct job *jb = trimmed;
+        trimmed = jb->work_next;
+        if (j->store)
+            rvd_jobstore_remove(j->store, jb->id);
+        job_free(jb);
+    }
+}
+
+void rvd_jobs_stop(rvd_jobs *j) {
+    pthread_mutex_lock(&j->lock);
+    j->stopping = true;
+    for (struct job *jb = j->head; jb; jb = jb->next)
+        while (jb->subs) {
+            struct sub *s = jb->subs;
+            sub_unlink(j, jb, s);
+            s->sink.end(s->sink.ctx, RVD_UNAVAILABLE,
+                        "retrieverd is shutting down; the job continues when it restarts");
+            free(s);
+        }
+    pthread_mutex_unlock(&j->lock);
+}
+
+rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
+    if (!j)
+        return NULL;
+    rvd_jobs_stop(j);
+    while (j->head) {
+        struct job *jb = j->head;
+        j->head = jb->next;
+        job_free(jb);
+    }
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+    return NULL;
+}

@@ -1,0 +1,126 @@
+/* request.h — decoding and validating request messages (the only place).
+ *
+ * Every request the daemon receives goes through one function here before
+ * anything else sees it: the bytes are decoded (protobuf-c), every field is
+ * checked against the limits below, and what passes comes out as plain C
+ * structs with no protobuf types, already normalised. Anything that fails
+ * is -EINVAL with a sentence that names the field and its index
+ * ("sources[3].headers[0]: ..."), which the server returns as
+ * INVALID_ARGUMENT; nothing else has happened by then, so bad input changes
+ * nothing.
+ *
+ * Conventions: functions return 0, -EINVAL (then *ret_error, when ret_error
+ * is not NULL, is a malloc'd sentence the caller frees) or -ENOMEM. Output
+ * parameters are written only on success; on failure nothing is left
+ * allocated. Error sentences never quote a URL, a header value or any
+ * other field that may carry a credential: they name the field.
+ *
+ * Tests: tests/daemon/test_request.c; fuzzers: tests/fuzz/ (docs/testing.md).
+ */
+#ifndef RVD_REQUEST_H
+#define RVD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The limits (docs/api.md, "Limits", lists the same numbers). */
+#define RVD_REQ_MAX_BYTES (4u << 20)    /* one encoded request message (gRPC's
+                                           default receive limit) */
+#define RVD_REQ_SOURCES_MAX 1000        /* sources per Download */
+#define RVD_REQ_URL_MAX 8192            /* bytes of a URL (the engine's limit) */
+#define RVD_REQ_DEST_MAX 4096           /* bytes of a destination (PATH_MAX) */
+#define RVD_REQ_HEADERS_MAX 100         /* headers per source (the engine's) */
+#define RVD_REQ_HEADER_MAX 8192         /* bytes of one "Name: value" line */
+#define RVD_REQ_CONNECTIONS_MAX 64      /* DownloadRequest.connections */
+#define RVD_REQ_LIST_DEFAULT 100        /* ListRequest.limit 0 */
+#define RVD_REQ_LIST_MAX 10000          /* larger limits are lowered to this */
+
+#define RVD_JOB_ID_LEN 32 /* lower-case hex digits of 128 random bits */
+
+/* One source of a Download, validated. All strings are owned by the
+ * request and freed with it. */
+typedef struct rvd_source {
+    char *url;         /* as given: what the engine fetches */
+    char *url_key;     /* rv_url_normalize(url): the dedupe key's URL part */
+    char *url_display; /* rv_url_redact(url): the only form to log or show */
+    char *destination; /* absolute, as given; NULL when none (Read only) */
+    char *sha256;      /* 64 lower-case hex digits, or NULL */
+    char **headers;    /* n_headers "Name: value" lines, in the order given,
+                          each passing rv_header_allowed(); NULL when none */
+    size_t n_headers;
+    char headers_digest[65]; /* lower-case hex sha256 over the header lines
+                                in order, each followed by "\n"; "" when
+                                there are none. The credential part of the
+                                dedupe key: compare it, never the lines. */
+} rvd_source;
+
+typedef struct rvd_download_req {
+    rvd_source *sources; /* 1..RVD_REQ_SOURCES_MAX, no two with one
+                            destination */
+    size_t n_sources;
+    int32_t priority;     /* higher first; any value */
+    bool detach;
+    uint32_t connections; /* per object, 0..RVD_REQ_CONNECTIONS_MAX;
+                             0: the daemon's default */
+} rvd_download_req;
+
+/* DownloadRequest. On success *ret is the caller's; free it with
+ * rvd_download_req_free. */
+int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
+                         char **ret_error);
+
+/* NULL is fine. Returns NULL. */
+rvd_download_req *rvd_download_req_free(rvd_download_req *r);
+
+/* The requests that carry only `string job_id = 1`. */
+typedef enum rvd_id_request {
+    RVD_REQ_STATUS,
+    RVD_REQ_CANCEL,
+    RVD_REQ_WATCH,
+} rvd_id_request;
+
+/* StatusRequest, CancelRequest or WatchRequest (which one: kind). A job id
+ * is exactly RVD_JOB_ID_LEN lower-case hex digits; on success it is copied
+ * to ret_id, NUL-terminated. */
+int rvd_request_job_id(rvd_id_request kind, const uint8_t *buf, size_t len,
+                       char ret_id[RVD_JOB_ID_LEN + 1], char **ret_error);
+
+typedef struct rvd_read_req {
+    char job_id[RVD_JOB_ID_LEN + 1];
+    uint32_t object_index; /* < RVD_REQ_SOURCES_MAX; whether the job has it
+                              is the job table's question */
+    uint64_t offset;       /* <= INT64_MAX (an off_t) */
+} rvd_read_req;
+
+/* ReadRequest. */
+int rvd_request_read(const uint8_t *buf, size_t len, rvd_read_req *ret, char **ret_error);
+
+/* Bits of rvd_list_req.states: 1 << the proto's JobState number. */
+#define RVD_LIST_QUEUED (1u << 1)
+#define RVD_LIST_RUNNING (1u << 2)
+#define RVD_LIST_DONE (1u << 3)
+#define RVD_LIST_FAILED (1u << 4)
+#define RVD_LIST_CANCELLED (1u << 5)
+
+typedef struct rvd_list_req {
+    uint32_t states; /* RVD_LIST_* bits; 0: every state */
+    uint32_t limit;  /* 1..RVD_REQ_LIST_MAX: 0 became RVD_REQ_LIST_DEFAULT,
+                        larger values RVD_REQ_LIST_MAX */
+} rvd_list_req;
+
+/* ListRequest. A state that is not one of the five (UNSPECIFIED, or a
+ * number this version does not know) is -EINVAL. */
+int rvd_request_list(const uint8_t *buf, size_t len, rvd_list_req *ret, char **ret_error);
+
+/* The requests with no fields. */
+typedef enum rvd_empty_request {
+    RVD_REQ_STATS,
+    RVD_REQ_PING,
+} rvd_empty_request;
+
+/* StatsRequest or PingRequest: checks that buf decodes as one. */
+int rvd_request_empty(rvd_empty_request kind, const uint8_t *buf, size_t len,
+                      char **ret_error);
+
+#endif

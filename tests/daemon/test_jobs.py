@@ -1,0 +1,640 @@
+#!/usr/bin/python3
+"""retrieverd's job table end to end: Download, Status, List, Cancel,
+Watch and Stats, called with Python's gRPC against the real daemon and real
+origins (nginx, and the fault-injecting origin of tests/fixtures).
+
+Each test starts its own daemon with private state, cache and config
+directories and stops it by PID; origins stop themselves on exit.
+Environment: as test_daemon.py, plus RV_FIXTURES (tests/fixtures).
+"""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.environ["RV_FIXTURES"])
+import test_daemon as td  # noqa: E402  (Daemon, the generated pb2)
+from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
+
+S = "/retriever.v1.Retriever/"
+NOBODY = 65534
+MiB = 1 << 20
+
+
+def setUpModule():
+    td.setUpModule()
+
+
+def tearDownModule():
+    td.tearDownModule()
+
+
+def ser(m):
+    return m.SerializeToString()
+
+
+class Client:
+    """A channel to the daemon and its methods, by path."""
+
+    def __init__(self, sock):
+        self.ch = grpc.insecure_channel(td.target(sock))
+        pb = td.pb
+        self._download = self.ch.unary_stream(S + "Download", request_serializer=ser,
+                                              response_deserializer=pb.JobEvent.FromString)
+        self._watch = self.ch.unary_stream(S + "Watch", request_serializer=ser,
+                                           response_deserializer=pb.JobEvent.FromString)
+        self._status = self.ch.unary_unary(S + "Status", request_serializer=ser,
+                                           response_deserializer=pb.Job.FromString)
+        self._list = self.ch.unary_unary(S + "List", request_serializer=ser,
+                                         response_deserializer=pb.ListResponse.FromString)
+        self._cancel = self.ch.unary_unary(S + "Cancel", request_serializer=ser,
+                                           response_deserializer=pb.CancelResponse.FromString)
+        self._stats = self.ch.unary_unary(S + "Stats", request_serializer=ser,
+                                          response_deserializer=pb.StatsResponse.FromString)
+
+    def close(self):
+        self.ch.close()
+
+    def download(self, sources, timeout=60, **kw):
+        srcs = [td.pb.Source(**s) for s in sources]
+        return self._download(td.pb.DownloadRequest(sources=srcs, **kw), timeout=timeout)
+
+    def watch(self, job_id, timeout=60):
+        return self._watch(td.pb.WatchRequest(job_id=job_id), timeout=timeout)
+
+    def status(self, job_id):
+        return self._status(td.pb.StatusRequest(job_id=job_id), timeout=10)
+
+    def list(self, **kw):
+        return self._list(td.pb.ListRequest(**kw), timeout=10).jobs
+
+    def cancel(self, job_id):
+        return self._cancel(td.pb.CancelRequest(job_id=job_id), timeout=10)
+
+    def stats(self):
+        return self._stats(td.pb.StatsRequest(), timeout=10)
+
+
+def kinds(events):
+    return [e.WhichOneof("event") for e in events]
+
+
+def per_object(events, i):
+    return [e.WhichOneof("event") for e in events
+            if e.object_index == i and e.WhichOneof("event") != "accepted"]
+
+
+def essential(seq):
+    """The event kinds without the repeatable ones (progress, retrying)."""
+    return [k for k in seq if k not in ("progress", "retrying")]
+
+
+class JobsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rv-jobs-")
+        os.chmod(self.tmp, 0o755)  # the unprivileged caller reaches its files
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.sock = os.path.join(self.tmp, "run", "retrieverd.sock")
+        self.data = os.path.join(self.tmp, "data")
+        self.out = os.path.join(self.tmp, "out")
+        os.makedirs(self.data)
+        os.makedirs(self.out)
+
+    def daemon(self, *args):
+        # Two connections per object by default: the rate-limited "slow"
+        # downloads below stay slow (seconds), whatever the machine's load.
+        d = td.Daemon(["--socket", self.sock,
+                       "--state-dir", os.path.join(self.tmp, "state"),
+                       "--cache-dir", os.path.join(self.tmp, "cache"),
+                       "--config", self.config(),
+                       "--max-connections-per-object", "2"] + list(args))
+        self.addCleanup(d.kill)
+        return d.start()
+
+    def config(self):
+        path = os.path.join(self.tmp, "retrieverd.conf")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write("# empty: defaults and flags only\n")
+        return path
+
+    def client(self):
+        c = Client(self.sock)
+        self.addCleanup(c.close)
+        return c
+
+    def stop_ok(self, d):
+        rc, took = d.stop()
+        self.assertEqual(rc, 0, d.log())
+        d.assert_clean(self)
+
+    def file(self, name, size, seed=0):
+        return make_file(os.path.join(self.data, name), size, seed)
+
+    def wait_for(self, pred, timeout=20, what="condition"):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            v = pred()
+            if v:
+                return v
+            time.sleep(0.02)
+        self.fail("timed out waiting for " + what)
+
+    # -- Download ------------------------------------------------------------
+
+    def test_download_streams_events_and_delivers(self):
+        d = self.daemon()
+        c = self.client()
+        src = self.file("a.bin", 3 * MiB + 17)
+        dest = os.path.join(self.out, "a.bin")
+        events = list(c.download([{"url": "file://" + src, "destination": dest}]))
+        self.assertEqual(kinds(events)[0], "accepted")
+        job_id = events[0].job_id
+        self.assertEqual(len(job_id), 32)
+        self.assertTrue(all(e.job_id == job_id for e in events))
+        self.assertEqual(essential(per_object(events, 0)), ["queued", "started", "completed"])
+        done = events[-1].completed
+        self.assertEqual(done.path, dest)
+        self.assertEqual(done.size, 3 * MiB + 17)
+        self.assertEqual(done.sha256, sha256_file(src))
+        self.assertRegex(done.crc32c, "^[0-9a-f]{8}$")
+        self.assertEqual(sha256_file(dest), sha256_file(src))
+        times = [e.time_unix_ms for e in events]
+        self.assertEqual(times, sorted(times))
+
+        job = c.status(job_id)
+        self.assertEqual(job.state, td.pb.JOB_STATE_DONE)
+        self.assertEqual(job.objects[0].state, td.pb.OBJECT_STATE_DONE)
+        self.assertEqual(job.objects[0].progress.bytes_done, 3 * MiB + 17)
+        self.assertEqual(job.objects[0].sha256, done.sha256)
+        self.assertGreater(job.ended_unix_ms, 0)
+        self.assertIn(job_id, [j.id for j in c.list()])
+        self.stop_ok(d)
+
+    def test_stats_count_origin_and_cache_bytes(self):
+        self.file("s.bin", 2 * MiB)
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            self.assertEqual(c.stats().bytes_from_origin, 0)
+            first = list(c.download([{"url": ng.url("/s.bin"), "destination": self.out + "/1"}]))
+            self.assertFalse(first[-1].completed.from_cache)
+            again = list(c.download([{"url": ng.url("/s.bin"), "destination": self.out + "/2"}]))
+            self.assertTrue(again[-1].completed.from_cache)
+            st = c.stats()
+            self.assertEqual((st.bytes_from_origin, st.bytes_from_cache), (2 * MiB, 2 * MiB))
+            self.assertEqual((st.active_jobs, st.queued_jobs, st.connections), (0, 0, 0))
+            self.stop_ok(d)
+
+    def test_many_sources_from_nginx(self):
+        srcs = [self.file("f%d.bin" % i, (i + 1) * 700000, seed=i) for i in range(5)]
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            sources = [{"url": ng.url("/f%d.bin" % i),
+                        "destination": os.path.join(self.out, "f%d.bin" % i)} for i in range(5)]
+            events = list(c.download(sources))
+            for i in range(5):
+                self.assertEqual(essential(per_object(events, i)),
+                                 ["queued", "started", "completed"], i)
+                self.assertEqual(sha256_file(os.path.join(self.out, "f%d.bin" % i)),
+                                 sha256_file(srcs[i]))
+            self.assertEqual(c.status(events[0].job_id).state, td.pb.JOB_STATE_DONE)
+            self.stop_ok(d)
+
+    def test_connections_per_request(self):
+        src = self.file("c.bin", 6 * MiB)
+        with FaultOrigin(self.data, rate=8 * MiB) as fo:
+            d = self.daemon("--max-connections-per-object", "8")
+            c = self.client()
+            events = list(c.download([{"url": fo.url("/c.bin", case="one"),
+                                       "destination": self.out + "/c.bin"}], connections=1))
+            self.assertEqual(kinds(events)[-1], "completed")
+            self.assertEqual(sha256_file(self.out + "/c.bin"), sha256_file(src))
+            self.assertEqual(fo.stats()["connections_opened"], 1)
+            self.stop_ok(d)
+
+    def test_origin_failure_is_a_failed_event_not_an_rpc_error(self):
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            dest = os.path.join(self.out, "missing.bin")
+            events = list(c.download([{"url": ng.url("/missing.bin"), "destination": dest}]))
+            self.assertEqual(kinds(events)[-1], "failed")
+            err = events[-1].failed.error
+            self.assertEqual(err.code, "RV_E_NOT_FOUND")
+            self.assertIn("no such object", err.message)
+            self.assertFalse(err.retryable)
+            self.assertFalse(os.path.exists(dest))
+            job = c.status(events[0].job_id)
+            self.assertEqual(job.state, td.pb.JOB_STATE_FAILED)
+            self.assertEqual(job.objects[0].error.code, "RV_E_NOT_FOUND")
+            self.stop_ok(d)
+
+    def test_detached_job_answers_at_once_and_runs_on(self):
+        src = self.file("slow.bin", 2 * MiB)
+        with FaultOrigin(self.data, rate=4 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            dest = os.path.join(self.out, "slow.bin")
+            t0 = time.monotonic()
+            events = list(c.download([{"url": fo.url("/slow.bin"), "destination": dest}],
+                                     detach=True))
+            self.assertLess(time.monotonic() - t0, 0.4)
+            self.assertEqual(kinds(events), ["accepted"])
+            job_id = events[0].job_id
+            job = c.status(job_id)
+            self.assertTrue(job.detached)
+            self.assertIn(job.state, (td.pb.JOB_STATE_QUEUED, td.pb.JOB_STATE_RUNNING))
+            # Watch: a snapshot first, then the same events to the end.
+            w = list(c.watch(job_id))
+            self.assertEqual(kinds(w)[0], "snapshot")
+            self.assertEqual(w[0].snapshot.job.id, job_id)
+            self.assertEqual(kinds(w)[-1], "completed")
+            self.assertEqual(sha256_file(dest), sha256_file(src))
+            self.assertEqual(c.status(job_id).state, td.pb.JOB_STATE_DONE)
+            # Watching an ended job: the snapshot, then the stream ends.
+            w = list(c.watch(job_id))
+            self.assertEqual(kinds(w), ["snapshot"])
+            self.assertEqual(w[0].snapshot.job.state, td.pb.JOB_STATE_DONE)
+            self.stop_ok(d)
+
+    # -- Dedupe --------------------------------------------------------------
+
+    def test_identical_requests_share_one_job_and_one_origin_read(self):
+        src = self.file("shared.bin", 4 * MiB)
+        with FaultOrigin(self.data, rate=8 * MiB) as fo:
+            d = self.daemon()
+            url = fo.url("/shared.bin", case="dedupe")
+            dest = os.path.join(self.out, "shared.bin")
+            results = [None] * 4
+            errors = []
+
+            def one(i):
+                try:
+                    c = Client(self.sock)
+                    results[i] = list(c.download([{"url": url, "destination": dest}]))
+                    c.close()
+                except Exception as e:  # noqa: BLE001 — asserted below
+                    errors.append(e)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            self.assertEqual(errors, [])
+            ids = {r[0].job_id for r in results}
+            self.assertEqual(len(ids), 1, "identical requests made several jobs")
+            for r in results:
+                self.assertEqual(kinds(r)[0], "accepted")
+                self.assertEqual(essential(per_object(r, 0)), ["queued", "started", "completed"])
+            self.assertEqual(sha256_file(dest), sha256_file(src))
+            body = fo.stats()["body_bytes"]
+            self.assertLessEqual(body, 4 * MiB + MiB, "the origin was read more than once")
+            self.stop_ok(d)
+
+    def test_different_headers_do_not_share_a_job(self):
+        self.file("h.bin", MiB)
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            url = ng.url("/h.bin")
+            a = list(c.download([{"url": url, "destination": os.path.join(self.out, "a"),
+                                  "headers": [td.pb.Header(name="Authorization",
+                                                           value="Bearer secret-A")]}]))
+            b = list(c.download([{"url": url, "destination": os.path.join(self.out, "a"),
+                                  "headers": [td.pb.Header(name="Authorization",
+                                                           value="Bearer secret-B")]}]))
+            self.assertNotEqual(a[0].job_id, b[0].job_id)
+            # The credentials never come back, and never reach the log.
+            for j in c.list():
+                self.assertNotIn("secret", str(j))
+            self.assertNotIn("secret", d.log())
+            self.stop_ok(d)
+            self.assertNotIn("secret", d.log())
+
+    # -- Cancel and disconnects ----------------------------------------------
+
+    def start_slow(self, fo, c, name="slow.bin", size=8 * MiB, **kw):
+        self.file(name, size)
+        dest = os.path.join(self.out, name)
+        it = c.download([{"url": fo.url("/" + name, case=self.id()), "destination": dest}], **kw)
+        first = next(it)
+        self.assertEqual(first.WhichOneof("event"), "accepted")
+        return it, first.job_id, dest
+
+    def test_cancel_ends_the_stream_and_stops_the_job(self):
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            it, job_id, dest = self.start_slow(fo, c)
+            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_RUNNING,
+                          what="running")
+            r = c.cancel(job_id)
+            self.assertEqual(r.state, td.pb.JOB_STATE_CANCELLED)
+            self.assertEqual(r.subscribers, 0)
+            rest = list(it)  # ends with OK
+            self.assertEqual(kinds(rest)[-1], "cancelled")
+            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_CANCELLED,
+                          what="cancelled")
+            self.assertFalse(os.path.exists(dest))
+            # The origin stops sending: its byte count settles.
+            b1 = fo.stats()["body_bytes"]
+            time.sleep(0.5)
+            self.assertLess(fo.stats()["body_bytes"] - b1, 200000)
+            # Cancelling again: the job has ended, nothing to do.
+            self.assertEqual(c.cancel(job_id).state, td.pb.JOB_STATE_CANCELLED)
+            self.stop_ok(d)
+
+    def test_disconnect_of_the_last_subscriber_stops_the_job(self):
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            it, job_id, dest = self.start_slow(fo, c)
+            other = self.client()
+            self.wait_for(lambda: other.status(job_id).state == td.pb.JOB_STATE_RUNNING,
+                          what="running")
+            it.cancel()  # the client goes away mid-stream
+            self.wait_for(lambda: other.status(job_id).state == td.pb.JOB_STATE_CANCELLED,
+                          what="cancelled after the disconnect")
+            self.assertFalse(os.path.exists(dest))
+            self.stop_ok(d)
+
+    def test_a_job_with_another_subscriber_survives_a_disconnect(self):
+        with FaultOrigin(self.data, rate=4 * MiB) as fo:
+            d = self.daemon()
+            c1, c2 = self.client(), self.client()
+            it1, job_id, dest = self.start_slow(fo, c1, size=4 * MiB)
+            w = c2.watch(job_id)
+            self.assertEqual(next(w).WhichOneof("event"), "snapshot")
+            self.wait_for(lambda: c2.status(job_id).subscribers == 2, what="two subscribers")
+            it1.cancel()
+            rest = list(w)
+            self.assertEqual(kinds(rest)[-1], "completed")
+            self.assertEqual(c2.status(job_id).state, td.pb.JOB_STATE_DONE)
+            self.assertTrue(os.path.exists(dest))
+            self.stop_ok(d)
+
+    def test_cancel_of_a_detached_job_by_its_owner(self):
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            it, job_id, dest = self.start_slow(fo, c, detach=True)
+            self.assertEqual(list(it), [])
+            r = c.cancel(job_id)
+            self.assertEqual(r.state, td.pb.JOB_STATE_CANCELLED)
+            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_CANCELLED,
+                          what="cancelled")
+            self.stop_ok(d)
+
+    # -- Bad input and unknown ids -------------------------------------------
+
+    def assertCode(self, code, fn, *args, text=None):
+        with self.assertRaises(grpc.RpcError) as cm:
+            r = fn(*args)
+            if hasattr(r, "__iter__") and not isinstance(r, (bytes, str)):
+                list(r)
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        if text:
+            self.assertIn(text, cm.exception.details())
+        return cm.exception.details()
+
+    def test_unknown_and_malformed_job_ids(self):
+        d = self.daemon()
+        c = self.client()
+        unknown = "0123456789abcdef0123456789abcdef"
+        NF, IA = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
+        for fn in (c.status, c.cancel, lambda i: c.watch(i)):
+            self.assertCode(NF, fn, unknown, text=unknown)
+            self.assertCode(IA, fn, "not-an-id", text="job_id")
+            self.assertCode(IA, fn, "", text="job_id")
+        self.stop_ok(d)
+
+    def test_bad_requests_change_nothing(self):
+        src = self.file("x.bin", 1000)
+        d = self.daemon()
+        c = self.client()
+        IA = grpc.StatusCode.INVALID_ARGUMENT
+        cases = [
+            ([], "source"),
+            ([{"url": "file://" + src, "destination": "relative/out"}], "destination"),
+            ([{"url": "ftp://example.com/x", "destination": self.out + "/x"}], "url"),
+            ([{"url": "not a url", "destination": self.out + "/x"}], "url"),
+            ([{"url": "file://" + src, "destination": self.out + "/x", "sha256": "abc"}],
+             "sha256"),
+            ([{"url": "file://" + src, "destination": self.out + "/x",
+               "headers": [td.pb.Header(name="Range", value="bytes=0-1")]}], "header"),
+            ([{"url": "file://" + src, "destination": self.out + "/x"},
+              {"url": "file://" + src, "destination": self.out + "/x"}], "destination"),
+        ]
+        for sources, field in cases:
+            with self.subTest(field=field):
+                self.assertCode(IA, c.download, sources, text=field)
+        self.assertEqual(os.listdir(self.out), [])
+        self.assertEqual(list(c.list()), [])
+        self.stop_ok(d)
+
+    def test_missing_destination_directory(self):
+        src = self.file("x.bin", 1000)
+        d = self.daemon()
+        c = self.client()
+        details = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, c.download,
+                                  [{"url": "file://" + src,
+                                    "destination": self.out + "/no/such/dir/x"}])
+        self.assertIn("does not exist", details)
+        self.assertEqual(list(c.list()), [])
+        self.stop_ok(d)
+
+    # -- Limits ----------------------------------------------------------------
+
+    def test_queue_and_subscriber_limits(self):
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            d = self.daemon("--max-running-jobs", "1", "--max-queued-jobs", "1",
+                            "--max-subscribers", "1")
+            c = self.client()
+            it1, id1, _ = self.start_slow(fo, c, name="a.bin", size=4 * MiB)
+            it2, id2, _ = self.start_slow(fo, c, name="b.bin", size=4 * MiB)
+            self.assertEqual(c.status(id2).state, td.pb.JOB_STATE_QUEUED)
+            RE = grpc.StatusCode.RESOURCE_EXHAUSTED
+            self.file("c.bin", 1000)
+            self.assertCode(RE, c.download, [{"url": fo.url("/c.bin"),
+                                              "destination": self.out + "/c.bin"}],
+                            text="max-queued-jobs")
+            self.assertCode(RE, c.watch, id1, text="max-subscribers")
+            st = c.stats()
+            self.assertEqual((st.active_jobs, st.queued_jobs, st.subscribers), (1, 1, 2))
+            c.cancel(id1)
+            c.cancel(id2)
+            list(it1)
+            list(it2)
+            self.stop_ok(d)
+
+    # -- Shutdown ----------------------------------------------------------------
+
+    def test_sigterm_ends_streams_unavailable(self):
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            it, job_id, dest = self.start_slow(fo, c)
+            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_RUNNING,
+                          what="running")
+            t0 = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            with self.assertRaises(grpc.RpcError) as cm:
+                list(it)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertIn("shutting down", cm.exception.details())
+            self.assertEqual(d.wait_exit(td.STOP_BOUND + 5), 0, d.log())
+            self.assertLess(time.monotonic() - t0, td.STOP_BOUND)
+            self.assertFalse(os.path.exists(dest))
+
+    # -- Restarts ----------------------------------------------------------------
+
+    def restart_mid_download(self, sig):
+        # 2 connections at 2 MiB/s: the engine makes ranges durable about
+        # once a second, so a few seconds in, a restart has plenty to keep.
+        src = self.file("big.bin", 24 * MiB)
+        args = ("--max-connections-per-object", "2")
+        with FaultOrigin(self.data, rate=2 * MiB) as fo:
+            d = self.daemon(*args)
+            c = self.client()
+            dest = os.path.join(self.out, "big.bin")
+            it = c.download([{"url": fo.url("/big.bin", case="restart"), "destination": dest}])
+            job_id = next(it).job_id
+            self.wait_for(lambda: c.status(job_id).objects[0].progress.bytes_done > 8 * MiB,
+                          timeout=30, what="a third downloaded")
+            d.proc.send_signal(sig)
+            with self.assertRaises(grpc.RpcError):
+                list(it)
+            self.assertEqual(d.wait_exit(td.STOP_BOUND + 5), 0 if sig == signal.SIGTERM else -9)
+            c.close()
+            self.assertFalse(os.path.exists(dest))
+            before = fo.stats()["body_bytes"]
+
+            d2 = self.daemon(*args)
+            c2 = self.client()
+            job = c2.status(job_id)  # the id survives the restart
+            self.assertEqual(job.id, job_id)
+            self.assertTrue(job.detached)
+            w = list(c2.watch(job_id))  # ...and so does Watch
+            self.assertEqual(kinds(w)[0], "snapshot")
+            self.assertEqual(kinds(w)[-1], "completed")
+            self.assertEqual(sha256_file(dest), sha256_file(src))
+            self.assertEqual(c2.status(job_id).state, td.pb.JOB_STATE_DONE)
+            # It resumed: the origin did not send the whole object again.
+            after = fo.stats()["body_bytes"] - before
+            self.assertLess(after, 24 * MiB - 4 * MiB, "no resume: %d bytes" % after)
+            self.stop_ok(d2)
+
+    def test_sigterm_then_restart_continues_the_job(self):
+        self.restart_mid_download(signal.SIGTERM)
+
+    def test_sigkill_then_restart_continues_the_job(self):
+        self.restart_mid_download(signal.SIGKILL)
+
+    def test_history_survives_a_restart_and_keeps_no_secret_in_clear(self):
+        src = self.file("h.bin", 100000)
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            url = ng.url("/h.bin").replace("http://", "http://user:pw-sekrit-1@")
+            url += "?X-Amz-Signature=sig-sekrit-2"
+            events = list(c.download([{"url": url, "destination": self.out + "/h.bin",
+                                       "headers": [td.pb.Header(name="Authorization",
+                                                                value="Bearer hdr-sekrit-3")]}]))
+            self.assertEqual(kinds(events)[-1], "completed", events[-1])
+            job_id = events[0].job_id
+            c.close()  # gRPC shares connections between channels: no stale one
+            self.stop_ok(d)
+            d = self.daemon()
+            c = self.client()
+            job = c.status(job_id)
+            self.assertEqual(job.state, td.pb.JOB_STATE_DONE)
+            self.assertEqual(job.objects[0].sha256, sha256_file(src))
+            self.assertNotIn("sekrit", str(job))
+            self.assertNotIn("sekrit", d.log())
+            self.stop_ok(d)
+        # Nothing under the state or cache directories holds a secret.
+        for root in ("state", "cache"):
+            for dirpath, _, files in os.walk(os.path.join(self.tmp, root)):
+                for f in files:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        self.assertFalse(b"sekrit" in fh.read(),
+                                         "a secret in clear in " + os.path.join(dirpath, f))
+
+    # -- Security: two uids ----------------------------------------------------
+
+    def as_nobody(self, code):
+        """Run a Python snippet as uid/gid nobody with the generated pb2 and
+        this socket; returns its stdout (it prints one result line)."""
+        prog = ("import sys, grpc; sys.path.insert(0, %r)\n"
+                "from retriever.v1 import retriever_pb2 as pb\n"
+                "ch = grpc.insecure_channel('unix://%s')\n"
+                "S = %r\nser = lambda m: m.SerializeToString()\n" % (td.PB_DIR, self.sock, S)
+                + code)
+        r = subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                            "--clear-groups", "/usr/bin/python3", "-c", prog],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def test_callers_cannot_reach_files_they_could_not_reach_themselves(self):
+        secret = self.file("secret.bin", 1000)
+        os.chmod(secret, 0o600)
+        public = self.file("public.bin", 1000)
+        os.chmod(public, 0o644)
+        os.chmod(self.data, 0o755)
+        rootonly = os.path.join(self.tmp, "rootonly")
+        os.makedirs(rootonly, mode=0o700)
+        theirs = os.path.join(self.tmp, "theirs")
+        os.makedirs(theirs)
+        os.chown(theirs, NOBODY, NOBODY)
+        d = self.daemon("--socket-mode", "0666")
+        os.chmod(os.path.dirname(self.sock), 0o755)
+        dl = ("def dl(url, dest):\n"
+              "    try:\n"
+              "        evs = list(ch.unary_stream(S+'Download', request_serializer=ser,"
+              " response_deserializer=pb.JobEvent.FromString)(pb.DownloadRequest(sources=["
+              "pb.Source(url=url, destination=dest)]), timeout=30))\n"
+              "        return evs[-1].WhichOneof('event')\n"
+              "    except grpc.RpcError as e:\n"
+              "        return e.code().name\n")
+        out = self.as_nobody(dl + "print(dl(%r, %r), dl(%r, %r), dl(%r, %r))" % (
+            "file://" + secret, theirs + "/a",
+            "file://" + public, rootonly + "/b",
+            "file://" + public, theirs + "/c"))
+        self.assertEqual(out.split(), ["PERMISSION_DENIED", "PERMISSION_DENIED", "completed"])
+        self.assertEqual(os.listdir(rootonly), [])
+        st = os.stat(theirs + "/c")
+        self.assertEqual((st.st_uid, st.st_gid), (NOBODY, NOBODY))
+        self.assertEqual(sha256_file(theirs + "/c"), sha256_file(public))
+        self.assertFalse(os.path.exists(theirs + "/a"))
+
+        # Root's job is invisible to nobody; nobody's is visible to root.
+        c = self.client()
+        mine = list(c.download([{"url": "file://" + public, "destination": self.out + "/p"}]))
+        out = self.as_nobody(
+            "st = ch.unary_unary(S+'Status', request_serializer=ser,"
+            " response_deserializer=pb.Job.FromString)\n"
+            "try:\n    st(pb.StatusRequest(job_id=%r), timeout=10); print('visible')\n"
+            "except grpc.RpcError as e:\n    print(e.code().name)\n"
+            "print(len(ch.unary_unary(S+'List', request_serializer=ser,"
+            " response_deserializer=pb.ListResponse.FromString)(pb.ListRequest(),"
+            " timeout=10).jobs))" % mine[0].job_id)
+        self.assertEqual(out.split(), ["NOT_FOUND", "1"])
+        self.assertEqual(len(c.list()), 2)
+        self.stop_ok(d)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Writes the seed corpora in corpus/<target>/: a few valid inputs per
+# fuzzer (and a few near misses), so libFuzzer starts from the shapes the
+# decoders accept instead of guessing protobuf framing from nothing.
+# Protobuf seeds are encoded from text format with `protoc --encode`.
+# Run it after changing the proto or the limits, and commit its output:
+#   tests/fuzz/make_corpus.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+proto_dir="$here/../../proto"
+out="$here/corpus"
+rm -rf "$out"
+mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small}
+
+n=0
+text() { # target, content
+  n=$((n + 1))
+  printf '%s' "$2" >"$out/$1/seed-$n"
+}
+# message type, target, text format[, prefix byte as \ooo]
+encode() {
+  n=$((n + 1))
+  local f="$out/$2/seed-$n"
+  printf "${4:-}" >"$f"
+  printf '%s\n' "$3" | protoc --encode="retriever.v1.$1" -I "$proto_dir" \
+    retriever/v1/retriever.proto >>"$f"
+}
+
+for u in \
+  'http://example.com/a/b' 'HTTPS://User:Pw@Example.COM:443/a/%7e%2f?q=1#f' \
+  'http://[fe80::1%25eth0]:8080/x' 'file:///tmp/a%20b' 'http://h/a/%2e%2E/b' \
+  'ftp://h/x' 'http://h:0/' 'http://h/%zz'; do
+  text url_normalize "$u"
+done
+for u in \
+  'https://user:pw@h/x?a=1&X-Amz-Signature=abc&b=2' 'http://h/x?token=a?b&c=d#access_token=t' \
+  'user:pw@host/x?sig=1' 'http://h/?X%2DAmz%2DCredential=c;api_key=k' 'not a url'; do
+  text url_redact "$u"
+done
+for h in 'Authorization: Bearer abc' 'X-Empty:' 'Range: bytes=0-1' 'Bad Name: x' $'X: a\r\nb'; do
+  text header_allowed "$h"
+done
+
+encode DownloadRequest request_download '
+sources { url: "https://example.com/file.iso" destination: "/tmp/file.iso"
+          sha256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" }
+priority: 5 detach: true connections: 16'
+encode DownloadRequest request_download '
+sources { url: "http://u:p@h:8080/a?token=x" destination: "/tmp/a"
+          headers { name: "Authorization" value: "Bearer abc" }
+          headers { name: "X-Trace" value: "1" } }
+sources { url: "file:///etc/hostname" }'
+encode DownloadRequest request_download '
+sources { url: "http://h/1" destination: "/tmp/same" }
+sources { url: "http://h/2" destination: "/tmp/same" }'
+encode DownloadRequest request_download '
+sources { url: "http://h/x" destination: "/tmp/../x" headers { name: "Range" value: "bytes=0-" } }'
+encode DownloadRequest request_download 'detach: true'
+
+id='job_id: "0123456789abcdef0123456789abcdef"'
+encode StatusRequest request_small "$id" '\000'
+encode CancelRequest request_small "$id" '\001'
+encode WatchRequest request_small 'job_id: "0123456789ABCDEF"' '\002'
+encode ReadRequest request_small "$id object_index: 3 offset: 1048576" '\003'
+encode ListRequest request_small 'states: JOB_STATE_RUNNING states: JOB_STATE_DONE limit: 20' '\004'
+encode ListRequest request_small 'states: JOB_STATE_UNSPECIFIED' '\004'
+encode StatsRequest request_small '' '\005'
+encode PingRequest request_small '' '\006'
+echo "seeds written to $out"

@@ -36,6 +36,11 @@ struct sub {
 
 struct job;
 
+struct reader {
+    rvd_reader sink;
+    struct reader *next;
+};
+
 /* One source of a job. The view is what callers see; the rest is the
  * engine side's. */
 struct jobject {
@@ -51,6 +56,10 @@ struct jobject {
     ino_t dir_ino;         /* valid while dirfd is open */
     char *sha256, *crc32c, *error_detail; /* the view's strings */
     bool started;          /* STARTED was sent */
+    int data_fd;           /* the engine's file of its bytes, for readers; -1 */
+    uint64_t ready;        /* [0, ready) written in order */
+    unsigned restarts;     /* as the engine counted when reading began */
+    struct reader *readers;
     struct jobject *release_next;
 };
 
@@ -142,6 +151,9 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
 }
 
 static void jobject_close(struct jobject *o) {
+    if (o->data_fd >= 0)
+        close(o->data_fd);
+    o->data_fd = -1;
     if (o->dirfd >= 0)
         close(o->dirfd);
     if (o->srcfd >= 0)
@@ -201,7 +213,7 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
         o->job = jb;
         o->index = (uint32_t)i;
         o->src = &req->sources[i];
-        o->dirfd = o->srcfd = -1;
+        o->dirfd = o->srcfd = o->data_fd = -1;
         v->url = o->src->url_display;
         v->destination = o->src->destination;
         v->state = RV_STATE_QUEUED;
@@ -346,6 +358,26 @@ static void job_end(rvd_jobs *j, struct job *jb) {
     }
 }
 
+/* Tell o's readers where it stands; under the lock. */
+static void readers_notify(struct jobject *o) {
+    rvd_read_state st = {.ready = o->ready, .data_fd = o->data_fd};
+    for (struct reader *r = o->readers; r; r = r->next)
+        r->sink.notify(r->sink.ctx, &st);
+}
+
+/* The readers' last word: done (every byte ready) or failed (why); the
+ * table lets go of them. Under the lock. */
+static void readers_end(struct jobject *o, bool done, rvd_code code, const char *why) {
+    rvd_read_state st = {.ready = o->ready, .done = done, .failed = !done, .code = code,
+                         .why = why, .data_fd = o->data_fd};
+    while (o->readers) {
+        struct reader *r = o->readers;
+        o->readers = r->next;
+        r->sink.notify(r->sink.ctx, &st);
+        free(r);
+    }
+}
+
 /* Record an object's end (under the lock) and tell the subscribers. */
 static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err,
                          const char *detail) {
@@ -370,6 +402,10 @@ static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err
              : state == RV_STATE_CANCELLED ? RVD_EV_CANCELLED
                                            : RVD_EV_FAILED,
          o, NULL);
+    if (state == RV_STATE_DONE)
+        o->ready = v->progress.bytes_done;
+    readers_end(o, state == RV_STATE_DONE, RVD_FAILED_PRECONDITION,
+                "the download ended without delivering the object");
     if (--jb->n_live == 0)
         job_end(j, jb);
 }
@@ -683,6 +719,94 @@ out:
     return code;
 }
 
+rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint32_t index,
+                       const rvd_reader *reader, char **ret_msg) {
+    rvd_code code = RVD_OK;
+    pthread_mutex_lock(&j->lock);
+    struct job *jb = find(j, caller, id);
+    if (!jb) {
+        code = RVD_NOT_FOUND;
+        *ret_msg = not_found(id);
+        goto out;
+    }
+    if (index >= jb->view.n_objects) {
+        code = RVD_NOT_FOUND;
+        *ret_msg = rvd_strdupf("job %s has %zu object(s): no object_index %u", id,
+                               jb->view.n_objects, (unsigned)index);
+        goto out;
+    }
+    struct jobject *o = &jb->objs[index];
+    const rvd_object_view *v = &jb->views[index];
+    if (v->state == RV_STATE_DONE && o->data_fd < 0) {
+        /* Delivered and released: its bytes are the destination's. */
+        int fd = -1;
+        char *err = NULL;
+        if (!v->destination ||
+            rvd_asuser_open_source(caller, v->destination, &fd, &err) < 0) {
+            code = RVD_FAILED_PRECONDITION;
+            *ret_msg = rvd_strdupf("the object was delivered, but its file cannot be read "
+                                   "now: %s", err ? err : "it has no destination");
+            free(err);
+            goto out;
+        }
+        rvd_read_state st = {.ready = v->progress.bytes_done, .done = true, .data_fd = fd};
+        reader->notify(reader->ctx, &st);
+        close(fd);
+        goto out;
+    }
+    if (rv_state_is_terminal(v->state) && v->state != RV_STATE_DONE) {
+        code = RVD_FAILED_PRECONDITION;
+        *ret_msg = rvd_strdupf("object %u of job %s %s: nothing to read", (unsigned)index, id,
+                               rv_state_name(v->state));
+        goto out;
+    }
+    if (j->stopping) {
+        code = RVD_UNAVAILABLE;
+        *ret_msg = rvd_strdupf("retrieverd is shutting down; read again once it is back");
+        goto out;
+    }
+    rvd_read_state st = {.ready = o->ready, .done = v->state == RV_STATE_DONE,
+                         .data_fd = o->data_fd};
+    if (st.done) {
+        reader->notify(reader->ctx, &st);
+        goto out;
+    }
+    struct reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        code = RVD_INTERNAL;
+        *ret_msg = rvd_strdupf("out of memory");
+        goto out;
+    }
+    r->sink = *reader;
+    r->next = o->readers;
+    o->readers = r;
+    reader->notify(reader->ctx, &st);
+out:
+    pthread_mutex_unlock(&j->lock);
+    return code;
+}
+
+bool rvd_jobs_read_stop(rvd_jobs *j, const char *id, uint32_t index, const rvd_reader *reader) {
+    bool found = false;
+    pthread_mutex_lock(&j->lock);
+    for (struct job *jb = j->head; jb; jb = jb->next) {
+        if (strcmp(jb->id, id) != 0)
+            continue;
+        if (index < jb->view.n_objects)
+            for (struct reader **p = &jb->objs[index].readers; *p; p = &(*p)->next)
+                if ((*p)->sink.ctx == reader->ctx) {
+                    struct reader *r = *p;
+                    *p = r->next;
+                    free(r);
+                    found = true;
+                    break;
+                }
+        break;
+    }
+    pthread_mutex_unlock(&j->lock);
+    return found;
+}
+
 rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
                          void (*fn)(void *ud, const rvd_job_view *v), void *ud, char **ret_msg) {
     rvd_code code = RVD_OK;
@@ -884,10 +1008,26 @@ out:
 static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
     rvd_jobs *j = ud;
     struct jobject *o = rv_object_user_data(obj);
+    /* Where readers stand: the file once it exists (opened outside the
+     * lock), and the in-order prefix. */
+    int fd = o->data_fd < 0 ? rv_object_open_data(obj) : -1;
+    unsigned restarts = 0;
+    uint64_t ready = rv_object_ready(obj, &restarts);
     pthread_mutex_lock(&j->lock);
+    if (fd >= 0) {
+        o->data_fd = fd;
+        o->restarts = restarts;
+    }
     if (!j->stopping) {
         o->job->views[o->index].progress = *p;
         emit(o->job, RVD_EV_PROGRESS, o, NULL);
+        o->ready = ready;
+        if (restarts != o->restarts)
+            readers_end(o, false, RVD_ABORTED, "the object changed on the origin while it "
+                                               "was read; read it again");
+        else if (o->readers)
+            readers_notify(o);
+        o->restarts = restarts;
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -1083,6 +1223,12 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     for (struct jobject *o = release; o; o = o->release_next) {
         rv_engine_release(e, o->obj);
         o->obj = NULL;
+        pthread_mutex_lock(&j->lock); /* readers look at data_fd */
+        int fd = o->data_fd;
+        o->data_fd = -1;
+        pthread_mutex_unlock(&j->lock);
+        if (fd >= 0)
+            close(fd);
         jobject_close(o);
     }
     for (struct job *jb = cancels; jb; jb = jb->work_next)
@@ -1142,6 +1288,10 @@ void rvd_jobs_stop(rvd_jobs *j) {
                         "retrieverd is shutting down; the job continues when it restarts");
             free(s);
         }
+    for (struct job *jb = j->head; jb; jb = jb->next)
+        for (size_t i = 0; i < jb->view.n_objects; i++)
+            readers_end(&jb->objs[i], false, RVD_UNAVAILABLE,
+                        "retrieverd is shutting down; read again once it is back");
     pthread_mutex_unlock(&j->lock);
 }
 

@@ -59,6 +59,7 @@ typedef enum rvd_code {
     RVD_PERMISSION_DENIED = 7,
     RVD_RESOURCE_EXHAUSTED = 8,
     RVD_FAILED_PRECONDITION = 9,
+    RVD_ABORTED = 10,
     RVD_INTERNAL = 13,
     RVD_UNAVAILABLE = 14,
 } rvd_code;
@@ -132,6 +133,26 @@ typedef struct rvd_sink {
     void *ctx;
 } rvd_sink;
 
+/* Where a Read of one object stands; valid during the call only. */
+typedef struct rvd_read_state {
+    uint64_t ready; /* bytes [0, ready) may be read, in order */
+    bool done;      /* delivered: ready is the object's size */
+    bool failed;    /* ended without delivery, or changed on the origin:
+                       the read cannot go on (code and why say so) */
+    rvd_code code;
+    const char *why;
+    int data_fd;    /* the file to read, borrowed (dup it); -1: none yet */
+} rvd_read_state;
+
+/* A reader: the RPC side's end of a Read stream. The table calls
+ * notify() (lock held) when more bytes are ready or the object ended; it
+ * holds the sink until a notify with done or failed, or until
+ * rvd_jobs_read_stop() returns true. */
+typedef struct rvd_reader {
+    void (*notify)(void *ctx, const rvd_read_state *st);
+    void *ctx;
+} rvd_reader;
+
 typedef struct rvd_jobs_limits {
     unsigned max_running;     /* jobs in the engine at once */
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
@@ -198,6 +219,16 @@ bool rvd_jobs_unsubscribe(rvd_jobs *j, const char *id, const rvd_sink *sink);
  * and *ret_subscribers say where the job stands after. */
 rvd_code rvd_jobs_cancel(rvd_jobs *j, const rvd_peer *caller, const char *id,
                          rvd_job_state *ret_state, unsigned *ret_subscribers, char **ret_msg);
+
+/* Read object index of a job: notify() is called at once with where it
+ * stands (from inside this call), then as it goes. An object delivered
+ * earlier is read from its destination, opened as the caller. NOT_FOUND
+ * (no such job or object), FAILED_PRECONDITION (the object failed, or its
+ * file is gone). */
+rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint32_t index,
+                       const rvd_reader *reader, char **ret_msg);
+/* The Read stream went away: true when the table let go of the reader now. */
+bool rvd_jobs_read_stop(rvd_jobs *j, const char *id, uint32_t index, const rvd_reader *reader);
 
 /* Call fn with the job's view, under the lock. */
 rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "request.h"
@@ -59,6 +60,8 @@
 /* A stream whose reader lags this many messages behind misses progress
  * events (never the others): memory stays bounded by the reader's pace. */
 #define STREAM_PROGRESS_BACKLOG 32
+/* Bytes per ReadChunk (the API's limit). */
+#define RVD_READ_CHUNK (1024 * 1024)
 
 struct call;
 
@@ -151,6 +154,15 @@ struct call {
     grpc_status_code end_code;
     char job_id[RVD_JOB_ID_LEN + 1];
     rvd_sink sink;
+
+    /* Read streams only (reading set). Under lock. */
+    bool reading;
+    rvd_reader reader;
+    uint32_t read_index;
+    int read_fd;         /* our dup of the object's file; -1 until it exists */
+    uint64_t read_off;   /* next byte to send */
+    uint64_t read_ready; /* [0, read_ready) may be read */
+    bool read_done;      /* read_ready is the object's size */
 };
 
 /* ------------------------------------------------------------------------
@@ -368,6 +380,8 @@ static void call_free(struct call *c) {
         grpc_byte_buffer_destroy(c->inflight);
     if (c->lock_init)
         pthread_mutex_destroy(&c->lock);
+    if (c->reading && c->read_fd >= 0)
+        close(c->read_fd);
     free(c);
 }
 
@@ -492,6 +506,8 @@ static bool answer(struct call *c) {
 /* ------------------------------------------------------------------------
  * Streams
  * ------------------------------------------------------------------------ */
+
+static void read_fill(struct call *c);
 
 /* Start the next send, if any is due and none is outstanding. Under
  * c->lock. */
@@ -620,6 +636,8 @@ static bool stream_on_sent(struct call *c, bool ok) {
         queue_clear(c);
         c->status_sent = true;
     }
+    if (c->reading)
+        read_fill(c);
     stream_kick(c);
     bool done = stream_done(c);
     pthread_mutex_unlock(&c->lock);
@@ -635,7 +653,9 @@ static bool stream_on_closed(struct call *c) {
     bool unsubscribe = c->subscribed;
     pthread_mutex_unlock(&c->lock);
     /* Outside our lock (lock order: the table's first). */
-    if (unsubscribe && rvd_jobs_unsubscribe(c->server->jobs, c->job_id, &c->sink)) {
+    if (unsubscribe && (c->reading ? rvd_jobs_read_stop(c->server->jobs, c->job_id,
+                                                         c->read_index, &c->reader)
+                                   : rvd_jobs_unsubscribe(c->server->jobs, c->job_id, &c->sink))) {
         pthread_mutex_lock(&c->lock);
         c->subscribed = false;
         pthread_mutex_unlock(&c->lock);
@@ -644,6 +664,63 @@ static bool stream_on_closed(struct call *c) {
     bool done = stream_done(c);
     pthread_mutex_unlock(&c->lock);
     return !done;
+}
+
+/* The next ReadChunk, when the stream is idle and bytes are ready; the
+ * end of the stream once the last byte went. Under c->lock. */
+static void read_fill(struct call *c) {
+    if (c->sending || c->q_head || c->ending || c->closed)
+        return;
+    if (c->read_off >= c->read_ready && !c->read_done)
+        return; /* wait for the next notify */
+    if (c->read_off > c->read_ready) {
+        stream_finish(c, GRPC_STATUS_OUT_OF_RANGE, "offset is beyond the end of the object");
+        return;
+    }
+    uint64_t want = c->read_ready - c->read_off;
+    size_t n = want < RVD_READ_CHUNK ? (size_t)want : RVD_READ_CHUNK;
+    grpc_slice data = grpc_slice_malloc(n ? n : 1);
+    ssize_t got = 0;
+    while ((size_t)got < n) {
+        ssize_t k = pread(c->read_fd, GRPC_SLICE_START_PTR(data) + got, n - (size_t)got,
+                          (off_t)(c->read_off + (uint64_t)got));
+        if (k <= 0) {
+            grpc_slice_unref(data);
+            stream_finish(c, GRPC_STATUS_INTERNAL, "cannot read the object's bytes");
+            return;
+        }
+        got += k;
+    }
+    Retriever__V1__ReadChunk chunk = RETRIEVER__V1__READ_CHUNK__INIT;
+    chunk.offset = c->read_off;
+    chunk.data.data = GRPC_SLICE_START_PTR(data);
+    chunk.data.len = n;
+    chunk.last = c->read_done && c->read_off + n == c->read_ready;
+    c->read_off += n;
+    stream_push(c, pack(&chunk.base));
+    grpc_slice_unref(data);
+    if (chunk.last)
+        stream_finish(c, GRPC_STATUS_OK, NULL);
+}
+
+/* The job table's reader callback (its lock is held). */
+static void read_notify(void *ctx, const rvd_read_state *st) {
+    struct call *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    if (st->done || st->failed)
+        c->subscribed = false; /* the table lets go after this call */
+    if (c->read_fd < 0 && st->data_fd >= 0)
+        c->read_fd = dup(st->data_fd);
+    if (st->failed) {
+        stream_finish(c, (grpc_status_code)st->code, st->why);
+    } else if (c->read_fd < 0 && (st->ready > c->read_off || st->done)) {
+        stream_finish(c, GRPC_STATUS_INTERNAL, "cannot open the object's bytes");
+    } else {
+        c->read_ready = st->ready;
+        c->read_done = st->done;
+        read_fill(c);
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -847,6 +924,34 @@ static void handle_watch(struct call *c, const uint8_t *req, size_t len, struct 
     free(msg);
 }
 
+static void handle_read(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    rvd_read_req rr;
+    char *msg = NULL;
+    int e = rvd_request_read(req, len, &rr, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    if (!stream_begin(c, r))
+        return;
+    memcpy(c->job_id, rr.job_id, sizeof(c->job_id));
+    pthread_mutex_lock(&c->lock);
+    c->reading = true;
+    c->read_fd = -1;
+    c->read_index = rr.object_index;
+    c->read_off = rr.offset;
+    c->reader = (rvd_reader){.notify = read_notify, .ctx = c};
+    c->subscribed = true;
+    pthread_mutex_unlock(&c->lock);
+    rvd_code code = rvd_jobs_read(c->server->jobs, &c->peer, c->job_id, rr.object_index,
+                                  &c->reader, &msg);
+    if (code != RVD_OK) {
+        pthread_mutex_lock(&c->lock);
+        c->subscribed = false;
+        stream_finish(c, (grpc_status_code)code, msg ? msg : "out of memory");
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(msg);
+}
+
 /* Methods implemented so far, by the name in the .proto. */
 static const struct {
     const char *name;
@@ -854,7 +959,7 @@ static const struct {
 } implemented[] = {
     {"Ping", handle_ping},         {"Status", handle_status},     {"List", handle_list},
     {"Cancel", handle_cancel},     {"Stats", handle_stats},       {"Download", handle_download},
-    {"Watch", handle_watch},
+    {"Watch", handle_watch},       {"Read", handle_read},
 };
 
 /* A new call: answer it, or start its stream. false: nothing is

@@ -18,6 +18,7 @@
  *   any non-terminal -> FAILED | CANCELLED
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1088,6 +1089,35 @@ const char *rv_object_url(const rv_object *o) { return o->url_in; }
 const char *rv_object_path(const rv_object *o) { return o->dest_path; }
 unsigned rv_object_retries(const rv_object *o) { return o->retries; }
 bool rv_object_from_cache(const rv_object *o) { return o->state == RV_STATE_DONE && o->cached; }
+
+uint64_t rv_object_ready(const rv_object *o, unsigned *ret_restarts) {
+    const rv_object *d = o->leader ? o->leader : o; /* a follower reads its leader's */
+    uint64_t ready = 0;
+    if (ret_restarts)
+        *ret_restarts = d->restarts;
+    if (o->state == RV_STATE_DONE || d->state == RV_STATE_DONE || o->cached)
+        return o->size != RV_UNKNOWN ? o->size : d->size;
+    for (size_t i = 0; i < d->n_chunks; i++) {
+        ready = d->chunks[i].pos;
+        if (d->chunks[i].pos != d->chunks[i].end)
+            break;
+    }
+    return ready == RV_UNKNOWN ? 0 : ready;
+}
+
+int rv_object_open_data(const rv_object *o) {
+    const rv_object *d = o->leader ? o->leader : o;
+    char proc[64];
+    const char *path = d->blob_path;
+    if (!path && d->fd >= 0) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->fd);
+        path = proc;
+    }
+    if (!path)
+        return -ENOENT;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
 void *rv_object_user_data(const rv_object *o) { return o->user_data; }
 
 const char *rv_object_sha256_hex(const rv_object *o) {

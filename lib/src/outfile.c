@@ -331,6 +331,9 @@ rename:
         r = rv_errno_to_error(err);
         goto fail;
     }
+    /* When the destination already was a link to the same blob, rename(2)
+     * succeeds without doing anything: the temporary name would stay. */
+    unlink(tmp);
     free(tmp);
     close(o->fd);
     o->fd = -1;

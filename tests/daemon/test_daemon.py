@@ -246,32 +246,6 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(ping(self.sock).api_version, 1)
         self.stop_ok(d)
 
-    def test_read_is_not_implemented_yet(self):
-        d = self.daemon().start()
-        svc = pb.DESCRIPTOR.services_by_name["Retriever"]
-        names = [m.name for m in svc.methods]
-        self.assertIn("Read", names)
-        with grpc.insecure_channel(target(self.sock)) as ch:
-            for m in svc.methods:
-                if m.name != "Read":
-                    continue
-                req = getattr(pb, m.input_type.name)()
-                path = "/%s/%s" % (SERVICE, m.name)
-                ser = lambda x: x.SerializeToString()  # noqa: E731
-                de = getattr(pb, m.output_type.name).FromString
-                with self.subTest(method=m.name):
-                    with self.assertRaises(grpc.RpcError) as cm:
-                        if m.server_streaming:
-                            list(ch.unary_stream(path, request_serializer=ser,
-                                                 response_deserializer=de)(req, timeout=10))
-                        else:
-                            ch.unary_unary(path, request_serializer=ser,
-                                           response_deserializer=de)(req, timeout=10)
-                    self.assertEqual(cm.exception.code(),
-                                     grpc.StatusCode.UNIMPLEMENTED)
-                    self.assertIn("not implemented yet", cm.exception.details())
-        self.stop_ok(d)
-
     def test_malformed_request_is_invalid_argument(self):
         d = self.daemon().start()
         with self.assertRaises(grpc.RpcError) as cm:

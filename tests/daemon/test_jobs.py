@@ -60,6 +60,8 @@ class Client:
                                            response_deserializer=pb.CancelResponse.FromString)
         self._stats = self.ch.unary_unary(S + "Stats", request_serializer=ser,
                                           response_deserializer=pb.StatsResponse.FromString)
+        self._read = self.ch.unary_stream(S + "Read", request_serializer=ser,
+                                          response_deserializer=pb.ReadChunk.FromString)
 
     def close(self):
         self.ch.close()
@@ -82,6 +84,10 @@ class Client:
 
     def stats(self):
         return self._stats(td.pb.StatsRequest(), timeout=10)
+
+    def read(self, job_id, index=0, offset=0, timeout=60):
+        return self._read(td.pb.ReadRequest(job_id=job_id, object_index=index, offset=offset),
+                          timeout=timeout)
 
 
 def kinds(events):
@@ -266,6 +272,54 @@ class JobsTest(unittest.TestCase):
             w = list(c.watch(job_id))
             self.assertEqual(kinds(w), ["snapshot"])
             self.assertEqual(w[0].snapshot.job.state, td.pb.JOB_STATE_DONE)
+            self.stop_ok(d)
+
+    # -- Read ------------------------------------------------------------------
+
+    def test_read_streams_bytes_in_order_while_downloading(self):
+        src = self.file("r.bin", 12 * MiB + 5)
+        with FaultOrigin(self.data, rate=2 * MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            it = c.download([{"url": fo.url("/r.bin", case="read"),
+                              "destination": self.out + "/r.bin"}])
+            job_id = next(it).job_id
+            first_chunk_at = None
+            h = hashlib.sha256()
+            expect = 0
+            chunks = list(c.read(job_id))
+            for i, ch in enumerate(chunks):
+                self.assertEqual(ch.offset, expect)
+                self.assertLessEqual(len(ch.data), MiB)
+                self.assertEqual(ch.last, i == len(chunks) - 1)
+                h.update(ch.data)
+                expect += len(ch.data)
+            self.assertEqual(expect, 12 * MiB + 5)
+            self.assertEqual(h.hexdigest(), sha256_file(src))
+            rest = list(it)
+            self.assertEqual(kinds(rest)[-1], "completed")
+            # Bytes came while the download ran: more than one chunk, and
+            # the first chunks long before the end (12 MiB at 4 MiB/s).
+            self.assertGreater(len(chunks), 3)
+
+            # After the job ended: from an offset, served from the file.
+            tail = list(c.read(job_id, offset=12 * MiB - 7))
+            with open(src, "rb") as f:
+                f.seek(12 * MiB - 7)
+                self.assertEqual(b"".join(x.data for x in tail), f.read())
+            self.assertTrue(tail[-1].last)
+            NF = grpc.StatusCode.NOT_FOUND
+            self.assertCode(NF, c.read, job_id, 5, text="object_index")
+            self.assertCode(NF, c.read, "0" * 32, text="no job")
+            self.stop_ok(d)
+
+    def test_read_of_a_failed_object(self):
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            ev = list(c.download([{"url": ng.url("/none"), "destination": self.out + "/n"}]))
+            self.assertCode(grpc.StatusCode.FAILED_PRECONDITION, c.read, ev[0].job_id,
+                            text="nothing to read")
             self.stop_ok(d)
 
     # -- Dedupe --------------------------------------------------------------

@@ -233,6 +233,16 @@ unsigned rv_object_retries(const rv_object *obj);
  * request for the same object in this engine) rather than read from the
  * origin by this request. */
 bool rv_object_from_cache(const rv_object *obj);
+/* How many bytes from the start of the object are written, in order: a
+ * reader may read [0, ready) from rv_object_open_data's file while the
+ * download runs. *ret_restarts (optional) counts restarts: when it
+ * changes, the object changed on the origin and bytes read before belong
+ * to the old version. */
+uint64_t rv_object_ready(const rv_object *obj, unsigned *ret_restarts);
+/* A new O_RDONLY descriptor (the caller closes it) on the file the
+ * object's bytes are written to (its cache blob, or its temporary file),
+ * or -errno (-ENOENT before it exists). */
+int rv_object_open_data(const rv_object *obj);
 void *rv_object_user_data(const rv_object *obj);
 
 /* The file name a download of url gets in a destination directory: the

@@ -84,12 +84,14 @@ struct rvd_jobs {
     pthread_mutex_t lock;
     rvd_jobs_limits limits;
     rvd_jobstore *store; /* NULL: jobs end with the daemon */
+    int reads_dirfd;     /* where Read-only objects are delivered; -1: none */
     void (*wake)(void *);
     void *wake_ud;
     struct job *head; /* newest first */
     unsigned n_running, n_queued, n_ended, n_subs;
     unsigned n_want_cancel; /* jobs with want_cancel set */
     unsigned transfers;     /* the engine's, as of the last pump */
+    uint64_t cache_bytes;   /* likewise */
     uint64_t bytes_origin, bytes_cache; /* of objects delivered since start */
     uint64_t seq;
     bool stopping;
@@ -148,6 +150,11 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
         return NULL;
     }
     return key;
+}
+
+/* The file of a Read-only object in the daemon's directory; malloc'd. */
+static char *read_only_name(const struct jobject *o) {
+    return rvd_strdupf("%s-%u", o->job->id, (unsigned)o->index);
 }
 
 static void jobject_close(struct jobject *o) {
@@ -421,6 +428,7 @@ int rvd_jobs_new(const rvd_jobs_limits *limits, void (*wake)(void *), void *wake
         return -ENOMEM;
     pthread_mutex_init(&j->lock, NULL);
     j->limits = *limits;
+    j->reads_dirfd = -1;
     j->wake = wake;
     j->wake_ud = wake_ud;
     *ret = j;
@@ -740,12 +748,22 @@ rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint
     if (v->state == RV_STATE_DONE && o->data_fd < 0) {
         /* Delivered and released: its bytes are the destination's. */
         int fd = -1;
-        char *err = NULL;
-        if (!v->destination ||
-            rvd_asuser_open_source(caller, v->destination, &fd, &err) < 0) {
+        char *err = NULL, *name = NULL;
+        if (!v->destination) { /* Read-only: the daemon's own copy */
+            name = read_only_name(o);
+            fd = name && j->reads_dirfd >= 0
+                     ? openat(j->reads_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                     : -1;
+            free(name);
+            if (fd < 0)
+                err = rvd_strdupf("its copy is gone");
+        } else if (rvd_asuser_open_source(caller, v->destination, &fd, &err) < 0) {
+            fd = -1;
+        }
+        if (fd < 0) {
             code = RVD_FAILED_PRECONDITION;
             *ret_msg = rvd_strdupf("the object was delivered, but its file cannot be read "
-                                   "now: %s", err ? err : "it has no destination");
+                                   "now: %s", err ? err : "unknown error");
             free(err);
             goto out;
         }
@@ -844,6 +862,7 @@ void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
     ret->queued = j->n_queued;
     ret->subscribers = j->n_subs;
     ret->transfers = j->transfers;
+    ret->cache_bytes = j->cache_bytes;
     ret->bytes_from_origin = j->bytes_origin;
     ret->bytes_from_cache = j->bytes_cache;
     for (struct job *jb = j->head; jb; jb = jb->next)
@@ -931,12 +950,13 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     j->head = jb;
 }
 
-int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, unsigned *ret_resumed,
+int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, int reads_dirfd, unsigned *ret_resumed,
                      unsigned *ret_ended, unsigned *ret_skipped) {
     struct restore rs = {.j = j};
     unsigned skipped = 0;
     pthread_mutex_lock(&j->lock);
     j->store = store;
+    j->reads_dirfd = reads_dirfd;
     int r = rvd_jobstore_load(store, restore_one, &rs, &skipped);
     pthread_mutex_unlock(&j->lock);
     *ret_resumed = rs.resumed;
@@ -963,8 +983,8 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
 
     /* Work outside the lock first: hand the delivered file to its owner. */
     char *give_error = NULL;
-    if (state == RV_STATE_DONE && rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name,
-                                                  &give_error) < 0)
+    if (state == RV_STATE_DONE && o->src->destination &&
+        rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name, &give_error) < 0)
         state = RV_STATE_FAILED;
 
     pthread_mutex_lock(&j->lock);
@@ -1093,13 +1113,21 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
 
     *ret_err = RV_E_DEST_UNWRITABLE;
     if (!src->destination) {
-        *ret_detail = rvd_strdupf("objects without a destination are not supported yet");
-        *ret_err = RV_E_INVALID_ARGUMENT;
-        return -EINVAL;
-    }
-    if ((r = rvd_asuser_open_dest(owner, src->destination, &o->dirfd, &o->dest_name,
-                                  ret_detail)) < 0)
+        /* A Read-only object: delivered into the daemon's own directory,
+         * where Read finds it until the job leaves the history. */
+        if (j->reads_dirfd < 0) {
+            *ret_detail = rvd_strdupf("objects without a destination need a state directory");
+            *ret_err = RV_E_INVALID_ARGUMENT;
+            return -EINVAL;
+        }
+        o->dirfd = fcntl(j->reads_dirfd, F_DUPFD_CLOEXEC, 0);
+        o->dest_name = read_only_name(o);
+        if (o->dirfd < 0 || !o->dest_name)
+            goto nomem;
+    } else if ((r = rvd_asuser_open_dest(owner, src->destination, &o->dirfd, &o->dest_name,
+                                         ret_detail)) < 0) {
         return r;
+    }
     /* The engine refuses two live downloads into one path, but sees
      * /proc/self/fd paths: compare the directories' identities here. */
     struct stat st;
@@ -1200,6 +1228,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     release = j->release;
     j->release = NULL;
     j->transfers = rv_engine_transfers(e);
+    j->cache_bytes = rv_engine_cache_bytes(e);
     for (struct job *jb = j->head; j->n_want_cancel && jb; jb = jb->next)
         if (jb->want_cancel) {
             jb->want_cancel = false;
@@ -1273,6 +1302,12 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
         trimmed = jb->work_next;
         if (j->store)
             rvd_jobstore_remove(j->store, jb->id);
+        for (size_t i = 0; j->reads_dirfd >= 0 && i < jb->view.n_objects; i++) {
+            char *name = jb->objs[i].src->destination ? NULL : read_only_name(&jb->objs[i]);
+            if (name)
+                unlinkat(j->reads_dirfd, name, 0);
+            free(name);
+        }
         job_free(jb);
     }
 }
@@ -1304,6 +1339,8 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
         j->head = jb->next;
         job_free(jb);
     }
+    if (j->reads_dirfd >= 0)
+        close(j->reads_dirfd);
     pthread_mutex_destroy(&j->lock);
     free(j);
     return NULL;

@@ -166,6 +166,7 @@ typedef struct rvd_jobs_stats {
     double rate_bps;             /* sum over running objects */
     uint64_t bytes_from_origin;  /* delivered since start, plus what runs now */
     uint64_t bytes_from_cache;   /* delivered from the cache since start */
+    uint64_t cache_bytes;        /* what the cache holds */
 } rvd_jobs_stats;
 
 typedef struct rvd_jobs rvd_jobs;
@@ -176,12 +177,14 @@ int rvd_jobs_new(const rvd_jobs_limits *limits, void (*wake)(void *), void *wake
                  rvd_jobs **ret);
 
 /* Keep jobs in store (borrowed; it must outlive the table) from now on,
+ * deliver objects that have no destination (Read-only) into reads_dirfd
+ * (taken; a directory only the daemon writes),
  * and load what it holds: unfinished jobs are queued again (detached:
  * their callers are gone, they carry on by themselves; the engine resumes
  * each object from its durable ranges), ended ones return to the history.
  * Counts what was done; rows that cannot be read (e.g. the key changed)
  * are skipped. 0 or -errno. Call once, before the worker runs. */
-int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, unsigned *ret_resumed,
+int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, int reads_dirfd, unsigned *ret_resumed,
                      unsigned *ret_ended, unsigned *ret_skipped);
 /* Ends every remaining sink with UNAVAILABLE. NULL is fine. Returns NULL.
  * The engine must be gone (its objects reference the table). */

@@ -867,6 +867,7 @@ static void handle_stats(struct call *c, const uint8_t *req, size_t len, struct 
     resp.connections = st.transfers;
     resp.bytes_from_origin = st.bytes_from_origin;
     resp.bytes_from_cache = st.bytes_from_cache;
+    resp.cache_bytes = st.cache_bytes;
     reply_message(r, &resp.base);
 }
 

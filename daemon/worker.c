@@ -2,6 +2,8 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -62,6 +64,22 @@ static void *loop(void *arg) {
     return NULL;
 }
 
+/* <state-dir>/reads: Read-only objects (no destination) live there while
+ * their jobs are in the history. */
+static int open_reads_dir(const char *state_dir, char **ret_error) {
+    char *path = rvd_strdupf("%s/reads", state_dir);
+    if (!path)
+        return -ENOMEM;
+    int fd = -1;
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int r = fd >= 0 ? fd : -errno;
+    if (fd < 0)
+        *ret_error = rvd_strdupf("cannot use '%s': %s", path, strerror(errno));
+    free(path);
+    return r;
+}
+
 int rvd_worker_start(const rv_config *cfg, const rvd_jobs_limits *limits,
                      rvd_worker **ret, char **ret_error) {
     unsigned resumed = 0, ended = 0, skipped = 0;
@@ -95,7 +113,12 @@ int rvd_worker_start(const rv_config *cfg, const rvd_jobs_limits *limits,
     if (cfg->state_dir) {
         if ((r = rvd_jobstore_open(cfg->state_dir, &w->store, ret_error)) < 0)
             goto fail;
-        if (rvd_jobs_restore(w->jobs, w->store, &resumed, &ended, &skipped) < 0)
+        int reads = open_reads_dir(cfg->state_dir, ret_error);
+        if (reads < 0) {
+            r = reads;
+            goto fail;
+        }
+        if (rvd_jobs_restore(w->jobs, w->store, reads, &resumed, &ended, &skipped) < 0)
             rvd_log_warning("the job database could not be read completely");
     }
     if (resumed || ended || skipped)

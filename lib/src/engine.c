@@ -289,6 +289,10 @@ unsigned rv_engine_transfers(const rv_engine *e) {
     return e->active;
 }
 
+uint64_t rv_engine_cache_bytes(const rv_engine *e) {
+    return e->cache_bytes;
+}
+
 void rv_engine_set_cache_quota(rv_engine *e, uint64_t quota) {
     rv_durable_set_quota(e, quota);
 }

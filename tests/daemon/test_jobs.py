@@ -199,6 +199,7 @@ class JobsTest(unittest.TestCase):
             st = c.stats()
             self.assertEqual((st.bytes_from_origin, st.bytes_from_cache), (2 * MiB, 2 * MiB))
             self.assertEqual((st.active_jobs, st.queued_jobs, st.connections), (0, 0, 0))
+            self.assertEqual(st.cache_bytes, 2 * MiB)
             self.stop_ok(d)
 
     def test_many_sources_from_nginx(self):
@@ -311,6 +312,19 @@ class JobsTest(unittest.TestCase):
             NF = grpc.StatusCode.NOT_FOUND
             self.assertCode(NF, c.read, job_id, 5, text="object_index")
             self.assertCode(NF, c.read, "0" * 32, text="no job")
+            self.stop_ok(d)
+
+    def test_read_only_object_has_no_destination(self):
+        src = self.file("ro.bin", 3 * MiB + 1)
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            ev = list(c.download([{"url": ng.url("/ro.bin")}]))
+            self.assertEqual(kinds(ev)[-1], "completed", ev[-1])
+            self.assertEqual(ev[-1].completed.path, "")
+            data = b"".join(x.data for x in c.read(ev[0].job_id))
+            self.assertEqual(hashlib.sha256(data).hexdigest(), sha256_file(src))
+            self.assertEqual(os.listdir(self.out), [])
             self.stop_ok(d)
 
     def test_read_of_a_failed_object(self):

@@ -288,6 +288,8 @@ int rv_file_url_path(const char *url, char **ret);
 
 /* Transfers (origin connections in use) running now. */
 unsigned rv_engine_transfers(const rv_engine *e);
+/* Bytes the cache holds (with state; 0 without). */
+uint64_t rv_engine_cache_bytes(const rv_engine *e);
 
 /* Change cfg.cache_quota of a running engine; with state, the cache is
  * trimmed to it at once (never an object in use). */

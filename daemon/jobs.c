@@ -563,11 +563,6 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     key = NULL;
     if (!jb)
         goto nomem;
-    struct sub *s = NULL;
-    if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
-        job_free(jb);
-        goto nomem;
-    }
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
     /* On disk before its id is given out: the id works across restarts. */
@@ -580,6 +575,13 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         code = RVD_UNAVAILABLE;
         *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");
         goto fail;
+    }
+    struct sub *s = NULL;
+    if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
+        if (j->store)
+            rvd_jobstore_remove(j->store, jb->id);
+        job_free(jb);
+        goto nomem;
     }
     jb->next = j->head;
     if (j->head)

@@ -132,6 +132,7 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
         tick_ms = (unsigned)(wd_usec / 2000);
     if (tick_ms == 0)
         tick_ms = 1;
+    int64_t poked_ms = 0;
 
     for (;;) {
         struct timespec timeout = {.tv_sec = tick_ms / 1000,
@@ -151,13 +152,15 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
         }
         notify_status(w, path);
         if (watchdog) {
+            /* Keep-alive only if the engine loop went round since the last
+             * tick's poke: a wedged loop stops the pings, and systemd
+             * restarts us. */
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-            /* A loop iteration is at most ~1 s: an older heartbeat means
-             * the engine thread is wedged, and systemd should restart us. */
-            if (now_ms - rvd_worker_heartbeat_ms(w) < (int64_t)(wd_usec / 1000))
+            if (rvd_worker_heartbeat_ms(w) >= poked_ms)
                 sd_notify(0, "WATCHDOG=1");
+            poked_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+            rvd_worker_poke(w);
         }
     }
 }

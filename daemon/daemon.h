@@ -14,8 +14,8 @@
  *   6. Ready: sd_notify("READY=1"), and the line "ready '<path>'" on stderr
  *      — tests and scripts wait for it instead of polling. While serving,
  *      STATUS= says what runs (every 2 s), and with WATCHDOG_USEC set the
- *      watchdog is fed at half its period, but only while the engine
- *      thread's loop is alive.
+ *      watchdog is fed at half its period, but only when the engine
+ *      thread's loop went round since the previous tick poked it.
  *   7. SIGHUP: reload the configuration (RELOADING=1 … READY=1); the keys
  *      that can change live do, the others are logged as waiting for a
  *      restart; a broken file changes nothing.

@@ -149,6 +149,10 @@ void rvd_worker_set_cache_quota(rvd_worker *w, uint64_t quota) {
     rv_engine_wakeup(w->engine);
 }
 
+void rvd_worker_poke(rvd_worker *w) {
+    rv_engine_wakeup(w->engine);
+}
+
 rvd_jobs *rvd_worker_jobs(rvd_worker *w) {
     return w->jobs;
 }

@@ -31,6 +31,8 @@ void rvd_worker_set_cache_quota(rvd_worker *w, uint64_t quota);
 
 /* Monotonic milliseconds of the loop's last iteration. Thread-safe. */
 int64_t rvd_worker_heartbeat_ms(rvd_worker *w);
+/* Make the loop go round once (its heartbeat then moves on). Thread-safe. */
+void rvd_worker_poke(rvd_worker *w);
 
 /* Stop: end every stream with UNAVAILABLE, stop the thread, close the
  * engine (which keeps what it made durable, for the next start), free the

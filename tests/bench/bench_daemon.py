@@ -430,11 +430,29 @@ class DaemonRunner(bench.Runner):
         return run
 
 
+def fresh_daemon(daemon, client):
+    """Restart daemon with empty state and cache (untimed); a new client.
+
+    --local runs with fresh state each run, and its files go when the run
+    is over; the daemon gets the same, or the cache and page cache it keeps
+    from earlier runs would weigh on its later runs only."""
+    client.close()
+    daemon.stop()
+    shutil.rmtree(daemon.state, ignore_errors=True)
+    shutil.rmtree(daemon.cache, ignore_errors=True)
+    subprocess.run(["sync"], check=False)
+    daemon.ready.clear()
+    daemon.start()
+    return Client(client.pb, daemon.sock)
+
+
 def interleave_d1(runner, rows, repeat, origin, sources, daemon, client):
     pids = bench.origin_pids(origin)
     width = max(len(row.label) for row in rows)
     for rep in range(repeat):
         for row in rows:
+            if row.kind != "local":
+                client = fresh_daemon(daemon, client)
             say("  rep %d/%d  %-*s" % (rep + 1, repeat, width, row.label),
                 end="")
             run = runner.measure_d1(row, origin, pids, sources, daemon,

@@ -430,6 +430,77 @@ with grpc.insecure_channel(sys.argv[1]) as ch:
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "retriever")))
 
+    # -- systemd: sd_notify and reload --------------------------------------
+
+    def notify_socket(self):
+        """A datagram socket playing systemd's NOTIFY_SOCKET; returns it and
+        a function that collects the messages received so far."""
+        path = os.path.join(self.tmp, "notify")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(path)
+        ns.settimeout(0.1)
+        self.addCleanup(ns.close)
+        got = []
+
+        def collect(until=None, timeout=10):
+            """Receive until a message contains `until` (None: for the whole
+            timeout); returns every message received so far."""
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                try:
+                    got.append(ns.recv(4096).decode())
+                except socket.timeout:
+                    continue
+                if until is not None and until in got[-1]:
+                    break
+            return list(got)
+        return path, collect
+
+    def test_sd_notify_ready_status_watchdog_stopping(self):
+        path, collect = self.notify_socket()
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+        d = self.daemon(env=env).start()
+        msgs = collect(until="READY=1")
+        self.assertTrue(any("READY=1" in m for m in msgs), msgs)
+        # The watchdog is fed at half its period while the engine loop is
+        # alive; STATUS= says what runs.
+        msgs = collect(timeout=1.0)
+        self.assertGreaterEqual(sum("WATCHDOG=1" in m for m in msgs), 3, msgs)
+        self.assertTrue(any("STATUS=Serving on" in m and "running" in m for m in msgs), msgs)
+        d.proc.send_signal(signal.SIGTERM)
+        msgs = collect(until="STOPPING=1")
+        self.assertTrue(any("STOPPING=1" in m for m in msgs), msgs)
+        self.assertEqual(d.wait_exit(STOP_BOUND + 5), 0, d.log())
+
+    def test_sighup_reloads_what_is_reloadable(self):
+        conf = os.path.join(self.tmp, "retrieverd.conf")
+        with open(conf, "w") as f:
+            f.write("max-queued-jobs = 100\nchunk-size = 16M\n")
+        path, collect = self.notify_socket()
+        env = dict(os.environ, NOTIFY_SOCKET=path)
+        d = self.daemon("--config", conf, env=env).start()
+        collect(until="READY=1")
+        with open(conf, "w") as f:
+            f.write("max-queued-jobs = 7\nchunk-size = 8M\n")
+        d.proc.send_signal(signal.SIGHUP)
+        msgs = collect(until="READY=1")
+        self.assertTrue(any("RELOADING=1" in m for m in msgs), msgs)
+        deadline = time.monotonic() + 10
+        while "chunk-size" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("max-queued-jobs changed from 100 to 7", d.log())
+        self.assertIn("warning: reload: chunk-size", d.log())  # needs a restart
+        # A broken file changes nothing, and says so.
+        with open(conf, "w") as f:
+            f.write("max-queued-jobz = 1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "reload failed" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("reload failed, the running configuration stays", d.log())
+        self.assertEqual(ping(self.sock).api_version, 1)
+        self.stop_ok(d)
+
     # -- Stopping ------------------------------------------------------------
 
     def test_sigterm_exits_zero_and_removes_the_socket(self):

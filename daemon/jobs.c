@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ struct jobject {
     char *sha256, *crc32c, *error_detail; /* the view's strings */
     bool started;          /* STARTED was sent */
     int data_fd;           /* the engine's file of its bytes, for readers; -1 */
+    atomic_bool wants_data; /* a reader came: open data_fd at the next progress */
     uint64_t ready;        /* [0, ready) written in order */
     unsigned restarts;     /* as the engine counted when reading began */
     struct reader *readers;
@@ -800,6 +802,7 @@ rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint
     r->sink = *reader;
     r->next = o->readers;
     o->readers = r;
+    atomic_store(&o->wants_data, true);
     reader->notify(reader->ctx, &st);
 out:
     pthread_mutex_unlock(&j->lock);
@@ -1030,9 +1033,10 @@ out:
 static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
     rvd_jobs *j = ud;
     struct jobject *o = rv_object_user_data(obj);
-    /* Where readers stand: the file once it exists (opened outside the
-     * lock), and the in-order prefix. */
-    int fd = o->data_fd < 0 ? rv_object_open_data(obj) : -1;
+    /* Where readers stand: the in-order prefix, and the file once a
+     * reader wants it (opened outside the lock; only this thread sets
+     * data_fd, so reading it here needs no lock). */
+    int fd = o->data_fd < 0 && atomic_load(&o->wants_data) ? rv_object_open_data(obj) : -1;
     unsigned restarts = 0;
     uint64_t ready = rv_object_ready(obj, &restarts);
     pthread_mutex_lock(&j->lock);

@@ -326,14 +326,19 @@ static int deliver_blob(rv_object *o) {
         goto fail;
     }
 rename:
-    if (rename(tmp, o->dest_path) != 0) {
-        err = errno;
-        r = rv_errno_to_error(err);
-        goto fail;
+    /* Over an existing destination, rename(2); but when that already is a
+     * link to the same blob, rename succeeds without doing anything and
+     * the temporary name would stay: remove it then. */
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, o->dest_path, RENAME_NOREPLACE) != 0) {
+        bool existed = errno == EEXIST; /* else EINVAL: not supported here */
+        if ((!existed && errno != EINVAL) || rename(tmp, o->dest_path) != 0) {
+            err = errno;
+            r = rv_errno_to_error(err);
+            goto fail;
+        }
+        if (existed)
+            unlink(tmp);
     }
-    /* When the destination already was a link to the same blob, rename(2)
-     * succeeds without doing anything: the temporary name would stay. */
-    unlink(tmp);
     free(tmp);
     close(o->fd);
     o->fd = -1;

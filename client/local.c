@@ -424,37 +424,22 @@ static int exit_code(const struct run *r) {
 }
 
 static void summary(struct run *r) {
-    size_t done = 0, failed = 0, cancelled = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        switch (r->views[i].state) {
-        case RV_STATE_DONE:
-            done++;
-            bytes += r->views[i].p.bytes_done;
-            break;
-        case RV_STATE_CANCELLED:
-            cancelled++;
-            break;
-        default:
-            failed++;
-            break;
-        }
-    }
+    rvc_tally t;
+    rvc_report_tally(r->views, r->n, &t);
     if (r->signo) {
         rvc_buf_printf(&r->msg, PROG ": interrupted by %s; cancelled %zu unfinished download%s",
-                       r->signo == SIGINT ? "SIGINT" : "SIGTERM", cancelled,
-                       cancelled == 1 ? "" : "s");
+                       r->signo == SIGINT ? "SIGINT" : "SIGTERM", t.cancelled,
+                       t.cancelled == 1 ? "" : "s");
         if (r->o->no_state)
             rvc_buf_printf(&r->msg, " and removed %s temporary files",
-                           cancelled == 1 ? "its" : "their");
-        else if (cancelled)
+                           t.cancelled == 1 ? "its" : "their");
+        else if (t.cancelled)
             rvc_buf_puts(&r->msg, "; what was durable is kept: run the same command to resume");
         emit_msg(r);
     }
     if (r->o->quiet || r->n < 2)
         return;
-    rvc_report_total(&r->rep, done, failed, cancelled, bytes,
-                     (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
 }
 
 /* ------------------------------------------------------------------------

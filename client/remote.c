@@ -722,22 +722,7 @@ static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
 }
 
 static void summary(struct run *r) {
-    size_t done = 0, failed = 0, cancelled = 0, unfinished = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        switch (r->views[i].state) {
-        case RV_STATE_DONE:
-            done++;
-            bytes += r->views[i].p.bytes_done;
-            break;
-        case RV_STATE_CANCELLED:
-            cancelled++;
-            break;
-        default:
-            failed++;
-            break;
-        }
-    }
+    size_t unfinished = 0;
     if (r->signo) {
         for (size_t i = 0; i < r->n; i++)
             unfinished += r->objs[i].error == RV_E_CANCELLED;
@@ -756,8 +741,9 @@ static void summary(struct run *r) {
     }
     if (r->o->quiet || r->n < 2 || r->o->detach)
         return;
-    rvc_report_total(&r->rep, done, failed, cancelled, bytes,
-                     (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_tally t;
+    rvc_report_tally(r->views, r->n, &t);
+    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
 }
 
 /* The exit code once the stream ended with status st. */

@@ -86,14 +86,31 @@ void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double se
     rvc_report_line(rp);
 }
 
-void rvc_report_total(rvc_report *rp, size_t done, size_t failed, size_t cancelled,
-                      uint64_t bytes, double seconds) {
+void rvc_report_tally(const rvc_progress_item *items, size_t n, rvc_tally *ret) {
+    *ret = (rvc_tally){0};
+    for (size_t i = 0; i < n; i++) {
+        switch (items[i].state) {
+        case RV_STATE_DONE:
+            ret->done++;
+            ret->bytes += items[i].p.bytes_done;
+            break;
+        case RV_STATE_CANCELLED:
+            ret->cancelled++;
+            break;
+        default:
+            ret->failed++;
+            break;
+        }
+    }
+}
+
+void rvc_report_total(rvc_report *rp, const rvc_tally *t, double seconds) {
     char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
-    rvc_fmt_size(bytes, size);
+    rvc_fmt_size(t->bytes, size);
     rvc_fmt_elapsed(seconds, el);
-    rvc_fmt_rate(seconds > 0 ? (double)bytes / seconds : 0, rate);
-    rvc_buf_printf(rp->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", done,
-                   failed, cancelled, size, el, rate);
+    rvc_fmt_rate(seconds > 0 ? (double)t->bytes / seconds : 0, rate);
+    rvc_buf_printf(rp->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", t->done,
+                   t->failed, t->cancelled, size, el, rate);
     rvc_report_line(rp);
 }
 

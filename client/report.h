@@ -47,10 +47,18 @@ void rvc_report_json(rvc_report *rp, const rvc_json_result *res);
 void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
                      unsigned retries, bool verified, const char *sha256_hex, const char *note);
 
+/* How the items of a run ended: DONE (and their bytes), CANCELLED, and
+ * anything else counted as failed. */
+typedef struct rvc_tally {
+    size_t done, failed, cancelled;
+    uint64_t bytes;
+} rvc_tally;
+
+void rvc_report_tally(const rvc_progress_item *items, size_t n, rvc_tally *ret);
+
 /* "total: D done, F failed, C cancelled; SIZE in TIME (RATE)", the
  * summary of a run of several URLs. */
-void rvc_report_total(rvc_report *rp, size_t done, size_t failed, size_t cancelled,
-                      uint64_t bytes, double seconds);
+void rvc_report_total(rvc_report *rp, const rvc_tally *t, double seconds);
 
 /* The renderer for o on err: none with -q/--no-progress, TTY on a terminal
  * (unless TERM=dumb), plain lines otherwise. */

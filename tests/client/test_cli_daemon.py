@@ -45,6 +45,7 @@ import grpc
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
+import daemons  # noqa: E402
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
 
 CTL = os.environ["RV_CTL"]
@@ -54,7 +55,6 @@ PROTO_DIR = os.environ["RV_PROTO_DIR"]
 VERSION = os.environ["RV_VERSION"]
 SERVICE = "retriever.v1.Retriever"
 RUN_TIMEOUT = 120    # a bound on any one retrieverctl run
-READY_TIMEOUT = 30   # the sanitizer build starts slowly
 CONNECT_BOUND = 5    # retrieverctl's documented connect bound, seconds
 NOBODY = 65534
 JSON_KEYS = {"url", "path", "state", "bytes", "sha256", "crc32c", "seconds",
@@ -94,68 +94,15 @@ def env_without(*names, **extra):
     return env
 
 
-class Daemon:
-    """One retrieverd with private state, cache and config. start() returns
-    once its "ready '<path>'" line is out; stop() is by PID."""
-
-    def __init__(self, tmp, args=(), env=None):
-        self.tmp = tmp
-        conf = os.path.join(tmp, "retrieverd.conf")
-        with open(conf, "w") as f:
-            f.write("# empty: defaults and flags only\n")
-        self.args = ["--state-dir", os.path.join(tmp, "state"),
-                     "--cache-dir", os.path.join(tmp, "cache"),
-                     "--config", conf, *args]
-        self.env = env
-        self.proc = None
-        self.lines = []
-        self.ready_path = None
-        self.eof = False
-        self.cond = threading.Condition()
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self.cond:
-                self.lines.append(line)
-                if line.startswith("retrieverd: ready '"):
-                    self.ready_path = line.split("'")[1]
-                self.cond.notify_all()
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-
-    def start(self):
-        self.proc = subprocess.Popen([DAEMON, *self.args], env=self.env,
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        with self.cond:
-            self.cond.wait_for(lambda: self.ready_path or self.eof, READY_TIMEOUT)
-        if not self.ready_path:
-            self.stop(signal.SIGKILL)
-            raise AssertionError("retrieverd did not start:\n" + self.log())
-        return self
-
-    def log(self):
-        with self.cond:
-            return "\n".join(self.lines)
-
-    def stop(self, sig=signal.SIGTERM):
-        """Signal it (by PID) and wait; its exit status, or None."""
-        if not self.proc or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.reader.join(5)
-        self.proc.stderr.close()
-        return rc
+def Daemon(tmp, args=(), env=None):
+    """A retrieverd (tests/fixtures/daemons.py) with private state, cache
+    and an empty config file under tmp."""
+    conf = os.path.join(tmp, "retrieverd.conf")
+    with open(conf, "w") as f:
+        f.write("# empty: defaults and flags only\n")
+    return daemons.Daemon(["--state-dir", os.path.join(tmp, "state"),
+                           "--cache-dir", os.path.join(tmp, "cache"),
+                           "--config", conf, *args], env=env)
 
 
 class Scripted:
@@ -209,11 +156,11 @@ class Base(unittest.TestCase):
 
     def daemon(self, *args, env=None):
         d = Daemon(self.tmp, ["--socket", self.sock, *args], env=env)
-        self.addCleanup(d.stop, signal.SIGKILL)
+        self.addCleanup(d.kill)
         return d.start()
 
     def stop_ok(self, d):
-        self.assertEqual(d.stop(), 0, d.log())
+        self.assertEqual(d.stop()[0], 0, d.log())
 
     def assert_rc(self, proc, rc):
         self.assertEqual(proc.returncode, rc,
@@ -267,7 +214,7 @@ class PingTest(Base):
         os.makedirs(xdg, mode=0o700)
         env = env_without("RETRIEVER_SOCKET", XDG_RUNTIME_DIR=xdg)
         d = Daemon(self.tmp, env=env)
-        self.addCleanup(d.stop, signal.SIGKILL)
+        self.addCleanup(d.kill)
         d.start()
         want = os.path.join(xdg, "retriever", "retrieverd.sock")
         self.assertEqual(d.ready_path, want)
@@ -740,7 +687,7 @@ class DownloadTest(Base):
         self.d = self.daemon()
 
     def tearDown(self):
-        self.assertEqual(self.d.stop(), 0, self.d.log())
+        self.assertEqual(self.d.stop()[0], 0, self.d.log())
         self.assertNotIn("Sanitizer", self.d.log())
 
     def download(self, *args, cwd=None):
@@ -885,7 +832,7 @@ class DownloadTest(Base):
     def test_daemon_stops_during_the_download(self):
         proc = self.start_slow()
         self.wait_for_progress(proc)
-        self.assertEqual(self.d.stop(), 0, self.d.log())
+        self.assertEqual(self.d.stop()[0], 0, self.d.log())
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, 8, err)
         self.assertIn("retrieverctl: retrieverd stopped or went away: ", err)

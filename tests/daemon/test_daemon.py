@@ -25,13 +25,15 @@ import unittest
 
 import grpc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "fixtures"))
+from daemons import READY_TIMEOUT, STOP_BOUND, Daemon  # noqa: E402,F401  (test_jobs.py uses them)
+
 DAEMON = os.environ["RV_DAEMON"]
 PROTOC = os.environ["RV_PROTOC"]
 PROTO_DIR = os.environ["RV_PROTO_DIR"]
 VERSION = os.environ["RV_VERSION"]
 SERVICE = "retriever.v1.Retriever"
-READY_TIMEOUT = 30   # generous: the sanitizer build starts slowly
-STOP_BOUND = 5       # the daemon promises to exit within this after SIGTERM
 NOBODY = 65534
 
 pb = None       # retriever_pb2, generated in setUpModule
@@ -72,100 +74,6 @@ def unary(path, method, request, response_cls, timeout=10):
 def ping(path, timeout=10):
     return unary(path, "/%s/Ping" % SERVICE, pb.PingRequest(),
                  pb.PingResponse, timeout)
-
-
-class Daemon:
-    """One retrieverd process. Its stderr is read by a thread; start()
-    returns once the ready line arrived (or raises with what it printed)."""
-
-    def __init__(self, args, env=None, pass_fd=None):
-        self.args = list(args)
-        # Private state and cache unless the test chose them: daemons of
-        # tests running side by side never share (or lock) a directory.
-        self.state_tmp = None
-        if "--state-dir" not in self.args:
-            self.state_tmp = tempfile.mkdtemp(prefix="rv-daemon-state-")
-            self.args += ["--state-dir", os.path.join(self.state_tmp, "state"),
-                          "--cache-dir", os.path.join(self.state_tmp, "cache")]
-        self.env = env
-        self.pass_fd = pass_fd   # becomes fd 3 with LISTEN_FDS=1 (systemd)
-        self.proc = None
-        self.lines = []
-        self.ready_path = None
-        self.eof = False
-        self.cond = threading.Condition()
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self.cond:
-                self.lines.append(line)
-                if line.startswith("retrieverd: ready '"):
-                    self.ready_path = line.split("'")[1]
-                self.cond.notify_all()
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-
-    def spawn(self):
-        cmd = [DAEMON] + self.args
-        kw = {}
-        if self.pass_fd is not None:
-            # LISTEN_PID must be the daemon's pid: let a shell export its
-            # own and exec the daemon in its place.
-            cmd = ["/bin/sh", "-c",
-                   'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"'] + cmd
-            fd = self.pass_fd
-            kw["pass_fds"] = (3,)
-            kw["preexec_fn"] = lambda: os.dup2(fd, 3)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=self.env, **kw)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        return self
-
-    def start(self):
-        self.spawn()
-        with self.cond:
-            self.cond.wait_for(lambda: self.ready_path or self.eof,
-                               READY_TIMEOUT)
-            if not self.ready_path:
-                self.kill()
-                raise AssertionError("retrieverd did not become ready:\n" +
-                                     self.log())
-        return self
-
-    def log(self):
-        with self.cond:
-            return "\n".join(self.lines)
-
-    def wait_exit(self, timeout):
-        rc = self.proc.wait(timeout=timeout)
-        self.reader.join(timeout)
-        self.proc.stderr.close()
-        return rc
-
-    def stop(self, sig=signal.SIGTERM):
-        """Signal, wait for the exit (bounded), return (status, seconds)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        rc = self.wait_exit(STOP_BOUND + 5)
-        return rc, time.monotonic() - t0
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc:
-            self.reader.join(5)
-            self.proc.stderr.close()
-        if self.state_tmp:
-            shutil.rmtree(self.state_tmp, ignore_errors=True)
-
-    def assert_clean(self, tc):
-        tc.assertNotIn("Sanitizer", self.log())
-        tc.assertNotIn("runtime error", self.log())
 
 
 class DaemonTest(unittest.TestCase):

@@ -285,7 +285,6 @@ class JobsTest(unittest.TestCase):
             it = c.download([{"url": fo.url("/r.bin", case="read"),
                               "destination": self.out + "/r.bin"}])
             job_id = next(it).job_id
-            first_chunk_at = None
             h = hashlib.sha256()
             expect = 0
             chunks = list(c.read(job_id))

@@ -118,11 +118,18 @@ static bool may_see(const rvd_peer *caller, const struct job *jb) {
     return caller->uid == 0 || caller->uid == geteuid() || caller->uid == jb->owner.uid;
 }
 
-static struct job *find(rvd_jobs *j, const rvd_peer *caller, const char *id) {
+/* The job with this id, or NULL; under the lock. */
+static struct job *lookup(rvd_jobs *j, const char *id) {
     for (struct job *jb = j->head; jb; jb = jb->next)
         if (strcmp(jb->id, id) == 0)
-            return may_see(caller, jb) ? jb : NULL;
+            return jb;
     return NULL;
+}
+
+/* As lookup, for a caller: another uid's job is not there. */
+static struct job *find(rvd_jobs *j, const rvd_peer *caller, const char *id) {
+    struct job *jb = lookup(j, id);
+    return jb && may_see(caller, jb) ? jb : NULL;
 }
 
 static int new_id(char *out) {
@@ -663,19 +670,15 @@ bool rvd_jobs_unsubscribe(rvd_jobs *j, const char *id, const rvd_sink *sink) {
     bool found = false;
     bool stops = false;
     pthread_mutex_lock(&j->lock);
-    for (struct job *jb = j->head; jb && !found; jb = jb->next) {
-        if (strcmp(jb->id, id) != 0)
-            continue;
-        for (struct sub *s = jb->subs; s; s = s->next)
-            if (s->sink.ctx == sink->ctx) {
-                sub_unlink(j, jb, s);
-                free(s);
-                found = true;
-                stops = maybe_stop(j, jb);
-                break;
-            }
-        break;
-    }
+    struct job *jb = lookup(j, id);
+    for (struct sub *s = jb ? jb->subs : NULL; s; s = s->next)
+        if (s->sink.ctx == sink->ctx) {
+            sub_unlink(j, jb, s);
+            free(s);
+            found = true;
+            stops = maybe_stop(j, jb);
+            break;
+        }
     pthread_mutex_unlock(&j->lock);
     if (stops)
         wake(j);
@@ -812,20 +815,16 @@ out:
 bool rvd_jobs_read_stop(rvd_jobs *j, const char *id, uint32_t index, const rvd_reader *reader) {
     bool found = false;
     pthread_mutex_lock(&j->lock);
-    for (struct job *jb = j->head; jb; jb = jb->next) {
-        if (strcmp(jb->id, id) != 0)
-            continue;
-        if (index < jb->view.n_objects)
-            for (struct reader **p = &jb->objs[index].readers; *p; p = &(*p)->next)
-                if ((*p)->sink.ctx == reader->ctx) {
-                    struct reader *r = *p;
-                    *p = r->next;
-                    free(r);
-                    found = true;
-                    break;
-                }
-        break;
-    }
+    struct job *jb = lookup(j, id);
+    struct reader **p = jb && index < jb->view.n_objects ? &jb->objs[index].readers : NULL;
+    for (; p && *p; p = &(*p)->next)
+        if ((*p)->sink.ctx == reader->ctx) {
+            struct reader *r = *p;
+            *p = r->next;
+            free(r);
+            found = true;
+            break;
+        }
     pthread_mutex_unlock(&j->lock);
     return found;
 }

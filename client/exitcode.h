@@ -15,7 +15,8 @@
 #define RVC_EXITS(X)                                                                           \
     X(RVC_EXIT_OK, 0, "every download finished and was verified")                              \
     X(RVC_EXIT_INTERNAL, 1,                                                                    \
-      "internal error (out of memory, engine failure, an unexpected answer from retrieverd)")  \
+      "internal error (out of memory, engine failure, the daemon mode's module missing, "      \
+      "an unexpected answer from retrieverd)")                                                 \
     X(RVC_EXIT_USAGE, 2,                                                                       \
       "usage error: unknown option, bad value or combination, no URL; or retrieverd found "    \
       "the request invalid")                                                                   \

@@ -1,6 +1,7 @@
 /* main.c — retrieverctl: parse, dispatch (--local: local.c; ping and the
- * daemon mode: remote.c), return. Everything else lives in
- * retrieverctl_core, which the tests link too. */
+ * daemon mode: remote.c, in the module retrieverctl-remote.so that
+ * remotemod.c loads), return. Everything else lives in retrieverctl_core,
+ * which the tests link too. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,13 @@
 #include "cli.h"
 #include "exitcode.h"
 #include "local.h"
-#include "remote.h"
+#include "remotemod.h"
 #include "retriever/rv_error.h"
 
 int main(int argc, char **argv) {
     rvc_cmd cmd;
     char *error = NULL;
+    const rvc_remote_module *remote = NULL;
     int code;
 
     /* A closed stdout (--json | head -1) must be a write error, not death. */
@@ -42,11 +44,12 @@ int main(int argc, char **argv) {
     case RVC_VERB_DOWNLOAD:
         if (cmd.dl.local)
             code = rvc_local_download(&cmd.dl, stdout, stderr);
-        else
-            code = rvc_remote_download(&cmd.dl, cmd.socket, stdout, stderr);
+        else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->download(&cmd.dl, cmd.socket, stdout, stderr);
         break;
     case RVC_VERB_PING:
-        code = rvc_remote_ping(cmd.socket, stdout, stderr);
+        if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->ping(cmd.socket, stdout, stderr);
         break;
     default:
         code = RVC_EXIT_INTERNAL;

@@ -1,7 +1,7 @@
 /* remote.c — `ping` and `download` through retrieverd.
  *
  * Sections: pure helpers · ping · download (objects and output, events,
- * the request, the run).
+ * the request, the run) · the module's entry.
  *
  * Threads: everything runs on the calling thread except on_signal, which
  * the sigwatch thread calls; it only cancels the published stream, under
@@ -27,6 +27,7 @@
 #include "fmt.h"
 #include "json.h"
 #include "progress.h"
+#include "remotemod.h"
 #include "report.h"
 #include "retriever/retriever.h"
 #include "retriever/v1/retriever.pb-c.h"
@@ -896,3 +897,14 @@ out:
     pthread_mutex_destroy(&r.lock);
     return code;
 }
+
+/* ------------------------------------------------------------------------
+ * The module's entry: the one symbol retrieverctl-remote.so exports
+ * (remotemod.h; remote.map hides the rest).
+ * ------------------------------------------------------------------------ */
+
+const rvc_remote_module rvc_remote_entry = {
+    .abi = RVC_REMOTE_ABI,
+    .ping = rvc_remote_ping,
+    .download = rvc_remote_download,
+};

@@ -4,10 +4,12 @@ retrieverd (and, for answers retrieverd does not give on demand, a gRPC
 server written here with Python's grpcio, speaking the same proto).
 
 Test classes, run by two ctest entries:
-  client_daemon           PingTest, SocketTest, ScriptedTest — ping, the
-                          socket (found, missing, stale, not a socket, not
-                          gRPC, refused), usage errors, the DownloadRequest
-                          the client sends and how it renders the events and
+  client_daemon           PingTest, SocketTest, ModuleTest, ScriptedTest —
+                          ping, the socket (found, missing, stale, not a
+                          socket, not gRPC, refused), usage errors, the
+                          daemon mode's module (found, missing, broken; the
+                          only one linking gRPC), the DownloadRequest the
+                          client sends and how it renders the events and
                           statuses it gets back (scripted server), Ctrl-C
                           cancelling the call.
   client_daemon_download  DownloadTest — downloads through the real
@@ -380,6 +382,74 @@ class SocketTest(Base):
         p = ctl("ping", env=env_without("RETRIEVER_SOCKET", XDG_RUNTIME_DIR="rel/dir"))
         self.assert_rc(p, 2)
         self.assertIn("XDG_RUNTIME_DIR is not an absolute path", p.stderr)
+
+
+# ---------------------------------------------------------------------------
+# The daemon mode as a module: retrieverctl links no gRPC (client/remotemod.h)
+# ---------------------------------------------------------------------------
+
+MODULE = os.path.join(os.path.dirname(CTL), "retrieverctl-remote.so")
+
+
+def needed(path):
+    """The DT_NEEDED names of an ELF file."""
+    out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True,
+                         check=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]", out)
+
+
+class ModuleTest(Base):
+    def test_only_the_module_links_grpc(self):
+        rpc = re.compile(r"^lib(grpc|gpr|protobuf-c|absl_|re2|cares)")
+        self.assertEqual([n for n in needed(CTL) if rpc.match(n)], [])
+        self.assertIn("libgrpc.so.29", needed(MODULE))
+
+    def test_module_exports_only_its_entry(self):
+        out = subprocess.run(["nm", "-D", "--defined-only", MODULE], capture_output=True,
+                             text=True, check=True).stdout
+        self.assertEqual([line.split()[-1] for line in out.splitlines()],
+                         ["rvc_remote_entry"])
+
+    def test_found_missing_or_broken(self):
+        """A copy of retrieverctl looks beside itself, then in
+        ../lib/retriever; without a usable module the daemon mode fails
+        with one line naming the files (exit 1), and the rest still works."""
+        bindir = os.path.realpath(os.path.join(self.tmp, "bin"))  # as /proc/self/exe
+        libdir = os.path.join(bindir, "..", "lib", "retriever")
+        os.makedirs(bindir)
+        os.makedirs(libdir)
+        copy = shutil.copy(CTL, bindir)
+        beside = os.path.join(bindir, "retrieverctl-remote.so")
+        installed = os.path.join(libdir, "retrieverctl-remote.so")
+        advice = "; reinstall retrieverctl (download --local works without it)\n"
+        sock = os.path.join(self.tmp, "none.sock")
+
+        def run(*args):
+            return subprocess.run([copy, *args], capture_output=True, text=True,
+                                  timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+
+        for args in (["ping", "--socket", sock],
+                     ["download", "--socket", sock, "-d", self.out, "http://h/a.bin"]):
+            p = run(*args)
+            self.assert_rc(p, 1)
+            self.assertEqual(p.stderr, "retrieverctl: the daemon mode is not installed: "
+                             "neither '%s' nor '%s' exists%s" % (beside, installed, advice))
+        p = run("--version")
+        self.assert_rc(p, 0)
+
+        with open(beside, "w") as f:
+            f.write("not a shared object\n")
+        p = run("ping", "--socket", sock)
+        self.assert_rc(p, 1)
+        self.assertTrue(p.stderr.startswith(
+            "retrieverctl: cannot load the daemon mode from '%s': " % beside), p.stderr)
+        self.assertTrue(p.stderr.endswith(advice), p.stderr)
+        os.unlink(beside)
+
+        shutil.copy(MODULE, libdir)
+        p = run("ping", "--socket", sock)
+        self.assert_rc(p, 8)
+        self.assertEqual(p.stderr, NO_DAEMON % sock)
 
 
 # ---------------------------------------------------------------------------

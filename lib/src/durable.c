@@ -421,9 +421,13 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
     return (!so->etag || o->etag) && (!so->last_modified || o->last_modified);
 }
 
-static int open_blob(rv_object *o, bool truncate) {
-    int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0);
-    o->fd = open(o->blob_path, flags, 0644);
+/* Reopen a partial blob to resume it. Blobs are created read-only (they
+ * become hard links of delivered files as they are); a partial one is
+ * made writable again first, and read-only again before delivery. */
+static int open_blob_to_resume(rv_object *o) {
+    (void)chmod(o->blob_path, 0644); /* a missing blob: open says so */
+    o->blob_writable = true;
+    o->fd = open(o->blob_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (o->fd < 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot open cache file '%s': %s", o->blob_path, strerror(errno));
@@ -432,30 +436,64 @@ static int open_blob(rv_object *o, bool truncate) {
     return RV_OK;
 }
 
-/* Start the blob over as a new, empty file. The old one may be a complete
- * blob hard-linked to earlier destinations: it is unlinked, never written. */
+/* Start the blob over as a new, empty file, created read-only (mode 0444:
+ * the descriptor still writes; the blob is delivered as hard links, which
+ * must not be writable). An old blob may be complete and hard-linked to
+ * earlier destinations: it is unlinked, never written. */
 static int fresh_blob(rv_object *o) {
-    o->cached = o->revalidating = o->digest_known = o->planned = false;
+    o->cached = o->revalidating = o->digest_known = o->planned = o->blob_writable = false;
     o->bytes_done = 0;
     free(o->etag);
     free(o->last_modified);
     o->etag = o->last_modified = NULL;
-    if (unlink(o->blob_path) != 0 && errno != ENOENT) {
+    int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
+    /* A new row's blob does not exist (recovery removed unowned blobs):
+     * create it at once; unlink first only when it does. */
+    o->fd = open(o->blob_path, flags, 0444);
+    if (o->fd < 0 && errno == EEXIST && unlink(o->blob_path) == 0)
+        o->fd = open(o->blob_path, flags, 0444);
+    if (o->fd < 0) {
         int err = rv_errno_to_error(errno);
-        rv_object_fail(o, err, "cannot replace cache file '%s': %s", o->blob_path,
+        rv_object_fail(o, err, "cannot create cache file '%s': %s", o->blob_path,
                        strerror(errno));
         return err;
     }
-    return open_blob(o, true);
+    return RV_OK;
+}
+
+/* FNV-1a: a cheap first comparison of keys, which share long prefixes. */
+static uint64_t key_hash(const char *key) {
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
 }
 
 /* A live object already fetching the same key, or NULL. */
 static rv_object *find_leader(rv_object *o) {
-    for (rv_object *l = o->engine->head; l; l = l->next)
-        if (l != o && l->store_id && !l->leader && !rv_state_is_terminal(l->state) && l->key &&
-            strcmp(l->key, o->key) == 0)
+    for (rv_object *l = o->engine->leaders; l; l = l->lead_next)
+        if (l->key_hash == o->key_hash && strcmp(l->key, o->key) == 0)
             return l;
     return NULL;
+}
+
+static void leaders_add(rv_object *o) {
+    rv_engine *e = o->engine;
+    o->lead_next = e->leaders;
+    if (e->leaders)
+        e->leaders->lead_prevp = &o->lead_next;
+    o->lead_prevp = &e->leaders;
+    e->leaders = o;
+}
+
+static void leaders_remove(rv_object *o) {
+    if (!o->lead_prevp)
+        return;
+    *o->lead_prevp = o->lead_next;
+    if (o->lead_next)
+        o->lead_next->lead_prevp = o->lead_prevp;
+    o->lead_next = NULL;
+    o->lead_prevp = NULL;
 }
 
 int rv_durable_start(rv_object *o) {
@@ -465,9 +503,12 @@ int rv_durable_start(rv_object *o) {
     int r = make_key(o);
 
     /* Two requests for one object in one process share its download. */
+    if (r == RV_OK)
+        o->key_hash = key_hash(o->key);
     rv_object *leader = r == RV_OK ? find_leader(o) : NULL;
     if (leader) {
         o->leader = leader;
+        leader->followers++;
         o->store_id = leader->store_id;
         o->planned = true;
         return RV_OK;
@@ -479,31 +520,12 @@ int rv_durable_start(rv_object *o) {
                        rv_store_errmsg(e->store));
         goto out;
     }
-    if (found) {
-        o->store_id = so.id;
-    } else {
-        o->store_id = ++e->next_store_id;
-        char blob[32];
-        snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
-        char *shown = NULL;
-        if (rv_url_redact(o->url_in, &shown) != RV_OK) {
-            r = RV_E_NOMEM;
-            rv_object_fail(o, r, "out of memory");
-            goto out;
-        }
-        rv_store_object row = {.id = o->store_id, .key = o->key, .url = shown,
-                               .size = RV_STORE_UNKNOWN, .blob = blob,
-                               .used_at = (int64_t)time(NULL)};
-        r = tx(e);
-        if (r == RV_OK)
-            r = rv_store_insert(e->store, &row);
-        free(shown);
-        if (r != RV_OK) {
-            rv_object_fail(o, RV_E_STATE, "cannot record the download: %s",
-                           rv_store_errmsg(e->store));
-            goto out;
-        }
-    }
+    /* A new object's row is written when there is something to record
+     * (its plan, or its completion): until then a crash leaves only a blob
+     * without a row, which recovery removes. */
+    o->row_exists = found;
+    o->store_id = found ? so.id : ++e->next_store_id;
+    leaders_add(o);
     if (asprintf(&o->blob_path, "%s/%lld", e->blob_dir, (long long)o->store_id) < 0) {
         o->blob_path = NULL;
         r = RV_E_NOMEM;
@@ -514,7 +536,7 @@ int rv_durable_start(rv_object *o) {
         if (tx(e) == RV_OK && cache_hit(o, &so))
             goto out;
     } else if (found) {
-        r = open_blob(o, false);
+        r = open_blob_to_resume(o);
         if (r == RV_OK && resume(o, &so))
             goto out; /* resumed */
     }
@@ -535,6 +557,29 @@ static void count(rv_object *o, uint64_t size) {
     o->counted = size;
 }
 
+/* Insert o's row as it stands: what resolution learnt, and for a complete
+ * object its checksums. */
+static int insert_row(rv_object *o, bool complete) {
+    rv_engine *e = o->engine;
+    char blob[32], *shown = NULL;
+    snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
+    if (rv_url_redact(o->url_in, &shown) != RV_OK)
+        return RV_E_NOMEM;
+    rv_store_object row = {.id = o->store_id, .key = o->key, .url = shown, .size = o->size,
+                           .etag = o->etag, .last_modified = o->last_modified, .blob = blob,
+                           .complete = complete, .has_crc32c = complete, .crc32c = o->crc32c,
+                           .used_at = (int64_t)time(NULL)};
+    if (complete)
+        memcpy(row.sha256, o->sha256_hex, sizeof(row.sha256));
+    int r = tx(e);
+    if (r == RV_OK)
+        r = rv_store_insert(e->store, &row);
+    free(shown);
+    if (r == RV_OK)
+        o->row_exists = true;
+    return r;
+}
+
 void rv_durable_planned(rv_object *o) {
     rv_engine *e = o->engine;
     if (o->size != RV_UNKNOWN)
@@ -547,12 +592,23 @@ void rv_durable_planned(rv_object *o) {
     }
     for (size_t i = 0; keep && i < o->n_chunks; i++)
         ranges[i] = (rv_store_range){.start = o->chunks[i].start, .end = o->chunks[i].end};
-    rv_store_object so = {.id = o->store_id, .size = o->size, .etag = o->etag,
-                          .last_modified = o->last_modified};
     /* An object that cannot be resumed keeps no ranges: nothing to trust. */
-    if (tx(e) != RV_OK || rv_store_resolve(e->store, &so, ranges, keep ? o->n_chunks : 0) != RV_OK)
-        rv_object_fail(o, RV_E_STATE, "cannot record the download's plan: %s",
-                       rv_store_errmsg(e->store));
+    size_t n = keep ? o->n_chunks : 0;
+    int r;
+    if (o->row_exists) {
+        rv_store_object so = {.id = o->store_id, .size = o->size, .etag = o->etag,
+                              .last_modified = o->last_modified};
+        r = tx(e);
+        if (r == RV_OK)
+            r = rv_store_resolve(e->store, &so, ranges, n);
+    } else {
+        r = insert_row(o, false);
+        if (r == RV_OK)
+            r = rv_store_add_ranges(e->store, o->store_id, ranges, n);
+    }
+    if (r != RV_OK)
+        rv_object_fail(o, r == RV_E_NOMEM ? r : RV_E_STATE,
+                       "cannot record the download's plan: %s", rv_store_errmsg(e->store));
     free(ranges);
 }
 
@@ -639,22 +695,23 @@ static void combine_crc(rv_object *o) {
 
 /* A sync finished: extend each range's CRC with its span's (jobs of one
  * object finish in submission order), record the marks, and for the final
- * one the object's completion. */
-static void sync_done(rv_engine *e, rv_sync_job *job) {
+ * one the object's completion. Returns 1 when the object is ready to be
+ * delivered once the transaction commits (deliver_ready), else 0. */
+static unsigned sync_done(rv_engine *e, rv_sync_job *job) {
     rv_object *o = object_by_id(e, job->object_id);
     if (!o || o->gen != job->gen || rv_state_is_terminal(o->state))
-        return; /* cancelled, restarted, or gone: what it proved is moot */
+        return 0; /* cancelled, restarted, or gone: what it proved is moot */
     if (job->req.err) {
         int err = rv_errno_to_error(job->req.err);
         rv_object_fail(o, err == RV_E_DEST_UNWRITABLE ? RV_E_IO : err,
                        "cannot make '%s' durable: %s", o->blob_path, strerror(job->req.err));
-        return;
+        return 0;
     }
     rv_store_mark *marks = calloc(job->req.n_spans ? job->req.n_spans : 1, sizeof(*marks));
     size_t n = 0;
     if (!marks) {
         rv_object_fail(o, RV_E_NOMEM, "out of memory");
-        return;
+        return 0;
     }
     for (size_t i = 0; i < job->req.n_spans; i++) {
         const rv_sync_span *sp = &job->spans[i];
@@ -663,61 +720,68 @@ static void sync_done(rv_engine *e, rv_sync_job *job) {
             rv_object_fail(o, RV_E_INTERNAL, "durable ranges out of step at offset %llu",
                            (unsigned long long)sp->from);
             free(marks);
-            return;
+            return 0;
         }
         c->crc = rv_crc32c_combine(c->crc, sp->crc, sp->to - sp->from);
         c->durable = sp->to;
         marks[n++] = (rv_store_mark){.object_id = o->store_id, .start = c->start,
                                      .durable = c->durable, .crc32c = c->crc};
     }
-    /* An object that cannot resume keeps no marks: nothing to trust. */
+    /* An object that cannot resume keeps no marks: nothing to trust. The
+     * final sync's would be moot: the row becomes complete instead. */
     int r = RV_OK;
-    if (n > 0 && resumable(o) && (r = tx(e)) == RV_OK)
+    if (!job->final && n > 0 && resumable(o) && o->row_exists && (r = tx(e)) == RV_OK)
         r = rv_store_commit(e->store, marks, n, NULL);
     free(marks);
     if (r != RV_OK) {
         rv_object_fail(o, RV_E_STATE, "cannot record durable ranges: %s",
                        rv_store_errmsg(e->store));
-        return;
+        return 0;
     }
     if (job->final) {
         combine_crc(o);
-        if (tx(e) != RV_OK ||
-            rv_store_complete(e->store, o->store_id, o->crc32c, o->sha256_hex) != RV_OK) {
-            rv_object_fail(o, RV_E_STATE, "cannot record the finished download: %s",
-                           rv_store_errmsg(e->store));
-            return;
+        if (o->row_exists)
+            r = tx(e) == RV_OK ? rv_store_complete(e->store, o->store_id, o->crc32c,
+                                                   o->sha256_hex)
+                               : RV_E_STATE;
+        else
+            r = insert_row(o, true);
+        if (r != RV_OK) {
+            rv_object_fail(o, r == RV_E_NOMEM ? r : RV_E_STATE,
+                           "cannot record the finished download: %s", rv_store_errmsg(e->store));
+            return 0;
         }
         o->deliver_ready = true;
+        return 1;
     }
+    return 0;
 }
 
 void rv_durable_progress(rv_engine *e, uint64_t now) {
-    bool delivering = false;
+    unsigned ready = 0; /* objects whose completion is in the open transaction */
 
     for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
         rv_sync_req *next = r->next;
         rv_sync_job *job = (rv_sync_job *)r;
-        sync_done(e, job);
+        ready += sync_done(e, job);
         free(job->span_start);
         free(job);
         r = next;
     }
-    for (rv_object *o = e->head; o && !delivering; o = o->next)
-        delivering = o->deliver_ready;
-    if (!e->tx_open || (!delivering && now - e->tx_opened_ms < COMMIT_INTERVAL_MS))
+    if (!e->tx_open || (!ready && now - e->tx_opened_ms < COMMIT_INTERVAL_MS))
         return;
     int r = commit(e);
-    for (rv_object *o = e->head; o; o = o->next) {
+    for (rv_object *o = rv_live_head(e); o && ready > 0; o = o->next) {
         if (!o->deliver_ready)
             continue;
         o->deliver_ready = false;
+        ready--;
         if (r != RV_OK) {
             rv_object_fail(o, RV_E_STATE, "cannot record the finished download: %s",
                            rv_store_errmsg(e->store));
             continue;
         }
-        if (fchmod(o->fd, 0444) == 0 && rv_outfile_deliver(o) == RV_OK)
+        if ((!o->blob_writable || fchmod(o->fd, 0444) == 0) && rv_outfile_deliver(o) == RV_OK)
             rv_object_set_state(o, RV_STATE_DONE);
     }
     evict(e);
@@ -731,6 +795,7 @@ static void follow_done(rv_object *f, rv_object *l) {
                           .complete = true};
     memcpy(so.sha256, l->sha256_hex, sizeof(so.sha256));
     f->store_id = l->store_id;
+    f->row_exists = l->row_exists;
     if (asprintf(&f->blob_path, "%s", l->blob_path) < 0) {
         f->blob_path = NULL;
         rv_object_fail(f, RV_E_NOMEM, "out of memory");
@@ -749,7 +814,8 @@ static void follow_done(rv_object *f, rv_object *l) {
 }
 
 void rv_durable_leader_ended(rv_object *l) {
-    for (rv_object *f = l->engine->head; f; f = f->next) {
+    leaders_remove(l);
+    for (rv_object *f = l->followers ? l->engine->head : NULL; f; f = f->next) {
         if (f->leader != l)
             continue;
         f->leader = NULL;
@@ -780,7 +846,8 @@ void rv_durable_restarted(rv_object *o) {
     /* Forget the old version's ranges now, committed before a byte of the
      * new version lands: a crash must never pair old marks with new data. */
     rv_store_object so = {.id = o->store_id, .size = RV_STORE_UNKNOWN};
-    if (tx(e) != RV_OK || rv_store_resolve(e->store, &so, NULL, 0) != RV_OK || commit(e) != RV_OK)
+    if (o->row_exists && (tx(e) != RV_OK || rv_store_resolve(e->store, &so, NULL, 0) != RV_OK ||
+                          commit(e) != RV_OK))
         rv_object_fail(o, RV_E_STATE, "cannot reset the download's state: %s",
                        rv_store_errmsg(e->store));
 }
@@ -794,10 +861,11 @@ void rv_durable_end(rv_object *o) {
     if (!o->store_id)
         return;
     /* Keep what a later run can resume: cancelled, or a failure that may
-     * pass (no space, origin down). Anything else leaves nothing useful. */
-    if (o->err == RV_E_CANCELLED || rv_error_retryable(o->err))
+     * pass (no space, origin down). Anything else, or an object whose plan
+     * was never recorded, leaves nothing useful. */
+    if (o->row_exists && (o->err == RV_E_CANCELLED || rv_error_retryable(o->err)))
         return;
-    if (tx(e) == RV_OK)
+    if (o->row_exists && tx(e) == RV_OK)
         rv_store_delete(e->store, o->store_id);
     if (o->blob_path)
         unlink(o->blob_path);

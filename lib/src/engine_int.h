@@ -146,15 +146,20 @@ struct rv_object {
 
     /* durable state (engine->store set): the object's row and blob */
     char *key;                 /* store key; never holds header values */
+    uint64_t key_hash;         /* of key, to compare keys quickly */
+    unsigned followers;        /* objects that ever took this one as leader */
+    rv_object *lead_next, **lead_prevp; /* in engine->leaders while listed */
     uint64_t counted;          /* bytes of this object in engine->cache_bytes */
     rv_object *leader;         /* another live object fetching the same key: this
                                   one waits for its blob (no transfers, no fd);
                                   cleared when the leader ends */
-    int64_t store_id;          /* 0 until the row exists */
+    int64_t store_id;          /* 0 until the object has a row id */
+    bool row_exists;           /* the row is in the store (or its open transaction) */
     char *blob_path;           /* cache_dir/blobs/<store_id> */
     uint64_t gen;              /* bumped on restart: stale syncs are dropped */
     uint64_t last_submit_ms;   /* last sync submitted */
     bool final_sync;           /* all bytes written and verified; final sync queued */
+    bool blob_writable;        /* the blob's mode allows writing (reopened to resume) */
     bool cached;               /* a complete blob from an earlier run: a cache hit */
     bool revalidating;         /* a cache hit waiting for the origin's word */
     bool digest_known;         /* sha256_hex came with the cached blob */
@@ -196,6 +201,8 @@ struct rv_engine {
 
     /* durable state; all NULL without cfg.state_dir */
     rv_store *store;
+    rv_object *leaders;        /* live objects with a store id that follow no
+                                  other: the ones a new request may follow */
     rv_flusher *flusher;
     char *state_dir, *cache_dir, *blob_dir;
     int64_t next_store_id;     /* ids are allocated here, inserts are batched */

@@ -304,13 +304,18 @@ static int copy_blob(rv_object *o, int fd) {
 }
 
 /* Durable state: the blob stays in the cache; the destination gets a hard
- * link (same file system, allowed by config), or a copy, under a hidden
- * name that is then renamed over the destination. */
+ * link (same file system, allowed by config), or a copy. A link is made
+ * under the destination's name at once where that name is free (a link
+ * appears whole); otherwise, and for copies, under a hidden name that is
+ * then renamed over the destination. */
 static int deliver_blob(rv_object *o) {
     char *tmp = NULL;
     int fd = -1, err = 0, r = RV_E_IO;
+    bool link = o->engine->cfg.link_deliveries && !o->copy;
 
-    if (o->engine->cfg.link_deliveries && !o->copy && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
+    if (link && linkat(AT_FDCWD, o->blob_path, AT_FDCWD, o->dest_path, 0) == 0)
+        goto done;
+    if (link && errno == EEXIST && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
         goto rename;
     r = temp_next_to_dest(o, NULL, &tmp, &fd);
     if (r != RV_OK) {
@@ -339,6 +344,7 @@ rename:
         if (existed)
             unlink(tmp);
     }
+done:
     free(tmp);
     close(o->fd);
     o->fd = -1;

@@ -460,14 +460,21 @@ int rv_store_resolve(rv_store *s, const rv_store_object *o, const rv_store_range
         sqlite3_bind_int64(st, 1, o->id);
         r = run(st);
     }
+    if (r == RV_OK)
+        r = rv_store_add_ranges(s, o->id, ranges, n);
+    return end(s, r);
+}
+
+int rv_store_add_ranges(rv_store *s, int64_t id, const rv_store_range *ranges, size_t n) {
+    int r = RV_OK;
     for (size_t i = 0; r == RV_OK && i < n; i++) {
-        st = stmt(s, ST_INSERT_RANGE);
-        sqlite3_bind_int64(st, 1, o->id);
+        sqlite3_stmt *st = stmt(s, ST_INSERT_RANGE);
+        sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)ranges[i].start);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)ranges[i].end);
-        r = run(st);
+        r = write1(s, st);
     }
-    return end(s, r);
+    return r;
 }
 
 int rv_store_ranges(rv_store *s, int64_t id, rv_store_range **ret, size_t *ret_n) {

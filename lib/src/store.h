@@ -103,6 +103,8 @@ int rv_store_insert(rv_store *s, rv_store_object *o);
  * durable = start) in one transaction. */
 int rv_store_resolve(rv_store *s, const rv_store_object *o, const rv_store_range *ranges,
                      size_t n);
+/* Add ranges (durable = start) to an object that has none. */
+int rv_store_add_ranges(rv_store *s, int64_t id, const rv_store_range *ranges, size_t n);
 /* The object's ranges, sorted by start. *ret is malloc'd (free it). */
 int rv_store_ranges(rv_store *s, int64_t id, rv_store_range **ret, size_t *ret_n);
 /* Commit a batch of marks in one transaction; *ret_batch gets its number. */

@@ -213,11 +213,14 @@ static int become(const creds *c, creds *saved) {
  * open and access check is the caller's. */
 typedef struct section {
     how how;
-    creds caller; /* valid with HOW_SWITCH */
+    creds caller; /* valid with HOW_SWITCH, unless borrowed (then empty) */
     creds saved;  /* valid with HOW_SWITCH */
 } section;
 
-static int enter(section *s, const rvd_peer *caller, const char *path, char **ret_error) {
+/* known: the caller's credentials when already looked up (borrowed), or
+ * NULL to look them up here. */
+static int enter(section *s, const rvd_peer *caller, const creds *known, const char *path,
+                 char **ret_error) {
     int r;
     *s = (section){.how = how_for(caller)};
     if (s->how == HOW_SELF)
@@ -230,9 +233,9 @@ static int enter(section *s, const rvd_peer *caller, const char *path, char **re
                                      (unsigned)geteuid(), (unsigned)caller->uid, path);
         return r;
     }
-    r = caller_creds(caller, &s->caller);
+    r = known ? 0 : caller_creds(caller, &s->caller);
     if (r == 0) {
-        r = become(&s->caller, &s->saved);
+        r = become(known ? known : &s->caller, &s->saved);
         if (r < 0)
             creds_clear(&s->caller);
     }
@@ -276,49 +279,46 @@ static int split_dest(const char *dest, char **ret_dir, const char **ret_name) {
     return 0;
 }
 
-/* Open dir and check what the caller may do there about name. Runs as the
- * caller. *ret_sticky: the refusal is the sticky directory's rule;
- * *ret_entry: what is under name, when something is. */
-static int check_dest(const rvd_peer *caller, const char *dir, const char *name, int *ret_dirfd,
-                      bool *ret_sticky, struct stat *ret_entry) {
-    struct stat dst, st;
-    int r = 0;
-
+/* Open dir and check that the caller may create names in it. Runs as the
+ * caller. */
+static int check_dir(const char *dir, int *ret_dirfd, struct stat *ret_st) {
     int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
         return -errno;
-    r = access_as_fs(dirfd, "", W_OK | X_OK, AT_EMPTY_PATH);
-    if (r == 0 && fstat(dirfd, &dst) != 0)
+    int r = access_as_fs(dirfd, "", W_OK | X_OK, AT_EMPTY_PATH);
+    if (r == 0 && fstat(dirfd, ret_st) != 0)
         r = -errno;
-    if (r < 0)
-        goto out;
-
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        r = errno == ENOENT ? 0 : -errno; /* nothing there: it will be created */
-        goto out;
-    }
-    *ret_entry = st;
-    if (S_ISDIR(st.st_mode)) {
-        r = -EISDIR;
-    } else if (!S_ISREG(st.st_mode)) {
-        r = -EEXIST;
-    } else {
-        /* It is replaced by a rename, never written in place, but the
-         * caller asked to overwrite it: require what overwriting needs. */
-        r = access_as_fs(dirfd, name, W_OK, AT_SYMLINK_NOFOLLOW);
-        /* The kernel's rule for replacing a name in a sticky directory:
-         * the caller owns the file or the directory. */
-        if (r == 0 && (dst.st_mode & S_ISVTX) && caller->uid != 0 && st.st_uid != caller->uid &&
-            dst.st_uid != caller->uid) {
-            *ret_sticky = true;
-            r = -EPERM;
-        }
-    }
-out:
     if (r < 0)
         close(dirfd);
     else
         *ret_dirfd = dirfd;
+    return r;
+}
+
+/* Check what the caller may do about name in a directory check_dir
+ * accepted (dirfd, its stat dst). Runs as the caller. *ret_sticky: the
+ * refusal is the sticky directory's rule; *ret_entry: what is under name,
+ * when something is. */
+static int check_name(const rvd_peer *caller, int dirfd, const struct stat *dst, const char *name,
+                      bool *ret_sticky, struct stat *ret_entry) {
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0 : -errno; /* nothing there: it will be created */
+    *ret_entry = st;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (!S_ISREG(st.st_mode))
+        return -EEXIST;
+    /* It is replaced by a rename, never written in place, but the caller
+     * asked to overwrite it: require what overwriting needs. */
+    int r = access_as_fs(dirfd, name, W_OK, AT_SYMLINK_NOFOLLOW);
+    /* The kernel's rule for replacing a name in a sticky directory: the
+     * caller owns the file or the directory. */
+    if (r == 0 && (dst->st_mode & S_ISVTX) && caller->uid != 0 && st.st_uid != caller->uid &&
+        dst->st_uid != caller->uid) {
+        *ret_sticky = true;
+        r = -EPERM;
+    }
     return r;
 }
 
@@ -352,13 +352,77 @@ static char *dest_message(int r, bool sticky, uid_t uid, const char *dest, const
     }
 }
 
-int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirfd, char **ret_name,
-                         char **ret_error) {
+/* ------------------------------------------------------------------------
+ * Many destinations of one caller
+ * ------------------------------------------------------------------------ */
+
+struct dir {
+    char *path; /* as the caller wrote it */
+    int fd;
+    struct stat st;
+};
+
+struct rvd_asuser_dirs {
+    rvd_peer caller;
+    bool have_creds;
+    creds creds; /* looked up at the first switch */
+    struct dir *v;
+    size_t n, cap, last;
+};
+
+rvd_asuser_dirs *rvd_asuser_dirs_new(const rvd_peer *caller) {
+    rvd_asuser_dirs *d = calloc(1, sizeof(*d));
+    if (d)
+        d->caller = *caller;
+    return d;
+}
+
+rvd_asuser_dirs *rvd_asuser_dirs_free(rvd_asuser_dirs *d) {
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->v[i].fd >= 0)
+            close(d->v[i].fd);
+        free(d->v[i].path);
+    }
+    free(d->v);
+    creds_clear(&d->creds);
+    free(d);
+    return NULL;
+}
+
+/* The directory path as checked earlier in d, or NULL. */
+static struct dir *dirs_find(rvd_asuser_dirs *d, const char *path) {
+    if (d->n && strcmp(d->v[d->last].path, path) == 0)
+        return &d->v[d->last];
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->v[i].path, path) == 0)
+            return &d->v[d->last = i];
+    return NULL;
+}
+
+static int dirs_add(rvd_asuser_dirs *d, char *path, int fd, const struct stat *st) {
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 4;
+        struct dir *v = realloc(d->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        d->v = v;
+        d->cap = cap;
+    }
+    d->v[d->n] = (struct dir){.path = path, .fd = fd, .st = *st};
+    d->last = d->n++;
+    return 0;
+}
+
+int rvd_asuser_dest(rvd_asuser_dirs *d, const char *dest, int *ret_dirfd, char **ret_name,
+                    char **ret_error) {
+    const rvd_peer *caller = &d->caller;
     char *dir = NULL, *name_copy = NULL;
     const char *name = NULL;
     struct stat entry = {0};
     bool sticky = false;
-    int dirfd = -1;
+    int fd = -1;
     section s;
 
     int r = split_dest(dest, &dir, &name);
@@ -367,10 +431,24 @@ int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirf
             *ret_error = r == -ENOMEM ? NULL : dest_message(r, sticky, caller->uid, dest, "", &entry);
         return r;
     }
-    r = enter(&s, caller, dest, ret_error);
+    /* A failed lookup is tried again by enter(), which words the error. */
+    if (how_for(caller) == HOW_SWITCH && !d->have_creds)
+        d->have_creds = caller_creds(caller, &d->creds) == 0;
+    r = enter(&s, caller, d->have_creds ? &d->creds : NULL, dest, ret_error);
     if (r < 0)
         goto out;
-    r = check_dest(caller, dir, name, &dirfd, &sticky, &entry);
+    struct dir *known = dirs_find(d, dir);
+    struct stat dst;
+    if (!known) {
+        r = check_dir(dir, &fd, &dst);
+        if (r == 0 && (r = dirs_add(d, dir, fd, &dst)) == 0) {
+            known = &d->v[d->last];
+            dir = NULL; /* d's now */
+            fd = -1;
+        }
+    }
+    if (r == 0)
+        r = check_name(caller, known->fd, &known->st, name, &sticky, &entry);
     leave(&s);
     if (r == 0) {
         name_copy = strdup(name);
@@ -378,19 +456,31 @@ int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirf
     }
     if (r < 0) {
         if (ret_error)
-            *ret_error =
-                r == -ENOMEM ? NULL : dest_message(r, sticky, caller->uid, dest, dir, &entry);
+            *ret_error = r == -ENOMEM ? NULL
+                                      : dest_message(r, sticky, caller->uid, dest,
+                                                     known ? known->path : dir, &entry);
         goto out;
     }
-    *ret_dirfd = dirfd;
+    *ret_dirfd = known->fd;
     *ret_name = name_copy;
-    dirfd = -1;
     name_copy = NULL;
 out:
-    if (dirfd >= 0)
-        close(dirfd);
+    if (fd >= 0)
+        close(fd);
     free(name_copy);
     free(dir);
+    return r;
+}
+
+int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirfd, char **ret_name,
+                         char **ret_error) {
+    rvd_asuser_dirs *d = rvd_asuser_dirs_new(caller);
+    if (!d)
+        return -ENOMEM;
+    int r = rvd_asuser_dest(d, dest, ret_dirfd, ret_name, ret_error);
+    if (r == 0)
+        d->v[d->last].fd = -1; /* the caller's now */
+    rvd_asuser_dirs_free(d);
     return r;
 }
 
@@ -410,7 +500,7 @@ int rvd_asuser_open_source(const rvd_peer *caller, const char *path, int *ret_fd
             *ret_error = rvd_strdupf("source '%s' is not an absolute path", path ? path : "");
         return -EINVAL;
     }
-    r = enter(&s, caller, path, ret_error);
+    r = enter(&s, caller, NULL, path, ret_error);
     if (r < 0)
         return r;
     /* O_NONBLOCK: a FIFO must not hang the thread (it is refused below);

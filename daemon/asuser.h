@@ -78,6 +78,18 @@
 int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirfd, char **ret_name,
                          char **ret_error);
 
+/* Many destinations of one caller (a job's): each directory is opened and
+ * checked once, the caller's groups are looked up once, and destinations
+ * in one directory share its descriptor, which d owns: it stays open
+ * until rvd_asuser_dirs_free. A check is as of the call: the batch is for
+ * destinations checked together, not a cache kept across requests. */
+typedef struct rvd_asuser_dirs rvd_asuser_dirs;
+rvd_asuser_dirs *rvd_asuser_dirs_new(const rvd_peer *caller);
+rvd_asuser_dirs *rvd_asuser_dirs_free(rvd_asuser_dirs *d);
+/* rvd_asuser_open_dest within d: *ret_dirfd is d's (do not close it). */
+int rvd_asuser_dest(rvd_asuser_dirs *d, const char *dest, int *ret_dirfd, char **ret_name,
+                    char **ret_error);
+
 /* Open path (absolute; a file:// URL's path) for reading as the caller:
  * the kernel checks read permission as the caller at open. It must be a
  * regular file. On success *ret_fd is an O_RDONLY|O_CLOEXEC descriptor the

@@ -49,12 +49,17 @@ struct jobject {
     uint32_t index;
     const rvd_source *src; /* the job's request owns it */
     rv_object *obj;        /* in the engine; NULL before start and after release */
-    int dirfd, srcfd;      /* opened as the caller at start; -1 when closed */
+    int dirfd;             /* the destination's directory, opened as the caller at
+                              start (the job's dirs own it, or the daemon's reads
+                              directory); -1 before and after */
+    int srcfd;             /* file:// sources, opened as the caller; -1 when closed */
     char *dest_name;       /* final component of the destination */
     char *engine_dest;     /* "/proc/self/fd/N/name": the pinned directory */
     char *engine_url;      /* file:// sources: "file:///proc/self/fd/N" */
     dev_t dir_dev;         /* the destination directory's identity, */
     ino_t dir_ino;         /* valid while dirfd is open */
+    struct jobject *dest_next; /* chain in rvd_jobs.dests while in it */
+    bool in_dests;
     char *sha256, *crc32c, *error_detail; /* the view's strings */
     bool started;          /* STARTED was sent */
     int data_fd;           /* the engine's file of its bytes, for readers; -1 */
@@ -77,6 +82,9 @@ struct job {
     uint64_t seq;      /* submission order */
     size_t n_live;     /* objects not yet terminal */
     bool want_cancel;  /* RUNNING: the pump cancels it */
+    rvd_asuser_dirs *dirs; /* the destinations' directories, opened as the owner
+                              while objects use them (dirs_users) */
+    size_t dirs_users;
     struct sub *subs;  /* newest first */
     struct job *prev, *next;
     struct job *work_next; /* the pump's private lists */
@@ -98,6 +106,11 @@ struct rvd_jobs {
     uint64_t seq;
     bool stopping;
     struct jobject *release; /* ended objects the pump releases */
+    /* Started objects by destination (directory identity and name), so a
+     * start finds one writing the same file without a scan. Worker thread
+     * only: objects start and close there. */
+    struct jobject **dests;
+    size_t n_dest_slots, n_dests;
 };
 
 /* ------------------------------------------------------------------------
@@ -166,12 +179,82 @@ static char *read_only_name(const struct jobject *o) {
     return rvd_strdupf("%s-%u", o->job->id, (unsigned)o->index);
 }
 
-static void jobject_close(struct jobject *o) {
+/* ------------------------------------------------------------------------
+ * Started objects by destination
+ * ------------------------------------------------------------------------ */
+
+static size_t dest_slot(const rvd_jobs *j, const struct jobject *o) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    uint64_t ids[2] = {(uint64_t)o->dir_dev, (uint64_t)o->dir_ino};
+    for (size_t i = 0; i < sizeof(ids); i++)
+        h = (h ^ ((const unsigned char *)ids)[i]) * 1099511628211ull;
+    for (const char *p = o->dest_name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)(h % j->n_dest_slots);
+}
+
+static bool same_dest(const struct jobject *a, const struct jobject *b) {
+    return a->dir_dev == b->dir_dev && a->dir_ino == b->dir_ino &&
+           strcmp(a->dest_name, b->dest_name) == 0;
+}
+
+/* Another started object writing o's destination, or NULL. */
+static struct jobject *dests_find(const rvd_jobs *j, const struct jobject *o) {
+    for (struct jobject *p = j->n_dest_slots ? j->dests[dest_slot(j, o)] : NULL; p;
+         p = p->dest_next)
+        if (p != o && same_dest(p, o))
+            return p;
+    return NULL;
+}
+
+static int dests_add(rvd_jobs *j, struct jobject *o) {
+    if (j->n_dests >= j->n_dest_slots) { /* grow: at most one per slot on average */
+        size_t n = j->n_dest_slots ? 2 * j->n_dest_slots : 64;
+        struct jobject **v = calloc(n, sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        struct jobject **old = j->dests;
+        size_t n_old = j->n_dest_slots;
+        j->dests = v;
+        j->n_dest_slots = n;
+        for (size_t i = 0; i < n_old; i++)
+            for (struct jobject *p = old[i], *next; p; p = next) {
+                next = p->dest_next;
+                size_t k = dest_slot(j, p);
+                p->dest_next = v[k];
+                v[k] = p;
+            }
+        free(old);
+    }
+    size_t k = dest_slot(j, o);
+    o->dest_next = j->dests[k];
+    j->dests[k] = o;
+    o->in_dests = true;
+    j->n_dests++;
+    return 0;
+}
+
+static void dests_remove(rvd_jobs *j, struct jobject *o) {
+    if (!o->in_dests)
+        return;
+    for (struct jobject **pp = &j->dests[dest_slot(j, o)]; *pp; pp = &(*pp)->dest_next)
+        if (*pp == o) {
+            *pp = o->dest_next;
+            break;
+        }
+    o->in_dests = false;
+    j->n_dests--;
+}
+
+/* What the object holds open, and its place in j->dests. */
+static void jobject_close(rvd_jobs *j, struct jobject *o) {
+    struct job *jb = o->job;
+    dests_remove(j, o);
     if (o->data_fd >= 0)
         close(o->data_fd);
     o->data_fd = -1;
-    if (o->dirfd >= 0)
-        close(o->dirfd);
+    if (o->dirfd >= 0 && o->dirfd != j->reads_dirfd && --jb->dirs_users == 0)
+        jb->dirs = rvd_asuser_dirs_free(jb->dirs);
     if (o->srcfd >= 0)
         close(o->srcfd);
     o->dirfd = o->srcfd = -1;
@@ -181,12 +264,12 @@ static void jobject_close(struct jobject *o) {
     o->dest_name = o->engine_dest = o->engine_url = NULL;
 }
 
-static void job_free(struct job *jb) {
+static void job_free(rvd_jobs *j, struct job *jb) {
     if (!jb)
         return;
     for (size_t i = 0; jb->objs && i < jb->view.n_objects; i++) {
         struct jobject *o = &jb->objs[i];
-        jobject_close(o);
+        jobject_close(j, o);
         free(o->sha256);
         free(o->crc32c);
         free(o->error_detail);
@@ -196,6 +279,7 @@ static void job_free(struct job *jb) {
         jb->subs = s->next;
         free(s);
     }
+    rvd_asuser_dirs_free(jb->dirs);
     free(jb->objs);
     free(jb->views);
     free(jb->key);
@@ -220,7 +304,7 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
     jb->views = calloc(n, sizeof(*jb->views));
     jb->objs = calloc(n, sizeof(*jb->objs));
     if (!key || !jb->views || !jb->objs || new_id(jb->id) < 0) {
-        job_free(jb);
+        job_free(NULL, jb); /* no object was set up yet */
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -482,23 +566,27 @@ static rvd_code errno_code(int r) {
  * with nothing created. */
 static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req,
                              char **ret_msg) {
-    for (size_t i = 0; i < req->n_sources; i++) {
+    rvd_asuser_dirs *dirs = rvd_asuser_dirs_new(caller);
+    rvd_code code = RVD_OK;
+    if (!dirs) {
+        *ret_msg = rvd_strdupf("out of memory");
+        return RVD_INTERNAL;
+    }
+    for (size_t i = 0; i < req->n_sources && code == RVD_OK; i++) {
         const rvd_source *src = &req->sources[i];
         char *name = NULL, *path = NULL, *err = NULL;
         int fd = -1, r = 0;
         if (src->destination) {
-            r = rvd_asuser_open_dest(caller, src->destination, &fd, &name, &err);
-            if (r == 0) {
-                close(fd);
-                free(name);
-            }
+            r = rvd_asuser_dest(dirs, src->destination, &fd, &name, &err);
+            free(name); /* fd is dirs' */
         }
         if (r == 0 && strncmp(src->url_key, "file:", 5) == 0) {
             int e = rv_file_url_path(src->url, &path);
             if (e != RV_OK) {
                 *ret_msg = rvd_strdupf("sources[%zu].url: not a usable file URL: %s", i,
                                        rv_strerror(e));
-                return RVD_INVALID_ARGUMENT;
+                code = RVD_INVALID_ARGUMENT;
+                break;
             }
             r = rvd_asuser_open_source(caller, path, &fd, &err);
             if (r == 0)
@@ -507,11 +595,12 @@ static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req
         }
         if (r < 0) {
             *ret_msg = rvd_strdupf("sources[%zu]: %s", i, err ? err : strerror(-r));
-            free(err);
-            return errno_code(r);
+            code = errno_code(r);
         }
+        free(err);
     }
-    return RVD_OK;
+    rvd_asuser_dirs_free(dirs);
+    return code;
 }
 
 rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *req,
@@ -580,7 +669,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                           .created_ms = jb->view.created_ms, .request = raw,
                           .request_len = raw_len};
     if (j->store && rvd_jobstore_add(j->store, &row) < 0) {
-        job_free(jb);
+        job_free(j, jb);
         code = RVD_UNAVAILABLE;
         *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");
         goto fail;
@@ -589,7 +678,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
         if (j->store)
             rvd_jobstore_remove(j->store, jb->id);
-        job_free(jb);
+        job_free(j, jb);
         goto nomem;
     }
     jb->next = j->head;
@@ -1088,25 +1177,6 @@ const rv_hooks *rvd_jobs_hooks(void) {
  * The pump (worker thread)
  * ------------------------------------------------------------------------ */
 
-/* Whether another object in the engine writes o's destination (same
- * directory, same name). Only the worker thread sets obj and the
- * directory identities; the list itself needs the lock. */
-static bool dest_in_use(rvd_jobs *j, const struct jobject *o) {
-    bool found = false;
-    pthread_mutex_lock(&j->lock);
-    for (const struct job *jb = j->head; jb && !found; jb = jb->next) {
-        if (jb->view.state != RVD_JOB_RUNNING)
-            continue;
-        for (size_t i = 0; i < jb->view.n_objects && !found; i++) {
-            const struct jobject *p = &jb->objs[i];
-            found = p != o && p->obj && p->dir_dev == o->dir_dev && p->dir_ino == o->dir_ino &&
-                    strcmp(p->dest_name, o->dest_name) == 0;
-        }
-    }
-    pthread_mutex_unlock(&j->lock);
-    return found;
-}
-
 /* Open what object o needs as its owner, and put it into the engine. An
  * error is a sentence for the object's failure. */
 static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_err,
@@ -1125,26 +1195,37 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
             *ret_err = RV_E_INVALID_ARGUMENT;
             return -EINVAL;
         }
-        o->dirfd = fcntl(j->reads_dirfd, F_DUPFD_CLOEXEC, 0);
+        o->dirfd = j->reads_dirfd;
         o->dest_name = read_only_name(o);
-        if (o->dirfd < 0 || !o->dest_name)
+        if (!o->dest_name)
             goto nomem;
-    } else if ((r = rvd_asuser_open_dest(owner, src->destination, &o->dirfd, &o->dest_name,
-                                         ret_detail)) < 0) {
-        return r;
+    } else {
+        struct job *jb = o->job;
+        if (!jb->dirs && !(jb->dirs = rvd_asuser_dirs_new(owner)))
+            goto nomem;
+        if ((r = rvd_asuser_dest(jb->dirs, src->destination, &o->dirfd, &o->dest_name,
+                                 ret_detail)) < 0) {
+            if (!jb->dirs_users)
+                jb->dirs = rvd_asuser_dirs_free(jb->dirs);
+            return r;
+        }
+        jb->dirs_users++;
     }
     /* The engine refuses two live downloads into one path, but sees
-     * /proc/self/fd paths: compare the directories' identities here. */
+     * /proc/self/fd paths, which differ between jobs: compare the
+     * directories' identities here. */
     struct stat st;
     if (fstat(o->dirfd, &st) == 0) {
         o->dir_dev = st.st_dev;
         o->dir_ino = st.st_ino;
     }
-    if (dest_in_use(j, o)) {
+    if (dests_find(j, o)) {
         *ret_err = RV_E_DEST_CONFLICT;
         *ret_detail = rvd_strdupf("another running download writes '%s'", src->destination);
         return -EEXIST;
     }
+    if (dests_add(j, o) < 0)
+        goto nomem;
     if (!(o->engine_dest = rvd_asuser_dest_path(o->dirfd, o->dest_name)))
         goto nomem;
     if (strncmp(src->url_key, "file:", 5) == 0) {
@@ -1194,7 +1275,7 @@ static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
         char *detail = NULL;
         if (object_start(j, e, o, &err, &detail) == 0)
             continue;
-        jobject_close(o);
+        jobject_close(j, o);
         pthread_mutex_lock(&j->lock);
         if (!j->stopping)
             object_ended(j, o, RV_STATE_FAILED, err, detail);
@@ -1263,7 +1344,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
         pthread_mutex_unlock(&j->lock);
         if (fd >= 0)
             close(fd);
-        jobject_close(o);
+        jobject_close(j, o);
     }
     for (struct job *jb = cancels; jb; jb = jb->work_next)
         for (size_t i = 0; i < jb->view.n_objects; i++)
@@ -1313,7 +1394,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
                 unlinkat(j->reads_dirfd, name, 0);
             free(name);
         }
-        job_free(jb);
+        job_free(j, jb);
     }
 }
 
@@ -1342,10 +1423,11 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
     while (j->head) {
         struct job *jb = j->head;
         j->head = jb->next;
-        job_free(jb);
+        job_free(j, jb);
     }
     if (j->reads_dirfd >= 0)
         close(j->reads_dirfd);
+    free(j->dests);
     pthread_mutex_destroy(&j->lock);
     free(j);
     return NULL;

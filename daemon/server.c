@@ -530,6 +530,10 @@ static void stream_kick(struct call *c) {
         c->inflight = m->bb;
         free(m);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
+        /* More are queued: the transport may hold this one and write them
+         * together (one write for a run of events instead of one each);
+         * the last of a run goes out at once. */
+        ops[n].flags = c->q_head ? GRPC_WRITE_BUFFER_HINT : 0;
         ops[n++].data.send_message.send_message = c->inflight;
     } else if (c->ending) {
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;

@@ -817,6 +817,11 @@ static int object_start(rv_object *o) {
     int r = o->engine->store ? rv_durable_start(o) : rv_outfile_create(o);
     if (r != RV_OK)
         return o->err != RV_OK ? o->err : r;
+    /* The first progress report comes an interval after the start (bytes
+     * already durable or cached are not part of the rate): an object done
+     * sooner reports only its end, which says everything. */
+    o->progress_last_ms = rv_now_ms();
+    o->progress_last_bytes = o->bytes_done;
     rv_object_set_state(o, RV_STATE_RESOLVING);
     if (o->planned && o->revalidating)
         return RV_OK; /* a cache hit: the origin's answer decides (object_schedule) */

@@ -340,6 +340,44 @@ static void test_dest_other_and_root(void) {
     DEST(root, "nobodydir/subdir", -EISDIR);
 }
 
+/* Many destinations of one caller: one descriptor per directory, shared
+ * by its names; each name still checked on its own; a refused directory
+ * or name leaves the batch usable. */
+static void test_dest_batch(void) {
+    rvd_asuser_dirs *d = rvd_asuser_dirs_new(&nobody);
+    int fd1 = -1, fd2 = -1, fd3 = -1, fd4 = -1;
+    char *n1 = NULL, *n2 = NULL, *n3 = NULL, *n4 = NULL, *msg = NULL;
+    CHECK(d != NULL);
+    if (!d)
+        return;
+    CHECK(rvd_asuser_dest(d, p("nobodydir/a"), &fd1, &n1, NULL) == 0);
+    CHECK(rvd_asuser_dest(d, p("nobodydir/mine.txt"), &fd2, &n2, NULL) == 0);
+    CHECK(fd1 >= 0 && fd1 == fd2);
+    CHECK_STREQ(n1, "a");
+    CHECK_STREQ(n2, "mine.txt");
+    /* Same directory, a name nobody may not replace; then another dir. */
+    CHECK(rvd_asuser_dest(d, p("nobodydir/ro.txt"), &fd3, &n3, &msg) == -EACCES);
+    CHECK(has(msg, "/nobodydir/ro.txt': permission denied"));
+    free(msg);
+    msg = NULL;
+    CHECK(rvd_asuser_dest(d, p("rootonly/x"), &fd3, &n3, &msg) == -EACCES);
+    CHECK(has(msg, "/rootonly/x': permission denied"));
+    free(msg);
+    CHECK(rvd_asuser_dest(d, p("sticky/new"), &fd3, &n3, NULL) == 0);
+    CHECK(fd3 >= 0 && fd3 != fd1);
+    CHECK(rvd_asuser_dest(d, p("nobodydir/b"), &fd4, &n4, NULL) == 0);
+    CHECK(fd4 == fd1);
+    CHECK(creds_unchanged());
+    rvd_asuser_dirs_free(d);
+    /* The batch owned the descriptors. */
+    CHECK(fcntl(fd1, F_GETFD) == -1 && errno == EBADF);
+    CHECK(fcntl(fd3, F_GETFD) == -1 && errno == EBADF);
+    free(n1);
+    free(n2);
+    free(n3);
+    free(n4);
+}
+
 static void test_source(void) {
     char *msg;
     int fd = -1;
@@ -759,6 +797,7 @@ int main(void) {
     make_tree();
     test_dest_nobody();
     test_dest_other_and_root();
+    test_dest_batch();
     test_source();
     test_not_root_daemon();
     test_root_without_caps();

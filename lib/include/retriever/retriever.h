@@ -110,7 +110,8 @@ typedef struct rv_config {
     unsigned max_redirects;
     unsigned max_restarts;               /* RV_CHANGE_RESTART bound per object */
     rv_change_policy on_change;
-    unsigned progress_interval_ms;       /* minimum gap between progress hooks */
+    unsigned progress_interval_ms;       /* minimum gap between progress hooks, and from
+                                            an object's start to its first */
     bool compute_sha256;                 /* digest every object (always done when a
                                             request carries sha256_hex) */
     const char *user_agent;              /* copied; NULL for the default */

@@ -649,8 +649,12 @@ int rv_durable_sync_object(rv_object *o, bool final) {
         if (c->pos <= c->submitted)
             continue;
         starts[job->req.n_spans] = c->start;
-        job->spans[job->req.n_spans++] = (rv_sync_span){.from = c->submitted, .to = c->pos};
+        job->spans[job->req.n_spans++] =
+            (rv_sync_span){.from = c->submitted, .to = c->pos,
+                           .have_crc = !c->written_crc_unknown, .crc = c->written_crc};
         c->submitted = c->pos;
+        c->written_crc = 0;
+        c->written_crc_unknown = false;
     }
     o->last_submit_ms = rv_now_ms();
     rv_flusher_submit(e->flusher, &job->req);
@@ -670,8 +674,9 @@ void rv_durable_sync_due(rv_engine *e, uint64_t now) {
     }
 }
 
+/* The live object with this id, or NULL (its syncs are moot then). */
 static rv_object *object_by_id(rv_engine *e, uint64_t id) {
-    for (rv_object *o = e->head; o; o = o->next)
+    for (rv_object *o = rv_live_head(e); o; o = o->next)
         if (o->id == id)
             return o;
     return NULL;

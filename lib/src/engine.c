@@ -794,7 +794,8 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
         /* One stream without ranges cannot continue mid-body: start over. */
         o->bytes_done -= c->pos - c->start;
         c->pos = c->submitted = c->durable = c->start;
-        c->crc = 0;
+        c->crc = c->written_crc = 0;
+        c->written_crc_unknown = false;
         if (rv_outfile_reset(o) != RV_OK)
             return;
         if (o->size != RV_UNKNOWN && rv_outfile_preallocate(o, o->size) != RV_OK)

@@ -42,10 +42,17 @@ typedef struct rv_chunk {
     uint64_t start, end, pos; /* end is exclusive; RV_UNKNOWN: until EOF */
     /* With durable state: start <= durable <= submitted <= pos. [start,
      * durable) is synced and recorded; [durable, submitted) is being synced;
-     * crc covers [start, durable) (the flusher checksums each synced span,
-     * and the engine extends crc with it, in order). */
+     * crc covers [start, durable) (the engine extends it with each synced
+     * span's CRC, in order: written_crc below, or the flusher's). */
     uint64_t submitted, durable;
     uint32_t crc;
+    /* The CRC-32C of [submitted, pos), extended as each write lands (from
+     * the network buffer, still in the CPU's cache: cheaper than reading
+     * the bytes back); written_crc_unknown when some of those bytes were
+     * copied in the kernel instead (file:// sources): the flusher reads
+     * them back. */
+    uint32_t written_crc;
+    bool written_crc_unknown;
     rv_chunk_state state;
     unsigned failures;        /* consecutive failures without progress */
     uint64_t due_ms;          /* TODO: not before this monotonic time */

@@ -91,6 +91,7 @@ int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget) {
             rv_object_changed(o, "source file shrank during the copy");
             return (int)done;
         }
+        c->written_crc_unknown = true; /* copied in the kernel: read back to sync */
         rv_object_chunk_progress(o, c, (uint64_t)got);
         done += (uint64_t)got;
     }

@@ -44,6 +44,8 @@ static int checksum(rv_flusher *f, rv_sync_req *r) {
     for (size_t i = 0; i < r->n_spans; i++) {
         rv_sync_span *sp = &r->spans[i];
         uint32_t crc = 0;
+        if (sp->have_crc)
+            continue;
         for (uint64_t at = sp->from; at < sp->to;) {
             size_t n = sp->to - at < SPAN_BUFFER_SIZE ? (size_t)(sp->to - at) : SPAN_BUFFER_SIZE;
             ssize_t got = pread(r->fd, f->buf, n, (off_t)at);
@@ -182,7 +184,8 @@ void rv_flusher_submit(rv_flusher *f, rv_sync_req *req) {
     req->next = NULL;
     req->err = 0;
     for (size_t i = 0; i < req->n_spans; i++)
-        req->spans[i].crc = 0;
+        if (!req->spans[i].have_crc)
+            req->spans[i].crc = 0;
     pthread_mutex_lock(&f->lock);
     *f->todo_tail = req;
     f->todo_tail = &req->next;

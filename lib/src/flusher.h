@@ -14,17 +14,19 @@
 #ifndef RV_FLUSHER_H
 #define RV_FLUSHER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct rv_flusher rv_flusher;
 
-/* A span of the file whose CRC-32C the flusher computes while it syncs:
- * the checksum of what became durable is worked out off the engine thread
- * (the bytes are read back from the page cache, still hot). */
+/* A span of the file and its CRC-32C: known to the submitter when the
+ * bytes passed through its memory, else computed by the flusher while it
+ * syncs (read back from the page cache, still hot). */
 typedef struct rv_sync_span {
     uint64_t from, to; /* in: [from, to) */
-    uint32_t crc;      /* out: CRC-32C of [from, to) alone */
+    bool have_crc;     /* in: crc is given */
+    uint32_t crc;      /* in with have_crc, else out: CRC-32C of [from, to) alone */
 } rv_sync_span;
 
 typedef struct rv_sync_req {

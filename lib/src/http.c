@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crc32c.h"
 #include "engine_int.h"
 #include "httphdr.h"
 
@@ -301,6 +302,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     }
     if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
         return 0;
+    if (o->store_id)
+        c->written_crc = rv_crc32c(c->written_crc, p, n);
     rv_object_chunk_progress(o, c, n);
     return n;
 }

@@ -7,7 +7,8 @@
  *   1. written      pwrite into the blob; the range's crc extends
  *   2. submitted    a sync job (dup'd fd + marks) goes to the flusher thread
  *                   every flush_bytes new bytes or flush_interval_ms
- *   3. synced       the flusher fdatasyncs (or syncfs for many files)
+ *   3. synced       the flusher fdatasyncs (or one syncfs for a batch, when
+ *                   that costs less)
  *   4. recorded     the marks enter the store's open transaction
  *   5. committed    the transaction commits (every 200 ms, or at once when
  *                   an object waits to be delivered)

@@ -62,6 +62,11 @@
 #define STREAM_PROGRESS_BACKLOG 32
 /* Bytes per ReadChunk (the API's limit). */
 #define RVD_READ_CHUNK (1024 * 1024)
+/* The first chunk after a notify is read under the job table's lock (the
+ * notify comes with it held), where Status and every other call wait: it
+ * is kept small; the chunks after it are read on send completions, with
+ * no lock but the call's. */
+#define RVD_READ_CHUNK_NOTIFIED (64 * 1024)
 
 struct call;
 
@@ -507,7 +512,7 @@ static bool answer(struct call *c) {
  * Streams
  * ------------------------------------------------------------------------ */
 
-static void read_fill(struct call *c);
+static void read_fill(struct call *c, size_t max);
 
 /* Start the next send, if any is due and none is outstanding. Under
  * c->lock. */
@@ -641,7 +646,7 @@ static bool stream_on_sent(struct call *c, bool ok) {
         c->status_sent = true;
     }
     if (c->reading)
-        read_fill(c);
+        read_fill(c, RVD_READ_CHUNK);
     stream_kick(c);
     bool done = stream_done(c);
     pthread_mutex_unlock(&c->lock);
@@ -670,9 +675,10 @@ static bool stream_on_closed(struct call *c) {
     return !done;
 }
 
-/* The next ReadChunk, when the stream is idle and bytes are ready; the
- * end of the stream once the last byte went. Under c->lock. */
-static void read_fill(struct call *c) {
+/* The next ReadChunk (at most max bytes), when the stream is idle and
+ * bytes are ready; the end of the stream once the last byte went. Under
+ * c->lock. */
+static void read_fill(struct call *c, size_t max) {
     if (c->sending || c->q_head || c->ending || c->closed)
         return;
     if (c->read_off >= c->read_ready && !c->read_done)
@@ -682,7 +688,7 @@ static void read_fill(struct call *c) {
         return;
     }
     uint64_t want = c->read_ready - c->read_off;
-    size_t n = want < RVD_READ_CHUNK ? (size_t)want : RVD_READ_CHUNK;
+    size_t n = want < max ? (size_t)want : max;
     grpc_slice data = grpc_slice_malloc(n ? n : 1);
     ssize_t got = 0;
     while ((size_t)got < n) {
@@ -722,7 +728,7 @@ static void read_notify(void *ctx, const rvd_read_state *st) {
     } else {
         c->read_ready = st->ready;
         c->read_done = st->done;
-        read_fill(c);
+        read_fill(c, RVD_READ_CHUNK_NOTIFIED);
     }
     pthread_mutex_unlock(&c->lock);
 }

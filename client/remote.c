@@ -165,17 +165,26 @@ static void print_status(rvc_report *rp, const char *method, const rvc_rpc_statu
     rvc_report_line(rp);
 }
 
+static bool signalled(void *sigwatch) {
+    return rvc_sigwatch_received(sigwatch) != 0;
+}
+
 /* Connect; on failure print why (the message names the socket) and return
- * NULL with the exit code in *ret_code. */
-static rvc_rpc *connect_to(const char *path, rvc_report *rp, int *ret_code) {
+ * NULL with the exit code in *ret_code. A signal that sigwatch (may be
+ * NULL) received meanwhile ends the wait: its exit code then. */
+static rvc_rpc *connect_to(const char *path, rvc_sigwatch *sigwatch, rvc_report *rp,
+                           int *ret_code) {
     rvc_rpc *c = NULL;
     rvc_rpc_status st = {0};
-    int code = rvc_rpc_connect(path, RVC_CONNECT_TIMEOUT_MS, &c, &st);
+    int code = rvc_rpc_connect(path, RVC_CONNECT_TIMEOUT_MS, sigwatch ? signalled : NULL,
+                               sigwatch, &c, &st);
     if (code != RVC_RPC_OK) {
         rvc_buf_puts(rp->msg, PROG ": ");
         rvc_sanitize(rp->msg, st.message ? st.message : rv_strerror(RV_E_NOMEM), MSG_MAX / 2);
         rvc_report_line(rp);
-        *ret_code = rvc_exit_for_rpc(code);
+        *ret_code = code == RVC_RPC_CANCELLED && sigwatch
+                        ? rvc_exit_for_signal(rvc_sigwatch_received(sigwatch))
+                        : rvc_exit_for_rpc(code);
     }
     rvc_rpc_status_done(&st);
     return c;
@@ -198,7 +207,7 @@ int rvc_remote_ping(const char *socket_opt, FILE *out, FILE *err) {
     char *path = socket_for(socket_opt, err, &code);
     if (!path)
         goto out;
-    c = connect_to(path, &rep, &code);
+    c = connect_to(path, NULL, &rep, &code);
     if (!c)
         goto out;
     Retriever__V1__PingRequest req = RETRIEVER__V1__PING_REQUEST__INIT;
@@ -852,7 +861,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         code = rvc_exit_code(e);
         goto out;
     }
-    conn = connect_to(path, &r.rep, &code);
+    conn = connect_to(path, r.sigwatch, &r.rep, &code);
     if (!conn)
         goto out;
     method_path("Download", method, sizeof(method));

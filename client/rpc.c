@@ -235,12 +235,19 @@ static int diagnose(const char *path, bool timed_out, unsigned timeout_ms, rvc_r
 
 /* Drive the channel to READY within timeout_ms. 1: ready; 0: failed;
  * -1: timed out. */
-static int wait_ready(grpc_channel *ch, unsigned timeout_ms) {
+/* 1 ready, 0 failed, -1 the deadline passed, -2 cancelled. The wait is
+ * cut into slices so that cancelled is asked between them. */
+static int wait_ready(grpc_channel *ch, unsigned timeout_ms, rvc_rpc_cancelled_fn cancelled,
+                      void *ud) {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     gpr_timespec deadline = deadline_after((int)timeout_ms);
     grpc_connectivity_state s = grpc_channel_check_connectivity_state(ch, 1);
     int result = 0;
     for (;;) {
+        if (cancelled && cancelled(ud)) {
+            result = -2;
+            break;
+        }
         if (s == GRPC_CHANNEL_READY) {
             result = 1;
             break;
@@ -249,12 +256,18 @@ static int wait_ready(grpc_channel *ch, unsigned timeout_ms) {
             result = 0;
             break;
         }
-        /* IDLE or CONNECTING: wait for a change; success 0 means the
-         * deadline passed first. */
+        /* IDLE or CONNECTING: wait for a change, or the end of this slice;
+         * success 0 means the slice's deadline passed first. */
         int tag;
-        grpc_channel_watch_connectivity_state(ch, s, deadline, cq, &tag);
+        gpr_timespec slice = deadline_after(RVC_RPC_CANCEL_POLL_MS);
+        bool last = gpr_time_cmp(slice, deadline) >= 0;
+        grpc_channel_watch_connectivity_state(ch, s, last ? deadline : slice, cq, &tag);
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
+        if (ev.type != GRPC_OP_COMPLETE) {
+            result = -1;
+            break;
+        }
+        if (!ev.success && last) {
             result = -1;
             break;
         }
@@ -264,8 +277,8 @@ static int wait_ready(grpc_channel *ch, unsigned timeout_ms) {
     return result;
 }
 
-int rvc_rpc_connect(const char *socket_path, unsigned timeout_ms, rvc_rpc **ret,
-                    rvc_rpc_status *ret_status) {
+int rvc_rpc_connect(const char *socket_path, unsigned timeout_ms, rvc_rpc_cancelled_fn cancelled,
+                    void *ud, rvc_rpc **ret, rvc_rpc_status *ret_status) {
     size_t len = socket_path ? strlen(socket_path) : 0;
     if (len == 0)
         return set_status(ret_status, RVC_RPC_INVALID_ARGUMENT, "the socket path is empty");
@@ -299,8 +312,12 @@ int rvc_rpc_connect(const char *socket_path, unsigned timeout_ms, rvc_rpc **ret,
     free(target);
 
     int code = RVC_RPC_OK;
-    int ready = wait_ready(c->channel, timeout_ms);
-    if (ready != 1)
+    int ready = wait_ready(c->channel, timeout_ms, cancelled, ud);
+    if (ready == -2)
+        code = set_status(ret_status, RVC_RPC_CANCELLED,
+                          "interrupted while connecting to '%s'; nothing was submitted",
+                          socket_path);
+    else if (ready != 1)
         code = diagnose(socket_path, ready < 0, timeout_ms, ret_status);
     if (code == RVC_RPC_OK) {
         *ret = c;

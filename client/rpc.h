@@ -4,7 +4,7 @@
  * retriever.v1 (remote.c, the verbs, does).
  *
  *   rvc_rpc *c;  rvc_rpc_status st = {0};
- *   if (rvc_rpc_connect("/run/x.sock", 5000, &c, &st) != RVC_RPC_OK) ... st.message
+ *   if (rvc_rpc_connect("/run/x.sock", 5000, NULL, NULL, &c, &st) != RVC_RPC_OK) ... st.message
  *   rvc_rpc_unary(c, "/pkg.Svc/Ping", &req.base, &resp_desc, 5000, &resp, &st);
  *   rvc_rpc_stream *s;  rvc_rpc_stream_open(c, "/pkg.Svc/Download", &req.base, &s);
  *   while (rvc_rpc_stream_next(s, &ev_desc, timeout, &msg, &st) != RVC_RPC_END) ...
@@ -72,11 +72,18 @@ typedef struct rvc_rpc_stream rvc_rpc_stream;
 
 /* Longest socket path (struct sockaddr_un's sun_path, without its NUL). */
 #define RVC_RPC_MAX_PATH 107
+/* How often a connect asks whether it was cancelled. */
+#define RVC_RPC_CANCEL_POLL_MS 50
+
 /* Largest message accepted from the server. */
 #define RVC_RPC_MAX_MESSAGE (4 * 1024 * 1024)
 
+/* Whether the caller gave up (a signal came): polled while connecting. */
+typedef bool (*rvc_rpc_cancelled_fn)(void *ud);
+
 /* Connect to the gRPC server on the Unix socket socket_path (copied) and
- * wait until the connection is ready, at most timeout_ms. Returns
+ * wait until the connection is ready, at most timeout_ms; cancelled (may
+ * be NULL) is asked every RVC_RPC_CANCEL_POLL_MS meanwhile. Returns
  * RVC_RPC_OK with *ret owning the connection, or a code with *ret_status
  * filled (and *ret untouched):
  *   UNAVAILABLE        nothing listens there (ENOENT, ECONNREFUSED), it is
@@ -84,11 +91,12 @@ typedef struct rvc_rpc_stream rvc_rpc_stream;
  *   PERMISSION_DENIED  the socket (or a directory above it) denies access,
  *                      or the server closes the connection unanswered (what
  *                      retrieverd does to a caller it does not admit)
+ *   CANCELLED          cancelled(ud) said so before the connection was ready
  *   INVALID_ARGUMENT   the path is empty or longer than RVC_RPC_MAX_PATH
  *   INTERNAL           out of memory, gRPC failures
  * Messages name the path and say what to do. */
-int rvc_rpc_connect(const char *socket_path, unsigned timeout_ms, rvc_rpc **ret,
-                    rvc_rpc_status *ret_status);
+int rvc_rpc_connect(const char *socket_path, unsigned timeout_ms, rvc_rpc_cancelled_fn cancelled,
+                    void *ud, rvc_rpc **ret, rvc_rpc_status *ret_status);
 
 /* Close the connection; streams must be freed before. NULL is fine.
  * Returns NULL. */

@@ -324,6 +324,23 @@ class SocketTest(Base):
                             "5000 ms" % path)
         self.assertIn("is retrieverd stuck", p.stderr)
 
+    def test_ctrl_c_while_connecting(self):
+        """SIGINT during the connect wait (a listener that never answers)
+        ends the wait at once: nothing submitted, 130, one line."""
+        path = self.listener(accept_and_close=False)
+        proc = subprocess.Popen([CTL, "download", "--socket", path, "-d", self.tmp,
+                                 "http://127.0.0.1:9/x.bin"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertLess(time.monotonic() - t0, 1.0, err)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertEqual(out, "")
+        self.assertEqual(err, "retrieverctl: interrupted while connecting to '%s'; nothing "
+                              "was submitted\n" % path)
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run the client as another uid")
     def test_permission_denied(self):
         def as_nobody():

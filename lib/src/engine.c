@@ -1024,7 +1024,11 @@ static void emit_progress(rv_engine *e, bool force_all) {
         if (!force_all && dt < e->cfg.progress_interval_ms)
             continue;
         if (dt > 0 && o->progress_last_ms != 0) {
-            double inst = (double)(o->bytes_done - o->progress_last_bytes) * 1000.0 / (double)dt;
+            /* Bytes go back when an object restarts: no negative rate. */
+            uint64_t moved = o->bytes_done > o->progress_last_bytes
+                                 ? o->bytes_done - o->progress_last_bytes
+                                 : 0;
+            double inst = (double)moved * 1000.0 / (double)dt;
             /* Exponential moving average with a ~2 s time constant. */
             double alpha = 1.0 - exp(-(double)dt / 2000.0);
             o->rate_bps = o->rate_bps == 0 ? inst : o->rate_bps + alpha * (inst - o->rate_bps);

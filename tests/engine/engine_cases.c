@@ -58,6 +58,7 @@ typedef struct observed {
     uint64_t retry_wait[MAX_EVENTS];
     unsigned retry_attempt[MAX_EVENTS];
     bool saw_bytes;
+    double max_rate; /* of any progress report, bytes/s */
     double failed_at;
 } observed;
 
@@ -86,6 +87,8 @@ static void on_progress(void *ud, rv_object *o, const rv_progress *p) {
     ob->progress_total = p->bytes_total;
     if (p->bytes_done > 0)
         ob->saw_bytes = true;
+    if (p->rate_bps > ob->max_rate)
+        ob->max_rate = p->rate_bps;
     (void)o;
 }
 
@@ -251,6 +254,9 @@ static int case_ok(char **argv) {
     CHECK_EQ_U64(ob.states[ob.n_states - 2], RV_STATE_VERIFYING);
     CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_DONE);
     CHECK(!ob.progress_total_wrong);
+    /* No rate beyond what loopback carries, also across a restart (bytes
+     * done going back once made it wrap to ~1e19). */
+    CHECK(ob.max_rate < 1e11);
     CHECK_EQ_U64(ob.chunk_bytes >= (uint64_t)st.st_size, 1);
     /* A download that cannot start over only moves forward, and its
      * completed ranges are the file, each byte in exactly one of them. */

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -165,6 +166,22 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
     }
 }
 
+/* A running job holds a descriptor per destination directory and per
+ * file:// source (1000 sources a request), the engine one per transfer and
+ * blob, gRPC one per connection: the usual soft limit of 1024 is too low
+ * when started by hand (the systemd unit sets LimitNOFILE). Raise it to
+ * the hard limit; the daemon uses epoll, never select(). */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rvd_log_warning("cannot raise the open-file limit from %llu: %s", (unsigned long long)was,
+                        strerror(errno));
+}
+
 int rvd_daemon_run(rvd_options *o) {
     int code = RVD_EXIT_FAILURE;
     rvd_peers *peers = NULL;
@@ -185,6 +202,7 @@ int rvd_daemon_run(rvd_options *o) {
         return RVD_EXIT_FAILURE;
     }
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
 
     /* 2. The settings. */
     rvd_settings_env env;

@@ -12,6 +12,7 @@ Environment (set by ctest): RV_DAEMON (the retrieverd binary), RV_PROTOC,
 RV_PROTO_DIR (proto/), RV_VERSION (the project's version).
 """
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -102,6 +103,17 @@ class DaemonTest(unittest.TestCase):
         r = ping(self.sock)
         self.assertEqual(r.version, VERSION)
         self.assertEqual(r.api_version, 1)
+        self.stop_ok(d)
+
+    def test_open_file_limit_is_raised_to_the_hard_limit(self):
+        """Started by hand with a low soft limit (1000-source jobs need
+        more descriptors), the daemon raises it to the hard limit."""
+        low_hard = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
+        d = self.daemon(nofile=(256, low_hard)).start()
+        with open("/proc/%d/limits" % d.proc.pid) as f:
+            line = [ln for ln in f if ln.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], [str(low_hard), str(low_hard)], line)
+        self.assertIsNotNone(ping(self.sock))
         self.stop_ok(d)
 
     def test_many_pings_many_connections(self):

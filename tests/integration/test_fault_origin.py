@@ -270,10 +270,12 @@ class BasicServing(FixtureCase):
         self.request("/small.bin", status=503, case="log")
         # Connections of earlier tests may close meanwhile: skip "close".
         # The origin logs a response once its bytes are sent, by which time
-        # the client may already have sent its next request: the order
-        # holds per key, and each key's request comes first.
-        events = [e for e in self.fo.log() if e["event"] != "close"]
+        # the client may already have sent its next request (or read the
+        # log): wait for both, and check the order per key, each key's
+        # request first.
         k1, k2 = "/small.bin?case=log", "/small.bin?status=503&case=log"
+        self.assertTrue(self.fo.wait(k1, 1) and self.fo.wait(k2, 1))
+        events = [e for e in self.fo.log() if e["event"] != "close"]
         events.sort(key=lambda e: (e["key"] != k1, e["t"]))
         self.assertEqual([(e["event"], e["key"], e.get("status"))
                           for e in events],

@@ -564,13 +564,8 @@ static long destinations(struct run *r, int *ret_code) {
             rejected = -1;
             break;
         }
-        if (e == RV_E_NOMEM) {
-            rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(e));
-            rvc_report_line(&r->rep);
-            *ret_code = rvc_exit_code(e);
-            rejected = -1;
-            break;
-        }
+        if (e == RV_E_NOMEM)
+            goto nomem;
         if (e != RV_OK) {
             ob->reject = e;
             ob->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
@@ -582,13 +577,8 @@ static long destinations(struct run *r, int *ret_code) {
         }
         char *detail = NULL;
         e = rvc_check_destination(ob->display, &detail);
-        if (e == RV_E_NOMEM) {
-            rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(e));
-            rvc_report_line(&r->rep);
-            *ret_code = rvc_exit_code(e);
-            rejected = -1;
-            break;
-        }
+        if (e == RV_E_NOMEM)
+            goto nomem;
         if (e != RV_OK) {
             ob->reject = e;
             ob->reject_detail = detail;
@@ -612,6 +602,12 @@ static long destinations(struct run *r, int *ret_code) {
     }
     free(cwd);
     return rejected;
+nomem:
+    rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(RV_E_NOMEM));
+    rvc_report_line(&r->rep);
+    *ret_code = rvc_exit_code(RV_E_NOMEM);
+    free(cwd);
+    return -1;
 }
 
 /* After a rejection: one JSON line per URL, in command-line order, and the

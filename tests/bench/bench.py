@@ -455,14 +455,10 @@ class Runner:
         self.ensure_cached(sources)
         self.wait_quiet()
 
-    def measure(self, row, origin, origin_pids_, sources):
-        self.prepare(row, sources)
-        stats = getattr(origin, "stats", None)      # fault origin only
-        body_before = stats()["body_bytes"] if stats else None
-        wrote_before = _proc_wchar(origin_pids_)
-        origin_before = _proc_cpu_s(origin_pids_)
-        system_before = _system_task_cpu_s()
-
+    def run_tool(self, row):
+        """Run row's command, reaped with wait4, killed after self.timeout.
+        Returns (wall seconds, its rusage, problem: "" or why it failed).
+        bench_daemon.py runs its commands with this too."""
         with open(self.log_path, "wb") as log:
             t0 = time.monotonic()
             pid = self._spawn(row, log)
@@ -477,18 +473,26 @@ class Runner:
             _, status, usage = os.wait4(pid, 0)
             wall = time.monotonic() - t0
         returncode = os.waitstatus_to_exitcode(status)
+        if timed_out:
+            return wall, usage, "killed after %d s" % self.timeout
+        return wall, usage, "exit status %d" % returncode if returncode else ""
+
+    def measure(self, row, origin, origin_pids_, sources):
+        self.prepare(row, sources)
+        stats = getattr(origin, "stats", None)      # fault origin only
+        body_before = stats()["body_bytes"] if stats else None
+        wrote_before = _proc_wchar(origin_pids_)
+        origin_before = _proc_cpu_s(origin_pids_)
+        system_before = _system_task_cpu_s()
+
+        wall, usage, problem = self.run_tool(row)
         origin_cpu = _proc_cpu_s(origin_pids_) - origin_before
         wrote_after = _proc_wchar(origin_pids_)
         cpu = usage.ru_utime + usage.ru_stime
         other_cpu = max(_system_task_cpu_s() - system_before - cpu
                         - origin_cpu, 0.0)
 
-        problem = ""
-        if timed_out:
-            problem = "killed after %d s" % self.timeout
-        elif returncode != 0:
-            problem = "exit status %d" % returncode
-        else:
+        if not problem:
             problem = self._verify(row)
         run = Run(wall, cpu, usage.ru_maxrss, origin_cpu, other_cpu,
                   not problem, problem)

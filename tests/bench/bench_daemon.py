@@ -373,26 +373,9 @@ class DaemonRunner(bench.Runner):
         else:
             if row.kind == "ctl":
                 row.argv = row.argv_for(n)
-            with open(self.log_path, "wb") as log:
-                t0 = time.monotonic()
-                pid = self._spawn(row, log)
-                try:
-                    timed_out = not self._wait_exit(pid)
-                except BaseException:
-                    os.kill(pid, signal.SIGKILL)
-                    os.wait4(pid, 0)
-                    raise
-                if timed_out:
-                    os.kill(pid, signal.SIGKILL)
-                _, status, usage = os.wait4(pid, 0)
-                wall = time.monotonic() - t0
-            rc = os.waitstatus_to_exitcode(status)
+            wall, usage, problem = self.run_tool(row)
             tool_cpu = usage.ru_utime + usage.ru_stime
             rss_kib = usage.ru_maxrss
-            if timed_out:
-                problem = "killed after %d s" % self.timeout
-            elif rc != 0:
-                problem = "exit status %d" % rc
         self_after = resource.getrusage(resource.RUSAGE_SELF)
         daemon_cpu = daemon.cpu_s() - daemon_before
         origin_cpu = bench._proc_cpu_s(origin_pids_) - origin_before

@@ -321,8 +321,13 @@ class JobsTest(unittest.TestCase):
             ev = list(c.download([{"url": ng.url("/ro.bin")}]))
             self.assertEqual(kinds(ev)[-1], "completed", ev[-1])
             self.assertEqual(ev[-1].completed.path, "")
-            data = b"".join(x.data for x in c.read(ev[0].job_id))
+            chunks = list(c.read(ev[0].job_id))
+            data = b"".join(x.data for x in chunks)
             self.assertEqual(hashlib.sha256(data).hexdigest(), sha256_file(src))
+            # The first chunk is read under the job table's lock: 64 KiB at
+            # most; the rest on send completions, up to the API's 1 MiB.
+            self.assertEqual([len(x.data) for x in chunks[:2]], [64 * 1024, MiB])
+            self.assertTrue(all(len(x.data) <= MiB for x in chunks))
             self.assertEqual(os.listdir(self.out), [])
             self.stop_ok(d)
 

@@ -270,7 +270,6 @@ struct run {
     uint64_t start_ms;
 
     char *job_id;     /* owned: from the first event that names it */
-    size_t n_events;  /* events received */
     int signo;        /* the signal that interrupted the run, 0 if none */
 
     pthread_mutex_t lock;   /* guards `stream` between this and the signal thread */
@@ -449,7 +448,6 @@ static void on_retry(struct run *r, size_t i, const Retriever__V1__Retrying *ry)
  * ------------------------------------------------------------------------ */
 
 static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
-    r->n_events++;
     if (!r->job_id && nonempty(ev->job_id))
         r->job_id = strdup(ev->job_id);
 
@@ -698,6 +696,7 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.sources = q->source_ptrs;
     q->msg.detach = o->detach;
     q->msg.connections = o->connections;
+    q->msg.batch_events = true; /* fewer messages for jobs of many objects */
     return RV_OK;
 }
 
@@ -715,7 +714,11 @@ static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
         if (n == RVC_RPC_END)
             break;
         if (n == RVC_RPC_MESSAGE) {
-            on_event(r, (const Retriever__V1__JobEvent *)m);
+            const Retriever__V1__JobEvent *ev = (const Retriever__V1__JobEvent *)m;
+            for (size_t i = 0; i < ev->n_batch; i++)
+                on_event(r, ev->batch[i]);
+            if (!ev->n_batch)
+                on_event(r, ev);
             protobuf_c_message_free_unpacked(m, NULL);
         }
         uint64_t now = now_ms();

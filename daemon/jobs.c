@@ -33,6 +33,8 @@ struct sub {
     rvd_sink sink;
     uid_t uid;
     struct sub *next;
+    bool dirty;             /* in rvd_jobs.dirty: events wait for a flush */
+    struct sub *dirty_next;
 };
 
 struct job;
@@ -106,6 +108,7 @@ struct rvd_jobs {
     uint64_t seq;
     bool stopping;
     struct jobject *release; /* ended objects the pump releases */
+    struct sub *dirty;       /* subscribers with events not yet flushed */
     /* Started objects by destination (directory identity and name), so a
      * start finds one writing the same file without a scan. Worker thread
      * only: objects start and close there. */
@@ -332,11 +335,29 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
  * Events
  * ------------------------------------------------------------------------ */
 
-static void emit_to(const struct sub *s, const rvd_event *ev) {
+/* Events are delivered to a sink at once and flushed (sent) after a run of
+ * them: at the end of the engine's iteration (rvd_jobs_flush), or before a
+ * call from the RPC side that emitted returns. So a sink that batches gets
+ * what one iteration produced as one batch. Under the lock. */
+static void emit_to(rvd_jobs *j, struct sub *s, const rvd_event *ev) {
     s->sink.event(s->sink.ctx, ev);
+    if (s->sink.flush && !s->dirty) {
+        s->dirty = true;
+        s->dirty_next = j->dirty;
+        j->dirty = s;
+    }
 }
 
-static void emit(struct job *jb, rvd_event_kind kind, const struct jobject *o,
+static void flush_locked(rvd_jobs *j) {
+    while (j->dirty) {
+        struct sub *s = j->dirty;
+        j->dirty = s->dirty_next;
+        s->dirty = false;
+        s->sink.flush(s->sink.ctx);
+    }
+}
+
+static void emit(rvd_jobs *j, struct job *jb, rvd_event_kind kind, const struct jobject *o,
                  const rv_retry_info *retry) {
     rvd_event ev = {.kind = kind, .job_id = jb->id, .time_ms = now_ms()};
     if (o) {
@@ -346,23 +367,23 @@ static void emit(struct job *jb, rvd_event_kind kind, const struct jobject *o,
     if (retry)
         ev.retry = *retry;
     for (struct sub *s = jb->subs; s; s = s->next)
-        emit_to(s, &ev);
+        emit_to(j, s, &ev);
 }
 
 /* The events a new subscriber missed, one state per object: QUEUED, then
  * STARTED once it began, then its end if it ended. */
-static void replay(const struct job *jb, const struct sub *s) {
+static void replay(rvd_jobs *j, const struct job *jb, struct sub *s) {
     rvd_event ev = {.kind = RVD_EV_ACCEPTED, .job_id = jb->id, .time_ms = now_ms()};
-    emit_to(s, &ev);
+    emit_to(j, s, &ev);
     for (size_t i = 0; i < jb->view.n_objects; i++) {
         const struct jobject *o = &jb->objs[i];
         ev.object_index = o->index;
         ev.object = &jb->views[i];
         ev.kind = RVD_EV_QUEUED;
-        emit_to(s, &ev);
+        emit_to(j, s, &ev);
         if (o->started) {
             ev.kind = RVD_EV_STARTED;
-            emit_to(s, &ev);
+            emit_to(j, s, &ev);
         }
         switch (jb->views[i].state) {
         case RV_STATE_DONE:
@@ -377,7 +398,7 @@ static void replay(const struct job *jb, const struct sub *s) {
         default:
             continue;
         }
-        emit_to(s, &ev);
+        emit_to(j, s, &ev);
     }
 }
 
@@ -394,7 +415,15 @@ static struct sub *sub_add(rvd_jobs *j, struct job *jb, const rvd_sink *sink, ui
     return s;
 }
 
+/* Take s out of its job (and out of the flush list: whoever unlinks it
+ * ends the stream, which sends what is queued, or the stream is gone). */
 static void sub_unlink(rvd_jobs *j, struct job *jb, struct sub *s) {
+    for (struct sub **p = s->dirty ? &j->dirty : NULL; p && *p; p = &(*p)->dirty_next)
+        if (*p == s) {
+            *p = s->dirty_next;
+            s->dirty = false;
+            break;
+        }
     for (struct sub **p = &jb->subs; *p; p = &(*p)->next)
         if (*p == s) {
             *p = s->next;
@@ -498,7 +527,7 @@ static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err
         o->error_detail = strdup(detail);
         v->error_detail = o->error_detail ? o->error_detail : "";
     }
-    emit(jb, state == RV_STATE_DONE        ? RVD_EV_COMPLETED
+    emit(j, jb, state == RV_STATE_DONE        ? RVD_EV_COMPLETED
              : state == RV_STATE_CANCELLED ? RVD_EV_CANCELLED
                                            : RVD_EV_FAILED,
          o, NULL);
@@ -638,7 +667,8 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
             struct sub *s = sub_add(j, jb, sink, caller->uid);
             if (!s)
                 goto nomem;
-            replay(jb, s);
+            replay(j, jb, s);
+            flush_locked(j);
         } else if (!jb->view.detached) {
             jb->view.detached = true;
             if (j->store)
@@ -686,8 +716,10 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         j->head->prev = jb;
     j->head = jb;
     j->n_queued++;
-    if (s)
-        replay(jb, s);
+    if (s) {
+        replay(j, jb, s);
+        flush_locked(j);
+    }
     memcpy(ret_id, jb->id, sizeof(jb->id));
     pthread_mutex_unlock(&j->lock);
     wake(j);
@@ -732,6 +764,8 @@ rvd_code rvd_jobs_watch(rvd_jobs *j, const rvd_peer *caller, const char *id,
         } else if (!sub_add(j, jb, sink, caller->uid)) {
             code = RVD_INTERNAL;
             *ret_msg = rvd_strdupf("out of memory");
+        } else if (sink->flush) {
+            sink->flush(sink->ctx);
         }
     }
     pthread_mutex_unlock(&j->lock);
@@ -768,6 +802,7 @@ bool rvd_jobs_unsubscribe(rvd_jobs *j, const char *id, const rvd_sink *sink) {
             stops = maybe_stop(j, jb);
             break;
         }
+    flush_locked(j);
     pthread_mutex_unlock(&j->lock);
     if (stops)
         wake(j);
@@ -792,15 +827,15 @@ rvd_code rvd_jobs_cancel(rvd_jobs *j, const rvd_peer *caller, const char *id,
         if (s->uid == caller->uid)
             mine = s;
     if (mine) {
-        sub_unlink(j, jb, mine);
         rvd_event ev = {.kind = RVD_EV_CANCELLED, .job_id = jb->id, .time_ms = now_ms()};
         for (size_t i = 0; i < jb->view.n_objects; i++) {
             if (rv_state_is_terminal(jb->views[i].state))
                 continue;
             ev.object_index = (uint32_t)i;
             ev.object = &jb->views[i];
-            emit_to(mine, &ev);
+            emit_to(j, mine, &ev);
         }
+        sub_unlink(j, jb, mine);
         mine->sink.end(mine->sink.ctx, RVD_OK, NULL);
         free(mine);
         stops = maybe_stop(j, jb);
@@ -817,6 +852,7 @@ report:
     *ret_state = stops ? RVD_JOB_CANCELLED : jb->view.state;
     *ret_subscribers = jb->view.subscribers;
 out:
+    flush_locked(j);
     pthread_mutex_unlock(&j->lock);
     if (stops)
         wake(j);
@@ -1089,7 +1125,7 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
         v->state = state;
         if (state != RV_STATE_QUEUED && !o->started) {
             o->started = true;
-            emit(jb, RVD_EV_STARTED, o, NULL);
+            emit(j, jb, RVD_EV_STARTED, o, NULL);
         }
         goto out;
     }
@@ -1105,7 +1141,7 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
     }
     if (!o->started) { /* ended before it began (a cache hit, a refusal) */
         o->started = true;
-        emit(jb, RVD_EV_STARTED, o, NULL);
+        emit(j, jb, RVD_EV_STARTED, o, NULL);
     }
     o->release_next = j->release;
     j->release = o;
@@ -1134,7 +1170,7 @@ static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
     }
     if (!j->stopping) {
         o->job->views[o->index].progress = *p;
-        emit(o->job, RVD_EV_PROGRESS, o, NULL);
+        emit(j, o->job, RVD_EV_PROGRESS, o, NULL);
         o->ready = ready;
         if (restarts != o->restarts)
             readers_end(o, false, RVD_ABORTED, "the object changed on the origin while it "
@@ -1152,7 +1188,7 @@ static void on_retry(void *ud, rv_object *obj, const rv_retry_info *r) {
     pthread_mutex_lock(&j->lock);
     if (!j->stopping) {
         o->job->views[o->index].retries = r->attempt;
-        emit(o->job, RVD_EV_RETRYING, o, r);
+        emit(j, o->job, RVD_EV_RETRYING, o, r);
     }
     pthread_mutex_unlock(&j->lock);
 }
@@ -1162,11 +1198,20 @@ static void on_notice(void *ud, const char *msg) {
     rvd_log_warning("%s", msg);
 }
 
+/* The engine waits: send what its hooks emitted before it blocks. */
+static void on_wait(void *ud) {
+    rvd_jobs *j = ud;
+    pthread_mutex_lock(&j->lock);
+    flush_locked(j);
+    pthread_mutex_unlock(&j->lock);
+}
+
 static const rv_hooks hooks = {
     .on_state = on_state,
     .on_progress = on_progress,
     .on_retry = on_retry,
     .on_notice = on_notice,
+    .on_wait = on_wait,
 };
 
 const rv_hooks *rvd_jobs_hooks(void) {
@@ -1364,6 +1409,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     /* The history: ended jobs beyond the limit go, oldest first. Only
      * this thread frees jobs, and never one the engine still holds. */
     pthread_mutex_lock(&j->lock);
+    flush_locked(j); /* the last perform's events, and the starts' */
     struct job *tail = j->n_ended > j->limits.history ? j->head : NULL;
     while (tail && tail->next)
         tail = tail->next;

@@ -127,6 +127,11 @@ typedef struct rvd_event {
  * sink again. Both callbacks run with the table's lock held. */
 typedef struct rvd_sink {
     void (*event)(void *ctx, const rvd_event *ev);
+    /* Optional: send what event() queued. Called after a run of events
+     * (what one iteration of the engine produced, or what one call such as
+     * a subscribe replayed), so the events of a run may go out together.
+     * NULL: event() must send at once. end() implies a flush. */
+    void (*flush)(void *ctx);
     /* The stream is over: code RVD_OK when the job ended, RVD_UNAVAILABLE
      * at shutdown. message may be NULL. */
     void (*end)(void *ctx, rvd_code code, const char *message);
@@ -250,8 +255,9 @@ void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret);
 const rv_hooks *rvd_jobs_hooks(void);
 
 /* Do what the RPC side asked: start queued jobs, cancel stopped ones,
- * release ended engine objects, trim the history. Call after every
- * rv_engine_perform. */
+ * release ended engine objects, trim the history; and flush the sinks of
+ * the events since the last pump. Call after every rv_engine_perform
+ * (before waiting again). */
 void rvd_jobs_pump(rvd_jobs *j, rv_engine *e);
 
 /* Shutdown: end every sink with UNAVAILABLE and stop reacting to the

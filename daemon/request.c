@@ -460,6 +460,7 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->priority = m->priority;
     req->detach = m->detach;
     req->connections = m->connections;
+    req->batch_events = m->batch_events;
 
     for (size_t i = 0; i < m->n_sources; i++) {
         const Retriever__V1__Source *src = m->sources[i];
@@ -493,7 +494,7 @@ int rvd_request_job_id(rvd_id_request kind, const uint8_t *buf, size_t len,
     const char *id;
     int r;
 
-    /* The three messages differ only in name; each is decoded as itself so
+    /* The messages differ only in name; each is decoded as itself so
      * errors name the right one. */
     switch (kind) {
     case RVD_REQ_STATUS:
@@ -504,16 +505,25 @@ int rvd_request_job_id(rvd_id_request kind, const uint8_t *buf, size_t len,
         r = unpack(&retriever__v1__cancel_request__descriptor, buf, len, &msg, ret_error);
         id = r < 0 ? NULL : ((Retriever__V1__CancelRequest *)msg)->job_id;
         break;
-    case RVD_REQ_WATCH:
-        r = unpack(&retriever__v1__watch_request__descriptor, buf, len, &msg, ret_error);
-        id = r < 0 ? NULL : ((Retriever__V1__WatchRequest *)msg)->job_id;
-        break;
     default: /* a caller's bug, not the client's */
         return invalid(ret_error, "unknown request kind %d", (int)kind);
     }
     if (r < 0)
         return r;
     r = job_id_copy(str(id), ret_id, ret_error);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return r;
+}
+
+int rvd_request_watch(const uint8_t *buf, size_t len, rvd_watch_req *ret, char **ret_error) {
+    ProtobufCMessage *msg = NULL;
+    int r = unpack(&retriever__v1__watch_request__descriptor, buf, len, &msg, ret_error);
+    if (r < 0)
+        return r;
+    const Retriever__V1__WatchRequest *m = (const Retriever__V1__WatchRequest *)msg;
+    r = job_id_copy(str(m->job_id), ret->job_id, ret_error);
+    if (r == 0)
+        ret->batch_events = m->batch_events;
     protobuf_c_message_free_unpacked(msg, NULL);
     return r;
 }

@@ -63,6 +63,8 @@ typedef struct rvd_download_req {
     bool detach;
     uint32_t connections; /* per object, 0..RVD_REQ_CONNECTIONS_MAX;
                              0: the daemon's default */
+    bool batch_events;    /* this caller's stream may batch events; not
+                             part of the job (dedupe ignores it) */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with
@@ -77,14 +79,21 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r);
 typedef enum rvd_id_request {
     RVD_REQ_STATUS,
     RVD_REQ_CANCEL,
-    RVD_REQ_WATCH,
 } rvd_id_request;
 
-/* StatusRequest, CancelRequest or WatchRequest (which one: kind). A job id
+/* StatusRequest or CancelRequest (which one: kind). A job id
  * is exactly RVD_JOB_ID_LEN lower-case hex digits; on success it is copied
  * to ret_id, NUL-terminated. */
 int rvd_request_job_id(rvd_id_request kind, const uint8_t *buf, size_t len,
                        char ret_id[RVD_JOB_ID_LEN + 1], char **ret_error);
+
+typedef struct rvd_watch_req {
+    char job_id[RVD_JOB_ID_LEN + 1];
+    bool batch_events; /* as rvd_download_req's */
+} rvd_watch_req;
+
+/* WatchRequest; its job id as rvd_request_job_id's. */
+int rvd_request_watch(const uint8_t *buf, size_t len, rvd_watch_req *ret, char **ret_error);
 
 typedef struct rvd_read_req {
     char job_id[RVD_JOB_ID_LEN + 1];

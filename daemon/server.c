@@ -60,6 +60,12 @@
 /* A stream whose reader lags this many messages behind misses progress
  * events (never the others): memory stays bounded by the reader's pace. */
 #define STREAM_PROGRESS_BACKLOG 32
+/* A batch (JobEvent.batch, for a caller that asked for batch_events)
+ * takes at most this many of the waiting events, and this many bytes
+ * (gRPC's default receive limit is 4 MiB); a larger single event goes
+ * alone. */
+#define STREAM_BATCH_EVENTS 1024
+#define STREAM_BATCH_BYTES (1024 * 1024)
 /* Bytes per ReadChunk (the API's limit). */
 #define RVD_READ_CHUNK (1024 * 1024)
 /* The first chunk after a notify is read under the job table's lock (the
@@ -156,6 +162,7 @@ struct call {
     bool status_sent;
     bool closed;     /* the close-wait completed */
     bool subscribed; /* the job table holds the sink */
+    bool batch_events; /* the caller takes JobEvent.batch */
     grpc_status_code end_code;
     char job_id[RVD_JOB_ID_LEN + 1];
     rvd_sink sink;
@@ -514,6 +521,85 @@ static bool answer(struct call *c) {
 
 static void read_fill(struct call *c, size_t max);
 
+/* The bytes of a packed message (one slice or several). */
+static size_t copy_out(grpc_byte_buffer *bb, uint8_t *dst) {
+    grpc_byte_buffer_reader rd;
+    grpc_slice s;
+    size_t n = 0;
+    if (!grpc_byte_buffer_reader_init(&rd, bb))
+        return 0;
+    while (grpc_byte_buffer_reader_next(&rd, &s)) {
+        memcpy(dst + n, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+        n += GRPC_SLICE_LENGTH(s);
+        grpc_slice_unref(s);
+    }
+    grpc_byte_buffer_reader_destroy(&rd);
+    return n;
+}
+
+static size_t varint_len(size_t v) {
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, size_t v) {
+    for (; v >= 0x80; v >>= 7)
+        *p++ = (uint8_t)(v | 0x80);
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* The key of JobEvent.batch on the wire: field 20, length-delimited
+ * (20 << 3 | 2 = 162, as a varint). */
+static const uint8_t BATCH_KEY[] = {0xa2, 0x01};
+
+/* Take the next message off c's queue: the first one, or for a caller that
+ * takes batches and with more waiting, a JobEvent whose batch holds as
+ * many of them as the limits allow. Each queued message is a packed
+ * JobEvent, so a batch element is the field's key, its length and those
+ * bytes: no event is decoded again. Under c->lock; the queue is not
+ * empty. */
+static grpc_byte_buffer *queue_take(struct call *c) {
+    size_t n = 0, bytes = 0;
+    for (struct outmsg *m = c->q_head; m && c->batch_events && n < STREAM_BATCH_EVENTS; m = m->next) {
+        size_t len = grpc_byte_buffer_length(m->bb);
+        size_t add = sizeof(BATCH_KEY) + varint_len(len) + len;
+        if (n > 0 && bytes + add > STREAM_BATCH_BYTES)
+            break;
+        bytes += add;
+        n++;
+    }
+    grpc_byte_buffer *out = NULL;
+    if (n >= 2) {
+        grpc_slice slice = grpc_slice_malloc(bytes);
+        uint8_t *p = GRPC_SLICE_START_PTR(slice);
+        for (size_t i = 0; i < n; i++) {
+            struct outmsg *m = c->q_head;
+            size_t len = grpc_byte_buffer_length(m->bb);
+            memcpy(p, BATCH_KEY, sizeof(BATCH_KEY));
+            p = put_varint(p + sizeof(BATCH_KEY), len);
+            p += copy_out(m->bb, p);
+            c->q_head = m->next;
+            grpc_byte_buffer_destroy(m->bb);
+            free(m);
+        }
+        c->q_len -= (unsigned)n;
+        out = grpc_raw_byte_buffer_create(&slice, 1);
+        grpc_slice_unref(slice);
+    } else {
+        struct outmsg *m = c->q_head;
+        c->q_head = m->next;
+        c->q_len--;
+        out = m->bb;
+        free(m);
+    }
+    if (!c->q_head)
+        c->q_tail = NULL;
+    return out;
+}
+
 /* Start the next send, if any is due and none is outstanding. Under
  * c->lock. */
 static void stream_kick(struct call *c) {
@@ -527,18 +613,14 @@ static void stream_kick(struct call *c) {
         ops[n++].data.send_initial_metadata.count = 0;
     }
     if (c->q_head) {
-        struct outmsg *m = c->q_head;
-        c->q_head = m->next;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        c->q_len--;
-        c->inflight = m->bb;
-        free(m);
+        c->inflight = queue_take(c);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         /* More are queued: the transport may hold this one and write them
          * together (one write for a run of events instead of one each);
-         * the last of a run goes out at once. */
-        ops[n].flags = c->q_head ? GRPC_WRITE_BUFFER_HINT : 0;
+         * the last of a run goes out at once. Not with the initial
+         * metadata: a held first message does not complete until a later
+         * write, which waits for its completion. */
+        ops[n].flags = c->q_head && c->md_sent ? GRPC_WRITE_BUFFER_HINT : 0;
         ops[n++].data.send_message.send_message = c->inflight;
     } else if (c->ending) {
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -559,8 +641,8 @@ static void stream_kick(struct call *c) {
     c->sending = true;
 }
 
-/* Queue a message (taking bb); under c->lock. */
-static void stream_push(struct call *c, grpc_byte_buffer *bb) {
+/* Queue a message (taking bb) to go with the next kick; under c->lock. */
+static void stream_queue(struct call *c, grpc_byte_buffer *bb) {
     struct outmsg *m = bb && !c->closed && !c->ending ? malloc(sizeof(*m)) : NULL;
     if (!m) {
         if (bb)
@@ -575,6 +657,12 @@ static void stream_push(struct call *c, grpc_byte_buffer *bb) {
         c->q_head = m;
     c->q_tail = m;
     c->q_len++;
+}
+
+/* Queue a message (taking bb) and send it if the stream is idle; under
+ * c->lock. */
+static void stream_push(struct call *c, grpc_byte_buffer *bb) {
+    stream_queue(c, bb);
     stream_kick(c);
 }
 
@@ -591,12 +679,21 @@ static void stream_finish(struct call *c, grpc_status_code code, const char *mes
     stream_kick(c);
 }
 
-/* The job table's sink (its lock is held). */
+/* The job table's sink (its lock is held). Events are queued; the
+ * table's flush after a run of them sends (so a caller that takes
+ * batches gets the run in one message). */
 static void sink_event(void *ctx, const rvd_event *ev) {
     struct call *c = ctx;
     pthread_mutex_lock(&c->lock);
     if (!(ev->kind == RVD_EV_PROGRESS && c->q_len >= STREAM_PROGRESS_BACKLOG) && !c->closed)
-        stream_push(c, pack_event(ev));
+        stream_queue(c, pack_event(ev));
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void sink_flush(void *ctx) {
+    struct call *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    stream_kick(c);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -615,7 +712,7 @@ static bool stream_begin(struct call *c, struct reply *r) {
     c->lock_init = true;
     c->close_tag.kind = TAG_CLOSE;
     c->close_tag.call = c;
-    c->sink = (rvd_sink){.event = sink_event, .end = sink_end, .ctx = c};
+    c->sink = (rvd_sink){.event = sink_event, .flush = sink_flush, .end = sink_end, .ctx = c};
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -894,6 +991,7 @@ static void handle_download(struct call *c, const uint8_t *req, size_t len, stru
     bool detach = dr->detach;
     pthread_mutex_lock(&c->lock);
     c->subscribed = !detach;
+    c->batch_events = dr->batch_events;
     pthread_mutex_unlock(&c->lock);
     /* Events may arrive (on the worker thread too) as soon as this
      * subscribes; the call's lock is not held across it. */
@@ -917,13 +1015,16 @@ static void handle_download(struct call *c, const uint8_t *req, size_t len, stru
 
 static void handle_watch(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
     char *msg = NULL;
-    int e = rvd_request_job_id(RVD_REQ_WATCH, req, len, c->job_id, &msg);
+    rvd_watch_req wr;
+    int e = rvd_request_watch(req, len, &wr, &msg);
     if (e < 0)
         return reply_decode_error(r, e, msg);
+    memcpy(c->job_id, wr.job_id, sizeof(c->job_id));
     if (!stream_begin(c, r))
         return;
     pthread_mutex_lock(&c->lock);
     c->subscribed = true;
+    c->batch_events = wr.batch_events;
     pthread_mutex_unlock(&c->lock);
     rvd_code code = rvd_jobs_watch(c->server->jobs, &c->peer, c->job_id, &c->sink, &msg);
     if (code != RVD_OK) {

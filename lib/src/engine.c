@@ -1064,6 +1064,8 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
             wait = (long)until;
     }
     if (e->active > 0 || wait > 0) {
+        if (wait > 0 && e->hooks.on_wait)
+            e->hooks.on_wait(e->cfg.hooks_ud);
         if (curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL) != CURLM_OK)
             return RV_E_INTERNAL;
     }

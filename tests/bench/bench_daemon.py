@@ -273,12 +273,15 @@ class Client:
     def close(self):
         self.ch.close()
 
-    def download(self, pairs, connections=0, detach=False, timeout=None):
-        """The event stream of one job of (url, destination) pairs."""
+    def download(self, pairs, connections=0, detach=False, timeout=None,
+                 batch=False):
+        """The event stream of one job of (url, destination) pairs; with
+        batch, messages may carry several events (read them with
+        events())."""
         pb = self.pb
         req = pb.DownloadRequest(
             sources=[pb.Source(url=u, destination=d) for u, d in pairs],
-            connections=connections, detach=detach)
+            connections=connections, detach=detach, batch_events=batch)
         return self._download(req, timeout=timeout)
 
     def status(self, job_id, timeout=10):
@@ -289,6 +292,15 @@ class Client:
         return self._stats(self.pb.StatsRequest(), timeout=10)
 
 
+def events(stream):
+    """The events of a stream, with batches (JobEvent.batch) opened."""
+    for msg in stream:
+        if len(msg.batch):
+            yield from msg.batch
+        else:
+            yield msg
+
+
 def follow(stream, n_objects):
     """Read a job's events to the end. Returns (t_last_completed or None,
     problem or "", cache hits): the time the last of n_objects Completed
@@ -297,7 +309,7 @@ def follow(stream, n_objects):
     t_end = None
     problem = ""
     try:
-        for ev in stream:
+        for ev in events(stream):
             kind = ev.WhichOneof("event")
             if kind == "completed":
                 done += 1
@@ -367,7 +379,7 @@ class DaemonRunner(bench.Runner):
             pairs = row.pairs(n)
             t0 = time.monotonic()
             stream = client.download(pairs, connections=row.connections,
-                                     timeout=self.timeout)
+                                     timeout=self.timeout, batch=True)
             t_end, problem, _ = follow(stream, len(pairs))
             wall = (t_end or time.monotonic()) - t0
         else:

@@ -70,8 +70,8 @@ class Client:
         srcs = [td.pb.Source(**s) for s in sources]
         return self._download(td.pb.DownloadRequest(sources=srcs, **kw), timeout=timeout)
 
-    def watch(self, job_id, timeout=60):
-        return self._watch(td.pb.WatchRequest(job_id=job_id), timeout=timeout)
+    def watch(self, job_id, timeout=60, **kw):
+        return self._watch(td.pb.WatchRequest(job_id=job_id, **kw), timeout=timeout)
 
     def status(self, job_id):
         return self._status(td.pb.StatusRequest(job_id=job_id), timeout=10)
@@ -97,6 +97,21 @@ def kinds(events):
 def per_object(events, i):
     return [e.WhichOneof("event") for e in events
             if e.object_index == i and e.WhichOneof("event") != "accepted"]
+
+
+def opened(messages):
+    """The events of a stream read with batch_events: each message is one
+    event, or a batch of them and nothing else."""
+    events = []
+    for m in messages:
+        if len(m.batch):
+            bare = td.pb.JobEvent()
+            bare.batch.extend(m.batch)
+            assert m == bare, "a batch message carries other fields"
+            events.extend(m.batch)
+        else:
+            events.append(m)
+    return events
 
 
 def essential(seq):
@@ -216,6 +231,62 @@ class JobsTest(unittest.TestCase):
                 self.assertEqual(sha256_file(os.path.join(self.out, "f%d.bin" % i)),
                                  sha256_file(srcs[i]))
             self.assertEqual(c.status(events[0].job_id).state, td.pb.JOB_STATE_DONE)
+            self.stop_ok(d)
+
+    def test_batched_events_of_a_job_of_many_files(self):
+        n = 300
+        for i in range(n):
+            self.file("m%03d.bin" % i, 1000 + i, seed=i)
+        d = self.daemon()
+        c = self.client()
+
+        def sources(tag):
+            return [{"url": "file://%s/m%03d.bin" % (self.data, i),
+                     "destination": os.path.join(self.out, "%s%03d.bin" % (tag, i))}
+                    for i in range(n)]
+
+        def check(events, tag):
+            self.assertEqual(kinds(events)[0], "accepted")
+            self.assertTrue(all(e.job_id == events[0].job_id for e in events))
+            for i in range(n):
+                self.assertEqual(essential(per_object(events, i)),
+                                 ["queued", "started", "completed"], i)
+                self.assertEqual(os.path.getsize(
+                    os.path.join(self.out, "%s%03d.bin" % (tag, i))), 1000 + i)
+            times = [e.time_unix_ms for e in events]
+            self.assertEqual(times, sorted(times))
+
+        # Not asked for: one event per message (and every one arrives: a
+        # run of 900 queued at once once stalled the stream).
+        plain = list(c.download(sources("p")))
+        self.assertFalse(any(len(m.batch) for m in plain))
+        check(plain, "p")
+        # Asked for: the same events, fewer messages.
+        messages = list(c.download(sources("b"), batch_events=True))
+        events = opened(messages)
+        check(events, "b")
+        self.assertGreater(max(len(m.batch) for m in messages), 1)
+        self.assertLess(len(messages), len(events) / 4)
+        # Watch of an ended job: Snapshot alone, batched or not.
+        w = opened(c.watch(events[0].job_id, batch_events=True))
+        self.assertEqual(kinds(w), ["snapshot"])
+        self.assertEqual(len(w[0].snapshot.job.objects), n)
+        self.stop_ok(d)
+
+    def test_watch_with_batched_events_follows_a_running_job(self):
+        self.file("slow.bin", 4 * MiB)
+        with FaultOrigin(self.data, rate=MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            srcs = [{"url": fo.url("/slow.bin", q=i),
+                     "destination": os.path.join(self.out, "w%d.bin" % i)} for i in range(3)]
+            first = c.download(srcs)
+            job_id = next(iter(first)).job_id
+            events = opened(c.watch(job_id, batch_events=True))
+            self.assertEqual(kinds(events)[0], "snapshot")
+            for i in range(3):
+                self.assertEqual(essential(per_object(events[1:], i))[-1], "completed", i)
+            list(first)
             self.stop_ok(d)
 
     def test_connections_per_request(self):

@@ -132,6 +132,7 @@ static void test_download_accepted(void) {
     d->m.priority = -5;
     d->m.detach = true;
     d->m.connections = 16;
+    d->m.batch_events = true;
 
     rvd_download_req *req = expect_accept(d, __LINE__);
     CHECK(req != NULL);
@@ -141,6 +142,7 @@ static void test_download_accepted(void) {
     CHECK(req->priority == -5);
     CHECK(req->detach);
     CHECK_EQ_U64(req->connections, 16);
+    CHECK(req->batch_events);
     const rvd_source *a = &req->sources[0], *b = &req->sources[1];
     CHECK_STREQ(a->url, "HTTPS://User:pw@Example.COM:443/a/%7e%2f?token=x&b=1#frag");
     CHECK_STREQ(a->url_key, "https://User:pw@example.com/a/~%2F?token=x&b=1");
@@ -193,6 +195,7 @@ static void test_download_accepted(void) {
         CHECK(req->priority == 0);
         CHECK(!req->detach);
         CHECK_EQ_U64(req->connections, 0);
+        CHECK(!req->batch_events);
         CHECK_STREQ(req->sources[0].url_key, "http://h/");
     }
     rvd_download_req_free(req);
@@ -534,20 +537,18 @@ static void test_download_bytes(void) {
 
 /* ---- Status, Cancel, Watch ---------------------------------------------- */
 
+static const char *const bad_ids[] = {
+    "", "0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde",
+    "0123456789abcdef0123456789abcdef0", "0123456789abcdef0123456789abcdeg",
+    "../../../../../../../../etc/pass",
+};
+
 static void test_job_id(void) {
-    static const char *const bad_ids[] = {
-        "", "0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde",
-        "0123456789abcdef0123456789abcdef0", "0123456789abcdef0123456789abcdeg",
-        "../../../../../../../../etc/pass",
-    };
-    for (int kind = RVD_REQ_STATUS; kind <= RVD_REQ_WATCH; kind++) {
+    for (int kind = RVD_REQ_STATUS; kind <= RVD_REQ_CANCEL; kind++) {
         Retriever__V1__StatusRequest st = RETRIEVER__V1__STATUS_REQUEST__INIT;
         Retriever__V1__CancelRequest ca = RETRIEVER__V1__CANCEL_REQUEST__INIT;
-        Retriever__V1__WatchRequest wa = RETRIEVER__V1__WATCH_REQUEST__INIT;
-        ProtobufCMessage *m = kind == RVD_REQ_STATUS   ? &st.base
-                              : kind == RVD_REQ_CANCEL ? &ca.base
-                                                       : &wa.base;
-        st.job_id = ca.job_id = wa.job_id = ID;
+        ProtobufCMessage *m = kind == RVD_REQ_STATUS ? &st.base : &ca.base;
+        st.job_id = ca.job_id = ID;
         size_t len = 0;
         uint8_t *buf = pack(m, &len);
         char id[RVD_JOB_ID_LEN + 1] = "untouched";
@@ -558,7 +559,7 @@ static void test_job_id(void) {
         free(buf);
 
         for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
-            st.job_id = ca.job_id = wa.job_id = (char *)bad_ids[i];
+            st.job_id = ca.job_id = (char *)bad_ids[i];
             buf = pack(m, &len);
             strcpy(id, "untouched");
             CHECK_EQ_U64(rvd_request_job_id(kind, buf, len, id, &err), -EINVAL);
@@ -579,10 +580,47 @@ static void test_job_id(void) {
     /* The messages are named right. */
     static const uint8_t garbage[] = {0xff};
     char id[RVD_JOB_ID_LEN + 1], *err = NULL;
-    CHECK_EQ_U64(rvd_request_job_id(RVD_REQ_WATCH, garbage, 1, id, &err), -EINVAL);
-    CHECK_STREQ(err, "the request is not a valid retriever.v1.WatchRequest message");
+    CHECK_EQ_U64(rvd_request_job_id(RVD_REQ_CANCEL, garbage, 1, id, &err), -EINVAL);
+    CHECK_STREQ(err, "the request is not a valid retriever.v1.CancelRequest message");
     free(err);
     CHECK_EQ_U64(rvd_request_job_id((rvd_id_request)99, garbage, 1, id, NULL), -EINVAL);
+}
+
+static void test_watch(void) {
+    Retriever__V1__WatchRequest wa = RETRIEVER__V1__WATCH_REQUEST__INIT;
+    wa.job_id = ID;
+    for (int batch = 0; batch <= 1; batch++) {
+        wa.batch_events = batch;
+        size_t len = 0;
+        uint8_t *buf = pack(&wa.base, &len);
+        rvd_watch_req w = {.batch_events = !batch};
+        char *err = NULL;
+        CHECK_EQ_U64(rvd_request_watch(buf, len, &w, &err), 0);
+        CHECK_STREQ(w.job_id, ID);
+        CHECK(w.batch_events == (bool)batch);
+        CHECK(err == NULL);
+        free(buf);
+    }
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        wa.job_id = (char *)bad_ids[i];
+        size_t len = 0;
+        uint8_t *buf = pack(&wa.base, &len);
+        rvd_watch_req w = {.job_id = "untouched", .batch_events = false};
+        char *err = NULL;
+        CHECK_EQ_U64(rvd_request_watch(buf, len, &w, &err), -EINVAL);
+        CHECK_STREQ(w.job_id, "untouched");
+        CHECK(!w.batch_events);
+        CHECK(err && strstr(err, "job_id must be 32 hex digits"));
+        free(err);
+        free(buf);
+    }
+    static const uint8_t garbage[] = {0xff};
+    rvd_watch_req w;
+    char *err = NULL;
+    CHECK_EQ_U64(rvd_request_watch(garbage, 1, &w, &err), -EINVAL);
+    CHECK_STREQ(err, "the request is not a valid retriever.v1.WatchRequest message");
+    free(err);
+    CHECK_EQ_U64(rvd_request_watch(NULL, 0, &w, NULL), -EINVAL);
 }
 
 /* ---- Read ------------------------------------------------------------- */
@@ -710,6 +748,7 @@ int main(void) {
     test_download_headers();
     test_download_bytes();
     test_job_id();
+    test_watch();
     test_read();
     test_list();
     test_empty();

@@ -37,14 +37,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *err = NULL;
     int r;
 
-    if (which < 3) {
-        static const rvd_id_request kinds[] = {RVD_REQ_STATUS, RVD_REQ_CANCEL, RVD_REQ_WATCH};
+    if (which < 2) {
+        static const rvd_id_request kinds[] = {RVD_REQ_STATUS, RVD_REQ_CANCEL};
         char id[RVD_JOB_ID_LEN + 1] = "untouched";
         r = rvd_request_job_id(kinds[which], data, size, id, &err);
         if (r == 0)
             FUZZ_CHECK(job_id_ok(id) && !err);
         else
             FUZZ_CHECK(strcmp(id, "untouched") == 0);
+    } else if (which == 2) {
+        rvd_watch_req w = {.job_id = "untouched", .batch_events = false};
+        r = rvd_request_watch(data, size, &w, &err);
+        if (r == 0)
+            FUZZ_CHECK(job_id_ok(w.job_id) && !err);
+        else
+            FUZZ_CHECK(strcmp(w.job_id, "untouched") == 0 && !w.batch_events);
     } else if (which == 3) {
         rvd_read_req rd = {.object_index = 4242};
         r = rvd_request_read(data, size, &rd, &err);

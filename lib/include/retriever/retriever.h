@@ -93,6 +93,10 @@ typedef struct rv_hooks {
      * recovery at start (a corrupt database moved aside, orphan files
      * removed). msg is valid during the call only. */
     void (*on_notice)(void *ud, const char *msg);
+    /* Optional: rv_engine_perform is about to wait (for the network, a
+     * timer or rv_engine_wakeup). An owner that holds back what the other
+     * hooks told it, to pass it on in batches, passes it on now. */
+    void (*on_wait)(void *ud);
 } rv_hooks;
 
 typedef struct rv_config {

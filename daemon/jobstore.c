@@ -261,14 +261,22 @@ static void bind_obj(sqlite3_stmt *st, const void *arg) {
 
 int rvd_jobstore_end(rvd_jobstore *s, const rvd_stored_job *j) {
     pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = NULL;
     int r = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
     if (r == 0)
         r = exec(s, "UPDATE jobs SET state = ?, ended_ms = ? WHERE id = ?", bind_end, j);
+    /* One statement for all the rows: a job may have a thousand. */
+    if (r == 0 && j->n_objects > 0 &&
+        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        r = -EIO;
     for (size_t i = 0; r == 0 && i < j->n_objects; i++) {
         struct obj_args a = {j->id, i, &j->objects[i]};
-        r = exec(s, "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", bind_obj,
-                 &a);
+        bind_obj(st, &a);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_reset(st);
     }
+    sqlite3_finalize(st);
     sqlite3_exec(s->db, r == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->lock);
     return r;

@@ -12,15 +12,17 @@ information where issue 4 sets no number). Not a pass/fail test: it exits
       before each response) and 3 (1000 x 64 KiB from nginx). Rows:
         local  retrieverctl download --local --digest, fresh --state-dir
                and --cache-dir per run (the daemon always digests);
-        rpc    retrieverd via gRPC from this script: wall time from the
-               submit to the last Completed event (judged);
+        rpc    retrieverd via gRPC from this script, reading batched
+               events (batch_events, as retrieverctl does): wall time from
+               the submit to the last Completed event (judged);
         ctl    retrieverctl --socket S download (daemon mode), the process
                run, for information.
-      One daemon per sub-scenario, started before its runs (not timed),
-      with a fresh state and cache; every daemon run asks for a URL of its
-      own (a "bench=N" query, ignored by the origins), so no run is a
-      cache hit of an earlier one (checked: Completed.from_cache). Target:
-      rpc MiB/s (files/s in 3) >= 0.9x local's.
+      The daemon is restarted with an empty state and cache before each of
+      its runs (not timed), as --local gets a fresh state; every daemon run
+      asks for a URL of its own (a "bench=N" query, ignored by the
+      origins), so no run is a cache hit of an earlier one (checked:
+      Completed.from_cache). One untimed warm-up run per row, then the
+      rounds. Target: rpc MiB/s (files/s in 3) >= 0.9x local's.
   D2  Status latency: --callers concurrent callers (default 64), each on
       its own channel and connection, --calls calls each, spread over
       --status-procs client processes (threads in each); back to back and
@@ -442,16 +444,23 @@ def fresh_daemon(daemon, client):
 
 
 def interleave_d1(runner, rows, repeat, origin, sources, daemon, client):
+    """One untimed warm-up run per row (run number `repeat`: URLs of its
+    own), then `repeat` rounds of one run per row. The first runs after the
+    data was generated took up to twice the CPU time, whichever row they
+    fell on."""
     pids = bench.origin_pids(origin)
     width = max(len(row.label) for row in rows)
-    for rep in range(repeat):
+    for rep in [repeat] + list(range(repeat)):
         for row in rows:
             if row.kind != "local":
                 client = fresh_daemon(daemon, client)
-            say("  rep %d/%d  %-*s" % (rep + 1, repeat, width, row.label),
+            say("  %-9s  %-*s" % ("warm-up" if rep == repeat else "rep %d/%d"
+                                  % (rep + 1, repeat), width, row.label),
                 end="")
             run = runner.measure_d1(row, origin, pids, sources, daemon,
                                     client, rep)
+            if rep == repeat and run.ok:
+                row.runs.pop()
             say("  %7.3f s  cpu %6.2f s  client %s  other %5.2f s  %s"
                 % (run.wall, run.cpu, "%5.2f s" % run.client_cpu
                    if run.client_cpu is not None else "   -   ",

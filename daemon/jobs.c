@@ -336,9 +336,10 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
  * ------------------------------------------------------------------------ */
 
 /* Events are delivered to a sink at once and flushed (sent) after a run of
- * them: at the end of the engine's iteration (rvd_jobs_flush), or before a
- * call from the RPC side that emitted returns. So a sink that batches gets
- * what one iteration produced as one batch. Under the lock. */
+ * them: when the engine is about to wait (on_wait), at the pump after each
+ * turn of its loop, or before a call from the RPC side that emitted
+ * returns. So a sink that batches gets what one turn produced as one
+ * batch. Under the lock. */
 static void emit_to(rvd_jobs *j, struct sub *s, const rvd_event *ev) {
     s->sink.event(s->sink.ctx, ev);
     if (s->sink.flush && !s->dirty) {

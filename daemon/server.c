@@ -563,7 +563,8 @@ static const uint8_t BATCH_KEY[] = {0xa2, 0x01};
  * empty. */
 static grpc_byte_buffer *queue_take(struct call *c) {
     size_t n = 0, bytes = 0;
-    for (struct outmsg *m = c->q_head; m && c->batch_events && n < STREAM_BATCH_EVENTS; m = m->next) {
+    for (struct outmsg *m = c->batch_events ? c->q_head : NULL; m && n < STREAM_BATCH_EVENTS;
+         m = m->next) {
         size_t len = grpc_byte_buffer_length(m->bb);
         size_t add = sizeof(BATCH_KEY) + varint_len(len) + len;
         if (n > 0 && bytes + add > STREAM_BATCH_BYTES)

@@ -60,6 +60,7 @@ typedef struct observed {
     bool saw_bytes;
     double max_rate; /* of any progress report, bytes/s */
     double failed_at;
+    unsigned waits; /* on_wait calls */
 } observed;
 
 static double now_s(void) {
@@ -112,8 +113,15 @@ static void on_retry(void *ud, rv_object *o, const rv_retry_info *r) {
     (void)o;
 }
 
-static const rv_hooks hooks = {
-    .on_state = on_state, .on_progress = on_progress, .on_chunk_done = on_chunk, .on_retry = on_retry};
+static void on_wait(void *ud) {
+    ((observed *)ud)->waits++;
+}
+
+static const rv_hooks hooks = {.on_state = on_state,
+                               .on_progress = on_progress,
+                               .on_chunk_done = on_chunk,
+                               .on_retry = on_retry,
+                               .on_wait = on_wait};
 
 /* RV_TEST_<...>=N from the environment overrides *field. */
 static void env_unsigned(const char *name, unsigned *field) {
@@ -250,6 +258,8 @@ static int case_ok(char **argv) {
     /* The lifecycle, in order, with nothing skipped; restarts (object
      * changed) go back to resolving, so only the edges are fixed. */
     CHECK(ob.n_states >= 4);
+    if (strncmp(argv[0], "file:", 5) != 0)
+        CHECK(ob.waits > 0); /* a download over the network waits for it */
     CHECK_EQ_U64(ob.states[0], RV_STATE_RESOLVING);
     CHECK_EQ_U64(ob.states[ob.n_states - 2], RV_STATE_VERIFYING);
     CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_DONE);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <search.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -547,11 +548,20 @@ static long destinations(struct run *r, int *ret_code) {
     char *cwd = getcwd(NULL, 0);
     int cwd_errno = errno;
     long rejected = 0;
+    /* Destinations named so far, each to the first object that named it:
+     * a conflict is found without comparing every pair (1000 sources). */
+    struct hsearch_data seen = {0};
+    if (!hcreate_r(r->n * 2 + 1, &seen))
+        goto nomem_early;
     for (size_t i = 0; i < r->n; i++) {
         struct obj *ob = &r->objs[i];
         int e = rvc_destination(r->o, ob->url, NULL, &ob->display);
         if (e == RV_OK)
             e = rvc_destination(r->o, ob->url, cwd, &ob->dest);
+        ENTRY *first = NULL;
+        if (e == RV_OK &&
+            !hsearch_r((ENTRY){.key = ob->dest, .data = (void *)(uintptr_t)i}, ENTER, &first, &seen))
+            e = RV_E_NOMEM;
         r->views[i].name = ob->display ? ob->display : ob->url;
         if (e == RV_OK && ob->dest[0] != '/') {
             rvc_buf_printf(&r->msg, PROG ": cannot tell the current directory, needed to give "
@@ -584,23 +594,23 @@ static long destinations(struct run *r, int *ret_code) {
             rejected++;
             continue;
         }
-        for (size_t k = 0; k < i; k++) {
-            if (r->objs[k].dest && strcmp(r->objs[k].dest, ob->dest) == 0) {
-                ob->reject = RV_E_DEST_CONFLICT;
-                if (asprintf(&ob->reject_detail,
-                             "destination '%s' is also the destination of '%s'", ob->display,
-                             r->objs[k].url) < 0)
-                    ob->reject_detail = NULL;
-                rvc_report_error(&r->rep, ob->url, rv_strerror(RV_E_DEST_CONFLICT),
-                                 ob->reject_detail);
-                rejected++;
-                break;
-            }
+        size_t k = (size_t)(uintptr_t)first->data;
+        if (k != i) {
+            ob->reject = RV_E_DEST_CONFLICT;
+            if (asprintf(&ob->reject_detail, "destination '%s' is also the destination of '%s'",
+                         ob->display, r->objs[k].url) < 0)
+                ob->reject_detail = NULL;
+            rvc_report_error(&r->rep, ob->url, rv_strerror(RV_E_DEST_CONFLICT),
+                             ob->reject_detail);
+            rejected++;
         }
     }
+    hdestroy_r(&seen);
     free(cwd);
     return rejected;
 nomem:
+    hdestroy_r(&seen);
+nomem_early:
     rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(RV_E_NOMEM));
     rvc_report_line(&r->rep);
     *ret_code = rvc_exit_code(RV_E_NOMEM);

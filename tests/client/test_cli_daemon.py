@@ -692,6 +692,16 @@ class ScriptedTest(Base):
         self.assertIn("retrieverctl: 'http://g/a.bin': two downloads share one destination "
                       "(destination '%s/a.bin' is also the destination of 'http://h/a.bin')"
                       % self.out, p.stderr)
+        # Each later one names the first; an unrelated one in between is fine.
+        p = ctl("download", "--socket", missing, "-d", self.out, "http://h/a.bin",
+                "http://x/b.bin", "http://g/a.bin", "http://k/a.bin")
+        self.assert_rc(p, 3)
+        for url in ("http://g/a.bin", "http://k/a.bin"):
+            self.assertIn("retrieverctl: '%s': two downloads share one destination "
+                          "(destination '%s/a.bin' is also the destination of "
+                          "'http://h/a.bin')" % (url, self.out), p.stderr)
+        self.assertNotIn("'http://x/b.bin': two", p.stderr)
+        self.assertIn("nothing downloaded: 2 of 4 URLs rejected", p.stderr)
 
     def test_destinations_rejected_as_local_mode_does(self):
         """A destination this user cannot write: the same line and exit

@@ -456,6 +456,41 @@ test('Download streams the events and delivers the right bytes; Status and List'
   await f.daemon.stopOk();
 }));
 
+test('batch_events: the same events in fewer messages', opts, () => withFixture(async (f) => {
+  await f.startOrigin();
+  await f.startDaemon();
+  const c = f.client();
+  const n = 60;
+  const want = [];
+  const sources = [];
+  for (let i = 0; i < n; i++) {
+    want.push(f.file(`m${i}.bin`, 1000 + i));
+    sources.push({ url: f.origin.url(`/m${i}.bin`), destination: path.join(f.out, `m${i}.bin`) });
+  }
+  const { all } = download(c, sources, { request: { batch_events: true } });
+  const { events: messages, status } = await all;
+  assert.equal(status.code, grpc.status.OK, status.details);
+  const events = [];
+  for (const m of messages) {
+    if (m.batch.length) {
+      // A batch carries nothing else.
+      assert.equal(m.event, undefined);
+      assert.equal(m.job_id, '');
+      events.push(...m.batch);
+    } else {
+      events.push(m);
+    }
+  }
+  assert.equal(events[0].event, 'accepted');
+  assert.ok(messages.some((m) => m.batch.length > 1), 'no message carried a batch');
+  assert.ok(messages.length < events.length, `${messages.length} messages, ${events.length} events`);
+  for (let i = 0; i < n; i++) {
+    assert.deepEqual(essential(events, i), ['queued', 'started', 'completed'], `object ${i}`);
+    assert.equal(sha256File(sources[i].destination), want[i]);
+  }
+  await f.daemon.stopOk();
+}));
+
 test('Cancel of a running job ends its stream with cancelled', opts, () => withFixture(async (f) => {
   await f.startOrigin(1 * MiB);
   await f.startDaemon(SLOW_DAEMON);

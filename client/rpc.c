@@ -233,10 +233,9 @@ static int diagnose(const char *path, bool timed_out, unsigned timeout_ms, rvc_r
                       path);
 }
 
-/* Drive the channel to READY within timeout_ms. 1: ready; 0: failed;
- * -1: timed out. */
-/* 1 ready, 0 failed, -1 the deadline passed, -2 cancelled. The wait is
- * cut into slices so that cancelled is asked between them. */
+/* Drive the channel to READY within timeout_ms. 1: ready; 0: failed; -1:
+ * the deadline passed; -2: cancelled. The wait is cut into slices so that
+ * cancelled is asked between them. */
 static int wait_ready(grpc_channel *ch, unsigned timeout_ms, rvc_rpc_cancelled_fn cancelled,
                       void *ud) {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);

@@ -462,14 +462,6 @@ static int fresh_blob(rv_object *o) {
     return RV_OK;
 }
 
-/* FNV-1a: a cheap first comparison of keys, which share long prefixes. */
-static uint64_t key_hash(const char *key) {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return h;
-}
-
 /* A live object already fetching the same key, or NULL. */
 static rv_object *find_leader(rv_object *o) {
     for (rv_object *l = o->engine->leaders; l; l = l->lead_next)
@@ -505,7 +497,7 @@ int rv_durable_start(rv_object *o) {
 
     /* Two requests for one object in one process share its download. */
     if (r == RV_OK)
-        o->key_hash = key_hash(o->key);
+        o->key_hash = rv_str_hash(o->key);
     rv_object *leader = r == RV_OK ? find_leader(o) : NULL;
     if (leader) {
         o->leader = leader;

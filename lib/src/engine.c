@@ -180,14 +180,17 @@ rv_object *rv_live_head(rv_engine *e) {
     return e->live_head;
 }
 
-/* The set of live destinations: a chained hash table keyed by path (FNV-1a),
- * so a thousand adds into one directory do not compare a thousand paths
- * each. */
-static size_t dest_hash(const char *path, size_t n_buckets) {
-    uint64_t h = 14695981039346656037ull;
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+uint64_t rv_str_hash(const char *s) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h % n_buckets);
+    return h;
+}
+
+/* The set of live destinations: a chained hash table keyed by path, so a
+ * thousand adds into one directory do not compare a thousand paths each. */
+static size_t dest_hash(const char *path, size_t n_buckets) {
+    return (size_t)(rv_str_hash(path) % n_buckets);
 }
 
 static rv_object *dest_find(const rv_engine *e, const char *path) {

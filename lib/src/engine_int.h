@@ -231,6 +231,10 @@ typedef struct rv_sync_job {
 
 uint64_t rv_now_ms(void);
 
+/* A string's hash (FNV-1a): for hash tables, and a cheap first comparison
+ * of keys that share long prefixes. */
+uint64_t rv_str_hash(const char *s);
+
 /* The first object not in a terminal state, or NULL. Every object before it
  * is terminal (terminal is final, and objects mostly end in submission
  * order), so loops over live objects start here instead of at the head. */

@@ -53,9 +53,6 @@
 #define SYS_faccessat2 439 /* the same number on every architecture */
 #endif
 
-/* The kernel's limit on supplementary groups (NGROUPS_MAX). */
-#define MAX_GROUPS 65536
-
 static uid_t fsuid_now(void) { return (uid_t)syscall(RVD_SYS_SETFSUID, (uid_t)-1); }
 static gid_t fsgid_now(void) { return (gid_t)syscall(RVD_SYS_SETFSGID, (gid_t)-1); }
 
@@ -96,12 +93,27 @@ static void creds_clear(creds *c) {
     c->n_groups = 0;
 }
 
+/* The caller's groups as known from its connection (rvd_peer). */
+static int caller_creds_known(const rvd_peer *caller, creds *ret) {
+    gid_t *groups = malloc((caller->n_groups ? caller->n_groups : 1) * sizeof(gid_t));
+    if (!groups)
+        return -ENOMEM;
+    if (caller->n_groups)
+        memcpy(groups, caller->groups, caller->n_groups * sizeof(gid_t));
+    *ret = (creds){.uid = caller->uid,
+                   .gid = caller->gid,
+                   .groups = groups,
+                   .n_groups = (int)caller->n_groups};
+    return 0;
+}
+
 /* The caller's supplementary groups from the user database: its name's
  * groups plus gid; just gid when the uid has no passwd entry (all that is
- * known of it). A lookup that fails fails the call: fewer groups than the
- * user has are not safe either, since a group can be what denies (mode
- * 0604 shuts the file's group out). */
-static int caller_creds(const rvd_peer *caller, creds *ret) {
+ * known of it). Only for callers whose own groups are unknown (a job
+ * stored by an older daemon). A lookup that fails fails the call: fewer
+ * groups than the user has are not safe either, since a group can be what
+ * denies (mode 0604 shuts the file's group out). */
+static int caller_creds_looked_up(const rvd_peer *caller, creds *ret) {
     struct passwd pw, *found = NULL;
     char *buf = NULL;
     size_t buf_len = 1024;
@@ -135,7 +147,7 @@ static int caller_creds(const rvd_peer *caller, creds *ret) {
             n = cap;
             if (getgrouplist(pw.pw_name, caller->gid, groups, &n) >= 0)
                 break;
-            if (attempt == 3 || n <= cap || n > MAX_GROUPS) {
+            if (attempt == 3 || n <= cap || n > RVD_PEER_MAX_GROUPS) {
                 r = -E2BIG;
                 goto out;
             }
@@ -154,6 +166,11 @@ out:
     free(groups);
     free(buf);
     return r;
+}
+
+static int caller_creds(const rvd_peer *caller, creds *ret) {
+    return caller->groups_known ? caller_creds_known(caller, ret)
+                                : caller_creds_looked_up(caller, ret);
 }
 
 /* Put back what become() saved. Failing here would leave the thread (the
@@ -372,8 +389,10 @@ struct rvd_asuser_dirs {
 
 rvd_asuser_dirs *rvd_asuser_dirs_new(const rvd_peer *caller) {
     rvd_asuser_dirs *d = calloc(1, sizeof(*d));
-    if (d)
-        d->caller = *caller;
+    if (d && rvd_peer_copy(&d->caller, caller) < 0) {
+        free(d);
+        d = NULL;
+    }
     return d;
 }
 
@@ -387,6 +406,7 @@ rvd_asuser_dirs *rvd_asuser_dirs_free(rvd_asuser_dirs *d) {
     }
     free(d->v);
     creds_clear(&d->creds);
+    rvd_peer_clear(&d->caller);
     free(d);
     return NULL;
 }

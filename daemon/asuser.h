@@ -30,16 +30,20 @@
  *        access checks, with raw system calls that affect this thread
  *        only, and are restored before returning — on every path. A failed
  *        restore aborts the process: going on as the caller would be a
- *        security bug. Supplementary groups come from the user database
- *        (getgrouplist for the uid's name), or are just the peer's gid
- *        when the uid has no passwd entry.
+ *        security bug. Supplementary groups are the caller's own, as
+ *        its connection reported them (rvd_peer.groups): the kernel would
+ *        check the caller's opens against the same list. Only when they
+ *        are unknown (a job stored by a daemon that did not record them)
+ *        do they come from the user database (getgrouplist for the uid's
+ *        name), or are just the peer's gid when the uid has no passwd
+ *        entry.
  *   daemon not root, caller another uid
  *        refused (-EPERM): such a daemon cannot act as anyone else, and
  *        judging by mode bits alone would ignore ACLs and the path leading
  *        to the file.
  *
- * Calls are synchronous and quick (a few system calls, plus a user
- * database lookup when the thread switches); the gRPC completion-queue
+ * Calls are synchronous and quick (a few system calls; a user database
+ * lookup only for a caller whose groups are unknown); the gRPC completion-queue
  * thread may make them. They are thread-safe: each switches only the
  * thread it runs on.
  *

@@ -287,6 +287,7 @@ static void job_free(rvd_jobs *j, struct job *jb) {
     free(jb->views);
     free(jb->key);
     rvd_download_req_free(jb->req);
+    rvd_peer_clear(&jb->owner);
     free(jb);
 }
 
@@ -301,12 +302,12 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
     }
     jb->req = req;
     jb->key = key;
-    jb->owner = *owner;
     jb->priority = req->priority;
     size_t n = req->n_sources;
     jb->views = calloc(n, sizeof(*jb->views));
     jb->objs = calloc(n, sizeof(*jb->objs));
-    if (!key || !jb->views || !jb->objs || new_id(jb->id) < 0) {
+    if (!key || !jb->views || !jb->objs || rvd_peer_copy(&jb->owner, owner) < 0 ||
+        new_id(jb->id) < 0) {
         job_free(NULL, jb); /* no object was set up yet */
         return NULL;
     }
@@ -695,7 +696,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
     /* On disk before its id is given out: the id works across restarts. */
-    rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .uid = caller->uid, .gid = caller->gid,
+    rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .owner = *caller,
                           .detached = !sink, .state = RVD_JOB_QUEUED,
                           .created_ms = jb->view.created_ms, .request = raw,
                           .request_len = raw_len};
@@ -1050,8 +1051,7 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         rs->bad++;
         return;
     }
-    rvd_peer owner = {.uid = sj->uid, .gid = sj->gid};
-    struct job *jb = job_new(&owner, req, make_key(owner.uid, req));
+    struct job *jb = job_new(&sj->owner, req, make_key(sj->owner.uid, req));
     if (!jb) {
         rs->bad++;
         return;

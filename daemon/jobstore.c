@@ -19,6 +19,7 @@
 #define NONCE_LEN 12
 #define TAG_LEN 16
 #define BUSY_TIMEOUT_MS 5000
+#define SCHEMA_VERSION 1
 
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
@@ -32,7 +33,8 @@ static const char schema[] =
     "  state INTEGER NOT NULL,"
     "  created_ms INTEGER NOT NULL,"
     "  ended_ms INTEGER NOT NULL DEFAULT 0,"
-    "  request BLOB NOT NULL);" /* nonce || AES-256-GCM(DownloadRequest) || tag */
+    "  request BLOB NOT NULL," /* nonce || AES-256-GCM(DownloadRequest) || tag */
+    "  groups BLOB);"          /* schema 1 */
     "CREATE TABLE IF NOT EXISTS objects ("
     "  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
     "  idx INTEGER NOT NULL,"
@@ -86,6 +88,46 @@ out:
     return r;
 }
 
+/* Bring a database made by an older daemon up to SCHEMA_VERSION. The
+ * CREATEs above make a new database current at once; an old one has its
+ * tables already, and gains what each version added. */
+static int migrate(rvd_jobstore *s, const char *path, char **ret_error) {
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0) {
+        *ret_error = rvd_strdupf("cannot read the schema version of '%s': %s", path,
+                                 sqlite3_errmsg(s->db));
+        return -EIO;
+    }
+    if (version > SCHEMA_VERSION) {
+        *ret_error = rvd_strdupf("the job database '%s' was written by a newer retrieverd "
+                                 "(schema %d; this one knows up to %d): run that version, or "
+                                 "move the file away to start with no job history",
+                                 path, version, SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    if (version == SCHEMA_VERSION)
+        return 0;
+    /* Version 0 is either a database just created (it has the column) or
+     * one from before groups were recorded (it has not). */
+    bool has_groups = sqlite3_prepare_v2(s->db, "SELECT groups FROM jobs LIMIT 0", -1, &st,
+                                         NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "%sPRAGMA user_version=%d;",
+             has_groups ? "" : "ALTER TABLE jobs ADD COLUMN groups BLOB;", SCHEMA_VERSION);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        *ret_error = rvd_strdupf("cannot update the job database '%s' to schema %d: %s", path,
+                                 SCHEMA_VERSION, sqlite3_errmsg(s->db));
+        return -EIO;
+    }
+    return 0;
+}
+
 int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_error) {
     rvd_jobstore *s = calloc(1, sizeof(*s));
     char *path = rvd_strdupf("%s/jobs.sqlite", state_dir);
@@ -104,6 +146,8 @@ int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_erro
                                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         goto fail;
     }
+    if ((r = migrate(s, path, ret_error)) < 0)
+        goto fail;
     chmod(path, 0600);
     free(path);
     *ret = s;
@@ -180,32 +224,77 @@ static int exec(rvd_jobstore *s, const char *sql, void (*bind)(sqlite3_stmt *, c
 
 struct add_args {
     const rvd_stored_job *j;
-    const unsigned char *blob;
+    const unsigned char *blob, *groups;
     size_t blob_len;
 };
 
 static void bind_add(sqlite3_stmt *st, const void *arg) {
     const struct add_args *a = arg;
+    const rvd_peer *owner = &a->j->owner;
     sqlite3_bind_text(st, 1, a->j->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)a->j->seq);
-    sqlite3_bind_int64(st, 3, a->j->uid);
-    sqlite3_bind_int64(st, 4, a->j->gid);
+    sqlite3_bind_int64(st, 3, owner->uid);
+    sqlite3_bind_int64(st, 4, owner->gid);
     sqlite3_bind_int(st, 5, a->j->detached);
     sqlite3_bind_int(st, 6, a->j->state);
     sqlite3_bind_int64(st, 7, a->j->created_ms);
     sqlite3_bind_blob(st, 8, a->blob, (int)a->blob_len, SQLITE_STATIC);
+    if (!owner->groups_known)
+        sqlite3_bind_null(st, 9);
+    else if (owner->n_groups == 0) /* a NULL pointer would bind NULL */
+        sqlite3_bind_zeroblob(st, 9, 0);
+    else
+        sqlite3_bind_blob(st, 9, a->groups, (int)(4 * owner->n_groups), SQLITE_STATIC);
+}
+
+/* The groups column: 32-bit little-endian gids. */
+static unsigned char *groups_encode(const rvd_peer *p) {
+    unsigned char *out = malloc(4 * p->n_groups + 1);
+    for (size_t i = 0; out && i < p->n_groups; i++) {
+        uint32_t g = p->groups[i];
+        for (int b = 0; b < 4; b++)
+            out[4 * i + b] = (unsigned char)(g >> (8 * b));
+    }
+    return out;
+}
+
+/* Into p (groups_known stays false for NULL); -EINVAL for a length that
+ * is not a list of gids, -ENOMEM. */
+static int groups_decode(sqlite3_stmt *st, int col, rvd_peer *p) {
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return 0;
+    const unsigned char *in = sqlite3_column_blob(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    if (len % 4 != 0 || len / 4 > RVD_PEER_MAX_GROUPS)
+        return -EINVAL;
+    if (len > 0) {
+        p->groups = malloc(len);
+        if (!p->groups)
+            return -ENOMEM;
+        for (size_t i = 0; i < len / 4; i++)
+            p->groups[i] = (gid_t)in[4 * i] | (gid_t)in[4 * i + 1] << 8 |
+                           (gid_t)in[4 * i + 2] << 16 | (gid_t)in[4 * i + 3] << 24;
+    }
+    p->n_groups = len / 4;
+    p->groups_known = true;
+    return 0;
 }
 
 int rvd_jobstore_add(rvd_jobstore *s, const rvd_stored_job *j) {
     struct add_args a = {.j = j};
     unsigned char *blob = seal(s, j->request, j->request_len, &a.blob_len);
-    if (!blob)
-        return -ENOMEM;
+    unsigned char *groups = groups_encode(&j->owner);
+    int r = -ENOMEM;
+    if (!blob || !groups)
+        goto out;
     a.blob = blob;
+    a.groups = groups;
     pthread_mutex_lock(&s->lock);
-    int r = exec(s, "INSERT INTO jobs (id, seq, uid, gid, detached, state, created_ms, request)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", bind_add, &a);
+    r = exec(s, "INSERT INTO jobs (id, seq, uid, gid, detached, state, created_ms, request,"
+                " groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", bind_add, &a);
     pthread_mutex_unlock(&s->lock);
+out:
+    free(groups);
     free(blob);
     return r;
 }
@@ -354,7 +443,7 @@ int rvd_jobstore_load(rvd_jobstore *s, void (*fn)(void *ud, const rvd_stored_job
     *ret_skipped = 0;
     pthread_mutex_lock(&s->lock);
     if (sqlite3_prepare_v2(s->db, "SELECT id, seq, uid, gid, detached, state, created_ms,"
-                           " ended_ms, request FROM jobs ORDER BY seq", -1, &st,
+                           " ended_ms, request, groups FROM jobs ORDER BY seq", -1, &st,
                            NULL) != SQLITE_OK) {
         pthread_mutex_unlock(&s->lock);
         return -EIO;
@@ -364,8 +453,8 @@ int rvd_jobstore_load(rvd_jobstore *s, void (*fn)(void *ud, const rvd_stored_job
         rvd_stored_job j = {
             .id = col_text(st, 0),
             .seq = (uint64_t)sqlite3_column_int64(st, 1),
-            .uid = (uid_t)sqlite3_column_int64(st, 2),
-            .gid = (gid_t)sqlite3_column_int64(st, 3),
+            .owner = {.uid = (uid_t)sqlite3_column_int64(st, 2),
+                      .gid = (gid_t)sqlite3_column_int64(st, 3)},
             .detached = sqlite3_column_int(st, 4),
             .state = sqlite3_column_int(st, 5),
             .created_ms = sqlite3_column_int64(st, 6),
@@ -377,7 +466,8 @@ int rvd_jobstore_load(rvd_jobstore *s, void (*fn)(void *ud, const rvd_stored_job
         rvd_stored_object *objs = NULL;
         char **strs = NULL;
         size_t n = 0;
-        if (!req || !j.id || (j.ended_ms && load_objects(s, j.id, &objs, &n, &strs) < 0)) {
+        if (!req || !j.id || groups_decode(st, 9, &j.owner) < 0 ||
+            (j.ended_ms && load_objects(s, j.id, &objs, &n, &strs) < 0)) {
             (*ret_skipped)++;
         } else {
             j.request = req;
@@ -391,6 +481,7 @@ int rvd_jobstore_load(rvd_jobstore *s, void (*fn)(void *ud, const rvd_stored_job
         free(strs);
         free(objs);
         free(req);
+        rvd_peer_clear(&j.owner);
     }
     if (step != SQLITE_DONE)
         r = -EIO;

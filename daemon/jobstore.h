@@ -9,6 +9,11 @@
  * start); the database alone reveals no request. An ended job also has one
  * row per object with its outcome, for Status and List after a restart.
  *
+ * The schema has a version (PRAGMA user_version, now 1) and is migrated
+ * forward on open; a database from a newer daemon is refused, not guessed
+ * at. Version 1 added the owner's supplementary groups (jobs.groups: gids
+ * as 32-bit little-endian integers, NULL when unknown).
+ *
  * On start, unfinished jobs are resubmitted (the engine resumes each
  * object from its durable ranges) and ended ones return to the history.
  *
@@ -26,6 +31,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "peer.h"
+
 typedef struct rvd_jobstore rvd_jobstore;
 
 /* One object's outcome (an ended job). Strings may be NULL. */
@@ -42,8 +49,9 @@ typedef struct rvd_stored_object {
 typedef struct rvd_stored_job {
     const char *id;
     uint64_t seq;       /* submission order */
-    uid_t uid;
-    gid_t gid;
+    rvd_peer owner;     /* pid unused; groups borrowed (owned by whoever made
+                           the struct); groups_known false for a row written
+                           before groups were recorded (schema 0) */
     bool detached;
     int state;          /* rvd_job_state */
     int64_t created_ms, ended_ms;

@@ -10,51 +10,88 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+int rvd_peer_copy(rvd_peer *dst, const rvd_peer *src) {
+    *dst = *src;
+    dst->groups = NULL;
+    if (src->n_groups > 0) {
+        dst->groups = malloc(src->n_groups * sizeof(gid_t));
+        if (!dst->groups) {
+            dst->n_groups = 0;
+            dst->groups_known = false;
+            return -ENOMEM;
+        }
+        memcpy(dst->groups, src->groups, src->n_groups * sizeof(gid_t));
+    }
+    return 0;
+}
+
+void rvd_peer_clear(rvd_peer *p) {
+    if (!p)
+        return;
+    free(p->groups);
+    p->groups = NULL;
+    p->n_groups = 0;
+    p->groups_known = false;
+}
+
 /* ------------------------------------------------------------------------
  * Admission
  * ------------------------------------------------------------------------ */
 
-bool rvd_access_admits(const rvd_access *a, const rvd_peer *p, bool in_group) {
+static bool in_groups(const rvd_peer *p, gid_t gid) {
+    for (size_t i = 0; i < p->n_groups; i++)
+        if (p->groups[i] == gid)
+            return true;
+    return false;
+}
+
+bool rvd_access_admits(const rvd_access *a, const rvd_peer *p) {
     if (p->uid == 0 || p->uid == a->owner_uid)
         return true;
     if (a->mode & S_IWOTH)
         return true;
-    if ((a->mode & S_IWGRP) && (p->gid == a->group || in_group))
+    if ((a->mode & S_IWGRP) && (p->gid == a->group || in_groups(p, a->group)))
         return true;
     return false;
 }
 
-/* Supplementary groups of fd's peer (SO_PEERGROUPS, Linux 4.13) contain
- * gid? The list is at most NGROUPS_MAX (65536) entries; start small and
- * grow once to the size the kernel asks for. */
-static int peer_in_group(int fd, gid_t gid, bool *ret) {
-    gid_t small[64];
-    gid_t *groups = small;
-    socklen_t len = sizeof(small);
+/* fd's peer's supplementary groups (SO_PEERGROUPS, Linux 4.13) into p.
+ * The list is at most NGROUPS_MAX entries; ask with room for a typical
+ * list, and once more with the size the kernel says it needs. */
+static int read_groups(int fd, rvd_peer *p) {
+    socklen_t len = 64 * sizeof(gid_t);
+    gid_t *groups = malloc(len);
     int r = 0;
-
+    if (!groups)
+        return -ENOMEM;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
-        if (errno != ERANGE)
-            return -errno;
-        if (len > 65536 * sizeof(gid_t))
-            return -E2BIG;
-        groups = malloc(len);
-        if (!groups)
-            return -ENOMEM;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+        if (errno != ERANGE) {
             r = -errno;
             goto out;
         }
-    }
-    *ret = false;
-    for (size_t i = 0; i < len / sizeof(gid_t); i++)
-        if (groups[i] == gid) {
-            *ret = true;
-            break;
+        if (len > RVD_PEER_MAX_GROUPS * sizeof(gid_t)) {
+            r = -E2BIG;
+            goto out;
         }
+        gid_t *g = realloc(groups, len);
+        if (!g) {
+            r = -ENOMEM;
+            goto out;
+        }
+        groups = g;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+            r = -errno; /* ERANGE again: it changed meanwhile; refuse */
+            goto out;
+        }
+    }
+    p->n_groups = len / sizeof(gid_t);
+    p->groups_known = true;
+    if (p->n_groups > 0) {
+        p->groups = groups;
+        groups = NULL;
+    }
 out:
-    if (groups != small)
-        free(groups);
+    free(groups);
     return r;
 }
 
@@ -64,17 +101,11 @@ int rvd_access_check(const rvd_access *a, int fd, rvd_peer *ret_peer, bool *ret_
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
         return -errno;
     rvd_peer p = {.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
-
-    bool admitted = rvd_access_admits(a, &p, false);
-    if (!admitted && (a->mode & S_IWGRP)) {
-        bool in_group = false;
-        int r = peer_in_group(fd, a->group, &in_group);
-        if (r < 0)
-            return r;
-        admitted = rvd_access_admits(a, &p, in_group);
-    }
+    int r = read_groups(fd, &p);
+    if (r < 0)
+        return r;
     *ret_peer = p;
-    *ret_admitted = admitted;
+    *ret_admitted = rvd_access_admits(a, &p);
     return 0;
 }
 
@@ -107,6 +138,8 @@ rvd_peers *rvd_peers_free(rvd_peers *t) {
     if (!t)
         return NULL;
     pthread_mutex_destroy(&t->lock);
+    for (size_t i = 0; i < t->cap; i++)
+        rvd_peer_clear(&t->slots[i].peer);
     free(t->slots);
     free(t);
     return NULL;
@@ -132,8 +165,13 @@ int rvd_peers_set(rvd_peers *t, int fd, const rvd_peer *p) {
         t->slots = s;
         t->cap = cap;
     }
+    rvd_peer copy;
+    r = rvd_peer_copy(&copy, p);
+    if (r < 0)
+        goto out;
+    rvd_peer_clear(&t->slots[fd].peer);
     t->slots[fd].used = true;
-    t->slots[fd].peer = *p;
+    t->slots[fd].peer = copy;
 out:
     pthread_mutex_unlock(&t->lock);
     return r;
@@ -141,18 +179,18 @@ out:
 
 void rvd_peers_forget(rvd_peers *t, int fd) {
     pthread_mutex_lock(&t->lock);
-    if (fd >= 0 && (size_t)fd < t->cap)
+    if (fd >= 0 && (size_t)fd < t->cap) {
         t->slots[fd].used = false;
+        rvd_peer_clear(&t->slots[fd].peer);
+    }
     pthread_mutex_unlock(&t->lock);
 }
 
 int rvd_peers_get(rvd_peers *t, int fd, rvd_peer *ret) {
     int r = -ENOENT;
     pthread_mutex_lock(&t->lock);
-    if (fd >= 0 && (size_t)fd < t->cap && t->slots[fd].used) {
-        *ret = t->slots[fd].peer;
-        r = 0;
-    }
+    if (fd >= 0 && (size_t)fd < t->cap && t->slots[fd].used)
+        r = rvd_peer_copy(ret, &t->slots[fd].peer);
     pthread_mutex_unlock(&t->lock);
     return r;
 }

@@ -32,11 +32,35 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+/* Who a caller is. The ids are the peer's at connect time, as the kernel
+ * reports them for the socket: its process may have exited, or changed
+ * ids, since; what it was allowed when it connected is what counts.
+ *
+ * groups: its supplementary groups (SO_PEERGROUPS), exactly what the
+ * kernel checks the process's own opens against. They are the process's,
+ * not the user database's: a process that dropped a group (a sandboxed
+ * service) does not get it back through the daemon, and one given a group
+ * its user is not listed in keeps it. groups_known is false only for a
+ * job stored by a daemon that did not record them (asuser.h says what
+ * then). An rvd_peer owns its groups array: copy with rvd_peer_copy,
+ * release with rvd_peer_clear. */
 typedef struct rvd_peer {
     pid_t pid; /* at connect time; may have exited or been reused since */
     uid_t uid;
     gid_t gid;
+    bool groups_known;
+    size_t n_groups;
+    gid_t *groups; /* [n_groups], malloc'd; NULL when n_groups is 0 */
 } rvd_peer;
+
+/* More than the kernel allows (NGROUPS_MAX): such a list is refused. */
+#define RVD_PEER_MAX_GROUPS 65536
+
+/* *dst = a deep copy of src. 0 or -ENOMEM (then *dst is left empty, safe
+ * to clear). */
+int rvd_peer_copy(rvd_peer *dst, const rvd_peer *src);
+/* Free p's groups and forget them; p stays usable. NULL is fine. */
+void rvd_peer_clear(rvd_peer *p);
 
 /* The admission rule's inputs: the socket file's group and permission
  * bits, and the daemon's own (effective) uid. */
@@ -46,13 +70,13 @@ typedef struct rvd_access {
     mode_t mode; /* permission bits only (& 0777) */
 } rvd_access;
 
-/* The rule above, pure. in_group: whether the socket's group is among the
- * peer's supplementary groups (the peer's primary gid is checked here). */
-bool rvd_access_admits(const rvd_access *a, const rvd_peer *p, bool in_group);
+/* The rule above, pure: p's gid and groups are checked against the
+ * socket's group. */
+bool rvd_access_admits(const rvd_access *a, const rvd_peer *p);
 
-/* Read fd's peer credentials and apply the rule. On success (0) *ret_peer
- * and *ret_admitted are set. Errors: -errno of getsockopt. Supplementary
- * groups are read only when the decision depends on them. */
+/* Read fd's peer credentials and supplementary groups, and apply the rule.
+ * On success (0) *ret_peer (owned by the caller: rvd_peer_clear) and
+ * *ret_admitted are set. Errors: -errno of getsockopt, -E2BIG, -ENOMEM. */
 int rvd_access_check(const rvd_access *a, int fd, rvd_peer *ret_peer, bool *ret_admitted);
 
 /* The credentials of admitted connections, keyed by fd. Thread-safe: the
@@ -67,12 +91,13 @@ int rvd_peers_new(rvd_peers **ret);
 /* NULL is fine. Returns NULL. */
 rvd_peers *rvd_peers_free(rvd_peers *t);
 
-/* Record (or overwrite) fd's credentials. 0, -EINVAL (fd < 0), -EMFILE
- * (fd >= RVD_PEERS_MAX_FD), -ENOMEM. */
+/* Record (or overwrite) fd's credentials, a copy of *p. 0, -EINVAL
+ * (fd < 0), -EMFILE (fd >= RVD_PEERS_MAX_FD), -ENOMEM. */
 int rvd_peers_set(rvd_peers *t, int fd, const rvd_peer *p);
 /* Forget fd (no-op when unknown). */
 void rvd_peers_forget(rvd_peers *t, int fd);
-/* 0 and *ret filled, or -ENOENT. */
+/* 0 and *ret a copy the caller owns (rvd_peer_clear), or -ENOENT, or
+ * -ENOMEM. */
 int rvd_peers_get(rvd_peers *t, int fd, rvd_peer *ret);
 
 /* Parse gRPC's peer name of an fd connection, "fd:N", strictly. 0 and

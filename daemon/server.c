@@ -381,6 +381,7 @@ static void call_free(struct call *c) {
         grpc_call_unref(c->call);
     grpc_metadata_array_destroy(&c->request_md);
     grpc_call_details_destroy(&c->details);
+    rvd_peer_clear(&c->peer);
     if (c->request)
         grpc_byte_buffer_destroy(c->request);
     if (c->reply.response)
@@ -444,10 +445,15 @@ static void run_registered(struct call *c) {
 
     char *peer_name = grpc_call_get_peer(c->call);
     int fd = -1;
-    bool known = rvd_peer_name_fd(peer_name, &fd) == 0 &&
-                 rvd_peers_get(c->server->peers, fd, &c->peer) == 0;
+    int e = rvd_peer_name_fd(peer_name, &fd);
+    if (e == 0)
+        e = rvd_peers_get(c->server->peers, fd, &c->peer);
     gpr_free(peer_name);
-    if (!known) {
+    if (e == -ENOMEM) {
+        set_reply_error(r, GRPC_STATUS_INTERNAL, rvd_strdupf("out of memory"));
+        return;
+    }
+    if (e < 0) {
         set_reply_error(r, GRPC_STATUS_PERMISSION_DENIED,
                         rvd_strdupf("the caller's credentials are unknown"));
         return;

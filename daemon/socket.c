@@ -303,14 +303,13 @@ bool rvd_socket_owned(const rvd_socket *s) {
 
 /* One accepted connection: check, record, hand on — or refuse. */
 static void admit(rvd_socket *s, int cfd) {
-    rvd_peer peer;
+    rvd_peer peer = {0};
     bool admitted = false;
     int r = rvd_access_check(&s->access, cfd, &peer, &admitted);
     if (r < 0) {
         rvd_log_warning("refused a connection on '%s': cannot read its credentials: %s", s->path,
                         strerror(-r));
-        close(cfd);
-        return;
+        goto refuse;
     }
     if (!admitted) {
         char owner[32] = "";
@@ -321,17 +320,20 @@ static void admit(rvd_socket *s, int cfd) {
                         (unsigned)peer.uid, (unsigned)peer.gid, (int)peer.pid, s->path,
                         (unsigned)s->access.mode, (unsigned)s->access.group, owner,
                         (s->access.mode & S_IWGRP) ? " and the group" : "");
-        close(cfd);
-        return;
+        goto refuse;
     }
     r = rvd_peers_set(s->peers, cfd, &peer);
     if (r < 0) {
         rvd_log_warning("refused a connection from uid %u pid %d: %s", (unsigned)peer.uid,
                         (int)peer.pid, strerror(-r));
-        close(cfd);
-        return;
+        goto refuse;
     }
     s->fn(cfd, &peer, s->ud);
+    rvd_peer_clear(&peer);
+    return;
+refuse:
+    rvd_peer_clear(&peer);
+    close(cfd);
 }
 
 static void *accept_thread(void *arg) {

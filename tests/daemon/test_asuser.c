@@ -479,7 +479,48 @@ static void test_root_without_caps(void) {
     }
 }
 
-/* Supplementary groups come from the user database. Needs a user listed
+/* A caller's groups, when known (from its connection), are exactly what
+ * it is checked against, whatever the user database says: uid 4242 has
+ * no passwd entry, yet a process of it that holds group 4250 may use a
+ * directory of that group; one that holds no group at all may not. And a
+ * group can also be what denies: a 0604 file shuts its group out, so
+ * holding the group loses access that others have. */
+#define KNOWN_GID 4250
+static void test_known_groups(void) {
+    gid_t held[] = {KNOWN_GID};
+    rvd_peer with = {.pid = 1, .uid = OTHER_UID, .gid = OTHER_GID, .groups_known = true,
+                     .n_groups = 1, .groups = held};
+    rvd_peer without = {.pid = 1, .uid = OTHER_UID, .gid = OTHER_GID, .groups_known = true};
+
+    mkdir_as("knowndir", 0770, 0, KNOWN_GID);
+    write_file(p("knowndir/k.txt"), "k\n", 2, 0640, 0, KNOWN_GID);
+    write_file(p("shutout.txt"), "s\n", 2, 0604, 0, KNOWN_GID);
+
+    DEST(with, "knowndir/x", 0);
+    SOURCE(with, "knowndir/k.txt", 0);
+    SOURCE(with, "shutout.txt", -EACCES);
+    DEST(without, "knowndir/x", -EACCES);
+    SOURCE(without, "knowndir/k.txt", -EACCES);
+    SOURCE(without, "shutout.txt", 0);
+    /* Its primary gid still counts with no supplementary group. */
+    DEST(without, "grpdir/x", 0);
+    /* Unknown groups (a job stored before groups were recorded) fall back
+     * to the user database: no entry, so the gid alone. */
+    DEST(other, "knowndir/x", -EACCES);
+
+    /* A batch of destinations switches with the same groups. */
+    rvd_asuser_dirs *d = rvd_asuser_dirs_new(&with);
+    CHECK(d != NULL);
+    int fd = -1;
+    char *name = NULL, *msg = NULL;
+    CHECK(rvd_asuser_dest(d, p("knowndir/y"), &fd, &name, &msg) == 0);
+    free(name);
+    free(msg);
+    CHECK(creds_unchanged());
+    rvd_asuser_dirs_free(d);
+}
+
+/* Unknown groups come from the user database. Needs a user listed
  * as a member of a group that is not its primary one (e.g. postgres in
  * ssl-cert); skipped when the machine has none. */
 static void test_supplementary_group(void) {
@@ -505,6 +546,10 @@ static void test_supplementary_group(void) {
     mkdir_as("suppdir", 0770, 0, gid);
     DEST(member, "suppdir/x", 0);
     DEST(nobody, "suppdir/x", -EACCES);
+    /* The same user's process that dropped the group does not get it
+     * back through the daemon. */
+    rvd_peer dropped = {.pid = 1, .uid = pw->pw_uid, .gid = pw->pw_gid, .groups_known = true};
+    DEST(dropped, "suppdir/x", -EACCES);
 }
 
 /* The switch is the calling thread's alone: while another thread opens as
@@ -801,6 +846,7 @@ int main(void) {
     test_source();
     test_not_root_daemon();
     test_root_without_caps();
+    test_known_groups();
     test_supplementary_group();
     test_other_threads_untouched();
     test_engine_without_state();

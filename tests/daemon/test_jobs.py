@@ -717,19 +717,46 @@ class JobsTest(unittest.TestCase):
 
     # -- Security: two uids ----------------------------------------------------
 
-    def as_nobody(self, code):
-        """Run a Python snippet as uid/gid nobody with the generated pb2 and
-        this socket; returns its stdout (it prints one result line)."""
+    def as_caller(self, code, uid=NOBODY, gid=NOBODY, groups=()):
+        """Run a Python snippet as uid/gid with exactly these supplementary
+        groups, the generated pb2 and this socket; returns its stdout (it
+        prints one result line)."""
         prog = ("import sys, grpc; sys.path.insert(0, %r)\n"
                 "from retriever.v1 import retriever_pb2 as pb\n"
                 "ch = grpc.insecure_channel('unix://%s')\n"
                 "S = %r\nser = lambda m: m.SerializeToString()\n" % (td.PB_DIR, self.sock, S)
                 + code)
-        r = subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
-                            "--clear-groups", "/usr/bin/python3", "-c", prog],
+        grp = ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]
+        r = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + grp
+                           + ["/usr/bin/python3", "-c", prog],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.strip()
+
+    def as_nobody(self, code):
+        return self.as_caller(code)
+
+    def owned_dir(self, name, uid, gid, mode=0o755):
+        path = os.path.join(self.tmp, name)
+        os.makedirs(path)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+        return path
+
+    def daemon_for_everyone(self):
+        d = self.daemon("--socket-mode", "0666")
+        os.chmod(os.path.dirname(self.sock), 0o755)
+        return d
+
+    # A Download as the caller: the last event's kind, or the RPC's error.
+    DL = ("def dl(url, dest, detach=False):\n"
+          "    try:\n"
+          "        evs = list(ch.unary_stream(S+'Download', request_serializer=ser,"
+          " response_deserializer=pb.JobEvent.FromString)(pb.DownloadRequest(sources=["
+          "pb.Source(url=url, destination=dest)], detach=detach), timeout=30))\n"
+          "        return evs[-1].job_id if detach else evs[-1].WhichOneof('event')\n"
+          "    except grpc.RpcError as e:\n"
+          "        return e.code().name\n")
 
     def test_callers_cannot_reach_files_they_could_not_reach_themselves(self):
         secret = self.file("secret.bin", 1000)
@@ -737,22 +764,10 @@ class JobsTest(unittest.TestCase):
         public = self.file("public.bin", 1000)
         os.chmod(public, 0o644)
         os.chmod(self.data, 0o755)
-        rootonly = os.path.join(self.tmp, "rootonly")
-        os.makedirs(rootonly, mode=0o700)
-        theirs = os.path.join(self.tmp, "theirs")
-        os.makedirs(theirs)
-        os.chown(theirs, NOBODY, NOBODY)
-        d = self.daemon("--socket-mode", "0666")
-        os.chmod(os.path.dirname(self.sock), 0o755)
-        dl = ("def dl(url, dest):\n"
-              "    try:\n"
-              "        evs = list(ch.unary_stream(S+'Download', request_serializer=ser,"
-              " response_deserializer=pb.JobEvent.FromString)(pb.DownloadRequest(sources=["
-              "pb.Source(url=url, destination=dest)]), timeout=30))\n"
-              "        return evs[-1].WhichOneof('event')\n"
-              "    except grpc.RpcError as e:\n"
-              "        return e.code().name\n")
-        out = self.as_nobody(dl + "print(dl(%r, %r), dl(%r, %r), dl(%r, %r))" % (
+        rootonly = self.owned_dir("rootonly", 0, 0, 0o700)
+        theirs = self.owned_dir("theirs", NOBODY, NOBODY)
+        d = self.daemon_for_everyone()
+        out = self.as_nobody(self.DL + "print(dl(%r, %r), dl(%r, %r), dl(%r, %r))" % (
             "file://" + secret, theirs + "/a",
             "file://" + public, rootonly + "/b",
             "file://" + public, theirs + "/c"))
@@ -777,6 +792,102 @@ class JobsTest(unittest.TestCase):
         self.assertEqual(out.split(), ["NOT_FOUND", "1"])
         self.assertEqual(len(c.list()), 2)
         self.stop_ok(d)
+
+    def test_a_callers_own_groups_decide_and_are_kept_across_a_restart(self):
+        # uid 4242 has no passwd entry: the user database gives it no group
+        # but its gid. What counts is the groups its process holds.
+        uid, gid, group = 4242, 4243, 4250
+        public = self.file("public.bin", 1000)
+        os.chmod(public, 0o644)
+        shut = self.file("shut.bin", 1000)  # others may read, the group may not
+        os.chown(shut, 0, group)
+        os.chmod(shut, 0o604)
+        os.chmod(self.data, 0o755)
+        gdir = self.owned_dir("gdir", 0, group, 0o770)
+        theirs = self.owned_dir("theirs", uid, gid)
+        d = self.daemon_for_everyone()
+
+        out = self.as_caller(self.DL + "print(dl(%r, %r), dl(%r, %r))" % (
+            "file://" + public, gdir + "/a", "file://" + shut, theirs + "/a"),
+            uid, gid, [group])
+        self.assertEqual(out.split(), ["completed", "PERMISSION_DENIED"])
+        out = self.as_caller(self.DL + "print(dl(%r, %r), dl(%r, %r))" % (
+            "file://" + public, gdir + "/b", "file://" + shut, theirs + "/b"), uid, gid)
+        self.assertEqual(out.split(), ["PERMISSION_DENIED", "completed"])
+        self.assertEqual(sorted(os.listdir(gdir)), ["a"])
+        self.assertEqual(os.stat(gdir + "/a").st_uid, uid)
+        self.assertFalse(os.path.exists(theirs + "/a"))
+
+        # A detached job of the group member, unfinished at a restart, is
+        # carried on with the member's groups: they are in the job table.
+        src = self.file("slow.bin", 8 * MiB)
+        os.chmod(src, 0o644)
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
+            job_id = self.as_caller(self.DL + "print(dl(%r, %r, True))" % (
+                fo.url("/slow.bin", case=self.id()), gdir + "/slow.bin"), uid, gid, [group])
+            self.assertEqual(len(job_id), 32, job_id)  # an id, not an error
+            c = self.client()
+            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_RUNNING,
+                          what="running")
+            c.close()
+            self.stop_ok(d)
+            self.assertFalse(os.path.exists(gdir + "/slow.bin"))
+            d = self.daemon_for_everyone()
+            c = self.client()
+            w = list(c.watch(job_id))
+            self.assertEqual(kinds(w)[-1], "completed", w[-1])
+        self.assertEqual(sha256_file(gdir + "/slow.bin"), sha256_file(src))
+        self.assertEqual(os.stat(gdir + "/slow.bin").st_uid, uid)
+        self.stop_ok(d)
+
+    def test_job_database_of_an_older_daemon_is_migrated_and_a_newer_one_refused(self):
+        import sqlite3
+        src = self.file("m.bin", 5000)
+        d = self.daemon()
+        c = self.client()
+        events = list(c.download([{"url": "file://" + src,
+                                   "destination": self.out + "/m.bin"}]))
+        job_id = events[0].job_id
+        c.close()
+        self.stop_ok(d)
+        db = os.path.join(self.tmp, "state", "jobs.sqlite")
+
+        def sql(*stmts):
+            con = sqlite3.connect(db)
+            try:
+                rows = [con.execute(s).fetchall() for s in stmts]
+                con.commit()
+                return rows
+            finally:
+                con.close()
+
+        self.assertEqual(sql("PRAGMA user_version")[0], [(1,)])
+        # Schema 0: no groups column. The job is still there after the
+        # upgrade, and the column is back.
+        sql("ALTER TABLE jobs DROP COLUMN groups", "PRAGMA user_version=0")
+        d = self.daemon()
+        c = self.client()
+        self.assertEqual(c.status(job_id).state, td.pb.JOB_STATE_DONE)
+        c.close()
+        self.stop_ok(d)
+        self.assertEqual(sql("PRAGMA user_version")[0], [(1,)])
+        self.assertEqual(sql("SELECT groups IS NULL FROM jobs")[0], [(1,)])
+
+        # A newer daemon's database: refused with what to do, untouched.
+        sql("PRAGMA user_version=7")
+        def content():
+            with open(db, "rb") as f:
+                return f.read()
+
+        before = content()
+        late = td.Daemon(["--socket", self.sock, "--state-dir", os.path.join(self.tmp, "state"),
+                          "--cache-dir", os.path.join(self.tmp, "cache"),
+                          "--config", self.config()])
+        self.addCleanup(late.kill)
+        late.spawn()
+        self.assertEqual(late.wait_exit(30), 1, late.log())
+        self.assertIn("written by a newer retrieverd (schema 7", late.log())
+        self.assertEqual(content(), before)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ static void test_bind_accept_stop(void) {
     CHECK(rvd_peers_get(peers, fd, &p) == 0);
     CHECK_EQ_U64(p.uid, geteuid());
     CHECK_EQ_U64(p.pid, getpid());
+    CHECK(p.groups_known);
+    rvd_peer_clear(&p);
     int fl = fcntl(fd, F_GETFL);
     CHECK(fl >= 0 && (fl & O_NONBLOCK));
     CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""`cmake --install` of the build tree, and the installed programs at work.
+
+An install into a temporary prefix must give the layout docs/daemon.md and
+the systemd units describe; the installed retrieverctl must find its module
+in ../lib/retriever (nothing is beside it there) and talk to the installed
+retrieverd; the installed units must name the installed daemon and pass
+`systemd-analyze verify`. A staged install (DESTDIR) must name the final
+path, not the staging one.
+"""
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from daemons import Daemon
+
+CMAKE = os.environ["RV_CMAKE"]
+BUILD = os.environ["RV_BUILD_DIR"]
+SOURCE = os.environ["RV_SOURCE_DIR"]
+VERSION = os.environ["RV_VERSION"]
+
+
+def install(prefix, destdir=None):
+    env = dict(os.environ)
+    env.pop("DESTDIR", None)
+    if destdir:
+        env["DESTDIR"] = destdir
+    r = subprocess.run([CMAKE, "--install", BUILD, "--prefix", prefix],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("cmake --install failed:\n" + r.stdout + r.stderr)
+    return r.stdout
+
+
+def exec_start(unit):
+    with open(unit) as f:
+        lines = [l for l in f if l.startswith("ExecStart=")]
+    assert len(lines) == 1, lines
+    return lines[0].strip().split("=", 1)[1]
+
+
+class InstallTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rv-install-")
+        os.chmod(self.tmp, 0o755)
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_layout_and_the_installed_programs_work(self):
+        prefix = os.path.join(self.tmp, "usr")
+        install(prefix)
+        p = lambda rel: os.path.join(prefix, rel)  # noqa: E731
+        for rel in ("bin/retrieverd", "bin/retrieverctl"):
+            mode = os.stat(p(rel)).st_mode
+            self.assertTrue(stat.S_ISREG(mode) and mode & 0o111, rel)
+        for rel in ("lib/retriever/retrieverctl-remote.so",
+                    "lib/systemd/system/retrieverd.service",
+                    "lib/systemd/system/retrieverd.socket",
+                    "share/doc/retriever/retrieverd.conf",
+                    "share/doc/retriever/daemon.md",
+                    "share/doc/retriever/api.md",
+                    "share/retriever/proto/retriever/v1/retriever.proto"):
+            self.assertTrue(os.path.isfile(p(rel)), rel + " is not installed")
+        self.assertFalse(os.path.exists(p("bin/retrieverctl-remote.so")))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "etc")),
+                         "an install must not write configuration")
+        with open(p("share/doc/retriever/retrieverd.conf")) as a, \
+                open(os.path.join(SOURCE, "packaging/retrieverd.conf")) as b:
+            self.assertEqual(a.read(), b.read())
+
+        ctl = p("bin/retrieverctl")
+        r = subprocess.run([ctl, "--version"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(VERSION, r.stdout)
+
+        # The installed daemon, and the installed client in daemon mode:
+        # its module comes from prefix/lib/retriever.
+        sock = os.path.join(self.tmp, "run", "d.sock")
+        d = Daemon(["--socket", sock], binary=p("bin/retrieverd"))
+        self.addCleanup(d.kill)
+        d.start()
+        r = subprocess.run([ctl, "--socket", sock, "ping"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("retrieverd " + VERSION, r.stdout)
+        src = os.path.join(SOURCE, "packaging/retrieverd.conf")
+        out = os.path.join(self.tmp, "out", "conf.txt")
+        os.makedirs(os.path.dirname(out))
+        r = subprocess.run([ctl, "--socket", sock, "download", "-q", "-o", out,
+                            "file://" + src], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out, "rb") as a, open(src, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.log())
+
+        # Without its module the client says so, and --local still works.
+        os.rename(p("lib/retriever/retrieverctl-remote.so"), p("lib/retriever/moved.so"))
+        r = subprocess.run([ctl, "--socket", sock, "ping"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("retrieverctl-remote.so", r.stderr)
+
+        # The units name this daemon, and systemd accepts them.
+        units = p("lib/systemd/system")
+        self.assertEqual(exec_start(os.path.join(units, "retrieverd.service")),
+                         p("bin/retrieverd"))
+        r = subprocess.run(["systemd-analyze", "verify",
+                            os.path.join(units, "retrieverd.service"),
+                            os.path.join(units, "retrieverd.socket")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_staged_install_names_the_final_paths(self):
+        stage = os.path.join(self.tmp, "stage")
+        log = install("/usr", destdir=stage)
+        unit = os.path.join(stage, "usr/lib/systemd/system/retrieverd.service")
+        self.assertEqual(exec_start(unit), "/usr/bin/retrieverd")
+        self.assertIn(unit, log)
+        self.assertTrue(os.path.isfile(os.path.join(stage, "usr/bin/retrieverd")))
+        # Apart from that line, the unit is the one in the source tree.
+        with open(unit) as a, open(os.path.join(SOURCE, "systemd/retrieverd.service")) as b:
+            self.assertEqual(a.read(), b.read())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -35,7 +35,11 @@ directories of that run's row) are removed -- deleted, or if small moved
 aside until the end (see Runner._discard) -- and os.sync() is called, and the source files are checked to be in the page cache (and
 read again if they are not). Every output's sha256 is verified after the
 run, outside the timed section. CPU seconds and peak RSS come from
-os.wait4() of the tool's own process.
+os.wait4() of the tool's own process. Last, right before the tool starts,
+as much as the run will write (plus a margin) is written to a scratch file
+and deleted (Runner.warm_free_memory): on this VM, memory that has been
+free for a few seconds is handed back to the host, and a run whose page
+cache lands on such memory writes up to 7x slower.
 
 Python 3 standard library only; needs nginx, curl, aria2c and fincore
 (util-linux).
@@ -77,6 +81,7 @@ QUIET_WINDOW_S = 0.5            # the machine counts as quiet when, over
 QUIET_BUSY = 0.10               # this window, it was busy < this many cores
 SETTLE_MAX_S = 30               # default bound on waiting for quiet
 TRASH_MAX = 256 * MIB           # outputs up to this size are set aside
+WARM_MARGIN = 64 * MIB          # warm_free_memory: beyond the run's bytes
 
 CURL = shutil.which("curl") or "curl"
 ARIA2C = shutil.which("aria2c") or "aria2c"
@@ -333,8 +338,11 @@ class Row:
 class Runner:
     """Runs a Row once under the fairness rules and records a Run."""
 
-    def __init__(self, workdir, timeout=RUN_TIMEOUT_S, settle_max=0):
+    def __init__(self, workdir, timeout=RUN_TIMEOUT_S, settle_max=0,
+                 warm=True):
         self.out_root = os.path.join(workdir, "out")
+        self.scratch = os.path.join(workdir, "warm.scratch")
+        self.warm = warm
         self.trash_root = os.path.join(workdir, "trash")
         self.trashed = 0            # output trees set aside (see _discard)
         self.log_path = os.path.join(workdir, "run.stderr")
@@ -442,18 +450,47 @@ class Runner:
         if busy >= QUIET_BUSY:
             self.never_quiet += 1
 
+    def warm_free_memory(self, nbytes):
+        """Write nbytes (plus WARM_MARGIN) of page cache to a scratch file
+        and delete it, so that the run that starts next gets memory the VM
+        has just used. This VM reports free memory to its host (virtio
+        free page reporting: /sys/module/page_reporting), which takes it
+        back a few seconds after it was freed; the guest's next first write
+        to such a page waits for the host to supply it again. Measured here
+        (1 GiB written to the page cache after 1 GiB was freed, 3 times
+        each): 0.21-0.25 s at once, 0.57-0.60 s after 1 s, 0.9-1.3 s after
+        4 s, 1.5-1.75 s after 8 s; with this step after 8 s, 0.22-0.37 s.
+        Without it, how long a row waited between the previous run's
+        deletions and its own start (a daemon restart, a settle wait)
+        decided how fast it could write. Dirty pages that are deleted are
+        never written to the disk. An anonymous mapping does not work
+        here: its freed pages go back to the host at once."""
+        if not self.warm or nbytes <= 0:
+            return
+        chunk = bytes(8 * MIB)
+        left = nbytes + WARM_MARGIN
+        fd = os.open(self.scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                     0o600)
+        try:
+            while left > 0:
+                left -= os.write(fd, chunk[:min(left, len(chunk))])
+        finally:
+            os.close(fd)
+            os.unlink(self.scratch)
+
     # -- one run -----------------------------------------------------------
 
     def prepare(self, row, sources):
         """The fairness rules, applied before every run of `row`: outputs
         and the row's fresh state gone, dirty pages written, `sources` in
-        the page cache, the machine quiet (bounded). bench_daemon.py
-        calls this too."""
+        the page cache, the machine quiet (bounded), and as much memory as
+        the run will write freshly used. bench_daemon.py calls this too."""
         moved = self._clear_outputs(row)
         os.sync()
         self._drop_cached(moved)
         self.ensure_cached(sources)
         self.wait_quiet()
+        self.warm_free_memory(row.nbytes)
 
     def run_tool(self, row):
         """Run row's command, reaped with wait4, killed after self.timeout.
@@ -672,7 +709,8 @@ class Bench:
         self.srv = os.path.join(self.workdir, "srv")
         self.out = os.path.join(self.workdir, "out")
         self.state_root = os.path.join(self.workdir, "state")
-        self.runner = Runner(self.workdir, settle_max=args.settle_max)
+        self.runner = Runner(self.workdir, settle_max=args.settle_max,
+                             warm=not args.no_warm)
         self.rows = []
         self.verdicts = []          # (scenario, text, met or None)
         self.notes = []
@@ -1287,6 +1325,9 @@ def parse_args(argv):
                    help="before each run wait up to S s for the machine to "
                         "be idle (0: do not wait; default %d)"
                         % SETTLE_MAX_S)
+    p.add_argument("--no-warm", action="store_true",
+                   help="skip the memory warm-up before each run "
+                        "(Runner.warm_free_memory), to see its effect")
     p.add_argument("--markdown", action="store_true",
                    help="print the report as Markdown")
     args = p.parse_args(argv)

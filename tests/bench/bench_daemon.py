@@ -677,9 +677,10 @@ class DaemonBench:
             repeat=args.repeat, repeat_small=args.repeat_small,
             peers_only=False, retrieverctl=args.retrieverctl,
             workdir=args.workdir, settle_max=args.settle_max,
-            no_digest=False)
+            no_digest=False, no_warm=args.no_warm)
         self.data = bench.Bench(ns)          # data files and their helpers
-        self.runner = DaemonRunner(args.workdir, settle_max=args.settle_max)
+        self.runner = DaemonRunner(args.workdir, settle_max=args.settle_max,
+                                   warm=not args.no_warm)
         self.data.runner = self.runner
         self.ctl = args.retrieverctl
         self.workdir = args.workdir
@@ -1331,6 +1332,9 @@ def parse_args(argv):
                    help="scratch directory, created and deleted (default "
                         "/tmp/rvd-bench-<pid>; keep it short: the sockets "
                         "live in it)")
+    p.add_argument("--no-warm", action="store_true",
+                   help="skip the memory warm-up before each run "
+                        "(bench.Runner.warm_free_memory)")
     p.add_argument("--settle-max", type=float, default=bench.SETTLE_MAX_S,
                    metavar="S", help="wait up to S s for an idle machine "
                                      "before each run (0: do not wait)")

@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -292,6 +293,22 @@ class BasicServing(FixtureCase):
         self.assertLessEqual(times[2], times[3])  # k2: likewise
         self.assertLessEqual(times[0], times[2])  # k1 was asked first
         self.assertGreaterEqual(times[0], t0)
+
+    def test_reset_forgets_responses_in_flight(self):
+        # A response that ends after a /_reset answers a request from before
+        # it, of the previous test: the log the reset emptied stays clean.
+        rate = 100_000  # small.bin takes about a second
+        key = "/small.bin?rate=%d&case=inflight" % rate
+        got = {}
+        slow = threading.Thread(target=lambda: got.update(
+            r=self.request("/small.bin", rate=rate, case="inflight")))
+        slow.start()
+        self.assertTrue(self.fo.wait(key, 1, event="request"))
+        self.fo.reset()
+        slow.join(TIMEOUT)
+        self.assertEqual(got["r"][0], 200)
+        self.assertFalse(self.fo.wait(key, 1, event="response", timeout=1))
+        self.assertEqual([e for e in self.fo.log() if e.get("key") == key], [])
 
     def _request_events(self):
         return [e for e in self.fo.log() if e["event"] == "request"]

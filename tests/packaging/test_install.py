@@ -5,9 +5,11 @@ An install into a temporary prefix must give the layout docs/daemon.md and
 the systemd units describe; the installed retrieverctl must find its module
 in ../lib/retriever (nothing is beside it there) and talk to the installed
 retrieverd; the installed units must name the installed daemon and pass
-`systemd-analyze verify`. A staged install (DESTDIR) must name the final
-path, not the staging one.
+`systemd-analyze verify`. A program of another project must build
+against the installed library with pkg-config alone, and download with it.
+A staged install (DESTDIR) must name the final path, not the staging one.
 """
+import glob
 import os
 import shutil
 import stat
@@ -21,6 +23,32 @@ CMAKE = os.environ["RV_CMAKE"]
 BUILD = os.environ["RV_BUILD_DIR"]
 SOURCE = os.environ["RV_SOURCE_DIR"]
 VERSION = os.environ["RV_VERSION"]
+CC = os.environ["RV_CC"]
+SANITIZE = os.environ.get("RV_SANITIZE") == "1"
+
+# A program of another project: the engine alone, one file:// download.
+PROGRAM = r"""
+#include <retriever/retriever.h>
+#include <stdio.h>
+
+int main(int argc, char **argv) {
+    rv_config cfg;
+    rv_config_init(&cfg);
+    rv_engine *e = NULL;
+    if (argc != 3 || rv_engine_new(&cfg, &e) != RV_OK)
+        return 2;
+    rv_request req = {.url = argv[1], .dest_path = argv[2]};
+    rv_object *o = NULL;
+    int r = rv_engine_add(e, &req, &o);
+    unsigned active = 1;
+    while (r == RV_OK && active)
+        r = rv_engine_perform(e, 1000, &active);
+    int ok = r == RV_OK && rv_object_state(o) == RV_STATE_DONE;
+    printf("%s %s\n", rv_version(), ok ? "done" : rv_object_error_detail(o));
+    rv_engine_free(e);
+    return ok ? 0 : 1;
+}
+"""
 
 
 def install(prefix, destdir=None):
@@ -112,6 +140,38 @@ class InstallTest(unittest.TestCase):
                             os.path.join(units, "retrieverd.socket")],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_program_builds_against_the_installed_library(self):
+        prefix = os.path.join(self.tmp, "usr")
+        install(prefix)
+        pcs = glob.glob(os.path.join(prefix, "lib*", "**", "retriever.pc"), recursive=True)
+        self.assertEqual(len(pcs), 1, pcs)
+        self.assertTrue(os.path.isfile(os.path.join(prefix, "include/retriever/retriever.h")))
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
+        r = subprocess.run(["pkg-config", "--modversion", "retriever"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, VERSION), r.stderr)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "retriever"],
+                               env=env, capture_output=True, text=True, timeout=30,
+                               check=True).stdout.split()
+        src = os.path.join(self.tmp, "user.c")
+        with open(src, "w") as f:
+            f.write(PROGRAM)
+        exe = os.path.join(self.tmp, "user")
+        # A sanitizer build installs an instrumented archive: its users
+        # link the runtime too.
+        extra = ["-fsanitize=address,undefined"] if SANITIZE else []
+        r = subprocess.run([CC, "-o", exe, src] + flags + extra, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = os.path.join(SOURCE, "packaging/retrieverd.conf")
+        out = os.path.join(self.tmp, "got.conf")
+        r = subprocess.run([exe, "file://" + data, out], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.split(), [VERSION, "done"])
+        with open(out, "rb") as a, open(data, "rb") as b:
+            self.assertEqual(a.read(), b.read())
 
     def test_staged_install_names_the_final_paths(self):
         stage = os.path.join(self.tmp, "stage")

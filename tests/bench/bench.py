@@ -613,13 +613,22 @@ def _shell_line(argv, max_urls=3):
     return " ".join(words)
 
 
-def interleave(runner, rows, repeat, origin, sources, once=()):
-    """Run `rows` in order, `repeat` times; rows in `once` run only in the
-    first repetition."""
+def rotated(rows, rep):
+    """rows, starting at a different one in each repetition: no tool always
+    runs right after the same other tool (which may leave the file system
+    or the page cache in a state that favours or hinders the next run)."""
+    k = rep % len(rows)
+    return rows[k:] + rows[:k]
+
+
+def interleave(runner, rows, repeat, origin, sources, once=(), rotate=True):
+    """Run `rows` `repeat` times, in an order rotated per repetition unless
+    `rotate` is false (rows that depend on the run before them); rows in
+    `once` run only in the first repetition."""
     pids = origin_pids(origin)
     width = max(len(row.label) for row in rows)
     for rep in range(repeat):
-        for row in rows:
+        for row in (rotated(rows, rep) if rotate else rows):
             if rep > 0 and row.key in once:
                 continue
             say("  rep %d/%d  %-*s" % (rep + 1, repeat, width, row.label),
@@ -1139,8 +1148,9 @@ class Bench:
                     self._big_state_row(7, "rv-hit-" + tag,
                                         lbl % "same state: cache hit", url,
                                         state, fresh=False)]
+                # The hit needs the download just before it: no rotation.
                 interleave(self.runner, rows, self.args.repeat, origin,
-                           [self.big[0]])
+                           [self.big[0]], rotate=False)
             shutil.rmtree(os.path.dirname(state[0]), ignore_errors=True)
             dl, hit = self._pick(rows, rows[0].key), self._pick(rows,
                                                                rows[1].key)

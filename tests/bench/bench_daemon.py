@@ -451,7 +451,7 @@ def interleave_d1(runner, rows, repeat, origin, sources, daemon, client):
     pids = bench.origin_pids(origin)
     width = max(len(row.label) for row in rows)
     for rep in [repeat] + list(range(repeat)):
-        for row in rows:
+        for row in bench.rotated(rows, rep):
             if row.kind != "local":
                 client = fresh_daemon(daemon, client)
             say("  %-9s  %-*s" % ("warm-up" if rep == repeat else "rep %d/%d"

@@ -984,17 +984,44 @@ static bool cpu_work_pending(rv_engine *e) {
     return false;
 }
 
+/* Hand libcurl what it can do now without waiting (send the requests of
+ * transfers just added), and finish the transfers that ended meanwhile. */
+static int drive(rv_engine *e) {
+    int running = 0;
+    if (curl_multi_perform(e->multi, &running) != CURLM_OK)
+        return RV_E_INTERNAL;
+    for (;;) {
+        int left = 0;
+        CURLMsg *msg = curl_multi_info_read(e->multi, &left);
+        if (!msg)
+            break;
+        if (msg->msg == CURLMSG_DONE)
+            rv_http_finish(e, msg);
+    }
+    return RV_OK;
+}
+
 /* Schedule transfers and do bounded CPU work. Returns true when CPU work
- * remains (the next wait must not block). */
+ * remains (the next wait must not block).
+ *
+ * Transfers start first, and their requests go out at once (drive), before
+ * the CPU work of the objects that finished: the origin answers while the
+ * engine verifies and delivers. With many small files this keeps every
+ * connection busy; starting them after the deliveries left the
+ * connections idle for the length of a round of deliveries. */
 static bool schedule(rv_engine *e, uint64_t *next_due) {
     uint64_t now = rv_now_ms(), budget = WORK_BUDGET;
+    unsigned before = e->active;
     bool room = true;
 
+    for (rv_object *o = rv_live_head(e); o && room; o = o->next)
+        if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
+            room = object_schedule(e, o, now, next_due);
+    if (e->active > before)
+        (void)drive(e); /* a failure shows again at the perform's own drive */
     for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (rv_state_is_terminal(o->state))
             continue;
-        if (room && o->state != RV_STATE_VERIFYING)
-            room = object_schedule(e, o, now, next_due);
         if (o->err != RV_OK || budget == 0 || o->leader)
             continue; /* a follower has no work until its leader ends */
         int64_t n = 0;
@@ -1050,7 +1077,6 @@ static void emit_progress(rv_engine *e, bool force_all) {
 
 int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
     uint64_t next_due = UINT64_MAX;
-    int running = 0;
 
     if (!e)
         return RV_E_INVALID_ARGUMENT;
@@ -1072,16 +1098,8 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
         if (curl_multi_poll(e->multi, NULL, 0, (int)wait, NULL) != CURLM_OK)
             return RV_E_INTERNAL;
     }
-    if (curl_multi_perform(e->multi, &running) != CURLM_OK)
+    if (drive(e) != RV_OK)
         return RV_E_INTERNAL;
-    for (;;) {
-        int left = 0;
-        CURLMsg *msg = curl_multi_info_read(e->multi, &left);
-        if (!msg)
-            break;
-        if (msg->msg == CURLMSG_DONE)
-            rv_http_finish(e, msg);
-    }
     attend(e);
     if (e->store) {
         uint64_t now = rv_now_ms();

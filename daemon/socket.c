@@ -309,7 +309,7 @@ static void admit(rvd_socket *s, int cfd) {
     if (r < 0) {
         rvd_log_warning("refused a connection on '%s': cannot read its credentials: %s", s->path,
                         strerror(-r));
-        goto refuse;
+        goto out;
     }
     if (!admitted) {
         char owner[32] = "";
@@ -320,20 +320,20 @@ static void admit(rvd_socket *s, int cfd) {
                         (unsigned)peer.uid, (unsigned)peer.gid, (int)peer.pid, s->path,
                         (unsigned)s->access.mode, (unsigned)s->access.group, owner,
                         (s->access.mode & S_IWGRP) ? " and the group" : "");
-        goto refuse;
+        goto out;
     }
     r = rvd_peers_set(s->peers, cfd, &peer);
     if (r < 0) {
         rvd_log_warning("refused a connection from uid %u pid %d: %s", (unsigned)peer.uid,
                         (int)peer.pid, strerror(-r));
-        goto refuse;
+        goto out;
     }
     s->fn(cfd, &peer, s->ud);
+    cfd = -1; /* handed on */
+out:
     rvd_peer_clear(&peer);
-    return;
-refuse:
-    rvd_peer_clear(&peer);
-    close(cfd);
+    if (cfd >= 0)
+        close(cfd); /* refused */
 }
 
 static void *accept_thread(void *arg) {

@@ -873,6 +873,18 @@ class JobsTest(unittest.TestCase):
         self.assertEqual(sql("PRAGMA user_version")[0], [(1,)])
         self.assertEqual(sql("SELECT groups IS NULL FROM jobs")[0], [(1,)])
 
+        # A damaged groups column (not a list of 32-bit gids): that row is
+        # unreadable and skipped, said so at start; the daemon serves on.
+        sql("UPDATE jobs SET groups = X'010203'")
+        d = self.daemon()
+        c = self.client()
+        with self.assertRaises(grpc.RpcError) as cm:
+            c.status(job_id)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        c.close()
+        self.stop_ok(d)
+        self.assertIn("0 resumed, 0 in the history, 1 unreadable", d.log())
+
         # A newer daemon's database: refused with what to do, untouched.
         sql("PRAGMA user_version=7")
         def content():

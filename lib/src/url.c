@@ -175,6 +175,22 @@ static bool zone_valid(const char *zone) {
     return true;
 }
 
+/* "a.b.c.d", each part 0-255 in decimal without leading zeros: an IPv4
+ * address already written the way libcurl would normalise it. */
+static bool dotted_quad(const char *s) {
+    for (int part = 0; part < 4; part++) {
+        unsigned v = 0, digits = 0;
+        for (; is_digit(*s); s++, digits++)
+            v = v * 10 + (unsigned)(*s - '0');
+        if (digits == 0 || digits > 3 || v > 255 || (digits > 1 && s[-(int)digits] == '0'))
+            return false;
+        if (*s != (part < 3 ? '.' : '\0'))
+            return false;
+        s++;
+    }
+    return true;
+}
+
 /* libcurl rewrites an IPv4 address written in any of inet_aton's forms
  * ("0x7f.1", "2130706433") as a dotted quad, but only as written: a host
  * that becomes numeric by %-decoding ("0x7f%2e1") is left as decoded,
@@ -186,8 +202,8 @@ static int host_numeric(char **host) {
     char *url = NULL, *out = NULL;
     int r = RV_OK;
 
-    if (strspn(*host, "0123456789abcdefx.") != strlen(*host))
-        return RV_OK; /* not something inet_aton could read */
+    if (strspn(*host, "0123456789abcdefx.") != strlen(*host) || dotted_quad(*host))
+        return RV_OK; /* not something inet_aton could read, or already canonical */
     h = curl_url();
     if (!h || asprintf(&url, "http://%s/", *host) < 0) {
         url = NULL;

@@ -71,6 +71,13 @@ static const struct good goods[] = {
     {"http://%31/", "http", "0.0.0.1", 80, "/", NULL, "http://0.0.0.1/", "http://0.0.0.1:80"},
     {"http://1.2.3.4.5/", "http", "1.2.3.4.5", 80, "/", NULL, "http://1.2.3.4.5/",
      "http://1.2.3.4.5:80"},
+    /* a dotted quad with leading zeros is not canonical (inet_aton: octal) */
+    {"http://127.000.0.010/", "http", "127.0.0.8", 80, "/", NULL, "http://127.0.0.8/",
+     "http://127.0.0.8:80"},
+    {"http://1%2E2.3.0377/", "http", "1.2.3.255", 80, "/", NULL, "http://1.2.3.255/",
+     "http://1.2.3.255:80"},
+    {"http://255.255.255.255/", "http", "255.255.255.255", 80, "/", NULL,
+     "http://255.255.255.255/", "http://255.255.255.255:80"},
     {"http://abc.def/", "http", "abc.def", 80, "/", NULL, "http://abc.def/",
      "http://abc.def:80"},
     {"http://xn--9ca.com/", "http", "xn--9ca.com", 80, "/", NULL, "http://xn--9ca.com/",

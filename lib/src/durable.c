@@ -577,6 +577,13 @@ void rv_durable_planned(rv_object *o) {
     rv_engine *e = o->engine;
     if (o->size != RV_UNKNOWN)
         count(o, o->size);
+    /* A new object no larger than the probe comes whole in its first
+     * response: nothing in it is worth resuming, so its row waits for its
+     * completion (one INSERT instead of three statements). A crash before
+     * then leaves a blob without a row, which recovery removes. */
+    if (!o->row_exists && o->size != RV_UNKNOWN && o->size <= e->cfg.min_chunk_size &&
+        o->n_chunks == 1 && o->chunks[0].end == o->size)
+        return;
     rv_store_range *ranges = calloc(o->n_chunks ? o->n_chunks : 1, sizeof(*ranges));
     bool keep = resumable(o);
     if (!ranges) {

@@ -198,6 +198,42 @@ class StateTest(unittest.TestCase):
                     self.assertLessEqual(self.key_bytes(fo, url) - before, 1)
             self.assertEqual(len(self.blobs()), 2)
 
+    def test_small_object_gets_its_row_when_complete(self):
+        """An object no larger than the probe (1 MiB) gets one complete row
+        at its end and no ranges: killed mid-body, it leaves only a blob,
+        which the next run removes before fetching it again."""
+        with FaultOrigin(self.root) as fo:
+            url = fo.url("small.bin", stall_after=100000, stall_ms=30000, case="row")
+            dest = os.path.join(self.out, "s")
+            p = self.spawn("-q", "-o", dest, url, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and self.key_bytes(fo, url) < 100000:
+                    time.sleep(0.02)
+                self.assertEqual(self.key_bytes(fo, url), 100000)
+            finally:
+                p.kill()
+                p.wait()
+            self.assertEqual(len(self.blobs()), 1)
+            con = sqlite3.connect(os.path.join(self.state, "retriever.db"))
+            try:
+                self.assertEqual(con.execute("SELECT COUNT(*) FROM objects").fetchone()[0], 0)
+            finally:
+                con.close()
+
+            p = self.ctl("-q", "-o", dest, fo.url("small.bin", case="row"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["small.bin"])
+            self.assertEqual(len(self.blobs()), 1)
+            con = sqlite3.connect(os.path.join(self.state, "retriever.db"))
+            try:
+                self.assertEqual(con.execute(
+                    "SELECT COUNT(*), SUM(complete) FROM objects").fetchone(), (1, 1))
+                self.assertEqual(con.execute("SELECT COUNT(*) FROM ranges").fetchone()[0], 0)
+            finally:
+                con.close()
+
     def test_delivery_link_or_copy(self):
         """By default a delivery on the cache's file system is a read-only
         hard link to the cached blob; --copy gives a private writable file."""

@@ -74,6 +74,9 @@ enum stmt_id {
     ST_DELETE,
     ST_EACH,
     ST_MAX_ID,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
     ST_COUNT_,
 };
 
@@ -86,6 +89,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
                   "crc32c, sha256, created_at, used_at) VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
                   "?8, ?9, ?10, ?10)",
     [ST_MAX_ID] = "SELECT COALESCE(MAX(id), 0) FROM objects",
+    /* Prepared once like the rest: a batch is a BEGIN and a COMMIT each
+     * few milliseconds, not worth parsing every time. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
     [ST_RESOLVE_OBJECT] = "UPDATE objects SET size = ?2, etag = ?3, last_modified = ?4, "
                           "complete = 0, crc32c = NULL, sha256 = NULL WHERE id = ?1",
     [ST_DELETE_RANGES] = "DELETE FROM ranges WHERE object_id = ?1",
@@ -402,7 +410,7 @@ static int begin(rv_store *s) {
     if (s->depth++ > 0)
         return RV_OK;
     s->batch_result = RV_OK;
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
+    if (run(stmt(s, ST_BEGIN)) == RV_OK)
         return RV_OK;
     s->depth = 0;
     return RV_E_STATE;
@@ -414,9 +422,9 @@ static int end(rv_store *s, int r) {
     if (--s->depth > 0)
         return r;
     r = s->batch_result;
-    if (r == RV_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    if (r == RV_OK && run(stmt(s, ST_COMMIT)) == RV_OK)
         return RV_OK;
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    run(stmt(s, ST_ROLLBACK));
     return r == RV_OK ? RV_E_STATE : r;
 }
 

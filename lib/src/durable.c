@@ -766,7 +766,7 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
     unsigned ready = 0; /* objects whose completion is in the open transaction */
 
     for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
-        rv_sync_req *next = r->next;
+        rv_sync_req *next = (rv_sync_req *)r->bg.next;
         rv_sync_job *job = (rv_sync_job *)r;
         ready += sync_done(e, job);
         free(job->span_start);

@@ -244,6 +244,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
         return NULL;
     for (rv_object *o = e->head; o; o = o->next)
         rv_engine_cancel(e, o);
+    rv_outfile_digest_end(e);
     rv_durable_close(e);
     while (e->head) {
         rv_object *o = e->head;
@@ -344,7 +345,10 @@ static void object_free(rv_object *o) {
     free(o->last_modified);
     free(o->fetch_url);
     free(o->chunks);
-    rv_sha256_free(o->hash);
+    if (o->digest_job)
+        o->digest_job->obj = NULL; /* the context goes with the request */
+    else
+        rv_sha256_free(o->hash);
     free(o->key);
     free(o->blob_path);
     free(o);
@@ -846,16 +850,12 @@ static bool all_chunks_done(const rv_object *o) {
     return true;
 }
 
-/* Digest the rest (within *budget), check size and sha256, rename into
- * place. The object stays VERIFYING while digest work remains. */
-static void object_verify(rv_engine *e, rv_object *o, uint64_t *budget) {
-    if (o->hash && !o->digest_known && o->hashed < o->size) {
-        int64_t n = rv_outfile_digest_catch_up(e, o, *budget);
-        if (n < 0)
-            return;
-        *budget -= (uint64_t)n < *budget ? (uint64_t)n : *budget;
-        if (o->hashed < o->size)
-            return;
+/* Once the digester has hashed all of it, check size and sha256, and
+ * rename into place. The object stays VERIFYING until then. */
+static void object_verify(rv_engine *e, rv_object *o) {
+    if (o->hash && !o->digest_known && (o->hashed < o->size || o->digest_job)) {
+        (void)rv_outfile_digest_submit(e, o, true); /* a failure fails o */
+        return;
     }
     if (o->fd >= 0) {
         struct stat st;
@@ -976,8 +976,8 @@ static bool cpu_work_pending(rv_engine *e) {
     for (const rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->err != RV_OK || rv_state_is_terminal(o->state) || o->leader)
             continue;
-        if (o->state == RV_STATE_VERIFYING && !o->final_sync)
-            return true;
+        if (o->state == RV_STATE_VERIFYING && !o->final_sync && !o->digest_job)
+            return true; /* with a digest out, its return wakes the loop */
         if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
             return true;
     }
@@ -1014,6 +1014,7 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
     unsigned before = e->active;
     bool room = true;
 
+    rv_outfile_digest_collect(e);
     for (rv_object *o = rv_live_head(e); o && room; o = o->next)
         if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
             room = object_schedule(e, o, now, next_due);
@@ -1025,12 +1026,13 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
         if (o->err != RV_OK || budget == 0 || o->leader)
             continue; /* a follower has no work until its leader ends */
         int64_t n = 0;
-        if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
-            n = rv_file_step(e, o, budget);
-        else if (o->state == RV_STATE_DOWNLOADING && o->hash && !o->digest_known)
-            n = rv_outfile_digest_catch_up(e, o, budget);
-        else if (o->state == RV_STATE_VERIFYING && !o->final_sync)
-            object_verify(e, o, &budget);
+        if (o->state == RV_STATE_DOWNLOADING) {
+            if (o->source->kind == RV_SOURCE_FILE)
+                n = rv_file_step(e, o, budget);
+            (void)rv_outfile_digest_submit(e, o, false); /* a failure fails o */
+        } else if (o->state == RV_STATE_VERIFYING && !o->final_sync) {
+            object_verify(e, o);
+        }
         if (n > 0)
             budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
     }

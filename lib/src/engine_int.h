@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "digester.h"
 #include "flusher.h"
 #include "hostlimit.h"
 #include "store.h"
@@ -142,9 +143,11 @@ struct rv_object {
     int src_fd;
     uint64_t src_mtime_ns;
 
-    /* digest: bytes [0, hashed) are in the hash */
+    /* digest: bytes [0, hashed) are in the hash. While digest_job is set
+     * the digester thread is adding more, and hash is its to touch. */
     rv_sha256 *hash;
     uint64_t hashed;
+    struct rv_digest_job *digest_job;
     char sha256_hex[65];
 
     /* progress */
@@ -197,7 +200,8 @@ struct rv_engine {
     rv_hostlimit **hosts;
     size_t n_hosts;
     rv_transfer *free_xfers;   /* idle easy handles, reused */
-    unsigned char *buf;        /* scratch for digest catch-up and copies */
+    unsigned char *buf;        /* scratch for copies */
+    rv_digester *digester;     /* the sha256 thread; started by the first digest */
     size_t buf_size;
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
@@ -300,9 +304,21 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
 int rv_outfile_reset(rv_object *o);
 int rv_outfile_deliver(rv_object *o);
 void rv_outfile_discard(rv_object *o);
-/* Hash bytes the write path did not: up to budget bytes, reading back what
- * is contiguous from o->hashed. Returns bytes hashed or a negative rv_error. */
-int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget);
+/* A request to the digester for o (digester.h). */
+typedef struct rv_digest_job {
+    rv_digest_req req;  /* first: the digester hands this back */
+    rv_object *obj;     /* NULL once the object is freed: then the job owns req.hash */
+    uint64_t gen;       /* obj->gen at submission: a restart since makes it moot */
+} rv_digest_job;
+/* Hand the digester what is written contiguously from o->hashed, unless a
+ * request is out already: at least DIGEST_STEP bytes, or any when `all`
+ * (the object is all written). */
+int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all);
+/* Take back the digester's finished requests (on the engine thread). */
+void rv_outfile_digest_collect(rv_engine *e);
+/* Stop the digester, leaving every context with its object (or freeing
+ * it, for a freed object). For rv_engine_free, before objects go. */
+void rv_outfile_digest_end(rv_engine *e);
 /* Errno of a failed local write or allocation, as an rv_error. */
 int rv_errno_to_error(int errnum);
 

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bgthread.h"
+
 typedef struct rv_flusher rv_flusher;
 
 /* A span of the file and its CRC-32C: known to the submitter when the
@@ -30,7 +32,7 @@ typedef struct rv_sync_span {
 } rv_sync_span;
 
 typedef struct rv_sync_req {
-    struct rv_sync_req *next;
+    rv_bg_req bg;        /* first: the queue's link */
     int fd;              /* in: a descriptor of the file to sync (closed by the flusher) */
     size_t n_spans;      /* in: spans to checksum (may be 0) */
     rv_sync_span *spans; /* in/out; owned by the submitter */

@@ -8,10 +8,11 @@
  * renamed over the destination only after verification. The destination
  * never shows a partial file: until the rename it is untouched.
  *
- * Digest: bytes are hashed in file order. When a write lands exactly at the
- * hash frontier (single stream, or the first range) it is hashed from the
- * network buffer; everything else is read back from the page cache by
- * rv_outfile_digest_catch_up in bounded slices, so the loop stays responsive.
+ * Digest: bytes are hashed in file order, on the digester thread
+ * (digester.h): whenever DIGEST_STEP more bytes are written contiguously
+ * from the hash frontier, or the object is all written, the engine hands
+ * them over, one request per object at a time, and takes the context back
+ * when the thread is done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,11 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+
+/* The digester gets a downloading object's bytes in steps of at least
+ * this much (fewer, larger requests); an object all written hands over
+ * whatever is left. */
+#define DIGEST_STEP (4u << 20)
 
 /* Longest part of the destination's name kept in the temporary name, so
  * the temporary name stays under NAME_MAX (255). */
@@ -195,13 +201,6 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
         at += (uint64_t)w;
         left -= (size_t)w;
     }
-    if (o->hash && off == o->hashed) {
-        if (rv_sha256_update(o->hash, p, n) != RV_OK) {
-            rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
-            return RV_E_INTERNAL;
-        }
-        o->hashed += n;
-    }
     return RV_OK;
 }
 
@@ -213,7 +212,9 @@ int rv_outfile_reset(rv_object *o) {
         return err;
     }
     o->hashed = 0;
-    if (o->hash && rv_sha256_reset(o->hash) != RV_OK) {
+    /* With a request out, the context is the digester's: the request comes
+     * back with a stale gen, and the context is reset then. */
+    if (o->hash && !o->digest_job && rv_sha256_reset(o->hash) != RV_OK) {
         rv_object_fail(o, RV_E_INTERNAL, "sha256 reset failed");
         return RV_E_INTERNAL;
     }
@@ -236,37 +237,100 @@ static rv_chunk *chunk_at(rv_object *o, uint64_t off) {
     return NULL;
 }
 
-int64_t rv_outfile_digest_catch_up(rv_engine *e, rv_object *o, uint64_t budget) {
-    uint64_t done = 0;
+/* Where the bytes written contiguously from `at` end. */
+static uint64_t written_from(rv_object *o, uint64_t at) {
+    for (rv_chunk *c = chunk_at(o, at); c && c->pos > at; c = chunk_at(o, at))
+        at = c->pos;
+    return at;
+}
 
-    if (!o->hash)
-        return 0;
-    while (done < budget) {
-        rv_chunk *c = chunk_at(o, o->hashed);
-        if (!c || c->pos <= o->hashed)
-            break;
-        uint64_t n = c->pos - o->hashed;
-        if (n > e->buf_size)
-            n = e->buf_size;
-        if (n > budget - done)
-            n = budget - done;
-        ssize_t got = pread(o->fd, e->buf, (size_t)n, (off_t)o->hashed);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0) {
-            int errnum = got < 0 ? errno : EIO;
-            rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", file_name(o),
-                           strerror(errnum));
-            return -RV_E_IO;
-        }
-        if (rv_sha256_update(o->hash, e->buf, (size_t)got) != RV_OK) {
-            rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
-            return -RV_E_INTERNAL;
-        }
-        o->hashed += (uint64_t)got;
-        done += (uint64_t)got;
+static void wake_engine(void *ud) {
+    rv_engine_wakeup(ud);
+}
+
+int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
+    if (!o->hash || o->digest_known || o->digest_job)
+        return RV_OK;
+    uint64_t to = written_from(o, o->hashed);
+    if (to <= o->hashed || (!all && to - o->hashed < DIGEST_STEP))
+        return RV_OK;
+    rv_digest_job *job = calloc(1, sizeof(*job));
+    int r = job ? RV_OK : RV_E_NOMEM;
+    if (r == RV_OK && !e->digester)
+        r = rv_digester_new(wake_engine, e, &e->digester);
+    if (r != RV_OK) {
+        free(job);
+        rv_object_fail(o, r, "cannot start the sha256 thread");
+        return r;
     }
-    return (int64_t)done;
+    job->req.fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
+    if (job->req.fd < 0) {
+        int errnum = errno;
+        free(job);
+        r = rv_errno_to_error(errnum);
+        rv_object_fail(o, r, "cannot digest '%s': %s", file_name(o), strerror(errnum));
+        return r;
+    }
+    job->req.from = o->hashed;
+    job->req.to = to;
+    job->req.hash = o->hash;
+    job->obj = o;
+    job->gen = o->gen;
+    o->digest_job = job;
+    rv_digester_submit(e->digester, &job->req);
+    return RV_OK;
+}
+
+/* Settle one finished request. With settle false (the engine is going
+ * away) only ownership is sorted out: no state changes, no hooks. */
+static void digest_job_done(rv_digest_job *job, bool settle) {
+    rv_object *o = job->obj;
+    if (!o) {
+        rv_sha256_free(job->req.hash); /* its object is gone */
+    } else {
+        o->digest_job = NULL;
+        if (!settle) {
+            /* nothing: the object frees its context */
+        } else if (job->gen != o->gen) {
+            /* Restarted meanwhile (rv_outfile_reset): start the hash over. */
+            if (rv_sha256_reset(o->hash) != RV_OK)
+                rv_object_fail(o, RV_E_INTERNAL, "sha256 reset failed");
+            o->hashed = 0;
+        } else if (job->req.err) {
+            if (job->req.err == EPROTO)
+                rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
+            else
+                rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s",
+                               file_name(o), strerror(job->req.err));
+        } else {
+            o->hashed = job->req.to;
+        }
+        if (settle)
+            rv_object_attention(o);
+    }
+    free(job);
+}
+
+void rv_outfile_digest_collect(rv_engine *e) {
+    if (!e->digester)
+        return;
+    for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
+        rv_digest_req *next = (rv_digest_req *)r->bg.next;
+        digest_job_done((rv_digest_job *)r, true);
+        r = next;
+    }
+}
+
+void rv_outfile_digest_end(rv_engine *e) {
+    if (!e->digester)
+        return;
+    rv_digester_stop(e->digester);
+    for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
+        rv_digest_req *next = (rv_digest_req *)r->bg.next;
+        digest_job_done((rv_digest_job *)r, false);
+        r = next;
+    }
+    e->digester = rv_digester_free(e->digester);
 }
 
 /* Copy the finished blob into fd: a reflink where the file system shares

@@ -1,0 +1,39 @@
+/* bgthread.h — a thread that works through queued requests in batches, off
+ * the engine thread (internal).
+ *
+ * The engine submits requests: any struct whose first member is an
+ * rv_bg_req. The thread takes everything queued as one batch, runs
+ * work(ctx, batch) on it, appends the batch to the done list and calls
+ * wake(ud); the engine takes the done list back on its own thread. The
+ * flusher (syncs) and the digester (sha256) are two of these.
+ *
+ * Ownership: a submitted request is the thread's until rv_bgthread_take_done
+ * returns it. work() runs on the thread and touches nothing but the batch
+ * and ctx.
+ */
+#ifndef RV_BGTHREAD_H
+#define RV_BGTHREAD_H
+
+typedef struct rv_bg_req {
+    struct rv_bg_req *next;
+} rv_bg_req;
+
+typedef struct rv_bgthread rv_bgthread;
+
+/* Start the thread. It blocks every signal (the application's threads
+ * handle them). */
+int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
+                    void (*wake)(void *ud), void *ud, rv_bgthread **ret);
+/* Work through everything still queued, then end the thread; idempotent.
+ * Completed requests stay for rv_bgthread_take_done. */
+void rv_bgthread_stop(rv_bgthread *t);
+/* Stops, then frees the thread. Requests not taken back are the caller's:
+ * take them first. NULL is fine. Returns NULL. */
+rv_bgthread *rv_bgthread_free(rv_bgthread *t);
+void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req);
+/* Completed requests, oldest first, as a list; NULL when none. */
+rv_bg_req *rv_bgthread_take_done(rv_bgthread *t);
+/* Requests submitted and not yet taken back. */
+unsigned rv_bgthread_pending(rv_bgthread *t);
+
+#endif

@@ -446,23 +446,9 @@ static void summary(struct run *r) {
  * Entry point
  * ------------------------------------------------------------------------ */
 
-/* mkdir -p, mode 0700 for what it creates. */
-static int make_dirs(char *path) {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int r = mkdir(path, 0700);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return -1;
-    }
-    return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 /* The directory from the option, else $XDG_x_HOME/retriever, else
- * ~/<fallback>/retriever, created if missing. malloc'd, or NULL with a
- * message in *why. */
+ * ~/<fallback>/retriever. malloc'd, or NULL with a message in *why. The
+ * engine creates it (mkdir -p, mode 0700) and says so when it cannot. */
 static char *state_path(const char *opt, const char *xdg_var, const char *fallback,
                         const char **why) {
     const char *xdg = getenv(xdg_var), *home = getenv("HOME");
@@ -481,11 +467,6 @@ static char *state_path(const char *opt, const char *xdg_var, const char *fallba
     }
     if (n < 0) {
         *why = "out of memory";
-        return NULL;
-    }
-    if (make_dirs(path) != 0) {
-        *why = strerror(errno);
-        free(path);
         return NULL;
     }
     return path;
@@ -588,6 +569,8 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
             rvc_buf_puts(&r.msg, " (check the option values)");
         if (e == RV_E_STATE_BUSY)
             rvc_buf_puts(&r.msg, "; wait for it, or pass --no-state or another --state-dir");
+        else if (e == RV_E_DEST_UNWRITABLE && cfg.state_dir)
+            rvc_buf_puts(&r.msg, "; pass --no-state, or --state-dir/--cache-dir elsewhere");
         emit_msg(&r);
         code = rvc_exit_code(e);
         goto finish;

@@ -346,6 +346,24 @@ class StateTest(unittest.TestCase):
                 proc.wait()
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to drop to nobody")
+    def test_unwritable_default_state_directory(self):
+        """The default state directory ($XDG_STATE_HOME/retriever) cannot
+        be made: the message names it and the way out; nothing is written."""
+        ro = os.path.join(self.tmp, "ro")
+        os.mkdir(ro, 0o555)
+        os.chmod(self.tmp, 0o755)
+        os.chmod(self.out, 0o777)
+        env = dict(os.environ, XDG_STATE_HOME=ro, XDG_CACHE_HOME=ro)
+        p = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             CTL, "download", "--local", "-o", os.path.join(self.out, "f"),
+             "http://127.0.0.1:9/x"], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("state directory '%s/retriever'" % ro, p.stderr)
+        self.assertIn("pass --no-state", p.stderr)
+        self.assertEqual(os.listdir(ro), [])
+        self.assertFalse(os.path.exists(os.path.join(self.out, "f")))
+
     def test_unwritable_cache_directory(self):
         os.chmod(self.tmp, 0o755)
         os.chmod(self.out, 0o777)

@@ -27,8 +27,8 @@ typedef struct rv_digest_req {
     int fd;            /* in: a descriptor of the file (closed by the digester) */
     uint64_t from, to; /* in: the bytes to add, following what hash has seen */
     rv_sha256 *hash;   /* in/out: the context they go into */
-    int err;           /* out: 0, or the errno of a failed read (EIO: the file
-                          ended before to) or RV_E_INTERNAL's EPROTO */
+    int err;           /* out: 0, the errno of a failed read (EIO: the file
+                          ended before to), or EPROTO: the hash update failed */
 } rv_digest_req;
 
 /* wake(ud) is called on the digester thread after each batch. */

@@ -51,10 +51,6 @@ static void notice(rv_engine *e, const char *fmt, ...) {
 
 static void evict(rv_engine *e);
 
-static void wake_engine(void *ud) {
-    rv_engine_wakeup(ud);
-}
-
 /* mkdir -p (mode 0700 for what it creates), then check it is a writable
  * directory. */
 static int make_dir(const char *path) {
@@ -240,7 +236,7 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
             note = NULL;
         goto out;
     }
-    r = rv_flusher_new(wake_engine, e, &e->flusher);
+    r = rv_flusher_new(rv_engine_wake_cb, e, &e->flusher);
 out:
     if (ret_detail)
         *ret_detail = note;

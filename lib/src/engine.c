@@ -275,6 +275,10 @@ int rv_engine_wakeup(rv_engine *e) {
     return curl_multi_wakeup(e->multi) == CURLM_OK ? RV_OK : RV_E_INTERNAL;
 }
 
+void rv_engine_wake_cb(void *engine) {
+    rv_engine_wakeup(engine);
+}
+
 bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme) {
     (void)e;
     return rv_source_lookup(scheme) != NULL;

@@ -235,6 +235,9 @@ typedef struct rv_sync_job {
 
 uint64_t rv_now_ms(void);
 
+/* rv_engine_wakeup as a helper thread's wake callback (ud: the engine). */
+void rv_engine_wake_cb(void *engine);
+
 /* A string's hash (FNV-1a): for hash tables, and a cheap first comparison
  * of keys that share long prefixes. */
 uint64_t rv_str_hash(const char *s);

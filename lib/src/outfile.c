@@ -244,10 +244,6 @@ static uint64_t written_from(rv_object *o, uint64_t at) {
     return at;
 }
 
-static void wake_engine(void *ud) {
-    rv_engine_wakeup(ud);
-}
-
 int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     if (!o->hash || o->digest_known || o->digest_job)
         return RV_OK;
@@ -257,7 +253,7 @@ int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     rv_digest_job *job = calloc(1, sizeof(*job));
     int r = job ? RV_OK : RV_E_NOMEM;
     if (r == RV_OK && !e->digester)
-        r = rv_digester_new(wake_engine, e, &e->digester);
+        r = rv_digester_new(rv_engine_wake_cb, e, &e->digester);
     if (r != RV_OK) {
         free(job);
         rv_object_fail(o, r, "cannot start the sha256 thread");
@@ -281,55 +277,53 @@ int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     return RV_OK;
 }
 
-/* Settle one finished request. With settle false (the engine is going
- * away) only ownership is sorted out: no state changes, no hooks. */
-static void digest_job_done(rv_digest_job *job, bool settle) {
-    rv_object *o = job->obj;
-    if (!o) {
-        rv_sha256_free(job->req.hash); /* its object is gone */
+/* What a finished request for o means, on the engine thread. */
+static void digest_result(rv_object *o, const rv_digest_job *job) {
+    if (job->gen != o->gen) {
+        /* Restarted meanwhile (rv_outfile_reset): start the hash over. */
+        if (rv_sha256_reset(o->hash) != RV_OK)
+            rv_object_fail(o, RV_E_INTERNAL, "sha256 reset failed");
+        o->hashed = 0;
+    } else if (job->req.err == EPROTO) {
+        rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
+    } else if (job->req.err) {
+        rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", file_name(o),
+                       strerror(job->req.err));
     } else {
-        o->digest_job = NULL;
-        if (!settle) {
-            /* nothing: the object frees its context */
-        } else if (job->gen != o->gen) {
-            /* Restarted meanwhile (rv_outfile_reset): start the hash over. */
-            if (rv_sha256_reset(o->hash) != RV_OK)
-                rv_object_fail(o, RV_E_INTERNAL, "sha256 reset failed");
-            o->hashed = 0;
-        } else if (job->req.err) {
-            if (job->req.err == EPROTO)
-                rv_object_fail(o, RV_E_INTERNAL, "sha256 update failed");
-            else
-                rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s",
-                               file_name(o), strerror(job->req.err));
-        } else {
-            o->hashed = job->req.to;
-        }
-        if (settle)
-            rv_object_attention(o);
+        o->hashed = job->req.to;
     }
-    free(job);
+    rv_object_attention(o);
+}
+
+/* Take back the digester's finished requests. With settle false (the
+ * engine is going away) only ownership is sorted out: the context goes
+ * back to its object, or is freed with the request when the object is
+ * gone; no state changes, no hooks. */
+static void take_back(rv_engine *e, bool settle) {
+    for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
+        rv_digest_job *job = (rv_digest_job *)r;
+        r = (rv_digest_req *)r->bg.next;
+        if (!job->obj) {
+            rv_sha256_free(job->req.hash);
+        } else {
+            job->obj->digest_job = NULL;
+            if (settle)
+                digest_result(job->obj, job);
+        }
+        free(job);
+    }
 }
 
 void rv_outfile_digest_collect(rv_engine *e) {
-    if (!e->digester)
-        return;
-    for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
-        rv_digest_req *next = (rv_digest_req *)r->bg.next;
-        digest_job_done((rv_digest_job *)r, true);
-        r = next;
-    }
+    if (e->digester)
+        take_back(e, true);
 }
 
 void rv_outfile_digest_end(rv_engine *e) {
     if (!e->digester)
         return;
     rv_digester_stop(e->digester);
-    for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
-        rv_digest_req *next = (rv_digest_req *)r->bg.next;
-        digest_job_done((rv_digest_job *)r, false);
-        r = next;
-    }
+    take_back(e, false);
     e->digester = rv_digester_free(e->digester);
 }
 

@@ -11,7 +11,9 @@ import email.utils
 import http.client
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -615,6 +617,20 @@ class RateLimit(FixtureCase):
         self.assertGreaterEqual(elapsed, 0.6 * len(body) / rate)
 
 
+def _kill_survivors(pids):
+    """SIGKILL (by PID) servers a failed test left running; its nginx
+    master's workers go with it."""
+    for pid in pids:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+            # Only ours: the pid may belong to something else by now.
+            if b"rv-nginx-" in cmd or b"rv-it-die-" in cmd:
+                os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
+
 class Lifecycle(unittest.TestCase):
 
     def test_make_file_is_deterministic(self):
@@ -674,6 +690,42 @@ class Lifecycle(unittest.TestCase):
                 with open("/proc/%d/task/%d/children" % (ng.pid, ng.pid)) as f:
                     pids += [int(p) for p in f.read().split()]
             self.assertEqual(len(pids), 3)           # master + 2 workers
+            for pid in pids:
+                self.assertFalse(os.path.exists("/proc/%d" % pid), pid)
+
+
+    def test_origins_die_with_a_killed_starter(self):
+        """A process that started origins and is SIGKILLed (no stop())
+        takes them with it: the kernel sends them SIGTERM."""
+        with tempfile.TemporaryDirectory(prefix="rv-it-die-") as d:
+            os.chmod(d, 0o755)
+            script = ("import sys, time\n"
+                      "sys.path.insert(0, %r)\n"
+                      "from origins import FaultOrigin, NginxOrigin\n"
+                      "ng = NginxOrigin(%r).start()\n"
+                      "fo = FaultOrigin(%r).start()\n"
+                      "print(ng.pid, fo.pid, ng._dir, flush=True)\n"
+                      "time.sleep(60)\n"
+                      % (os.path.dirname(sys.modules["origins"].__file__), d, d))
+            starter = subprocess.Popen([sys.executable, "-c", script],
+                                       stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+            try:
+                words = starter.stdout.readline().split()
+                self.assertEqual(len(words), 3)
+                pids = [int(p) for p in words[:2]]
+                self.addCleanup(shutil.rmtree, words[2], True)  # stop() never ran
+                self.addCleanup(_kill_survivors, pids)
+                for pid in pids:
+                    self.assertTrue(os.path.exists("/proc/%d" % pid), pid)
+            finally:
+                starter.kill()
+                starter.wait()
+                starter.stdout.close()
+            deadline = time.monotonic() + TIMEOUT
+            while (time.monotonic() < deadline and
+                   any(os.path.exists("/proc/%d" % p) for p in pids)):
+                time.sleep(0.05)
             for pid in pids:
                 self.assertFalse(os.path.exists("/proc/%d" % pid), pid)
 

@@ -4,32 +4,55 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include "monoclock.h"
 #include "rv_error.h"
 
 struct rv_bgthread {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t work_cond; /* signalled when todo gains a request or stop is set */
+    pthread_cond_t work_cond; /* signalled when stop is set, or todo gains a request while idle */
     rv_bg_req *todo, **todo_tail;
     rv_bg_req *done, **done_tail;
     unsigned pending;         /* submitted, not yet taken */
+    bool idle;                /* the thread waits for a first request */
     bool stop, joined;
+    uint64_t spacing_ns;      /* least time between the starts of two batches */
+    uint64_t last_start_ns;   /* thread only */
     void (*work)(void *ctx, rv_bg_req *batch);
     void *ctx;
     void (*wake)(void *ud);
     void *ud;
 };
 
+/* With t->lock held and a request queued: wait until spacing_ns has passed
+ * since the previous batch started (or stop is set). What is submitted
+ * meanwhile joins the batch without waking the thread. */
+static void space_out(rv_bgthread *t) {
+    uint64_t until_ns = t->last_start_ns + t->spacing_ns;
+    while (!t->stop && rv_mono_ns() < until_ns) {
+        struct timespec until = {.tv_sec = (time_t)(until_ns / 1000000000u),
+                                 .tv_nsec = (long)(until_ns % 1000000000u)};
+        pthread_cond_timedwait(&t->work_cond, &t->lock, &until);
+    }
+    t->last_start_ns = rv_mono_ns();
+}
+
 static void *run(void *arg) {
     rv_bgthread *t = arg;
     pthread_mutex_lock(&t->lock);
     for (;;) {
+        t->idle = true;
         while (!t->todo && !t->stop)
             pthread_cond_wait(&t->work_cond, &t->lock);
+        t->idle = false;
         if (!t->todo)
             break; /* stop, and nothing left to do */
+        if (t->spacing_ns)
+            space_out(t);
         rv_bg_req *batch = t->todo;
         rv_bg_req **batch_tail = t->todo_tail;
         t->todo = NULL;
@@ -49,12 +72,17 @@ static void *run(void *arg) {
 }
 
 int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, rv_bgthread **ret) {
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret) {
     rv_bgthread *t = calloc(1, sizeof(*t));
     if (!t)
         return RV_E_NOMEM;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* space_out's deadlines */
     pthread_mutex_init(&t->lock, NULL);
-    pthread_cond_init(&t->work_cond, NULL);
+    pthread_cond_init(&t->work_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    t->spacing_ns = (uint64_t)spacing_us * 1000u;
     t->todo_tail = &t->todo;
     t->done_tail = &t->done;
     t->work = work;
@@ -105,7 +133,8 @@ void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
     *t->todo_tail = req;
     t->todo_tail = &req->next;
     t->pending++;
-    pthread_cond_signal(&t->work_cond);
+    if (t->idle)
+        pthread_cond_signal(&t->work_cond);
     pthread_mutex_unlock(&t->lock);
 }
 

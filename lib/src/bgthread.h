@@ -21,10 +21,13 @@ typedef struct rv_bg_req {
 typedef struct rv_bgthread rv_bgthread;
 
 /* Start the thread. It blocks every signal (the application's threads
- * handle them). */
+ * handle them). With spacing_us > 0, a batch starts no sooner than
+ * spacing_us after the previous one did; requests submitted meanwhile join
+ * it. The first batch after a quiet spell starts at once. */
 int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, rv_bgthread **ret);
-/* Work through everything still queued, then end the thread; idempotent.
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret);
+/* Work through everything still queued (without spacing), then end the
+ * thread; idempotent.
  * Completed requests stay for rv_bgthread_take_done. */
 void rv_bgthread_stop(rv_bgthread *t);
 /* Stops, then frees the thread. Requests not taken back are the caller's:

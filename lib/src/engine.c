@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "monoclock.h"
 #include "plan.h"
 
 /* Largest share of one perform call spent digesting or copying, so the loop
@@ -107,9 +108,7 @@ bool rv_state_is_terminal(rv_state s) {
 }
 
 uint64_t rv_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return rv_mono_ns() / 1000000u;
 }
 
 /* ----------------------------------------------------------------------- */

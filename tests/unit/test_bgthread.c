@@ -1,0 +1,137 @@
+/* test_bgthread.c — the batch thread: a first request after a quiet spell
+ * starts at once; with spacing, requests arriving during it join one batch
+ * and that batch waits out the spacing; stop cuts the wait short and still
+ * works through what was queued; without spacing nothing waits. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bgthread.h"
+#include "rv_error.h"
+#include "rv_test.h"
+
+#define SPACING_US 300000u /* long beside a few submits, short for a test */
+
+typedef struct req {
+    rv_bg_req bg;
+    unsigned batch; /* out: the number of the batch it ran in (1, 2, ...) */
+} req;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t woken = PTHREAD_COND_INITIALIZER;
+static unsigned batches, wakes;
+static double batch_start[8];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void work(void *ctx, rv_bg_req *list) {
+    (void)ctx;
+    pthread_mutex_lock(&lock);
+    unsigned n = ++batches;
+    if (n <= 8)
+        batch_start[n - 1] = now_s();
+    pthread_mutex_unlock(&lock);
+    for (rv_bg_req *r = list; r; r = r->next)
+        ((req *)r)->batch = n;
+}
+
+static void wake(void *ud) {
+    (void)ud;
+    pthread_mutex_lock(&lock);
+    wakes++;
+    pthread_cond_signal(&woken);
+    pthread_mutex_unlock(&lock);
+}
+
+static void wait_wakes(unsigned n) {
+    pthread_mutex_lock(&lock);
+    while (wakes < n)
+        pthread_cond_wait(&woken, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
+static void reset(void) {
+    pthread_mutex_lock(&lock);
+    batches = wakes = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+/* Take back everything done; returns how many. */
+static unsigned take_all(rv_bgthread *t) {
+    unsigned n = 0;
+    for (rv_bg_req *r = rv_bgthread_take_done(t); r; r = r->next)
+        n++;
+    return n;
+}
+
+static void spaced_batches(void) {
+    rv_bgthread *t = NULL;
+    req r[4] = {0};
+    reset();
+    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, SPACING_US, &t), RV_OK);
+
+    double t0 = now_s();
+    rv_bgthread_submit(t, &r[0].bg);
+    wait_wakes(1);
+    CHECK(batch_start[0] - t0 < SPACING_US / 2e6); /* the first starts at once */
+    CHECK_EQ_U64(take_all(t), 1);
+
+    /* Three requests right after: they wait for the spacing, together. */
+    for (int i = 1; i < 4; i++) {
+        rv_bgthread_submit(t, &r[i].bg);
+        usleep(1000);
+    }
+    wait_wakes(2);
+    CHECK_EQ_U64(take_all(t), 3);
+    CHECK_EQ_U64(r[0].batch, 1);
+    CHECK_EQ_U64(r[1].batch, 2);
+    CHECK_EQ_U64(r[2].batch, 2);
+    CHECK_EQ_U64(r[3].batch, 2);
+    CHECK(batch_start[1] - batch_start[0] >= SPACING_US / 1e6 * 0.99);
+    CHECK_EQ_U64(rv_bgthread_pending(t), 0);
+    rv_bgthread_free(t);
+}
+
+static void stop_cuts_the_wait(void) {
+    rv_bgthread *t = NULL;
+    req r[2] = {0};
+    reset();
+    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, 60u * 1000000u, &t), RV_OK);
+    rv_bgthread_submit(t, &r[0].bg);
+    wait_wakes(1);
+    rv_bgthread_submit(t, &r[1].bg); /* would wait a minute */
+    double t0 = now_s();
+    rv_bgthread_stop(t);
+    CHECK(now_s() - t0 < 30.0);
+    CHECK_EQ_U64(r[1].batch, 2);
+    CHECK_EQ_U64(take_all(t), 2);
+    rv_bgthread_free(t);
+}
+
+static void unspaced(void) {
+    rv_bgthread *t = NULL;
+    req r[2] = {0};
+    reset();
+    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, 0, &t), RV_OK);
+    double t0 = now_s();
+    rv_bgthread_submit(t, &r[0].bg);
+    wait_wakes(1);
+    rv_bgthread_submit(t, &r[1].bg);
+    wait_wakes(2);
+    CHECK(now_s() - t0 < SPACING_US / 1e6); /* nothing waited for spacing */
+    CHECK_EQ_U64(r[1].batch, 2);
+    CHECK_EQ_U64(take_all(t), 2);
+    rv_bgthread_free(t);
+}
+
+int main(void) {
+    spaced_batches();
+    stop_cuts_the_wait();
+    unspaced();
+    return rv_test_result();
+}

@@ -15,8 +15,13 @@
 #include "jobstore.h"
 #include "log.h"
 
-/* The longest the loop sleeps without activity: the heartbeat's period. */
-#define LOOP_TIMEOUT_MS 1000
+/* The longest the loop sleeps without activity. Only a safety net: the
+ * engine wakes itself for everything due by time (retries, libcurl's
+ * timers, interval syncs and commits), the job table wakes it for new
+ * work, and the watchdog's tick pokes it (rvd_worker_poke) to prove the
+ * loop alive. An idle daemon thus sleeps instead of going round each
+ * second. */
+#define LOOP_TIMEOUT_MS 60000
 
 struct rvd_worker {
     rv_engine *engine;
@@ -135,6 +140,7 @@ int rvd_worker_start(const rv_config *cfg, const rvd_jobs_limits *limits,
         goto fail;
     }
     w->thread_running = true;
+    pthread_setname_np(w->thread, "rvd-engine"); /* for top -H, gdb, and the tests */
     free(detail);
     *ret = w;
     return 0;

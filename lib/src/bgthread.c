@@ -71,7 +71,7 @@ static void *run(void *arg) {
     return NULL;
 }
 
-int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
+int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
                     void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret) {
     rv_bgthread *t = calloc(1, sizeof(*t));
     if (!t)
@@ -102,6 +102,7 @@ int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
         free(t);
         return RV_E_NOMEM;
     }
+    pthread_setname_np(t->thread, name); /* else it carries its creator's */
     *ret = t;
     return RV_OK;
 }

@@ -20,11 +20,12 @@ typedef struct rv_bg_req {
 
 typedef struct rv_bgthread rv_bgthread;
 
-/* Start the thread. It blocks every signal (the application's threads
+/* Start the thread, named name (at most 15 characters: what top -H and
+ * debuggers show). It blocks every signal (the application's threads
  * handle them). With spacing_us > 0, a batch starts no sooner than
  * spacing_us after the previous one did; requests submitted meanwhile join
  * it. The first batch after a quiet spell starts at once. */
-int rv_bgthread_new(void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
+int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
                     void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret);
 /* Work through everything still queued (without spacing), then end the
  * thread; idempotent.

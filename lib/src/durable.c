@@ -191,6 +191,7 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
     char *note = NULL;
     int r = RV_E_NOMEM;
 
+    e->sync_due_ms = UINT64_MAX;
     e->state_dir = strdup(cfg->state_dir);
     if (cfg->cache_dir)
         e->cache_dir = strdup(cfg->cache_dir);
@@ -657,17 +658,21 @@ int rv_durable_sync_object(rv_object *o, bool final) {
     return RV_OK;
 }
 
-void rv_durable_sync_due(rv_engine *e, uint64_t now) {
+uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now) {
+    uint64_t next = UINT64_MAX;
     for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->state != RV_STATE_DOWNLOADING || o->fd < 0 || !o->store_id || o->err != RV_OK)
             continue;
         uint64_t unsynced = 0;
         for (size_t i = 0; i < o->n_chunks; i++)
             unsynced += o->chunks[i].pos - o->chunks[i].submitted;
-        if (unsynced >= e->cfg.flush_bytes ||
-            (unsynced > 0 && now - o->last_submit_ms >= e->cfg.flush_interval_ms))
+        uint64_t due = o->last_submit_ms + e->cfg.flush_interval_ms;
+        if (unsynced >= e->cfg.flush_bytes || (unsynced > 0 && now >= due))
             rv_durable_sync_object(o, false);
+        else if (unsynced > 0 && due < next)
+            next = due; /* a stalled transfer's bytes still get synced on time */
     }
+    return next;
 }
 
 /* The live object with this id, or NULL (its syncs are moot then). */
@@ -756,6 +761,10 @@ static unsigned sync_done(rv_engine *e, rv_sync_job *job) {
         return 1;
     }
     return 0;
+}
+
+uint64_t rv_durable_commit_due(const rv_engine *e) {
+    return e->tx_open ? e->tx_opened_ms + COMMIT_INTERVAL_MS : UINT64_MAX;
 }
 
 void rv_durable_progress(rv_engine *e, uint64_t now) {

@@ -1086,6 +1086,13 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
     if (!e)
         return RV_E_INVALID_ARGUMENT;
     bool busy = schedule(e, &next_due);
+    if (e->store) {
+        /* Durable work due by time alone wakes the wait too, whatever the
+         * caller's timeout: an interval sync, the open transaction's commit. */
+        uint64_t commit = rv_durable_commit_due(e);
+        next_due = e->sync_due_ms < next_due ? e->sync_due_ms : next_due;
+        next_due = commit < next_due ? commit : next_due;
+    }
     /* Nothing live is no reason to return at once: a daemon's loop waits
      * here for its next object (rv_engine_wakeup) without spinning. */
     long wait = timeout_ms < 0 ? 0 : timeout_ms;
@@ -1108,7 +1115,7 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
     attend(e);
     if (e->store) {
         uint64_t now = rv_now_ms();
-        rv_durable_sync_due(e, now);
+        e->sync_due_ms = rv_durable_sync_due(e, now);
         rv_durable_progress(e, now);
         attend(e);
     }

@@ -221,6 +221,7 @@ struct rv_engine {
     bool tx_open;              /* a store transaction collects this round's writes */
     uint64_t cache_bytes;      /* sizes of every object in the store */
     uint64_t tx_opened_ms;
+    uint64_t sync_due_ms;      /* the next interval sync, as of the last round */
 };
 
 /* A sync request and what it proves once done: for each span, range
@@ -288,11 +289,14 @@ void rv_durable_set_quota(rv_engine *e, uint64_t quota);
 int rv_durable_start(rv_object *o);
 /* The object's plan is known: record it (in the open transaction). */
 void rv_durable_planned(rv_object *o);
-/* Submit syncs that are due (or, with final, the last one). */
-void rv_durable_sync_due(rv_engine *e, uint64_t now);
+/* Submit the interval syncs that are due. Returns when the next one falls
+ * due with no more bytes arriving (UINT64_MAX: none). */
+uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now);
 int rv_durable_sync_object(rv_object *o, bool final);
 /* Take completed syncs, write their marks, commit when due, deliver. */
 void rv_durable_progress(rv_engine *e, uint64_t now);
+/* When the open transaction must be committed (UINT64_MAX: none open). */
+uint64_t rv_durable_commit_due(const rv_engine *e);
 /* The object is over (failed/cancelled): keep what can be resumed. */
 void rv_durable_end(rv_object *o);
 /* The object changed and starts over: forget its old ranges durably. */

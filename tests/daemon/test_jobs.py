@@ -201,6 +201,34 @@ class JobsTest(unittest.TestCase):
         self.assertIn(job_id, [j.id for j in c.list()])
         self.stop_ok(d)
 
+    def test_idle_engine_thread_sleeps_after_a_download(self):
+        """With nothing to do, the engine thread (named rvd-engine) sleeps
+        until there is: it used to go round every second."""
+        self.file("i.bin", 2 * MiB)
+        with NginxOrigin(self.data) as ng:
+            d = self.daemon()
+            c = self.client()
+            events = list(c.download([{"url": ng.url("/i.bin"), "destination": self.out + "/i"}]))
+            self.assertEqual(kinds(events)[-1], "completed")
+        tasks = "/proc/%d/task" % d.proc.pid
+        def name(tid):
+            with open(os.path.join(tasks, tid, "comm")) as f:
+                return f.read().strip()
+        names = [name(t) for t in os.listdir(tasks)]
+        engine = [t for t in os.listdir(tasks) if name(t) == "rvd-engine"]
+        self.assertEqual(len(engine), 1, names)
+        self.assertIn("rv-flusher", names)
+
+        def switches():
+            with open(os.path.join(tasks, engine[0], "status")) as f:
+                return int([ln for ln in f if ln.startswith("voluntary_ctxt_switches")][0].split()[1])
+        time.sleep(1.0)  # the download's last commit and events
+        before = switches()
+        time.sleep(3.5)
+        self.assertLessEqual(switches() - before, 1, "the idle engine thread woke up")
+        self.assertEqual(len(c.list()), 1)  # and it still serves
+        self.stop_ok(d)
+
     def test_stats_count_origin_and_cache_bytes(self):
         self.file("s.bin", 2 * MiB)
         with NginxOrigin(self.data) as ng:

@@ -21,6 +21,8 @@
  *   RV_TEST_HEADER="Name: value"  one request header sent on every request
  *   RV_TEST_STATE_DIR=DIR       durable state in DIR (cache in DIR/cache)
  *   RV_TEST_CA_FILE=FILE        CA certificates https origins must chain to
+ *   RV_TEST_IDLE_WAIT_MS=N      "error": then one rv_engine_perform(N) with
+ *                               nothing live, printed as IDLE_WAIT <seconds>
  *   RV_TEST_MAY_RESTART=1       "ok": the download may legitimately start
  *                               over (object changed, origin stopped doing
  *                               ranges, a rangeless stream retried), so
@@ -305,6 +307,12 @@ static int case_error(char **argv) {
     CHECK_EQ_U64(leftovers(dir), 0);
     free(dir);
     CHECK_EQ_U64(ob.states[ob.n_states - 1], RV_STATE_FAILED);
+    const char *idle_ms = getenv("RV_TEST_IDLE_WAIT_MS");
+    if (idle_ms) { /* one more wait with nothing live: how long it took */
+        double t0 = now_s();
+        CHECK_EQ_U64(rv_engine_perform(e, atoi(idle_ms), NULL), RV_OK);
+        printf("IDLE_WAIT %.3f\n", now_s() - t0);
+    }
     rv_engine_free(e);
     return rv_test_result();
 }

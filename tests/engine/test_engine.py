@@ -238,6 +238,19 @@ class EngineTest(unittest.TestCase):
                             "RV_E_CHECKSUM_MISMATCH", sha="0" * 64)
         self.assertIn(self.sha["mid.bin"], detail)
 
+    def test_idle_wait_wakes_for_the_commit(self):
+        """With durable state, a failed object's row is removed in the open
+        transaction. Nothing is live afterwards, yet the engine's next wait
+        ends when that transaction is due (200 ms), not at the caller's
+        20 s timeout: a daemon's long idle waits delay no commit."""
+        env = {"RV_TEST_STATE_DIR": os.path.join(self.out, "state"),
+               "RV_TEST_IDLE_WAIT_MS": "20000"}
+        p = run_case("error", self.nginx.url("mid.bin"), self.dest, "RV_E_CHECKSUM_MISMATCH",
+                     "0" * 64, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        self.assertFalse(os.path.exists(self.dest))
+        self.assertLess(float(values(p.stdout, "IDLE_WAIT")[0]), 5.0)
+
     def test_existing_destination_replaced_atomically(self):
         with open(self.dest, "wb") as f:
             f.write(b"old contents")

@@ -73,7 +73,7 @@ static void spaced_batches(void) {
     rv_bgthread *t = NULL;
     req r[4] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, SPACING_US, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, &t), RV_OK);
 
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
@@ -101,7 +101,7 @@ static void stop_cuts_the_wait(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, 60u * 1000000u, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 60u * 1000000u, &t), RV_OK);
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);
     rv_bgthread_submit(t, &r[1].bg); /* would wait a minute */
@@ -117,7 +117,7 @@ static void unspaced(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new(work, NULL, wake, NULL, 0, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 0, &t), RV_OK);
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);

@@ -210,7 +210,9 @@ bool rv_header_allowed(const char *line);
 int rv_engine_cancel(rv_engine *e, rv_object *obj);
 
 /* Drive the engine: wait up to timeout_ms for network activity, a due retry
- * or a wake-up, then do all work that is ready. *ret_active (optional) is
+ * or a wake-up, then do all work that is ready. Work that falls due by time
+ * (retries, libcurl's timers, durable state's syncs and commits) ends the
+ * wait early, so a long timeout delays nothing. *ret_active (optional) is
  * the number of objects not yet in a terminal state. */
 int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active);
 

@@ -3,7 +3,8 @@
  * fdatasync of a big file, or of many small ones, takes milliseconds to
  * seconds; the engine thread must not wait for it. The engine submits sync
  * requests (a dup of the blob's descriptor plus an opaque tag); one flusher
- * thread takes everything queued, checksums the spans asked for, syncs it —
+ * thread takes everything queued (batches start at least 3 ms apart, so
+ * that one sync covers more), checksums the spans asked for, syncs it —
  * fdatasync per file, or one syncfs for the batch where that costs less
  * (the flusher measures both as it goes) — and hands the requests back
  * with their result, waking the engine through the callback.

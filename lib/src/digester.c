@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "readback.h"
 #include "rv_error.h"
 
 /* Reads of 1 MiB: large enough that a read costs little next to hashing
@@ -16,19 +17,8 @@ struct rv_digester {
     unsigned char *buf; /* the thread's */
 };
 
-static int digest_one(rv_digester *d, rv_digest_req *r) {
-    for (uint64_t at = r->from; at < r->to;) {
-        size_t n = r->to - at < READ_SIZE ? (size_t)(r->to - at) : READ_SIZE;
-        ssize_t got = pread(r->fd, d->buf, n, (off_t)at);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return got < 0 ? errno : EIO;
-        if (rv_sha256_update(r->hash, d->buf, (size_t)got) != RV_OK)
-            return EPROTO;
-        at += (uint64_t)got;
-    }
-    return 0;
+static int eat_sha256(void *hash, const unsigned char *p, size_t n) {
+    return rv_sha256_update(hash, p, n) == RV_OK ? 0 : EPROTO;
 }
 
 /* The thread's work: one batch of requests. */
@@ -36,7 +26,7 @@ static void digest_batch(void *ctx, rv_bg_req *batch) {
     rv_digester *d = ctx;
     for (rv_bg_req *b = batch; b; b = b->next) {
         rv_digest_req *r = (rv_digest_req *)b;
-        r->err = digest_one(d, r);
+        r->err = rv_readback(r->fd, r->from, r->to, d->buf, READ_SIZE, eat_sha256, r->hash);
         close(r->fd);
         r->fd = -1;
     }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "readback.h"
 #include "engine_int.h"
 
 /* Longest a recorded mark waits for its commit when nothing is waiting. */
@@ -325,16 +326,9 @@ static bool resumable(const rv_object *o) {
 
 /* Does [start, durable) of the blob still have the CRC the store recorded? */
 static bool range_intact(rv_engine *e, int fd, const rv_store_range *r) {
-    uint32_t crc = 0;
-    for (uint64_t at = r->start; at < r->durable;) {
-        size_t n = r->durable - at < e->buf_size ? (size_t)(r->durable - at) : e->buf_size;
-        ssize_t got = pread(fd, e->buf, n, (off_t)at);
-        if (got <= 0)
-            return false;
-        crc = rv_crc32c(crc, e->buf, (size_t)got);
-        at += (uint64_t)got;
-    }
-    return crc == r->crc32c;
+    uint32_t crc;
+    return rv_readback_crc32c(fd, r->start, r->durable, e->buf, e->buf_size, &crc) == 0 &&
+           crc == r->crc32c;
 }
 
 /* Set o up from its row: chunks at their durable marks. False when the

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "bgthread.h"
-#include "crc32c.h"
 #include "monoclock.h"
+#include "readback.h"
 #include "rv_error.h"
 
 #define SPAN_BUFFER_SIZE (256u << 10)
@@ -49,20 +49,11 @@ static rv_sync_req *next_req(rv_sync_req *r) {
 static int checksum(rv_flusher *f, rv_sync_req *r) {
     for (size_t i = 0; i < r->n_spans; i++) {
         rv_sync_span *sp = &r->spans[i];
-        uint32_t crc = 0;
-        if (sp->have_crc)
-            continue;
-        for (uint64_t at = sp->from; at < sp->to;) {
-            size_t n = sp->to - at < SPAN_BUFFER_SIZE ? (size_t)(sp->to - at) : SPAN_BUFFER_SIZE;
-            ssize_t got = pread(r->fd, f->buf, n, (off_t)at);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                return got < 0 ? errno : EIO;
-            crc = rv_crc32c(crc, f->buf, (size_t)got);
-            at += (uint64_t)got;
-        }
-        sp->crc = crc;
+        int err = sp->have_crc ? 0
+                               : rv_readback_crc32c(r->fd, sp->from, sp->to, f->buf,
+                                                    SPAN_BUFFER_SIZE, &sp->crc);
+        if (err)
+            return err;
     }
     return 0;
 }

@@ -17,7 +17,6 @@ struct rv_bgthread {
     pthread_cond_t work_cond; /* signalled when stop is set, or todo gains a request while idle */
     rv_bg_req *todo, **todo_tail;
     rv_bg_req *done, **done_tail;
-    unsigned pending;         /* submitted, not yet taken */
     bool idle;                /* the thread waits for a first request */
     bool stop, joined;
     uint64_t spacing_ns;      /* least time between the starts of two batches */
@@ -133,7 +132,6 @@ void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
     pthread_mutex_lock(&t->lock);
     *t->todo_tail = req;
     t->todo_tail = &req->next;
-    t->pending++;
     if (t->idle)
         pthread_cond_signal(&t->work_cond);
     pthread_mutex_unlock(&t->lock);
@@ -142,17 +140,8 @@ void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t) {
     pthread_mutex_lock(&t->lock);
     rv_bg_req *list = t->done;
-    for (rv_bg_req *r = list; r; r = r->next)
-        t->pending--;
     t->done = NULL;
     t->done_tail = &t->done;
     pthread_mutex_unlock(&t->lock);
     return list;
-}
-
-unsigned rv_bgthread_pending(rv_bgthread *t) {
-    pthread_mutex_lock(&t->lock);
-    unsigned n = t->pending;
-    pthread_mutex_unlock(&t->lock);
-    return n;
 }

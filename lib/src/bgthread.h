@@ -37,7 +37,5 @@ rv_bgthread *rv_bgthread_free(rv_bgthread *t);
 void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t);
-/* Requests submitted and not yet taken back. */
-unsigned rv_bgthread_pending(rv_bgthread *t);
 
 #endif

@@ -857,7 +857,7 @@ static bool all_chunks_done(const rv_object *o) {
  * rename into place. The object stays VERIFYING until then. */
 static void object_verify(rv_engine *e, rv_object *o) {
     if (o->hash && !o->digest_known && (o->hashed < o->size || o->digest_job)) {
-        (void)rv_outfile_digest_submit(e, o, true); /* a failure fails o */
+        rv_outfile_digest_submit(e, o, true);
         return;
     }
     if (o->fd >= 0) {
@@ -1032,7 +1032,7 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
         if (o->state == RV_STATE_DOWNLOADING) {
             if (o->source->kind == RV_SOURCE_FILE)
                 n = rv_file_step(e, o, budget);
-            (void)rv_outfile_digest_submit(e, o, false); /* a failure fails o */
+            rv_outfile_digest_submit(e, o, false);
         } else if (o->state == RV_STATE_VERIFYING && !o->final_sync) {
             object_verify(e, o);
         }

@@ -319,8 +319,8 @@ typedef struct rv_digest_job {
 } rv_digest_job;
 /* Hand the digester what is written contiguously from o->hashed, unless a
  * request is out already: at least DIGEST_STEP bytes, or any when `all`
- * (the object is all written). */
-int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all);
+ * (the object is all written). A failure fails o. */
+void rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all);
 /* Take back the digester's finished requests (on the engine thread). */
 void rv_outfile_digest_collect(rv_engine *e);
 /* Stop the digester, leaving every context with its object (or freeing

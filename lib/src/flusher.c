@@ -133,7 +133,3 @@ void rv_flusher_submit(rv_flusher *f, rv_sync_req *req) {
 rv_sync_req *rv_flusher_take_done(rv_flusher *f) {
     return (rv_sync_req *)rv_bgthread_take_done(f->thread);
 }
-
-unsigned rv_flusher_pending(rv_flusher *f) {
-    return rv_bgthread_pending(f->thread);
-}

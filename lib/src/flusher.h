@@ -52,7 +52,5 @@ rv_flusher *rv_flusher_free(rv_flusher *f);
 void rv_flusher_submit(rv_flusher *f, rv_sync_req *req);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_sync_req *rv_flusher_take_done(rv_flusher *f);
-/* Requests submitted and not yet taken back. */
-unsigned rv_flusher_pending(rv_flusher *f);
 
 #endif

@@ -244,12 +244,12 @@ static uint64_t written_from(rv_object *o, uint64_t at) {
     return at;
 }
 
-int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
+void rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     if (!o->hash || o->digest_known || o->digest_job)
-        return RV_OK;
+        return;
     uint64_t to = written_from(o, o->hashed);
     if (to <= o->hashed || (!all && to - o->hashed < DIGEST_STEP))
-        return RV_OK;
+        return;
     rv_digest_job *job = calloc(1, sizeof(*job));
     int r = job ? RV_OK : RV_E_NOMEM;
     if (r == RV_OK && !e->digester)
@@ -257,15 +257,15 @@ int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     if (r != RV_OK) {
         free(job);
         rv_object_fail(o, r, "cannot start the sha256 thread");
-        return r;
+        return;
     }
     job->req.fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
     if (job->req.fd < 0) {
         int errnum = errno;
         free(job);
-        r = rv_errno_to_error(errnum);
-        rv_object_fail(o, r, "cannot digest '%s': %s", file_name(o), strerror(errnum));
-        return r;
+        rv_object_fail(o, rv_errno_to_error(errnum), "cannot digest '%s': %s", file_name(o),
+                       strerror(errnum));
+        return;
     }
     job->req.from = o->hashed;
     job->req.to = to;
@@ -274,7 +274,6 @@ int rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     job->gen = o->gen;
     o->digest_job = job;
     rv_digester_submit(e->digester, &job->req);
-    return RV_OK;
 }
 
 /* What a finished request for o means, on the engine thread. */

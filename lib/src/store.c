@@ -219,13 +219,12 @@ static int open_db(rv_store *s, const char *path) {
         return rc;
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
     rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(s->db,
-                          fresh ? "PRAGMA synchronous = OFF; PRAGMA journal_mode = WAL;"
-                                  "PRAGMA foreign_keys = ON;"
-                                : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-                                  "PRAGMA foreign_keys = ON;",
+    if (rc == SQLITE_OK) /* before the switch to WAL, which it governs */
+        rc = sqlite3_exec(s->db, fresh ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = NORMAL",
                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;", NULL,
+                          NULL, NULL);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_stmt *st = NULL;

@@ -15,12 +15,14 @@ struct rv_bgthread {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work_cond; /* signalled when stop is set, or todo gains a request while idle */
+    pthread_cond_t done_cond; /* broadcast when the thread goes idle (after a batch) or ends */
     rv_bg_req *todo, **todo_tail;
     rv_bg_req *done, **done_tail;
     bool idle;                /* the thread waits for a first request */
     bool stop, joined;
     uint64_t spacing_ns;      /* least time between the starts of two batches */
     uint64_t last_start_ns;   /* thread only */
+    bool wake_when_idle;      /* call wake only when nothing is left queued */
     void (*work)(void *ctx, rv_bg_req *batch);
     void *ctx;
     void (*wake)(void *ud);
@@ -45,6 +47,7 @@ static void *run(void *arg) {
     pthread_mutex_lock(&t->lock);
     for (;;) {
         t->idle = true;
+        pthread_cond_broadcast(&t->done_cond); /* a batch is done, or none was there */
         while (!t->todo && !t->stop)
             pthread_cond_wait(&t->work_cond, &t->lock);
         t->idle = false;
@@ -61,17 +64,20 @@ static void *run(void *arg) {
         pthread_mutex_lock(&t->lock);
         *t->done_tail = batch;
         t->done_tail = batch_tail;
+        bool wake = t->wake && (!t->wake_when_idle || !t->todo);
         pthread_mutex_unlock(&t->lock);
-        if (t->wake)
+        if (wake)
             t->wake(t->ud);
         pthread_mutex_lock(&t->lock);
     }
+    pthread_cond_broadcast(&t->done_cond);
     pthread_mutex_unlock(&t->lock);
     return NULL;
 }
 
 int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret) {
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, bool wake_when_idle,
+                    rv_bgthread **ret) {
     rv_bgthread *t = calloc(1, sizeof(*t));
     if (!t)
         return RV_E_NOMEM;
@@ -80,8 +86,10 @@ int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch),
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* space_out's deadlines */
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->work_cond, &attr);
+    pthread_cond_init(&t->done_cond, NULL);
     pthread_condattr_destroy(&attr);
     t->spacing_ns = (uint64_t)spacing_us * 1000u;
+    t->wake_when_idle = wake_when_idle;
     t->todo_tail = &t->todo;
     t->done_tail = &t->done;
     t->work = work;
@@ -96,6 +104,7 @@ int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch),
     int rc = pthread_create(&t->thread, NULL, run, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        pthread_cond_destroy(&t->done_cond);
         pthread_cond_destroy(&t->work_cond);
         pthread_mutex_destroy(&t->lock);
         free(t);
@@ -121,6 +130,7 @@ rv_bgthread *rv_bgthread_free(rv_bgthread *t) {
     if (!t)
         return NULL;
     rv_bgthread_stop(t);
+    pthread_cond_destroy(&t->done_cond);
     pthread_cond_destroy(&t->work_cond);
     pthread_mutex_destroy(&t->lock);
     free(t);
@@ -144,4 +154,11 @@ rv_bg_req *rv_bgthread_take_done(rv_bgthread *t) {
     t->done_tail = &t->done;
     pthread_mutex_unlock(&t->lock);
     return list;
+}
+
+void rv_bgthread_wait_done(rv_bgthread *t) {
+    pthread_mutex_lock(&t->lock);
+    while (!t->done && !t->stop && (t->todo || !t->idle))
+        pthread_cond_wait(&t->done_cond, &t->lock);
+    pthread_mutex_unlock(&t->lock);
 }

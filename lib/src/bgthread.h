@@ -14,6 +14,8 @@
 #ifndef RV_BGTHREAD_H
 #define RV_BGTHREAD_H
 
+#include <stdbool.h>
+
 typedef struct rv_bg_req {
     struct rv_bg_req *next;
 } rv_bg_req;
@@ -24,9 +26,13 @@ typedef struct rv_bgthread rv_bgthread;
  * debuggers show). It blocks every signal (the application's threads
  * handle them). With spacing_us > 0, a batch starts no sooner than
  * spacing_us after the previous one did; requests submitted meanwhile join
- * it. The first batch after a quiet spell starts at once. */
+ * it. The first batch after a quiet spell starts at once. wake(ud) runs
+ * after each batch or, with wake_when_idle, only after a batch that leaves
+ * nothing queued: a submitter that takes results back as it goes needs no
+ * wake while it keeps the thread busy. */
 int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, unsigned spacing_us, rv_bgthread **ret);
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, bool wake_when_idle,
+                    rv_bgthread **ret);
 /* Work through everything still queued (without spacing), then end the
  * thread; idempotent.
  * Completed requests stay for rv_bgthread_take_done. */
@@ -37,5 +43,8 @@ rv_bgthread *rv_bgthread_free(rv_bgthread *t);
 void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t);
+/* Block until a completed request waits to be taken, or nothing is queued
+ * or in work (then there is nothing to wait for). */
+void rv_bgthread_wait_done(rv_bgthread *t);
 
 #endif

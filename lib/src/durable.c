@@ -357,6 +357,7 @@ static bool resume(rv_object *o, const rv_store_object *so) {
             r->crc32c = 0;
         }
         chunks[i] = (rv_chunk){.start = r->start, .end = r->end, .pos = r->durable,
+                               .landed = r->durable,
                                .submitted = r->durable, .durable = r->durable,
                                .crc = r->crc32c,
                                .state = r->durable == r->end ? RV_CHUNK_DONE : RV_CHUNK_TODO};
@@ -393,7 +394,8 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
     rv_chunk *c = calloc(1, sizeof(*c));
     if (!c)
         return false;
-    *c = (rv_chunk){.start = 0, .end = so->size, .pos = so->size, .submitted = so->size,
+    *c = (rv_chunk){.start = 0, .end = so->size, .pos = so->size, .landed = so->size,
+                    .submitted = so->size,
                     .durable = so->size, .crc = so->crc32c, .state = RV_CHUNK_DONE};
     free(o->chunks);
     o->chunks = c;
@@ -524,9 +526,7 @@ int rv_durable_start(rv_object *o) {
         if (r == RV_OK && resume(o, &so))
             goto out; /* resumed */
     }
-    if (o->fd >= 0)
-        close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     if (r == RV_OK)
         r = fresh_blob(o);
 out:
@@ -611,7 +611,7 @@ int rv_durable_sync_object(rv_object *o, bool final) {
     size_t n = 0;
 
     for (size_t i = 0; i < o->n_chunks; i++)
-        if (o->chunks[i].pos > o->chunks[i].submitted)
+        if (o->chunks[i].landed > o->chunks[i].submitted)
             n++;
     if (!final && n == 0)
         return RV_OK;
@@ -637,13 +637,13 @@ int rv_durable_sync_object(rv_object *o, bool final) {
     job->req.spans = job->spans;
     for (size_t i = 0; i < o->n_chunks; i++) {
         rv_chunk *c = &o->chunks[i];
-        if (c->pos <= c->submitted)
+        if (c->landed <= c->submitted)
             continue;
         starts[job->req.n_spans] = c->start;
         job->spans[job->req.n_spans++] =
-            (rv_sync_span){.from = c->submitted, .to = c->pos,
+            (rv_sync_span){.from = c->submitted, .to = c->landed,
                            .have_crc = !c->written_crc_unknown, .crc = c->written_crc};
-        c->submitted = c->pos;
+        c->submitted = c->landed;
         c->written_crc = 0;
         c->written_crc_unknown = false;
     }
@@ -659,7 +659,7 @@ uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now) {
             continue;
         uint64_t unsynced = 0;
         for (size_t i = 0; i < o->n_chunks; i++)
-            unsynced += o->chunks[i].pos - o->chunks[i].submitted;
+            unsynced += o->chunks[i].landed - o->chunks[i].submitted;
         uint64_t due = o->last_submit_ms + e->cfg.flush_interval_ms;
         if (unsynced >= e->cfg.flush_bytes || (unsynced > 0 && now >= due))
             rv_durable_sync_object(o, false);
@@ -667,21 +667,6 @@ uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now) {
             next = due; /* a stalled transfer's bytes still get synced on time */
     }
     return next;
-}
-
-/* The live object with this id, or NULL (its syncs are moot then). */
-static rv_object *object_by_id(rv_engine *e, uint64_t id) {
-    for (rv_object *o = rv_live_head(e); o; o = o->next)
-        if (o->id == id)
-            return o;
-    return NULL;
-}
-
-static rv_chunk *chunk_starting(rv_object *o, uint64_t start) {
-    for (size_t i = 0; i < o->n_chunks; i++)
-        if (o->chunks[i].start == start)
-            return &o->chunks[i];
-    return NULL;
 }
 
 /* The object's CRC-32C from its ranges' CRCs. */
@@ -698,7 +683,7 @@ static void combine_crc(rv_object *o) {
  * one the object's completion. Returns 1 when the object is ready to be
  * delivered once the transaction commits (deliver_ready), else 0. */
 static unsigned sync_done(rv_engine *e, rv_sync_job *job) {
-    rv_object *o = object_by_id(e, job->object_id);
+    rv_object *o = rv_object_by_id(e, job->object_id);
     if (!o || o->gen != job->gen || rv_state_is_terminal(o->state))
         return 0; /* cancelled, restarted, or gone: what it proved is moot */
     if (job->req.err) {
@@ -715,7 +700,7 @@ static unsigned sync_done(rv_engine *e, rv_sync_job *job) {
     }
     for (size_t i = 0; i < job->req.n_spans; i++) {
         const rv_sync_span *sp = &job->spans[i];
-        rv_chunk *c = chunk_starting(o, job->span_start[i]);
+        rv_chunk *c = rv_chunk_starting(o, job->span_start[i]);
         if (!c || c->durable != sp->from || sp->from < c->start || sp->to > c->end) {
             rv_object_fail(o, RV_E_INTERNAL, "durable ranges out of step at offset %llu",
                            (unsigned long long)sp->from);
@@ -842,9 +827,7 @@ void rv_durable_leader_ended(rv_object *l) {
 void rv_durable_restarted(rv_object *o) {
     rv_engine *e = o->engine;
     o->gen++;
-    if (o->fd >= 0)
-        close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     if (fresh_blob(o) != RV_OK)
         return;
     /* Forget the old version's ranges now, committed before a byte of the
@@ -859,9 +842,7 @@ void rv_durable_restarted(rv_object *o) {
 void rv_durable_end(rv_object *o) {
     rv_engine *e = o->engine;
     o->gen++;
-    if (o->fd >= 0)
-        close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     if (!o->store_id)
         return;
     /* Keep what a later run can resume: cancelled, or a failure that may

@@ -179,6 +179,20 @@ rv_object *rv_live_head(rv_engine *e) {
     return e->live_head;
 }
 
+rv_object *rv_object_by_id(rv_engine *e, uint64_t id) {
+    for (rv_object *o = rv_live_head(e); o; o = o->next)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+rv_chunk *rv_chunk_starting(rv_object *o, uint64_t start) {
+    for (size_t i = 0; i < o->n_chunks; i++)
+        if (o->chunks[i].start == start)
+            return &o->chunks[i];
+    return NULL;
+}
+
 uint64_t rv_str_hash(const char *s) {
     uint64_t h = 14695981039346656037ull; /* FNV-1a */
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -244,6 +258,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     for (rv_object *o = e->head; o; o = o->next)
         rv_engine_cancel(e, o);
     rv_outfile_digest_end(e);
+    rv_stage_end(e);
     rv_durable_close(e);
     while (e->head) {
         rv_object *o = e->head;
@@ -490,7 +505,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o = calloc(1, sizeof(*o));
     if (!o)
         return reject(e, RV_E_NOMEM, "out of memory");
-    o->fd = -1;
+    o->fd = o->dfd = -1;
     o->src_fd = -1;
     o->engine = e;
     o->size = RV_UNKNOWN;
@@ -692,8 +707,8 @@ int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
         uint64_t start = 0, end = first_end;
         if (size != RV_UNKNOWN)
             rv_plan_range(&plan, i, &start, &end);
-        chunks[i] = (rv_chunk){.start = start, .pos = start, .submitted = start,
-                               .durable = start, .end = end};
+        chunks[i] = (rv_chunk){.start = start, .pos = start, .landed = start,
+                               .submitted = start, .durable = start, .end = end};
     }
     free(o->chunks);
     o->chunks = chunks;
@@ -767,6 +782,8 @@ void rv_object_changed(rv_object *o, const char *reason) {
 void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n) {
     c->pos += n;
     o->bytes_done += n;
+    if (!o->staged)
+        c->landed = c->pos; /* written already */
 }
 
 void rv_object_chunk_done(rv_object *o, rv_chunk *c) {
@@ -803,7 +820,7 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     if (!o->ranges && c->pos > c->start) {
         /* One stream without ranges cannot continue mid-body: start over. */
         o->bytes_done -= c->pos - c->start;
-        c->pos = c->submitted = c->durable = c->start;
+        c->pos = c->landed = c->submitted = c->durable = c->start;
         c->crc = c->written_crc = 0;
         c->written_crc_unknown = false;
         if (rv_outfile_reset(o) != RV_OK)
@@ -856,6 +873,8 @@ static bool all_chunks_done(const rv_object *o) {
 /* Once the digester has hashed all of it, check size and sha256, and
  * rename into place. The object stays VERIFYING until then. */
 static void object_verify(rv_engine *e, rv_object *o) {
+    if (o->writes)
+        return; /* the writer's return wakes the loop */
     if (o->hash && !o->digest_known && (o->hashed < o->size || o->digest_job)) {
         rv_outfile_digest_submit(e, o, true);
         return;
@@ -979,8 +998,8 @@ static bool cpu_work_pending(rv_engine *e) {
     for (const rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->err != RV_OK || rv_state_is_terminal(o->state) || o->leader)
             continue;
-        if (o->state == RV_STATE_VERIFYING && !o->final_sync && !o->digest_job)
-            return true; /* with a digest out, its return wakes the loop */
+        if (o->state == RV_STATE_VERIFYING && !o->final_sync && !o->digest_job && !o->writes)
+            return true; /* a digest or the writer wakes the loop when done */
         if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
             return true;
     }
@@ -1018,6 +1037,7 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
     bool room = true;
 
     rv_outfile_digest_collect(e);
+    rv_stage_collect(e);
     for (rv_object *o = rv_live_head(e); o && room; o = o->next)
         if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
             room = object_schedule(e, o, now, next_due);
@@ -1039,6 +1059,8 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
         if (n > 0)
             budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
     }
+    if (e->active == 0)
+        rv_stage_trim(e); /* no transfer holds one: give the memory back */
     attend(e);
     return cpu_work_pending(e);
 }

@@ -3,8 +3,10 @@
  * (file:// copies) and outfile.c (the temporary file and the digest).
  *
  * An object is split into ranges ("chunks"). Each chunk is fetched by at most
- * one transfer at a time. Bytes [start, pos) of a chunk are written to the
- * temporary file; [pos, end) are not. A retried chunk continues at pos.
+ * one transfer at a time. Bytes [start, pos) of a chunk have arrived;
+ * [pos, end) have not. A retried chunk continues at pos. Of what arrived,
+ * [start, landed) is in the file; [landed, pos) is still on its way there
+ * (staged objects only, stage.c; for all others landed == pos).
  *
  * Chunk states:
  *   TODO    not running; may start when limits allow (due_ms has passed)
@@ -27,6 +29,7 @@
 #include "sha256.h"
 #include "source.h"
 #include "url.h"
+#include "writer.h"
 
 /* Size of a size not yet known, and of the end of an open range. */
 #define RV_UNKNOWN UINT64_MAX
@@ -41,15 +44,16 @@ typedef enum rv_chunk_state {
 
 typedef struct rv_chunk {
     uint64_t start, end, pos; /* end is exclusive; RV_UNKNOWN: until EOF */
-    /* With durable state: start <= durable <= submitted <= pos. [start,
+    uint64_t landed;          /* start <= landed <= pos */
+    /* With durable state: start <= durable <= submitted <= landed. [start,
      * durable) is synced and recorded; [durable, submitted) is being synced;
      * crc covers [start, durable) (the engine extends it with each synced
      * span's CRC, in order: written_crc below, or the flusher's). */
     uint64_t submitted, durable;
     uint32_t crc;
-    /* The CRC-32C of [submitted, pos), extended as each write lands (from
-     * the network buffer, still in the CPU's cache: cheaper than reading
-     * the bytes back); written_crc_unknown when some of those bytes were
+    /* The CRC-32C of [submitted, landed), extended as each write lands
+     * (from the network buffer, still in the CPU's cache: cheaper than
+     * reading the bytes back; or the writer's, stage.c); written_crc_unknown when some of those bytes were
      * copied in the kernel instead (file:// sources): the flusher reads
      * them back. */
     uint32_t written_crc;
@@ -93,6 +97,7 @@ struct rv_transfer {
     int err;
     char *detail;              /* malloc'd; reason for the verdict */
     struct curl_slist *req_headers;
+    struct rv_stage *stage;    /* staged objects: the bytes received next go here */
     char errbuf[CURL_ERROR_SIZE];
     rv_transfer *next_free;    /* engine's pool of idle handles */
 };
@@ -114,6 +119,10 @@ struct rv_object {
     char *dest_path;
     char *tmp_path;            /* NULL until the temporary file exists */
     int fd;                    /* temporary file; -1 when closed */
+    int dfd;                   /* staged: the blob opened with O_DIRECT, or -1 */
+    bool stage_decided;        /* rv_stage_wanted has decided, for this blob */
+    bool staged;               /* bytes go through stages and the writer (stage.c) */
+    unsigned writes;           /* stages in the writer */
     char expected_sha256[65];  /* "" when not given */
     struct curl_slist *user_headers;
     bool want_digest;
@@ -202,6 +211,9 @@ struct rv_engine {
     rv_transfer *free_xfers;   /* idle easy handles, reused */
     unsigned char *buf;        /* scratch for copies */
     rv_digester *digester;     /* the sha256 thread; started by the first digest */
+    rv_writer *writer;         /* the write thread; started by the first stage */
+    struct rv_stage *free_stages;
+    unsigned n_stages;         /* stages allocated: free, a transfer's or the writer's */
     size_t buf_size;
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
@@ -235,6 +247,11 @@ typedef struct rv_sync_job {
 } rv_sync_job;
 
 uint64_t rv_now_ms(void);
+
+/* The live object with this id, or NULL. */
+rv_object *rv_object_by_id(rv_engine *e, uint64_t id);
+/* The chunk of o starting at start, or NULL. */
+rv_chunk *rv_chunk_starting(rv_object *o, uint64_t start);
 
 /* rv_engine_wakeup as a helper thread's wake callback (ud: the engine). */
 void rv_engine_wake_cb(void *engine);
@@ -304,8 +321,33 @@ void rv_durable_restarted(rv_object *o);
 /* o reached a terminal state: its followers deliver, take over, or fail. */
 void rv_durable_leader_ended(rv_object *o);
 
+/* stage.c: a staging buffer on its way to the writer */
+typedef struct rv_stage {
+    rv_write_req req;          /* first: the writer hands this back */
+    size_t cap;                /* req.len grows up to this, then it is submitted */
+    uint64_t object_id, gen, chunk_start; /* where it lands, if still wanted */
+    struct rv_stage *next_free;
+} rv_stage;
+/* Whether o's bytes go through stages (decided once per blob: big objects
+ * with state and no digest, where O_DIRECT works). */
+bool rv_stage_wanted(rv_object *o);
+/* Take n received bytes of t's range at t->chunk->pos. A failure fails o. */
+int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n);
+/* t stops: submit what its stage holds (dropped if o has failed). */
+void rv_stage_flush(rv_transfer *t);
+/* Take back the writer's finished stages; returns how many. */
+unsigned rv_stage_collect(rv_engine *e);
+/* Wait until none of o's stages is in the writer. */
+void rv_stage_drain(rv_object *o);
+/* Free the stages nobody holds. */
+void rv_stage_trim(rv_engine *e);
+/* Stop the writer and free every stage (the engine is going away). */
+void rv_stage_end(rv_engine *e);
+
 /* outfile.c */
 int rv_outfile_create(rv_object *o);
+/* Close the file's descriptors; the next blob decides staging afresh. */
+void rv_outfile_close(rv_object *o);
 int rv_outfile_preallocate(rv_object *o, uint64_t size);
 int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
 int rv_outfile_reset(rv_object *o);

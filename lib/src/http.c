@@ -300,10 +300,15 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
                 (unsigned long long)c->end);
         return 0;
     }
-    if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
-        return 0;
-    if (o->store_id)
-        c->written_crc = rv_crc32c(c->written_crc, p, n);
+    if (rv_stage_wanted(o)) {
+        if (rv_stage_body(t, (const unsigned char *)p, n) != RV_OK)
+            return 0;
+    } else {
+        if (rv_outfile_write(o, p, n, c->pos) != RV_OK)
+            return 0;
+        if (o->store_id)
+            c->written_crc = rv_crc32c(c->written_crc, p, n);
+    }
     rv_object_chunk_progress(o, c, n);
     return n;
 }
@@ -441,6 +446,7 @@ int rv_http_revalidate(rv_engine *e, rv_object *o) {
 static void xfer_detach(rv_engine *e, rv_transfer *t) {
     rv_object *o = t->obj;
     curl_multi_remove_handle(e->multi, t->easy);
+    rv_stage_flush(t);
     if (t->chunk && t->chunk->xfer == t) {
         t->chunk->xfer = NULL;
         if (t->chunk->state == RV_CHUNK_ACTIVE)

@@ -204,7 +204,19 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
     return RV_OK;
 }
 
+void rv_outfile_close(rv_object *o) {
+    if (o->fd >= 0)
+        close(o->fd);
+    if (o->dfd >= 0)
+        close(o->dfd);
+    o->fd = o->dfd = -1;
+    o->stage_decided = o->staged = false;
+}
+
 int rv_outfile_reset(rv_object *o) {
+    /* Stages in the writer must land before the truncation, not after it
+     * with the old version's bytes. */
+    rv_stage_drain(o);
     o->gen++; /* syncs still in flight describe bytes that are going */
     if (o->fd >= 0 && ftruncate(o->fd, 0) != 0) {
         int err = rv_errno_to_error(errno);
@@ -237,10 +249,10 @@ static rv_chunk *chunk_at(rv_object *o, uint64_t off) {
     return NULL;
 }
 
-/* Where the bytes written contiguously from `at` end. */
+/* Where the bytes in the file contiguously from `at` end. */
 static uint64_t written_from(rv_object *o, uint64_t at) {
-    for (rv_chunk *c = chunk_at(o, at); c && c->pos > at; c = chunk_at(o, at))
-        at = c->pos;
+    for (rv_chunk *c = chunk_at(o, at); c && c->landed > at; c = chunk_at(o, at))
+        at = c->landed;
     return at;
 }
 
@@ -403,8 +415,7 @@ rename:
     }
 done:
     free(tmp);
-    close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     return RV_OK;
 fail:
     if (fd >= 0)
@@ -430,16 +441,12 @@ int rv_outfile_deliver(rv_object *o) {
     }
     free(o->tmp_path);
     o->tmp_path = NULL;
-    if (o->fd >= 0)
-        close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     return RV_OK;
 }
 
 void rv_outfile_discard(rv_object *o) {
-    if (o->fd >= 0)
-        close(o->fd);
-    o->fd = -1;
+    rv_outfile_close(o);
     if (o->tmp_path)
         unlink(o->tmp_path);
     free(o->tmp_path);

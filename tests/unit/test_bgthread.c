@@ -1,8 +1,11 @@
 /* test_bgthread.c — the batch thread: a first request after a quiet spell
  * starts at once; with spacing, requests arriving during it join one batch
  * and that batch waits out the spacing; stop cuts the wait short and still
- * works through what was queued; without spacing nothing waits. */
+ * works through what was queued; without spacing nothing waits; with
+ * wake_when_idle only a batch that leaves nothing queued wakes; waiting for
+ * a done request returns when one is done, or at once with nothing out. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +43,21 @@ static void work(void *ctx, rv_bg_req *list) {
         ((req *)r)->batch = n;
 }
 
+/* work() behind a gate: the test holds a batch in work while it queues
+ * more. */
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_closed, gate_reached;
+
+static void gated_work(void *ctx, rv_bg_req *list) {
+    pthread_mutex_lock(&lock);
+    gate_reached = true;
+    pthread_cond_broadcast(&gate_cond);
+    while (gate_closed)
+        pthread_cond_wait(&gate_cond, &lock);
+    pthread_mutex_unlock(&lock);
+    work(ctx, list);
+}
+
 static void wake(void *ud) {
     (void)ud;
     pthread_mutex_lock(&lock);
@@ -73,7 +91,7 @@ static void spaced_batches(void) {
     rv_bgthread *t = NULL;
     req r[4] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, false, &t), RV_OK);
 
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
@@ -101,7 +119,7 @@ static void stop_cuts_the_wait(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 60u * 1000000u, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 60u * 1000000u, false, &t), RV_OK);
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);
     rv_bgthread_submit(t, &r[1].bg); /* would wait a minute */
@@ -117,7 +135,7 @@ static void unspaced(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 0, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 0, false, &t), RV_OK);
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);
@@ -129,9 +147,46 @@ static void unspaced(void) {
     rv_bgthread_free(t);
 }
 
+static void wakes_when_idle(void) {
+    rv_bgthread *t = NULL;
+    req r[3] = {0};
+    reset();
+    gate_closed = true;
+    gate_reached = false;
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", gated_work, NULL, wake, NULL, 0, true, &t), RV_OK);
+    rv_bgthread_wait_done(t); /* nothing out: returns at once */
+    CHECK(rv_bgthread_take_done(t) == NULL);
+
+    rv_bgthread_submit(t, &r[0].bg);
+    pthread_mutex_lock(&lock);
+    while (!gate_reached) /* batch 1 is in work */
+        pthread_cond_wait(&gate_cond, &lock);
+    pthread_mutex_unlock(&lock);
+    rv_bgthread_submit(t, &r[1].bg);
+    rv_bgthread_submit(t, &r[2].bg);
+    pthread_mutex_lock(&lock);
+    gate_closed = false;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&lock);
+
+    rv_bgthread_wait_done(t); /* batch 1 is done, at least */
+    unsigned taken = take_all(t);
+    CHECK(taken >= 1);
+    wait_wakes(1);
+    usleep(100000);
+    taken += take_all(t);
+    CHECK_EQ_U64(taken, 3);
+    CHECK_EQ_U64(batches, 2);
+    CHECK_EQ_U64(r[0].batch, 1);
+    CHECK_EQ_U64(r[2].batch, 2);
+    CHECK_EQ_U64(wakes, 1); /* batch 1 left work queued: no wake for it */
+    rv_bgthread_free(t);
+}
+
 int main(void) {
     spaced_batches();
     stop_cuts_the_wait();
     unspaced();
+    wakes_when_idle();
     return rv_test_result();
 }

@@ -1,0 +1,50 @@
+/* writer.h — writes buffers to files off the engine thread (internal).
+ *
+ * A big blob with durable state is written with O_DIRECT (stage.c): the
+ * bytes go from a buffer of ours to the disk, not through the page cache,
+ * so nothing is copied into the cache and written back later, and the
+ * flusher's fdatasync has no data left to write. A direct write waits for
+ * the disk, so the engine hands filled buffers to this thread instead of
+ * writing them itself. The thread also computes each buffer's CRC-32C,
+ * which the engine would otherwise compute as the bytes arrive.
+ *
+ * Requests are written in submission order, one at a time.
+ *
+ * Ownership: a submitted request, its buffer and its descriptor are the
+ * writer's until rv_writer_take_done returns the request; the writer closes
+ * req->fd.
+ */
+#ifndef RV_WRITER_H
+#define RV_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bgthread.h"
+
+typedef struct rv_writer rv_writer;
+
+typedef struct rv_write_req {
+    rv_bg_req bg;       /* first: the queue's link */
+    int fd;             /* in: where to write (closed by the writer) */
+    unsigned char *buf; /* in: the bytes (the submitter's memory) */
+    size_t len;         /* in */
+    uint64_t off;       /* in: the file offset of buf[0] */
+    uint32_t crc;       /* out: CRC-32C of buf[0..len) */
+    int err;            /* out: 0, or the errno of the failed write */
+} rv_write_req;
+
+/* wake(ud) is called on the writer thread when it has nothing left queued. */
+int rv_writer_new(void (*wake)(void *ud), void *ud, rv_writer **ret);
+/* Write what is queued and end the thread; idempotent. */
+void rv_writer_stop(rv_writer *w);
+/* Stops, then frees. Requests not taken back are the caller's: take them
+ * first. NULL is fine. Returns NULL. */
+rv_writer *rv_writer_free(rv_writer *w);
+void rv_writer_submit(rv_writer *w, rv_write_req *req);
+/* Completed requests, oldest first, as a list; NULL when none. */
+rv_write_req *rv_writer_take_done(rv_writer *w);
+/* Block until a request is done, or nothing is queued. */
+void rv_writer_wait(rv_writer *w);
+
+#endif

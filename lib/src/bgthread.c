@@ -22,7 +22,7 @@ struct rv_bgthread {
     bool stop, joined;
     uint64_t spacing_ns;      /* least time between the starts of two batches */
     uint64_t last_start_ns;   /* thread only */
-    bool wake_when_idle;      /* call wake only when nothing is left queued */
+    unsigned flags;           /* RV_BG_* */
     void (*work)(void *ctx, rv_bg_req *batch);
     void *ctx;
     void (*wake)(void *ud);
@@ -57,14 +57,20 @@ static void *run(void *arg) {
             space_out(t);
         rv_bg_req *batch = t->todo;
         rv_bg_req **batch_tail = t->todo_tail;
-        t->todo = NULL;
-        t->todo_tail = &t->todo;
+        if ((t->flags & RV_BG_ONE_AT_A_TIME) && batch->next) {
+            t->todo = batch->next;
+            batch_tail = &batch->next;
+            batch->next = NULL;
+        } else {
+            t->todo = NULL;
+            t->todo_tail = &t->todo;
+        }
         pthread_mutex_unlock(&t->lock);
         t->work(t->ctx, batch);
         pthread_mutex_lock(&t->lock);
         *t->done_tail = batch;
         t->done_tail = batch_tail;
-        bool wake = t->wake && (!t->wake_when_idle || !t->todo);
+        bool wake = t->wake && (!(t->flags & RV_BG_WAKE_WHEN_IDLE) || !t->todo);
         pthread_mutex_unlock(&t->lock);
         if (wake)
             t->wake(t->ud);
@@ -76,7 +82,7 @@ static void *run(void *arg) {
 }
 
 int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, unsigned spacing_us, bool wake_when_idle,
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, unsigned flags,
                     rv_bgthread **ret) {
     rv_bgthread *t = calloc(1, sizeof(*t));
     if (!t)
@@ -89,7 +95,7 @@ int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch),
     pthread_cond_init(&t->done_cond, NULL);
     pthread_condattr_destroy(&attr);
     t->spacing_ns = (uint64_t)spacing_us * 1000u;
-    t->wake_when_idle = wake_when_idle;
+    t->flags = flags;
     t->todo_tail = &t->todo;
     t->done_tail = &t->done;
     t->work = work;

@@ -22,16 +22,25 @@ typedef struct rv_bg_req {
 
 typedef struct rv_bgthread rv_bgthread;
 
+/* Flags of rv_bgthread_new. */
+enum {
+    /* Call wake only after a batch that leaves nothing queued: a submitter
+     * that takes results back as it goes needs no wake while it keeps the
+     * thread busy. */
+    RV_BG_WAKE_WHEN_IDLE = 1 << 0,
+    /* A batch is one request: each is handed back as soon as it is done,
+     * for a submitter waiting for its buffers. */
+    RV_BG_ONE_AT_A_TIME = 1 << 1,
+};
+
 /* Start the thread, named name (at most 15 characters: what top -H and
  * debuggers show). It blocks every signal (the application's threads
  * handle them). With spacing_us > 0, a batch starts no sooner than
  * spacing_us after the previous one did; requests submitted meanwhile join
  * it. The first batch after a quiet spell starts at once. wake(ud) runs
- * after each batch or, with wake_when_idle, only after a batch that leaves
- * nothing queued: a submitter that takes results back as it goes needs no
- * wake while it keeps the thread busy. */
+ * after each batch; flags (RV_BG_*) change that and the batches. */
 int rv_bgthread_new(const char *name, void (*work)(void *ctx, rv_bg_req *batch), void *ctx,
-                    void (*wake)(void *ud), void *ud, unsigned spacing_us, bool wake_when_idle,
+                    void (*wake)(void *ud), void *ud, unsigned spacing_us, unsigned flags,
                     rv_bgthread **ret);
 /* Work through everything still queued (without spacing), then end the
  * thread; idempotent.

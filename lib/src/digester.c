@@ -38,7 +38,7 @@ int rv_digester_new(void (*wake)(void *ud), void *ud, rv_digester **ret) {
         free(d);
         return RV_E_NOMEM;
     }
-    int r = rv_bgthread_new("rv-digester", digest_batch, d, wake, ud, 0, false, &d->thread);
+    int r = rv_bgthread_new("rv-digester", digest_batch, d, wake, ud, 0, 0, &d->thread);
     if (r != RV_OK) {
         free(d->buf);
         free(d);

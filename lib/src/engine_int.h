@@ -326,6 +326,7 @@ typedef struct rv_stage {
     rv_write_req req;          /* first: the writer hands this back */
     size_t cap;                /* req.len grows up to this, then it is submitted */
     uint64_t object_id, gen, chunk_start; /* where it lands, if still wanted */
+    unsigned lane;             /* the writer's lane: the range's index */
     struct rv_stage *next_free;
 } rv_stage;
 /* Whether o's bytes go through stages (decided once per blob: big objects

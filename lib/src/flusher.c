@@ -99,7 +99,7 @@ int rv_flusher_new(void (*wake)(void *ud), void *ud, rv_flusher **ret) {
     }
     f->fdatasync_ns = FDATASYNC_NS_START;
     f->syncfs_ns = SYNCFS_NS_START;
-    int r = rv_bgthread_new("rv-flusher", sync_batch, f, wake, ud, SYNC_SPACING_US, false,
+    int r = rv_bgthread_new("rv-flusher", sync_batch, f, wake, ud, SYNC_SPACING_US, 0,
                             &f->thread);
     if (r != RV_OK) {
         free(f->buf);

@@ -21,9 +21,10 @@
  * disagree about a block.
  *
  * Invariants: a chunk's bytes [start, landed) are in the file; [landed,
- * pos) are in stages (a transfer's, or the writer's). The writer writes in
- * submission order, and each range's stages are submitted in file order,
- * so stages land in order and landed only grows by whole stages. Syncs and
+ * pos) are in stages (a transfer's, or the writer's). A range's stages all
+ * go to one lane of the writer, which writes them in submission order, and
+ * they are submitted in file order, so they land in order and landed only
+ * grows by whole stages. Syncs and
  * digests look at landed, never pos. o->writes counts the object's stages
  * in the writer; an object is verified and delivered only with none.
  *
@@ -182,7 +183,8 @@ static int stage_submit(rv_object *o, rv_stage *s) {
         return RV_E_IO;
     }
     o->writes++;
-    rv_writer_submit(e->writer, &s->req);
+    /* One lane per range keeps its stages in order. */
+    rv_writer_submit(e->writer, s->lane, &s->req);
     return RV_OK;
 }
 
@@ -215,6 +217,7 @@ int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n) {
             s->object_id = o->id;
             s->gen = o->gen;
             s->chunk_start = c->start;
+            s->lane = (unsigned)(c - o->chunks);
             t->stage = s;
         }
         size_t take = s->cap - s->req.len < n ? s->cap - s->req.len : n;

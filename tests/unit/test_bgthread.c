@@ -2,8 +2,9 @@
  * starts at once; with spacing, requests arriving during it join one batch
  * and that batch waits out the spacing; stop cuts the wait short and still
  * works through what was queued; without spacing nothing waits; with
- * wake_when_idle only a batch that leaves nothing queued wakes; waiting for
- * a done request returns when one is done, or at once with nothing out. */
+ * RV_BG_WAKE_WHEN_IDLE only a batch that leaves nothing queued wakes; with
+ * RV_BG_ONE_AT_A_TIME a batch is one request; waiting for a done request
+ * returns when one is done, or at once with nothing out. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -91,7 +92,7 @@ static void spaced_batches(void) {
     rv_bgthread *t = NULL;
     req r[4] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, false, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, 0, &t), RV_OK);
 
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
@@ -119,7 +120,7 @@ static void stop_cuts_the_wait(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 60u * 1000000u, false, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 60u * 1000000u, 0, &t), RV_OK);
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);
     rv_bgthread_submit(t, &r[1].bg); /* would wait a minute */
@@ -135,7 +136,7 @@ static void unspaced(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
     reset();
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 0, false, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, 0, 0, &t), RV_OK);
     double t0 = now_s();
     rv_bgthread_submit(t, &r[0].bg);
     wait_wakes(1);
@@ -147,13 +148,17 @@ static void unspaced(void) {
     rv_bgthread_free(t);
 }
 
-static void wakes_when_idle(void) {
+/* Three requests, the last two queued while the first is in work: in two
+ * batches, or with RV_BG_ONE_AT_A_TIME in three; a wake only when nothing
+ * is left queued. */
+static void queued_during_work(unsigned flags) {
+    bool one = flags & RV_BG_ONE_AT_A_TIME;
     rv_bgthread *t = NULL;
     req r[3] = {0};
     reset();
     gate_closed = true;
     gate_reached = false;
-    CHECK_EQ_U64(rv_bgthread_new("rv-test", gated_work, NULL, wake, NULL, 0, true, &t), RV_OK);
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", gated_work, NULL, wake, NULL, 0, flags, &t), RV_OK);
     rv_bgthread_wait_done(t); /* nothing out: returns at once */
     CHECK(rv_bgthread_take_done(t) == NULL);
 
@@ -176,10 +181,11 @@ static void wakes_when_idle(void) {
     usleep(100000);
     taken += take_all(t);
     CHECK_EQ_U64(taken, 3);
-    CHECK_EQ_U64(batches, 2);
+    CHECK_EQ_U64(batches, one ? 3 : 2);
     CHECK_EQ_U64(r[0].batch, 1);
-    CHECK_EQ_U64(r[2].batch, 2);
-    CHECK_EQ_U64(wakes, 1); /* batch 1 left work queued: no wake for it */
+    CHECK_EQ_U64(r[1].batch, 2);
+    CHECK_EQ_U64(r[2].batch, one ? 3 : 2);
+    CHECK_EQ_U64(wakes, 1); /* earlier batches left work queued: no wake for them */
     rv_bgthread_free(t);
 }
 
@@ -187,6 +193,7 @@ int main(void) {
     spaced_batches();
     stop_cuts_the_wait();
     unspaced();
-    wakes_when_idle();
+    queued_during_work(RV_BG_WAKE_WHEN_IDLE);
+    queued_during_work(RV_BG_WAKE_WHEN_IDLE | RV_BG_ONE_AT_A_TIME);
     return rv_test_result();
 }

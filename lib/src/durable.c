@@ -657,13 +657,22 @@ uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now) {
     for (rv_object *o = rv_live_head(e); o; o = o->next) {
         if (o->state != RV_STATE_DOWNLOADING || o->fd < 0 || !o->store_id || o->err != RV_OK)
             continue;
-        uint64_t unsynced = 0;
-        for (size_t i = 0; i < o->n_chunks; i++)
-            unsynced += o->chunks[i].landed - o->chunks[i].submitted;
+        uint64_t unsynced = 0, held = 0;
+        for (size_t i = 0; i < o->n_chunks; i++) {
+            const rv_chunk *c = &o->chunks[i];
+            unsynced += c->landed - c->submitted;
+            if (c->xfer && c->xfer->stage)
+                held += c->xfer->stage->req.len;
+        }
         uint64_t due = o->last_submit_ms + e->cfg.flush_interval_ms;
+        /* A slow or stalled transfer's partly filled stage goes to the
+         * writer when a sync is due; once it lands, the next round syncs
+         * it (the writer wakes the engine). */
+        if (held > 0 && now >= due)
+            rv_stage_flush_object(o);
         if (unsynced >= e->cfg.flush_bytes || (unsynced > 0 && now >= due))
             rv_durable_sync_object(o, false);
-        else if (unsynced > 0 && due < next)
+        else if ((unsynced > 0 || (held > 0 && now < due)) && due < next)
             next = due; /* a stalled transfer's bytes still get synced on time */
     }
     return next;

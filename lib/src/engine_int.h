@@ -336,6 +336,9 @@ bool rv_stage_wanted(rv_object *o);
 int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n);
 /* t stops: submit what its stage holds (dropped if o has failed). */
 void rv_stage_flush(rv_transfer *t);
+/* Submit what every running transfer of o holds in its stage (a sync is
+ * due: bytes of a slow transfer must not wait for a stage to fill). */
+void rv_stage_flush_object(rv_object *o);
 /* Take back the writer's finished stages; returns how many. */
 unsigned rv_stage_collect(rv_engine *e);
 /* Wait until none of o's stages is in the writer. */

@@ -248,6 +248,12 @@ void rv_stage_flush(rv_transfer *t) {
         (void)stage_submit(o, s); /* a failure fails o */
 }
 
+void rv_stage_flush_object(rv_object *o) {
+    for (size_t i = 0; i < o->n_chunks; i++)
+        if (o->chunks[i].xfer)
+            rv_stage_flush(o->chunks[i].xfer);
+}
+
 void rv_stage_drain(rv_object *o) {
     rv_engine *e = o->engine;
     while (o->writes > 0 && e->writer) {

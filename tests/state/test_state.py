@@ -186,6 +186,31 @@ class StateTest(unittest.TestCase):
                 else:  # written through the page cache instead
                     self.assertGreater(resident, size // 2, case)
 
+    def test_stalled_transfer_of_big_blob_is_made_durable(self):
+        """A big blob's bytes wait in a transfer's 512 KiB stage until it
+        fills; when the transfer stalls, a due sync sends the stage to the
+        writer anyway: every byte received becomes durable within seconds,
+        not only the whole stages."""
+        stalled_at = 2 * MiB + 300000  # not a whole number of stages
+        with FaultOrigin(self.root) as fo:
+            # GET 1 is the probe (the first MiB); GET 2, the first range
+            # after it, stalls for 20 s after stalled_at bytes.
+            url = fo.url("mid.bin", after=1, times=1, stall_after=stalled_at,
+                         stall_ms=20000, case="stall")
+            p = self.spawn("-q", "-c", "1", "--no-digest", "-o",
+                           os.path.join(self.out, "m"), url,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                want = 1 * MiB + stalled_at
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and durable_bytes(self.state) < want:
+                    time.sleep(0.1)
+                self.assertEqual(self.key_bytes(fo, url), want)
+                self.assertEqual(durable_bytes(self.state), want)
+            finally:
+                p.kill()
+                p.wait()
+
     def test_interrupted_then_resumed_fetches_only_the_rest(self):
         dest = os.path.join(self.out, "mid.bin")
         with FaultOrigin(self.root, rate=2 * MiB) as fo:

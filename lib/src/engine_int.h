@@ -327,6 +327,7 @@ typedef struct rv_stage {
     size_t cap;                /* req.len grows up to this, then it is submitted */
     uint64_t object_id, gen, chunk_start; /* where it lands, if still wanted */
     unsigned lane;             /* the writer's lane: the range's index */
+    bool direct;               /* written through the O_DIRECT descriptor */
     struct rv_stage *next_free;
 } rv_stage;
 /* Whether o's bytes go through stages (decided once per blob: big objects

@@ -211,6 +211,20 @@ class StateTest(unittest.TestCase):
                 p.kill()
                 p.wait()
 
+    def test_big_blob_single_stream_restarts_after_a_reset(self):
+        """An origin that ignores ranges sends one stream; cut mid-body, it
+        starts over from byte 0. With the blob written through stages, the
+        stages still in the writer are dropped before the file is
+        truncated, and the file comes out right."""
+        with FaultOrigin(self.root) as fo:
+            url = fo.url("mid.bin", noranges=1, reset_after=5 * MiB + 1234, times=1,
+                         case="restream")
+            dest = os.path.join(self.out, "r")
+            p = self.ctl("-q", "--no-digest", "-o", dest, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertLess(resident_bytes(dest), 1 * MiB)  # it was staged
+            self.assertEqual(sha256_file(dest), self.sha["mid.bin"])
+
     def test_interrupted_then_resumed_fetches_only_the_rest(self):
         dest = os.path.join(self.out, "mid.bin")
         with FaultOrigin(self.root, rate=2 * MiB) as fo:

@@ -355,6 +355,9 @@ int rv_outfile_create(rv_object *o);
 void rv_outfile_close(rv_object *o);
 int rv_outfile_preallocate(rv_object *o, uint64_t size);
 int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
+/* A write of o's file failed with errnum: fail o saying so; returns the
+ * RV_E_* code. */
+int rv_outfile_write_failed(rv_object *o, int errnum);
 int rv_outfile_reset(rv_object *o);
 int rv_outfile_deliver(rv_object *o);
 void rv_outfile_discard(rv_object *o);

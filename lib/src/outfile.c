@@ -181,27 +181,16 @@ int rv_outfile_preallocate(rv_object *o, uint64_t size) {
     return RV_OK;
 }
 
-int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
-    const unsigned char *b = p;
-    uint64_t at = off;
-    size_t left = n;
+int rv_outfile_write_failed(rv_object *o, int errnum) {
+    int err = rv_errno_to_error(errnum);
+    rv_object_fail(o, err, "cannot write '%s' (for '%s'): %s", file_name(o), o->dest_path,
+                   strerror(errnum));
+    return err;
+}
 
-    while (left > 0) {
-        ssize_t w = pwrite(o->fd, b, left, (off_t)at);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int errnum = w < 0 ? errno : ENOSPC;
-            int err = rv_errno_to_error(errnum);
-            rv_object_fail(o, err, "cannot write '%s' (for '%s'): %s", file_name(o), o->dest_path,
-                           strerror(errnum));
-            return err;
-        }
-        b += w;
-        at += (uint64_t)w;
-        left -= (size_t)w;
-    }
-    return RV_OK;
+int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
+    int errnum = rv_write_all(o->fd, p, n, off);
+    return errnum == 0 ? RV_OK : rv_outfile_write_failed(o, errnum);
 }
 
 void rv_outfile_close(rv_object *o) {
@@ -360,8 +349,9 @@ static int copy_blob(rv_object *o, int fd) {
             }
         } else {
             n = pread(o->fd, e->buf, want < e->buf_size ? want : e->buf_size, (off_t)at);
-            if (n > 0 && pwrite(fd, e->buf, (size_t)n, (off_t)at) != n)
-                n = -1;
+            int err = n > 0 ? rv_write_all(fd, e->buf, (size_t)n, at) : 0;
+            if (err)
+                return err;
         }
         if (n < 0 && errno == EINTR)
             continue;

@@ -112,8 +112,7 @@ static void stage_landed(rv_engine *e, rv_stage *s) {
         err = 0;
     }
     if (err) {
-        rv_object_fail(o, rv_errno_to_error(err), "cannot write '%s' (for '%s'): %s",
-                       o->blob_path, o->dest_path, strerror(err));
+        rv_outfile_write_failed(o, err);
         return;
     }
     rv_chunk *c = rv_chunk_starting(o, s->chunk_start);

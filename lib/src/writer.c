@@ -19,7 +19,8 @@ struct rv_writer {
     unsigned out[LANES]; /* submitted and not yet taken back (submitter's) */
 };
 
-static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off) {
+int rv_write_all(int fd, const void *buf, size_t n, uint64_t off) {
+    const unsigned char *p = buf;
     while (n > 0) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0 && errno == EINTR)
@@ -39,7 +40,7 @@ static void write_batch(void *ctx, rv_bg_req *batch) {
     for (rv_bg_req *b = batch; b; b = b->next) {
         rv_write_req *r = (rv_write_req *)b;
         r->crc = rv_crc32c(0, r->buf, r->len);
-        r->err = write_all(r->fd, r->buf, r->len, r->off);
+        r->err = rv_write_all(r->fd, r->buf, r->len, r->off);
         close(r->fd);
         r->fd = -1;
     }

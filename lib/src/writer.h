@@ -35,6 +35,10 @@ typedef struct rv_write_req {
     int err;            /* out: 0, or the errno of the failed write */
 } rv_write_req;
 
+/* Write n bytes of buf at off, retrying short writes and EINTR. Returns 0
+ * or an errno (ENOSPC when a write makes no progress). */
+int rv_write_all(int fd, const void *buf, size_t n, uint64_t off);
+
 /* wake(ud) is called on a lane's thread when it has nothing left queued. */
 int rv_writer_new(void (*wake)(void *ud), void *ud, rv_writer **ret);
 /* Write what is queued and end the thread; idempotent. */

@@ -14,6 +14,7 @@
 #include "bgthread.h"
 #include "rv_error.h"
 #include "rv_test.h"
+#include "wake_count.h"
 
 #define SPACING_US 300000u /* long beside a few submits, short for a test */
 
@@ -23,8 +24,7 @@ typedef struct req {
 } req;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t woken = PTHREAD_COND_INITIALIZER;
-static unsigned batches, wakes;
+static unsigned batches;
 static double batch_start[8];
 
 static double now_s(void) {
@@ -59,25 +59,12 @@ static void gated_work(void *ctx, rv_bg_req *list) {
     work(ctx, list);
 }
 
-static void wake(void *ud) {
-    (void)ud;
-    pthread_mutex_lock(&lock);
-    wakes++;
-    pthread_cond_signal(&woken);
-    pthread_mutex_unlock(&lock);
-}
-
-static void wait_wakes(unsigned n) {
-    pthread_mutex_lock(&lock);
-    while (wakes < n)
-        pthread_cond_wait(&woken, &lock);
-    pthread_mutex_unlock(&lock);
-}
 
 static void reset(void) {
     pthread_mutex_lock(&lock);
-    batches = wakes = 0;
+    batches = 0;
     pthread_mutex_unlock(&lock);
+    reset_wakes();
 }
 
 /* Take back everything done; returns how many. */
@@ -185,7 +172,7 @@ static void queued_during_work(unsigned flags) {
     CHECK_EQ_U64(r[0].batch, 1);
     CHECK_EQ_U64(r[1].batch, 2);
     CHECK_EQ_U64(r[2].batch, one ? 3 : 2);
-    CHECK_EQ_U64(wakes, 1); /* earlier batches left work queued: no wake for them */
+    CHECK_EQ_U64(wakes_so_far(), 1); /* earlier batches left work queued: no wake for them */
     rv_bgthread_free(t);
 }
 

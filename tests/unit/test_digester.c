@@ -10,26 +10,11 @@
 #include "digester.h"
 #include "rv_error.h"
 #include "rv_test.h"
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t woken = PTHREAD_COND_INITIALIZER;
-static unsigned wakes;
-
-static void wake(void *ud) {
-    (void)ud;
-    pthread_mutex_lock(&lock);
-    wakes++;
-    pthread_cond_signal(&woken);
-    pthread_mutex_unlock(&lock);
-}
+#include "wake_count.h"
 
 /* Wait for the next wake, then take the finished requests. */
 static rv_digest_req *wait_done(rv_digester *d, unsigned *seen) {
-    pthread_mutex_lock(&lock);
-    while (wakes == *seen)
-        pthread_cond_wait(&woken, &lock);
-    *seen = wakes;
-    pthread_mutex_unlock(&lock);
+    *seen = wait_wakes(*seen + 1);
     return rv_digester_take_done(d);
 }
 

@@ -32,6 +32,7 @@
 #include "engine_int.h"
 #include "monoclock.h"
 #include "plan.h"
+#include "socktab.h"
 
 /* Largest share of one perform call spent digesting or copying, so the loop
  * keeps serving the network. */
@@ -145,7 +146,8 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     e->proc_fd_ok = -1;
     e->buf = malloc(e->buf_size);
     e->multi = curl_multi_init();
-    if (!e->user_agent || !e->buf || !e->multi)
+    e->socks = rv_socktab_new();
+    if (!e->user_agent || !e->buf || !e->multi || !e->socks)
         goto fail;
     /* Keep idle connections for reuse across ranges and objects. */
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections * 2);
@@ -275,6 +277,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     free(e->hosts);
     if (e->multi)
         curl_multi_cleanup(e->multi);
+    rv_socktab_free(e->socks);
     free(e->buf);
     free(e->user_agent);
     free(e->ca_file);
@@ -1107,7 +1110,11 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
 
     if (!e)
         return RV_E_INVALID_ARGUMENT;
-    bool busy = schedule(e, &next_due);
+    unsigned live = e->n_live;
+    /* Objects this schedule ends (the deliveries of transfers its own drive
+     * finished) are news the caller must see before any wait: blocking
+     * here left a finished run asleep for the caller's whole timeout. */
+    bool busy = schedule(e, &next_due) || e->n_live != live;
     if (e->store) {
         /* Durable work due by time alone wakes the wait too, whatever the
          * caller's timeout: an interval sync, the open transaction's commit. */

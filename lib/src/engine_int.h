@@ -98,6 +98,7 @@ struct rv_transfer {
     char *detail;              /* malloc'd; reason for the verdict */
     struct curl_slist *req_headers;
     struct rv_stage *stage;    /* staged objects: the bytes received next go here */
+    int sock;                  /* the connection's socket while known, else -1 */
     char errbuf[CURL_ERROR_SIZE];
     rv_transfer *next_free;    /* engine's pool of idle handles */
 };
@@ -199,6 +200,7 @@ struct rv_engine {
     char *user_agent;
     char *ca_file;             /* NULL: libcurl's default CA store */
     CURLM *multi;
+    struct rv_socktab *socks;  /* the multi's sockets; outlives it (socktab.h) */
     rv_rng rng;
     rv_object *head, *tail;    /* all objects, submission order */
     rv_object *live_head;      /* no object before it is live (see rv_live_head) */

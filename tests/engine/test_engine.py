@@ -319,6 +319,32 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(self.key_stats(url)["body_bytes"],
                          os.path.getsize(os.path.join(self.root, "mid.bin")))
 
+    def test_answer_acknowledged_at_once(self):
+        """A request sent right after the last answer puts the socket in
+        Linux's ping-pong mode, where ACKs wait up to 40 ms for data to
+        ride on. An origin that holds an answer's last bytes until the first
+        are acknowledged (Nagle) then stalls for 40 ms on every answer of a
+        kept-alive connection. The engine acknowledges an answer's first
+        bytes at once: the origin waits for no ACK longer than a moment."""
+        # The first answer, whole, shows the engine's kernel full-sized
+        # segments; the later ones send a smaller first segment, which a
+        # socket in ping-pong mode does not acknowledge at once.
+        urls = [self.fault.url("small.bin", case="ack0")]
+        urls += [self.fault.url("small.bin", ack_wait_after=30000,
+                                case="ack%d" % i) for i in range(1, 8)]
+        args = ["many", self.out]
+        for url in urls:
+            args += [url, self.sha["small.bin"]]
+        p = run_case(*args, env={"RV_TEST_MAX_CONNECTIONS": "1"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        keys = {self.key(u) for u in urls}
+        waits = [ev["ack_wait_ms"] for ev in self.settled_log(*urls)
+                 if ev.get("key") in keys and ev["event"] == "response"
+                 and "ack_wait_ms" in ev]
+        self.assertEqual(len(waits), 7)
+        # Delayed, each waits 40 ms or more.
+        self.assertLess(sorted(waits)[len(waits) // 2], 20.0, waits)
+
     def test_connect_refused(self):
         import socket
         s = socket.socket()

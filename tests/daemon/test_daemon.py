@@ -405,8 +405,11 @@ with grpc.insecure_channel(sys.argv[1]) as ch:
         d.proc.send_signal(signal.SIGHUP)
         msgs = collect(until="READY=1")
         self.assertTrue(any("RELOADING=1" in m for m in msgs), msgs)
+        # The reload logs one line per changed key, in key order: wait for
+        # both, not for the first (read between the two, the log had one).
         deadline = time.monotonic() + 10
-        while "chunk-size" not in d.log() and time.monotonic() < deadline:
+        while not ("chunk-size" in d.log() and "max-queued-jobs" in d.log()) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertIn("max-queued-jobs changed from 100 to 7", d.log())
         self.assertIn("warning: reload: chunk-size", d.log())  # needs a restart

@@ -318,6 +318,30 @@ class CliCase(unittest.TestCase):
         self.assertIn("nothing downloaded: 1 of 3 URLs rejected", proc.stderr)
         self.assertEqual(self.listing(), [])
 
+    def test_missing_directory_reported_once(self):
+        """Fifty URLs into a -d DIR that does not exist: one line names
+        the first URL and the reason, one counts the rest; nothing is
+        created. --json still reports every URL."""
+        missing = os.path.join(self.out, "no-such-dir")
+        urls = [self.ng.url("/f%02d.bin" % i) for i in range(50)]
+        proc = self.download("-d", missing, *urls)
+        self.assert_rc(proc, 3)
+        lines = proc.stderr.splitlines()
+        self.assertEqual(sum("cannot use directory" in l for l in lines), 1,
+                         proc.stderr)
+        self.assertIn("'%s': destination is not writable" % urls[0],
+                      proc.stderr)
+        self.assertIn("(49 more URLs rejected for the same reason)",
+                      proc.stderr)
+        self.assertIn("nothing downloaded: 50 of 50 URLs rejected",
+                      proc.stderr)
+        self.assertFalse(os.path.exists(missing))
+        proc = self.download("--json", "-d", missing, *urls)
+        self.assert_rc(proc, 3)
+        docs = [json.loads(l) for l in proc.stdout.splitlines()]
+        self.assertEqual([d["url"] for d in docs], urls)
+        self.assertTrue(all(d["state"] == "rejected" for d in docs))
+
     def test_reserved_header_refused(self):
         proc = self.download("--header", "Range: bytes=0-1", "-d", self.out,
                              self.ng.url("/a.bin"))

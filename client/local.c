@@ -211,48 +211,15 @@ static char *reject_detail(const struct run *r, size_t i, int e) {
     return s;
 }
 
-/* Destinations refused in a row for one reason (1000 URLs into a missing
- * -d DIR) are reported once, then counted: the first names its URL and the
- * reason, a last line says how many more there were. Other rejections are
- * each reported: which URL is at fault matters there. --json reports
- * every URL either way. */
-struct rejections {
-    size_t n;               /* all rejected so far */
-    const struct item *shown; /* the last one reported in full */
-    size_t same;            /* rejected since, for the same reason */
-};
-
-static void reject_flush(struct run *r, struct rejections *rj) {
-    if (rj->same) {
-        rvc_buf_printf(&r->msg, PROG ": (%zu more URL%s rejected for the same reason)", rj->same,
-                       rj->same == 1 ? "" : "s");
-        emit_msg(r);
-    }
-    rj->same = 0;
-}
-
-static void rejected(struct run *r, struct rejections *rj, struct item *it, const char *message) {
-    const struct item *prev = rj->shown;
-    rj->n++;
-    if (prev && it->reject == RV_E_DEST_UNWRITABLE && prev->reject == it->reject &&
-        prev->reject_detail && it->reject_detail &&
-        strcmp(prev->reject_detail, it->reject_detail) == 0) {
-        rj->same++;
-        return;
-    }
-    reject_flush(r, rj);
-    emit_error(r, it->url, message, it->reject_detail);
-    rj->shown = it;
-}
-
-static size_t add_each(struct run *r, struct rejections *rj) {
+static size_t add_each(struct run *r) {
+    size_t rejected = 0;
     for (size_t i = 0; i < r->n; i++) {
         struct item *it = &r->items[i];
         int e = rvc_destination(r->o, it->url, NULL, &it->path);
         r->views[i].name = it->path ? it->path : it->url;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
-            return rj->n;
+            return rejected;
         }
         if (e != RV_OK) {
             /* rv_default_filename cannot tell a malformed URL from one
@@ -260,7 +227,9 @@ static size_t add_each(struct run *r, struct rejections *rj) {
             it->reject = e;
             it->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
                                        "use -o FILE to name the output");
-            rejected(r, rj, it, "cannot name the output file after this URL");
+            rvc_report_rejected(&r->rep, it->url, e, "cannot name the output file after this URL",
+                                it->reject_detail);
+            rejected++;
             continue;
         }
         rv_request req = {
@@ -274,27 +243,27 @@ static size_t add_each(struct run *r, struct rejections *rj) {
         e = rv_engine_add(r->engine, &req, &it->obj);
         if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {
             r->run_error = e;
-            return rj->n;
+            return rejected;
         }
         if (e != RV_OK) {
             it->obj = NULL;
             it->reject = e;
             it->reject_detail = reject_detail(r, i, e);
-            rejected(r, rj, it, rv_strerror(e));
+            rvc_report_rejected(&r->rep, it->url, e, rv_strerror(e), it->reject_detail);
+            rejected++;
             continue;
         }
         r->views[i].state = rv_object_state(it->obj);
     }
-    return rj->n;
+    return rejected;
 }
 
 /* Give every URL a destination and add it to the engine. Returns the number
- * of URLs rejected (reported as above), or sets r->run_error on failures
- * that are not any one URL's. */
+ * of URLs rejected (reported by rvc_report_rejected), or sets r->run_error
+ * on failures that are not any one URL's. */
 static size_t add_all(struct run *r) {
-    struct rejections rj = {0};
-    size_t n = add_each(r, &rj);
-    reject_flush(r, &rj);
+    size_t n = add_each(r);
+    rvc_report_rejected_end(&r->rep);
     return n;
 }
 

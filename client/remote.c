@@ -541,7 +541,7 @@ static void json_for_unreported(struct run *r, rv_state st, const char *state, i
 
 /* Give every URL its destination; reject as --local does what has none,
  * cannot be written by this user, or shares one. Returns the number
- * rejected (each reported), or -1 after an error that is no URL's
+ * rejected (reported by rvc_report_rejected), or -1 after an error that is no URL's
  * (reported, *ret_code set). */
 static long destinations(struct run *r, int *ret_code) {
     /* NULL (a removed current directory) matters only for relative paths. */
@@ -578,8 +578,8 @@ static long destinations(struct run *r, int *ret_code) {
             ob->reject = e;
             ob->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
                                        "use -o FILE to name the output");
-            rvc_report_error(&r->rep, ob->url, "cannot name the output file after this URL",
-                             ob->reject_detail);
+            rvc_report_rejected(&r->rep, ob->url, e, "cannot name the output file after this URL",
+                                ob->reject_detail);
             rejected++;
             continue;
         }
@@ -590,7 +590,7 @@ static long destinations(struct run *r, int *ret_code) {
         if (e != RV_OK) {
             ob->reject = e;
             ob->reject_detail = detail;
-            rvc_report_error(&r->rep, ob->url, rv_strerror(e), detail);
+            rvc_report_rejected(&r->rep, ob->url, e, rv_strerror(e), detail);
             rejected++;
             continue;
         }
@@ -600,11 +600,12 @@ static long destinations(struct run *r, int *ret_code) {
             if (asprintf(&ob->reject_detail, "destination '%s' is also the destination of '%s'",
                          ob->display, r->objs[k].url) < 0)
                 ob->reject_detail = NULL;
-            rvc_report_error(&r->rep, ob->url, rv_strerror(RV_E_DEST_CONFLICT),
-                             ob->reject_detail);
+            rvc_report_rejected(&r->rep, ob->url, RV_E_DEST_CONFLICT,
+                                rv_strerror(RV_E_DEST_CONFLICT), ob->reject_detail);
             rejected++;
         }
     }
+    rvc_report_rejected_end(&r->rep);
     hdestroy_r(&seen);
     free(cwd);
     return rejected;

@@ -37,6 +37,28 @@ void rvc_report_error(rvc_report *rp, const char *url, const char *message, cons
     rvc_report_line(rp);
 }
 
+void rvc_report_rejected(rvc_report *rp, const char *url, int code, const char *message,
+                         const char *detail) {
+    if (code == RV_E_DEST_UNWRITABLE && rp->shown_reject == code && detail &&
+        rp->shown_reject_detail && strcmp(rp->shown_reject_detail, detail) == 0) {
+        rp->same_rejects++;
+        return;
+    }
+    rvc_report_rejected_end(rp);
+    rvc_report_error(rp, url, message, detail);
+    rp->shown_reject = code;
+    rp->shown_reject_detail = detail;
+}
+
+void rvc_report_rejected_end(rvc_report *rp) {
+    if (rp->same_rejects)
+        rvc_buf_printf(rp->msg, PROG ": (%zu more URL%s rejected for the same reason)",
+                       rp->same_rejects, rp->same_rejects == 1 ? "" : "s");
+    if (rp->same_rejects)
+        rvc_report_line(rp);
+    rp->same_rejects = 0;
+}
+
 void rvc_report_json(rvc_report *rp, const rvc_json_result *res) {
     rvc_buf line;
     rvc_buf_init(&line, RVC_REPORT_MSG_MAX * 4);

@@ -26,6 +26,11 @@ typedef struct rvc_report {
     rvc_progress *progress; /* borrowed; NULL: no renderer (yet) */
     rvc_buf *msg;           /* borrowed scratch: the line being built */
     bool out_failed;        /* writing to out failed (reported once) */
+    /* The last rejection reported in full (rvc_report_rejected); its
+     * detail is borrowed from the caller's item, which outlives the run. */
+    int shown_reject;
+    const char *shown_reject_detail;
+    size_t same_rejects;    /* rejected since, for the same reason */
 } rvc_report;
 
 /* Print *rp->msg as one line of err (above the progress area, if any) and
@@ -36,6 +41,17 @@ void rvc_report_line(rvc_report *rp);
 /* "retrieverctl: 'URL': message (detail)" — the one error format. detail
  * may be NULL or "". Everything is made safe for a terminal. */
 void rvc_report_error(rvc_report *rp, const char *url, const char *message, const char *detail);
+
+/* A URL rejected before any download, in the one error format. Destinations
+ * refused in a row for one reason (every URL of a -d DIR that does not
+ * exist) are reported once, for the first URL, then counted; other
+ * rejections are each reported, as which URL is at fault matters there.
+ * detail must stay valid until rvc_report_rejected_end. */
+void rvc_report_rejected(rvc_report *rp, const char *url, int code, const char *message,
+                         const char *detail);
+/* After the last rvc_report_rejected: "(N more URLs rejected for the same
+ * reason)", when there were. */
+void rvc_report_rejected_end(rvc_report *rp);
 
 /* One --json line to out; an absurdly long URL is replaced, keeping the
  * schema. A write failure is reported once and sets out_failed. */

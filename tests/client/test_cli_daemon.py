@@ -708,17 +708,20 @@ class ScriptedTest(Base):
         code as --local, and nothing is sent."""
         missing = os.path.join(self.tmp, "none.sock")
         os.makedirs(os.path.join(self.out, "adir"))
-        cases = [(["-o", "adir"], 3), (["-o", "nodir/x.bin"], 3), (["-d", "nodir"], 3),
-                 (["-o", "adir/"], 3)]
-        for args, rc in cases:
-            with self.subTest(args=args):
-                remote = ctl("download", "--socket", missing, *args, "http://h/a.bin",
-                             cwd=self.out)
-                local = ctl("download", "--local", "--no-state", *args, "http://h/a.bin",
-                            cwd=self.out)
-                self.assert_rc(local, rc)
-                self.assert_rc(remote, rc)
+        one = ["http://h/a.bin"]
+        three = ["http://h/a.bin", "http://h/b.bin", "http://g/c.bin"]
+        cases = [(["-o", "adir"], one), (["-o", "nodir/x.bin"], one), (["-d", "nodir"], one),
+                 (["-o", "adir/"], one), (["-d", "nodir"], three)]
+        for args, urls in cases:
+            with self.subTest(args=args, urls=len(urls)):
+                remote = ctl("download", "--socket", missing, *args, *urls, cwd=self.out)
+                local = ctl("download", "--local", "--no-state", *args, *urls, cwd=self.out)
+                self.assert_rc(local, 3)
+                self.assert_rc(remote, 3)
                 self.assertEqual(remote.stderr, local.stderr)
+        # The three into a missing directory: reported once, then counted.
+        self.assertEqual(remote.stderr.count("destination is not writable"), 1)
+        self.assertIn("(2 more URLs rejected for the same reason)", remote.stderr)
         self.assertEqual(sorted(os.listdir(self.out)), ["adir"])
 
     def test_ctrl_c_cancels_the_call(self):

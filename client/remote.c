@@ -541,8 +541,8 @@ static void json_for_unreported(struct run *r, rv_state st, const char *state, i
 
 /* Give every URL its destination; reject as --local does what has none,
  * cannot be written by this user, or shares one. Returns the number
- * rejected (reported by rvc_report_rejected), or -1 after an error that is no URL's
- * (reported, *ret_code set). */
+ * rejected (reported by rvc_report_rejected), or -1 after an error that is
+ * no URL's (reported, *ret_code set). */
 static long destinations(struct run *r, int *ret_code) {
     /* NULL (a removed current directory) matters only for relative paths. */
     char *cwd = getcwd(NULL, 0);

@@ -51,11 +51,11 @@ void rvc_report_rejected(rvc_report *rp, const char *url, int code, const char *
 }
 
 void rvc_report_rejected_end(rvc_report *rp) {
-    if (rp->same_rejects)
+    if (rp->same_rejects) {
         rvc_buf_printf(rp->msg, PROG ": (%zu more URL%s rejected for the same reason)",
                        rp->same_rejects, rp->same_rejects == 1 ? "" : "s");
-    if (rp->same_rejects)
         rvc_report_line(rp);
+    }
     rp->same_rejects = 0;
 }
 

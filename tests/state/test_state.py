@@ -97,12 +97,12 @@ class StateTest(unittest.TestCase):
         self.out = os.path.join(self.tmp, "out")
         os.mkdir(self.out)
 
-    def ctl(self, *args, timeout=300):
+    def ctl(self, *args, timeout=300, env=None):
         return subprocess.run(
             [CTL, "download", "--local", "--state-dir", self.state,
              "--cache-dir", self.cache, *args],
             capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL, env=env)
 
     def spawn(self, *args, **kw):
         """Start `retrieverctl download --local` with this test's state in
@@ -203,12 +203,8 @@ class StateTest(unittest.TestCase):
             for allowed in (0, 3):
                 dest = os.path.join(self.out, "refused%d" % allowed)
                 env["RV_SHIM_DIRECT_WRITES"] = str(allowed)
-                p = subprocess.run(
-                    [CTL, "download", "--local", "--state-dir", self.state,
-                     "--cache-dir", self.cache, "-q", "-c", "8", "--no-digest",
-                     "-o", dest, ng.url("mid.bin", case="refused%d" % allowed)],
-                    capture_output=True, text=True, timeout=300,
-                    stdin=subprocess.DEVNULL, env=env)
+                p = self.ctl("-q", "-c", "8", "--no-digest", "-o", dest,
+                             ng.url("mid.bin", case="refused%d" % allowed), env=env)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(sha256_file(dest), self.sha["mid.bin"])
                 # Direct writes leave nothing in the page cache (the test

@@ -53,9 +53,9 @@ typedef struct rv_chunk {
     uint32_t crc;
     /* The CRC-32C of [submitted, landed), extended as each write lands
      * (from the network buffer, still in the CPU's cache: cheaper than
-     * reading the bytes back; or the writer's, stage.c); written_crc_unknown when some of those bytes were
-     * copied in the kernel instead (file:// sources): the flusher reads
-     * them back. */
+     * reading the bytes back; or the writer's, stage.c);
+     * written_crc_unknown when some of those bytes were copied in the
+     * kernel instead (file:// sources): the flusher reads them back. */
     uint32_t written_crc;
     bool written_crc_unknown;
     rv_chunk_state state;

@@ -24,8 +24,9 @@
  * pos) are in stages (a transfer's, or the writer's). A range's stages all
  * go to one lane of the writer, which writes them in submission order, and
  * they are submitted in file order, so they land in order and landed only
- * grows by whole stages. Syncs and digests look at landed, never pos. o->writes counts the object's stages
- * in the writer; an object is verified and delivered only with none.
+ * grows by whole stages. Syncs and digests look at landed, never pos.
+ * o->writes counts the object's stages in the writer; an object is
+ * verified and delivered only with none.
  *
  * Memory: one stage per running transfer plus STAGE_SPARE (STAGE_SIZE
  * each); a transfer that needs a stage when all are out waits for the

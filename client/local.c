@@ -374,8 +374,9 @@ static void run_loop(struct run *r) {
         if (!cancelled && !r->run_error)
             r->signo = rvc_sigwatch_received(r->sigwatch);
         if (!cancelled && (r->run_error || r->signo)) {
-            /* Synchronous: every object is terminal when this returns (the
-             * contract does not promise on_state for it, so scan). */
+            /* Every object is terminal when this returns, but those being
+             * put in place, which end in a later perform (the contract does
+             * not promise on_state for it, so scan). */
             cancel_all(r);
             cancelled = true;
             r->finished_pending = true;

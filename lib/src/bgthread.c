@@ -143,14 +143,23 @@ rv_bgthread *rv_bgthread_free(rv_bgthread *t) {
     return NULL;
 }
 
-void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
-    req->next = NULL;
+void rv_bgthread_submit_list(rv_bgthread *t, rv_bg_req *list) {
+    rv_bg_req *last = list;
+    if (!list)
+        return;
+    while (last->next)
+        last = last->next;
     pthread_mutex_lock(&t->lock);
-    *t->todo_tail = req;
-    t->todo_tail = &req->next;
+    *t->todo_tail = list;
+    t->todo_tail = &last->next;
     if (t->idle)
         pthread_cond_signal(&t->work_cond);
     pthread_mutex_unlock(&t->lock);
+}
+
+void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
+    req->next = NULL;
+    rv_bgthread_submit_list(t, req);
 }
 
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t) {

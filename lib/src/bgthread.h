@@ -50,6 +50,9 @@ void rv_bgthread_stop(rv_bgthread *t);
  * take them first. NULL is fine. Returns NULL. */
 rv_bgthread *rv_bgthread_free(rv_bgthread *t);
 void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req);
+/* Submit a NULL-terminated list of requests at once (one batch, at most
+ * one wake of the thread). */
+void rv_bgthread_submit_list(rv_bgthread *t, rv_bg_req *list);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t);
 /* Block until a completed request waits to be taken, or nothing is queued

@@ -31,12 +31,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cachefiles.h"
 #include "crc32c.h"
 #include "readback.h"
 #include "engine_int.h"
 
 /* Longest a recorded mark waits for its commit when nothing is waiting. */
 #define COMMIT_INTERVAL_MS 200
+
+/* Most blobs made ahead for queued objects (cachefiles.h): enough to cover
+ * the objects that start while the thread makes the next ones. */
+#define BLOBS_AHEAD 32
 
 static void notice(rv_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void notice(rv_engine *e, const char *fmt, ...) {
@@ -239,6 +244,9 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
         goto out;
     }
     r = rv_flusher_new(rv_engine_wake_cb, e, &e->flusher);
+    if (r == RV_OK)
+        r = rv_cachefiles_new(e->blob_dir, rv_rng_next(&e->rng), rv_engine_wake_cb, e,
+                              &e->cachefiles);
 out:
     if (ret_detail)
         *ret_detail = note;
@@ -253,6 +261,9 @@ void rv_durable_close(rv_engine *e) {
         rv_durable_progress(e, rv_now_ms()); /* record what the last syncs proved */
         e->flusher = rv_flusher_free(e->flusher);
     }
+    /* Deliveries still queued are finished (their blobs are recorded
+     * complete), their results dropped with the objects. */
+    e->cachefiles = rv_cachefiles_free(e->cachefiles);
     if (e->store)
         commit(e);
     e->store = rv_store_close(e->store);
@@ -433,13 +444,17 @@ static int open_blob_to_resume(rv_object *o) {
 /* Start the blob over as a new, empty file, created read-only (mode 0444:
  * the descriptor still writes; the blob is delivered as hard links, which
  * must not be writable). An old blob may be complete and hard-linked to
- * earlier destinations: it is unlinked, never written. */
-static int fresh_blob(rv_object *o) {
+ * earlier destinations: it is unlinked, never written. made_fd >= 0 is the
+ * new blob already, made ahead (cachefiles.h). */
+static int fresh_blob(rv_object *o, int made_fd) {
     o->cached = o->revalidating = o->digest_known = o->planned = o->blob_writable = false;
     o->bytes_done = 0;
     free(o->etag);
     free(o->last_modified);
     o->etag = o->last_modified = NULL;
+    o->fd = made_fd;
+    if (o->fd >= 0)
+        return RV_OK;
     int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
     /* A new row's blob does not exist (recovery removed unowned blobs):
      * create it at once; unlink first only when it does. */
@@ -482,10 +497,29 @@ static void leaders_remove(rv_object *o) {
     o->lead_prevp = NULL;
 }
 
+/* Order blobs for the queued objects after o, up to BLOBS_AHEAD in all.
+ * Most of them will need one; a cache hit or a resume among them leaves
+ * its blob to the next, and rv_durable_close removes what is left. Orders
+ * go in batches, once half the blobs ordered are taken: every order that
+ * finds the thread idle wakes it, and a wake costs the engine thread more
+ * than making one blob would. */
+static void order_blobs(rv_object *o) {
+    rv_engine *e = o->engine;
+    unsigned queued = 0, ordered = rv_cachefiles_ordered(e->cachefiles);
+    if (ordered >= BLOBS_AHEAD / 2)
+        return;
+    for (rv_object *q = o->next; q && queued < BLOBS_AHEAD; q = q->next)
+        queued += q->state == RV_STATE_QUEUED;
+    if (queued > ordered &&
+        rv_cachefiles_order(e->cachefiles, e->next_store_id + 1, queued - ordered) == RV_OK)
+        e->next_store_id += queued - ordered;
+}
+
 int rv_durable_start(rv_object *o) {
     rv_engine *e = o->engine;
     rv_store_object so = {0};
     bool found = false;
+    int made_fd = -1;
     int r = make_key(o);
 
     /* Two requests for one object in one process share its download. */
@@ -510,10 +544,16 @@ int rv_durable_start(rv_object *o) {
      * (its plan, or its completion): until then a crash leaves only a blob
      * without a row, which recovery removes. */
     o->row_exists = found;
-    o->store_id = found ? so.id : ++e->next_store_id;
+    if (found)
+        o->store_id = so.id;
+    else if (!rv_cachefiles_take(e->cachefiles, &o->store_id, &made_fd))
+        o->store_id = ++e->next_store_id;
+    order_blobs(o);
     leaders_add(o);
     if (asprintf(&o->blob_path, "%s/%lld", e->blob_dir, (long long)o->store_id) < 0) {
         o->blob_path = NULL;
+        if (made_fd >= 0)
+            close(made_fd); /* its blob has no row: the next recovery removes it */
         r = RV_E_NOMEM;
         rv_object_fail(o, r, "out of memory");
         goto out;
@@ -528,7 +568,7 @@ int rv_durable_start(rv_object *o) {
     }
     rv_outfile_close(o);
     if (r == RV_OK)
-        r = fresh_blob(o);
+        r = fresh_blob(o, made_fd);
 out:
     rv_store_object_clear(&so);
     return r;
@@ -755,9 +795,52 @@ uint64_t rv_durable_commit_due(const rv_engine *e) {
     return e->tx_open ? e->tx_opened_ms + COMMIT_INTERVAL_MS : UINT64_MAX;
 }
 
+/* A recorded object's blob goes to the cachefiles thread to be put in
+ * place; the object is DONE when it comes back. Its descriptor goes along:
+ * nothing reads it meanwhile. */
+static void deliver(rv_object *o, rv_delivery **tail) {
+    rv_delivery *d = rv_delivery_new();
+    if (d) {
+        d->blob_path = strdup(o->blob_path);
+        d->dest_path = strdup(o->dest_path);
+    }
+    if (!d || !d->blob_path || !d->dest_path) {
+        rv_delivery_free(d);
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return;
+    }
+    d->fd = o->fd;
+    o->fd = -1;
+    d->size = o->size;
+    d->link = o->engine->cfg.link_deliveries && !o->copy;
+    d->make_readonly = o->blob_writable;
+    d->tag = o;
+    o->delivering = true;
+    *tail = d;
+}
+
+static void take_deliveries(rv_engine *e) {
+    for (rv_delivery *d = rv_cachefiles_delivered(e->cachefiles), *next; d; d = next) {
+        next = (rv_delivery *)d->bg.next;
+        rv_object *o = d->tag;
+        o->delivering = false;
+        if (d->err == 0) {
+            rv_outfile_close(o);
+            rv_object_set_state(o, RV_STATE_DONE);
+        } else {
+            rv_object_fail(o, rv_errno_to_error(d->err),
+                           "cannot deliver the finished download to '%s': %s", o->dest_path,
+                           strerror(d->err));
+        }
+        rv_delivery_free(d);
+    }
+}
+
 void rv_durable_progress(rv_engine *e, uint64_t now) {
     unsigned ready = 0; /* objects whose completion is in the open transaction */
+    rv_delivery *deliveries = NULL, **tail = &deliveries;
 
+    take_deliveries(e);
     for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
         rv_sync_req *next = (rv_sync_req *)r->bg.next;
         rv_sync_job *job = (rv_sync_job *)r;
@@ -779,9 +862,12 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
                            rv_store_errmsg(e->store));
             continue;
         }
-        if ((!o->blob_writable || fchmod(o->fd, 0444) == 0) && rv_outfile_deliver(o) == RV_OK)
-            rv_object_set_state(o, RV_STATE_DONE);
+        deliver(o, tail);
+        if (*tail)
+            tail = (rv_delivery **)&(*tail)->bg.next;
     }
+    if (deliveries)
+        rv_cachefiles_deliver(e->cachefiles, deliveries);
     evict(e);
 }
 
@@ -837,7 +923,7 @@ void rv_durable_restarted(rv_object *o) {
     rv_engine *e = o->engine;
     o->gen++;
     rv_outfile_close(o);
-    if (fresh_blob(o) != RV_OK)
+    if (fresh_blob(o, -1) != RV_OK)
         return;
     /* Forget the old version's ranges now, committed before a byte of the
      * new version lands: a crash must never pair old marks with new data. */

@@ -184,6 +184,8 @@ struct rv_object {
     bool revalidating;         /* a cache hit waiting for the origin's word */
     bool digest_known;         /* sha256_hex came with the cached blob */
     bool deliver_ready;        /* final marks written in the open transaction */
+    bool delivering;           /* the cachefiles thread puts the blob in place; it
+                                  can no longer be cancelled (cachefiles.h) */
     bool has_crc32c;
     uint32_t crc32c;           /* combined from the ranges at completion */
 
@@ -229,6 +231,7 @@ struct rv_engine {
     rv_object *leaders;        /* live objects with a store id that follow no
                                   other: the ones a new request may follow */
     rv_flusher *flusher;
+    struct rv_cachefiles *cachefiles; /* blobs made ahead; deliveries */
     char *state_dir, *cache_dir, *blob_dir;
     int64_t next_store_id;     /* ids are allocated here, inserts are batched */
     int64_t recheck_batch;     /* ranges this batch advanced are re-checked */
@@ -361,6 +364,7 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
  * RV_E_* code. */
 int rv_outfile_write_failed(rv_object *o, int errnum);
 int rv_outfile_reset(rv_object *o);
+/* Without durable state: give the finished file its final name. */
 int rv_outfile_deliver(rv_object *o);
 void rv_outfile_discard(rv_object *o);
 /* A request to the digester for o (digester.h). */

@@ -17,8 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +24,12 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "tempname.h"
 
 /* The digester gets a downloading object's bytes in steps of at least
  * this much (fewer, larger requests); an object all written hands over
  * whatever is left. */
 #define DIGEST_STEP (4u << 20)
-
-/* Longest part of the destination's name kept in the temporary name, so
- * the temporary name stays under NAME_MAX (255). */
-#define TMP_BASE_MAX 200
 
 /* The file the object's bytes go to, for messages. */
 static const char *file_name(const rv_object *o) {
@@ -62,47 +57,6 @@ int rv_errno_to_error(int errnum) {
     default:
         return RV_E_IO;
     }
-}
-
-/* Create a fresh hidden name next to the destination: with make_link, as a
- * hard link to from; else as a new empty file opened into *ret_fd. */
-static int temp_next_to_dest(rv_object *o, const char *from, char **ret_path, int *ret_fd) {
-    char *dcopy = NULL, *bcopy = NULL, *path = NULL;
-    int r = RV_E_NOMEM, fd = -1, made = -1;
-
-    dcopy = strdup(o->dest_path);
-    bcopy = strdup(o->dest_path);
-    if (!dcopy || !bcopy)
-        goto out;
-    const char *dir = dirname(dcopy), *base = basename(bcopy);
-    size_t len = strlen(dir) + strlen(base) + 32;
-    path = malloc(len);
-    if (!path)
-        goto out;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(path, len, "%s/.%.*s.rvpart-%06llx", dir, TMP_BASE_MAX, base,
-                 (unsigned long long)(rv_rng_next(&o->engine->rng) & 0xffffff));
-        if (from) /* follows /proc/self/fd/N links to the open file */
-            made = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
-        else
-            made = fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (made >= 0 || errno != EEXIST)
-            break;
-    }
-    if (made < 0) {
-        r = rv_errno_to_error(errno);
-        goto out;
-    }
-    *ret_path = path;
-    path = NULL;
-    if (ret_fd)
-        *ret_fd = fd;
-    r = RV_OK;
-out:
-    free(dcopy);
-    free(bcopy);
-    free(path);
-    return r;
 }
 
 /* The download starts as an unnamed file in the destination's directory
@@ -133,10 +87,12 @@ int rv_outfile_create(rv_object *o) {
                        strerror(errnum));
         return r;
     }
-    r = temp_next_to_dest(o, NULL, &o->tmp_path, &o->fd);
-    if (r != RV_OK)
-        rv_object_fail(o, r, "cannot create a temporary file next to '%s': %s", o->dest_path,
-                       strerror(errno));
+    errnum = rv_tempname_make(o->dest_path, NULL, &e->rng, &o->tmp_path, &o->fd);
+    if (errnum == 0)
+        return RV_OK;
+    r = rv_errno_to_error(errnum);
+    rv_object_fail(o, r, "cannot create a temporary file next to '%s': %s", o->dest_path,
+                   strerror(errnum));
     return r;
 }
 
@@ -149,7 +105,7 @@ static int link_unnamed(rv_object *o) {
         return 0;
     if (errno != EEXIST)
         return errno;
-    int err = temp_next_to_dest(o, proc, &tmp, NULL) == RV_OK ? 0 : errno;
+    int err = rv_tempname_make(o->dest_path, proc, &o->engine->rng, &tmp, NULL);
     if (err == 0 && rename(tmp, o->dest_path) != 0) {
         err = errno;
         unlink(tmp);
@@ -327,100 +283,7 @@ void rv_outfile_digest_end(rv_engine *e) {
     e->digester = rv_digester_free(e->digester);
 }
 
-/* Copy the finished blob into fd: a reflink where the file system shares
- * extents (btrfs, XFS), else an in-kernel copy, else (across file system
- * types, where copy_file_range refuses) through the scratch buffer. */
-static int copy_blob(rv_object *o, int fd) {
-    rv_engine *e = o->engine;
-    bool in_kernel = true;
-
-    if (ioctl(fd, FICLONE, o->fd) == 0)
-        return 0;
-    for (uint64_t at = 0; at < o->size;) {
-        loff_t in = (loff_t)at, out = (loff_t)at;
-        size_t want = (size_t)(o->size - at);
-        ssize_t n = -1;
-        if (in_kernel) {
-            n = copy_file_range(o->fd, &in, fd, &out, want, 0);
-            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-                          errno == EOPNOTSUPP)) {
-                in_kernel = false;
-                continue;
-            }
-        } else {
-            n = pread(o->fd, e->buf, want < e->buf_size ? want : e->buf_size, (off_t)at);
-            int err = n > 0 ? rv_write_all(fd, e->buf, (size_t)n, at) : 0;
-            if (err)
-                return err;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? errno : EIO;
-        at += (uint64_t)n;
-    }
-    return 0;
-}
-
-/* Durable state: the blob stays in the cache; the destination gets a hard
- * link (same file system, allowed by config), or a copy. A link is made
- * under the destination's name at once where that name is free (a link
- * appears whole); otherwise, and for copies, under a hidden name that is
- * then renamed over the destination. */
-static int deliver_blob(rv_object *o) {
-    char *tmp = NULL;
-    int fd = -1, err = 0, r = RV_E_IO;
-    bool link = o->engine->cfg.link_deliveries && !o->copy;
-
-    if (link && linkat(AT_FDCWD, o->blob_path, AT_FDCWD, o->dest_path, 0) == 0)
-        goto done;
-    if (link && errno == EEXIST && temp_next_to_dest(o, o->blob_path, &tmp, NULL) == RV_OK)
-        goto rename;
-    r = temp_next_to_dest(o, NULL, &tmp, &fd);
-    if (r != RV_OK) {
-        err = errno;
-        goto fail;
-    }
-    err = copy_blob(o, fd);
-    if (err == 0 && close(fd) != 0)
-        err = errno;
-    fd = -1;
-    if (err != 0) {
-        r = rv_errno_to_error(err);
-        goto fail;
-    }
-rename:
-    /* Over an existing destination, rename(2); but when that already is a
-     * link to the same blob, rename succeeds without doing anything and
-     * the temporary name would stay: remove it then. */
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, o->dest_path, RENAME_NOREPLACE) != 0) {
-        bool existed = errno == EEXIST; /* else EINVAL: not supported here */
-        if ((!existed && errno != EINVAL) || rename(tmp, o->dest_path) != 0) {
-            err = errno;
-            r = rv_errno_to_error(err);
-            goto fail;
-        }
-        if (existed)
-            unlink(tmp);
-    }
-done:
-    free(tmp);
-    rv_outfile_close(o);
-    return RV_OK;
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (tmp)
-        unlink(tmp);
-    free(tmp);
-    rv_object_fail(o, r, "cannot deliver the finished download to '%s': %s", o->dest_path,
-                   strerror(err));
-    return r;
-}
-
 int rv_outfile_deliver(rv_object *o) {
-    if (o->blob_path)
-        return deliver_blob(o);
     int errnum = o->tmp_path ? (rename(o->tmp_path, o->dest_path) == 0 ? 0 : errno)
                              : link_unnamed(o);
     if (errnum != 0) {

@@ -8,6 +8,7 @@
  *   engine_cases fail_fast URL DEST              object changes, policy FAIL
  *   engine_cases many DIR URL SHA256 [URL SHA256]...  concurrent objects
  *   engine_cases bad_input DIR                   rejected requests create nothing
+ *   engine_cases fd_table                        the engine grows the descriptor table
  *
  * Timestamps printed as "NAME <seconds>" are CLOCK_MONOTONIC, the clock the
  * Python origin's time.monotonic() reads, so the driver can compare them
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,6 +479,38 @@ static int case_bad_input(char **argv) {
     return rv_test_result();
 }
 
+/* The process's descriptor table size, FDSize in /proc/self/status. */
+static unsigned long fd_table_size(void) {
+    char line[256];
+    unsigned long size = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "FDSize: %lu", &size) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return size;
+}
+
+/* The engine grows the descriptor table when it starts, while nothing else
+ * runs: growing it later, with the engine's threads running, waits for an
+ * RCU grace period on the thread that needs the descriptor. */
+static int case_fd_table(void) {
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    unsigned long want = rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 1024 ? rl.rlim_cur : 1024;
+    unsigned long before = fd_table_size();
+    printf("FDSIZE_BEFORE %lu\n", before);
+    CHECK(before > 0 && before < want); /* else this case proves nothing */
+    observed ob = {0};
+    rv_engine *e = engine(&ob, NULL);
+    unsigned long after = fd_table_size();
+    printf("FDSIZE_AFTER %lu\n", after);
+    CHECK(after >= want);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: engine_cases CASE ARGS...\n");
@@ -500,6 +534,8 @@ int main(int argc, char **argv) {
         return case_many(n, a);
     if (!strcmp(c, "bad_input") && n == 1)
         return case_bad_input(a);
+    if (!strcmp(c, "fd_table") && n == 0)
+        return case_fd_table();
     fprintf(stderr, "engine_cases: unknown case or wrong arguments: %s\n", c);
     return 2;
 }

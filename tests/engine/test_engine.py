@@ -585,6 +585,13 @@ class EngineTest(unittest.TestCase):
         p = run_case("bad_input", self.out)
         self.assertEqual(p.returncode, 0, p.stderr)
 
+    def test_descriptor_table_grown_at_start(self):
+        # engine_cases checks FDSize before (64 in a new process) and after
+        # the engine starts (1024, or the open-files limit).
+        p = run_case("fd_table")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("FDSIZE_AFTER", p.stdout)
+
     @unittest.skipUnless(os.geteuid() == 0, "needs root to drop to nobody")
     def test_unwritable_destination(self):
         ro = os.path.join(self.out, "ro")

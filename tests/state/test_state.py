@@ -353,6 +353,71 @@ class StateTest(unittest.TestCase):
             finally:
                 con.close()
 
+    def rows_and_blobs(self):
+        """(ids of the store's rows, of its complete rows) as blob names,
+        and the blobs in the cache directory."""
+        con = sqlite3.connect(os.path.join(self.state, "retriever.db"))
+        try:
+            rows = con.execute("SELECT id, complete FROM objects").fetchall()
+        finally:
+            con.close()
+        return ({str(i) for i, _ in rows}, {str(i) for i, c in rows if c},
+                set(self.blobs()))
+
+    def test_blobs_made_ahead_are_used_or_removed(self):
+        """While objects wait in the queue, a helper thread makes their
+        cache files ahead (docs/state.md). A killed run leaves such files
+        without rows, and the next run's recovery removes them; a run that
+        ends leaves every blob with its row, none made ahead and unused."""
+        www = os.path.join(self.tmp, "www")
+        os.mkdir(www)
+        names = ["f%02d" % i for i in range(60)]
+        sha = {n: sha256_file(make_file(os.path.join(www, n), 20000, 100 + i))
+               for i, n in enumerate(names)}
+        with FaultOrigin(www) as fo:
+            stalled = [fo.url(n, stall_after=1000, stall_ms=30000) for n in names]
+            out = [os.path.join(self.out, d) for d in ("killed", "fresh", "mixed")]
+            for d in out:
+                os.mkdir(d)
+            p = self.spawn("-q", "-d", out[0], *stalled, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            try:
+                # Every started object's answer stalls: the rest stay queued,
+                # and their blobs are made meanwhile.
+                deadline = time.monotonic() + 10
+                requests = 0
+                while time.monotonic() < deadline:
+                    requests = sum(1 for ev in fo.log() if ev["event"] == "request")
+                    if requests and len(self.blobs()) > requests:
+                        break
+                    time.sleep(0.05)
+                self.assertGreater(len(self.blobs()), requests)
+            finally:
+                p.kill()
+                p.wait()
+
+            urls = [fo.url(n) for n in names]
+            p = self.ctl("-d", out[1], *urls)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("that no download owned", p.stderr)
+            rows, complete, blobs = self.rows_and_blobs()
+            self.assertEqual(len(rows), 60)
+            self.assertEqual(complete, rows)
+            self.assertEqual(blobs, rows)
+
+            # Cache hits first, then new objects: blobs made ahead for the
+            # queued hits serve the new ones, or go when the run ends.
+            mixed = urls[:30] + [fo.url(n, case="mixed") for n in names[30:]]
+            p = self.ctl("-q", "-d", out[2], *mixed)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            rows, complete, blobs = self.rows_and_blobs()
+            self.assertEqual(len(rows), 90)
+            self.assertEqual(complete, rows)
+            self.assertEqual(blobs, rows)
+            for d in out[1:]:
+                for n in names:
+                    self.assertEqual(sha256_file(os.path.join(d, n)), sha[n])
+
     def test_delivery_link_or_copy(self):
         """By default a delivery on the cache's file system is a read-only
         hard link to the cached blob; --copy gives a private writable file."""

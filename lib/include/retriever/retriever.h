@@ -206,7 +206,11 @@ bool rv_header_allowed(const char *line);
 /* Cancel an object: all its transfers stop before this returns, its
  * temporary file is removed, and its state becomes CANCELLED (the on_state
  * hook runs from inside this call). Cancelling an object in a terminal
- * state does nothing. */
+ * state does nothing. Neither does cancelling one that is complete and
+ * being put in place at its destination (with durable state that runs on
+ * a helper thread, for microseconds to a copy's duration): it is past
+ * cancelling, and ends DONE (or FAILED) in a later rv_engine_perform(), as
+ * if the cancel had come after. */
 int rv_engine_cancel(rv_engine *e, rv_object *obj);
 
 /* Drive the engine: wait up to timeout_ms for network activity, a due retry

@@ -1,0 +1,331 @@
+/* cachefiles.c — the thread that makes blobs and puts finished ones in
+ * place. */
+#include "cachefiles.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "retry.h"
+#include "rv_error.h"
+#include "tempname.h"
+#include "writer.h"
+
+/* The copy buffer, where the kernel cannot copy (across file system
+ * types). */
+#define COPY_BUFFER_SIZE (256u << 10)
+
+enum { KIND_ORDER = 1, KIND_DELIVERY };
+
+/* An order for n blobs with consecutive ids. */
+typedef struct blob_order {
+    rv_bg_req bg;   /* first: the queue's link */
+    int kind;       /* KIND_ORDER */
+    int64_t first;  /* in: the first id */
+    unsigned n;     /* in */
+    unsigned taken; /* engine side: fds[0..taken) are handed out */
+    int fds[];      /* out: the new blobs, -1 where one could not be made */
+} blob_order;
+
+_Static_assert(offsetof(blob_order, kind) == offsetof(rv_delivery, kind),
+               "a request's kind is found at one place");
+
+static int kind_of(const rv_bg_req *b) {
+    int kind;
+    memcpy(&kind, (const char *)b + offsetof(rv_delivery, kind), sizeof(kind));
+    return kind;
+}
+
+struct rv_cachefiles {
+    rv_bgthread *thread;
+    char *blob_dir;
+    void (*wake)(void *ud);
+    void *ud;
+    /* The thread's. */
+    rv_rng rng;            /* temporary names */
+    unsigned char *buf;    /* COPY_BUFFER_SIZE, made on first use */
+    atomic_bool delivered; /* the batch just done had deliveries */
+    /* The engine's: requests back from the thread, oldest first (orders
+     * with blobs left to take; deliveries not yet taken back), and how
+     * many blobs are ordered and not taken (queued, in work, or here). */
+    rv_bg_req *orders, **orders_tail;
+    rv_bg_req *deliveries, **deliveries_tail;
+    unsigned ordered;
+};
+
+static void blob_path(const rv_cachefiles *c, int64_t id, char *buf, size_t size) {
+    snprintf(buf, size, "%s/%lld", c->blob_dir, (long long)id);
+}
+
+/* ----------------------------------------------------------------------- */
+/* The thread                                                               */
+
+/* A name that exists already is left alone: the engine's own creation
+ * deals with it. */
+static void make_blobs(rv_cachefiles *c, blob_order *o) {
+    char path[4096];
+    for (unsigned i = 0; i < o->n; i++) {
+        blob_path(c, o->first + i, path, sizeof(path));
+        o->fds[i] = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+    }
+}
+
+/* Copy the blob into fd: a reflink where the file system shares extents
+ * (btrfs, XFS), else an in-kernel copy, else (across file system types,
+ * where copy_file_range refuses) through the buffer. Returns 0 or an
+ * errno. */
+static int copy_blob(rv_cachefiles *c, const rv_delivery *d, int fd) {
+    bool in_kernel = true;
+
+    if (ioctl(fd, FICLONE, d->fd) == 0)
+        return 0;
+    for (uint64_t at = 0; at < d->size;) {
+        loff_t in = (loff_t)at, out = (loff_t)at;
+        size_t want = (size_t)(d->size - at);
+        ssize_t n = -1;
+        if (in_kernel) {
+            n = copy_file_range(d->fd, &in, fd, &out, want, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP)) {
+                in_kernel = false;
+                continue;
+            }
+        } else {
+            if (!c->buf && !(c->buf = malloc(COPY_BUFFER_SIZE)))
+                return ENOMEM;
+            n = pread(d->fd, c->buf, want < COPY_BUFFER_SIZE ? want : COPY_BUFFER_SIZE,
+                      (off_t)at);
+            int err = n > 0 ? rv_write_all(fd, c->buf, (size_t)n, at) : 0;
+            if (err)
+                return err;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        at += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Put the blob in place. A link is made under the destination's name at
+ * once where that name is free (a link appears whole); otherwise, and for
+ * copies, under a hidden name that is then renamed over the destination.
+ * Returns 0 or an errno. */
+static int put_in_place(rv_cachefiles *c, const rv_delivery *d) {
+    char *tmp = NULL;
+    int fd = -1, err = 0;
+
+    if (d->make_readonly && fchmod(d->fd, 0444) != 0)
+        return errno;
+    if (d->link && linkat(AT_FDCWD, d->blob_path, AT_FDCWD, d->dest_path, 0) == 0)
+        return 0;
+    if (d->link && errno == EEXIST &&
+        rv_tempname_make(d->dest_path, d->blob_path, &c->rng, &tmp, NULL) == 0)
+        goto rename;
+    err = rv_tempname_make(d->dest_path, NULL, &c->rng, &tmp, &fd);
+    if (err)
+        goto out;
+    err = copy_blob(c, d, fd);
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (err)
+        goto out;
+rename:
+    /* Over an existing destination, rename(2); but when that already is a
+     * link to the same blob, rename succeeds without doing anything and
+     * the temporary name would stay: remove it then. */
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, d->dest_path, RENAME_NOREPLACE) != 0) {
+        bool existed = errno == EEXIST; /* else EINVAL: not supported here */
+        if ((!existed && errno != EINVAL) || rename(tmp, d->dest_path) != 0) {
+            err = errno;
+            goto out;
+        }
+        if (existed)
+            unlink(tmp);
+    }
+    free(tmp);
+    return 0;
+out:
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    return err;
+}
+
+static void work(void *ctx, rv_bg_req *batch) {
+    rv_cachefiles *c = ctx;
+    for (rv_bg_req *b = batch; b; b = b->next) {
+        if (kind_of(b) == KIND_ORDER) {
+            make_blobs(c, (blob_order *)b);
+            continue;
+        }
+        rv_delivery *d = (rv_delivery *)b;
+        d->err = put_in_place(c, d);
+        close(d->fd);
+        d->fd = -1;
+        atomic_store(&c->delivered, true);
+    }
+}
+
+/* After each batch, on the thread: blobs made ahead wait to be taken, so
+ * only deliveries wake the engine. */
+static void wake(void *ctx) {
+    rv_cachefiles *c = ctx;
+    if (atomic_exchange(&c->delivered, false))
+        c->wake(c->ud);
+}
+
+/* ----------------------------------------------------------------------- */
+/* The engine's side                                                        */
+
+int rv_cachefiles_new(const char *blob_dir, uint64_t seed, void (*wake_cb)(void *ud), void *ud,
+                      rv_cachefiles **ret) {
+    rv_cachefiles *c = calloc(1, sizeof(*c));
+    if (!c || !(c->blob_dir = strdup(blob_dir))) {
+        free(c);
+        return RV_E_NOMEM;
+    }
+    c->wake = wake_cb;
+    c->ud = ud;
+    rv_rng_seed(&c->rng, seed);
+    atomic_init(&c->delivered, false);
+    c->orders_tail = &c->orders;
+    c->deliveries_tail = &c->deliveries;
+    int r = rv_bgthread_new("rv-cachefiles", work, c, wake, c, 0, 0, &c->thread);
+    if (r != RV_OK) {
+        free(c->blob_dir);
+        free(c);
+        return r;
+    }
+    *ret = c;
+    return RV_OK;
+}
+
+/* Sort what the thread finished into orders and deliveries. */
+static void collect(rv_cachefiles *c) {
+    for (rv_bg_req *b = rv_bgthread_take_done(c->thread), *next; b; b = next) {
+        next = b->next;
+        b->next = NULL;
+        bool order = kind_of(b) == KIND_ORDER;
+        rv_bg_req ***tail = order ? &c->orders_tail : &c->deliveries_tail;
+        **tail = b;
+        *tail = &b->next;
+    }
+}
+
+/* The next blob of the oldest order back from the thread: its fd (-1 when
+ * it could not be made) and id. False when no order is back. */
+static bool next_blob(rv_cachefiles *c, int64_t *ret_id, int *ret_fd) {
+    blob_order *o = (blob_order *)c->orders;
+    if (!o)
+        return false;
+    *ret_id = o->first + o->taken;
+    *ret_fd = o->fds[o->taken++];
+    c->ordered--;
+    if (o->taken == o->n) {
+        c->orders = o->bg.next;
+        if (!c->orders)
+            c->orders_tail = &c->orders;
+        free(o);
+    }
+    return true;
+}
+
+rv_cachefiles *rv_cachefiles_free(rv_cachefiles *c) {
+    char path[4096];
+    int64_t id;
+    int fd;
+    if (!c)
+        return NULL;
+    rv_bgthread_stop(c->thread);
+    collect(c);
+    while (next_blob(c, &id, &fd)) {
+        if (fd < 0)
+            continue;
+        blob_path(c, id, path, sizeof(path));
+        unlink(path);
+        close(fd);
+    }
+    for (rv_delivery *d; (d = rv_cachefiles_delivered(c));) {
+        while (d) {
+            rv_delivery *next = (rv_delivery *)d->bg.next;
+            rv_delivery_free(d);
+            d = next;
+        }
+    }
+    rv_bgthread_free(c->thread);
+    free(c->buf);
+    free(c->blob_dir);
+    free(c);
+    return NULL;
+}
+
+int rv_cachefiles_order(rv_cachefiles *c, int64_t first, unsigned n) {
+    blob_order *o = calloc(1, sizeof(*o) + n * sizeof(o->fds[0]));
+    if (!o)
+        return RV_E_NOMEM;
+    o->kind = KIND_ORDER;
+    o->first = first;
+    o->n = n;
+    c->ordered += n;
+    rv_bgthread_submit(c->thread, &o->bg);
+    return RV_OK;
+}
+
+unsigned rv_cachefiles_ordered(const rv_cachefiles *c) {
+    return c->ordered;
+}
+
+bool rv_cachefiles_take(rv_cachefiles *c, int64_t *ret_id, int *ret_fd) {
+    int64_t id;
+    int fd;
+    collect(c);
+    while (next_blob(c, &id, &fd)) {
+        if (fd < 0)
+            continue;
+        *ret_id = id;
+        *ret_fd = fd;
+        return true;
+    }
+    return false;
+}
+
+rv_delivery *rv_delivery_new(void) {
+    rv_delivery *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->kind = KIND_DELIVERY;
+        d->fd = -1;
+    }
+    return d;
+}
+
+void rv_delivery_free(rv_delivery *d) {
+    if (!d)
+        return;
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d->blob_path);
+    free(d->dest_path);
+    free(d);
+}
+
+void rv_cachefiles_deliver(rv_cachefiles *c, rv_delivery *list) {
+    rv_bgthread_submit_list(c->thread, &list->bg);
+}
+
+rv_delivery *rv_cachefiles_delivered(rv_cachefiles *c) {
+    collect(c);
+    rv_delivery *list = (rv_delivery *)c->deliveries;
+    c->deliveries = NULL;
+    c->deliveries_tail = &c->deliveries;
+    return list;
+}

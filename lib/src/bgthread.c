@@ -20,6 +20,7 @@ struct rv_bgthread {
     rv_bg_req *done, **done_tail;
     bool idle;                /* the thread waits for a first request */
     bool stop, joined;
+    bool hurry;               /* the next batch starts without spacing */
     uint64_t spacing_ns;      /* least time between the starts of two batches */
     uint64_t last_start_ns;   /* thread only */
     unsigned flags;           /* RV_BG_* */
@@ -30,15 +31,16 @@ struct rv_bgthread {
 };
 
 /* With t->lock held and a request queued: wait until spacing_ns has passed
- * since the previous batch started (or stop is set). What is submitted
- * meanwhile joins the batch without waking the thread. */
+ * since the previous batch started (or stop or hurry is set). What is
+ * submitted meanwhile joins the batch without waking the thread. */
 static void space_out(rv_bgthread *t) {
     uint64_t until_ns = t->last_start_ns + t->spacing_ns;
-    while (!t->stop && rv_mono_ns() < until_ns) {
+    while (!t->stop && !t->hurry && rv_mono_ns() < until_ns) {
         struct timespec until = {.tv_sec = (time_t)(until_ns / 1000000000u),
                                  .tv_nsec = (long)(until_ns % 1000000000u)};
         pthread_cond_timedwait(&t->work_cond, &t->lock, &until);
     }
+    t->hurry = false;
     t->last_start_ns = rv_mono_ns();
 }
 
@@ -160,6 +162,13 @@ void rv_bgthread_submit_list(rv_bgthread *t, rv_bg_req *list) {
 void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req) {
     req->next = NULL;
     rv_bgthread_submit_list(t, req);
+}
+
+void rv_bgthread_hurry(rv_bgthread *t) {
+    pthread_mutex_lock(&t->lock);
+    t->hurry = true;
+    pthread_cond_signal(&t->work_cond);
+    pthread_mutex_unlock(&t->lock);
 }
 
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t) {

@@ -53,6 +53,9 @@ void rv_bgthread_submit(rv_bgthread *t, rv_bg_req *req);
 /* Submit a NULL-terminated list of requests at once (one batch, at most
  * one wake of the thread). */
 void rv_bgthread_submit_list(rv_bgthread *t, rv_bg_req *list);
+/* Start the next batch without waiting for the spacing: nothing more is
+ * coming to join it. */
+void rv_bgthread_hurry(rv_bgthread *t);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_bg_req *rv_bgthread_take_done(rv_bgthread *t);
 /* Block until a completed request waits to be taken, or nothing is queued

@@ -497,22 +497,40 @@ static void leaders_remove(rv_object *o) {
     o->lead_prevp = NULL;
 }
 
-/* Order blobs for the queued objects after o, up to BLOBS_AHEAD in all.
- * Most of them will need one; a cache hit or a resume among them leaves
- * its blob to the next, and rv_durable_close removes what is left. Orders
- * go in batches, once half the blobs ordered are taken: every order that
- * finds the thread idle wakes it, and a wake costs the engine thread more
- * than making one blob would. */
-static void order_blobs(rv_object *o) {
-    rv_engine *e = o->engine;
-    unsigned queued = 0, ordered = rv_cachefiles_ordered(e->cachefiles);
-    if (ordered >= BLOBS_AHEAD / 2)
+/* Order blobs for `queued` objects waiting in the queue, up to BLOBS_AHEAD
+ * ordered in all. Most of them will need one; a cache hit or a resume
+ * among them leaves its blob to the next, and rv_durable_close removes
+ * what is left. Orders go in batches, once half the blobs ordered are
+ * taken: every order that finds the thread idle wakes it, and a wake costs
+ * the engine thread more than making one blob would. */
+static void order_blobs(rv_engine *e, unsigned queued) {
+    unsigned ordered = rv_cachefiles_ordered(e->cachefiles);
+    if (queued > BLOBS_AHEAD)
+        queued = BLOBS_AHEAD;
+    if (ordered >= BLOBS_AHEAD / 2 || queued <= ordered)
         return;
-    for (rv_object *q = o->next; q && queued < BLOBS_AHEAD; q = q->next)
-        queued += q->state == RV_STATE_QUEUED;
-    if (queued > ordered &&
-        rv_cachefiles_order(e->cachefiles, e->next_store_id + 1, queued - ordered) == RV_OK)
+    if (rv_cachefiles_order(e->cachefiles, e->next_store_id + 1, queued - ordered) == RV_OK)
         e->next_store_id += queued - ordered;
+}
+
+/* Queued objects from o on, towards the queue's tail (next) or its head,
+ * counted up to BLOBS_AHEAD. */
+static unsigned queued_from(const rv_object *o, bool towards_tail) {
+    unsigned n = 0;
+    for (; o && n < BLOBS_AHEAD; o = towards_tail ? o->next : o->prev)
+        n += o->state == RV_STATE_QUEUED;
+    return n;
+}
+
+void rv_durable_added(rv_object *o) {
+    rv_engine *e = o->engine;
+    /* A batch as soon as there is one: the thread makes it while the
+     * caller adds the rest, so the first objects to start find theirs. */
+    if (rv_cachefiles_ordered(e->cachefiles) < BLOBS_AHEAD / 2) {
+        unsigned queued = queued_from(o, false);
+        if (queued >= BLOBS_AHEAD / 2)
+            order_blobs(e, queued);
+    }
 }
 
 int rv_durable_start(rv_object *o) {
@@ -548,7 +566,8 @@ int rv_durable_start(rv_object *o) {
         o->store_id = so.id;
     else if (!rv_cachefiles_take(e->cachefiles, &o->store_id, &made_fd))
         o->store_id = ++e->next_store_id;
-    order_blobs(o);
+    if (rv_cachefiles_ordered(e->cachefiles) < BLOBS_AHEAD / 2)
+        order_blobs(e, queued_from(o->next, true));
     leaders_add(o);
     if (asprintf(&o->blob_path, "%s/%lld", e->blob_dir, (long long)o->store_id) < 0) {
         o->blob_path = NULL;
@@ -689,6 +708,10 @@ int rv_durable_sync_object(rv_object *o, bool final) {
     }
     o->last_submit_ms = rv_now_ms();
     rv_flusher_submit(e->flusher, &job->req);
+    /* No transfer left to finish more objects into this batch: the run's
+     * last objects wait for no spacing. */
+    if (final && e->active == 0)
+        rv_flusher_hurry(e->flusher);
     return RV_OK;
 }
 

@@ -612,6 +612,8 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         e->head = o;
     e->tail = o;
     e->n_live++;
+    if (e->store)
+        rv_durable_added(o);
     if (ret)
         *ret = o;
     return RV_OK;

@@ -309,6 +309,8 @@ void rv_durable_close(rv_engine *e);
 void rv_durable_set_quota(rv_engine *e, uint64_t quota);
 /* Look the object up and set it up to resume, or insert it. */
 int rv_durable_start(rv_object *o);
+/* o was just queued (rv_engine_add). */
+void rv_durable_added(rv_object *o);
 /* The object's plan is known: record it (in the open transaction). */
 void rv_durable_planned(rv_object *o);
 /* Submit the interval syncs that are due. Returns when the next one falls

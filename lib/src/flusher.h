@@ -4,7 +4,8 @@
  * seconds; the engine thread must not wait for it. The engine submits sync
  * requests (a dup of the blob's descriptor plus an opaque tag); one flusher
  * thread takes everything queued (batches start at least 3 ms apart, so
- * that one sync covers more), checksums the spans asked for, syncs it —
+ * that one sync covers more, unless hurried), checksums the spans asked
+ * for, syncs it —
  * fdatasync per file, or one syncfs for the batch where that costs less
  * (the flusher measures both as it goes) — and hands the requests back
  * with their result, waking the engine through the callback.
@@ -50,6 +51,9 @@ void rv_flusher_stop(rv_flusher *f);
  * to free: take them first. Returns NULL. */
 rv_flusher *rv_flusher_free(rv_flusher *f);
 void rv_flusher_submit(rv_flusher *f, rv_sync_req *req);
+/* Sync what is queued without waiting for the spacing between syncs:
+ * nothing more is coming soon (the last objects of a run). */
+void rv_flusher_hurry(rv_flusher *f);
 /* Completed requests, oldest first, as a list; NULL when none. */
 rv_sync_req *rv_flusher_take_done(rv_flusher *f);
 

@@ -1,6 +1,8 @@
 /* test_bgthread.c — the batch thread: a first request after a quiet spell
  * starts at once; with spacing, requests arriving during it join one batch
- * and that batch waits out the spacing; stop cuts the wait short and still
+ * and that batch waits out the spacing, unless hurried (once: the batch
+ * after that is spaced again); a list submitted at once is one batch;
+ * stop cuts the wait short and still
  * works through what was queued; without spacing nothing waits; with
  * RV_BG_WAKE_WHEN_IDLE only a batch that leaves nothing queued wakes; with
  * RV_BG_ONE_AT_A_TIME a batch is one request; waiting for a done request
@@ -103,6 +105,34 @@ static void spaced_batches(void) {
     rv_bgthread_free(t);
 }
 
+static void hurried_and_listed(void) {
+    rv_bgthread *t = NULL;
+    req r[5] = {0};
+    reset();
+    CHECK_EQ_U64(rv_bgthread_new("rv-test", work, NULL, wake, NULL, SPACING_US, 0, &t), RV_OK);
+    rv_bgthread_submit(t, &r[0].bg);
+    wait_wakes(1);
+    /* Two requests in one list, hurried: no wait for the spacing. */
+    r[1].bg.next = &r[2].bg;
+    rv_bgthread_submit_list(t, &r[1].bg);
+    rv_bgthread_hurry(t);
+    wait_wakes(2);
+    CHECK(batch_start[1] - batch_start[0] < SPACING_US / 2e6);
+    CHECK_EQ_U64(r[1].batch, 2);
+    CHECK_EQ_U64(r[2].batch, 2);
+    /* A hurry speeds up one batch: the next is spaced again. */
+    rv_bgthread_submit(t, &r[3].bg);
+    wait_wakes(3);
+    CHECK(batch_start[2] - batch_start[1] >= SPACING_US / 1e6 * 0.99);
+    /* A hurry while idle speeds up the next batch. */
+    rv_bgthread_hurry(t);
+    rv_bgthread_submit(t, &r[4].bg);
+    wait_wakes(4);
+    CHECK(batch_start[3] - batch_start[2] < SPACING_US / 2e6);
+    CHECK_EQ_U64(take_all(t), 5);
+    rv_bgthread_free(t);
+}
+
 static void stop_cuts_the_wait(void) {
     rv_bgthread *t = NULL;
     req r[2] = {0};
@@ -178,6 +208,7 @@ static void queued_during_work(unsigned flags) {
 
 int main(void) {
     spaced_batches();
+    hurried_and_listed();
     stop_cuts_the_wait();
     unspaced();
     queued_during_work(RV_BG_WAKE_WHEN_IDLE);

@@ -256,14 +256,15 @@ out:
 }
 
 void rv_durable_close(rv_engine *e) {
+    /* Every object has ended, but those being delivered. Their deliveries
+     * are finished (their blobs are recorded complete) and the results
+     * dropped with the objects: no state changes while the engine closes. */
+    e->cachefiles = rv_cachefiles_free(e->cachefiles);
     if (e->flusher) {
         rv_flusher_stop(e->flusher);
         rv_durable_progress(e, rv_now_ms()); /* record what the last syncs proved */
         e->flusher = rv_flusher_free(e->flusher);
     }
-    /* Deliveries still queued are finished (their blobs are recorded
-     * complete), their results dropped with the objects. */
-    e->cachefiles = rv_cachefiles_free(e->cachefiles);
     if (e->store)
         commit(e);
     e->store = rv_store_close(e->store);
@@ -818,10 +819,14 @@ uint64_t rv_durable_commit_due(const rv_engine *e) {
     return e->tx_open ? e->tx_opened_ms + COMMIT_INTERVAL_MS : UINT64_MAX;
 }
 
-/* A recorded object's blob goes to the cachefiles thread to be put in
- * place; the object is DONE when it comes back. Its descriptor goes along:
- * nothing reads it meanwhile. */
-static void deliver(rv_object *o, rv_delivery **tail) {
+/* A delivery of o's recorded blob for the cachefiles thread (the object
+ * is DONE when it comes back), or NULL with o failed. Its descriptor goes
+ * along: nothing reads it meanwhile. */
+static rv_delivery *delivery_of(rv_object *o) {
+    if (!o->engine->cachefiles) { /* closing: nothing is delivered any more */
+        rv_object_fail(o, RV_E_CANCELLED, "the engine closed before the delivery");
+        return NULL;
+    }
     rv_delivery *d = rv_delivery_new();
     if (d) {
         d->blob_path = strdup(o->blob_path);
@@ -830,7 +835,7 @@ static void deliver(rv_object *o, rv_delivery **tail) {
     if (!d || !d->blob_path || !d->dest_path) {
         rv_delivery_free(d);
         rv_object_fail(o, RV_E_NOMEM, "out of memory");
-        return;
+        return NULL;
     }
     d->fd = o->fd;
     o->fd = -1;
@@ -839,10 +844,12 @@ static void deliver(rv_object *o, rv_delivery **tail) {
     d->make_readonly = o->blob_writable;
     d->tag = o;
     o->delivering = true;
-    *tail = d;
+    return d;
 }
 
 static void take_deliveries(rv_engine *e) {
+    if (!e->cachefiles)
+        return; /* closing: rv_durable_close */
     for (rv_delivery *d = rv_cachefiles_delivered(e->cachefiles), *next; d; d = next) {
         next = (rv_delivery *)d->bg.next;
         rv_object *o = d->tag;
@@ -861,7 +868,7 @@ static void take_deliveries(rv_engine *e) {
 
 void rv_durable_progress(rv_engine *e, uint64_t now) {
     unsigned ready = 0; /* objects whose completion is in the open transaction */
-    rv_delivery *deliveries = NULL, **tail = &deliveries;
+    rv_bg_req *deliveries = NULL, **tail = &deliveries;
 
     take_deliveries(e);
     for (rv_sync_req *r = rv_flusher_take_done(e->flusher); r;) {
@@ -885,12 +892,14 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
                            rv_store_errmsg(e->store));
             continue;
         }
-        deliver(o, tail);
-        if (*tail)
-            tail = (rv_delivery **)&(*tail)->bg.next;
+        rv_delivery *d = delivery_of(o);
+        if (d) {
+            *tail = &d->bg;
+            tail = &d->bg.next;
+        }
     }
     if (deliveries)
-        rv_cachefiles_deliver(e->cachefiles, deliveries);
+        rv_cachefiles_deliver(e->cachefiles, (rv_delivery *)deliveries);
     evict(e);
 }
 

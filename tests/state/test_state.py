@@ -435,6 +435,36 @@ class StateTest(unittest.TestCase):
                 f.write(b"x")
             self.assertEqual(sha256_file(blob), self.sha["small.bin"])
 
+    def test_interrupt_during_delivery_completes_it(self):
+        """A finished object being put in place is past cancelling: an
+        interrupt during its delivery (here a 1 GiB copy out of the cache)
+        lets the delivery finish. The destination is whole, and no
+        temporary file is left."""
+        with NginxOrigin(self.root) as ng:
+            url = ng.url("big.bin")
+            first = os.path.join(self.out, "first")
+            self.assertEqual(self.ctl("-q", "-o", first, url).returncode, 0)
+            dest = os.path.join(self.out, "copy")
+            p = self.spawn("-q", "--copy", "-o", dest, url, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 30
+                copying = False
+                while not copying and p.poll() is None and time.monotonic() < deadline:
+                    copying = any(n.startswith(".copy.rvpart-") for n in os.listdir(self.out))
+                    time.sleep(0.002)
+                self.assertTrue(copying, "the copy was never seen under way")
+                p.send_signal(signal.SIGINT)
+                _, err = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            self.assertEqual(p.returncode, 130, err)  # interrupted, as a SIGINT says
+            self.assertIn("cancelled 0 unfinished downloads", err)
+            self.assertEqual(sha256_file(dest), self.sha["big.bin"])
+            self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
+
     def test_cache_hit_of_changed_object_refetches(self):
         with FaultOrigin(self.root) as fo:
             url = fo.url("small.bin", change_after=1, case="stale")

@@ -170,16 +170,22 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
  * file:// source (1000 sources a request), the engine one per transfer and
  * blob, gRPC one per connection: the usual soft limit of 1024 is too low
  * when started by hand (the systemd unit sets LimitNOFILE). Raise it to
- * the hard limit; the daemon uses epoll, never select(). */
+ * the hard limit; the daemon uses epoll, never select(). Then grow the
+ * descriptor table for a few such jobs now, before any thread: grown later
+ * it waits for an RCU grace period, while a job is being set up
+ * (rv_reserve_descriptors). 8192 entries are 64 KiB. */
+#define RESERVED_DESCRIPTORS 8192
+
 static void raise_fd_limit(void) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
-        return;
-    rlim_t was = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-        rvd_log_warning("cannot raise the open-file limit from %llu: %s", (unsigned long long)was,
-                        strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rvd_log_warning("cannot raise the open-file limit from %llu: %s",
+                            (unsigned long long)was, strerror(errno));
+    }
+    rv_reserve_descriptors(RESERVED_DESCRIPTORS);
 }
 
 int rvd_daemon_run(rvd_options *o) {

@@ -42,7 +42,7 @@
 #define MAX_HEADERS 100
 #define MAX_HEADER_LEN 8192
 /* Descriptors the process's table holds from the engine's start on (as
- * the open-files limit allows): see reserve_descriptors. */
+ * the open-files limit allows): see rv_reserve_descriptors. */
 #define RESERVED_DESCRIPTORS 1024
 
 /* ----------------------------------------------------------------------- */
@@ -119,16 +119,16 @@ uint64_t rv_now_ms(void) {
 /* ----------------------------------------------------------------------- */
 /* Engine                                                                   */
 
-/* Grow the process's descriptor table to n entries now. The kernel grows
- * it on demand, but growing it while other threads run waits for an RCU
- * grace period (expand_fdtable in fs/file.c), ~10 ms on this VM, on
- * whichever thread opens the descriptor that does not fit. With durable
- * state the engine holds more descriptors than the 64 a process starts
- * with (sockets, blobs being written, synced, made ahead and delivered):
- * 1000 small files grew the table two or three times, 10-36 ms of the
- * engine thread's time in dup() alone. A table never shrinks; 1024
- * entries are 8 KiB. Best effort: nothing fails without it. */
-static void reserve_descriptors(unsigned n) {
+/* The kernel grows the table on demand, but growing it while other
+ * threads run waits for an RCU grace period (expand_fdtable in
+ * fs/file.c), ~10 ms on this VM, on whichever thread opens the descriptor
+ * that does not fit. With durable state the engine holds more descriptors
+ * than the 64 a process starts with (sockets, blobs being written, synced,
+ * made ahead and delivered): 1000 small files grew the table two or three
+ * times, 10-36 ms of the engine thread's time in dup() alone. A table
+ * never shrinks; 1024 entries are 8 KiB. Best effort: nothing fails
+ * without it. */
+void rv_reserve_descriptors(unsigned n) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
         n = (unsigned)rl.rlim_cur;
@@ -179,7 +179,7 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     /* Keep idle connections for reuse across ranges and objects. */
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections * 2);
     rv_rng_seed(&e->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ rv_now_ms());
-    reserve_descriptors(RESERVED_DESCRIPTORS); /* before rv_durable_open starts threads */
+    rv_reserve_descriptors(RESERVED_DESCRIPTORS); /* before rv_durable_open starts threads */
     if (cfg->state_dir) {
         e->cfg.state_dir = cfg->state_dir; /* read by rv_durable_open only */
         e->cfg.cache_dir = cfg->cache_dir;

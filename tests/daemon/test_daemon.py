@@ -107,12 +107,17 @@ class DaemonTest(unittest.TestCase):
 
     def test_open_file_limit_is_raised_to_the_hard_limit(self):
         """Started by hand with a low soft limit (1000-source jobs need
-        more descriptors), the daemon raises it to the hard limit."""
+        more descriptors), the daemon raises it to the hard limit, and
+        grows its descriptor table to that (at most 8192) before it starts
+        threads."""
         low_hard = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
         d = self.daemon(nofile=(256, low_hard)).start()
         with open("/proc/%d/limits" % d.proc.pid) as f:
             line = [ln for ln in f if ln.startswith("Max open files")][0]
         self.assertEqual(line.split()[3:5], [str(low_hard), str(low_hard)], line)
+        with open("/proc/%d/status" % d.proc.pid) as f:
+            fdsize = [int(ln.split()[1]) for ln in f if ln.startswith("FDSize:")][0]
+        self.assertGreaterEqual(fdsize, min(low_hard, 8192))
         self.assertIsNotNone(ping(self.sock))
         self.stop_ok(d)
 

@@ -203,6 +203,14 @@ const char *rv_engine_error_detail(const rv_engine *e);
  * Host, Transfer-Encoding, Connection). */
 bool rv_header_allowed(const char *line);
 
+/* Grow the process's descriptor table to n entries now (as the open-files
+ * limit allows). The kernel grows it on demand, but while several threads
+ * share it that waits for an RCU grace period (milliseconds) on whichever
+ * thread opens the descriptor that does not fit. A process that will hold
+ * many descriptors calls this once, before it starts threads; the engine
+ * does it for 1024 when it opens. Best effort. */
+void rv_reserve_descriptors(unsigned n);
+
 /* Cancel an object: all its transfers stop before this returns, its
  * temporary file is removed, and its state becomes CANCELLED (the on_state
  * hook runs from inside this call). Cancelling an object in a terminal

@@ -892,6 +892,7 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
                            rv_store_errmsg(e->store));
             continue;
         }
+        o->row_complete = true;
         rv_delivery *d = delivery_of(o);
         if (d) {
             *tail = &d->bg;
@@ -973,9 +974,12 @@ void rv_durable_end(rv_object *o) {
     if (!o->store_id)
         return;
     /* Keep what a later run can resume: cancelled, or a failure that may
-     * pass (no space, origin down). Anything else, or an object whose plan
-     * was never recorded, leaves nothing useful. */
-    if (o->row_exists && (o->err == RV_E_CANCELLED || rv_error_retryable(o->err)))
+     * pass (no space, origin down), and a complete object whose delivery
+     * failed (a cache entry like any other: the next request for it is a
+     * hit). Anything else, or an object whose plan was never recorded,
+     * leaves nothing useful. */
+    if (o->row_exists &&
+        (o->row_complete || o->err == RV_E_CANCELLED || rv_error_retryable(o->err)))
         return;
     if (o->row_exists && tx(e) == RV_OK)
         rv_store_delete(e->store, o->store_id);

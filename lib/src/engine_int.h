@@ -175,6 +175,8 @@ struct rv_object {
                                   cleared when the leader ends */
     int64_t store_id;          /* 0 until the object has a row id */
     bool row_exists;           /* the row is in the store (or its open transaction) */
+    bool row_complete;         /* its complete row is committed: the blob is a cache
+                                  entry, whatever becomes of this request */
     char *blob_path;           /* cache_dir/blobs/<store_id> */
     uint64_t gen;              /* bumped on restart: stale syncs are dropped */
     uint64_t last_submit_ms;   /* last sync submitted */

@@ -465,6 +465,41 @@ class StateTest(unittest.TestCase):
             self.assertEqual(sha256_file(dest), self.sha["big.bin"])
             self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
 
+    def test_destination_gone_before_delivery(self):
+        """The destination's directory removed while the object downloads:
+        the delivery (on the cache-files thread) fails with a clear error,
+        the finished object stays in the cache, and the same command, once
+        the directory is back, delivers it without fetching the body."""
+        with FaultOrigin(self.root) as fo:
+            url = fo.url("small.bin", stall_after=1000, stall_ms=1500, case="gone")
+            outdir = os.path.join(self.out, "later")
+            os.mkdir(outdir)
+            dest = os.path.join(outdir, "s")
+            p = self.spawn("-o", dest, url, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and self.key_bytes(fo, url) < 1000:
+                    time.sleep(0.01)
+                self.assertEqual(self.key_bytes(fo, url), 1000)  # stalled mid-body
+                os.rmdir(outdir)
+                _, err = p.communicate(timeout=60)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            self.assertEqual(p.returncode, 3, err)  # a local problem
+            self.assertIn("cannot deliver the finished download to '%s': "
+                          "No such file or directory" % dest, err)
+            rows, complete, blobs = self.rows_and_blobs()
+            self.assertEqual((len(rows), complete, blobs), (1, rows, rows))
+            os.mkdir(outdir)
+            before = self.key_bytes(fo, url)
+            p = self.ctl("-q", "-o", dest, url)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(dest), self.sha["small.bin"])
+            self.assertLessEqual(self.key_bytes(fo, url) - before, 1)
+
     def test_cache_hit_of_changed_object_refetches(self):
         with FaultOrigin(self.root) as fo:
             url = fo.url("small.bin", change_after=1, case="stale")

@@ -222,22 +222,27 @@ static void collect(rv_cachefiles *c) {
     }
 }
 
-/* The next blob of the oldest order back from the thread: its fd (-1 when
- * it could not be made) and id. False when no order is back. */
+/* The next blob made, from the orders back from the thread, oldest first:
+ * its id and fd. Blobs the thread could not make are skipped. False when
+ * none is left. */
 static bool next_blob(rv_cachefiles *c, int64_t *ret_id, int *ret_fd) {
-    blob_order *o = (blob_order *)c->orders;
-    if (!o)
-        return false;
-    *ret_id = o->first + o->taken;
-    *ret_fd = o->fds[o->taken++];
-    c->ordered--;
-    if (o->taken == o->n) {
-        c->orders = o->bg.next;
-        if (!c->orders)
-            c->orders_tail = &c->orders;
-        free(o);
+    for (blob_order *o; (o = (blob_order *)c->orders);) {
+        int64_t id = o->first + o->taken;
+        int fd = o->fds[o->taken++];
+        c->ordered--;
+        if (o->taken == o->n) {
+            c->orders = o->bg.next;
+            if (!c->orders)
+                c->orders_tail = &c->orders;
+            free(o);
+        }
+        if (fd >= 0) {
+            *ret_id = id;
+            *ret_fd = fd;
+            return true;
+        }
     }
-    return true;
+    return false;
 }
 
 rv_cachefiles *rv_cachefiles_free(rv_cachefiles *c) {
@@ -249,18 +254,13 @@ rv_cachefiles *rv_cachefiles_free(rv_cachefiles *c) {
     rv_bgthread_stop(c->thread);
     collect(c);
     while (next_blob(c, &id, &fd)) {
-        if (fd < 0)
-            continue;
         blob_path(c, id, path, sizeof(path));
         unlink(path);
         close(fd);
     }
-    for (rv_delivery *d; (d = rv_cachefiles_delivered(c));) {
-        while (d) {
-            rv_delivery *next = (rv_delivery *)d->bg.next;
-            rv_delivery_free(d);
-            d = next;
-        }
+    for (rv_delivery *d = rv_cachefiles_delivered(c), *next; d; d = next) {
+        next = (rv_delivery *)d->bg.next;
+        rv_delivery_free(d);
     }
     rv_bgthread_free(c->thread);
     free(c->buf);
@@ -286,17 +286,8 @@ unsigned rv_cachefiles_ordered(const rv_cachefiles *c) {
 }
 
 bool rv_cachefiles_take(rv_cachefiles *c, int64_t *ret_id, int *ret_fd) {
-    int64_t id;
-    int fd;
     collect(c);
-    while (next_blob(c, &id, &fd)) {
-        if (fd < 0)
-            continue;
-        *ret_id = id;
-        *ret_fd = fd;
-        return true;
-    }
-    return false;
+    return next_blob(c, ret_id, ret_fd);
 }
 
 rv_delivery *rv_delivery_new(void) {

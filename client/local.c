@@ -530,6 +530,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     int code;
     int e;
 
+    rv_tune_malloc(); /* this process runs the engine */
     rvc_buf_init(&r.msg, MSG_MAX);
     r.rep = (rvc_report){.out = out, .err = err, .out_tty = r.out_tty, .msg = &r.msg};
     config_from_opts(&cfg, o, mode);

@@ -209,6 +209,7 @@ int rvd_daemon_run(rvd_options *o) {
     }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
+    rv_tune_malloc(); /* process-wide, before the engine's threads */
 
     /* 2. The settings. */
     rvd_settings_env env;

@@ -31,7 +31,8 @@
 #include "socktab.h"
 
 /* libcurl's receive buffer per transfer: large enough that the write
- * callback runs rarely, small enough that memory stays flat (docs/engine.md). */
+ * callback runs rarely, small enough that memory stays flat (docs/engine.md).
+ * libcurl allocates it at each transfer's start: see rv_tune_malloc. */
 #define RECV_BUFFER_SIZE (256L << 10)
 
 static void xfer_reset(rv_transfer *t) {

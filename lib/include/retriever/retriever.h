@@ -211,6 +211,15 @@ bool rv_header_allowed(const char *line);
  * does it for 1024 when it opens. Best effort. */
 void rv_reserve_descriptors(unsigned n);
 
+/* Set the process's malloc thresholds for the engine's pattern of
+ * allocation: libcurl takes a 256 KiB receive buffer when a transfer starts
+ * and frees it when the transfer ends, and glibc's defaults give such
+ * memory back to the kernel and fault it in again, over and over, when
+ * many short transfers run. Process-wide (mallopt), so the library never
+ * calls it itself: a program that runs the engine calls it once at start,
+ * as retrieverctl and retrieverd do. Does nothing under another malloc. */
+void rv_tune_malloc(void);
+
 /* Cancel an object: all its transfers stop before this returns, its
  * temporary file is removed, and its state becomes CANCELLED (the on_state
  * hook runs from inside this call). Cancelling an object in a terminal

@@ -39,7 +39,7 @@ static void write_batch(void *ctx, rv_bg_req *batch) {
     (void)ctx;
     for (rv_bg_req *b = batch; b; b = b->next) {
         rv_write_req *r = (rv_write_req *)b;
-        r->crc = rv_crc32c(0, r->buf, r->len);
+        r->crc = r->want_crc ? rv_crc32c(0, r->buf, r->len) : 0;
         r->err = rv_write_all(r->fd, r->buf, r->len, r->off);
         close(r->fd);
         r->fd = -1;

@@ -1,12 +1,13 @@
 /* writer.h — writes buffers to files off the engine thread (internal).
  *
- * A big blob with durable state is written with O_DIRECT (stage.c): the
- * bytes go from a buffer of ours to the disk, not through the page cache,
- * so nothing is copied into the cache and written back later, and the
- * flusher's fdatasync has no data left to write. A direct write waits for
- * the disk, so the engine hands filled buffers to this thread instead of
- * writing them itself. The thread also computes each buffer's CRC-32C,
- * which the engine would otherwise compute as the bytes arrive.
+ * Big objects are written from staging buffers (stage.c). With durable
+ * state, with O_DIRECT: the bytes go from a buffer of ours to the disk,
+ * not through the page cache, so nothing is copied into the cache and
+ * written back later, and the flusher's fdatasync has no data left to
+ * write; a direct write waits for the disk. Without state, through the
+ * page cache: the copy into it runs here instead of on the engine thread.
+ * With state the thread also computes each buffer's CRC-32C, which the
+ * engine would otherwise compute as the bytes arrive.
  *
  * Requests go to lanes, two threads that each write theirs in submission
  * order, one at a time: two writes in flight keep the disk busier than one.
@@ -18,6 +19,7 @@
 #ifndef RV_WRITER_H
 #define RV_WRITER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +33,8 @@ typedef struct rv_write_req {
     unsigned char *buf; /* in: the bytes (the submitter's memory) */
     size_t len;         /* in */
     uint64_t off;       /* in: the file offset of buf[0] */
-    uint32_t crc;       /* out: CRC-32C of buf[0..len) */
+    bool want_crc;      /* in: compute crc */
+    uint32_t crc;       /* out with want_crc: CRC-32C of buf[0..len) */
     int err;            /* out: 0, or the errno of the failed write */
 } rv_write_req;
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -40,7 +41,8 @@ JSON_KEYS = {"url", "path", "state", "bytes", "sha256", "crc32c", "seconds",
              "retries", "error"}
 ERROR_KEYS = {"code", "number", "message", "detail", "retryable"}
 SIZES = {"a.bin": 3 * 1024 * 1024 + 17, "b.bin": 1024 * 1024,
-         "small.bin": 1000, "big.bin": 8 * 1024 * 1024}
+         "small.bin": 1000, "big.bin": 8 * 1024 * 1024,
+         "huge.bin": 40 * 1024 * 1024 + 7}
 
 
 def setUpModule():
@@ -126,6 +128,34 @@ class CliCase(unittest.TestCase):
         self.assert_file("x.bin", "a.bin")
         self.assertEqual(proc.stdout, "")  # stdout is for --json only
         self.assertIn("done: '%s'" % self.out_path("x.bin"), proc.stderr)
+
+    def test_big_file_written_by_the_writer_threads(self):
+        """A big object without state or digest is copied into stages that
+        writer threads put in the page cache, off the engine's thread
+        (lib/src/stage.c): they show while it downloads, and the file is
+        whole, its odd last bytes included."""
+        url = self.fo.url("/huge.bin", rate=16 * 1024 * 1024, case="writer")
+        proc = subprocess.Popen(
+            [CTL, "download", "--local", "-q", "--no-state", "--no-digest",
+             "-c", "4", "-d", self.out, url], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        threads = set()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while proc.poll() is None and "rv-writer" not in threads \
+                and time.monotonic() < deadline:
+            task = "/proc/%d/task" % proc.pid
+            for tid in os.listdir(task) if os.path.isdir(task) else ():
+                try:
+                    with open(os.path.join(task, tid, "comm")) as f:
+                        threads.add(f.read().strip())
+                except OSError:
+                    pass  # the thread ended meanwhile
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("rv-writer", threads)
+        self.assertEqual(self.listing(), ["huge.bin"])
+        self.assert_file("huge.bin")
 
     def test_several_files_named_after_urls(self):
         proc = self.download("-d", self.out, self.ng.url("/a.bin"),

@@ -909,8 +909,9 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
     evict(e);
 }
 
-/* The leader delivered: the follower delivers from the same blob, as a
- * cache hit without revalidation. */
+/* The leader's blob is complete (delivered, or its own delivery failed):
+ * the follower delivers from the same blob, as a cache hit without
+ * revalidation. */
 static void follow_done(rv_object *f, rv_object *l) {
     rv_store_object so = {.id = l->store_id, .size = l->size, .etag = l->etag,
                           .last_modified = l->last_modified, .crc32c = l->crc32c,
@@ -941,7 +942,9 @@ void rv_durable_leader_ended(rv_object *l) {
         if (f->leader != l)
             continue;
         f->leader = NULL;
-        if (l->state == RV_STATE_DONE) {
+        /* A leader whose own delivery failed still left a complete blob
+         * (row_complete: rv_durable_end keeps it): deliver from it too. */
+        if (l->state == RV_STATE_DONE || l->row_complete) {
             follow_done(f, l);
         } else if (l->state == RV_STATE_CANCELLED) {
             /* Its caller gave up, this one did not: start again; the

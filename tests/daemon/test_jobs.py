@@ -474,6 +474,36 @@ class JobsTest(unittest.TestCase):
             self.assertLessEqual(body, 4 * MiB + MiB, "the origin was read more than once")
             self.stop_ok(d)
 
+    def test_shared_object_delivered_although_the_first_delivery_failed(self):
+        """One object to two destinations: one download, the second source
+        following the first. The first destination's directory is removed
+        while the body stalls, so its delivery fails, clearly; the finished
+        blob is kept, and the second destination gets it all the same (it
+        used to fail with the first's error)."""
+        src = self.file("two.bin", 200 * 1024 + 3)
+        with FaultOrigin(self.data) as fo:
+            d = self.daemon()
+            c = self.client()
+            url = fo.url("/two.bin", stall_after=1000, stall_ms=1500, case="two")
+            gone, kept = os.path.join(self.out, "gone"), os.path.join(self.out, "kept")
+            os.mkdir(gone)
+            os.mkdir(kept)
+            it = c.download([{"url": url, "destination": gone + "/a"},
+                             {"url": url, "destination": kept + "/b"}])
+            self.assertEqual(kinds([next(it)]), ["accepted"])
+            self.wait_for(lambda: fo.stats()["body_bytes"] >= 1000, what="the stall")
+            os.rmdir(gone)
+            events = list(it)
+            first = [e for e in events if e.object_index == 0]
+            self.assertEqual(essential(per_object(events, 0))[-1], "failed")
+            self.assertIn("cannot deliver the finished download to", first[-1].failed.error.message
+                          + " " + first[-1].failed.error.detail)
+            self.assertEqual(essential(per_object(events, 1))[-1], "completed")
+            self.assertEqual(sha256_file(kept + "/b"), sha256_file(src))
+            self.assertLessEqual(fo.stats()["body_bytes"], 200 * 1024 + 3,
+                                 "the origin was read more than once")
+            self.stop_ok(d)
+
     def test_different_headers_do_not_share_a_job(self):
         self.file("h.bin", MiB)
         with NginxOrigin(self.data) as ng:

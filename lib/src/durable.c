@@ -498,22 +498,6 @@ static void leaders_remove(rv_object *o) {
     o->lead_prevp = NULL;
 }
 
-/* Order blobs for `queued` objects waiting in the queue, up to BLOBS_AHEAD
- * ordered in all. Most of them will need one; a cache hit or a resume
- * among them leaves its blob to the next, and rv_durable_close removes
- * what is left. Orders go in batches, once half the blobs ordered are
- * taken: every order that finds the thread idle wakes it, and a wake costs
- * the engine thread more than making one blob would. */
-static void order_blobs(rv_engine *e, unsigned queued) {
-    unsigned ordered = rv_cachefiles_ordered(e->cachefiles);
-    if (queued > BLOBS_AHEAD)
-        queued = BLOBS_AHEAD;
-    if (ordered >= BLOBS_AHEAD / 2 || queued <= ordered)
-        return;
-    if (rv_cachefiles_order(e->cachefiles, e->next_store_id + 1, queued - ordered) == RV_OK)
-        e->next_store_id += queued - ordered;
-}
-
 /* Queued objects from o on, towards the queue's tail (next) or its head,
  * counted up to BLOBS_AHEAD. */
 static unsigned queued_from(const rv_object *o, bool towards_tail) {
@@ -523,15 +507,29 @@ static unsigned queued_from(const rv_object *o, bool towards_tail) {
     return n;
 }
 
+/* Order blobs for the objects waiting in the queue from `from` on, up to
+ * BLOBS_AHEAD ordered in all, when at least min_queued wait. Most of them
+ * will need one; a cache hit or a resume among them leaves its blob to the
+ * next, and rv_durable_close removes what is left. Orders go in batches,
+ * once half the blobs ordered are taken: every order that finds the thread
+ * idle wakes it, and a wake costs the engine thread more than making one
+ * blob would. */
+static void order_blobs(rv_engine *e, const rv_object *from, bool towards_tail,
+                        unsigned min_queued) {
+    unsigned ordered = rv_cachefiles_ordered(e->cachefiles);
+    if (ordered >= BLOBS_AHEAD / 2)
+        return; /* before the walk: most calls end here */
+    unsigned queued = queued_from(from, towards_tail);
+    if (queued < min_queued || queued <= ordered)
+        return;
+    if (rv_cachefiles_order(e->cachefiles, e->next_store_id + 1, queued - ordered) == RV_OK)
+        e->next_store_id += queued - ordered;
+}
+
 void rv_durable_added(rv_object *o) {
-    rv_engine *e = o->engine;
     /* A batch as soon as there is one: the thread makes it while the
      * caller adds the rest, so the first objects to start find theirs. */
-    if (rv_cachefiles_ordered(e->cachefiles) < BLOBS_AHEAD / 2) {
-        unsigned queued = queued_from(o, false);
-        if (queued >= BLOBS_AHEAD / 2)
-            order_blobs(e, queued);
-    }
+    order_blobs(o->engine, o, false, BLOBS_AHEAD / 2);
 }
 
 int rv_durable_start(rv_object *o) {
@@ -572,8 +570,7 @@ int rv_durable_start(rv_object *o) {
         o->store_id = so.id;
     else if (!rv_cachefiles_take(e->cachefiles, &o->store_id, &made_fd))
         o->store_id = ++e->next_store_id;
-    if (rv_cachefiles_ordered(e->cachefiles) < BLOBS_AHEAD / 2)
-        order_blobs(e, queued_from(o->next, true));
+    order_blobs(e, o->next, true, 0);
     leaders_add(o);
     if (asprintf(&o->blob_path, "%s/%lld", e->blob_dir, (long long)o->store_id) < 0) {
         o->blob_path = NULL;

@@ -123,6 +123,7 @@ struct rv_object {
     int dfd;                   /* staged: the blob opened with O_DIRECT, or -1 */
     bool stage_decided;        /* rv_stage_wanted has decided, for this blob */
     bool staged;               /* bytes go through stages and the writer (stage.c) */
+    unsigned write_lanes;      /* staged: how many of the writer's lanes its ranges use */
     unsigned writes;           /* stages in the writer */
     char expected_sha256[65];  /* "" when not given */
     struct curl_slist *user_headers;
@@ -335,7 +336,7 @@ typedef struct rv_stage {
     rv_write_req req;          /* first: the writer hands this back */
     size_t cap;                /* req.len grows up to this, then it is submitted */
     uint64_t object_id, gen, chunk_start; /* where it lands, if still wanted */
-    unsigned lane;             /* the writer's lane: the range's index */
+    unsigned lane;             /* the writer's lane: the range's index modulo write_lanes */
     bool direct;               /* written through the O_DIRECT descriptor */
     struct rv_stage *next_free;
 } rv_stage;

@@ -54,9 +54,20 @@
  * 0.97 s with 256 KiB ones (9 shuffled rounds). */
 #define STAGE_SIZE (512u << 10)
 
-/* Stages beyond one per running transfer: the writer's queue. Its two
- * lanes write one each at a time, so a few keep them busy. */
-#define STAGE_SPARE 4u
+/* Stages beyond one per running transfer: the writer's queue, enough to
+ * keep every lane of a direct object writing. */
+#define STAGE_SPARE 8u
+
+/* Writer lanes, each one write in flight, for an object's direct writes
+ * and for its page-cache ones. A direct write waits for the disk, and this
+ * VM's disk completes more of them at once than one after another: 1 GiB
+ * with state took 1.54 s over 8 lanes against 1.81 s over 2 (8 shuffled
+ * rounds each; 8 parallel `dd oflag=direct` plus the sync: 1.55 s). A
+ * page-cache write is a copy on a core, and writes into one file take its
+ * lock in turn: without state 8 lanes took 0.87 s and 1.1 CPU-s against
+ * 0.65 s and 0.72 CPU-s over 2. */
+#define DIRECT_LANES RV_WRITER_LANES
+#define BUFFERED_LANES 2u
 
 /* The alignment O_DIRECT needs of offsets, lengths and memory: the page
  * size, a multiple of every common logical block size. A device that needs
@@ -83,6 +94,7 @@ bool rv_stage_wanted(rv_object *o) {
     if (o->store_id && o->blob_path)
         o->dfd = open(o->blob_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
     /* else, or refused (EINVAL): through the page cache (dfd -1) */
+    o->write_lanes = o->dfd >= 0 ? DIRECT_LANES : BUFFERED_LANES;
     o->staged = true;
     return true;
 }
@@ -195,9 +207,15 @@ static int stage_submit(rv_object *o, rv_stage *s) {
                        strerror(errnum));
         return RV_E_IO;
     }
-    o->writes++;
     /* One lane per range keeps its stages in order. */
-    rv_writer_submit(e->writer, s->lane, &s->req);
+    int r = rv_writer_submit(e->writer, s->lane, &s->req);
+    if (r != RV_OK) {
+        close(s->req.fd);
+        stage_put(e, s);
+        rv_object_fail(o, r, "cannot start a write thread");
+        return r;
+    }
+    o->writes++;
     return RV_OK;
 }
 
@@ -230,7 +248,7 @@ int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n) {
             s->object_id = o->id;
             s->gen = o->gen;
             s->chunk_start = c->start;
-            s->lane = (unsigned)(c - o->chunks);
+            s->lane = (unsigned)(c - o->chunks) % o->write_lanes;
             t->stage = s;
         }
         size_t take = s->cap - s->req.len < n ? s->cap - s->req.len : n;

@@ -9,8 +9,10 @@
  * With state the thread also computes each buffer's CRC-32C, which the
  * engine would otherwise compute as the bytes arrive.
  *
- * Requests go to lanes, two threads that each write theirs in submission
- * order, one at a time: two writes in flight keep the disk busier than one.
+ * Requests go to lanes, threads that each write theirs in submission
+ * order, one at a time; the submitter picks the lane, and so how many
+ * writes are in flight (stage.c: more for direct writes, which wait for
+ * the disk, than for page-cache ones, which wait for a core).
  *
  * Ownership: a submitted request, its buffer and its descriptor are the
  * writer's until rv_writer_take_done returns the request; the writer closes
@@ -26,6 +28,9 @@
 #include "bgthread.h"
 
 typedef struct rv_writer rv_writer;
+
+/* Lanes at most; a lane's thread starts with its first request. */
+#define RV_WRITER_LANES 8
 
 typedef struct rv_write_req {
     rv_bg_req bg;       /* first: the queue's link */
@@ -49,9 +54,10 @@ void rv_writer_stop(rv_writer *w);
 /* Stops, then frees. Requests not taken back are the caller's: take them
  * first. NULL is fine. Returns NULL. */
 rv_writer *rv_writer_free(rv_writer *w);
-/* Queue req on a lane (any number; taken modulo the lanes). Requests on
- * one lane are written in the order submitted. */
-void rv_writer_submit(rv_writer *w, unsigned lane, rv_write_req *req);
+/* Queue req on a lane (any number; taken modulo RV_WRITER_LANES).
+ * Requests on one lane are written in the order submitted. Fails only
+ * when the lane's thread cannot start (req is then still the caller's). */
+int rv_writer_submit(rv_writer *w, unsigned lane, rv_write_req *req);
 /* Completed requests, as a list, in submission order within each lane;
  * NULL when none. */
 rv_write_req *rv_writer_take_done(rv_writer *w);

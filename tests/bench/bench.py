@@ -87,6 +87,7 @@ CURL = shutil.which("curl") or "curl"
 ARIA2C = shutil.which("aria2c") or "aria2c"
 FINCORE = shutil.which("fincore") or "fincore"
 SYNC = shutil.which("sync") or "sync"
+DD = shutil.which("dd") or "dd"
 SH = "/bin/sh"
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -654,6 +655,27 @@ def aria2_single(url, out):
             "-d", os.path.dirname(out), "-o", os.path.basename(out), url]
 
 
+# Parallel writers of disk_floor(): as many as retriever's direct writes
+# in flight (its writer's lanes, lib/src/stage.c).
+DISK_FLOOR_WRITERS = 8
+
+
+def disk_floor(src, out, size):
+    """argv that makes a copy of `src` (in the page cache) durable at
+    `out` as fast as this disk allows, with no network: DISK_FLOOR_WRITERS
+    coreutils dd writing one slice each with O_DIRECT in 1 MiB blocks,
+    then sync -d. What retriever with state must do besides downloading:
+    its floor."""
+    per = size // MIB // DISK_FLOOR_WRITERS
+    dds = " & ".join(
+        "%s if=%s of=%s bs=1M skip=%d seek=%d count=%d oflag=direct "
+        "conv=notrunc status=none" % (DD, shlex.quote(src), shlex.quote(out),
+                                      i * per, i * per, per)
+        for i in range(DISK_FLOOR_WRITERS))
+    return [SH, "-c", "%s & wait && exec %s -d %s" % (dds, SYNC,
+                                                      shlex.quote(out))]
+
+
 def then_sync(argv, flag, path):
     """argv, then (if it succeeded) coreutils sync: `-d FILE` is
     fdatasync(FILE), `-f PATH` is syncfs() of PATH's file system. A peer
@@ -1071,6 +1093,15 @@ class Bench:
                         then_sync(curl_single(url, out), "-d", out),
                         self._outdir(key), [(out, self.big[1])], BIG_SIZE,
                         info=True))
+                    key = "disk-floor"
+                    out = os.path.join(self._outdir(key),
+                                       os.path.basename(self.big[0]))
+                    rows.append(self._add(
+                        5, key, "%d x dd oflag=direct + sync -d, no network "
+                        "(the disk's floor)" % DISK_FLOOR_WRITERS,
+                        disk_floor(self.big[0], out, BIG_SIZE),
+                        self._outdir(key), [(out, self.big[1])], BIG_SIZE,
+                        info=True))
                 interleave(self.runner, rows, self.args.repeat, origin,
                            [self.big[0]])
             none, st = self._pick(rows, rows[0].key), self._pick(rows,
@@ -1084,6 +1115,16 @@ class Bench:
                          "--no-state's: %.0f / %.0f = %.2fx"
                          % (oname, st.mib_s(), none.mib_s(), ratio),
                          ratio >= 0.95)
+            floor = self._pick(rows, "disk-floor")
+            if floor:
+                self.notes.append(
+                    "scenario 5, %s: the disk made the GiB durable in %.3f s "
+                    "without any network (%s); retriever with state took "
+                    "%.3f s (%.2fx that floor), --no-state %.3f s, so this "
+                    "disk allows state at most %.2fx --no-state's MiB/s"
+                    % (oname, floor.wall(), floor.label, st.wall(),
+                       st.wall() / floor.wall(), none.wall(),
+                       none.wall() / floor.wall()))
 
     def scenario6(self):
         if self._state_skipped(6):

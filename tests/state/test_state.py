@@ -186,6 +186,48 @@ class StateTest(unittest.TestCase):
                 else:  # written through the page cache instead
                     self.assertGreater(resident, size // 2, case)
 
+    def writer_threads_of_run(self, argv):
+        """Run argv (a retrieverctl download), polling its threads; returns
+        its exit status and how many of its threads were named rv-writer
+        (they last until the engine ends)."""
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        writers = set()
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            task = "/proc/%d/task" % proc.pid
+            for tid in os.listdir(task) if os.path.isdir(task) else ():
+                try:
+                    with open(os.path.join(task, tid, "comm")) as f:
+                        if f.read().strip() == "rv-writer":
+                            writers.add(tid)
+                except OSError:
+                    pass  # the thread ended meanwhile
+            time.sleep(0.02)
+        proc.communicate(timeout=120)
+        return proc.returncode, len(writers)
+
+    def test_big_blob_direct_writes_keep_eight_in_flight(self):
+        """Direct writes wait for the disk, which completes several at once
+        faster than one after another: an object written with O_DIRECT
+        spreads its 8 ranges over 8 writer threads (lanes). Through the
+        page cache (without state, or where O_DIRECT does not work) more
+        threads only contend: 2. The origin is slow enough (4 MiB/s per
+        connection, ~1.3 s) to see them start."""
+        direct = direct_io_works(self.tmp)
+        with FaultOrigin(self.root, rate=4 * MiB) as fo:
+            for case, flags, lanes in (("state", ["--state-dir", self.state,
+                                                  "--cache-dir", self.cache],
+                                        8 if direct else 2),
+                                       ("no-state", ["--no-state"], 2)):
+                dest = os.path.join(self.out, case)
+                rc, writers = self.writer_threads_of_run(
+                    [CTL, "download", "--local", *flags, "-q", "-c", "8",
+                     "--no-digest", "-o", dest, fo.url("mid.bin", case=case)])
+                self.assertEqual(rc, 0, case)
+                self.assertEqual(sha256_file(dest), self.sha["mid.bin"], case)
+                self.assertEqual(writers, lanes, case)
+
     def test_big_blob_on_a_disk_refusing_direct_writes(self):
         """A device that needs more alignment than the engine's 4096 bytes
         refuses O_DIRECT writes with EINVAL (a preloaded shim plays that

@@ -1,4 +1,4 @@
-/* writer.c — the write thread. */
+/* writer.c — the write threads (lanes). */
 #include "writer.h"
 
 #include <errno.h>

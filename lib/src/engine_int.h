@@ -123,7 +123,9 @@ struct rv_object {
     int dfd;                   /* staged: the blob opened with O_DIRECT, or -1 */
     bool stage_decided;        /* rv_stage_wanted has decided, for this blob */
     bool staged;               /* bytes go through stages and the writer (stage.c) */
-    unsigned write_lanes;      /* staged: how many of the writer's lanes its ranges use */
+    unsigned write_lanes;      /* staged: how many of the writer's lanes its ranges use; fixed
+                                * when decided, as a range's stages stay on one lane even if
+                                * O_DIRECT is refused later (dfd -1) */
     unsigned writes;           /* stages in the writer */
     char expected_sha256[65];  /* "" when not given */
     struct curl_slist *user_headers;

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
 try:
     from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
+    from threads import threads_seen
 except ImportError as e:  # the fixtures are not there: skip, say why
     FaultOrigin = None
     IMPORT_ERROR = e
@@ -139,18 +140,7 @@ class CliCase(unittest.TestCase):
             [CTL, "download", "--local", "-q", "--no-state", "--no-digest",
              "-c", "4", "-d", self.out, url], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        threads = set()
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while proc.poll() is None and "rv-writer" not in threads \
-                and time.monotonic() < deadline:
-            task = "/proc/%d/task" % proc.pid
-            for tid in os.listdir(task) if os.path.isdir(task) else ():
-                try:
-                    with open(os.path.join(task, tid, "comm")) as f:
-                        threads.add(f.read().strip())
-                except OSError:
-                    pass  # the thread ended meanwhile
-            time.sleep(0.02)
+        threads = set(threads_seen(proc, RUN_TIMEOUT).values())
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn("rv-writer", threads)

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.environ["RV_FIXTURES"])
 import test_daemon as td  # noqa: E402  (Daemon, the generated pb2)
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
+from threads import thread_names  # noqa: E402
 
 S = "/retriever.v1.Retriever/"
 NOBODY = 65534
@@ -211,13 +212,10 @@ class JobsTest(unittest.TestCase):
             events = list(c.download([{"url": ng.url("/i.bin"), "destination": self.out + "/i"}]))
             self.assertEqual(kinds(events)[-1], "completed")
         tasks = "/proc/%d/task" % d.proc.pid
-        def name(tid):
-            with open(os.path.join(tasks, tid, "comm")) as f:
-                return f.read().strip()
-        names = [name(t) for t in os.listdir(tasks)]
-        engine = [t for t in os.listdir(tasks) if name(t) == "rvd-engine"]
+        names = thread_names(d.proc.pid)
+        engine = [t for t, n in names.items() if n == "rvd-engine"]
         self.assertEqual(len(engine), 1, names)
-        self.assertIn("rv-flusher", names)
+        self.assertIn("rv-flusher", names.values())
 
         def switches():
             with open(os.path.join(tasks, engine[0], "status")) as f:

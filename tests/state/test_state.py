@@ -19,6 +19,7 @@ import time
 import unittest
 
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
+from threads import threads_seen
 
 CTL = os.environ["RV_CTL"]
 MiB = 1 << 20
@@ -192,20 +193,9 @@ class StateTest(unittest.TestCase):
         (they last until the engine ends)."""
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        writers = set()
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            task = "/proc/%d/task" % proc.pid
-            for tid in os.listdir(task) if os.path.isdir(task) else ():
-                try:
-                    with open(os.path.join(task, tid, "comm")) as f:
-                        if f.read().strip() == "rv-writer":
-                            writers.add(tid)
-                except OSError:
-                    pass  # the thread ended meanwhile
-            time.sleep(0.02)
+        seen = threads_seen(proc, 120)
         proc.communicate(timeout=120)
-        return proc.returncode, len(writers)
+        return proc.returncode, sum(1 for n in seen.values() if n == "rv-writer")
 
     def test_big_blob_direct_writes_keep_eight_in_flight(self):
         """Direct writes wait for the disk, which completes several at once

@@ -33,7 +33,7 @@ static unsigned writer_threads(void) {
             continue;
         ssize_t got = read(fd, comm, sizeof(comm) - 1);
         close(fd);
-        if (got > 0 && strncmp(comm, "rv-writer\n", (size_t)got) == 0)
+        if (got > 0 && strcmp(comm, "rv-writer\n") == 0)
             n++;
     }
     if (d)
@@ -81,7 +81,6 @@ int main(void) {
 
     /* Lanes 0 and 1 first: two threads. */
     rv_write_req reqs[N_REQ];
-    memset(reqs, 0, sizeof(reqs));
     for (unsigned i = 0; i < N_REQ; i++)
         reqs[i] = (rv_write_req){.fd = dup(fd), .buf = data + i * PIECE, .len = PIECE,
                                  .off = (uint64_t)i * PIECE, .want_crc = i % 3 != 0};

@@ -567,7 +567,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         cfg.state_dir = state_dir;
         cfg.cache_dir = cache_dir;
         cfg.cache_quota = o->cache_quota;
-        cfg.link_deliveries = !o->copy;
+        /* deliveries: a reflink or a copy (rv_config default) */
     }
     e = rv_engine_open(&cfg, &r.engine, &detail);
     if (e != RV_OK) {

@@ -842,7 +842,7 @@ static rv_delivery *delivery_of(rv_object *o) {
     d->fd = o->fd;
     o->fd = -1;
     d->size = o->size;
-    d->link = o->engine->cfg.link_deliveries && !o->copy;
+    d->link = (o->engine->cfg.link_deliveries || o->link) && !o->copy;
     d->make_readonly = o->blob_writable;
     d->tag = o;
     o->delivering = true;

@@ -70,7 +70,7 @@ void rv_config_init(rv_config *cfg) {
         .compute_sha256 = false, /* costs ~0.75 CPU-s/GiB; docs/engine.md */
         .flush_bytes = 64u << 20,
         .flush_interval_ms = 1000,
-        .link_deliveries = true,
+        .link_deliveries = false,
         .cache_revalidate = true,
     };
 }
@@ -564,6 +564,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->size = RV_UNKNOWN;
     o->user_data = req->user_data;
     o->copy = req->copy;
+    o->link = req->link && !req->copy;
     o->max_conns = req->connections && req->connections < e->cfg.max_connections_per_object
                        ? req->connections
                        : e->cfg.max_connections_per_object;
@@ -612,7 +613,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
             o->expected_sha256[i] = (char)(req->sha256_hex[i] | 0x20); /* lower case */
         o->expected_sha256[64] = '\0';
     }
-    o->want_digest = e->cfg.compute_sha256 || req->sha256_hex;
+    o->want_digest = e->cfg.compute_sha256 || req->sha256_hex || req->digest;
     if (o->want_digest && rv_sha256_new(&o->hash) != RV_OK)
         goto fail;
     if (o->source->kind == RV_SOURCE_CURL) {

@@ -110,6 +110,7 @@ struct rv_object {
     uint64_t id;
     void *user_data;
     bool copy;                 /* rv_request.copy: never hard-link the blob */
+    bool link;                 /* rv_request.link: hard-link the blob where possible */
     unsigned max_conns;        /* rv_request.connections, bounded by the config */
 
     /* the request */

@@ -139,9 +139,9 @@ typedef struct rv_config {
     bool cache_revalidate;               /* a cache hit first asks the origin (one
                                             conditional request, no body) whether the
                                             object changed; false trusts the cache */
-    bool link_deliveries;                /* deliver from the cache by hard link where
-                                            possible (destination read-only, shares the
-                                            blob's inode); else copy */
+    bool link_deliveries;                /* deliver every object from the cache by hard
+                                            link where possible (as rv_request.link);
+                                            default false: a reflink or a copy */
     const rv_hooks *hooks;               /* copied */
     void *hooks_ud;
 } rv_config;
@@ -169,9 +169,19 @@ typedef struct rv_request {
     unsigned connections;      /* at most this many at once for this object;
                                   0 (or more than the config's): the config's
                                   max_connections_per_object */
-    bool copy;                 /* deliver a private copy even where
+    bool copy;                 /* deliver a private copy even where link or
                                   cfg.link_deliveries would hard-link the
                                   cache's blob (the file is to change owner) */
+    bool digest;               /* compute the sha256 of the delivered bytes
+                                  (rv_object_sha256_hex) without one to verify
+                                  against; implied by sha256_hex and
+                                  cfg.compute_sha256 */
+    bool link;                 /* with durable state: deliver by hard link to
+                                  the cache's blob where possible (no copy, no
+                                  space used; the file is read-only and shares
+                                  the blob's inode, so it must never be
+                                  modified in place). Default: a reflink where
+                                  the file system shares extents, else a copy */
 } rv_request;
 
 /* Create an engine. On success *ret owns it; free with rv_engine_free.

@@ -17,12 +17,14 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.environ["RV_FIXTURES"])
 import test_daemon as td  # noqa: E402  (Daemon, the generated pb2)
+from daemons import make_user, require_root  # noqa: E402
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
 from threads import thread_names  # noqa: E402
 
@@ -113,6 +115,12 @@ def opened(messages):
         else:
             events.append(m)
     return events
+
+
+def case_key(url):
+    """The fault origin's case key of a URL: its path and query as sent."""
+    u = urllib.parse.urlsplit(url)
+    return u.path + ("?" + u.query if u.query else "")
 
 
 def essential(seq):
@@ -345,17 +353,19 @@ class JobsTest(unittest.TestCase):
             self.stop_ok(d)
 
     def test_detached_job_answers_at_once_and_runs_on(self):
-        src = self.file("slow.bin", 2 * MiB)
-        with FaultOrigin(self.data, rate=4 * MiB) as fo:
+        src = self.file("slow.bin", 4 * MiB)  # two seconds at least
+        with FaultOrigin(self.data, rate=MiB) as fo:
             d = self.daemon()
             c = self.client()
             dest = os.path.join(self.out, "slow.bin")
-            t0 = time.monotonic()
-            events = list(c.download([{"url": fo.url("/slow.bin"), "destination": dest}],
-                                     detach=True))
-            self.assertLess(time.monotonic() - t0, 0.4)
+            url = fo.url("/slow.bin", case="detached")
+            events = list(c.download([{"url": url, "destination": dest}], detach=True))
             self.assertEqual(kinds(events), ["accepted"])
             job_id = events[0].job_id
+            # "At once" without a clock: the stream had ended while the
+            # origin was still sending (not one response of the key ended).
+            self.assertFalse([e for e in fo.log() if e["event"] == "response"
+                              and e["key"] == case_key(url)])
             job = c.status(job_id)
             self.assertTrue(job.detached)
             self.assertIn(job.state, (td.pb.JOB_STATE_QUEUED, td.pb.JOB_STATE_RUNNING))
@@ -379,12 +389,18 @@ class JobsTest(unittest.TestCase):
         with FaultOrigin(self.data, rate=2 * MiB) as fo:
             d = self.daemon()
             c = self.client()
-            it = c.download([{"url": fo.url("/r.bin", case="read"),
-                              "destination": self.out + "/r.bin"}])
+            url = fo.url("/r.bin", case="read")
+            it = c.download([{"url": url, "destination": self.out + "/r.bin"}])
             job_id = next(it).job_id
             h = hashlib.sha256()
             expect = 0
-            chunks = list(c.read(job_id))
+            chunks = []
+            first_at = None
+            for ch in c.read(job_id):
+                if first_at is None:
+                    # CLOCK_MONOTONIC, the clock of the origin's log too.
+                    first_at = time.monotonic()
+                chunks.append(ch)
             for i, ch in enumerate(chunks):
                 self.assertEqual(ch.offset, expect)
                 self.assertLessEqual(len(ch.data), MiB)
@@ -395,8 +411,16 @@ class JobsTest(unittest.TestCase):
             self.assertEqual(h.hexdigest(), sha256_file(src))
             rest = list(it)
             self.assertEqual(kinds(rest)[-1], "completed")
-            # Bytes came while the download ran: more than one chunk, and
-            # the first chunks long before the end (12 MiB at 4 MiB/s).
+            # Bytes came while the download ran: the first chunk was in
+            # this process before the origin had sent the object's last
+            # bytes (last_send_t: just before they went to the kernel), so
+            # before the download could have finished. A Read that waited
+            # for the end would have its first chunk after every one.
+            ends = [e["last_send_t"] for e in fo.log()
+                    if e["event"] == "response" and e["key"] == case_key(url)]
+            self.assertTrue(ends)
+            self.assertLess(first_at, max(ends),
+                            "the first Read chunk came after the origin's last byte")
             self.assertGreater(len(chunks), 3)
 
             # After the job ended: from an offset, served from the file.
@@ -405,10 +429,72 @@ class JobsTest(unittest.TestCase):
                 f.seek(12 * MiB - 7)
                 self.assertEqual(b"".join(x.data for x in tail), f.read())
             self.assertTrue(tail[-1].last)
-            NF = grpc.StatusCode.NOT_FOUND
-            self.assertCode(NF, c.read, job_id, 5, text="object_index")
-            self.assertCode(NF, c.read, "0" * 32, text="no job")
             self.stop_ok(d)
+
+    def test_read_error_codes(self):
+        """docs/api.md's contract for Read: unknown job and unknown object
+        NOT_FOUND, malformed fields INVALID_ARGUMENT, an offset beyond the
+        end OUT_OF_RANGE (at once for an ended object; at the end for a
+        running one, which may still grow to it), at the end an empty last
+        chunk, a delivered file gone FAILED_PRECONDITION."""
+        src = self.file("e.bin", 3 * MiB)
+        size = 3 * MiB
+        NF, IA = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
+        OOR, FP = grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION
+        with FaultOrigin(self.data, rate=MiB) as fo:
+            d = self.daemon()
+            c = self.client()
+            self.assertCode(NF, c.read, "0123456789abcdef0123456789abcdef", text="no job")
+            self.assertCode(IA, c.read, "not-an-id", text="job_id")
+            # While it runs: beyond the end waits for the end, then says so.
+            dest = self.out + "/e.bin"
+            it = c.download([{"url": fo.url("/e.bin", case="codes"), "destination": dest}])
+            job_id = next(it).job_id
+            beyond = c.read(job_id, offset=size + 1)
+            self.assertCode(NF, c.read, job_id, 1, text="no object_index 1")
+            self.assertCode(IA, c.read, job_id, 1000, text="object_index")
+            with self.assertRaises(grpc.RpcError) as cm:
+                list(beyond)
+            self.assertEqual(cm.exception.code(), OOR, cm.exception.details())
+            self.assertEqual(kinds(list(it))[-1], "completed")
+            self.assertEqual(c.status(job_id).state, td.pb.JOB_STATE_DONE)
+            # Ended: beyond the end at once; at the end, one empty last chunk.
+            self.assertCode(OOR, c.read, job_id, 0, size + 1, text="beyond the end")
+            self.assertCode(OOR, c.read, job_id, 0, 2 ** 63 - 1, text="beyond the end")
+            at_end = list(c.read(job_id, offset=size))
+            self.assertEqual([(x.offset, x.data, x.last) for x in at_end], [(size, b"", True)])
+            with open(src, "rb") as f:
+                f.seek(size - 10)
+                self.assertEqual(b"".join(x.data for x in c.read(job_id, offset=size - 10)),
+                                 f.read())
+            # The delivered file is what Read serves: gone, nothing to read.
+            os.unlink(dest)
+            self.assertCode(FP, c.read, job_id, text="cannot be read now")
+            self.stop_ok(d)
+
+    def test_read_of_another_uids_job_is_not_found(self):
+        require_root(self, "a second uid")
+        user = make_user(self)
+        public = self.file("p.bin", 5000)
+        os.chmod(public, 0o644)
+        os.chmod(self.data, 0o755)
+        d = self.daemon_for_everyone()
+        c = self.client()
+        mine = list(c.download([{"url": "file://" + public}]))  # Read-only object
+        self.assertEqual(kinds(mine)[-1], "completed")
+        job_id = mine[0].job_id
+        out = self.as_caller(
+            "try:\n"
+            "    list(ch.unary_stream(S+'Read', request_serializer=ser,"
+            " response_deserializer=pb.ReadChunk.FromString)(pb.ReadRequest(job_id=%r),"
+            " timeout=30))\n"
+            "    print('read')\n"
+            "except grpc.RpcError as e:\n"
+            "    print(e.code().name, '|', e.details())\n" % job_id, user.uid, user.gid)
+        self.assertEqual(out.split(" | ")[0], "NOT_FOUND", out)
+        self.assertIn(job_id, out)  # the same answer as for no such job
+        self.assertEqual(len(b"".join(x.data for x in c.read(job_id))), 5000)  # root may
+        self.stop_ok(d)
 
     def test_read_only_object_has_no_destination(self):
         src = self.file("ro.bin", 3 * MiB + 1)
@@ -532,13 +618,37 @@ class JobsTest(unittest.TestCase):
         self.assertEqual(first.WhichOneof("event"), "accepted")
         return it, first.job_id, dest
 
+    def assert_transfers_ended_unfinished(self, fo, url, size, since):
+        """Every response of url's key ended, promptly, and none that ended
+        after `since` (time.monotonic(), the origin log's clock; taken just
+        before the Cancel) ended complete: the daemon cut them. "Promptly"
+        is the wait's 30 s, half the 60 s after which the origin itself
+        aborts a send that makes no progress (a daemon that stopped reading
+        without closing), and far less than the rest of the transfers."""
+        key = case_key(url)
+        asked = len([e for e in fo.log() if e["event"] == "request" and e["key"] == key])
+        self.assertGreater(asked, 0)
+        self.assertTrue(fo.wait(key, asked, timeout=30),
+                        "the origin's responses were still open 30 s after the cancel")
+        log = fo.log()
+        ended = [e for e in log if e["event"] == "response" and e["key"] == key]
+        self.assertEqual(len(ended), asked, "a request after the cancel")
+        late = [e for e in ended if e["t"] >= since]
+        self.assertTrue(late, "no transfer was running at the cancel")
+        for e in late:
+            self.assertEqual(e["outcome"], "aborted", e)
+        self.assertLess(sum(e["body_bytes"] for e in ended), size)
+
     def test_cancel_ends_the_stream_and_stops_the_job(self):
         with FaultOrigin(self.data, rate=1 * MiB) as fo:
             d = self.daemon()
             c = self.client()
-            it, job_id, dest = self.start_slow(fo, c)
-            self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_RUNNING,
-                          what="running")
+            # 16 MiB: after the 1 MiB probe, two ranges of 7.5 MiB (7 s
+            # each): both are in flight when the cancel comes.
+            it, job_id, dest = self.start_slow(fo, c, size=16 * MiB)
+            url = fo.url("/slow.bin", case=self.id())
+            self.assertTrue(fo.wait(case_key(url), 3, event="request", timeout=30))
+            since = time.monotonic()
             r = c.cancel(job_id)
             self.assertEqual(r.state, td.pb.JOB_STATE_CANCELLED)
             self.assertEqual(r.subscribers, 0)
@@ -547,12 +657,37 @@ class JobsTest(unittest.TestCase):
             self.wait_for(lambda: c.status(job_id).state == td.pb.JOB_STATE_CANCELLED,
                           what="cancelled")
             self.assertFalse(os.path.exists(dest))
-            # The origin stops sending: its byte count settles.
-            b1 = fo.stats()["body_bytes"]
-            time.sleep(0.5)
-            self.assertLess(fo.stats()["body_bytes"] - b1, 200000)
+            # The origin stops sending: each transfer was cut by the daemon.
+            self.assert_transfers_ended_unfinished(fo, url, 16 * MiB, since)
             # Cancelling again: the job has ended, nothing to do.
             self.assertEqual(c.cancel(job_id).state, td.pb.JOB_STATE_CANCELLED)
+            self.stop_ok(d)
+
+    def test_cancel_stops_every_transfer_of_a_many_object_job(self):
+        """Cancel latency through the daemon: a job of four objects, two
+        connections each, all running; after Cancel every origin response
+        ends unfinished (the fault origin's log), and no new request comes."""
+        # After each 1 MiB probe (2 s), two ranges of 3.5 MiB (7 s each).
+        n, size = 4, 8 * MiB
+        with FaultOrigin(self.data, rate=512 * 1024) as fo:
+            d = self.daemon()  # two connections per object
+            c = self.client()
+            for i in range(n):
+                self.file("m%d.bin" % i, size, seed=i)
+            urls = [fo.url("/m%d.bin" % i, case="latency") for i in range(n)]
+            it = c.download([{"url": u, "destination": os.path.join(self.out, "m%d" % i)}
+                             for i, u in enumerate(urls)])
+            job_id = next(it).job_id
+            for u in urls:  # every object has its probe done, two ranges running
+                self.assertTrue(fo.wait(case_key(u), 3, event="request", timeout=30), u)
+            since = time.monotonic()
+            self.assertEqual(c.cancel(job_id).state, td.pb.JOB_STATE_CANCELLED)
+            rest = list(it)
+            for i in range(n):
+                self.assertEqual(essential(per_object(rest, i))[-1], "cancelled", i)
+            for u in urls:
+                self.assert_transfers_ended_unfinished(fo, u, size, since)
+            self.assertEqual(os.listdir(self.out), [])
             self.stop_ok(d)
 
     def test_disconnect_of_the_last_subscriber_stops_the_job(self):
@@ -815,6 +950,7 @@ class JobsTest(unittest.TestCase):
           "        return e.code().name\n")
 
     def test_callers_cannot_reach_files_they_could_not_reach_themselves(self):
+        require_root(self, "runs callers as uid %d" % NOBODY)
         secret = self.file("secret.bin", 1000)
         os.chmod(secret, 0o600)
         public = self.file("public.bin", 1000)
@@ -849,7 +985,31 @@ class JobsTest(unittest.TestCase):
         self.assertEqual(len(c.list()), 2)
         self.stop_ok(d)
 
+    def test_a_folder_others_may_read_is_not_written_for_them(self):
+        """A root-owned 0755 folder: a caller who is not root may look in
+        but not write; the daemon (root) could, and must refuse. (A 0700
+        folder would not show it: the caller cannot even reach a name in
+        it, which the open as the caller refuses anyway.) The caller is a
+        user made for the test, with its own folder beside for contrast."""
+        require_root(self, "runs a caller as a user made with useradd")
+        user = make_user(self)
+        public = self.file("public.bin", 4000)
+        os.chmod(public, 0o644)
+        os.chmod(self.data, 0o755)
+        shared = self.owned_dir("shared", 0, 0, 0o755)
+        theirs = self.owned_dir("theirs", user.uid, user.gid)
+        d = self.daemon_for_everyone()
+        url = "file://" + public
+        out = self.as_caller(self.DL + "print(dl(%r, %r), dl(%r, %r, True), dl(%r, %r))" % (
+            url, shared + "/a", url, shared + "/b", url, theirs + "/c"), user.uid, user.gid)
+        self.assertEqual(out.split(), ["PERMISSION_DENIED", "PERMISSION_DENIED", "completed"])
+        self.assertEqual(os.listdir(shared), [])
+        self.assertEqual(sha256_file(theirs + "/c"), sha256_file(public))
+        self.assertEqual(os.stat(theirs + "/c").st_uid, user.uid)
+        self.stop_ok(d)
+
     def test_a_callers_own_groups_decide_and_are_kept_across_a_restart(self):
+        require_root(self, "runs a caller with chosen uid, gid and groups")
         # uid 4242 has no passwd entry: the user database gives it no group
         # but its gid. What counts is the groups its process holds.
         uid, gid, group = 4242, 4243, 4250

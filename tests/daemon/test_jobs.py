@@ -228,10 +228,19 @@ class JobsTest(unittest.TestCase):
         def switches():
             with open(os.path.join(tasks, engine[0], "status")) as f:
                 return int([ln for ln in f if ln.startswith("voluntary_ctxt_switches")][0].split()[1])
-        time.sleep(1.0)  # the download's last commit and events
-        before = switches()
-        time.sleep(3.5)
-        self.assertLessEqual(switches() - before, 1, "the idle engine thread woke up")
+        # A sleep is the measurement here: the thread's wake-ups over a
+        # window of 3.5 s, which a once-a-second loop fills. The tail of
+        # the download (its last commit and events) may fall into the first
+        # window, so up to three are taken: one quiet window passes, a loop
+        # that wakes by itself has none.
+        woke = []
+        for _ in range(3):
+            before = switches()
+            time.sleep(3.5)
+            woke.append(switches() - before)
+            if woke[-1] <= 1:
+                break
+        self.assertLessEqual(woke[-1], 1, "the idle engine thread woke up: %s" % woke)
         self.assertEqual(len(c.list()), 1)  # and it still serves
         self.stop_ok(d)
 

@@ -2,7 +2,9 @@
  * with two unprivileged uids against a tree root owns, and the real engine
  * delivering through /proc/self/fd paths.
  *
- * Runs as root (ctest does, here and in CI); exits 77 (skipped) otherwise.
+ * Runs as root (ctest does, here and in CI); not root, it fails in CI
+ * (CI=true) and exits 77 (skipped, saying why) elsewhere. Makes a user and
+ * a group with useradd/groupadd for the supplementary group case.
  * Callers: nobody (65534, with a passwd entry: groups from getgrouplist),
  * and uid 4242 with gid 4243, which has no passwd entry (its gid alone).
  * After every call the thread's Uid:, Gid: and Groups: lines in
@@ -520,36 +522,71 @@ static void test_known_groups(void) {
     rvd_asuser_dirs_free(d);
 }
 
-/* Unknown groups come from the user database. Needs a user listed
- * as a member of a group that is not its primary one (e.g. postgres in
- * ssl-cert); skipped when the machine has none. */
-static void test_supplementary_group(void) {
-    struct group *g;
-    struct passwd *pw = NULL;
-    gid_t gid = 0;
-
-    setgrent();
-    while (!pw && (g = getgrent()))
-        for (char **m = g->gr_mem; *m && !pw; m++) {
-            struct passwd *cand = getpwnam(*m);
-            if (cand && cand->pw_uid != 0 && cand->pw_gid != g->gr_gid) {
-                pw = cand;
-                gid = g->gr_gid;
-            }
-        }
-    endgrent();
-    if (!pw) {
-        fprintf(stderr, "supplementary group case skipped: no user with a secondary group\n");
-        return;
+/* Runs a tool of the passwd package (useradd, userdel, groupadd,
+ * groupdel) with argv and waits for it: its exit status, or -1. Called
+ * while this process has one thread. */
+static int run_tool(char *const argv[]) {
+    char path[64];
+    snprintf(path, sizeof(path), "/usr/sbin/%s", argv[0]);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(path, argv);
+        execvp(argv[0], argv);
+        _exit(127);
     }
-    rvd_peer member = {.pid = 1, .uid = pw->pw_uid, .gid = pw->pw_gid};
-    mkdir_as("suppdir", 0770, 0, gid);
-    DEST(member, "suppdir/x", 0);
-    DEST(nobody, "suppdir/x", -EACCES);
-    /* The same user's process that dropped the group does not get it
-     * back through the daemon. */
-    rvd_peer dropped = {.pid = 1, .uid = pw->pw_uid, .gid = pw->pw_gid, .groups_known = true};
-    DEST(dropped, "suppdir/x", -EACCES);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Unknown groups come from the user database. A group and a user listed
+ * as its member (not its primary group) are made for the case with
+ * groupadd and useradd, and removed after: the case runs wherever the
+ * test does, and fails (never skips) when they cannot be made. */
+static void test_supplementary_group(void) {
+    char gname[32], uname[32];
+    snprintf(gname, sizeof(gname), "rvasg%d", (int)getpid());
+    snprintf(uname, sizeof(uname), "rvasu%d", (int)getpid());
+    char *groupadd[] = {"groupadd", "--system", gname, NULL};
+    char *useradd[] = {"useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                       "--shell", "/usr/sbin/nologin", "--user-group", "--groups", gname, uname,
+                       NULL};
+    char *userdel[] = {"userdel", uname, NULL};
+    char *groupdel_u[] = {"groupdel", uname, NULL}; /* if userdel left it */
+    char *groupdel[] = {"groupdel", gname, NULL};
+    int ga = run_tool(groupadd);
+    int ua = ga == 0 ? run_tool(useradd) : -1;
+    if (ga != 0 || ua != 0)
+        fprintf(stderr, "supplementary group case: groupadd %s: status %d, useradd %s: status %d "
+                        "(the passwd package's tools are needed)\n", gname, ga, uname, ua);
+    CHECK(ga == 0 && ua == 0);
+    struct passwd *pw = ua == 0 ? getpwnam(uname) : NULL;
+    struct group *g = ga == 0 ? getgrnam(gname) : NULL;
+    CHECK(pw && g);
+    if (pw && g) {
+        /* Copied: the user database's answers live in static buffers. */
+        gid_t gid = g->gr_gid;
+        uid_t uid = pw->pw_uid;
+        gid_t primary = pw->pw_gid;
+        CHECK(primary != gid);
+        rvd_peer member = {.pid = 1, .uid = uid, .gid = primary};
+        mkdir_as("suppdir", 0770, 0, gid);
+        DEST(member, "suppdir/x", 0);
+        DEST(nobody, "suppdir/x", -EACCES);
+        /* The same user's process that dropped the group does not get it
+         * back through the daemon. */
+        rvd_peer dropped = {.pid = 1, .uid = uid, .gid = primary, .groups_known = true};
+        DEST(dropped, "suppdir/x", -EACCES);
+    }
+    if (ua == 0) {
+        CHECK(run_tool(userdel) == 0);
+        if (getgrnam(uname))
+            run_tool(groupdel_u);
+    }
+    if (ga == 0)
+        CHECK(run_tool(groupdel) == 0);
 }
 
 /* The switch is the calling thread's alone: while another thread opens as
@@ -834,7 +871,15 @@ out:
 
 int main(void) {
     if (geteuid() != 0) {
-        fprintf(stderr, "skipped: test_asuser switches to other uids and must run as root\n");
+        /* CI runs as root: there, not being root is a failure. */
+        const char *ci = getenv("CI");
+        if (ci && strcmp(ci, "true") == 0) {
+            fprintf(stderr, "FAILED: test_asuser switches to other uids and must run as root; "
+                            "CI (CI=true) runs the tests as root\n");
+            return 1;
+        }
+        fprintf(stderr, "skipped: test_asuser switches to other uids and must run as root "
+                        "(not root and not in CI)\n");
         return 77;
     }
     cred_lines("/proc/thread-self/status", baseline, sizeof(baseline));

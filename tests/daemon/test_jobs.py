@@ -443,9 +443,9 @@ class JobsTest(unittest.TestCase):
     def test_read_error_codes(self):
         """docs/api.md's contract for Read: unknown job and unknown object
         NOT_FOUND, malformed fields INVALID_ARGUMENT, an offset beyond the
-        end OUT_OF_RANGE (at once for an ended object; at the end for a
-        running one, which may still grow to it), at the end an empty last
-        chunk, a delivered file gone FAILED_PRECONDITION."""
+        end OUT_OF_RANGE (asked while the object runs, too), at the end an
+        empty last chunk, a delivered file gone FAILED_PRECONDITION. (Another
+        uid's job: test_read_of_another_uids_job_is_not_found.)"""
         src = self.file("e.bin", 3 * MiB)
         size = 3 * MiB
         NF, IA = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT
@@ -455,7 +455,7 @@ class JobsTest(unittest.TestCase):
             c = self.client()
             self.assertCode(NF, c.read, "0123456789abcdef0123456789abcdef", text="no job")
             self.assertCode(IA, c.read, "not-an-id", text="job_id")
-            # While it runs: beyond the end waits for the end, then says so.
+            # Asked while it runs: beyond the end is said so (by the end).
             dest = self.out + "/e.bin"
             it = c.download([{"url": fo.url("/e.bin", case="codes"), "destination": dest}])
             job_id = next(it).job_id

@@ -14,6 +14,7 @@ from its "request" event to its response's "last_send_t", an interval that
 lies inside the engine's own view of the transfer, so the origin can never
 count more requests in flight than the engine had.
 """
+import hashlib
 import http.client
 import math
 import os
@@ -442,6 +443,60 @@ class EngineTest(unittest.TestCase):
         self.assertTrue(etag.startswith('"'))
         for ev in ranges:
             self.assertEqual(ev["headers"].get("if-range"), etag)
+
+    def test_long_etag_sent_whole(self):
+        """S3 and CDNs send long ETags: a 4 KiB one goes out in If-Range
+        exactly as the origin sent it (a cut value would be one the origin
+        never sent: it answers 200 and every range is refetched whole), on
+        every range of a first run and of one resumed from durable state;
+        and the revalidation of the cached copy (If-None-Match) finds it
+        current."""
+        state = os.path.join(self.out, "state")
+        url = self.fault.url("big.bin", etag_len=4096, status=503, retry_after=100000,
+                             after=3, times=1, case="longetag")
+        key = self.key(url)
+        size = os.path.getsize(os.path.join(self.root, "big.bin"))
+        conn = http.client.HTTPConnection("127.0.0.1", self.fault.port, timeout=10)
+        try:
+            conn.request("HEAD", self.key(self.fault.url("big.bin", etag_len=4096,
+                                                         case="etag")))
+            resp = conn.getresponse()
+            resp.read()
+            etag = resp.getheader("ETag")
+        finally:
+            conn.close()
+        self.assertEqual(len(etag), 4096)
+        digest = hashlib.sha256(etag.encode()).hexdigest()
+        # A first run with state, one range at a time, that the origin
+        # stops at its fourth GET (a 503 asking for a wait beyond the cap:
+        # a failure that keeps the durable state); then the same download
+        # resumed from its durable marks; then a cache hit, revalidated.
+        env = {"RV_TEST_STATE_DIR": state, "RV_TEST_MAX_CONNECTIONS_PER_OBJECT": "1"}
+        self.error(url, "RV_E_RETRY_AFTER_TOO_LONG", env=env)
+        first_run = self.key_stats(url)["body_bytes"]
+        self.ok(url, "big.bin", env=dict(env, RV_TEST_RESUMED="1"))
+        resumed = self.key_stats(url)["body_bytes"] - first_run
+        self.assertLess(resumed, size)  # it resumed: the durable bytes stayed
+        os.unlink(self.dest)
+        self.ok(url, "big.bin", env=dict(env, RV_TEST_RESUMED="1"))
+        events = self.settled_log(url)
+        requests = [ev for ev in events
+                    if ev["event"] == "request" and ev["key"] == key]
+        ranged = [ev for ev in requests if "if_range_len" in ev]
+        # Every GET but the first run's probe and the cache hit's
+        # revalidation is a range carrying If-Range, the ETag whole.
+        self.assertGreater(len(ranged), 4)
+        self.assertEqual(len(ranged), len(requests) - 2)
+        for ev in ranged:
+            self.assertEqual((ev["if_range_len"], ev["if_range_sha256"]),
+                             (4096, digest))
+        # Every range was answered 206 (none refetched whole), but the one
+        # the origin refused; the revalidation found the copy current.
+        statuses = [ev["status"] for ev in events
+                    if ev["event"] == "response" and ev["key"] == key]
+        self.assertEqual(sorted(set(statuses)), [206, 503])
+        self.assertEqual(statuses.count(503), 1)
+        self.assertLess(self.key_stats(url)["body_bytes"], 2 * size)
 
     # -- hooks -------------------------------------------------------------
 

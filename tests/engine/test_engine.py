@@ -596,6 +596,26 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sha256_file(self.dest), self.sha_mid_changed)
 
+    def test_change_seen_only_through_if_range(self):
+        """An origin whose 206 answers to ranges after the probe carry no
+        validators (some CDNs): a range of the changed object would look
+        like any other, and only
+        If-Range makes the origin answer 200 with the new version instead.
+        The download starts over and delivers the new version whole,
+        never old bytes mixed with new ones."""
+        url = self.fault.url("mid.bin", change_after=2, plain_206=1, after=1,
+                             case="chg206")
+        p = run_case("ok", url, self.dest, self.sha_mid_changed,
+                     env={"RV_TEST_MAY_RESTART": "1"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sha256_file(self.dest), self.sha_mid_changed)
+        # The origin saw the change through If-Range: a ranged GET answered
+        # 200 with the new version.
+        key = self.key(url)
+        events = self.settled_log(url)
+        self.assertIn(200, [ev["status"] for ev in events
+                            if ev["event"] == "response" and ev["key"] == key])
+
     def test_change_mid_download_fail_policy_stops_fast(self):
         # Rate-limited so the other ranges are mid-body when one range sees
         # the new version; all of them must stop at once.

@@ -3,7 +3,8 @@
  *
  *   engine_cases ok URL DEST SHA256              download; check file and hooks
  *   engine_cases error URL DEST ERROR_NAME [SHA256]  expect failure with that code
- *   engine_cases retries URL DEST SHA256 N STATUS  exactly N retries on STATUS
+ *   engine_cases retries URL DEST SHA256 N STATUS  exactly N retries on STATUS;
+ *                                                  prints RETRY_WAIT <ms> each
  *   engine_cases cancel URL DEST                 cancel mid-transfer
  *   engine_cases fail_fast URL DEST              object changes, policy FAIL
  *   engine_cases many DIR URL SHA256 [URL SHA256]...  concurrent objects
@@ -336,12 +337,13 @@ static int case_retries(char **argv) {
     CHECK_EQ_U64(rv_object_state(o), RV_STATE_DONE);
     CHECK_EQ_U64(ob.retries, want);
     CHECK_EQ_U64(rv_object_retries(o), want);
+    /* The waits are printed for the driver, which knows whether the origin
+     * sent a Retry-After (then the wait is its value) or not (then a full
+     * jitter within [0, min(max, base * 2^(n-1))]). */
     for (unsigned i = 0; i < want && i < MAX_EVENTS; i++) {
         CHECK_EQ_U64(ob.retry_status[i], (uint64_t)status);
         CHECK_EQ_U64(ob.retry_attempt[i], i + 1);
-        /* full jitter within [0, min(max, base * 2^(n-1))], or Retry-After */
-        uint64_t bound = 20ull << i;
-        CHECK(ob.retry_wait[i] <= (bound > 200 ? 200 : bound) || ob.retry_wait[i] % 1000 == 0);
+        printf("RETRY_WAIT %llu\n", (unsigned long long)ob.retry_wait[i]);
     }
     rv_engine_free(e);
     return rv_test_result();

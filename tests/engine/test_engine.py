@@ -275,12 +275,57 @@ class EngineTest(unittest.TestCase):
                      self.dest, self.sha["mid.bin"], 3, 503)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sha256_file(self.dest), self.sha["mid.bin"])
+        # No Retry-After: full jitter within [0, min(200, 20 * 2^(n-1))] ms
+        # (the engine's defaults).
+        waits = [int(w) for w in values(p.stdout, "RETRY_WAIT")]
+        self.assertEqual(len(waits), 3)
+        for i, wait in enumerate(waits):
+            self.assertLessEqual(wait, min(200, 20 << i), waits)
+
+    def retry_gaps(self, url):
+        """For each answer of url that was not a 206/200: seconds from the
+        moment the origin sent its last byte to the next request. The
+        client received the answer after that moment and sent the next
+        request before the origin logged it, so each gap is at least the
+        client's own wait (load only makes it longer)."""
+        key = self.key(url)
+        events = [ev for ev in self.settled_log(url) if ev.get("key") == key]
+        gaps = []
+        for i, ev in enumerate(events):
+            if ev["event"] == "response" and ev["status"] not in (200, 206):
+                nxt = [e for e in events[i + 1:] if e["event"] == "request"]
+                gaps.append(nxt[0]["t"] - ev["last_send_t"])
+        return gaps
 
     def test_429_retry_after_honoured(self):
+        """Retry-After: 1 is reported as a 1 s wait, and waited: the next
+        request reaches the origin at least ~1 s after the 429."""
         url = self.fault.url("small.bin", status=429, times=2, retry_after=1,
                              case="t429")
         p = run_case("retries", url, self.dest, self.sha["small.bin"], 2, 429)
         self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(values(p.stdout, "RETRY_WAIT"), ["1000", "1000"])
+        gaps = self.retry_gaps(url)
+        self.assertEqual(len(gaps), 2)
+        for gap in gaps:
+            self.assertGreaterEqual(gap, 0.9, gaps)
+
+    def test_retry_after_date_honoured(self):
+        """Retry-After as an HTTP-date about 2 s ahead (whole seconds, so
+        1 to 2 s from when the engine reads it): the wait is the time to
+        that date, and it is waited."""
+        url = self.fault.url("small.bin", status=503, times=1, retry_after="date",
+                             case="t503date")
+        p = run_case("retries", url, self.dest, self.sha["small.bin"], 1, 503)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        waits = [int(w) for w in values(p.stdout, "RETRY_WAIT")]
+        self.assertEqual(len(waits), 1)
+        # Not 0: that would take a stall of over a second between the
+        # origin's send and the engine's read, on loopback.
+        self.assertIn(waits[0], (1000, 2000))
+        gaps = self.retry_gaps(url)
+        self.assertEqual(len(gaps), 1)
+        self.assertGreaterEqual(gaps[0], waits[0] / 1000 - 0.1, (gaps, waits))
 
     def test_retry_after_beyond_cap_fails_resumably(self):
         url = self.fault.url("small.bin", status=503, retry_after=100000,

@@ -281,6 +281,80 @@ class StateTest(unittest.TestCase):
                 # above): here at most the 3 allowed stages of 512 KiB miss.
                 self.assertGreater(resident_bytes(dest), size - 2 * MiB, allowed)
 
+    def sync_shim_env(self, mode, log=None):
+        env = dict(os.environ, LD_PRELOAD=os.environ["RV_SYNC_SHIM"], RV_SHIM_SYNC=mode)
+        env["ASAN_OPTIONS"] = ":".join(
+            o for o in (os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0") if o)
+        if log:
+            env["RV_SHIM_SYNC_LOG"] = log
+        return env
+
+    def test_failing_sync_fails_the_download(self):
+        """A disk whose syncs fail (EIO, as Linux reports lost writeback):
+        the download fails with a clear error, nothing is delivered, and
+        the database holds no byte as durable. Both the page cache path
+        (small chunks) and the staged one."""
+        log = os.path.join(self.tmp, "syncs")
+        env = self.sync_shim_env("eio", log)
+        with NginxOrigin(self.root) as ng:
+            for case in ("mid", "small"):
+                name = case + ".bin"
+                dest = os.path.join(self.out, name)
+                p = self.ctl("-c", "4", "--no-digest", "-o", dest,
+                             ng.url(name, case="eio"), env=env)
+                self.assertEqual(p.returncode, 3, p.stderr)
+                self.assertRegex(p.stderr, r"cannot make '[^']*' durable: "
+                                 r"Input/output error")
+                self.assertFalse(os.path.exists(dest))
+                self.assertEqual(durable_bytes(self.state), 0)
+        with open(log) as f:
+            self.assertIn("enter", f.read())
+
+    def test_no_range_durable_before_its_sync_returned(self):
+        """Syncs of the blob hang from the third on (a shim): while the
+        third hangs, the database holds as durable at most the bytes
+        written before the second began, whatever else has arrived; and so
+        after a kill -9 there."""
+        log = os.path.join(self.tmp, "syncs")
+        env = self.sync_shim_env("hold:3", log)
+        dest = os.path.join(self.out, "mid.bin")
+
+        def lines():
+            with open(log) as f:
+                return [line.split() for line in f if line.endswith("\n")]
+
+        # 8 MiB/s: about 5 s for the object, a sync every second.
+        with FaultOrigin(self.root, rate=2 * MiB) as fo:
+            url = fo.url("mid.bin", case="hold")
+            key = url.split(str(fo.port), 1)[1]
+            proc = self.spawn("-q", "-c", "4", "--no-digest", "-o", dest, url, env=env)
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not (
+                        os.path.exists(log) and ["enter", "3"] in [l[:2] for l in lines()]):
+                    self.assertIsNone(proc.poll(), "finished without a third sync")
+                    time.sleep(0.05)
+                returned = [l for l in lines() if l[0] == "return"]
+                self.assertEqual([l[1] for l in returned], ["1", "2"])
+                bound = max(int(l[4]) for l in returned)
+                # Watch while the sync hangs and the rest arrives: the
+                # whole object (a response event per request), then 5
+                # commit intervals more. Nothing may become durable.
+                requests = sum(1 for ev in fo.log()
+                               if ev.get("key") == key and ev["event"] == "request")
+                fo.wait(key, requests, timeout=30)
+                watch_until = time.monotonic() + 1.0
+                while time.monotonic() < watch_until:
+                    self.assertLessEqual(durable_bytes(self.state), bound)
+                    time.sleep(0.05)
+                self.assertGreater(self.key_bytes(fo, url), bound)
+            finally:
+                proc.kill()
+                proc.wait()
+            self.assertLessEqual(durable_bytes(self.state), bound)
+            print("\nsync held: %d bytes received, %d durable, bound %d"
+                  % (self.key_bytes(fo, url), durable_bytes(self.state), bound))
+
     def test_stalled_transfer_of_big_blob_is_made_durable(self):
         """A big blob's bytes wait in a transfer's 512 KiB stage until it
         fills; when the transfer stalls, a due sync sends the stage to the

@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 proto_dir="$here/../../proto"
 out="$here/corpus"
 rm -rf "$out"
-mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small,httphdr}
+mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small,httphdr,config}
 
 n=0
 text() { # target, content
@@ -93,5 +93,14 @@ for h in '0' '18446744073709551615' '18446744073709551616' '007'; do
 done
 for h in 'Content-Range' 'ETAG' 'retry-after'; do
   hdr '\005' "$h"
+done
+# config: whole config files. The shipped example with every key set, then
+# a few shapes the parser must refuse or trim.
+n=$((n + 1))
+sed -n 's/^#\([a-z-]* *=\)/\1/p' "$here/../../packaging/retrieverd.conf" >"$out/config/seed-$n"
+for c in $'# only a comment\n\n' $'  state-dir\t=  /var/lib/r//  \r\nlog-level=debug' \
+  $'cache-quota = 1.5T\nchunk-size = 64K\nsocket-mode = 0660' $'max-running-jobs = 0' \
+  $'foo = 1' $'state-dir = /a\nstate-dir = /b' $'no equals sign' $'config = /x'; do
+  text config "$c"
 done
 echo "seeds written to $out"

@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 proto_dir="$here/../../proto"
 out="$here/corpus"
 rm -rf "$out"
-mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small,httphdr,config}
+mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small,httphdr,config,jobstore}
 
 n=0
 text() { # target, content
@@ -102,5 +102,15 @@ for c in $'# only a comment\n\n' $'  state-dir\t=  /var/lib/r//  \r\nlog-level=d
   $'cache-quota = 1.5T\nchunk-size = 64K\nsocket-mode = 0660' $'max-running-jobs = 0' \
   $'foo = 1' $'state-dir = /a\nstate-dir = /b' $'no equals sign' $'config = /x'; do
   text config "$c"
+done
+# jobstore: flags, then fields of a 2-byte little-endian length each
+# (fuzz_jobstore.c): request, groups, id, objects' texts.
+for j in \
+  '\005\003\000abc\010\000\350\003\000\000\351\003\000\000\002\000id\002\000ff\010\000a1b2c3d4\003\000err' \
+  '\001\000\000\000\000\000\000' '\003\004\000\012\002\010\001' \
+  '\001\002\000xy\005\000\001\002\003\004\005' \
+  '\000\034\000nonce-nonce-ciphertext-tag!!\000\000\004\000j-id' '\014\001\000z'; do
+  n=$((n + 1))
+  printf "$j" >"$out/jobstore/seed-$n"
 done
 echo "seeds written to $out"

@@ -12,7 +12,7 @@ secs="${2:-20}"
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rv-fuzz.XXXXXX")"
 
-targets=(request_download request_small url_normalize url_redact header_allowed httphdr config)
+targets=(request_download request_small url_normalize url_redact header_allowed httphdr config jobstore)
 for t in "${targets[@]}"; do
   bin="$build/tests/fuzz/fuzz_$t"
   [ -x "$bin" ] || { echo "fuzz: $bin is missing (build the rv_fuzzers target)" >&2; exit 1; }

@@ -1,6 +1,6 @@
-/* sync_shim.c — an LD_PRELOAD shim for test_state.py: a disk whose syncs
- * fail, or hang, and a log of every sync, for the files in a cache's
- * blobs/ directory (the database's own syncs pass through untouched).
+/* disk_shim.c — an LD_PRELOAD shim for test_state.py: a disk whose syncs
+ * fail, or hang, and an account of what reaches the files in a cache's
+ * blobs/ directory (the database's own files pass through untouched).
  *
  * RV_SHIM_SYNC=eio      every fdatasync, fsync and syncfs of a blob fails
  *                       with EIO and syncs nothing (a disk that lost the
@@ -9,16 +9,21 @@
  *                       every later one block (at most 120 s, then go
  *                       through), so whatever was written after the last
  *                       returned sync began is never durable
- * RV_SHIM_SYNC_LOG=FILE append one line per blob sync:
+ * (unset)               syncs go through
+ * RV_SHIM_LOG=FILE      append one line per blob sync:
  *                         enter SEQ FN WRITTEN
  *                         return SEQ FN RC WRITTEN_AT_ENTER
  *                       WRITTEN: bytes that pwrite/pwrite64/write/pwritev
  *                       calls on blobs had put in files, counted when they
  *                       returned; a sync can only make durable what was
- *                       written before it began.
+ *                       written before it began. At exit, one line
+ *                         writes direct D buffered B
+ *                       the bytes written to blobs with and without
+ *                       O_DIRECT (to the page cache).
  *
  * Lines are written with one write(2) each on an O_APPEND descriptor, so
- * threads do not interleave within a line. */
+ * threads do not interleave within a line. Stacks after another shim in
+ * LD_PRELOAD (each calls the next definition). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,10 +43,11 @@ static long hold_from;            /* HOLD: the first sequence number held */
 static int log_fd = -1;
 static atomic_long seq;           /* blob syncs so far */
 static atomic_ullong written;     /* bytes written to blobs so far */
+static atomic_ullong direct, buffered; /* of them, with and without O_DIRECT */
 
 __attribute__((constructor)) static void read_env(void) {
     const char *m = getenv("RV_SHIM_SYNC");
-    const char *l = getenv("RV_SHIM_SYNC_LOG");
+    const char *l = getenv("RV_SHIM_LOG");
     if (m && !strcmp(m, "eio"))
         mode = EIO_ALL;
     else if (m && !strncmp(m, "hold:", 5)) {
@@ -116,9 +122,20 @@ int syncfs(int fd) {
 }
 
 static ssize_t count(int fd, ssize_t n) {
-    if (n > 0 && is_blob(fd))
+    if (n > 0 && is_blob(fd)) {
+        int flags = fcntl(fd, F_GETFL);
+        atomic_fetch_add(flags >= 0 && (flags & O_DIRECT) ? &direct : &buffered,
+                         (unsigned long long)n);
         atomic_fetch_add(&written, (unsigned long long)n);
+    }
     return n;
+}
+
+__attribute__((destructor)) static void account(void) {
+    char line[96];
+    log_line(line, snprintf(line, sizeof(line), "writes direct %llu buffered %llu\n",
+                            (unsigned long long)atomic_load(&direct),
+                            (unsigned long long)atomic_load(&buffered)));
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) {

@@ -501,7 +501,7 @@ class EngineTest(unittest.TestCase):
         current."""
         state = os.path.join(self.out, "state")
         url = self.fault.url("big.bin", etag_len=4096, status=503, retry_after=100000,
-                             after=3, times=1, case="longetag")
+                             after=3, times=1, rate=16 * MiB, case="longetag")
         key = self.key(url)
         size = os.path.getsize(os.path.join(self.root, "big.bin"))
         conn = http.client.HTTPConnection("127.0.0.1", self.fault.port, timeout=10)
@@ -517,8 +517,10 @@ class EngineTest(unittest.TestCase):
         digest = hashlib.sha256(etag.encode()).hexdigest()
         # A first run with state, one range at a time, that the origin
         # stops at its fourth GET (a 503 asking for a wait beyond the cap:
-        # a failure that keeps the durable state); then the same download
-        # resumed from its durable marks; then a cache hit, revalidated.
+        # a failure that keeps the durable state), paced so that its 33 MiB
+        # take about 2 s and syncs (every second) have made some of them
+        # durable; then the same download resumed from its durable marks;
+        # then a cache hit, revalidated.
         env = {"RV_TEST_STATE_DIR": state, "RV_TEST_MAX_CONNECTIONS_PER_OBJECT": "1"}
         self.error(url, "RV_E_RETRY_AFTER_TOO_LONG", env=env)
         first_run = self.key_stats(url)["body_bytes"]
@@ -538,6 +540,11 @@ class EngineTest(unittest.TestCase):
         for ev in ranged:
             self.assertEqual((ev["if_range_len"], ev["if_range_sha256"]),
                              (4096, digest))
+        # The cache hit's revalidation sent the whole ETag in If-None-Match.
+        revalidations = [ev for ev in requests if "if_none_match_len" in ev]
+        self.assertEqual(len(revalidations), 1)
+        self.assertEqual((revalidations[0]["if_none_match_len"],
+                          revalidations[0]["if_none_match_sha256"]), (4096, digest))
         # Every range was answered 206 (none refetched whole), but the one
         # the origin refused; the revalidation found the copy current.
         statuses = [ev["status"] for ev in events

@@ -602,6 +602,11 @@ class RangeFaults(FixtureCase):
         self.assertEqual(ev[0]["if_range_sha256"],
                          hashlib.sha256(etag.encode()).hexdigest())
         self.assertEqual(ev[0]["headers"]["if-range"], etag[:256])
+        self.request("/small.bin", headers={"If-None-Match": etag}, **q)
+        ev = [e for e in self.fo.log()
+              if e["event"] == "request" and e.get("if_none_match_len")]
+        self.assertEqual([(e["if_none_match_len"], e["if_none_match_sha256"]) for e in ev],
+                         [(4096, hashlib.sha256(etag.encode()).hexdigest())])
 
     def test_plain_206(self):
         q = {"plain_206": 1, "after": 1, "case": "plain"}

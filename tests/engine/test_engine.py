@@ -497,8 +497,7 @@ class EngineTest(unittest.TestCase):
         exactly as the origin sent it (a cut value would be one the origin
         never sent: it answers 200 and every range is refetched whole), on
         every range of a first run and of one resumed from durable state;
-        and the revalidation of the cached copy (If-None-Match) finds it
-        current."""
+        and in If-None-Match when the cached copy is revalidated."""
         state = os.path.join(self.out, "state")
         url = self.fault.url("big.bin", etag_len=4096, status=503, retry_after=100000,
                              after=3, times=1, rate=16 * MiB, case="longetag")

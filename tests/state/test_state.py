@@ -753,6 +753,42 @@ class StateTest(unittest.TestCase):
             self.assertEqual(self.key_bytes(fo, urls[0]) - before[0], size)
             self.assertLessEqual(self.key_bytes(fo, urls[2]) - before[2], 1)
 
+    def test_quota_spares_the_object_downloading(self):
+        """A quota smaller than the object: the eviction that runs after
+        every commit skips the object being downloaded. While it runs, its
+        row and its blob stay, and its durable bytes grow."""
+        quota = 8 * MiB
+        with FaultOrigin(self.root, rate=MiB) as fo:
+            url = fo.url("mid.bin", case="quota")
+            proc = self.spawn("-q", "-c", "4", "--cache-quota", str(quota),
+                              "-o", os.path.join(self.out, "m"), url,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                seen = []  # durable bytes at each look, while row and blob exist
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not (
+                        len(seen) >= 2 and seen[-1] > seen[0] and seen[0] > quota):
+                    self.assertIsNone(proc.poll(), "the download ended early (at 4 MiB/s it takes ~10 s)")
+                    now = durable_bytes(self.state)
+                    rows = []
+                    if now:
+                        con = sqlite3.connect(os.path.join(self.state, "retriever.db"))
+                        try:
+                            rows = con.execute("SELECT blob FROM objects").fetchall()
+                        finally:
+                            con.close()
+                    if now > quota or seen:
+                        self.assertEqual(len(rows), 1, "the row went at %d bytes" % now)
+                        self.assertTrue(os.path.exists(
+                            os.path.join(self.cache, "blobs", rows[0][0])))
+                        seen.append(now)
+                    time.sleep(0.1)  # bounded: ~4 MiB/s arrive, synced each second
+                self.assertGreaterEqual(len(seen), 2)
+                self.assertGreater(seen[-1], seen[0])
+            finally:
+                proc.kill()
+                proc.wait()
+
     # -- recovery and bad local state --------------------------------------
 
     def test_corrupt_database_recovered(self):

@@ -768,7 +768,8 @@ class StateTest(unittest.TestCase):
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not (
                         len(seen) >= 2 and seen[-1] > seen[0] and seen[0] > quota):
-                    self.assertIsNone(proc.poll(), "the download ended early (at 4 MiB/s it takes ~10 s)")
+                    self.assertIsNone(proc.poll(),
+                                      "the download ended early (at 4 MiB/s it takes ~10 s)")
                     now = durable_bytes(self.state)
                     rows = []
                     if now:

@@ -52,10 +52,14 @@ def durable_spans(state_dir):
 
 def requested_ranges(origin, key, since):
     """[(first, end)) of each Range the origin was asked for key since the
-    monotonic time `since` (the origin logs on the same clock)."""
+    monotonic time `since` (the origin logs on the same clock); a request
+    without a Range asks for everything."""
     spans = []
     for ev in origin.log():
         if ev.get("key") == key and ev["event"] == "request" and ev["t"] >= since:
+            if not ev["range"]:
+                spans.append((0, float("inf")))
+                continue
             first, last = ev["range"].split("=", 1)[1].split("-")
             spans.append((int(first), int(last) + 1))
     return spans

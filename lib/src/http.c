@@ -78,6 +78,30 @@ static char *dup_value(const char *v, size_t len) {
     return strndup(v, len);
 }
 
+/* Append "name: value" to *list. The value is a validator the origin sent
+ * (ETag, Last-Modified), so it is as long as the origin made it: libcurl
+ * refuses response header lines over CURL_MAX_HTTP_HEADER (100 KiB), and
+ * nothing shorter may cut it here (a cut ETag in If-Range is a value the
+ * origin never sent). The line is built on the heap; curl_slist_append
+ * copies it. */
+static int append_header(struct curl_slist **list, const char *name, const char *value) {
+    char *line = NULL;
+    int r = RV_E_NOMEM;
+
+    if (asprintf(&line, "%s: %s", name, value) < 0) {
+        line = NULL;
+        goto out;
+    }
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (!l)
+        goto out;
+    *list = l;
+    r = RV_OK;
+out:
+    free(line);
+    return r;
+}
+
 /* Whether the response carries a validator that differs from ours. */
 static bool validator_differs(const rv_transfer *t, const rv_object *o) {
     if (t->resp_etag && o->etag && strcmp(t->resp_etag, o->etag) != 0)
@@ -365,7 +389,7 @@ static void xfer_put(rv_engine *e, rv_transfer *t) {
 int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
-    char range[64], hdr[1024];
+    char range[64];
     int r = xfer_get(e, &t);
 
     if (r != RV_OK) {
@@ -386,13 +410,9 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
             goto nomem;
         t->req_headers = l;
     }
-    if (!probe && o->ranges && (o->etag || o->last_modified)) {
-        snprintf(hdr, sizeof(hdr), "If-Range: %s", o->etag ? o->etag : o->last_modified);
-        struct curl_slist *l = curl_slist_append(t->req_headers, hdr);
-        if (!l)
-            goto nomem;
-        t->req_headers = l;
-    }
+    if (!probe && o->ranges && (o->etag || o->last_modified) &&
+        append_header(&t->req_headers, "If-Range", o->etag ? o->etag : o->last_modified) != RV_OK)
+        goto nomem;
 
     CURL *h = t->easy;
     curl_easy_setopt(h, CURLOPT_URL, o->fetch_url && !probe ? o->fetch_url : o->url->normalised);
@@ -447,7 +467,6 @@ nomem:
 }
 
 int rv_http_revalidate(rv_engine *e, rv_object *o) {
-    char hdr[1024];
     int r = rv_http_start(e, o, &o->chunks[0], true);
     if (r != RV_OK)
         return r;
@@ -456,15 +475,12 @@ int rv_http_revalidate(rv_engine *e, rv_object *o) {
     t->revalidate = true;
     o->chunks[0].state = RV_CHUNK_DONE; /* only borrowed: its bytes stay done */
     curl_easy_setopt(t->easy, CURLOPT_RANGE, "0-0");
-    snprintf(hdr, sizeof(hdr), "%s: %s", o->etag ? "If-None-Match" : "If-Modified-Since",
-             o->etag ? o->etag : o->last_modified ? o->last_modified : "");
-    struct curl_slist *l = curl_slist_append(t->req_headers, hdr);
-    if (!l) {
+    if (append_header(&t->req_headers, o->etag ? "If-None-Match" : "If-Modified-Since",
+                      o->etag ? o->etag : o->last_modified ? o->last_modified : "") != RV_OK) {
         rv_http_stop(e, t);
         rv_object_fail(o, RV_E_NOMEM, "out of memory");
         return RV_E_NOMEM;
     }
-    t->req_headers = l;
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers);
     return RV_OK;
 }

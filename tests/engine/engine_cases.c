@@ -3,7 +3,8 @@
  *
  *   engine_cases ok URL DEST SHA256              download; check file and hooks
  *   engine_cases error URL DEST ERROR_NAME [SHA256]  expect failure with that code
- *   engine_cases retries URL DEST SHA256 N STATUS  exactly N retries on STATUS
+ *   engine_cases retries URL DEST SHA256 N STATUS  exactly N retries on STATUS;
+ *                                                  prints RETRY_WAIT <ms> each
  *   engine_cases cancel URL DEST                 cancel mid-transfer
  *   engine_cases fail_fast URL DEST              object changes, policy FAIL
  *   engine_cases many DIR URL SHA256 [URL SHA256]...  concurrent objects
@@ -29,6 +30,11 @@
  *                               ranges, a rangeless stream retried), so
  *                               progress may go back and completed ranges
  *                               may overlap; without it both are checked
+ *   RV_TEST_RESUMED=1           "ok": the object resumes from durable state
+ *                               (RV_TEST_STATE_DIR) or is a cache hit; the
+ *                               ranges an earlier run finished are not
+ *                               reported again, so the ranges-cover-the-file
+ *                               checks are off
  */
 #include <dirent.h>
 #include <retriever/retriever.h>
@@ -268,12 +274,13 @@ static int case_ok(char **argv) {
     /* No rate beyond what loopback carries, also across a restart (bytes
      * done going back once made it wrap to ~1e19). */
     CHECK(ob.max_rate < 1e11);
-    CHECK_EQ_U64(ob.chunk_bytes >= (uint64_t)st.st_size, 1);
+    bool resumed = getenv("RV_TEST_RESUMED") != NULL;
+    CHECK_EQ_U64(resumed || ob.chunk_bytes >= (uint64_t)st.st_size, 1);
     /* A download that cannot start over only moves forward, and its
      * completed ranges are the file, each byte in exactly one of them. */
     if (!getenv("RV_TEST_MAY_RESTART")) {
         CHECK(!ob.progress_went_back);
-        CHECK(chunks_tile(&ob, (uint64_t)st.st_size));
+        CHECK(resumed || chunks_tile(&ob, (uint64_t)st.st_size));
     }
     rv_progress p;
     rv_object_progress(o, &p);
@@ -330,12 +337,13 @@ static int case_retries(char **argv) {
     CHECK_EQ_U64(rv_object_state(o), RV_STATE_DONE);
     CHECK_EQ_U64(ob.retries, want);
     CHECK_EQ_U64(rv_object_retries(o), want);
+    /* The waits are printed for the driver, which knows whether the origin
+     * sent a Retry-After (then the wait is its value) or not (then a full
+     * jitter within [0, min(max, base * 2^(n-1))]). */
     for (unsigned i = 0; i < want && i < MAX_EVENTS; i++) {
         CHECK_EQ_U64(ob.retry_status[i], (uint64_t)status);
         CHECK_EQ_U64(ob.retry_attempt[i], i + 1);
-        /* full jitter within [0, min(max, base * 2^(n-1))], or Retry-After */
-        uint64_t bound = 20ull << i;
-        CHECK(ob.retry_wait[i] <= (bound > 200 ? 200 : bound) || ob.retry_wait[i] % 1000 == 0);
+        printf("RETRY_WAIT %llu\n", (unsigned long long)ob.retry_wait[i]);
     }
     rv_engine_free(e);
     return rv_test_result();

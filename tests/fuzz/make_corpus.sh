@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 proto_dir="$here/../../proto"
 out="$here/corpus"
 rm -rf "$out"
-mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small}
+mkdir -p "$out"/{url_normalize,url_redact,header_allowed,request_download,request_small,httphdr,config,jobstore}
 
 n=0
 text() { # target, content
@@ -66,4 +66,51 @@ encode ListRequest request_small 'states: JOB_STATE_RUNNING states: JOB_STATE_DO
 encode ListRequest request_small 'states: JOB_STATE_UNSPECIFIED' '\004'
 encode StatsRequest request_small '' '\005'
 encode PingRequest request_small '' '\006'
+# httphdr: the first byte picks the parser (fuzz_httphdr.c).
+hdr() { # selector byte as \ooo, content
+  n=$((n + 1))
+  printf "$1" >"$out/httphdr/seed-$n"
+  printf '%s' "$2" >>"$out/httphdr/seed-$n"
+}
+for h in $'Content-Range: bytes 0-99/1000\r\n' $'ETag:  "abc" \r\n' $'X:\r\n' \
+  'HTTP/1.1 200 OK: x' $'Retry-After:\t120'; do
+  hdr '\000' "$h"
+done
+for h in $'HTTP/1.1 206 Partial Content\r\n' 'HTTP/2 200' 'HTTP/1.0 099 x'; do
+  hdr '\001' "$h"
+done
+for h in 'bytes 0-1048575/41943047' 'bytes */100' 'bytes 5-9/*' 'BYTES 1-0/2' \
+  'bytes 0-18446744073709551614/18446744073709551615'; do
+  hdr '\002' "$h"
+done
+for h in '120' 'Sun, 06 Nov 1994 08:49:37 GMT' 'Sunday, 06-Nov-94 08:49:37 GMT' \
+  'Sun Nov  6 08:49:37 1994' 'Fri, 31 Dec 9999 23:59:59 GMT' 'Mon, 29 Feb 2100 00:00:00 GMT' \
+  '99999999999999999999999'; do
+  hdr '\003' "$h"
+done
+for h in '0' '18446744073709551615' '18446744073709551616' '007'; do
+  hdr '\004' "$h"
+done
+for h in 'Content-Range' 'ETAG' 'retry-after'; do
+  hdr '\005' "$h"
+done
+# config: whole config files. The shipped example with every key set, then
+# a few shapes the parser must refuse or trim.
+n=$((n + 1))
+sed -n 's/^#\([a-z-]* *=\)/\1/p' "$here/../../packaging/retrieverd.conf" >"$out/config/seed-$n"
+for c in $'# only a comment\n\n' $'  state-dir\t=  /var/lib/r//  \r\nlog-level=debug' \
+  $'cache-quota = 1.5T\nchunk-size = 64K\nsocket-mode = 0660' $'max-running-jobs = 0' \
+  $'foo = 1' $'state-dir = /a\nstate-dir = /b' $'no equals sign' $'config = /x'; do
+  text config "$c"
+done
+# jobstore: flags, then fields of a 2-byte little-endian length each
+# (fuzz_jobstore.c): request, groups, id, objects' texts.
+for j in \
+  '\005\003\000abc\010\000\350\003\000\000\351\003\000\000\002\000id\002\000ff\010\000a1b2c3d4\003\000err' \
+  '\001\000\000\000\000\000\000' '\003\004\000\012\002\010\001' \
+  '\001\002\000xy\005\000\001\002\003\004\005' \
+  '\000\034\000nonce-nonce-ciphertext-tag!!\000\000\004\000j-id' '\014\001\000z'; do
+  n=$((n + 1))
+  printf "$j" >"$out/jobstore/seed-$n"
+done
 echo "seeds written to $out"

@@ -12,13 +12,17 @@ secs="${2:-20}"
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rv-fuzz.XXXXXX")"
 
-targets=(request_download request_small url_normalize url_redact header_allowed)
+targets=(request_download request_small url_normalize url_redact header_allowed httphdr config jobstore)
 for t in "${targets[@]}"; do
   bin="$build/tests/fuzz/fuzz_$t"
   [ -x "$bin" ] || { echo "fuzz: $bin is missing (build the rv_fuzzers target)" >&2; exit 1; }
   mkdir -p "$work/$t"
   dict=()
-  case "$t" in url_*|request_download) dict=(-dict="$here/url.dict") ;; esac
+  case "$t" in
+    url_*|request_download) dict=(-dict="$here/url.dict") ;;
+    httphdr) dict=(-dict="$here/httphdr.dict") ;;
+    config) dict=(-dict="$here/config.dict") ;;
+  esac
   echo "fuzz: $t for ${secs}s"
   if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
        -print_final_stats=1 -artifact_prefix="$work/$t/" "${dict[@]}" \

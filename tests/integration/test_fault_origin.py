@@ -8,6 +8,7 @@ slack (>= 60% of the ideal) so that a loaded machine cannot make them fail.
 """
 
 import email.utils
+import hashlib
 import http.client
 import os
 import shutil
@@ -576,6 +577,50 @@ class RangeFaults(FixtureCase):
         _, h, _ = self.request("/small.bin", method="HEAD", **q)
         self.assertEqual((h["etag"], h["last-modified"]),
                          (h2["etag"], h2["last-modified"]))
+
+    def test_etag_len(self):
+        q = {"etag_len": 4096, "case": "long"}
+        _, h, _ = self.request("/small.bin", method="HEAD", case="short")
+        _, hl, _ = self.request("/small.bin", method="HEAD", **q)
+        etag = hl["etag"]
+        self.assertEqual(len(etag), 4096)
+        self.assertTrue(etag.startswith(h["etag"][:-1]) and etag.endswith('"'))
+        # If-Range compares the whole value: the long one matches, a cut
+        # one does not (the full body comes back).
+        status, _, body = self.request(
+            "/small.bin", headers={"Range": "bytes=0-9", "If-Range": etag}, **q)
+        self.assertEqual((status, body), (206, self.data[:10]))
+        status, _, _ = self.request(
+            "/small.bin", headers={"Range": "bytes=0-9",
+                                   "If-Range": etag[:1023] + '"'}, **q)
+        self.assertEqual(status, 200)
+        # The log keeps 256 characters of the value, and its whole
+        # length and digest.
+        ev = [e for e in self.fo.log()
+              if e["event"] == "request" and e.get("if_range_len")]
+        self.assertEqual([e["if_range_len"] for e in ev], [4096, 1024])
+        self.assertEqual(ev[0]["if_range_sha256"],
+                         hashlib.sha256(etag.encode()).hexdigest())
+        self.assertEqual(ev[0]["headers"]["if-range"], etag[:256])
+        self.request("/small.bin", headers={"If-None-Match": etag}, **q)
+        ev = [e for e in self.fo.log()
+              if e["event"] == "request" and e.get("if_none_match_len")]
+        self.assertEqual([(e["if_none_match_len"], e["if_none_match_sha256"]) for e in ev],
+                         [(4096, hashlib.sha256(etag.encode()).hexdigest())])
+
+    def test_plain_206(self):
+        q = {"plain_206": 1, "after": 1, "case": "plain"}
+        rng = {"Range": "bytes=0-9"}
+        status, h, _ = self.request("/small.bin", headers=rng, **q)
+        self.assertEqual(status, 206)                 # the first: as usual
+        self.assertIn("etag", h)
+        status, h, body = self.request("/small.bin", headers=rng, **q)
+        self.assertEqual((status, body), (206, self.data[:10]))
+        self.assertNotIn("etag", h)
+        self.assertNotIn("last-modified", h)
+        status, h, _ = self.request("/small.bin", **q)
+        self.assertEqual(status, 200)                 # a 200 keeps them
+        self.assertIn("etag", h)
 
 
 class RateLimit(FixtureCase):

@@ -14,13 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "readback.h"
 #include "retry.h"
 #include "rv_error.h"
 #include "tempname.h"
 #include "writer.h"
 
-/* The copy buffer, where the kernel cannot copy (across file system
- * types). */
+/* The buffer of copies the kernel cannot do (across file system types)
+ * and of a cache hit's verification. A read of this size costs little
+ * beside the CRC of what it brings, and stays in the CPU's cache. */
 #define COPY_BUFFER_SIZE (256u << 10)
 
 enum { KIND_ORDER = 1, KIND_DELIVERY };
@@ -116,6 +118,34 @@ static int copy_blob(rv_cachefiles *c, const rv_delivery *d, int fd) {
     return 0;
 }
 
+/* A cache hit's check: does the blob still have the CRC-32C its row
+ * recorded? Read through the descriptor the delivery then uses (a copy)
+ * or whose inode it links, not by name. Sets d->corrupt; returns 0 or the
+ * errno of a failed read. */
+static int verify_blob(rv_cachefiles *c, rv_delivery *d) {
+    uint32_t crc = 0;
+    struct stat st;
+
+    if (!c->buf && !(c->buf = malloc(COPY_BUFFER_SIZE)))
+        return ENOMEM;
+    if (fstat(d->fd, &st) != 0)
+        return errno;
+    if ((uint64_t)st.st_size != d->size) {
+        d->corrupt = true; /* cut or grown since: not the bytes recorded */
+        return 0;
+    }
+    (void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a cold blob reads ahead */
+    int err = rv_readback_crc32c(d->fd, 0, d->size, c->buf, COPY_BUFFER_SIZE, &crc);
+    if (err == EIO) {
+        d->corrupt = true; /* ended early, or the disk cannot read it back */
+        return 0;
+    }
+    if (err)
+        return err;
+    d->corrupt = crc != d->crc32c;
+    return 0;
+}
+
 /* Put the blob in place. A link is made under the destination's name at
  * once where that name is free (a link appears whole); otherwise, and for
  * copies, under a hidden name that is then renamed over the destination.
@@ -169,7 +199,9 @@ static void work(void *ctx, rv_bg_req *batch) {
             continue;
         }
         rv_delivery *d = (rv_delivery *)b;
-        d->err = put_in_place(c, d);
+        d->err = d->verify ? verify_blob(c, d) : 0;
+        if (!d->err && !d->corrupt)
+            d->err = put_in_place(c, d);
         close(d->fd);
         d->fd = -1;
         atomic_store(&c->delivered, true);

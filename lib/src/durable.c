@@ -923,8 +923,8 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
  * revalidation. */
 static void follow_done(rv_object *f, rv_object *l) {
     rv_store_object so = {.id = l->store_id, .size = l->size, .etag = l->etag,
-                          .last_modified = l->last_modified, .crc32c = l->crc32c,
-                          .complete = true};
+                          .last_modified = l->last_modified, .has_crc32c = l->has_crc32c,
+                          .crc32c = l->crc32c, .complete = true};
     memcpy(so.sha256, l->sha256_hex, sizeof(so.sha256));
     f->store_id = l->store_id;
     f->row_exists = l->row_exists;

@@ -168,6 +168,36 @@ class CacheVerifyTest(unittest.TestCase):
             self.assert_refetched(p, fo, url, "small.bin", dests[2], before)
             self.assertEqual(json.loads(p.stdout)["sha256"], self.sha["small.bin"])
 
+    def test_edited_entry_with_followers(self):
+        """Three requests for one URL in one engine (engine_cases: the first
+        leads, the others follow it) on an edited entry: the leader's check
+        finds the edit and fetches the object again, once; the followers
+        wait for it and deliver its bytes, checked in turn."""
+        cases = os.environ["RV_ENGINE_CASES"]
+        env = dict(os.environ, RV_TEST_STATE_DIR=self.state)
+        with FaultOrigin(self.root) as fo:
+            url = fo.url("small.bin", case="followers")
+            sha = self.sha["small.bin"]
+            first, second = (os.path.join(self.out, d) for d in ("first", "second"))
+            for d in (first, second):
+                os.mkdir(d)
+            p = subprocess.run([cases, "many", first, url, sha], env=env,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            blob = [b for b in os.listdir(os.path.join(self.state, "cache", "blobs"))
+                    if os.path.getsize(os.path.join(self.state, "cache", "blobs", b))]
+            self.assertEqual(len(blob), 1)
+            edit_in_place(os.path.join(self.state, "cache", "blobs", blob[0]), 1000)
+            before = self.key_bytes(fo, url)
+            p = subprocess.run([cases, "many", second] + [url, sha] * 3, env=env,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            for name in sorted(os.listdir(second)):
+                self.assertEqual(sha256_file(os.path.join(second, name)), sha)
+            self.assertEqual(len(os.listdir(second)), 3)
+            # One revalidation byte and one body: fetched again once.
+            self.assertEqual(self.key_bytes(fo, url) - before, self.size("small.bin") + 1)
+
     # -- eviction under a quota --------------------------------------------
 
     def test_object_larger_than_quota_is_kept_while_it_downloads(self):

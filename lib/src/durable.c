@@ -867,7 +867,8 @@ static void take_deliveries(rv_engine *e) {
         rv_object *o = d->tag;
         o->delivering = false;
         if (d->corrupt) {
-            rv_durable_refetch(o, RV_E_IO, "does not have the bytes it recorded (CRC-32C mismatch)");
+            rv_durable_refetch(o, RV_E_IO,
+                               "does not have the bytes it recorded (CRC-32C mismatch)");
         } else if (d->err == 0) {
             rv_outfile_close(o);
             rv_object_set_state(o, RV_STATE_DONE);

@@ -926,7 +926,6 @@ static void follow_done(rv_object *f, rv_object *l) {
     rv_store_object so = {.id = l->store_id, .size = l->size, .etag = l->etag,
                           .last_modified = l->last_modified, .has_crc32c = l->has_crc32c,
                           .crc32c = l->crc32c, .complete = true};
-    memcpy(so.sha256, l->sha256_hex, sizeof(so.sha256));
     f->store_id = l->store_id;
     f->row_exists = l->row_exists;
     if (asprintf(&f->blob_path, "%s", l->blob_path) < 0) {
@@ -941,6 +940,15 @@ static void follow_done(rv_object *f, rv_object *l) {
     if (!ok) {
         rv_object_fail(f, RV_E_IO, "cannot read the shared download '%s'", l->blob_path);
         return;
+    }
+    /* The leader's digest, when it computed one, is of these bytes: of
+     * what it fetched (or, a hit itself, hashed from the blob) in this
+     * process, never the database's. The follower's delivery checks that
+     * the blob still has the CRC-32C recorded with them, so the digest
+     * stands for what the follower delivers, without hashing it again. */
+    if (f->hash && l->hash && l->sha256_hex[0]) {
+        memcpy(f->sha256_hex, l->sha256_hex, sizeof(f->sha256_hex));
+        f->digest_known = true;
     }
     f->counted = 0; /* the leader's bytes, counted once */
     rv_object_attention(f);
@@ -991,6 +999,7 @@ void rv_durable_refetch(rv_object *o, int err_again, const char *what) {
     free(shown);
     o->refetched = true;
     o->cached = o->row_complete = o->final_sync = o->deliver_ready = o->has_crc32c = false;
+    o->digest_known = false;
     o->crc32c = 0;
     o->sha256_hex[0] = '\0';
     if (!o->lead_prevp) {

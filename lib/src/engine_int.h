@@ -188,8 +188,9 @@ struct rv_object {
     bool blob_writable;        /* the blob's mode allows writing (reopened to resume) */
     bool cached;               /* a complete blob from an earlier run: a cache hit */
     bool revalidating;         /* a cache hit waiting for the origin's word */
-    bool digest_known;         /* sha256_hex is final already (never for a cache hit: its
-                                  digest is computed from its bytes) */
+    bool digest_known;         /* sha256_hex is final already: a follower's, from its
+                                  leader's digest of the same bytes (follow_done); never
+                                  from the database (a hit's is computed from its bytes) */
     bool refetched;            /* a bad cache hit was fetched again (rv_durable_refetch):
                                   at most once */
     bool deliver_ready;        /* final marks written in the open transaction */

@@ -258,6 +258,33 @@ class CacheVerifyTest(unittest.TestCase):
             self.assertLessEqual(self.key_bytes(fo, url) - before,
                                  self.size("mid.bin") - kept)
 
+    def test_unfinished_entry_goes_when_room_is_needed(self):
+        """An unfinished entry (kill -9) not in use is evicted by the first
+        eviction of a later run that needs its room, after finished
+        entries (there are none here to spare: the only one is the run's
+        own, in use until delivered)."""
+        dest = os.path.join(self.out, "mid.bin")
+        with FaultOrigin(self.root, rate=2 * MiB) as fo:
+            url = fo.url("mid.bin", case="unfinished")
+            proc = self.spawn("-q", "-c", "4", "-o", dest, url)
+            deadline = time.monotonic() + 60
+            while durable_bytes(self.state) < 4 * MiB and time.monotonic() < deadline:
+                proc.poll() is None or self.fail("finished too early")
+                time.sleep(0.1)  # bounded: the download takes ~5 s at 8 MiB/s
+            proc.kill()
+            proc.wait()
+            self.settle(fo, url)
+            unfinished = self.row_and_blob()
+            self.assertTrue(unfinished and os.path.isfile(unfinished[1]))
+            small = os.path.join(self.out, "small.bin")
+            p = self.ctl("-q", "--cache-quota", "1M", "-o", small, fo.url("small.bin"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sha256_file(small), self.sha["small.bin"])
+            self.assertFalse(os.path.exists(unfinished[1]))
+            self.assertEqual(durable_bytes(self.state), 0)
+            left = self.row_and_blob()
+            self.assertTrue(left and left[0] != unfinished[0] and os.path.isfile(left[1]))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -182,6 +182,40 @@ int main(void) {
     CHECK(access(path_of("d5"), F_OK) != 0 && access(path_of("d6"), F_OK) != 0);
     CHECK_EQ_U64(hidden_names(), 0);
 
+    /* A blob big enough to be checked in two halves at once: right, then
+     * with one byte changed in the second half, then in the first. */
+    {
+        size_t big = (64u << 20) + 3;
+        unsigned char *bytes = malloc(big);
+        CHECK(bytes != NULL);
+        for (size_t i = 0; bytes && i < big; i++)
+            bytes[i] = (unsigned char)(i * 2654435761u >> 13);
+        uint32_t crc = bytes ? rv_crc32c(0, bytes, big) : 0;
+        int bfd = open(path_of("b4"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(bfd >= 0 && bytes && write(bfd, bytes, big) == (ssize_t)big);
+        close(bfd);
+        free(bytes);
+        uint64_t edits[] = {0, big - 2, 5};
+        for (int i = 0; i < 3; i++) {
+            if (i > 0) {
+                bfd = open(path_of("b4"), O_WRONLY);
+                CHECK(bfd >= 0 && pwrite(bfd, "!", 1, (off_t)edits[i]) == 1);
+                close(bfd);
+            }
+            rv_delivery *v = delivery("b4", "d7", false);
+            v->verify = true;
+            v->crc32c = crc;
+            back = deliver(c, v, &seen);
+            CHECK(back == v);
+            CHECK_EQ_U64((uint64_t)v->err, 0);
+            CHECK_EQ_U64(v->corrupt, i > 0);
+            CHECK_EQ_U64(access(path_of("d7"), F_OK) == 0, i == 0);
+            rv_delivery_free(v);
+            unlink(path_of("d7"));
+        }
+        unlink(path_of("b4"));
+    }
+
     /* Orders alone wake nobody; blobs not taken go with the thread. */
     reset_wakes();
     seen = 0;

@@ -1019,6 +1019,10 @@ void rv_durable_refetch(rv_object *o, int err_again, const char *what) {
             return;
         }
         leaders_add(o); /* the one fetching it: later requests follow this one */
+        /* Its leader counted the blob this one replaces (follow_done set
+         * counted 0): uncount it, the new plan counts the new one. */
+        if (o->size != RV_UNKNOWN)
+            e->cache_bytes -= o->size < e->cache_bytes ? o->size : e->cache_bytes;
     }
     /* The row is reset and committed and the blob replaced by an empty one
      * (rv_durable_restarted) before a byte is fetched, as for an object

@@ -123,10 +123,11 @@ static int copy_blob(rv_cachefiles *c, const rv_delivery *d, int fd) {
 }
 
 /* Blobs this large are checked in two halves at once, the second on a
- * helper thread: with the bytes in the page cache, the copy out of it and
- * the CRC are the whole cost, a hit has nothing else to do meanwhile, and
- * two cores halve it (1 GiB: 0.12-0.15 s against 0.26-0.33 s here). From
- * the disk it changes nothing: the disk is the limit. */
+ * helper thread (named as this one, whose name it inherits): with the
+ * bytes in the page cache, the copy out of it and the CRC are the whole
+ * cost, a hit has nothing else to do meanwhile, and two cores about halve
+ * it (docs/benchmarks.md). From the disk it changes nothing: the disk is
+ * the limit. */
 #define VERIFY_SPLIT_MIN (64u << 20)
 
 /* [from, to) of fd into a CRC-32C, through buf (COPY_BUFFER_SIZE). */

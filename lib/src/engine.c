@@ -819,6 +819,8 @@ void rv_object_changed(rv_object *o, const char *reason) {
     rv_object_start_over(o);
 }
 
+/* Discard every byte of o and resolve it again (a new version, or a cache
+ * entry found corrupt: rv_durable_refetch). */
 void rv_object_start_over(rv_object *o) {
     rv_object_stop_transfers(o);
     free(o->etag);

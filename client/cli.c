@@ -124,7 +124,8 @@ static const struct opt_def download_opts[] = {
      "~/.cache/retriever); a finished one is a cache hit", MODE_LOCAL},
     {OPT_CACHE_QUOTA, "cache-quota", 0, "SIZE", false, NULL,
      "keep at most SIZE of downloads in the cache, least\n"
-     "recently used go first (default 10G; 0: no limit)", MODE_LOCAL},
+     "recently used go first, finished before unfinished\n"
+     "(default 10G; 0: no limit)", MODE_LOCAL},
     {OPT_COPY, "copy", 0, NULL, true, NULL,
      "deliver a private, writable copy instead of a\n"
      "read-only hard link to the cached file", MODE_LOCAL},
@@ -133,7 +134,8 @@ static const struct opt_def download_opts[] = {
      "written next to its destination", MODE_LOCAL},
     {OPT_SHA256, "sha256", 0, "HEX", false, "Verification",
      "the file's expected sha256 (64 hex digits, one URL\n"
-     "only); a mismatch fails and keeps no file", MODE_ANY},
+     "only); a mismatch fails and keeps no file (a cache\n"
+     "hit is fetched again once first)", MODE_ANY},
     {OPT_DIGEST, "digest", 0, NULL, true, NULL,
      "compute every file's sha256 and report it (costs\n"
      "about 0.75 CPU-seconds per GiB; on by default with\n"

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,13 +16,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+#include "readback.h"
 #include "retry.h"
 #include "rv_error.h"
 #include "tempname.h"
 #include "writer.h"
 
-/* The copy buffer, where the kernel cannot copy (across file system
- * types). */
+/* The buffer of copies the kernel cannot do (across file system types)
+ * and of a cache hit's verification. A read of this size costs little
+ * beside the CRC of what it brings, and stays in the CPU's cache. */
 #define COPY_BUFFER_SIZE (256u << 10)
 
 enum { KIND_ORDER = 1, KIND_DELIVERY };
@@ -52,6 +57,7 @@ struct rv_cachefiles {
     /* The thread's. */
     rv_rng rng;            /* temporary names */
     unsigned char *buf;    /* COPY_BUFFER_SIZE, made on first use */
+    unsigned char *buf2;   /* the same, for verify_blob's helper thread */
     atomic_bool delivered; /* the batch just done had deliveries */
     /* The engine's: requests back from the thread, oldest first (orders
      * with blobs left to take; deliveries not yet taken back), and how
@@ -116,6 +122,74 @@ static int copy_blob(rv_cachefiles *c, const rv_delivery *d, int fd) {
     return 0;
 }
 
+/* Blobs this large are checked in two halves at once, the second on a
+ * helper thread (named as this one, whose name it inherits): with the
+ * bytes in the page cache, the copy out of it and the CRC are the whole
+ * cost, a hit has nothing else to do meanwhile, and two cores about halve
+ * it (docs/benchmarks.md). From the disk it changes nothing: the disk is
+ * the limit. */
+#define VERIFY_SPLIT_MIN (64u << 20)
+
+/* [from, to) of fd into a CRC-32C, through buf (COPY_BUFFER_SIZE). */
+typedef struct crc_span {
+    int fd;
+    uint64_t from, to;
+    unsigned char *buf;
+    uint32_t crc; /* out */
+    int err;      /* out: 0 or an errno (EIO: the file ended early) */
+} crc_span;
+
+static void *crc_span_run(void *arg) {
+    crc_span *s = arg;
+    s->err = rv_readback_crc32c(s->fd, s->from, s->to, s->buf, COPY_BUFFER_SIZE, &s->crc);
+    return NULL;
+}
+
+/* A cache hit's check: does the blob still have the CRC-32C its row
+ * recorded? Read through the descriptor the delivery then uses (a copy)
+ * or whose inode it links, not by name; pread, not mmap: a destination
+ * hard-linked to the blob may be truncated meanwhile, which would make a
+ * mapping's reads SIGBUS. Sets d->corrupt; returns 0 or the errno of a
+ * failed read. */
+static int verify_blob(rv_cachefiles *c, rv_delivery *d) {
+    struct stat st;
+    pthread_t helper;
+    bool split = false;
+
+    if (!c->buf && !(c->buf = malloc(COPY_BUFFER_SIZE)))
+        return ENOMEM;
+    if (fstat(d->fd, &st) != 0)
+        return errno;
+    if ((uint64_t)st.st_size != d->size) {
+        d->corrupt = true; /* cut or grown since: not the bytes recorded */
+        return 0;
+    }
+    (void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a cold blob reads ahead */
+    uint64_t mid = d->size / 2;
+    crc_span head = {.fd = d->fd, .from = 0, .to = d->size, .buf = c->buf};
+    crc_span tail = {.fd = d->fd, .from = mid, .to = d->size};
+    if (d->size >= VERIFY_SPLIT_MIN && (c->buf2 || (c->buf2 = malloc(COPY_BUFFER_SIZE)))) {
+        tail.buf = c->buf2;
+        split = pthread_create(&helper, NULL, crc_span_run, &tail) == 0;
+        if (split)
+            head.to = mid;
+    }
+    crc_span_run(&head); /* the whole blob when not split */
+    if (split) {
+        pthread_join(helper, NULL);
+        head.err = head.err ? head.err : tail.err;
+        head.crc = rv_crc32c_combine(head.crc, tail.crc, d->size - mid);
+    }
+    if (head.err == EIO) {
+        d->corrupt = true; /* ended early, or the disk cannot read it back */
+        return 0;
+    }
+    if (head.err)
+        return head.err;
+    d->corrupt = head.crc != d->crc32c;
+    return 0;
+}
+
 /* Put the blob in place. A link is made under the destination's name at
  * once where that name is free (a link appears whole); otherwise, and for
  * copies, under a hidden name that is then renamed over the destination.
@@ -169,7 +243,9 @@ static void work(void *ctx, rv_bg_req *batch) {
             continue;
         }
         rv_delivery *d = (rv_delivery *)b;
-        d->err = put_in_place(c, d);
+        d->err = d->verify ? verify_blob(c, d) : 0;
+        if (!d->err && !d->corrupt)
+            d->err = put_in_place(c, d);
         close(d->fd);
         d->fd = -1;
         atomic_store(&c->delivered, true);
@@ -264,6 +340,7 @@ rv_cachefiles *rv_cachefiles_free(rv_cachefiles *c) {
     }
     rv_bgthread_free(c->thread);
     free(c->buf);
+    free(c->buf2);
     free(c->blob_dir);
     free(c);
     return NULL;

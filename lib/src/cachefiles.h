@@ -15,7 +15,10 @@
  *   like any blob without a row.
  * - Deliveries: a finished, recorded blob is put in place at its
  *   destination (a hard link, or a copy under a hidden name renamed over
- *   the destination), and handed back with the result.
+ *   the destination), and handed back with the result. A cache hit's blob
+ *   is read back and checked against its recorded CRC-32C first (verify):
+ *   its bytes may have changed since they were written (a hard link edited
+ *   in place, a bad disk), and a 1 GiB read must not hold up the engine.
  *
  * Ownership: a blob handed out by rv_cachefiles_take is the caller's
  * (name and descriptor); every other one made is unlinked by
@@ -42,6 +45,9 @@ typedef struct rv_delivery {
     uint64_t size;       /* in */
     bool link;           /* in: a hard link may serve; else a copy */
     bool make_readonly;  /* in: mode 0444 first (a resumed blob was made writable) */
+    bool verify;         /* in: check the blob's bytes against crc32c first */
+    uint32_t crc32c;     /* in: the CRC-32C of the blob's size bytes, with verify */
+    bool corrupt;        /* out: verify found other bytes: nothing was put in place */
     int err;             /* out: 0, or the errno of the step that failed */
     void *tag;           /* the submitter's; untouched */
 } rv_delivery;

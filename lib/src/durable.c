@@ -55,7 +55,7 @@ static void notice(rv_engine *e, const char *fmt, ...) {
     e->hooks.on_notice(e->cfg.hooks_ud, msg);
 }
 
-static void evict(rv_engine *e);
+static void evict(rv_engine *e, bool at_open);
 
 /* mkdir -p (mode 0700 for what it creates), then check it is a writable
  * directory. */
@@ -236,7 +236,7 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
     if (r == RV_OK)
         r = recover(e);
     if (r == RV_OK)
-        evict(e); /* the quota may have shrunk since the last run */
+        evict(e, true); /* the quota may have shrunk since the last run */
     if (r != RV_OK) {
         if (asprintf(&note, "state database in '%s' failed: %s", e->state_dir,
                      rv_store_errmsg(e->store)) < 0)
@@ -391,14 +391,19 @@ out:
     return ok;
 }
 
-/* A complete blob from an earlier run: deliver it without fetching (after
- * a revalidation request, by policy). False when it cannot serve. */
+/* A complete blob from an earlier run (or a leader's, follow_done):
+ * deliver it without fetching (after a revalidation request, by policy),
+ * once its bytes are checked against the recorded CRC-32C (delivery_of).
+ * False when it cannot serve. */
 static bool cache_hit(rv_object *o, const rv_store_object *so) {
     rv_engine *e = o->engine;
     struct stat st;
     bool validator = so->etag || so->last_modified;
 
-    if (so->size == RV_STORE_UNKNOWN || (e->cfg.cache_revalidate && !validator))
+    /* A row without a CRC-32C cannot be verified (every complete row has
+     * one; a damaged database might not): it is fetched again instead. */
+    if (so->size == RV_STORE_UNKNOWN || !so->has_crc32c ||
+        (e->cfg.cache_revalidate && !validator))
         return false;
     o->fd = open(o->blob_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (o->fd < 0 || fstat(o->fd, &st) != 0 || (uint64_t)st.st_size != so->size)
@@ -418,10 +423,10 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
     o->counted = so->size; /* counted when the store was opened */
     o->etag = so->etag ? strdup(so->etag) : NULL;
     o->last_modified = so->last_modified ? strdup(so->last_modified) : NULL;
-    if (so->sha256[0] && o->hash) {
-        memcpy(o->sha256_hex, so->sha256, sizeof(o->sha256_hex));
-        o->digest_known = true;
-    }
+    /* The digest the row recorded is not taken: a digest, when wanted, is
+     * of the bytes delivered, so the digester reads the blob back
+     * (digest_known stays false). Its delivery checks the bytes against
+     * the CRC-32C first (delivery_of). */
     o->revalidating = e->cfg.cache_revalidate;
     rv_store_touch(e->store, so->id, (int64_t)time(NULL));
     return (!so->etag || o->etag) && (!so->last_modified || o->last_modified);
@@ -844,6 +849,11 @@ static rv_delivery *delivery_of(rv_object *o) {
     d->size = o->size;
     d->link = (o->engine->cfg.link_deliveries || o->link) && !o->copy;
     d->make_readonly = o->blob_writable;
+    /* A cache hit's bytes were written in an earlier run, or by another
+     * request: they are read back and checked before they are delivered.
+     * An object fetched by this request is checked as it lands. */
+    d->verify = o->cached;
+    d->crc32c = o->crc32c;
     d->tag = o;
     o->delivering = true;
     return d;
@@ -856,7 +866,10 @@ static void take_deliveries(rv_engine *e) {
         next = (rv_delivery *)d->bg.next;
         rv_object *o = d->tag;
         o->delivering = false;
-        if (d->err == 0) {
+        if (d->corrupt) {
+            rv_durable_refetch(o, RV_E_IO,
+                               "does not have the bytes it recorded (CRC-32C mismatch)");
+        } else if (d->err == 0) {
             rv_outfile_close(o);
             rv_object_set_state(o, RV_STATE_DONE);
         } else {
@@ -903,7 +916,7 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
     }
     if (deliveries)
         rv_cachefiles_deliver(e->cachefiles, (rv_delivery *)deliveries);
-    evict(e);
+    evict(e, false);
 }
 
 /* The leader's blob is complete (delivered, or its own delivery failed):
@@ -911,9 +924,8 @@ void rv_durable_progress(rv_engine *e, uint64_t now) {
  * revalidation. */
 static void follow_done(rv_object *f, rv_object *l) {
     rv_store_object so = {.id = l->store_id, .size = l->size, .etag = l->etag,
-                          .last_modified = l->last_modified, .crc32c = l->crc32c,
-                          .complete = true};
-    memcpy(so.sha256, l->sha256_hex, sizeof(so.sha256));
+                          .last_modified = l->last_modified, .has_crc32c = l->has_crc32c,
+                          .crc32c = l->crc32c, .complete = true};
     f->store_id = l->store_id;
     f->row_exists = l->row_exists;
     if (asprintf(&f->blob_path, "%s", l->blob_path) < 0) {
@@ -928,6 +940,15 @@ static void follow_done(rv_object *f, rv_object *l) {
     if (!ok) {
         rv_object_fail(f, RV_E_IO, "cannot read the shared download '%s'", l->blob_path);
         return;
+    }
+    /* The leader's digest, when it computed one, is of these bytes: of
+     * what it fetched (or, a hit itself, hashed from the blob) in this
+     * process, never the database's. The follower's delivery checks that
+     * the blob still has the CRC-32C recorded with them, so the digest
+     * stands for what the follower delivers, without hashing it again. */
+    if (f->hash && l->hash && l->sha256_hex[0]) {
+        memcpy(f->sha256_hex, l->sha256_hex, sizeof(f->sha256_hex));
+        f->digest_known = true;
     }
     f->counted = 0; /* the leader's bytes, counted once */
     rv_object_attention(f);
@@ -955,6 +976,58 @@ void rv_durable_leader_ended(rv_object *l) {
             rv_object_fail(f, l->err, "%s", rv_object_error_detail(l));
         }
     }
+}
+
+void rv_durable_refetch(rv_object *o, int err_again, const char *what) {
+    rv_engine *e = o->engine;
+    char *shown = NULL;
+
+    if (rv_url_redact(o->url_in, &shown) != RV_OK) {
+        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        return;
+    }
+    if (o->refetched) {
+        /* Fetched again once already, and its blob is bad again (a disk
+         * that does not keep what it was given): no loop. */
+        rv_object_fail(o, err_again, "the cache entry for '%s' %s, again after fetching it again",
+                       shown, what);
+        free(shown);
+        return;
+    }
+    notice(e, "corrupt cache entry: '%s' %s; evicted, fetching it again from the origin", shown,
+           what);
+    free(shown);
+    o->refetched = true;
+    o->cached = o->row_complete = o->final_sync = o->deliver_ready = o->has_crc32c = false;
+    o->digest_known = false;
+    o->crc32c = 0;
+    o->sha256_hex[0] = '\0';
+    if (!o->lead_prevp) {
+        /* A follower that had the blob of its leader, now ended. Another
+         * request may be fetching the same object again already (a
+         * follower of the same leader that found the same bytes): follow
+         * it rather than replace the blob under it. */
+        rv_object *l = find_leader(o);
+        if (l) {
+            free(o->blob_path);
+            o->blob_path = NULL;
+            o->leader = l;
+            l->followers++;
+            o->store_id = l->store_id;
+            o->planned = true;
+            rv_object_set_state(o, RV_STATE_DOWNLOADING);
+            return;
+        }
+        leaders_add(o); /* the one fetching it: later requests follow this one */
+        /* Its leader counted the blob this one replaces (follow_done set
+         * counted 0): uncount it, the new plan counts the new one. */
+        if (o->size != RV_UNKNOWN)
+            e->cache_bytes -= o->size < e->cache_bytes ? o->size : e->cache_bytes;
+    }
+    /* The row is reset and committed and the blob replaced by an empty one
+     * (rv_durable_restarted) before a byte is fetched, as for an object
+     * that changed. */
+    rv_object_start_over(o);
 }
 
 void rv_durable_restarted(rv_object *o) {
@@ -996,9 +1069,17 @@ void rv_durable_end(rv_object *o) {
 /* ----------------------------------------------------------------------- */
 /* Eviction                                                                 */
 
+/* evict_one's "under the quota now: stop". Negative: rv_store_each hands
+ * back whatever stops it, and every rv_error but RV_OK is positive (1 is
+ * RV_E_NOMEM, which must not read as "stop"). */
+#define EVICT_ENOUGH (-1)
+
 struct eviction {
     rv_engine *e;
+    bool at_open;   /* the store just opened: unfinished entries are kept */
     id_list gone;   /* rows deleted in the open transaction: unlink after commit */
+    id_list later;  /* unfinished entries not in use, least recently used first */
+    id_list later_size;
 };
 
 static bool in_use(rv_engine *e, int64_t store_id) {
@@ -1008,46 +1089,80 @@ static bool in_use(rv_engine *e, int64_t store_id) {
     return false;
 }
 
+/* Delete row id (size bytes, RV_STORE_UNKNOWN if unknown) in the open
+ * transaction; its blob goes after the commit. */
+static int drop(struct eviction *ev, int64_t id, uint64_t size) {
+    rv_engine *e = ev->e;
+    /* Listed only once deleted: a blob is never unlinked under a row that
+     * stays (a row deleted but not listed leaves an orphan blob instead,
+     * which recovery removes). */
+    int r = rv_store_delete(e->store, id);
+    if (r == RV_OK)
+        r = id_list_push(&ev->gone, id);
+    if (r == RV_OK && size != RV_STORE_UNKNOWN)
+        e->cache_bytes -= size < e->cache_bytes ? size : e->cache_bytes;
+    return r;
+}
+
+/* Complete entries go first, least recently used first. Unfinished ones
+ * (a download interrupted or cancelled, kept to be resumed) are set aside
+ * for a second round: they go only when evicting every complete entry not
+ * in use did not make room. */
 static int evict_one(void *ud, const rv_store_object *so) {
     struct eviction *ev = ud;
     rv_engine *e = ev->e;
     if (e->cache_bytes <= e->cfg.cache_quota)
-        return 1; /* enough room: stop */
+        return EVICT_ENOUGH;
     if (so->pinned || in_use(e, so->id))
         return RV_OK;
-    int r = id_list_push(&ev->gone, so->id);
-    if (r == RV_OK)
-        r = rv_store_delete(e->store, so->id);
-    if (r != RV_OK)
+    if (!so->complete) {
+        int r = ev->at_open ? RV_OK : id_list_push(&ev->later, so->id);
+        if (r == RV_OK && !ev->at_open)
+            r = id_list_push(&ev->later_size, (int64_t)so->size);
         return r;
-    if (so->size != RV_STORE_UNKNOWN)
-        e->cache_bytes -= so->size < e->cache_bytes ? so->size : e->cache_bytes;
-    return RV_OK;
+    }
+    return drop(ev, so->id, so->size);
 }
 
-/* Bring the cache under its quota, least recently used first. The rows go
- * in a committed transaction before their blobs are unlinked: no row ever
- * points at a half-removed blob (a crash in between leaves orphan blobs,
- * which recovery removes). */
-static void evict(rv_engine *e) {
-    struct eviction ev = {.e = e};
+/* Bring the cache under its quota, least recently used first (complete
+ * entries before unfinished ones, evict_one). The rows go in a committed
+ * transaction before their blobs are unlinked: no row ever points at a
+ * half-removed blob (a crash in between leaves orphan blobs, which
+ * recovery removes).
+ *
+ * When the store opens (at_open), unfinished entries are not evicted at
+ * all: nothing uses them yet, and the request that resumes one is likely
+ * the next to come (a download interrupted by a crash or kill -9, run
+ * again under a quota smaller than the object). The first eviction with
+ * requests running takes them if the room is needed. */
+static void evict(rv_engine *e, bool at_open) {
+    struct eviction ev = {.e = e, .at_open = at_open};
     char path[4096];
 
     if (!e->cfg.cache_quota || e->cache_bytes <= e->cfg.cache_quota || tx(e) != RV_OK)
         return;
     int r = rv_store_each(e->store, evict_one, &ev);
-    if (r == 1)
+    for (size_t i = 0; r == RV_OK && i < ev.later.n && e->cache_bytes > e->cfg.cache_quota; i++)
+        r = drop(&ev, ev.later.ids[i], (uint64_t)ev.later_size.ids[i]);
+    if (r == EVICT_ENOUGH)
         r = RV_OK;
-    if (commit(e) == RV_OK && r == RV_OK)
+    if (r != RV_OK)
+        notice(e, "cache eviction failed: %s%s%s", rv_strerror(r),
+               r == RV_E_NOMEM ? "" : ": ", r == RV_E_NOMEM ? "" : rv_store_errmsg(e->store));
+    /* The rows deleted before a failure stay deleted: their blobs are
+     * unlinked, or left to the next recovery if the commit fails. */
+    if (commit(e) == RV_OK)
         for (size_t i = 0; i < ev.gone.n; i++) {
             snprintf(path, sizeof(path), "%s/%lld", e->blob_dir, (long long)ev.gone.ids[i]);
             unlink(path);
         }
     free(ev.gone.ids);
+    free(ev.later.ids);
+    free(ev.later_size.ids);
 }
 
 void rv_durable_set_quota(rv_engine *e, uint64_t quota) {
     e->cfg.cache_quota = quota;
     if (e->store)
-        evict(e);
+        evict(e, false);
 }

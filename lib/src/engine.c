@@ -815,9 +815,14 @@ void rv_object_changed(rv_object *o, const char *reason) {
                        cfg->on_change == RV_CHANGE_FAIL ? "" : "; gave up after restarting");
         return;
     }
-    /* Discard every byte of the old version and resolve again. */
-    rv_object_stop_transfers(o);
     o->restarts++;
+    rv_object_start_over(o);
+}
+
+/* Discard every byte of o and resolve it again (a new version, or a cache
+ * entry found corrupt: rv_durable_refetch). */
+void rv_object_start_over(rv_object *o) {
+    rv_object_stop_transfers(o);
     free(o->etag);
     free(o->last_modified);
     free(o->fetch_url);
@@ -948,6 +953,16 @@ static void object_verify(rv_engine *e, rv_object *o) {
     if (o->hash) {
         if (!o->digest_known && rv_sha256_final_hex(o->hash, o->sha256_hex) != RV_OK) {
             rv_object_fail(o, RV_E_INTERNAL, "sha256 finalisation failed");
+            return;
+        }
+        if (o->expected_sha256[0] && strcmp(o->expected_sha256, o->sha256_hex) != 0 &&
+            o->cached) {
+            /* A cache hit's bytes may have been damaged since they were
+             * fetched: fetched again once, the mismatch then fails. */
+            char what[200];
+            snprintf(what, sizeof(what), "has sha256 %s, not the expected %s", o->sha256_hex,
+                     o->expected_sha256);
+            rv_durable_refetch(o, RV_E_CHECKSUM_MISMATCH, what);
             return;
         }
         if (o->expected_sha256[0] && strcmp(o->expected_sha256, o->sha256_hex) != 0) {

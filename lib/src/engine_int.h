@@ -188,7 +188,11 @@ struct rv_object {
     bool blob_writable;        /* the blob's mode allows writing (reopened to resume) */
     bool cached;               /* a complete blob from an earlier run: a cache hit */
     bool revalidating;         /* a cache hit waiting for the origin's word */
-    bool digest_known;         /* sha256_hex came with the cached blob */
+    bool digest_known;         /* sha256_hex is final already: a follower's, from its
+                                  leader's digest of the same bytes (follow_done); never
+                                  from the database (a hit's is computed from its bytes) */
+    bool refetched;            /* a bad cache hit was fetched again (rv_durable_refetch):
+                                  at most once */
     bool deliver_ready;        /* final marks written in the open transaction */
     bool delivering;           /* the cachefiles thread puts the blob in place; it
                                   can no longer be cancelled (cachefiles.h) */
@@ -288,6 +292,9 @@ void rv_object_attention(rv_object *o);
 void rv_object_stop_transfers(rv_object *o);
 /* The object changed on the origin: restart or fail, by policy. */
 void rv_object_changed(rv_object *o, const char *reason);
+/* Discard every byte of o and resolve it again from the origin (a changed
+ * object, a corrupt cache entry). */
+void rv_object_start_over(rv_object *o);
 void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n);
 void rv_object_chunk_done(rv_object *o, rv_chunk *c);
 int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end);
@@ -331,6 +338,11 @@ uint64_t rv_durable_commit_due(const rv_engine *e);
 void rv_durable_end(rv_object *o);
 /* The object changed and starts over: forget its old ranges durably. */
 void rv_durable_restarted(rv_object *o);
+/* A cache hit whose bytes are not what was recorded or expected (what says
+ * how, after the URL): notice, evict its entry and fetch it again from the
+ * origin (or follow another request fetching it). Once only: a second
+ * time fails o with err_again. */
+void rv_durable_refetch(rv_object *o, int err_again, const char *what);
 /* o reached a terminal state: its followers deliver, take over, or fail. */
 void rv_durable_leader_ended(rv_object *o);
 

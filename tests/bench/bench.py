@@ -22,7 +22,9 @@ Scenarios (see docs/benchmarks.md for the method and the targets):
     6  1000 files of 64 KiB from nginx, retriever with a fresh state
        against curl --parallel
     7  cache hit: 1 GiB with a fresh state, then again with the same state
-       to another file (nginx, and the origin of 2 to count body bytes)
+       to another file (nginx, and the origin of 2 to count body bytes);
+       the hit reads its blob back and checks its CRC-32C before it is
+       delivered (docs/state.md), always: its time includes that check
 
 In scenarios 1-4 retriever runs with --no-state (the engine without
 durability, as before state existed), so that no run is a cache hit of an

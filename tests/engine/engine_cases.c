@@ -418,6 +418,9 @@ static int case_many(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
         if (!objs[i])
             continue;
+        if (rv_object_state(objs[i]) != RV_STATE_DONE)
+            fprintf(stderr, "object %d did not end DONE: %s\n", i,
+                    rv_object_error_detail(objs[i]));
         CHECK_EQ_U64(rv_object_state(objs[i]), RV_STATE_DONE);
         CHECK_STREQ(rv_object_sha256_hex(objs[i]), argv[2 + 2 * i]);
     }

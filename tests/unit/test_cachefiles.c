@@ -3,7 +3,9 @@
  * left alone; blobs not taken are removed when the thread is freed.
  * Deliveries link where they may, replace an existing destination, copy
  * when told to, report the errno of a failure, and wake the caller (blob
- * orders alone do not). */
+ * orders alone do not). A verified delivery (a cache hit) is put in place
+ * only when the blob's bytes have the CRC-32C given; else it comes back
+ * corrupt, with nothing at its destination. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "cachefiles.h"
+#include "crc32c.h"
 #include "rv_error.h"
 #include "rv_test.h"
 #include "wake_count.h"
@@ -148,6 +151,71 @@ int main(void) {
     CHECK(stat(path_of("b2"), &st) == 0 && (st.st_mode & 07777) == 0444);
     CHECK_EQ_U64(hidden_names(), 0); /* no temporary name is left behind */
 
+    /* Verified: the right CRC delivers; another CRC, or a blob of another
+     * size than recorded (same CRC of its first bytes), delivers nothing. */
+    write_file(path_of("b3"), "blob three");
+    uint32_t crc3 = rv_crc32c(0, "blob three", 10);
+    rv_delivery *good = delivery("b3", "d4", false);
+    rv_delivery *bad = delivery("b3", "d5", true);
+    rv_delivery *cut = delivery("b3", "d6", false);
+    good->verify = bad->verify = cut->verify = true;
+    good->crc32c = crc3;
+    bad->crc32c = crc3 ^ 1;
+    cut->crc32c = rv_crc32c(0, "blob thr", 8);
+    cut->size = 8;
+    good->bg.next = &bad->bg;
+    bad->bg.next = &cut->bg;
+    back = deliver(c, good, &seen);
+    bool want_corrupt[] = {false, true, true};
+    rv_delivery *verified[] = {good, bad, cut};
+    for (int i = 0; i < 3; i++) {
+        CHECK(back == verified[i]);
+        if (!back)
+            break;
+        CHECK_EQ_U64((uint64_t)back->err, 0);
+        CHECK_EQ_U64(back->corrupt, want_corrupt[i]);
+        rv_delivery *next = (rv_delivery *)back->bg.next;
+        rv_delivery_free(back);
+        back = next;
+    }
+    check_content(path_of("d4"), "blob three");
+    CHECK(access(path_of("d5"), F_OK) != 0 && access(path_of("d6"), F_OK) != 0);
+    CHECK_EQ_U64(hidden_names(), 0);
+
+    /* A blob big enough to be checked in two halves at once: right, then
+     * with one byte changed in the second half, then in the first. */
+    {
+        size_t big = (64u << 20) + 3;
+        unsigned char *bytes = malloc(big);
+        CHECK(bytes != NULL);
+        for (size_t i = 0; bytes && i < big; i++)
+            bytes[i] = (unsigned char)(i * 2654435761u >> 13);
+        uint32_t crc = bytes ? rv_crc32c(0, bytes, big) : 0;
+        int bfd = open(path_of("b4"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(bfd >= 0 && bytes && write(bfd, bytes, big) == (ssize_t)big);
+        close(bfd);
+        free(bytes);
+        uint64_t edits[] = {0, big - 2, 5};
+        for (int i = 0; i < 3; i++) {
+            if (i > 0) {
+                bfd = open(path_of("b4"), O_WRONLY);
+                CHECK(bfd >= 0 && pwrite(bfd, "!", 1, (off_t)edits[i]) == 1);
+                close(bfd);
+            }
+            rv_delivery *v = delivery("b4", "d7", false);
+            v->verify = true;
+            v->crc32c = crc;
+            back = deliver(c, v, &seen);
+            CHECK(back == v);
+            CHECK_EQ_U64((uint64_t)v->err, 0);
+            CHECK_EQ_U64(v->corrupt, i > 0);
+            CHECK_EQ_U64(access(path_of("d7"), F_OK) == 0, i == 0);
+            rv_delivery_free(v);
+            unlink(path_of("d7"));
+        }
+        unlink(path_of("b4"));
+    }
+
     /* Orders alone wake nobody; blobs not taken go with the thread. */
     reset_wakes();
     seen = 0;
@@ -166,7 +234,7 @@ int main(void) {
     }
     CHECK(access(path_of("7"), F_OK) == 0); /* taken blobs are the caller's */
 
-    const char *left[] = {"7", "8", "9", "10", "b1", "b2", "d1", "d2", "d3"};
+    const char *left[] = {"7", "8", "9", "10", "b1", "b2", "b3", "d1", "d2", "d3", "d4"};
     for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++)
         unlink(path_of(left[i]));
     CHECK(rmdir(dir) == 0);

@@ -134,8 +134,9 @@ typedef struct rv_config {
     uint64_t flush_bytes;                /* sync an object after this many new bytes */
     unsigned flush_interval_ms;          /* ... or after this long with new bytes */
     uint64_t cache_quota;                /* bytes of cache kept; least recently used
-                                            objects go first, never one in use or
-                                            pinned; 0: no limit */
+                                            objects go first, finished ones before
+                                            unfinished (kept to resume), never one in
+                                            use or pinned; 0: no limit */
     bool cache_revalidate;               /* a cache hit first asks the origin (one
                                             conditional request, no body) whether the
                                             object changed; false trusts the cache */
@@ -161,7 +162,9 @@ int rv_parse_size(const char *s, uint64_t *ret);
 typedef struct rv_request {
     const char *url;           /* required */
     const char *dest_path;     /* required: the final file name */
-    const char *sha256_hex;    /* optional: 64 hex digits (either case) to verify against */
+    const char *sha256_hex;    /* optional: 64 hex digits (either case) to verify the
+                                  delivered bytes against; a cache hit that does not
+                                  match is fetched again once before it fails */
     const char *const *headers;/* optional: "Name: value" lines sent on every request;
                                   each must pass rv_header_allowed() */
     size_t n_headers;

@@ -324,6 +324,10 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
         return 0;
     }
     if (rv_stage_wanted(o)) {
+        if (rv_stage_hold_back(t, n)) {
+            t->paused = true; /* libcurl hands these bytes again once resumed */
+            return CURL_WRITEFUNC_PAUSE;
+        }
         if (rv_stage_body(t, (const unsigned char *)p, n) != RV_OK)
             return 0;
     } else {
@@ -375,6 +379,7 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     t->obj = o;
     t->chunk = c;
     t->probe = probe;
+    t->paused = false;
     t->resp_length = RV_UNKNOWN;
     t->retry_after_ms = RV_UNKNOWN;
     t->started_pos = c->pos;

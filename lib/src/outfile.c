@@ -9,9 +9,10 @@
  * never shows a partial file: until the rename it is untouched.
  *
  * Digest: bytes are hashed in file order, on the digester thread
- * (digester.h): whenever DIGEST_STEP more bytes are written contiguously
- * from the hash frontier, or the object is all written, the engine hands
- * them over, one request per object at a time, and takes the context back
+ * (digester.h), one request per object at a time: the engine hands over
+ * what has landed contiguously from the hash frontier, each held stage
+ * (stage.c) as a span hashed from its buffer, the bytes between them as
+ * spans read back from the file; it takes the context and the stages back
  * when the thread is done.
  */
 #include <errno.h>

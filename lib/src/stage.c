@@ -1,6 +1,6 @@
-/* stage.c — big objects without a digest, written by the writer threads
- * (writer.h) from staging buffers: with durable state through O_DIRECT,
- * otherwise through the page cache.
+/* stage.c — big objects, written by the writer threads (writer.h) from
+ * staging buffers: with durable state through O_DIRECT, otherwise through
+ * the page cache; with a digest, hashed from the same buffers.
  *
  * Why: written from libcurl's buffer, each byte costs the engine thread a
  * copy into a new page-cache page, about 0.25 CPU-s per GiB here, while
@@ -14,7 +14,23 @@
  * with O_DIRECT from the stage, the disk takes the bytes from that buffer
  * (libcurl's is not aligned, which O_DIRECT needs) and nothing is written
  * back (on a file system that refuses O_DIRECT, through the page cache).
- * Objects with a digest are not staged (rv_stage_wanted).
+ *
+ * Digested objects: the digest takes bytes in file order (digester.h).
+ * A stage that lands is held (o->held) instead of going back to the pool,
+ * and the digester hashes it from its buffer once the digest frontier
+ * reaches it; it returns to the pool when hashed. Nothing is read back,
+ * and with state the bytes still bypass the page cache. To keep the
+ * frontier close behind the download, such an object's ranges are small
+ * (rv_stage_digest_range: DIGEST_LEAD stages over its connections, started
+ * in order), a range that starts DIGEST_LEAD stages or more past what is
+ * hashed waits to start (rv_stage_range_waits), and a transfer that would
+ * run that far mid-range is paused (rv_stage_hold_back, rv_stage_resume).
+ * Held stages over all objects stay under HOLD_MAX: beyond, the farthest
+ * is let go and its bytes are read back, like every byte that never was
+ * in a held stage (resumed ranges, unstaged objects, cache hits). A
+ * restart, failure or cancel gives the object's held stages back
+ * (rv_stage_release_held, from rv_outfile_reset and rv_outfile_close);
+ * those in a digest request come back with it (outfile.c).
  *
  * How: a transfer copies what it receives into its stage, a buffer of
  * STAGE_SIZE aligned to STAGE_ALIGN that covers the next bytes of its
@@ -35,9 +51,12 @@
  * verified and delivered only with none.
  *
  * Memory: one stage per running transfer plus STAGE_SPARE (STAGE_SIZE
- * each); a transfer that needs a stage when all are out waits for the
- * writer to return one (the disk is the bottleneck then). Free stages are
- * released when no transfer runs.
+ * each), plus the held ones; a transfer that needs a stage when all are
+ * out waits for the writer to return one (the disk is the bottleneck
+ * then). Free stages are released when no transfer runs. A digested
+ * object's stages (filling, in the writer, held) all lie within
+ * DIGEST_LEAD stages of what is hashed, so it needs fewer than an
+ * undigested one.
  */
 #include <errno.h>
 #include <fcntl.h>

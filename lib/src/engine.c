@@ -756,9 +756,10 @@ int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
 
     /* A digest takes the bytes in file order: with smaller ranges, started
      * in order, the frontier keeps up with the download, and the stages
-     * that land beyond it fit in the held window (stage.c). */
-    if (o->hash && !o->digest_known) {
-        uint64_t digest_range = rv_stage_digest_range(o->max_conns);
+     * that land beyond it fit in the held window (stage.c; not against a
+     * far origin). */
+    uint64_t digest_range = o->hash && !o->digest_known ? rv_stage_digest_range(o) : 0;
+    if (digest_range) {
         if (max_range > digest_range)
             max_range = digest_range;
         if (min_range > max_range)

@@ -143,6 +143,7 @@ struct rv_object {
 
     /* what the origin told us */
     uint64_t size;             /* RV_UNKNOWN until known */
+    uint64_t probe_wait_us;    /* from the probe's request to its answer's first byte */
     bool ranges;               /* origin honours Range for this object */
     char *etag;                /* strong validator, or NULL */
     char *last_modified;       /* or NULL */
@@ -168,6 +169,7 @@ struct rv_object {
      * digester to hash from memory (stage.c), sorted by offset, linked by
      * next_free; each lies in the file's landed bytes, at or after hashed. */
     struct rv_stage *held;
+    bool digest_paced;         /* its ranges are small and kept near hashed (stage.c) */
     char sha256_hex[65];
 
     /* progress */
@@ -355,9 +357,11 @@ typedef struct rv_stage {
 /* Whether o's bytes go through stages (decided once per blob: big objects
  * of a known size; with state through O_DIRECT where it works). */
 bool rv_stage_wanted(rv_object *o);
-/* The largest range for a digested object fetched over `connections`:
- * what they fill beyond the digest frontier fits in the held window. */
-uint64_t rv_stage_digest_range(unsigned connections);
+/* For a digested object being planned: the largest range, so that what
+ * its connections fill beyond the digest frontier fits in the held window,
+ * and sets o->digest_paced; or 0 (not paced) when its origin is far (each
+ * range's request costs a round trip): its ranges keep their size. */
+uint64_t rv_stage_digest_range(rv_object *o);
 /* Whether range c of a digested object waits before it starts: it begins
  * too far past what is hashed (and is not the range the digest waits
  * for). The digest's progress wakes the engine, which starts it then. */

@@ -130,6 +130,12 @@ static bool accept_probe(rv_transfer *t) {
      * Not for one the probe brings whole: its bytes are already on the way. */
     if (size != RV_UNKNOWN && first_end < size && rv_outfile_preallocate(o, size) != RV_OK)
         return false;
+    /* How long the origin took to answer once asked: what each range's
+     * request will cost (a digest plans its ranges by it, stage.c). */
+    curl_off_t asked = 0, answered = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &asked);
+    curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &answered);
+    o->probe_wait_us = answered > asked ? (uint64_t)(answered - asked) : 0;
     if (rv_object_plan(o, size, first_end) != RV_OK)
         return false;
     t->chunk = &o->chunks[0];

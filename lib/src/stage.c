@@ -110,6 +110,17 @@
 #define DIGEST_LEAD 16u
 #define HOLD_MAX 24u
 
+/* Pacing costs requests: DIGEST_LEAD stages over 16 connections are
+ * 512 KiB ranges, and each request waits for its answer. From a near
+ * origin that is nothing (loopback nginx answers within a millisecond);
+ * from one that takes 20 ms to answer, at 25 MiB/s per connection, paced
+ * ranges took a digested 1 GiB from 3.7 s to 5.4 s. So only an origin
+ * whose probe was answered within NEAR_ORIGIN_US is paced; a far one's
+ * ranges keep their size, its stages beyond the held window are let go,
+ * and their bytes are read back (the download is slower than the hash
+ * there, so the digester has the time): no stage is held for it. */
+#define NEAR_ORIGIN_US 10000u
+
 bool rv_stage_wanted(rv_object *o) {
     if (o->stage_decided)
         return o->staged;
@@ -124,14 +135,18 @@ bool rv_stage_wanted(rv_object *o) {
     return true;
 }
 
-uint64_t rv_stage_digest_range(unsigned connections) {
-    uint64_t per = (uint64_t)DIGEST_LEAD / (connections ? connections : 1);
+uint64_t rv_stage_digest_range(rv_object *o) {
+    o->digest_paced = o->probe_wait_us < NEAR_ORIGIN_US;
+    if (!o->digest_paced)
+        return 0;
+    uint64_t per = (uint64_t)DIGEST_LEAD / (o->max_conns ? o->max_conns : 1);
     return (per ? per : 1) * STAGE_SIZE;
 }
 
 /* Whether t's next bytes, at pos, are too far ahead of o's digest. */
 static bool too_far(const rv_object *o, uint64_t pos) {
-    return pos > o->hashed && pos - o->hashed >= (uint64_t)DIGEST_LEAD * STAGE_SIZE;
+    return o->digest_paced && pos > o->hashed &&
+           pos - o->hashed >= (uint64_t)DIGEST_LEAD * STAGE_SIZE;
 }
 
 bool rv_stage_range_waits(rv_object *o, rv_chunk *c) {
@@ -217,7 +232,10 @@ void rv_stage_release_held(rv_object *o) {
  * bytes back from the file. With the window full, the nearest stages win:
  * o's farthest one goes back instead of this one when this is nearer. */
 static bool stage_hold(rv_engine *e, rv_object *o, rv_stage *s) {
-    if (!o->hash || o->digest_known || s->req.len == 0 || s->req.off < o->hashed)
+    /* (Not paced, the frontier follows a range at a time: most stages
+     * would wait long, and be let go anyway.) */
+    if (!o->hash || o->digest_known || !o->digest_paced || s->req.len == 0 ||
+        s->req.off < o->hashed)
         return false;
     if (e->held_stages >= HOLD_MAX) {
         rv_stage **last = &o->held;

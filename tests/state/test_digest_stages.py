@@ -7,7 +7,8 @@ back. The sha256 reported must be that of the delivered bytes however the
 ranges arrive: in order from nginx, out of order from the fault origin,
 with a stalled first range, cut and continued, restarted, resumed after
 kill -9, with O_DIRECT refused, without state, and with few connections
-(ranges of several stages, whose transfers wait mid-range for the digest).
+(ranges of several stages, whose transfers wait mid-range for the digest),
+and from a far origin (slow to answer: not paced, read back).
 
 Two preloaded shims watch from outside: pread_count.c counts the bytes read
 back from files in large reads (the digester's 1 MiB reads), and
@@ -132,7 +133,8 @@ class DigestStagesTest(unittest.TestCase):
         """With state (O_DIRECT) and without (page cache): the object is
         staged, its sha256 is right, and the digester read none of it back
         (every stage was hashed from its buffer; before, it read all of it
-        back)."""
+        back). Loopback nginx answers within a millisecond: a near origin,
+        whose digested ranges are paced (stage.c, NEAR_ORIGIN_US)."""
         with NginxOrigin(self.root) as ng:
             for case, state in (("state", True), ("nostate", False)):
                 dest = os.path.join(self.out, case)
@@ -207,6 +209,21 @@ class DigestStagesTest(unittest.TestCase):
                 self.assertFalse(os.path.exists(dest))
                 self.check_ok("mid.bin", dest, "-c", "8", "--digest", url,
                               state=state)
+
+    def test_far_origin_keeps_its_ranges(self):
+        """An origin that takes 30 ms to answer each request is far: its
+        ranges keep their size (pacing would cost a round trip per
+        512 KiB), no stage is held, and the digester reads the whole
+        object back; the sha256 is right."""
+        size = os.path.getsize(os.path.join(self.root, "mid.bin"))
+        with FaultOrigin(self.root, latency_ms=30) as fo:
+            for case, state in (("state", True), ("nostate", False)):
+                read_back = self.check_ok(
+                    "mid.bin", os.path.join(self.out, case), "-c", "8", "--digest",
+                    fo.url("mid.bin", case="far-" + case), state=state)
+                # (the shim counts reads of 64 KiB or more: not the last
+                # few bytes, read alone)
+                self.assertGreater(read_back, size - 64 * 1024, case)
 
     # -- resume, refused O_DIRECT --------------------------------------------
 

@@ -310,8 +310,9 @@ unsigned rv_stage_collect(rv_engine *e) {
 }
 
 /* A free stage: from the pool, new while under the limit, else the next
- * one the writer returns. Held stages are outside the limit: they come
- * back as the digest advances, not from the writer. */
+ * one the writer returns. Stages held for digests take the place of the
+ * spare ones, and beyond STAGE_SPARE raise the limit: they come back as
+ * the digest advances, not from the writer. */
 static int stage_get(rv_engine *e, rv_stage **ret) {
     unsigned limit = e->active + (e->held_stages > STAGE_SPARE ? e->held_stages : STAGE_SPARE);
     while (!e->free_stages) {

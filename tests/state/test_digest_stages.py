@@ -57,7 +57,8 @@ class DigestStagesTest(unittest.TestCase):
         cls.sha = {}
         # Both above the 16 MiB from which objects are staged.
         for name, size, seed in (("mid.bin", 40 * MiB + 3, 21),
-                                 ("odd.bin", 24 * MiB + 4097, 22)):
+                                 ("odd.bin", 24 * MiB + 4097, 22),
+                                 ("other.bin", 32 * MiB + 5, 23)):
             path = make_file(os.path.join(cls.root, name), size, seed)
             os.chmod(path, 0o644)
             cls.sha[name] = sha256_file(path)
@@ -153,6 +154,32 @@ class DigestStagesTest(unittest.TestCase):
                 self.check_ok("odd.bin", dest, "-c", "2", "--sha256",
                               self.sha["odd.bin"], ng.url("odd.bin", case=case),
                               state=state, max_read_back=0)
+
+    def test_objects_share_the_held_window(self):
+        """Three digested objects at once share the engine's held stages
+        (at most 24 over all objects; one object alone holds about 16):
+        when they are all out, a stage nearer its object's frontier takes
+        the place of that object's farthest, which is read back later.
+        Every object's sha256 is right, with state and without."""
+        names = ("mid.bin", "odd.bin", "other.bin")
+        with NginxOrigin(self.root) as ng:
+            for case, state in (("state", True), ("nostate", False)):
+                outdir = os.path.join(self.out, case)
+                os.mkdir(outdir)
+                env, _ = self.env()
+                p = subprocess.run(
+                    self.argv("--json", "-c", "16", "--digest", "-d", outdir,
+                              *[ng.url(n, case=case) for n in names], state=state),
+                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                    timeout=RUN_TIMEOUT, env=env)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                lines = [json.loads(l) for l in p.stdout.splitlines()]
+                self.assertEqual(len(lines), len(names))
+                for line in lines:
+                    name = os.path.basename(line["path"])
+                    self.assertEqual(line["sha256"], self.sha[name], name)
+                    self.assertEqual(sha256_file(os.path.join(outdir, name)),
+                                     self.sha[name], name)
 
     # -- from the fault origin: out of order, stalled, cut -------------------
 

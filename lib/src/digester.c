@@ -26,8 +26,19 @@ static void digest_batch(void *ctx, rv_bg_req *batch) {
     rv_digester *d = ctx;
     for (rv_bg_req *b = batch; b; b = b->next) {
         rv_digest_req *r = (rv_digest_req *)b;
-        r->err = rv_readback(r->fd, r->from, r->to, d->buf, READ_SIZE, eat_sha256, r->hash);
-        close(r->fd);
+        r->err = 0;
+        for (size_t i = 0; i < r->n_spans && r->err == 0; i++) {
+            const rv_digest_span *sp = &r->spans[i];
+            if (sp->buf)
+                r->err = eat_sha256(r->hash, sp->buf, (size_t)(sp->to - sp->from));
+            else if (r->fd < 0)
+                r->err = EBADF;
+            else
+                r->err = rv_readback(r->fd, sp->from, sp->to, d->buf, READ_SIZE, eat_sha256,
+                                     r->hash);
+        }
+        if (r->fd >= 0)
+            close(r->fd);
         r->fd = -1;
     }
 }

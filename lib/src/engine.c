@@ -752,10 +752,21 @@ int rv_engine_release(rv_engine *e, rv_object *o) {
 int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
     const rv_config *cfg = &o->engine->cfg;
     rv_plan plan = {.first_end = first_end, .size = size, .n_ranges = 1};
+    uint64_t min_range = cfg->min_chunk_size, max_range = cfg->chunk_size;
 
+    /* A digest takes the bytes in file order: with smaller ranges, started
+     * in order, the frontier keeps up with the download, and the stages
+     * that land beyond it fit in the held window (stage.c; not against a
+     * far origin). */
+    uint64_t digest_range = o->hash && !o->digest_known ? rv_stage_digest_range(o) : 0;
+    if (digest_range) {
+        if (max_range > digest_range)
+            max_range = digest_range;
+        if (min_range > max_range)
+            min_range = max_range;
+    }
     if (size != RV_UNKNOWN)
-        rv_plan_make(size, first_end, o->max_conns, cfg->min_chunk_size,
-                     cfg->chunk_size, &plan);
+        rv_plan_make(size, first_end, o->max_conns, min_range, max_range, &plan);
     rv_chunk *chunks = calloc(plan.n_ranges, sizeof(*chunks));
     if (!chunks) {
         rv_object_fail(o, RV_E_NOMEM, "cannot plan %zu ranges", plan.n_ranges);
@@ -1027,6 +1038,8 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
             return false;
         if (o->active >= o->max_conns || !rv_hostlimit_can_start(o->host))
             return true;
+        if (rv_stage_range_waits(o, c))
+            return true; /* and so do the ranges after it */
         if (rv_http_start(e, o, c, !o->planned) != RV_OK)
             return true;
         if (!o->planned)
@@ -1111,6 +1124,7 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
 
     rv_outfile_digest_collect(e);
     rv_stage_collect(e);
+    rv_stage_resume(e); /* transfers the digest caught up with */
     for (rv_object *o = rv_live_head(e); o && room; o = o->next)
         if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
             room = object_schedule(e, o, now, next_due);

@@ -98,6 +98,8 @@ struct rv_transfer {
     char *detail;              /* malloc'd; reason for the verdict */
     struct curl_slist *req_headers;
     struct rv_stage *stage;    /* staged objects: the bytes received next go here */
+    bool paused;               /* waits for its object's digest to give stages back
+                                  (rv_stage_hold_back); rv_stage_resume restarts it */
     int sock;                  /* the connection's socket while known, else -1 */
     char errbuf[CURL_ERROR_SIZE];
     rv_transfer *next_free;    /* engine's pool of idle handles */
@@ -141,6 +143,7 @@ struct rv_object {
 
     /* what the origin told us */
     uint64_t size;             /* RV_UNKNOWN until known */
+    uint64_t probe_wait_us;    /* from the probe's request to its answer's first byte */
     bool ranges;               /* origin honours Range for this object */
     char *etag;                /* strong validator, or NULL */
     char *last_modified;       /* or NULL */
@@ -162,6 +165,11 @@ struct rv_object {
     rv_sha256 *hash;
     uint64_t hashed;
     struct rv_digest_job *digest_job;
+    /* Staged objects: stages that landed beyond hashed, kept for the
+     * digester to hash from memory (stage.c), sorted by offset, linked by
+     * next_free; each lies in the file's landed bytes, at or after hashed. */
+    struct rv_stage *held;
+    bool digest_paced;         /* its ranges are small and kept near hashed (stage.c) */
     char sha256_hex[65];
 
     /* progress */
@@ -227,7 +235,10 @@ struct rv_engine {
     rv_digester *digester;     /* the sha256 thread; started by the first digest */
     rv_writer *writer;         /* the write thread; started by the first stage */
     struct rv_stage *free_stages;
-    unsigned n_stages;         /* stages allocated: free, a transfer's or the writer's */
+    unsigned n_stages;         /* stages allocated: free, a transfer's, the writer's or
+                                  held for a digest */
+    unsigned held_stages;      /* in objects' held lists and in digest jobs */
+    bool paused_xfers;         /* some transfer may be paused (rv_stage_hold_back) */
     size_t buf_size;
     uint64_t next_id;
     bool attention;            /* some object has needs_attention set */
@@ -356,8 +367,29 @@ typedef struct rv_stage {
     struct rv_stage *next_free;
 } rv_stage;
 /* Whether o's bytes go through stages (decided once per blob: big objects
- * with state and no digest, where O_DIRECT works). */
+ * of a known size; with state through O_DIRECT where it works). */
 bool rv_stage_wanted(rv_object *o);
+/* For a digested object being planned: the largest range, so that what
+ * its connections fill beyond the digest frontier fits in the held window,
+ * and sets o->digest_paced; or 0 (not paced) when its origin is far (each
+ * range's request costs a round trip): its ranges keep their size. */
+uint64_t rv_stage_digest_range(rv_object *o);
+/* Whether range c of a digested object waits before it starts: it begins
+ * too far past what is hashed (and is not the range the digest waits
+ * for). The digest's progress wakes the engine, which starts it then. */
+bool rv_stage_range_waits(rv_object *o, rv_chunk *c);
+/* Whether t must wait before taking n more bytes (then its on_body
+ * pauses it): its object is digested, the bytes need a new stage, none is
+ * free, and only the digest will give stages back; never the transfer at
+ * the digest frontier, whose bytes are what lets the digest advance. */
+bool rv_stage_hold_back(rv_transfer *t, size_t n);
+/* Restart paused transfers once stages are free again (not from inside a
+ * curl callback). */
+void rv_stage_resume(rv_engine *e);
+/* Give back stages held for a digest (a list linked by next_free). */
+void rv_stage_release(rv_engine *e, rv_stage *list);
+/* Give back o's held stages (o->held): its digest will not use them. */
+void rv_stage_release_held(rv_object *o);
 /* Take n received bytes of t's range at t->chunk->pos. A failure fails o. */
 int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n);
 /* t stops: submit what its stage holds (dropped if o has failed). */
@@ -392,11 +424,19 @@ typedef struct rv_digest_job {
     rv_digest_req req;  /* first: the digester hands this back */
     rv_object *obj;     /* NULL once the object is freed: then the job owns req.hash */
     uint64_t gen;       /* obj->gen at submission: a restart since makes it moot */
+    uint64_t to;        /* obj->hashed once it is done */
+    struct rv_stage *stages; /* held stages whose buffers spans point into; back to
+                                the pool when the job returns */
+    rv_digest_span spans[];
 } rv_digest_job;
 /* Hand the digester what is written contiguously from o->hashed, unless a
  * request is out already: at least DIGEST_STEP bytes, or any when `all`
  * (the object is all written). A failure fails o. */
 void rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all);
+/* The range holding the first byte o's digest waits for (past what the
+ * digester has or is hashing, and what landed contiguously after it), or
+ * NULL when every byte has landed. */
+rv_chunk *rv_outfile_digest_frontier(rv_object *o);
 /* Take back the digester's finished requests (on the engine thread). */
 void rv_outfile_digest_collect(rv_engine *e);
 /* Stop the digester, leaving every context with its object (or freeing

@@ -154,6 +154,12 @@ static bool accept_probe(rv_transfer *t) {
      * Not for one the probe brings whole: its bytes are already on the way. */
     if (size != RV_UNKNOWN && first_end < size && rv_outfile_preallocate(o, size) != RV_OK)
         return false;
+    /* How long the origin took to answer once asked: what each range's
+     * request will cost (a digest plans its ranges by it, stage.c). */
+    curl_off_t asked = 0, answered = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &asked);
+    curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &answered);
+    o->probe_wait_us = answered > asked ? (uint64_t)(answered - asked) : 0;
     if (rv_object_plan(o, size, first_end) != RV_OK)
         return false;
     t->chunk = &o->chunks[0];
@@ -348,6 +354,10 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
         return 0;
     }
     if (rv_stage_wanted(o)) {
+        if (rv_stage_hold_back(t, n)) {
+            t->paused = true; /* libcurl hands these bytes again once resumed */
+            return CURL_WRITEFUNC_PAUSE;
+        }
         if (rv_stage_body(t, (const unsigned char *)p, n) != RV_OK)
             return 0;
     } else {
@@ -399,6 +409,7 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     t->obj = o;
     t->chunk = c;
     t->probe = probe;
+    t->paused = false;
     t->resp_length = RV_UNKNOWN;
     t->retry_after_ms = RV_UNKNOWN;
     t->started_pos = c->pos;

@@ -9,9 +9,10 @@
  * never shows a partial file: until the rename it is untouched.
  *
  * Digest: bytes are hashed in file order, on the digester thread
- * (digester.h): whenever DIGEST_STEP more bytes are written contiguously
- * from the hash frontier, or the object is all written, the engine hands
- * them over, one request per object at a time, and takes the context back
+ * (digester.h), one request per object at a time: the engine hands over
+ * what has landed contiguously from the hash frontier, each held stage
+ * (stage.c) as a span hashed from its buffer, the bytes between them as
+ * spans read back from the file; it takes the context and the stages back
  * when the thread is done.
  */
 #include <errno.h>
@@ -26,9 +27,8 @@
 #include "engine_int.h"
 #include "tempname.h"
 
-/* The digester gets a downloading object's bytes in steps of at least
- * this much (fewer, larger requests); an object all written hands over
- * whatever is left. */
+/* The digester gets a downloading object's bytes to read back in steps of
+ * at least this much (fewer, larger requests). */
 #define DIGEST_STEP (4u << 20)
 
 /* The file the object's bytes go to, for messages. */
@@ -150,6 +150,7 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
 }
 
 void rv_outfile_close(rv_object *o) {
+    rv_stage_release_held(o); /* the blob's bytes are no longer this object's to hash */
     if (o->fd >= 0)
         close(o->fd);
     if (o->dfd >= 0)
@@ -169,6 +170,7 @@ int rv_outfile_reset(rv_object *o) {
         return err;
     }
     o->hashed = 0;
+    rv_stage_release_held(o);
     /* With a request out, the context is the digester's: the request comes
      * back with a stale gen, and the context is reset then. */
     if (o->hash && !o->digest_job && rv_sha256_reset(o->hash) != RV_OK) {
@@ -201,13 +203,28 @@ static uint64_t written_from(rv_object *o, uint64_t at) {
     return at;
 }
 
+rv_chunk *rv_outfile_digest_frontier(rv_object *o) {
+    return chunk_at(o, written_from(o, o->digest_job ? o->digest_job->to : o->hashed));
+}
+
+/* The digester gets the bytes of an unstaged object in steps of at least
+ * DIGEST_STEP (they land in small writes); a staged object's go at once
+ * (they land a stage at a time, and a held stage is memory held), and an
+ * object all written hands over whatever is left. */
 void rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
     if (!o->hash || o->digest_known || o->digest_job)
         return;
     uint64_t to = written_from(o, o->hashed);
-    if (to <= o->hashed || (!all && to - o->hashed < DIGEST_STEP))
+    if (to <= o->hashed)
         return;
-    rv_digest_job *job = calloc(1, sizeof(*job));
+    /* The held stages inside [hashed, to): all of them lie in landed bytes
+     * at or after hashed (engine_int.h), so they are the list's first k. */
+    size_t k = 0;
+    for (rv_stage *s = o->held; s && s->req.off < to; s = s->next_free)
+        k++;
+    if (!all && k == 0 && !o->staged && to - o->hashed < DIGEST_STEP)
+        return;
+    rv_digest_job *job = calloc(1, sizeof(*job) + (2 * k + 1) * sizeof(rv_digest_span));
     int r = job ? RV_OK : RV_E_NOMEM;
     if (r == RV_OK && !e->digester)
         r = rv_digester_new(rv_engine_wake_cb, e, &e->digester);
@@ -216,19 +233,54 @@ void rv_outfile_digest_submit(rv_engine *e, rv_object *o, bool all) {
         rv_object_fail(o, r, "cannot start the sha256 thread");
         return;
     }
-    job->req.fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0);
-    if (job->req.fd < 0) {
+    /* Spans in file order: each held stage from its buffer, the bytes
+     * between them (stages that were not held, bytes never staged) read
+     * back. */
+    size_t n = 0;
+    bool read_back = false;
+    rv_stage *s = o->held;
+    for (uint64_t at = o->hashed; at < to;) {
+        if (s && s->req.off < at) {
+            free(job);
+            rv_object_fail(o, RV_E_INTERNAL, "digest out of step at offset %llu",
+                           (unsigned long long)s->req.off);
+            return;
+        }
+        if (s && s->req.off == at) {
+            job->spans[n++] = (rv_digest_span){.from = at, .to = at + s->req.len,
+                                               .buf = s->req.buf};
+            at += s->req.len;
+            s = s->next_free;
+            continue;
+        }
+        uint64_t end = s && s->req.off < to ? s->req.off : to;
+        job->spans[n++] = (rv_digest_span){.from = at, .to = end};
+        read_back = true;
+        at = end;
+    }
+    job->req.fd = -1;
+    if (read_back && (job->req.fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         int errnum = errno;
         free(job);
         rv_object_fail(o, rv_errno_to_error(errnum), "cannot digest '%s': %s", file_name(o),
                        strerror(errnum));
         return;
     }
-    job->req.from = o->hashed;
-    job->req.to = to;
+    /* The first k held stages go with the job. */
+    if (k > 0) {
+        rv_stage **cut = &o->held;
+        for (size_t i = 0; i < k; i++)
+            cut = &(*cut)->next_free;
+        job->stages = o->held;
+        o->held = *cut;
+        *cut = NULL;
+    }
+    job->req.spans = job->spans;
+    job->req.n_spans = n;
     job->req.hash = o->hash;
     job->obj = o;
     job->gen = o->gen;
+    job->to = to;
     o->digest_job = job;
     rv_digester_submit(e->digester, &job->req);
 }
@@ -246,7 +298,7 @@ static void digest_result(rv_object *o, const rv_digest_job *job) {
         rv_object_fail(o, RV_E_IO, "cannot read back '%s' to digest it: %s", file_name(o),
                        strerror(job->req.err));
     } else {
-        o->hashed = job->req.to;
+        o->hashed = job->to;
     }
     rv_object_attention(o);
 }
@@ -259,6 +311,7 @@ static void take_back(rv_engine *e, bool settle) {
     for (rv_digest_req *r = rv_digester_take_done(e->digester); r;) {
         rv_digest_job *job = (rv_digest_job *)r;
         r = (rv_digest_req *)r->bg.next;
+        rv_stage_release(e, job->stages); /* hashed: their buffers are free */
         if (!job->obj) {
             rv_sha256_free(job->req.hash);
         } else {

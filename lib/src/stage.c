@@ -1,6 +1,6 @@
-/* stage.c — big objects without a digest, written by the writer threads
- * (writer.h) from staging buffers: with durable state through O_DIRECT,
- * otherwise through the page cache.
+/* stage.c — big objects, written by the writer threads (writer.h) from
+ * staging buffers: with durable state through O_DIRECT, otherwise through
+ * the page cache; with a digest, hashed from the same buffers.
  *
  * Why: written from libcurl's buffer, each byte costs the engine thread a
  * copy into a new page-cache page, about 0.25 CPU-s per GiB here, while
@@ -14,7 +14,23 @@
  * with O_DIRECT from the stage, the disk takes the bytes from that buffer
  * (libcurl's is not aligned, which O_DIRECT needs) and nothing is written
  * back (on a file system that refuses O_DIRECT, through the page cache).
- * Objects with a digest are not staged (rv_stage_wanted).
+ *
+ * Digested objects: the digest takes bytes in file order (digester.h).
+ * A stage that lands is held (o->held) instead of going back to the pool,
+ * and the digester hashes it from its buffer once the digest frontier
+ * reaches it; it returns to the pool when hashed. Nothing is read back,
+ * and with state the bytes still bypass the page cache. To keep the
+ * frontier close behind the download, such an object's ranges are small
+ * (rv_stage_digest_range: DIGEST_LEAD stages over its connections, started
+ * in order), a range that starts DIGEST_LEAD stages or more past what is
+ * hashed waits to start (rv_stage_range_waits), and a transfer that would
+ * run that far mid-range is paused (rv_stage_hold_back, rv_stage_resume).
+ * Held stages over all objects stay under HOLD_MAX: beyond, the farthest
+ * is let go and its bytes are read back, like every byte that never was
+ * in a held stage (resumed ranges, unstaged objects, cache hits). A
+ * restart, failure or cancel gives the object's held stages back
+ * (rv_stage_release_held, from rv_outfile_reset and rv_outfile_close);
+ * those in a digest request come back with it (outfile.c).
  *
  * How: a transfer copies what it receives into its stage, a buffer of
  * STAGE_SIZE aligned to STAGE_ALIGN that covers the next bytes of its
@@ -35,9 +51,12 @@
  * verified and delivered only with none.
  *
  * Memory: one stage per running transfer plus STAGE_SPARE (STAGE_SIZE
- * each); a transfer that needs a stage when all are out waits for the
- * writer to return one (the disk is the bottleneck then). Free stages are
- * released when no transfer runs.
+ * each), plus the held ones; a transfer that needs a stage when all are
+ * out waits for the writer to return one (the disk is the bottleneck
+ * then). Free stages are released when no transfer runs. A digested
+ * object's stages (filling, in the writer, held) all lie within
+ * DIGEST_LEAD stages of what is hashed, so it needs fewer than an
+ * undigested one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,15 +100,32 @@
  * a direct write of each would wait for the disk one by one. */
 #define STAGE_MIN_OBJECT (16u << 20)
 
+/* How far (in stages) a digested object's transfers may run ahead of its
+ * digest: a transfer whose next bytes lie DIGEST_LEAD stages or more past
+ * what is hashed waits (rv_stage_hold_back) until the digest catches up,
+ * unless it fills the range at the digest frontier. So the stages that
+ * land beyond the frontier, held for the digest, stay about that many;
+ * HOLD_MAX bounds them all together, beyond which the farthest is let go
+ * (its bytes are read back from the file instead). */
+#define DIGEST_LEAD 16u
+#define HOLD_MAX 24u
+
+/* Pacing costs requests: DIGEST_LEAD stages over 16 connections are
+ * 512 KiB ranges, and each request waits for its answer. From a near
+ * origin that is nothing (loopback nginx answers within a millisecond);
+ * from one that takes 20 ms to answer, at 25 MiB/s per connection, paced
+ * ranges took a digested 1 GiB from 3.7 s to 5.4 s. So only an origin
+ * whose probe was answered within NEAR_ORIGIN_US is paced; a far one's
+ * ranges keep their size, its stages beyond the held window are let go,
+ * and their bytes are read back (the download is slower than the hash
+ * there, so the digester has the time): no stage is held for it. */
+#define NEAR_ORIGIN_US 10000u
+
 bool rv_stage_wanted(rv_object *o) {
     if (o->stage_decided)
         return o->staged;
     o->stage_decided = true;
-    /* Objects with a digest are written by the engine thread into the
-     * page cache: the digester reads them back from there, and the lag of
-     * a stage (bytes land 512 KiB at a time) would hold back their syncs
-     * and digests for nothing, the digest being the bottleneck. */
-    if (o->hash || o->size == RV_UNKNOWN || o->size < STAGE_MIN_OBJECT)
+    if (o->size == RV_UNKNOWN || o->size < STAGE_MIN_OBJECT)
         return false;
     if (o->store_id && o->blob_path)
         o->dfd = open(o->blob_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
@@ -97,6 +133,70 @@ bool rv_stage_wanted(rv_object *o) {
     o->write_lanes = o->dfd >= 0 ? DIRECT_LANES : BUFFERED_LANES;
     o->staged = true;
     return true;
+}
+
+uint64_t rv_stage_digest_range(rv_object *o) {
+    o->digest_paced = o->probe_wait_us < NEAR_ORIGIN_US;
+    if (!o->digest_paced)
+        return 0;
+    uint64_t per = (uint64_t)DIGEST_LEAD / (o->max_conns ? o->max_conns : 1);
+    return (per ? per : 1) * STAGE_SIZE;
+}
+
+/* Whether t's next bytes, at pos, are too far ahead of o's digest. */
+static bool too_far(const rv_object *o, uint64_t pos) {
+    return o->digest_paced && pos > o->hashed &&
+           pos - o->hashed >= (uint64_t)DIGEST_LEAD * STAGE_SIZE;
+}
+
+bool rv_stage_range_waits(rv_object *o, rv_chunk *c) {
+    /* No exception for the range at the frontier: one too far means
+     * DIGEST_LEAD stages have landed since what is hashed, and the
+     * digester takes them without it. */
+    return o->staged && o->hash && !o->digest_known && too_far(o, c->start);
+}
+
+bool rv_stage_hold_back(rv_transfer *t, size_t n) {
+    rv_object *o = t->obj;
+    if (!o->hash || o->digest_known)
+        return false;
+    if (t->stage && t->stage->cap - t->stage->req.len >= n)
+        return false; /* its stage takes them */
+    if (!too_far(o, t->chunk->pos))
+        return false;
+    /* The frontier's own range never waits, and nothing waits for a
+     * frontier no transfer is filling (a range waiting to be retried):
+     * the waiting transfers would hold the connections it needs. */
+    rv_chunk *f = rv_outfile_digest_frontier(o);
+    if (!f || f == t->chunk || f->state == RV_CHUNK_TODO || (f->xfer && f->xfer->paused))
+        return false;
+    o->engine->paused_xfers = true;
+    return true;
+}
+
+void rv_stage_resume(rv_engine *e) {
+    if (!e->paused_xfers)
+        return;
+    e->paused_xfers = false;
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
+        if (o->active == 0 || !o->staged)
+            continue;
+        rv_chunk *f = rv_outfile_digest_frontier(o);
+        bool all = !f || f->state == RV_CHUNK_TODO; /* the frontier waits for a retry */
+        for (size_t i = 0; i < o->n_chunks; i++) {
+            rv_chunk *c = &o->chunks[i];
+            rv_transfer *t = c->xfer;
+            if (!t || !t->paused)
+                continue;
+            if (all || c == f || !too_far(o, c->pos)) {
+                t->paused = false;
+                /* (may call on_body at once, which may pause it again) */
+                curl_easy_pause(t->easy, CURLPAUSE_CONT);
+            } else {
+                e->paused_xfers = true;
+            }
+        }
+    }
 }
 
 static rv_stage *stage_new(void) {
@@ -113,16 +213,61 @@ static void stage_put(rv_engine *e, rv_stage *s) {
     e->free_stages = s;
 }
 
-/* A stage landed (or failed): account for it on its object. */
-static void stage_landed(rv_engine *e, rv_stage *s) {
+void rv_stage_release(rv_engine *e, rv_stage *list) {
+    while (list) {
+        rv_stage *s = list;
+        list = s->next_free;
+        e->held_stages--;
+        stage_put(e, s);
+    }
+}
+
+void rv_stage_release_held(rv_object *o) {
+    rv_stage_release(o->engine, o->held);
+    o->held = NULL;
+}
+
+/* Keep a stage that just landed for o's digest (in o->held, by offset),
+ * or say no: then it goes back to the pool, and the digester reads its
+ * bytes back from the file. With the window full, the nearest stages win:
+ * o's farthest one goes back instead of this one when this is nearer. */
+static bool stage_hold(rv_engine *e, rv_object *o, rv_stage *s) {
+    /* (Not paced, the frontier follows a range at a time: most stages
+     * would wait long, and be let go anyway.) */
+    if (!o->hash || o->digest_known || !o->digest_paced || s->req.len == 0 ||
+        s->req.off < o->hashed)
+        return false;
+    if (e->held_stages >= HOLD_MAX) {
+        rv_stage **last = &o->held;
+        while (*last && (*last)->next_free)
+            last = &(*last)->next_free;
+        if (!*last || (*last)->req.off < s->req.off)
+            return false;
+        rv_stage *far = *last;
+        *last = NULL;
+        far->next_free = NULL;
+        rv_stage_release(e, far);
+    }
+    rv_stage **p = &o->held;
+    while (*p && (*p)->req.off < s->req.off)
+        p = &(*p)->next_free;
+    s->next_free = *p;
+    *p = s;
+    e->held_stages++;
+    return true;
+}
+
+/* A stage landed (or failed): account for it on its object. Returns true
+ * when the object's digest keeps it (stage_hold). */
+static bool stage_landed(rv_engine *e, rv_stage *s) {
     rv_object *o = rv_object_by_id(e, s->object_id);
     if (!o)
-        return; /* the object is gone */
+        return false; /* the object is gone */
     o->writes--;
     if (o->writes == 0)
         rv_object_attention(o); /* it may be waiting to verify */
     if (o->gen != s->gen || o->err != RV_OK || rv_state_is_terminal(o->state))
-        return; /* restarted, failed or over: what landed is moot */
+        return false; /* restarted, failed or over: what landed is moot */
     int err = s->req.err;
     if (err == EINVAL && s->direct) {
         /* The device wants more alignment than STAGE_ALIGN: write these
@@ -131,12 +276,12 @@ static void stage_landed(rv_engine *e, rv_stage *s) {
             close(o->dfd);
         o->dfd = -1;
         if (rv_outfile_write(o, s->req.buf, s->req.len, s->req.off) != RV_OK)
-            return;
+            return false;
         err = 0;
     }
     if (err) {
         rv_outfile_write_failed(o, err);
-        return;
+        return false;
     }
     rv_chunk *c = rv_chunk_starting(o, s->chunk_start);
     /* (pos may not include these bytes yet: a transfer waiting for a
@@ -144,10 +289,11 @@ static void stage_landed(rv_engine *e, rv_stage *s) {
     if (!c || c->landed != s->req.off) {
         rv_object_fail(o, RV_E_INTERNAL, "written ranges out of step at offset %llu",
                        (unsigned long long)s->req.off);
-        return;
+        return false;
     }
     c->landed += s->req.len;
     c->written_crc = rv_crc32c_combine(c->written_crc, s->req.crc, s->req.len);
+    return stage_hold(e, o, s);
 }
 
 unsigned rv_stage_collect(rv_engine *e) {
@@ -157,16 +303,18 @@ unsigned rv_stage_collect(rv_engine *e) {
     for (rv_write_req *r = rv_writer_take_done(e->writer); r; n++) {
         rv_stage *s = (rv_stage *)r;
         r = (rv_write_req *)r->bg.next;
-        stage_landed(e, s);
-        stage_put(e, s);
+        if (!stage_landed(e, s))
+            stage_put(e, s);
     }
     return n;
 }
 
 /* A free stage: from the pool, new while under the limit, else the next
- * one the writer returns. */
+ * one the writer returns. Stages held for digests take the place of the
+ * spare ones, and beyond STAGE_SPARE raise the limit: they come back as
+ * the digest advances, not from the writer. */
 static int stage_get(rv_engine *e, rv_stage **ret) {
-    unsigned limit = e->active + STAGE_SPARE;
+    unsigned limit = e->active + (e->held_stages > STAGE_SPARE ? e->held_stages : STAGE_SPARE);
     while (!e->free_stages) {
         if (!e->writer) {
             int r = rv_writer_new(rv_engine_wake_cb, e, &e->writer);
@@ -305,6 +453,8 @@ void rv_stage_trim(rv_engine *e) {
 }
 
 void rv_stage_end(rv_engine *e) {
+    for (rv_object *o = e->head; o; o = o->next)
+        rv_stage_release_held(o);
     if (e->writer) {
         rv_writer_stop(e->writer);
         rv_stage_collect(e);

@@ -8,7 +8,7 @@ or MISSED with its ratio. Not a pass/fail test: it exits 0 whenever the
 benchmark itself ran (a failed download is reported loudly, and counted).
 
 Usage:
-    bench.py --retrieverctl PATH [--scenario 1,2,...,7] [--repeat N]
+    bench.py --retrieverctl PATH [--scenario 1,2,...,8] [--repeat N]
              [--repeat-small N] [--workdir DIR] [--markdown] [--peers-only]
 
 Scenarios (see docs/benchmarks.md for the method and the targets):
@@ -25,6 +25,9 @@ Scenarios (see docs/benchmarks.md for the method and the targets):
        to another file (nginx, and the origin of 2 to count body bytes);
        the hit reads its blob back and checks its CRC-32C before it is
        delivered (docs/state.md), always: its time includes that check
+    8  cost of a digest: 1 GiB from nginx, retriever --digest against
+       --no-digest, with a fresh state and with --no-state (four rows,
+       interleaved in one run)
 
 In scenarios 1-4 retriever runs with --no-state (the engine without
 durability, as before state existed), so that no run is a cache hit of an
@@ -75,7 +78,7 @@ SMALL_COUNT = 1000
 S2_RATE = 25 * MIB              # scenario 2: bytes/s per TCP connection
 S2_LATENCY_MS = 20              # scenario 2: delay before each response
 CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
-SCENARIOS = (1, 2, 3, 4, 5, 6, 7)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
 RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUSY_FLOOR_S = 0.1              # "other CPU" below this is not reported
@@ -765,7 +768,7 @@ class Bench:
                              "one large output at a time, every small "
                              "output)" % (self.workdir, need / GIB + 1))
         os.makedirs(self.srv)
-        if scenarios & {1, 2, 4, 5, 7}:
+        if scenarios & {1, 2, 4, 5, 7, 8}:
             self.big = self._data("big1g.bin", BIG_SIZE, seed=1)
         if 4 in scenarios and self.ctl:
             self.huge = self._data("big4g.bin", HUGE_SIZE, seed=4)
@@ -1058,14 +1061,17 @@ class Bench:
                  lambda: origins.FaultOrigin(self.srv, rate=S2_RATE,
                                              latency_ms=S2_LATENCY_MS)))
 
-    def _big_state_row(self, scenario, key, label, url, state, fresh):
+    def _big_state_row(self, scenario, key, label, url, state, fresh,
+                       digest=None):
         """A retriever -c 16 row downloading the 1 GiB file from `url`;
-        `state` None is --no-state; `fresh`: delete its state first."""
+        `state` None is --no-state; `fresh`: delete its state first;
+        `digest` None: --digest unless the build has --no-digest."""
         out = os.path.join(self._outdir(key), os.path.basename(self.big[0]))
+        if digest is None:
+            digest = not self.args.no_digest
         return self._add(
             scenario, key, label,
-            retriever(self.ctl, [url], out=out,
-                      digest=not self.args.no_digest, state=state),
+            retriever(self.ctl, [url], out=out, digest=digest, state=state),
             self._outdir(key), [(out, self.big[1])], BIG_SIZE,
             fresh=[os.path.dirname(state[0])] if state and fresh else (),
             linked=bool(state))
@@ -1221,6 +1227,47 @@ class Bench:
                     "cache hit at most (response head and body, from its "
                     "/proc/PID/io wchar), %.0f MiB for each download"
                     % (oname, max(wrote), dl.origin_wrote() / MIB))
+
+    # -- 8: cost of a digest --------------------------------------------------
+
+    def scenario8(self):
+        if self._state_skipped(8):
+            return
+        if not self.args.no_digest:
+            self.notes.append("scenario 8 skipped: %s has no --no-digest "
+                              "to compare with" % self.ctl)
+            return
+        say("scenario 8: cost of a digest, 1 GiB from nginx, with a fresh "
+            "state and with --no-state")
+        with origins.NginxOrigin(self.srv) as ng:
+            url = ng.url("/" + os.path.basename(self.big[0]))
+            rows = []
+            for mode, state in (("st", self._state("8")), ("ns", None)):
+                for digest in (False, True):
+                    key = "rv-%s-%s" % (mode, "sha" if digest else "nd")
+                    label = retriever_label(
+                        CONNECTIONS, digest, "fresh state" if state else None)
+                    rows.append(self._big_state_row(8, key, label, url, state,
+                                                    fresh=True, digest=digest))
+            interleave(self.runner, rows, self.args.repeat, ng,
+                       [self.big[0]])
+        for mode, name in (("st", "with state"), ("ns", "--no-state")):
+            nd = self._pick(rows, "rv-%s-nd" % mode)
+            dg = self._pick(rows, "rv-%s-sha" % mode)
+            if not (nd and dg):
+                self.verdict(8, "%s: targets not evaluated (failed runs)"
+                             % name, None)
+                continue
+            ratio = dg.wall() / nd.wall()
+            self.verdict(8, "%s: --digest wall <= 1.3x --no-digest's: "
+                         "%.3f s / %.3f s = %.2fx (CPU s %.2f / %.2f)"
+                         % (name, dg.wall(), nd.wall(), ratio,
+                            dg.cpu_per_gib(), nd.cpu_per_gib()),
+                         ratio <= 1.3)
+            self.verdict(8, "%s: --digest peak RSS <= 32 MiB: %.1f MiB "
+                         "(max of runs %.1f; --no-digest %.1f)"
+                         % (name, dg.rss_mib(), dg.rss_max_mib(),
+                            nd.rss_mib()), dg.rss_mib() <= 32)
 
 
 # ---------------------------------------------------------------------------

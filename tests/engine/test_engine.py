@@ -560,8 +560,9 @@ class EngineTest(unittest.TestCase):
         continue: the ok case checks both. Here, in addition, every GET
         either completed a range or was retried, and every byte crossed
         the wire once. Paced (4 MiB/s) so the progress hook has reported
-        the first MiB of a range before its connection is reset."""
-        url = self.fault.url("big.bin", reset_after=MiB, after=1, times=5,
+        the first 256 KiB of a range before its connection is reset (the
+        case digests, so its ranges are small: stage.c)."""
+        url = self.fault.url("big.bin", reset_after=256 * 1024, after=1, times=5,
                              rate=4 * MiB, case="tile")
         p = self.ok(url, "big.bin")
         chunks = int(values(p.stdout, "CHUNKS")[0])

@@ -1330,8 +1330,10 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
          * opens (read-only): a link to the cache is safe and free. */
         .link = o->job->link || !src->destination,
         /* A file that becomes the caller's must not share the cache's
-         * inode (asuser.h: rvd_asuser_give): a copy, whatever link says. */
-        .copy = owner->uid != geteuid(),
+         * inode (asuser.h: rvd_asuser_give): a copy, whatever link says.
+         * copy is passed on too, so it holds whatever the engine's own
+         * default is. */
+        .copy = owner->uid != geteuid() || o->job->req->copy,
     };
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {

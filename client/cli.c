@@ -44,6 +44,7 @@ enum opt_id {
     OPT_NO_STATE,
     OPT_CACHE_QUOTA,
     OPT_COPY,
+    OPT_LINK,
     OPT_SHA256,
     OPT_JSON,
     OPT_DIGEST,
@@ -92,6 +93,16 @@ static const struct opt_def download_opts[] = {
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
      "(default: the current directory)", MODE_ANY},
+    {OPT_COPY, "copy", 0, NULL, true, NULL,
+     "never deliver a hard link to the cached file, even\n"
+     "where retrieverd's link-deliveries would: a\n"
+     "private, writable file (the default is a reflink\n"
+     "or copy already)", MODE_ANY},
+    {OPT_LINK, "link", 0, NULL, true, NULL,
+     "deliver a hard link to the cached file where\n"
+     "possible: no copy, no space used, but read-only\n"
+     "and sharing the cache's inode, so it must never\n"
+     "be modified in place", MODE_ANY},
     {OPT_CONNECTIONS, "connections", 'c', "N", false, "Transfer",
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
@@ -126,9 +137,6 @@ static const struct opt_def download_opts[] = {
      "keep at most SIZE of downloads in the cache, least\n"
      "recently used go first, finished before unfinished\n"
      "(default 10G; 0: no limit)", MODE_LOCAL},
-    {OPT_COPY, "copy", 0, NULL, true, NULL,
-     "deliver a private, writable copy instead of a\n"
-     "read-only hard link to the cached file", MODE_LOCAL},
     {OPT_NO_STATE, "no-state", 0, NULL, true, NULL,
      "no state and no cache: nothing resumes, the file is\n"
      "written next to its destination", MODE_LOCAL},
@@ -138,11 +146,11 @@ static const struct opt_def download_opts[] = {
      "hit is fetched again once first)", MODE_ANY},
     {OPT_DIGEST, "digest", 0, NULL, true, NULL,
      "compute every file's sha256 and report it (costs\n"
-     "about 0.75 CPU-seconds per GiB; on by default with\n"
-     "--json)", MODE_LOCAL},
+     "about a CPU-second per GiB; on by default with\n"
+     "--json)", MODE_ANY},
     {OPT_NO_DIGEST, "no-digest", 0, NULL, true, NULL,
      "do not compute sha256 unless --sha256 needs it\n"
-     "(--json then reports \"sha256\": null)", MODE_LOCAL},
+     "(--json then reports \"sha256\": null)", MODE_ANY},
     {OPT_JSON, "json", 0, NULL, true, "Output",
      "print one JSON object per URL to stdout when it\n"
      "finishes (see docs/cli.md for the schema)", MODE_ANY},
@@ -402,6 +410,9 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_COPY:
         d->copy = true;
         return RV_OK;
+    case OPT_LINK:
+        d->link = true;
+        return RV_OK;
     case OPT_CACHE_QUOTA:
         if (rv_parse_size(v, &d->cache_quota) != RV_OK)
             return fail(p, "download",
@@ -439,9 +450,14 @@ static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen
                     "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "
                     "several",
                     d->n_urls);
-    if (d->no_state && (d->state_dir || d->cache_dir || d->copy))
+    if (d->no_state && (d->state_dir || d->cache_dir || d->copy || d->link))
         return fail(p, "download", "option '--no-state' cannot be combined with '%s'",
-                    d->state_dir ? "--state-dir" : d->cache_dir ? "--cache-dir" : "--copy");
+                    d->state_dir   ? "--state-dir"
+                    : d->cache_dir ? "--cache-dir"
+                    : d->copy      ? "--copy"
+                                   : "--link");
+    if (d->copy && d->link)
+        return fail(p, "download", "options '--copy' and '--link' cannot be used together");
     if (d->sha256[0] && d->n_urls > 1)
         return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);

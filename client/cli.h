@@ -63,7 +63,9 @@ typedef struct rvc_download_opts {
     const char *state_dir;       /* --state-dir; NULL: $XDG_STATE_HOME/retriever */
     const char *cache_dir;       /* --cache-dir; NULL: $XDG_CACHE_HOME/retriever */
     bool no_state;               /* --no-state: no resume, no cache */
-    bool copy;                   /* --copy: deliver a private copy, not a hard link */
+    bool copy;                   /* --copy: never a hard link to the cache */
+    bool link;                   /* --link: a hard link to the cache where possible
+                                    (never with copy or no_state) */
     uint64_t cache_quota;        /* --cache-quota; 0: no limit */
     const char **headers;        /* --header lines; array owned, strings borrowed */
     size_t n_headers;

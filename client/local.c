@@ -239,6 +239,8 @@ static size_t add_each(struct run *r) {
             .headers = r->o->headers,
             .n_headers = r->o->n_headers,
             .user_data = it,
+            .link = r->o->link,
+            .copy = r->o->copy,
         };
         e = rv_engine_add(r->engine, &req, &it->obj);
         if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {

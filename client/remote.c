@@ -708,6 +708,12 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.detach = o->detach;
     q->msg.connections = o->connections;
     q->msg.batch_events = true; /* fewer messages for jobs of many objects */
+    /* The digest as --local decides it (local.c): asked for, by default
+     * with --json, and always with --sha256 (the daemon would digest such
+     * a source anyway; saying so keeps the request self-explanatory). */
+    q->msg.digest = o->digest == 1 || (o->digest < 0 && o->json) || o->sha256[0] != '\0';
+    q->msg.link = o->link;
+    q->msg.copy = o->copy;
     return RV_OK;
 }
 

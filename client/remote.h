@@ -13,7 +13,8 @@
  *                them, and nothing is sent. URLs (syntax, scheme) are left
  *                to retrieverd (INVALID_ARGUMENT).
  *   2. submit    one DownloadRequest, one Source per URL (headers split at
- *                the first ':', --sha256, -c as `connections`, --detach).
+ *                the first ':', --sha256, -c as `connections`, --detach;
+ *                `digest` as --local digests; --link, --copy).
  *   3. follow    JobEvents until the stream ends: progress, retry lines,
  *                one completion or error line (and --json line) per URL.
  *                SIGINT/SIGTERM cancel the call: retrieverd detaches this

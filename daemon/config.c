@@ -23,6 +23,7 @@ typedef enum kind {
     KIND_SIZE,  /* uint64_t; rv_parse_size */
     KIND_UINT,  /* unsigned; decimal */
     KIND_LEVEL, /* rvd_log_level */
+    KIND_BOOL,  /* bool; true or false */
 } kind;
 
 typedef struct key_def {
@@ -68,6 +69,13 @@ static const key_def keys[RVD_KEY_COUNT] = {
                              "SIZE", "10G",
                              "bytes of cache kept, least recently used\n"
                              "first out; 0: no limit (default 10G)"},
+    [RVD_KEY_LINK_DELIVERIES] = {"link-deliveries", KIND_BOOL, F(link_deliveries), 0, 0, false,
+                                 true, "BOOL", "false",
+                                 "true: deliver by hard link to the cache\n"
+                                 "(read-only, shares its inode: never modify\n"
+                                 "it in place) unless a request asks for a\n"
+                                 "copy; false: a reflink or a copy unless a\n"
+                                 "request asks for a link (default false)"},
     [RVD_KEY_CA_FILE] = {"ca-file", KIND_PATH, F(ca_file), 0, 0, false, false, "FILE", NULL,
                          "PEM CA certificates https origins must chain\n"
                          "to (default: the system's)"},
@@ -157,6 +165,7 @@ static uint64_t num_value(const rvd_settings *s, const key_def *k) {
     case KIND_SIZE: return *(const uint64_t *)p;
     case KIND_UINT: return *(const unsigned *)p;
     case KIND_LEVEL: return (uint64_t)(*(const rvd_log_level *)p);
+    case KIND_BOOL: return *(const bool *)p;
     case KIND_PATH: break;
     }
     return 0;
@@ -169,6 +178,7 @@ static void set_num(rvd_settings *s, const key_def *k, uint64_t v) {
     case KIND_SIZE: *(uint64_t *)p = v; break;
     case KIND_UINT: *(unsigned *)p = (unsigned)v; break;
     case KIND_LEVEL: *(rvd_log_level *)p = (rvd_log_level)v; break;
+    case KIND_BOOL: *(bool *)p = v != 0; break;
     case KIND_PATH: break;
     }
 }
@@ -386,6 +396,18 @@ static int parse_value(const key_def *k, const char *text, const char *what, val
         v = i;
         break;
     }
+    case KIND_BOOL:
+        /* Only the two words: "yes", "1" or "on" could be read either
+         * way by the next person, and a typo must not mean false. */
+        if (strcmp(text, "true") == 0)
+            v = 1;
+        else if (strcmp(text, "false") == 0)
+            v = 0;
+        else
+            return fail(ret_error, -EINVAL,
+                        rvd_strdupf("invalid value '%s' for %s: expected true or false", text,
+                                    what));
+        break;
     }
     ret->num = v;
     return 0;
@@ -461,6 +483,7 @@ int rvd_settings_check(rvd_key k, const char *value_text, char **ret_error) {
     static const char *const needs[] = {
         [KIND_PATH] = "a path",   [KIND_MODE] = "an octal mode", [KIND_SIZE] = "a size",
         [KIND_UINT] = "a number", [KIND_LEVEL] = "a log level",
+        [KIND_BOOL] = "true or false",
     };
     if (!value_text)
         return fail(ret_error, -EINVAL,
@@ -485,6 +508,7 @@ char *rvd_settings_value_text(const rvd_settings *s, rvd_key k) {
     case KIND_SIZE: size_text(num_value(s, d), buf, sizeof(buf)); break;
     case KIND_UINT: snprintf(buf, sizeof(buf), "%llu", (unsigned long long)num_value(s, d)); break;
     case KIND_LEVEL: return strdup(rvd_settings_log_level_name((rvd_log_level)num_value(s, d)));
+    case KIND_BOOL: return strdup(num_value(s, d) ? "true" : "false");
     }
     return strdup(buf);
 }

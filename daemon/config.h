@@ -69,6 +69,7 @@ typedef enum rvd_key {
     RVD_KEY_STATE_DIR,
     RVD_KEY_CACHE_DIR,
     RVD_KEY_CACHE_QUOTA,
+    RVD_KEY_LINK_DELIVERIES,
     RVD_KEY_CA_FILE,
     RVD_KEY_MAX_CONNECTIONS,
     RVD_KEY_MAX_CONNECTIONS_PER_HOST,
@@ -138,6 +139,8 @@ typedef struct rvd_settings {
     char *state_dir;         /* absolute, no trailing '/' */
     char *cache_dir;         /* absolute, no trailing '/' */
     uint64_t cache_quota;    /* bytes; 0: unlimited */
+    bool link_deliveries;    /* deliver by hard link to the cache unless a
+                                request sets copy (or its uid is not ours) */
     char *ca_file;           /* NULL: the system's CA certificates */
     unsigned max_connections;
     unsigned max_connections_per_host;

@@ -75,7 +75,12 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
     cfg->chunk_size = st->chunk_size;
     if (cfg->min_chunk_size > cfg->chunk_size)
         cfg->min_chunk_size = cfg->chunk_size;
-    cfg->compute_sha256 = true; /* Completed events carry it */
+    /* compute_sha256 stays false: a digest is per request
+     * (DownloadRequest.digest, or a source's sha256), as in --local. Forced
+     * on, every object lost the engine's staged write path
+     * (rv_stage_wanted) and was read back to be hashed. link_deliveries
+     * stays false too: the daemon decides per job (rvd_jobs_limits), so
+     * the setting can change on SIGHUP. */
 }
 
 static void jobs_limits(const rvd_settings *st, rvd_jobs_limits *l) {
@@ -83,6 +88,7 @@ static void jobs_limits(const rvd_settings *st, rvd_jobs_limits *l) {
     l->max_queued = st->max_queued_jobs;
     l->max_subscribers = st->max_subscribers;
     l->history = st->job_history;
+    l->link_deliveries = st->link_deliveries;
 }
 
 /* SIGHUP: re-read the configuration; apply what can change live. */

@@ -80,6 +80,9 @@ struct job {
     rvd_peer owner;
     char *key; /* dedupe key: uid and every source's identity */
     rvd_download_req *req;
+    bool link;         /* deliver by hard link: req->link, or the daemon's
+                          link-deliveries when the job was submitted and
+                          req->copy is not set (wants_link) */
     int32_t priority;
     uint64_t seq;      /* submission order */
     size_t n_live;     /* objects not yet terminal */
@@ -175,6 +178,24 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
         return NULL;
     }
     return key;
+}
+
+/* Whether a job for req delivers by hard link: asked for, or the daemon's
+ * default (link-deliveries) and not refused with copy. Lock held. */
+static bool wants_link(const rvd_jobs *j, const rvd_download_req *req) {
+    return req->link || (j->limits.link_deliveries && !req->copy);
+}
+
+/* Whether the live job jb, whose key equals req's, gives req's caller what
+ * they asked for, so they may attach to it instead of starting another:
+ * a digest (Completed.sha256) if req wants one, and a hard link only if
+ * req accepts one (a caller who did not ask for a link must not get a
+ * file that shares the cache's inode). A job that digests serves one that
+ * does not care; a job that copies serves one that asked for a link (a
+ * link is "where possible"). The key already holds every per-source
+ * field; these are the request-wide ones. Lock held. */
+static bool job_satisfies(const rvd_jobs *j, const struct job *jb, const rvd_download_req *req) {
+    return (!req->digest || jb->req->digest) && (!jb->link || wants_link(j, req));
 }
 
 /* The file of a Read-only object in the daemon's directory; malloc'd. */
@@ -657,7 +678,8 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     }
     /* An identical live request of the same uid: attach to it. */
     for (struct job *jb = j->head; jb; jb = jb->next) {
-        if (is_ended(jb) || jb->owner.uid != caller->uid || strcmp(jb->key, key) != 0)
+        if (is_ended(jb) || jb->owner.uid != caller->uid || strcmp(jb->key, key) != 0 ||
+            !job_satisfies(j, jb, req))
             continue;
         if (sink) {
             if (jb->view.subscribers >= j->limits.max_subscribers) {
@@ -688,11 +710,13 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                                "try again when some have finished", j->limits.max_queued);
         goto fail;
     }
+    bool link = wants_link(j, req);
     struct job *jb = job_new(caller, req, key);
     req = NULL;
     key = NULL;
     if (!jb)
         goto nomem;
+    jb->link = link;
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
     /* On disk before its id is given out: the id works across restarts. */
@@ -1056,6 +1080,9 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         rs->bad++;
         return;
     }
+    /* The request's link and digest came back with it (the message is
+     * stored as received); the daemon's default is today's. */
+    jb->link = wants_link(j, jb->req);
     memcpy(jb->id, sj->id, RVD_JOB_ID_LEN + 1);
     jb->seq = sj->seq;
     jb->view.created_ms = sj->created_ms;
@@ -1133,6 +1160,11 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
     v->retries = rv_object_retries(obj);
     if (state == RV_STATE_DONE) {
         uint32_t crc;
+        /* Set only where a digest was asked for (digest, or a sha256 to
+         * verify): the engine digests per request (daemon.c keeps
+         * compute_sha256 off). Not filtered here, so a digest computed
+         * unasked shows (tests/daemon/test_delivery.py) instead of
+         * silently costing every download its staged write path. */
         const char *sha = rv_object_sha256_hex(obj);
         if (sha && (o->sha256 = strdup(sha)))
             v->sha256 = o->sha256;
@@ -1296,9 +1328,15 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
         .n_headers = src->n_headers,
         .user_data = o,
         .connections = o->job->req->connections,
+        .digest = o->job->req->digest,
+        /* A Read-only object's file is the daemon's own, which only Read
+         * opens (read-only): a link to the cache is safe and free. */
+        .link = o->job->link || !src->destination,
         /* A file that becomes the caller's must not share the cache's
-         * inode (asuser.h: rvd_asuser_give). */
-        .copy = owner->uid != geteuid(),
+         * inode (asuser.h: rvd_asuser_give): a copy, whatever link says.
+         * copy is passed on too, so it holds whatever the engine's own
+         * default is. */
+        .copy = owner->uid != geteuid() || o->job->req->copy,
     };
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {

@@ -4,7 +4,9 @@
  * (the caller's uid/gid), and its subscribers — the open Download and
  * Watch streams that receive its events. Identical requests from the same
  * uid (same normalised URLs, destinations, sha256s and header digests)
- * attach to the running job instead of creating another, so the origin is
+ * attach to the running job instead of creating another — when that job
+ * gives them what they asked for: a digest if they asked for one, and no
+ * hard link unless they accept one (see job_satisfies) — so the origin is
  * read once however many callers ask; the engine below shares one origin
  * read between jobs that fetch the same object to different destinations.
  *
@@ -163,6 +165,9 @@ typedef struct rvd_jobs_limits {
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
     unsigned max_subscribers; /* per job */
     unsigned history;         /* ended jobs kept */
+    bool link_deliveries;     /* a job that sets neither link nor copy
+                                 delivers by hard link (link-deliveries);
+                                 decided when the job is submitted */
 } rvd_jobs_limits;
 
 typedef struct rvd_jobs_stats {

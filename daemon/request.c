@@ -446,6 +446,10 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
                     RVD_REQ_SOURCES_MAX, m->n_sources);
         goto out;
     }
+    if (m->link && m->copy) {
+        r = invalid(ret_error, "link, copy: at most one of them may be set");
+        goto out;
+    }
     if (m->connections > RVD_REQ_CONNECTIONS_MAX) {
         r = invalid(ret_error, "connections: at most %d (got %u)", RVD_REQ_CONNECTIONS_MAX,
                     m->connections);
@@ -461,6 +465,9 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->detach = m->detach;
     req->connections = m->connections;
     req->batch_events = m->batch_events;
+    req->digest = m->digest;
+    req->link = m->link;
+    req->copy = m->copy;
 
     for (size_t i = 0; i < m->n_sources; i++) {
         const Retriever__V1__Source *src = m->sources[i];

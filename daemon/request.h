@@ -65,6 +65,10 @@ typedef struct rvd_download_req {
                              0: the daemon's default */
     bool batch_events;    /* this caller's stream may batch events; not
                              part of the job (dedupe ignores it) */
+    bool digest;          /* compute every object's sha256 (as rv_request.digest) */
+    bool link;            /* deliver by hard link to the cache where possible */
+    bool copy;            /* never hard-link, whatever the daemon's default;
+                             never set together with link */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""bench_daemon.py -- retrieverd measured end to end (issue 4's benchmark).
+"""bench_daemon.py -- retrieverd measured end to end (issues 4 and 19).
 
-Three scenarios, each printed with its targets as MET or MISSED (or as
+Four scenarios, each printed with its targets as MET or MISSED (or as
 information where issue 4 sets no number). Not a pass/fail test: it exits
 0 whenever the benchmark itself ran; failed runs are reported loudly.
 
@@ -10,19 +10,27 @@ information where issue 4 sets no number). Not a pass/fail test: it exits
       data and origins of bench.py's scenarios 1 (1 GiB from nginx),
       2 (1 GiB from the limited origin: 25 MiB/s per connection, 20 ms
       before each response) and 3 (1000 x 64 KiB from nginx). Rows:
-        local  retrieverctl download --local --digest, fresh --state-dir
-               and --cache-dir per run (the daemon always digests);
+        local  retrieverctl download --local as a user runs it (no
+               digest, default delivery), fresh --state-dir and
+               --cache-dir per run: the baseline;
+        localdg  the same with --digest, for information (what a digest
+               costs; the daemon once digested every object, and this was
+               its baseline, which hid that cost: issue 19);
         rpc    retrieverd via gRPC from this script, reading batched
-               events (batch_events, as retrieverctl does): wall time from
-               the submit to the last Completed event (judged);
+               events (batch_events, as retrieverctl does), no digest:
+               wall time from the submit to the last Completed event
+               (judged);
         ctl    retrieverctl --socket S download (daemon mode), the process
-               run, for information.
+               run, for information;
+        curl   curl (one connection; --parallel-max 16 over the small
+               files), no state, for information.
       The daemon is restarted with an empty state and cache before each of
       its runs (not timed), as --local gets a fresh state; every daemon run
       asks for a URL of its own (a "bench=N" query, ignored by the
       origins), so no run is a cache hit of an earlier one (checked:
       Completed.from_cache). One untimed warm-up run per row, then the
-      rounds. Target: rpc MiB/s (files/s in 3) >= 0.9x local's.
+      rounds, interleaved. Target (issue 19): rpc's median wall time
+      <= 1.10x local's; each row's min-max is printed as its spread.
   D2  Status latency: --callers concurrent callers (default 64), each on
       its own channel and connection, --calls calls each, spread over
       --status-procs client processes (threads in each); back to back and
@@ -35,10 +43,15 @@ information where issue 4 sets no number). Not a pass/fail test: it exits
       /proc/PID/stat, and context switches of all threads) over
       --idle-seconds after start and after a download. Target: idle CPU
       <= 0.1% of one core.
+  D4  Peak RSS while serving 16 clients: 16 callers, each on its own
+      connection, submit at once one download each of a --d4-size object
+      of its own (nginx, -c 16, no digest); the daemon's VmHWM from just
+      before the submits to the last Completed. Target (issue 19): <= 64
+      MiB.
 
 Usage:
     bench_daemon.py --retrieverctl PATH [--retrieverd PATH]
-                    [--scenario D1,D2,D3] [--d1 1,2,3] [--repeat N]
+                    [--scenario D1,D2,D3,D4] [--d1 1,2,3] [--repeat N]
                     [--repeat-small N] [--callers N] [--calls N]
                     [--status-procs N] [--pace-ms MS] [--d2-rate BPS]
                     [--idle-seconds S] [--queued-jobs N] [--workdir DIR]
@@ -77,9 +90,11 @@ except ImportError:                     # pragma: no cover
 
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 SERVICE = "/retriever.v1.Retriever/"
-SCENARIOS = ("D1", "D2", "D3")
+SCENARIOS = ("D1", "D2", "D3", "D4")
 D1_SUBS = (1, 2, 3)
-D1_TARGET = 0.9              # daemon throughput >= this x --local's
+D1_TARGET = 1.10             # daemon wall time <= this x --local's
+D4_CLIENTS = 16              # D4: callers at once
+D4_RSS_MAX_MIB = 64          # D4: the daemon's peak RSS target
 IDLE_CPU_MAX = 0.001         # idle CPU <= this fraction of one core
 D2_MIN_S = 30                # D2's download lasts at least this long
 D3_RATE = 32 * 1024          # D3's running job: bytes/s per connection
@@ -279,7 +294,8 @@ class Client:
                  batch=False):
         """The event stream of one job of (url, destination) pairs; with
         batch, messages may carry several events (read them with
-        events())."""
+        events()). No digest is asked for (DownloadRequest.digest): a
+        daemon from before issue 19 digests every object regardless."""
         pb = self.pb
         req = pb.DownloadRequest(
             sources=[pb.Source(url=u, destination=d) for u, d in pairs],
@@ -690,6 +706,7 @@ class DaemonBench:
         self.rows = []
         self.d2 = []            # (condition, mode, [results per rep])
         self.d3 = []            # (what, value text, target text, met)
+        self.d4 = []            # (what, value text, target text, met)
         self.verdicts = []      # (scenario, text, met)
         self.notes = []
         self.daemons = []
@@ -742,6 +759,10 @@ class DaemonBench:
             path = os.path.join(self.data.srv, "d3.bin")
             origins.make_file(path, D3_FILE_SIZE, seed=33)
             self.d3_src = (path, origins.sha256_file(path))
+        if "D4" in a.scenarios:
+            path = os.path.join(self.data.srv, "d4.bin")
+            origins.make_file(path, a.d4_size, seed=44)
+            self.d4_src = (path, origins.sha256_file(path))
 
     # -- D1 ------------------------------------------------------------------
 
@@ -755,6 +776,22 @@ class DaemonBench:
         outdir = self.data._outdir(key)
         outs = expected_of(key)
         state = self.data._state("d1-%d" % sub)
+        # digest None: no digest flag at all, --local as a user runs it.
+        argv = bench.retriever(self.ctl, url_of("l", None),
+                               out=outs[0][0] if big else None,
+                               outdir=None if big else outdir,
+                               connections=conn, digest=None, state=state)
+        rows.append(DRow(
+            "D1.%d" % sub, key,
+            "retrieverctl --local%s, fresh state" % (
+                " -c %d" % conn if conn else ""),
+            argv, outdir, outs, nbytes, nfiles,
+            fresh=[os.path.dirname(state[0])], kind="local"))
+
+        key = "localdg%d" % sub
+        outdir = self.data._outdir(key)
+        outs = expected_of(key)
+        state = self.data._state("d1dg-%d" % sub)
         argv = bench.retriever(self.ctl, url_of("l", None),
                                out=outs[0][0] if big else None,
                                outdir=None if big else outdir,
@@ -763,15 +800,15 @@ class DaemonBench:
             "D1.%d" % sub, key,
             "retrieverctl --local%s --digest, fresh state" % (
                 " -c %d" % conn if conn else ""),
-            argv, outdir, outs, nbytes, nfiles,
-            fresh=[os.path.dirname(state[0])], linked=True, kind="local"))
+            argv, outdir, outs, nbytes, nfiles, info=True,
+            fresh=[os.path.dirname(state[0])], kind="local"))
 
         key = "rpc%d" % sub
         outs = expected_of(key)
         rows.append(DRow(
             "D1.%d" % sub, key,
             "retrieverd via gRPC: submit -> last Completed",
-            [], self.data._outdir(key), outs, nbytes, nfiles, linked=True,
+            [], self.data._outdir(key), outs, nbytes, nfiles,
             kind="rpc", connections=conn or 0,
             pairs=lambda n, outs=outs: list(zip(url_of("r", n),
                                                 [p for p, _ in outs]))))
@@ -791,7 +828,27 @@ class DaemonBench:
             "retrieverctl --socket (daemon mode)%s" % (
                 " -c %d" % conn if conn else ""),
             argv_for(0), outdir, outs, nbytes, nfiles, info=True,
-            linked=True, kind="ctl", argv_for=argv_for))
+            kind="ctl", argv_for=argv_for))
+
+        key = "curl%d" % sub
+        outs = expected_of(key)
+        outdir = self.data._outdir(key)
+        urls = url_of("l", None)
+        if big:
+            argv = bench.curl_single(urls[0], outs[0][0])
+            label = "curl, no state"
+        else:
+            cfg = os.path.join(self.workdir, "cfg")
+            os.makedirs(cfg, exist_ok=True)
+            curl_cfg = os.path.join(cfg, "d1-curl%d.cfg" % sub)
+            with open(curl_cfg, "w") as f:
+                for (path, _), url in zip(outs, urls):
+                    f.write('url = "%s"\noutput = "%s"\n' % (url, path))
+            argv = [bench.CURL, "--disable", "-s", "--parallel",
+                    "--parallel-max", str(bench.CONNECTIONS), "-K", curl_cfg]
+            label = "curl --parallel-max %d, no state" % bench.CONNECTIONS
+        rows.append(DRow("D1.%d" % sub, key, label, argv, outdir, outs,
+                         nbytes, nfiles, info=True, kind="local"))
         self.rows.extend(rows)
         return rows
 
@@ -841,26 +898,30 @@ class DaemonBench:
             finally:
                 client.close()
                 self.stop_daemon(d, "D1.%d" % sub)
-        local, rpc, ctl = (r if r.ok_runs() else None for r in rows)
-        what = "files/s" if sub == 3 else "MiB/s"
-
-        def rate(row):
-            return row.files_s() if sub == 3 else row.mib_s()
+        local, localdg, rpc, ctl, curl = (r if r.ok_runs() else None
+                                          for r in rows)
         if not (local and rpc):
             self.verdict("D1.%d" % sub, "target not evaluated (failed "
                          "runs)", None)
             return
-        ratio = rate(rpc) / rate(local)
-        self.verdict("D1.%d" % sub, "retrieverd (gRPC) %s >= %.1fx --local's: "
-                     "%.0f / %.0f = %.2fx" % (what, D1_TARGET, rate(rpc),
-                                              rate(local), ratio),
-                     ratio >= D1_TARGET)
-        if ctl:
-            self.notes.append(
-                "D1.%d, for information: retrieverctl in daemon mode got "
-                "%.2fx --local's %s (%.0f / %.0f)" % (
-                    sub, rate(ctl) / rate(local), what, rate(ctl),
-                    rate(local)))
+
+        def spread(row):
+            walls = [r.wall for r in row.ok_runs()]
+            return "%.3f-%.3f" % (min(walls), max(walls))
+        ratio = rpc.wall() / local.wall()
+        self.verdict("D1.%d" % sub, "retrieverd (gRPC) wall <= %.2fx "
+                     "--local's: %.3f s (%s) / %.3f s (%s) = %.2fx" % (
+                         D1_TARGET, rpc.wall(), spread(rpc), local.wall(),
+                         spread(local), ratio),
+                     ratio <= D1_TARGET)
+        for row, what in ((localdg, "--local --digest"),
+                          (ctl, "retrieverctl in daemon mode"),
+                          (curl, "curl")):
+            if row:
+                self.notes.append(
+                    "D1.%d, for information: %s took %.2fx --local's wall "
+                    "time (%.3f s, %s)" % (sub, what, row.wall() / local.wall(),
+                                           row.wall(), spread(row)))
 
     # -- D2 ------------------------------------------------------------------
 
@@ -989,6 +1050,83 @@ class DaemonBench:
         self.verdict("D3", "idle CPU %s <= %.1f%% of a core: %.3f s over "
                      "%g s" % (when, 100 * IDLE_CPU_MAX, cpu,
                                a.idle_seconds), cpu <= limit)
+
+    # -- D4 ------------------------------------------------------------------
+
+    def scenario_d4(self):
+        """D4_CLIENTS callers at once, one object each; the daemon's peak
+        RSS over the lot. --repeat rounds, a fresh daemon each."""
+        a = self.args
+        name = os.path.basename(self.d4_src[0])
+        say("D4: peak RSS serving %d clients, one %s download each"
+            % (D4_CLIENTS, size_text(a.d4_size)))
+        out = os.path.join(self.workdir, "out-d4")
+        peaks, walls, problems = [], [], []
+        with origins.NginxOrigin(self.data.srv) as ng:
+            url = ng.url("/" + name)
+            for rnd in range(a.repeat):
+                shutil.rmtree(out, ignore_errors=True)
+                os.makedirs(out)
+                self.runner.wait_quiet()
+                d = self.daemon("d4-%d" % rnd)
+                clients = [Client(self.pb, d.sock, own_connection=True)
+                           for _ in range(D4_CLIENTS)]
+                try:
+                    for c in clients:  # connected before the clock starts
+                        grpc.channel_ready_future(c.ch).result(timeout=30)
+                    ready = threading.Barrier(D4_CLIENTS + 1, timeout=60)
+                    results = [None] * D4_CLIENTS
+
+                    def one(i):
+                        ready.wait()
+                        results[i] = follow(clients[i].download(
+                            [(busted(url, rnd * D4_CLIENTS + i, "d4"),
+                              os.path.join(out, "%02d.bin" % i))],
+                            connections=bench.CONNECTIONS, timeout=600,
+                            batch=True), 1)
+                    threads = [threading.Thread(target=one, args=(i,))
+                               for i in range(D4_CLIENTS)]
+                    for t in threads:
+                        t.start()
+                    d.reset_peak()
+                    ready.wait()
+                    t0 = time.monotonic()
+                    for t in threads:
+                        t.join(660)
+                    walls.append(time.monotonic() - t0)
+                    peaks.append(d.vm()[1] / 1024)
+                    bad = [r[1] if r else "no result" for r in results
+                           if not r or r[1]]
+                    for i in range(D4_CLIENTS):
+                        p = os.path.join(out, "%02d.bin" % i)
+                        if not bad and (not os.path.exists(p) or
+                                        origins.sha256_file(p)
+                                        != self.d4_src[1]):
+                            bad.append("%s: missing or wrong" % p)
+                    problems.extend(bad)
+                    say("  round %d/%d  peak RSS %.1f MiB  %.2f s  %s" % (
+                        rnd + 1, a.repeat, peaks[-1], walls[-1],
+                        "ok" if not bad else "FAILED: " + bad[0]))
+                finally:
+                    for c in clients:
+                        c.close()
+                    self.stop_daemon(d, "D4")
+        shutil.rmtree(out, ignore_errors=True)
+        med = statistics.median(peaks)
+        self.d4.append(("daemon VmHWM, %d clients x %s" % (
+            D4_CLIENTS, size_text(a.d4_size)),
+            "%.1f MiB (%.1f-%.1f)" % (med, min(peaks), max(peaks)),
+            "<= %d MiB" % D4_RSS_MAX_MIB, med <= D4_RSS_MAX_MIB))
+        self.d4.append(("wall time, all %d done" % D4_CLIENTS,
+                        "%.2f s (%.2f-%.2f)" % (statistics.median(walls),
+                                                min(walls), max(walls)),
+                        "", None))
+        if problems:
+            self.notes.append("D4 FAILED RUNS: " + "; ".join(problems[:5]))
+        self.verdict("D4", "daemon peak RSS serving %d clients <= %d MiB: "
+                     "%.1f MiB (median of %d)" % (
+                         D4_CLIENTS, D4_RSS_MAX_MIB, med, len(peaks)),
+                     med <= D4_RSS_MAX_MIB if not problems else None)
 
     def scenario_d3(self):
         a = self.args
@@ -1223,6 +1361,15 @@ def report(facts, b, markdown):
                 for what, value, target, met in b.d3]
         table(["what", "measured", "target", "verdict"], body, left=(0, 1))
         print()
+    if b.d4:
+        print("%sD4: the daemon serving %d clients at once%s\n"
+              % ("### " if markdown else "", D4_CLIENTS,
+                 "" if markdown else ":"))
+        body = [[what, value, target or "-",
+                 {True: "MET", False: "MISSED", None: "info"}[met]]
+                for what, value, target, met in b.d4]
+        table(["what", "measured", "target", "verdict"], body, left=(0, 1))
+        print()
     print("%sTargets%s\n" % ("### " if markdown else "",
                              "" if markdown else ":"))
     for scen, text, met in b.verdicts:
@@ -1252,6 +1399,12 @@ def report(facts, b, markdown):
               if row.copied_runs()]
     if copied:
         notes.append("NOT DELIVERED BY HARD LINK: " + "; ".join(copied))
+    linked = ["%s %s" % (row.scenario, row.label) for row in b.rows
+              if any(r.nlink and r.nlink >= 2 for r in row.ok_runs()
+                     if hasattr(r, "nlink"))]
+    if linked:
+        notes.append("delivered by hard link to the cache (a build from "
+                     "before issue 19, or link asked for): " + "; ".join(linked))
     busy = ["%s %s" % (row.scenario, row.label) for row in b.rows
             if row.ok_runs() and row.other_cpu() >
             max(0.25 * row.wall(), bench.BUSY_FLOOR_S)]
@@ -1281,7 +1434,8 @@ def report(facts, b, markdown):
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Benchmark retrieverd end to end: against --local (D1), "
-                    "Status latency (D2), memory and idle CPU (D3).")
+                    "Status latency (D2), memory and idle CPU (D3), peak "
+                    "RSS serving 16 clients (D4).")
     p.add_argument("--retrieverctl", metavar="PATH", required=True,
                    help="the retrieverctl binary (with daemon mode)")
     p.add_argument("--retrieverd", metavar="PATH",
@@ -1292,7 +1446,7 @@ def parse_args(argv):
                    help="protoc, to generate the Python client from proto/")
     p.add_argument("--scenario", default=",".join(SCENARIOS),
                    metavar="LIST",
-                   help="comma-separated, of D1,D2,D3 (default all)")
+                   help="comma-separated, of D1,D2,D3,D4 (default all)")
     p.add_argument("--d1", default="1,2,3",
                    metavar="LIST",
                    help="which of bench.py's scenarios D1 runs (default "
@@ -1344,6 +1498,8 @@ def parse_args(argv):
     p.add_argument("--small-count", type=int, default=bench.SMALL_COUNT,
                    metavar="N", help="files in D1.3; fewer only for trial "
                                      "runs (default %d)" % bench.SMALL_COUNT)
+    p.add_argument("--d4-size", metavar="SIZE", default="64M",
+                   help="D4: each client's object (default 64M)")
     p.add_argument("--markdown", action="store_true",
                    help="print the report as Markdown")
     args = p.parse_args(argv)
@@ -1352,6 +1508,11 @@ def parse_args(argv):
         p.error("--big-size: a number with an optional K, M or G suffix")
     args.big_size = int(m.group(1)) << {"": 0, "K": 10, "M": 20,
                                         "G": 30}[m.group(2)]
+    m = re.fullmatch(r"(\d+)([KMG]?)", args.d4_size)
+    if not m or int(m.group(1)) == 0:
+        p.error("--d4-size: a number with an optional K, M or G suffix")
+    args.d4_size = int(m.group(1)) << {"": 0, "K": 10, "M": 20,
+                                      "G": 30}[m.group(2)]
     if args.d2_rate is None:
         last = max(D2_MIN_S, 3 * args.calls * args.pace_ms / 1000)
         args.d2_rate = max(int(args.big_size / bench.CONNECTIONS / last), 1)
@@ -1367,7 +1528,7 @@ def parse_args(argv):
     except ValueError:
         p.error("--d1: comma-separated numbers of 1,2,3")
     if not args.scenarios or not args.scenarios <= set(SCENARIOS):
-        p.error("--scenario: comma-separated, of D1,D2,D3")
+        p.error("--scenario: comma-separated, of D1,D2,D3,D4")
     if not set(args.d1) <= set(D1_SUBS):
         p.error("--d1: comma-separated numbers of 1,2,3")
     if args.repeat_small is None:
@@ -1425,6 +1586,8 @@ def main(argv=None):
             b.scenario_d2()
         if "D3" in args.scenarios:
             b.scenario_d3()
+        if "D4" in args.scenarios:
+            b.scenario_d4()
     except KeyboardInterrupt:
         say("\nbench_daemon.py: interrupted; nothing reported")
         return 130

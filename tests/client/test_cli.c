@@ -426,10 +426,7 @@ static void test_daemon_mode(void) {
         {"--state-dir=/s", "'--state-dir' applies only with --local"},
         {"--cache-dir=/c", "'--cache-dir' applies only with --local"},
         {"--cache-quota=1G", "'--cache-quota' applies only with --local"},
-        {"--copy", "'--copy' applies only with --local"},
         {"--no-state", "'--no-state' applies only with --local"},
-        {"--digest", "'--digest' applies only with --local"},
-        {"--no-digest", "'--no-digest' applies only with --local"},
     };
     for (size_t i = 0; i < sizeof(local_only) / sizeof(local_only[0]); i++) {
         EXPECT_USAGE(local_only[i][1], "download", local_only[i][0], "u");
@@ -437,6 +434,24 @@ static void test_daemon_mode(void) {
         EXPECT_OK(c, "download", "--local", local_only[i][0], "u");
         rvc_cmd_done(&c);
     }
+    /* Delivery and digest options work in both modes. */
+    static const char *const both[] = {"--copy", "--link", "--digest", "--no-digest"};
+    for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++) {
+        EXPECT_OK(c, "download", both[i], "u");
+        rvc_cmd_done(&c);
+        EXPECT_OK(c, "download", "--local", both[i], "u");
+        rvc_cmd_done(&c);
+    }
+    EXPECT_OK(c, "download", "--link", "u");
+    CHECK(c.dl.link && !c.dl.copy);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--copy", "u");
+    CHECK(c.dl.copy && !c.dl.link);
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("options '--copy' and '--link' cannot be used together", "download", "--copy",
+                 "--link", "u");
+    EXPECT_USAGE("option '--no-state' cannot be combined with '--link'", "download", "--local",
+                 "--no-state", "--link", "u");
     EXPECT_USAGE("'--detach' and '--json' cannot be used together", "download", "--detach",
                  "--json", "u");
     /* Value errors come first, in either mode. */

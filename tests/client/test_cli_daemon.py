@@ -533,6 +533,8 @@ class ScriptedTest(Base):
         self.assertEqual(req.connections, 3)
         self.assertFalse(req.detach)
         self.assertEqual(req.priority, 0)
+        # No digest, no link, no copy unless asked: the daemon's defaults.
+        self.assertEqual((req.digest, req.link, req.copy), (False, False, False))
 
         # -o relative to the current directory, --sha256 lower-cased, detach.
         def detached(req, context):
@@ -548,6 +550,37 @@ class ScriptedTest(Base):
         self.assertEqual(req.sources[0].sha256, "ab" * 32)
         self.assertTrue(req.detach)
         self.assertEqual(req.connections, 0)
+        self.assertTrue(req.digest)  # --sha256 needs the digest
+
+    def test_digest_link_copy_as_sent(self):
+        """digest exactly when --local would digest (--digest, --json unless
+        --no-digest, --sha256); link for --link, copy for --copy."""
+        def detached(req, context):
+            yield event(accepted=pb.Accepted())
+        s = self.serve(Download=detached)
+        cases = [
+            ([], (False, False, False)),
+            (["--digest"], (True, False, False)),
+            (["--no-digest"], (False, False, False)),
+            (["--json"], (True, False, False)),
+            (["--json", "--no-digest"], (False, False, False)),
+            (["--no-digest", "--sha256", "cd" * 32], (True, False, False)),
+            (["--link"], (False, True, False)),
+            (["--copy", "--digest"], (True, False, True)),
+        ]
+        for i, (args, want) in enumerate(cases):
+            with self.subTest(args=args):
+                detach = [] if "--json" in args else ["--detach"]
+                p = self.download("-o", "f%d.bin" % i, *detach, *args, "http://h/x")
+                if detach:
+                    self.assert_rc(p, 0)
+                req = pb.DownloadRequest.FromString(s.requests[-1])
+                self.assertEqual((req.digest, req.link, req.copy), want)
+        self.assertEqual(len(s.requests), len(cases))
+        p = self.download("-o", "g.bin", "--copy", "--link", "http://h/x")
+        self.assert_rc(p, 2)
+        self.assertIn("'--copy' and '--link' cannot be used together", p.stderr)
+        self.assertEqual(len(s.requests), len(cases))  # nothing sent
 
     def test_events_rendered(self):
         """Per object one final line and one JSON line with local mode's
@@ -841,6 +874,25 @@ class DownloadTest(Base):
         self.assert_rc(p, 6)
         self.assertEqual(json.loads(p.stdout)["error"]["code"], "RV_E_CHECKSUM_MISMATCH")
         self.assertNotIn("bad.bin", self.listing())
+
+    def test_done_line_as_local_mode(self):
+        """The done line names the sha256 only when it was asked for, as
+        --local does: the daemon digests per request, not always."""
+        url = self.ng.url("/a.bin")
+        p = self.download("-o", "plain.bin", url)
+        self.assert_rc(p, 0)
+        self.assertNotIn("sha256", p.stderr)
+        p = self.download("-o", "digested.bin", "--digest", url)
+        self.assert_rc(p, 0)
+        self.assertIn(", sha256 " + self.sha["a.bin"], p.stderr)
+        p = self.download("-o", "checked.bin", "--sha256", self.sha["a.bin"], url)
+        self.assert_rc(p, 0)
+        self.assertIn(", sha256 verified", p.stderr)
+        p = self.download("--json", "--no-digest", "-o", "nodigest.bin", url)
+        self.assert_rc(p, 0)
+        self.assertIsNone(json.loads(p.stdout)["sha256"])
+        for name in ("plain.bin", "digested.bin", "checked.bin", "nodigest.bin"):
+            self.assert_file(os.path.join(self.out, name), "a.bin")
 
     def test_not_found(self):
         url = self.ng.url("/missing.bin")

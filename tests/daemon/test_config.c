@@ -95,6 +95,7 @@ static void test_user_defaults(void) {
     CHECK(!s.config_file_read);
     CHECK(s.ca_file == NULL);
     CHECK_EQ_U64(s.cache_quota, 10ull << 30);
+    CHECK(!s.link_deliveries); /* a copy or reflink unless asked */
     CHECK_EQ_U64(s.max_connections, 64);
     CHECK_EQ_U64(s.max_connections_per_host, 16);
     CHECK_EQ_U64(s.max_connections_per_object, 16);
@@ -257,6 +258,7 @@ static void test_file(void) {
         "\tstate-dir\t=\t/var/lib/r   \n"
         "cache-dir = /var/cache/r#1/\r\n" /* '#' inside a value is the value's; CRLF */
         "cache-quota = 2G\n"
+        "link-deliveries = true\n"
         "ca-file = /etc/ssl/my ca.pem\n"
         "max-connections = 1024\n"
         "max-connections-per-host = 1\n"
@@ -280,6 +282,7 @@ static void test_file(void) {
     CHECK_STREQ(s.state_dir, "/var/lib/r");
     CHECK_STREQ(s.cache_dir, "/var/cache/r#1");
     CHECK_EQ_U64(s.cache_quota, 2ull << 30);
+    CHECK(s.link_deliveries);
     CHECK_STREQ(s.ca_file, "/etc/ssl/my ca.pem");
     CHECK_EQ_U64(s.max_connections, 1024);
     CHECK_EQ_U64(s.max_connections_per_host, 1);
@@ -302,6 +305,8 @@ static void test_file(void) {
     CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_SOCKET_MODE), "0660");
     free(t);
     CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_LOG_LEVEL), "debug");
+    free(t);
+    CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_LINK_DELIVERIES), "true");
     free(t);
     CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_MAX_QUEUED_JOBS), "0");
     free(t);
@@ -488,6 +493,10 @@ static void test_ranges(void) {
          {"error", "warning", "info", "debug"},
          {"INFO", "warn", "", "3"},
          "expected error, warning, info or debug"},
+        {RVD_KEY_LINK_DELIVERIES,
+         {"true", "false"},
+         {"yes", "1", "TRUE", "", "on", "false "},
+         "expected true or false"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         for (size_t j = 0; j < 4 && cases[i].ok[j]; j++) {
@@ -594,14 +603,17 @@ static void test_reload(void) {
                               "chunk-size = 4M\n"
                               "log-level = debug\n"
                               "cache-quota = 0\n"
+                              "link-deliveries = true\n"
                               "max-subscribers = 99\n"));
     CHECK(rvd_settings_reload(&cur, &env, &args, &next, &ch, &err) == 0);
     CHECK_EQ_U64(ch.applied, RVD_KEY_BIT(RVD_KEY_MAX_RUNNING_JOBS) |
-                                 RVD_KEY_BIT(RVD_KEY_LOG_LEVEL) | RVD_KEY_BIT(RVD_KEY_CACHE_QUOTA));
+                                 RVD_KEY_BIT(RVD_KEY_LOG_LEVEL) | RVD_KEY_BIT(RVD_KEY_CACHE_QUOTA) |
+                                 RVD_KEY_BIT(RVD_KEY_LINK_DELIVERIES));
     CHECK_EQ_U64(ch.kept, RVD_KEY_BIT(RVD_KEY_STATE_DIR) | RVD_KEY_BIT(RVD_KEY_CHUNK_SIZE));
     CHECK_EQ_U64(next.max_running_jobs, 2);
     CHECK(next.log_level == RVD_LOG_DEBUG);
     CHECK_EQ_U64(next.cache_quota, 0);
+    CHECK(next.link_deliveries);
     CHECK_EQ_U64(next.max_subscribers, 5); /* --max-subscribers 5 wins */
     CHECK_STREQ(next.state_dir, "/a");     /* kept until restart */
     CHECK_EQ_U64(next.chunk_size, 1u << 20);
@@ -609,6 +621,7 @@ static void test_reload(void) {
     CHECK_STREQ(ch.text[RVD_KEY_MAX_RUNNING_JOBS], "max-running-jobs changed from 8 to 2");
     CHECK_STREQ(ch.text[RVD_KEY_CACHE_QUOTA], "cache-quota changed from 10G to 0");
     CHECK_STREQ(ch.text[RVD_KEY_LOG_LEVEL], "log-level changed from info to debug");
+    CHECK_STREQ(ch.text[RVD_KEY_LINK_DELIVERIES], "link-deliveries changed from false to true");
     CHECK_STREQ(ch.text[RVD_KEY_STATE_DIR],
                 "state-dir changed to '/b'; it takes effect at the next restart ('/a' stays in "
                 "use until then)");

@@ -15,7 +15,8 @@ Asserted: the origin sent the body once (body_bytes <= size + SLACK, the
 slack covering the probe's overlap with the first ranges); every client's
 stream is accepted, queued, started, completed for its object, with the
 path it asked for and the right sha256; every destination file has the
-right sha256; the daemon stops cleanly (exit 0, no sanitizer output).
+right sha256 and an inode of its own (not the cache's: deliveries are a
+reflink or a copy unless a link is asked for); the daemon stops cleanly (exit 0, no sanitizer output).
 
 The object is 256 MiB in the sanitizer build too: the whole test takes
 about 7 s there on 2 cores (the engine's buffers and the origin's sendfile
@@ -96,8 +97,9 @@ class FanoutTest(unittest.TestCase):
                 try:
                     grpc.channel_ready_future(c.ch).result(timeout=60)
                     ready.wait()
+                    # digest: Completed carries the sha256 checked below.
                     results[i] = list(c.download([{"url": url, "destination": dests[i]}],
-                                                 timeout=CALL_TIMEOUT))
+                                                 timeout=CALL_TIMEOUT, digest=True))
                 except Exception as e:  # noqa: BLE001 — asserted below
                     errors.append((i, repr(e)))
                 finally:
@@ -151,16 +153,24 @@ class FanoutTest(unittest.TestCase):
                                  "the origin sent %d body bytes for a %d-byte object"
                                  % (body, SIZE))
 
-            # Every destination holds the object. Files delivered as hard
-            # links of one cached object share an inode: hash each inode once.
-            digests = {}
+            # Every destination holds the object, in a file of its own: a
+            # reflink or a copy (the default delivery), never the cache's
+            # inode nor another destination's.
+            cached = set()
+            for dirpath, _, files in os.walk(os.path.join(self.tmp, "cache")):
+                for f in files:
+                    st = os.stat(os.path.join(dirpath, f))
+                    cached.add((st.st_dev, st.st_ino))
+            inodes = set()
             for dest in sorted(set(dests)):
                 st = os.stat(dest)
                 self.assertEqual(st.st_size, SIZE, dest)
                 key = (st.st_dev, st.st_ino)
-                if key not in digests:
-                    digests[key] = sha256_file(dest)
-                self.assertEqual(digests[key], want, dest)
+                self.assertNotIn(key, cached, dest + " is the cache's file")
+                self.assertNotIn(key, inodes, dest + " shares another destination's inode")
+                self.assertEqual(st.st_nlink, 1, dest)
+                inodes.add(key)
+                self.assertEqual(sha256_file(dest), want, dest)
 
             c = Client(self.sock)
             self.addCleanup(c.close)

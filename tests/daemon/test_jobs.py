@@ -186,7 +186,7 @@ class JobsTest(unittest.TestCase):
         c = self.client()
         src = self.file("a.bin", 3 * MiB + 17)
         dest = os.path.join(self.out, "a.bin")
-        events = list(c.download([{"url": "file://" + src, "destination": dest}]))
+        events = list(c.download([{"url": "file://" + src, "destination": dest}], digest=True))
         self.assertEqual(kinds(events)[0], "accepted")
         job_id = events[0].job_id
         self.assertEqual(len(job_id), 32)
@@ -899,7 +899,8 @@ class JobsTest(unittest.TestCase):
             url += "?X-Amz-Signature=sig-sekrit-2"
             events = list(c.download([{"url": url, "destination": self.out + "/h.bin",
                                        "headers": [td.pb.Header(name="Authorization",
-                                                                value="Bearer hdr-sekrit-3")]}]))
+                                                                value="Bearer hdr-sekrit-3")]}],
+                                     digest=True))
             self.assertEqual(kinds(events)[-1], "completed", events[-1])
             job_id = events[0].job_id
             c.close()  # gRPC shares connections between channels: no stale one

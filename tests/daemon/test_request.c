@@ -133,6 +133,8 @@ static void test_download_accepted(void) {
     d->m.detach = true;
     d->m.connections = 16;
     d->m.batch_events = true;
+    d->m.digest = true;
+    d->m.link = true;
 
     rvd_download_req *req = expect_accept(d, __LINE__);
     CHECK(req != NULL);
@@ -143,6 +145,9 @@ static void test_download_accepted(void) {
     CHECK(req->detach);
     CHECK_EQ_U64(req->connections, 16);
     CHECK(req->batch_events);
+    CHECK(req->digest);
+    CHECK(req->link);
+    CHECK(!req->copy);
     const rvd_source *a = &req->sources[0], *b = &req->sources[1];
     CHECK_STREQ(a->url, "HTTPS://User:pw@Example.COM:443/a/%7e%2f?token=x&b=1#frag");
     CHECK_STREQ(a->url_key, "https://User:pw@example.com/a/~%2F?token=x&b=1");
@@ -196,9 +201,23 @@ static void test_download_accepted(void) {
         CHECK(!req->detach);
         CHECK_EQ_U64(req->connections, 0);
         CHECK(!req->batch_events);
+        CHECK(!req->digest);
+        CHECK(!req->link);
+        CHECK(!req->copy);
         CHECK_STREQ(req->sources[0].url_key, "http://h/");
     }
     rvd_download_req_free(req);
+
+    /* copy alone; link and copy together are a contradiction. */
+    d = dl_new();
+    dl_add(d, "http://h/", "/tmp/c");
+    d->m.copy = true;
+    req = expect_accept(d, __LINE__);
+    if (req)
+        CHECK(req->copy && !req->link && !req->digest);
+    rvd_download_req_free(req);
+    d->m.link = true;
+    REJECT(d, "link, copy: at most one of them may be set");
 
     /* ret_error may be NULL. */
     d = dl_new();

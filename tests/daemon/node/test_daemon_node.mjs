@@ -430,7 +430,9 @@ test('Download streams the events and delivers the right bytes; Status and List'
   const size = 3 * MiB + 17;
   const want = f.file('a.bin', size);
   const dest = path.join(f.out, 'a.bin');
-  const { all } = download(c, [{ url: f.origin.url('/a.bin'), destination: dest }]);
+  // digest: Completed and Status carry the sha256 (none unless asked).
+  const { all } = download(c, [{ url: f.origin.url('/a.bin'), destination: dest }],
+                           { request: { digest: true } });
   const { events, status } = await all;
   assert.equal(status.code, grpc.status.OK, status.details);
   assert.equal(events[0].event, 'accepted');

@@ -322,6 +322,10 @@ static int parse_mode(const char *s, uint64_t *ret) {
 
 /* Parse text as a value of k. what names the setting in the message:
  * "--chunk-size" for a flag, "chunk-size" for a line of the file. */
+static bool is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
 static int parse_value(const key_def *k, const char *text, const char *what, value *ret,
                        char **ret_error) {
     char lo[32], hi[32];
@@ -342,10 +346,25 @@ static int parse_value(const key_def *k, const char *text, const char *what, val
             return fail(
                 ret_error, -EINVAL,
                 rvd_strdupf("%s '%s' is too long (%zu bytes; at most %zu)", what, text, n, max));
+        for (const char *c = text; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                return fail(ret_error, -EINVAL,
+                            rvd_strdupf("%s has a control character: not a path this daemon "
+                                        "will use",
+                                        what));
         char *p = strdup(text);
         if (!p)
             return -ENOMEM;
         strip_slashes(p);
+        /* "/a  /" would become "/a  ", whose blanks the file syntax trims:
+         * a value that cannot be written back as it reads. */
+        if (is_blank(p[strlen(p) - 1])) {
+            free(p);
+            return fail(ret_error, -EINVAL,
+                        rvd_strdupf("%s '%s' ends in a blank before its last '/': rename the "
+                                    "directory",
+                                    what, text));
+        }
         ret->str = p;
         return 0;
     }
@@ -738,9 +757,6 @@ out:
     return r;
 }
 
-static bool is_blank(char c) {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
 
 /* Apply text (the contents of path) to s. Each key at most once. */
 static int apply_file(rvd_settings *s, const char *path, const char *text, size_t len,

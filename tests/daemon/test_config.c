@@ -534,6 +534,15 @@ static void test_ranges(void) {
     CHECK(rvd_settings_check(RVD_KEY_CA_FILE, "ca.pem", &err) == -EINVAL);
     CHECK(err && strstr(err, "invalid value 'ca.pem' for --ca-file: expected an absolute path"));
     free(err);
+    /* A path that would not read back as written is refused: a control
+     * character, or a blank left at its end once its trailing '/' go. */
+    CHECK(rvd_settings_check(RVD_KEY_STATE_DIR, "/run/a\tb", &err) == -EINVAL);
+    CHECK(err && strstr(err, "--state-dir has a control character"));
+    free(err);
+    CHECK(rvd_settings_check(RVD_KEY_CACHE_DIR, "/run  /", &err) == -EINVAL);
+    CHECK(err && strstr(err, "--cache-dir '/run  /' ends in a blank before its last '/'"));
+    free(err);
+    CHECK(rvd_settings_check(RVD_KEY_CACHE_DIR, "/run a/b/", &err) == 0);
     CHECK(rvd_settings_check(RVD_KEY_STATE_DIR, "", &err) == -EINVAL);
     CHECK(err && strstr(err, "--state-dir needs a non-empty path"));
     free(err);

@@ -54,7 +54,9 @@ class CacheVerifyDaemonTest(unittest.TestCase):
         return os.path.join(d, full[0])
 
     def completed(self, c, url, dest, sha=""):
-        events = list(c.download([{"url": url, "destination": dest, "sha256": sha}]))
+        # digest: Completed carries the sha256 of the bytes delivered.
+        events = list(c.download([{"url": url, "destination": dest, "sha256": sha}],
+                                 digest=True))
         kinds = tj.kinds(events)
         self.assertEqual(kinds[-1], "completed", events[-1])
         return events[-1].completed

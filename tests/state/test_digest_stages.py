@@ -20,13 +20,13 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
 import unittest
 
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
+from test_state import durable_bytes
 from threads import threads_seen
 
 CTL = os.environ["RV_CTL"]
@@ -34,19 +34,6 @@ PREAD_SHIM = os.environ["RV_PREAD_COUNT_SHIM"]
 EINVAL_SHIM = os.environ["RV_DIRECT_EINVAL_SHIM"]
 MiB = 1 << 20
 RUN_TIMEOUT = 120
-
-
-def durable_bytes(state_dir):
-    """Bytes the state database says are durable, over all objects."""
-    db = os.path.join(state_dir, "retriever.db")
-    if not os.path.exists(db):
-        return 0
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(
-            "SELECT COALESCE(SUM(durable - start), 0) FROM ranges").fetchone()[0]
-    finally:
-        con.close()
 
 
 class DigestStagesTest(unittest.TestCase):

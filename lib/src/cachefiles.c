@@ -190,6 +190,22 @@ static int verify_blob(rv_cachefiles *c, rv_delivery *d) {
     return 0;
 }
 
+/* Rename the hidden name tmp over dest, or to dest where that is free.
+ * Over an existing destination, rename(2); but when that already is a link
+ * to the same inode, rename succeeds without doing anything and the
+ * temporary name would stay: it is removed then. Returns 0 or an errno
+ * (tmp is left to the caller then). */
+static int rename_into_place(const char *tmp, const char *dest) {
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
+        return 0;
+    bool existed = errno == EEXIST; /* else EINVAL: not supported here */
+    if ((!existed && errno != EINVAL) || rename(tmp, dest) != 0)
+        return errno;
+    if (existed)
+        unlink(tmp);
+    return 0;
+}
+
 /* Put the blob in place. A link is made under the destination's name at
  * once where that name is free (a link appears whole); otherwise, and for
  * copies, under a hidden name that is then renamed over the destination.
@@ -214,22 +230,42 @@ static int put_in_place(rv_cachefiles *c, const rv_delivery *d) {
     if (err)
         goto out;
 rename:
-    /* Over an existing destination, rename(2); but when that already is a
-     * link to the same blob, rename succeeds without doing anything and
-     * the temporary name would stay: remove it then. */
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, d->dest_path, RENAME_NOREPLACE) != 0) {
-        bool existed = errno == EEXIST; /* else EINVAL: not supported here */
-        if ((!existed && errno != EINVAL) || rename(tmp, d->dest_path) != 0) {
-            err = errno;
-            goto out;
-        }
-        if (existed)
-            unlink(tmp);
-    }
+    err = rename_into_place(tmp, d->dest_path);
+    if (err)
+        goto out;
     free(tmp);
     return 0;
 out:
     if (tmp)
+        unlink(tmp);
+    free(tmp);
+    return err;
+}
+
+/* Put the tee in place of a copy: it holds the blob's bytes already
+ * (stage.c). Unnamed, it is linked under the destination's name where
+ * that is free, else under a hidden name renamed over the destination (as
+ * rv_outfile_deliver does); named, renamed as a copy's hidden name is.
+ * Whatever fails, no hidden name stays. Returns 0 or an errno. */
+static int put_tee(rv_cachefiles *c, rv_delivery *d) {
+    char proc[64], *tmp = d->tee_path;
+    int err = 0;
+
+    if (d->make_readonly && fchmod(d->fd, 0444) != 0)
+        return errno; /* the blob stays a cache entry: read-only as every one */
+    d->tee_path = NULL; /* tmp is this function's now */
+    if (!tmp) {
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->tee_fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, d->dest_path, AT_SYMLINK_FOLLOW) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return errno;
+        err = rv_tempname_make(d->dest_path, proc, &c->rng, &tmp, NULL);
+        if (err)
+            return err;
+    }
+    err = rename_into_place(tmp, d->dest_path);
+    if (err)
         unlink(tmp);
     free(tmp);
     return err;
@@ -245,9 +281,16 @@ static void work(void *ctx, rv_bg_req *batch) {
         rv_delivery *d = (rv_delivery *)b;
         d->err = d->verify ? verify_blob(c, d) : 0;
         if (!d->err && !d->corrupt)
-            d->err = put_in_place(c, d);
+            d->err = d->tee_fd >= 0 ? put_tee(c, d) : put_in_place(c, d);
         close(d->fd);
         d->fd = -1;
+        if (d->tee_fd >= 0)
+            close(d->tee_fd);
+        d->tee_fd = -1;
+        if (d->tee_path) /* not put in place (verify failed): not left behind */
+            unlink(d->tee_path);
+        free(d->tee_path);
+        d->tee_path = NULL;
         atomic_store(&c->delivered, true);
     }
 }
@@ -371,7 +414,7 @@ rv_delivery *rv_delivery_new(void) {
     rv_delivery *d = calloc(1, sizeof(*d));
     if (d) {
         d->kind = KIND_DELIVERY;
-        d->fd = -1;
+        d->fd = d->tee_fd = -1;
     }
     return d;
 }
@@ -381,6 +424,11 @@ void rv_delivery_free(rv_delivery *d) {
         return;
     if (d->fd >= 0)
         close(d->fd);
+    if (d->tee_fd >= 0)
+        close(d->tee_fd);
+    if (d->tee_path)
+        unlink(d->tee_path);
+    free(d->tee_path);
     free(d->blob_path);
     free(d->dest_path);
     free(d);

@@ -15,7 +15,9 @@
  *   like any blob without a row.
  * - Deliveries: a finished, recorded blob is put in place at its
  *   destination (a hard link, or a copy under a hidden name renamed over
- *   the destination), and handed back with the result. A cache hit's blob
+ *   the destination, or the tee the writer filled with the same bytes as
+ *   the blob, stage.c, renamed the same way), and handed back with the
+ *   result. A cache hit's blob
  *   is read back and checked against its recorded CRC-32C first (verify):
  *   its bytes may have changed since they were written (a hard link edited
  *   in place, a bad disk), and a 1 GiB read must not hold up the engine.
@@ -44,6 +46,11 @@ typedef struct rv_delivery {
     char *dest_path;     /* in: owned by the request */
     uint64_t size;       /* in */
     bool link;           /* in: a hard link may serve; else a copy */
+    int tee_fd;          /* in: -1, or a file already holding the blob's bytes
+                            (stage.c's tee), put in place instead of a copy;
+                            closed by the thread */
+    char *tee_path;      /* in: the tee's hidden name, or NULL (unnamed); owned
+                            by the request, removed unless put in place */
     bool make_readonly;  /* in: mode 0444 first (a resumed blob was made writable) */
     bool verify;         /* in: check the blob's bytes against crc32c first */
     uint32_t crc32c;     /* in: the CRC-32C of the blob's size bytes, with verify */
@@ -70,9 +77,10 @@ unsigned rv_cachefiles_ordered(const rv_cachefiles *c);
  * are skipped (the caller creates its own and reports what fails then). */
 bool rv_cachefiles_take(rv_cachefiles *c, int64_t *ret_id, int *ret_fd);
 
-/* A new delivery (kind set, fd -1), or NULL. */
+/* A new delivery (kind set, fd and tee_fd -1), or NULL. */
 rv_delivery *rv_delivery_new(void);
-/* Closes fd, frees the paths and d. NULL is fine. */
+/* Closes fd and tee_fd, removes a tee_path still set, frees the paths and
+ * d. NULL is fine. */
 void rv_delivery_free(rv_delivery *d);
 /* Queue deliveries: a list linked through bg.next, one request to the
  * thread. */

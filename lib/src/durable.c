@@ -826,6 +826,10 @@ uint64_t rv_durable_commit_due(const rv_engine *e) {
     return e->tx_open ? e->tx_opened_ms + COMMIT_INTERVAL_MS : UINT64_MAX;
 }
 
+bool rv_durable_links(const rv_object *o) {
+    return (o->engine->cfg.link_deliveries || o->link) && !o->copy;
+}
+
 /* A delivery of o's recorded blob for the cachefiles thread (the object
  * is DONE when it comes back), or NULL with o failed. Its descriptor goes
  * along: nothing reads it meanwhile. */
@@ -847,8 +851,21 @@ static rv_delivery *delivery_of(rv_object *o) {
     d->fd = o->fd;
     o->fd = -1;
     d->size = o->size;
-    d->link = (o->engine->cfg.link_deliveries || o->link) && !o->copy;
+    d->link = rv_durable_links(o);
     d->make_readonly = o->blob_writable;
+    /* The tee holds this version's bytes when every one of them was
+     * written to it (stage.c): then it is renamed into place instead of a
+     * copy. Else (resumed ranges, bytes written while it was not open) the
+     * copy, and the tee goes. */
+    if (!d->link && o->tee_fd >= 0 && o->tee_bytes == o->size) {
+        d->tee_fd = o->tee_fd;
+        d->tee_path = o->tee_path;
+        o->tee_fd = -1;
+        o->tee_path = NULL;
+        o->tee_bytes = 0;
+    } else {
+        rv_outfile_tee_discard(o);
+    }
     /* A cache hit's bytes were written in an earlier run, or by another
      * request: they are read back and checked before they are delivered.
      * An object fetched by this request is checked as it lands. */

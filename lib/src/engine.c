@@ -558,7 +558,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o = calloc(1, sizeof(*o));
     if (!o)
         return reject(e, RV_E_NOMEM, "out of memory");
-    o->fd = o->dfd = -1;
+    o->fd = o->dfd = o->tee_fd = -1;
     o->src_fd = -1;
     o->engine = e;
     o->size = RV_UNKNOWN;

@@ -130,6 +130,16 @@ struct rv_object {
                                 * when decided, as a range's stages stay on one lane even if
                                 * O_DIRECT is refused later (dfd -1) */
     unsigned writes;           /* stages in the writer */
+    /* The tee (stage.c): staged with state and delivered as a copy, each
+     * stage is also written into this file next to the destination, which
+     * delivery then renames into place instead of copying the blob. An
+     * unnamed file (O_TMPFILE), or a hidden name (tee_path) where the file
+     * system has none. tee_bytes: the bytes of this version written to it
+     * (stages of the current gen that landed); it serves only when they
+     * are the object's size. */
+    int tee_fd;                /* -1: none */
+    char *tee_path;            /* NULL: unnamed, or none */
+    uint64_t tee_bytes;
     char expected_sha256[65];  /* "" when not given */
     struct curl_slist *user_headers;
     bool want_digest;
@@ -333,6 +343,8 @@ void rv_durable_close(rv_engine *e);
 void rv_durable_set_quota(rv_engine *e, uint64_t quota);
 /* Look the object up and set it up to resume, or insert it. */
 int rv_durable_start(rv_object *o);
+/* Whether o's blob is delivered by a hard link (else a reflink or copy). */
+bool rv_durable_links(const rv_object *o);
 /* o was just queued (rv_engine_add). */
 void rv_durable_added(rv_object *o);
 /* The object's plan is known: record it (in the open transaction). */
@@ -364,6 +376,7 @@ typedef struct rv_stage {
     uint64_t object_id, gen, chunk_start; /* where it lands, if still wanted */
     unsigned lane;             /* the writer's lane: the range's index modulo write_lanes */
     bool direct;               /* written through the O_DIRECT descriptor */
+    bool teed;                 /* also written into the object's tee (req.tee_fd) */
     struct rv_stage *next_free;
 } rv_stage;
 /* Whether o's bytes go through stages (decided once per blob: big objects
@@ -416,6 +429,11 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
  * RV_E_* code. */
 int rv_outfile_write_failed(rv_object *o, int errnum);
 int rv_outfile_reset(rv_object *o);
+/* The tee (stage.c): make o's, empty, next to its destination; without
+ * one (it cannot be made) o is delivered by a copy as before. */
+void rv_outfile_tee_open(rv_object *o);
+/* Close o's tee and remove it; nothing when it has none. */
+void rv_outfile_tee_discard(rv_object *o);
 /* Without durable state: give the finished file its final name. */
 int rv_outfile_deliver(rv_object *o);
 void rv_outfile_discard(rv_object *o);

@@ -149,8 +149,47 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
     return errnum == 0 ? RV_OK : rv_outfile_write_failed(o, errnum);
 }
 
+/* Like the file without state (rv_outfile_create): unnamed where the file
+ * system allows, so a crash leaves nothing; else under a hidden name, which
+ * a crash leaves behind like that file's. Made by this process with mode
+ * 0666 less the umask, as the copy it replaces would be (cachefiles.c), so
+ * the delivered file is the same (the daemon then gives it to its caller,
+ * daemon/asuser.c, as it would the copy). */
+void rv_outfile_tee_open(rv_object *o) {
+    rv_engine *e = o->engine;
+    char *copy = strdup(o->dest_path);
+
+    if (!copy)
+        return;
+    if (e->proc_fd_ok < 0)
+        e->proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
+    errno = ENOENT;
+    o->tee_fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
+    int errnum = errno;
+    free(copy);
+    if (o->tee_fd < 0 && (errnum == EOPNOTSUPP || errnum == EISDIR || errnum == EINVAL ||
+                          errnum == ENOENT) &&
+        rv_tempname_make(o->dest_path, NULL, &e->rng, &o->tee_path, &o->tee_fd) != 0)
+        o->tee_fd = -1;
+    o->tee_bytes = 0;
+}
+
+void rv_outfile_tee_discard(rv_object *o) {
+    if (o->tee_fd >= 0)
+        close(o->tee_fd);
+    o->tee_fd = -1;
+    if (o->tee_path)
+        unlink(o->tee_path);
+    free(o->tee_path);
+    o->tee_path = NULL;
+    o->tee_bytes = 0;
+}
+
 void rv_outfile_close(rv_object *o) {
     rv_stage_release_held(o); /* the blob's bytes are no longer this object's to hash */
+    /* A tee is of this blob's bytes: a new blob (or none) makes it moot.
+     * (Stages still in the writer write into the removed file.) */
+    rv_outfile_tee_discard(o);
     if (o->fd >= 0)
         close(o->fd);
     if (o->dfd >= 0)
@@ -169,6 +208,11 @@ int rv_outfile_reset(rv_object *o) {
         rv_object_fail(o, err, "cannot truncate '%s': %s", file_name(o), strerror(errno));
         return err;
     }
+    /* The tee starts over with the blob; one that cannot is dropped (the
+     * delivery copies then). */
+    if (o->tee_fd >= 0 && ftruncate(o->tee_fd, 0) != 0)
+        rv_outfile_tee_discard(o);
+    o->tee_bytes = 0;
     o->hashed = 0;
     rv_stage_release_held(o);
     /* With a request out, the context is the digester's: the request comes

@@ -132,6 +132,10 @@ bool rv_stage_wanted(rv_object *o) {
     /* else, or refused (EINVAL): through the page cache (dfd -1) */
     o->write_lanes = o->dfd >= 0 ? DIRECT_LANES : BUFFERED_LANES;
     o->staged = true;
+    /* The tee: only for a blob that starts empty here (decided at the
+     * first byte; resumed bytes would be missing from it). */
+    if (o->store_id && o->tee_fd < 0 && o->bytes_done == 0 && !rv_durable_links(o))
+        rv_outfile_tee_open(o);
     return true;
 }
 
@@ -209,6 +213,7 @@ static rv_stage *stage_new(void) {
 }
 
 static void stage_put(rv_engine *e, rv_stage *s) {
+    s->teed = false;
     s->next_free = e->free_stages;
     e->free_stages = s;
 }
@@ -268,6 +273,12 @@ static bool stage_landed(rv_engine *e, rv_stage *s) {
         rv_object_attention(o); /* it may be waiting to verify */
     if (o->gen != s->gen || o->err != RV_OK || rv_state_is_terminal(o->state))
         return false; /* restarted, failed or over: what landed is moot */
+    if (s->teed && s->req.tee_err) {
+        int errnum = s->req.tee_err;
+        rv_object_fail(o, rv_errno_to_error(errnum), "cannot write the copy for '%s': %s",
+                       o->dest_path, strerror(errnum));
+        return false;
+    }
     int err = s->req.err;
     if (err == EINVAL && s->direct) {
         /* The device wants more alignment than STAGE_ALIGN: write these
@@ -292,6 +303,8 @@ static bool stage_landed(rv_engine *e, rv_stage *s) {
         return false;
     }
     c->landed += s->req.len;
+    if (s->teed && o->tee_fd >= 0)
+        o->tee_bytes += s->req.len; /* the tee has only ever been truncated with a gen change */
     c->written_crc = rv_crc32c_combine(c->written_crc, s->req.crc, s->req.len);
     return stage_hold(e, o, s);
 }
@@ -341,13 +354,22 @@ static int stage_get(rv_engine *e, rv_stage **ret) {
     return RV_OK;
 }
 
-/* Hand a stage to the writer: through O_DIRECT when it is aligned. */
+/* Hand a stage to the writer: through O_DIRECT when it is aligned, and
+ * into the tee too when o has one. */
 static int stage_submit(rv_object *o, rv_stage *s) {
     rv_engine *e = o->engine;
     bool direct = o->dfd >= 0 && s->req.off % STAGE_ALIGN == 0 && s->req.len % STAGE_ALIGN == 0;
     s->direct = direct;
     s->req.want_crc = o->store_id != 0; /* only state keeps CRCs */
     s->req.fd = fcntl(direct ? o->dfd : o->fd, F_DUPFD_CLOEXEC, 0);
+    s->req.tee_fd = -1;
+    s->teed = o->tee_fd >= 0;
+    if (s->req.fd >= 0 && s->teed && (s->req.tee_fd = fcntl(o->tee_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        int errnum = errno;
+        close(s->req.fd);
+        s->req.fd = -1;
+        errno = errnum;
+    }
     if (s->req.fd < 0) {
         int errnum = errno;
         stage_put(e, s);
@@ -359,6 +381,8 @@ static int stage_submit(rv_object *o, rv_stage *s) {
     int r = rv_writer_submit(e->writer, s->lane, &s->req);
     if (r != RV_OK) {
         close(s->req.fd);
+        if (s->req.tee_fd >= 0)
+            close(s->req.tee_fd);
         stage_put(e, s);
         rv_object_fail(o, r, "cannot start a write thread");
         return r;

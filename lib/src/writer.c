@@ -41,6 +41,14 @@ static void write_batch(void *ctx, rv_bg_req *batch) {
         r->err = rv_write_all(r->fd, r->buf, r->len, r->off);
         close(r->fd);
         r->fd = -1;
+        /* Whatever the first write did: the engine judges each on its own
+         * (an O_DIRECT write refused with EINVAL is written again into the
+         * first file only). */
+        if (r->tee_fd >= 0) {
+            r->tee_err = rv_write_all(r->tee_fd, r->buf, r->len, r->off);
+            close(r->tee_fd);
+            r->tee_fd = -1;
+        }
     }
 }
 
@@ -77,7 +85,7 @@ int rv_writer_submit(rv_writer *w, unsigned lane, rv_write_req *req) {
         if (r != RV_OK)
             return r;
     }
-    req->err = 0;
+    req->err = req->tee_err = 0;
     w->out[lane]++;
     rv_bgthread_submit(w->lane[lane], &req->bg);
     return RV_OK;

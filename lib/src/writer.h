@@ -14,9 +14,13 @@
  * writes are in flight (stage.c: more for direct writes, which wait for
  * the disk, than for page-cache ones, which wait for a core).
  *
- * Ownership: a submitted request, its buffer and its descriptor are the
+ * A request may name a second file (tee_fd), written the same bytes at
+ * the same offset after the first, through the page cache (stage.c: the
+ * tee). Both writes are done before the request comes back.
+ *
+ * Ownership: a submitted request, its buffer and its descriptors are the
  * writer's until rv_writer_take_done returns the request; the writer closes
- * req->fd.
+ * req->fd and req->tee_fd.
  */
 #ifndef RV_WRITER_H
 #define RV_WRITER_H
@@ -41,6 +45,8 @@ typedef struct rv_write_req {
     bool want_crc;      /* in: compute crc */
     uint32_t crc;       /* out with want_crc: CRC-32C of buf[0..len) */
     int err;            /* out: 0, or the errno of the failed write */
+    int tee_fd;         /* in: also write the bytes here, or -1 (closed by the writer) */
+    int tee_err;        /* out: 0, or the errno of the failed write to tee_fd */
 } rv_write_req;
 
 /* Write n bytes of buf at off, retrying short writes and EINTR. Returns 0

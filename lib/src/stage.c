@@ -32,6 +32,22 @@
  * (rv_stage_release_held, from rv_outfile_reset and rv_outfile_close);
  * those in a digest request come back with it (outfile.c).
  *
+ * The tee: with state and delivered as a copy (no link; a reflink is
+ * not asked for first, as a fresh download has its bytes at hand), each
+ * stage is written twice by its lane: into the blob as above, then,
+ * through the page cache, at the same offset into the object's tee, an
+ * unnamed file (O_TMPFILE, or a hidden name) next to the destination,
+ * made when the blob's first byte arrives (not for a resumed blob).
+ * Delivery renames the tee into place instead of copying the blob, which
+ * on a file system without reflinks read every byte back from the disk
+ * (O_DIRECT left none in the page cache). The tee serves only when the
+ * stages of the current gen that landed in it add up to the object's
+ * size; otherwise the copy (durable.c, delivery_of). A stage goes back to
+ * the pool only after both writes (the writer returns it then); a failed
+ * tee write fails the object. A restart truncates the tee as the blob
+ * (rv_outfile_reset), a new blob drops it (rv_outfile_close), and so do
+ * failure, cancel and close.
+ *
  * How: a transfer copies what it receives into its stage, a buffer of
  * STAGE_SIZE aligned to STAGE_ALIGN that covers the next bytes of its
  * range, and hands it to the writer when it is full or the transfer ends.

@@ -32,9 +32,8 @@
  * (rv_stage_release_held, from rv_outfile_reset and rv_outfile_close);
  * those in a digest request come back with it (outfile.c).
  *
- * The tee: with state and delivered as a copy (no link; a reflink is
- * not asked for first, as a fresh download has its bytes at hand), each
- * stage is written twice by its lane: into the blob as above, then,
+ * The tee: with state and delivered as a copy (no link), each stage is
+ * written twice by its lane: into the blob as above, then,
  * through the page cache, at the same offset into the object's tee, an
  * unnamed file (O_TMPFILE, or a hidden name) next to the destination,
  * made when the blob's first byte arrives (not for a resumed blob).
@@ -46,7 +45,9 @@
  * the pool only after both writes (the writer returns it then); a failed
  * tee write fails the object. A restart truncates the tee as the blob
  * (rv_outfile_reset), a new blob drops it (rv_outfile_close), and so do
- * failure, cancel and close.
+ * failure, cancel and close. (Where the file system has reflinks, the
+ * copy would have cost nothing, and the tee costs a page-cache write and
+ * its writeback: the two are not told apart yet.)
  *
  * How: a transfer copies what it receives into its stage, a buffer of
  * STAGE_SIZE aligned to STAGE_ALIGN that covers the next bytes of its

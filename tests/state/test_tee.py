@@ -28,6 +28,7 @@ import tempfile
 import time
 import unittest
 
+from daemons import require_root
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
 
 CTL = os.environ["RV_CTL"]
@@ -289,6 +290,28 @@ class TeeTest(unittest.TestCase):
                     proc.communicate()
             self.assertEqual(proc.returncode, 130, err)
             self.assertEqual(self.hidden(), [])
+
+    def test_failed_tee_write_fails_the_download(self):
+        """The destination's file system fills up (an 8 MiB tmpfs mounted
+        by the test; the cache has room): the tee's write fails, and so
+        does the download, saying which destination; nothing is left
+        next to it."""
+        require_root(self, "mounts a tmpfs")
+        small = os.path.join(self.tmp, "small")
+        os.mkdir(small)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0755" % (8 * MiB),
+                            "rv-tee", small], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.fail("cannot mount a tmpfs on %s: %s" % (small, r.stderr))
+        self.addCleanup(subprocess.run, ["umount", "-l", small], capture_output=True,
+                        timeout=60)
+        dest = os.path.join(small, "full")
+        with NginxOrigin(self.root) as ng:
+            p, _, _ = self.run_ctl("-c", "8", "-o", dest, ng.url("mid.bin", case="full"))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("cannot write the copy for '%s': No space left on device" % dest,
+                      p.stderr)
+        self.assertEqual(os.listdir(small), [])
 
     def test_object_changed_mid_way_delivers_new_version(self):
         """The object changes on the origin while it downloads: the

@@ -151,7 +151,6 @@ class TeeTest(unittest.TestCase):
         into place; the blob is not read back, neither by pread nor by
         copy_file_range (before the tee, the copy read all 40 MiB back).
         Twice: to a free name, and over an existing file."""
-        os.umask(0o022)
         with NginxOrigin(self.root) as ng:
             dest = os.path.join(self.out, "mid.bin")
             for case in ("free", "over"):

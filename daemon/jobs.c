@@ -496,6 +496,11 @@ static void job_end(rvd_jobs *j, struct job *jb) {
         j->n_queued--;
     jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
     jb->view.ended_ms = now_ms();
+    /* Send what the subscribers were given (the last object's Completed
+     * among it) before the store write, which takes milliseconds for a
+     * job of many objects; the streams' end still waits for the write, so
+     * a caller that sees its stream end finds the outcome on disk. */
+    flush_locked(j);
     persist_end(j, jb);
     if (jb->want_cancel) {
         jb->want_cancel = false;

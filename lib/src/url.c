@@ -630,7 +630,15 @@ int rv_url_normalize(const char *url, char **ret) {
          * libcurl gave it, escapes and all. */
         if (attempt == 1)
             break;
-        r = key_stable(out, path);
+        /* A key spelled exactly as the URL given parses as u did
+         * (rv_url_parse depends on the string alone): it is stable iff
+         * canonicalising left u's path as it was. The usual case, a URL
+         * already in this form, so costs no second parse (a daemon's
+         * request of 1000 sources checks 1000 URLs before it starts). */
+        if (strcmp(out, url) == 0)
+            r = strcmp(u->path, path) == 0 ? RV_OK : RV_E_BAD_URL;
+        else
+            r = key_stable(out, path);
         if (r == RV_OK)
             break;
         if (r != RV_E_BAD_URL)

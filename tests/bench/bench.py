@@ -32,7 +32,8 @@ Scenarios (see docs/benchmarks.md for the method and the targets):
 In scenarios 1-4 retriever runs with --no-state (the engine without
 durability, as before state existed), so that no run is a cache hit of an
 earlier one. The state rows of 5-7 get an empty --state-dir and --cache-dir
-in the workdir (same file system as the outputs: delivery is a hard link),
+in the workdir (same file system as the outputs, as a user's cache would
+be; the default delivery makes each output a file of its own, docs/state.md),
 deleted before every run except the cache hit's.
 
 Fairness: before every run the previous outputs (and the state
@@ -269,7 +270,7 @@ class Row:
     """
 
     def __init__(self, scenario, key, label, argv, outdir, outputs, nbytes,
-                 nfiles=1, info=False, fresh=(), linked=False):
+                 nfiles=1, info=False, fresh=(), stateful=False):
         self.scenario = scenario
         self.key = key
         self.label = label
@@ -280,7 +281,7 @@ class Row:
         self.nfiles = nfiles
         self.info = info            # a row "for information", not a target
         self.fresh = list(fresh)    # state directories deleted before a run
-        self.linked = linked        # outputs should be hard links (state)
+        self.stateful = stateful    # a state row: delivered from its cache
         self.runs = []
 
     def ok_runs(self):
@@ -329,10 +330,11 @@ class Row:
                   if r.origin_body is not None]
         return max(values) if values else None
 
-    def copied_runs(self):
-        """Runs of a state row whose outputs were not hard links."""
+    def linked_runs(self):
+        """Runs of a state row whose outputs were hard links to the cache
+        (st_nlink 2), not the files of their own delivered by default."""
         return [r for r in self.ok_runs()
-                if self.linked and r.nlink is not None and r.nlink < 2]
+                if self.stateful and r.nlink is not None and r.nlink >= 2]
 
     def rate_range(self):
         """(min, max) of the rate the scenario is judged by."""
@@ -801,7 +803,7 @@ class Bench:
 
     def _state(self, key):
         """(state_dir, cache_dir) of a state row: in the workdir, on the
-        outputs' file system (so delivery is a hard link), not created --
+        outputs' file system (where a user's cache would be), not created --
         retrieverctl creates them, as on a first use."""
         base = os.path.join(self.state_root, key)
         return (os.path.join(base, "state"), os.path.join(base, "cache"))
@@ -1074,7 +1076,7 @@ class Bench:
             retriever(self.ctl, [url], out=out, digest=digest, state=state),
             self._outdir(key), [(out, self.big[1])], BIG_SIZE,
             fresh=[os.path.dirname(state[0])] if state and fresh else (),
-            linked=bool(state))
+            stateful=bool(state))
 
     def scenario5(self):
         if self._state_skipped(5):
@@ -1160,7 +1162,7 @@ class Bench:
                     SMALL_COUNT * SMALL_SIZE, SMALL_COUNT,
                     info=not state,
                     fresh=[os.path.dirname(state[0])] if state else (),
-                    linked=bool(state)))
+                    stateful=bool(state)))
             interleave(self.runner, rows, self.args.repeat_small, ng,
                        self._small_sources())
         curl, st = self._pick(rows, "curl"), self._pick(rows, "rv-st")
@@ -1366,16 +1368,17 @@ def print_verdicts(bench, bullet):
             "; ".join("%s: %s" % f for f in bench.runner.failures)))
     else:
         notes.append("every run exited 0 and every output's sha256 matched")
-    copied = ["%d %s: %d of %d runs" % (row.scenario, row.label,
-                                        len(row.copied_runs()),
+    linked = ["%d %s: %d of %d runs" % (row.scenario, row.label,
+                                        len(row.linked_runs()),
                                         len(row.ok_runs()))
-              for row in bench.rows if row.copied_runs()]
-    if copied:
-        notes.append("NOT DELIVERED BY HARD LINK (output st_nlink 1, so "
-                     "copied from the cache): %s" % "; ".join(copied))
-    elif any(row.linked and row.ok_runs() for row in bench.rows):
-        notes.append("every output of a state row was a hard link to its "
-                     "cache blob (st_nlink 2)")
+              for row in bench.rows if row.linked_runs()]
+    if linked:
+        notes.append("DELIVERED BY HARD LINK (output st_nlink 2: the cache's "
+                     "own file, as before issue 19): %s" % "; ".join(linked))
+    elif any(row.stateful and row.ok_runs() for row in bench.rows):
+        notes.append("every output of a state row was a file of its own "
+                     "(st_nlink 1: a tee, reflink or copy, the default "
+                     "delivery; docs/state.md)")
     busy = ["%d %s" % (row.scenario, row.label) for row in bench.rows
             if row.ok_runs() and row.other_cpu() > max(0.25 * row.wall(),
                                                        BUSY_FLOOR_S)]

@@ -1399,10 +1399,6 @@ def report(facts, b, markdown):
                 "--local run of %.2f s (it should use none): --local "
                 "competed with it for the CPU" % (row.scenario, max(spent),
                                                   row.wall()))
-    copied = ["%s %s" % (row.scenario, row.label) for row in b.rows
-              if row.copied_runs()]
-    if copied:
-        notes.append("NOT DELIVERED BY HARD LINK: " + "; ".join(copied))
     linked = ["%s %s" % (row.scenario, row.label) for row in b.rows
               if any(r.nlink and r.nlink >= 2 for r in row.ok_runs()
                      if hasattr(r, "nlink"))]

@@ -59,40 +59,50 @@ int rv_errno_to_error(int errnum) {
     }
 }
 
-/* The download starts as an unnamed file in the destination's directory
- * (O_TMPFILE): it appears whole under its final name with one link when
- * done, and a crash leaves nothing behind. Where the file system (or a
- * missing /proc, needed to link it) does not allow that, a hidden
- * temporary name next to the destination does the same job. */
-int rv_outfile_create(rv_object *o) {
-    char *copy = strdup(o->dest_path);
-    int r;
+/* A new file beside dest, for writing: unnamed (O_TMPFILE) in its
+ * directory, so that it appears whole under its final name with one link
+ * when done and a crash leaves nothing behind; where the file system (or
+ * a missing /proc, needed to link it) does not allow that, under a hidden
+ * temporary name next to dest (*ret_path, malloc'd), which does the same
+ * job. Returns 0 or an errno; *ret_named says whether the hidden name was
+ * the one that failed. */
+static int create_beside(rv_engine *e, const char *dest, int *ret_fd, char **ret_path,
+                         bool *ret_named) {
+    char *copy = strdup(dest);
 
-    if (!copy) {
-        rv_object_fail(o, RV_E_NOMEM, "out of memory");
-        return RV_E_NOMEM;
-    }
-    rv_engine *e = o->engine;
-    if (e->proc_fd_ok < 0) /* asked once per engine, not per object */
+    *ret_named = false;
+    if (!copy)
+        return ENOMEM;
+    if (e->proc_fd_ok < 0) /* asked once per engine, not per file */
         e->proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
     errno = ENOENT;
-    o->fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
+    int fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
     int errnum = errno;
     free(copy);
-    if (o->fd >= 0)
-        return RV_OK;
-    if (errnum != EOPNOTSUPP && errnum != EISDIR && errnum != EINVAL && errnum != ENOENT) {
-        r = rv_errno_to_error(errnum);
-        rv_object_fail(o, r, "cannot create a file next to '%s': %s", o->dest_path,
-                       strerror(errnum));
-        return r;
+    if (fd >= 0) {
+        *ret_fd = fd;
+        return 0;
     }
-    errnum = rv_tempname_make(o->dest_path, NULL, &e->rng, &o->tmp_path, &o->fd);
+    if (errnum != EOPNOTSUPP && errnum != EISDIR && errnum != EINVAL && errnum != ENOENT)
+        return errnum;
+    *ret_named = true;
+    return rv_tempname_make(dest, NULL, &e->rng, ret_path, ret_fd);
+}
+
+/* The download starts as a new file beside its destination
+ * (create_beside). */
+int rv_outfile_create(rv_object *o) {
+    bool named;
+    int errnum = create_beside(o->engine, o->dest_path, &o->fd, &o->tmp_path, &named);
+
     if (errnum == 0)
         return RV_OK;
-    r = rv_errno_to_error(errnum);
-    rv_object_fail(o, r, "cannot create a temporary file next to '%s': %s", o->dest_path,
-                   strerror(errnum));
+    int r = rv_errno_to_error(errnum);
+    if (errnum == ENOMEM && !named)
+        rv_object_fail(o, r, "out of memory");
+    else
+        rv_object_fail(o, r, "cannot create %s next to '%s': %s",
+                       named ? "a temporary file" : "a file", o->dest_path, strerror(errnum));
     return r;
 }
 
@@ -149,27 +159,16 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
     return errnum == 0 ? RV_OK : rv_outfile_write_failed(o, errnum);
 }
 
-/* Like the file without state (rv_outfile_create): unnamed where the file
- * system allows, so a crash leaves nothing; else under a hidden name, which
- * a crash leaves behind like that file's. Made by this process with mode
- * 0666 less the umask, as the copy it replaces would be (cachefiles.c), so
- * the delivered file is the same (the daemon then gives it to its caller,
- * daemon/asuser.c, as it would the copy). */
+/* A new file beside the destination, as the download's without state is
+ * (create_beside): a crash leaves nothing, or a hidden name where the file
+ * system has no unnamed files. Made by this process with mode 0666 less
+ * the umask, as the copy it replaces would be (cachefiles.c), so the
+ * delivered file is the same (the daemon then gives it to its caller,
+ * daemon/asuser.c, as it would the copy). A tee that cannot be made is
+ * none: the delivery copies. */
 void rv_outfile_tee_open(rv_object *o) {
-    rv_engine *e = o->engine;
-    char *copy = strdup(o->dest_path);
-
-    if (!copy)
-        return;
-    if (e->proc_fd_ok < 0)
-        e->proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
-    errno = ENOENT;
-    o->tee_fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
-    int errnum = errno;
-    free(copy);
-    if (o->tee_fd < 0 && (errnum == EOPNOTSUPP || errnum == EISDIR || errnum == EINVAL ||
-                          errnum == ENOENT) &&
-        rv_tempname_make(o->dest_path, NULL, &e->rng, &o->tee_path, &o->tee_fd) != 0)
+    bool named;
+    if (create_beside(o->engine, o->dest_path, &o->tee_fd, &o->tee_path, &named) != 0)
         o->tee_fd = -1;
     o->tee_bytes = 0;
 }

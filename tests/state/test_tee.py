@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -30,23 +29,12 @@ import unittest
 
 from daemons import require_root
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file
+from test_state import durable_bytes
 
 CTL = os.environ["RV_CTL"]
 SHIM = os.environ["RV_PREAD_COUNT_SHIM"]
 MiB = 1 << 20
 RUN_TIMEOUT = 120
-
-
-def durable_bytes(state_dir):
-    db = os.path.join(state_dir, "retriever.db")
-    if not os.path.exists(db):
-        return 0
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(
-            "SELECT COALESCE(SUM(durable - start), 0) FROM ranges").fetchone()[0]
-    finally:
-        con.close()
 
 
 def current_umask():

@@ -27,6 +27,7 @@ import test_daemon as td  # noqa: E402  (Daemon, the generated pb2)
 from daemons import make_user, require_root  # noqa: E402
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
 from threads import thread_names  # noqa: E402
+from callers import CallersMixin  # noqa: E402
 
 S = "/retriever.v1.Retriever/"
 NOBODY = 65534
@@ -128,7 +129,7 @@ def essential(seq):
     return [k for k in seq if k not in ("progress", "retrying")]
 
 
-class JobsTest(unittest.TestCase):
+class JobsTest(CallersMixin, unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="rv-jobs-")
         os.chmod(self.tmp, 0o755)  # the unprivileged caller reaches its files
@@ -922,47 +923,6 @@ class JobsTest(unittest.TestCase):
                                          "a secret in clear in " + os.path.join(dirpath, f))
 
     # -- Security: two uids ----------------------------------------------------
-
-    def as_caller(self, code, uid=NOBODY, gid=NOBODY, groups=()):
-        """Run a Python snippet as uid/gid with exactly these supplementary
-        groups, the generated pb2 and this socket; returns its stdout (it
-        prints one result line)."""
-        prog = ("import sys, grpc; sys.path.insert(0, %r)\n"
-                "from retriever.v1 import retriever_pb2 as pb\n"
-                "ch = grpc.insecure_channel('unix://%s')\n"
-                "S = %r\nser = lambda m: m.SerializeToString()\n" % (td.PB_DIR, self.sock, S)
-                + code)
-        grp = ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]
-        r = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + grp
-                           + ["/usr/bin/python3", "-c", prog],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout.strip()
-
-    def as_nobody(self, code):
-        return self.as_caller(code)
-
-    def owned_dir(self, name, uid, gid, mode=0o755):
-        path = os.path.join(self.tmp, name)
-        os.makedirs(path)
-        os.chown(path, uid, gid)
-        os.chmod(path, mode)
-        return path
-
-    def daemon_for_everyone(self):
-        d = self.daemon("--socket-mode", "0666")
-        os.chmod(os.path.dirname(self.sock), 0o755)
-        return d
-
-    # A Download as the caller: the last event's kind, or the RPC's error.
-    DL = ("def dl(url, dest, detach=False):\n"
-          "    try:\n"
-          "        evs = list(ch.unary_stream(S+'Download', request_serializer=ser,"
-          " response_deserializer=pb.JobEvent.FromString)(pb.DownloadRequest(sources=["
-          "pb.Source(url=url, destination=dest)], detach=detach), timeout=30))\n"
-          "        return evs[-1].job_id if detach else evs[-1].WhichOneof('event')\n"
-          "    except grpc.RpcError as e:\n"
-          "        return e.code().name\n")
 
     def test_callers_cannot_reach_files_they_could_not_reach_themselves(self):
         require_root(self, "runs callers as uid %d" % NOBODY)

@@ -13,13 +13,16 @@ information where issue 4 sets no number). Not a pass/fail test: it exits
         local  retrieverctl download --local as a user runs it (no
                digest, default delivery), fresh --state-dir and
                --cache-dir per run: the baseline;
-        localdg  the same with --digest, for information (what a digest
-               costs; the daemon once digested every object, and this was
-               its baseline, which hid that cost: issue 19);
+        localdg  the same with --digest (what a digest costs; the
+               daemon once digested every object, and this was its
+               baseline, which hid that cost: issue 19); judged against
+               local (<= 1.3x) in D1.1 and D1.2;
         rpc    retrieverd via gRPC from this script, reading batched
                events (batch_events, as retrieverctl does), no digest:
                wall time from the submit to the last Completed event
                (judged);
+        rpcdg  the same asking for a digest (DownloadRequest.digest), in
+               D1.1 and D1.2; judged against rpc (<= 1.3x);
         ctl    retrieverctl --socket S download (daemon mode), the process
                run, for information;
         curl   curl (one connection; --parallel-max 16 over the small
@@ -93,6 +96,7 @@ SERVICE = "/retriever.v1.Retriever/"
 SCENARIOS = ("D1", "D2", "D3", "D4")
 D1_SUBS = (1, 2, 3)
 D1_TARGET = 1.10             # daemon wall time <= this x --local's
+DIGEST_TARGET = 1.30         # a digested 1 GiB <= this x an undigested one
 D4_CLIENTS = 16              # D4: callers at once
 D4_RSS_MAX_MIB = 64          # D4: the daemon's peak RSS target
 IDLE_CPU_MAX = 0.001         # idle CPU <= this fraction of one core
@@ -291,15 +295,16 @@ class Client:
         self.ch.close()
 
     def download(self, pairs, connections=0, detach=False, timeout=None,
-                 batch=False):
+                 batch=False, digest=False):
         """The event stream of one job of (url, destination) pairs; with
         batch, messages may carry several events (read them with
-        events()). No digest is asked for (DownloadRequest.digest): a
-        daemon from before issue 19 digests every object regardless."""
+        events()). A digest (SHA-256) only when asked: a daemon from
+        before issue 19 digests every object regardless."""
         pb = self.pb
         req = pb.DownloadRequest(
             sources=[pb.Source(url=u, destination=d) for u, d in pairs],
-            connections=connections, detach=detach, batch_events=batch)
+            connections=connections, detach=detach, batch_events=batch,
+            digest=digest)
         return self._download(req, timeout=timeout)
 
     def status(self, job_id, timeout=10):
@@ -359,12 +364,13 @@ class DRow(bench.Row):
     from argv_for(n))."""
 
     def __init__(self, *args, kind, pairs=None, argv_for=None,
-                 connections=0, **kw):
+                 connections=0, digest=False, **kw):
         super().__init__(*args, **kw)
         self.kind = kind
         self.pairs = pairs
         self.argv_for = argv_for
         self.connections = connections
+        self.digest = digest      # rpc: DownloadRequest.digest
 
     def client_cpu(self):
         values = [r.client_cpu for r in self.ok_runs()
@@ -397,7 +403,8 @@ class DaemonRunner(bench.Runner):
             pairs = row.pairs(n)
             t0 = time.monotonic()
             stream = client.download(pairs, connections=row.connections,
-                                     timeout=self.timeout, batch=True)
+                                     timeout=self.timeout, batch=True,
+                                     digest=row.digest)
             t_end, problem, _ = follow(stream, len(pairs))
             wall = (t_end or time.monotonic()) - t0
         else:
@@ -817,6 +824,17 @@ class DaemonBench:
             pairs=lambda n, outs=outs: list(zip(url_of("r", n),
                                                 [p for p, _ in outs]))))
 
+        if big:
+            key = "rpcdg%d" % sub
+            outs = expected_of(key)
+            rows.append(DRow(
+                "D1.%d" % sub, key,
+                "retrieverd via gRPC, digest: submit -> last Completed",
+                [], self.data._outdir(key), outs, nbytes, nfiles, info=True,
+                kind="rpc", connections=conn or 0, digest=True,
+                pairs=lambda n, outs=outs: list(zip(url_of("d", n),
+                                                    [p for p, _ in outs]))))
+
         key = "ctl%d" % sub
         outs = expected_of(key)
         outdir = self.data._outdir(key)
@@ -902,8 +920,9 @@ class DaemonBench:
             finally:
                 client.close()
                 self.stop_daemon(d, "D1.%d" % sub)
-        local, localdg, rpc, ctl, curl = (r if r.ok_runs() else None
-                                          for r in rows)
+        byk = {r.key[:-1]: r if r.ok_runs() else None for r in rows}
+        local, localdg, rpc, rpcdg, ctl, curl = (byk.get(k) for k in (
+            "local", "localdg", "rpc", "rpcdg", "ctl", "curl"))
         if not (local and rpc):
             self.verdict("D1.%d" % sub, "target not evaluated (failed "
                          "runs)", None)
@@ -918,6 +937,14 @@ class DaemonBench:
                          D1_TARGET, rpc.wall(), spread(rpc), local.wall(),
                          spread(local), ratio),
                      ratio <= D1_TARGET)
+        for plain, dg, what in ((local, localdg, "--local"),
+                                (rpc, rpcdg, "retrieverd (gRPC)")):
+            if plain and dg:
+                r = dg.wall() / plain.wall()
+                self.verdict("D1.%d" % sub, "%s: digested wall <= %.2fx "
+                             "undigested: %.3f s (%s) / %.3f s = %.2fx" % (
+                                 what, DIGEST_TARGET, dg.wall(), spread(dg),
+                                 plain.wall(), r), r <= DIGEST_TARGET)
         for row, what in ((localdg, "--local --digest"),
                           (ctl, "retrieverctl in daemon mode"),
                           (curl, "curl")):

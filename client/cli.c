@@ -385,7 +385,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download",
                         "option '%s' needs 'Name: value' on one line, and not a header the "
                         "engine sets itself (Range, If-Range, If-Match, Host, Content-Length, "
-                        "...), not '%s'",
+                        "...), or @FILE, not '%s'",
                         spelled, v);
         r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
         if (r == RV_E_TOO_LARGE)

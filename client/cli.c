@@ -35,6 +35,8 @@ enum opt_id {
     OPT_CONNECTIONS,
     OPT_CHUNK_SIZE,
     OPT_HEADER,
+    OPT_NETRC,
+    OPT_NETRC_FILE,
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
@@ -107,8 +109,20 @@ static const struct opt_def download_opts[] = {
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
      "to at least N)", MODE_ANY},
-    {OPT_HEADER, "header", 0, "'NAME: VALUE'", true, NULL,
-     "send this header with every request (repeatable)", MODE_ANY},
+    {OPT_HEADER, "header", 0, "@FILE", true, "Headers and credentials",
+     "send the header lines of FILE ('@-': stdin) with\n"
+     "every request: one 'Name: value' per line, empty\n"
+     "lines skipped (curl's -H @FILE). Also --header\n"
+     "'NAME: VALUE', but every local user can read the\n"
+     "command line: keep secrets out of it. Lines in\n"
+     "$RETRIEVER_HEADERS are sent too (repeatable)", MODE_ANY},
+    {OPT_NETRC, "netrc", 0, NULL, true, NULL,
+     "HTTP basic auth for each URL's host from ~/.netrc\n"
+     "(machine/default, login, password); an\n"
+     "Authorization header or a URL's user:password\n"
+     "wins", MODE_ANY},
+    {OPT_NETRC_FILE, "netrc-file", 0, "FILE", false, NULL,
+     "as --netrc, from FILE instead of ~/.netrc", MODE_ANY},
     {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, "Engine",
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
@@ -351,6 +365,19 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
                         spelled, RVC_MIN_CHUNK_SIZE / 1024, v);
         return RV_OK;
     case OPT_HEADER:
+        /* @FILE and @-: read later (rvc_secrets_resolve); no header name
+         * starts with '@', so nothing else is meant. */
+        if (v[0] == '@' && !v[1])
+            return fail(p, "download",
+                        "option '%s' needs '@FILE' (a file of header lines), '@-' (standard "
+                        "input) or 'Name: value'",
+                        spelled);
+        if (v[0] == '@') {
+            r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
+            if (r == RV_E_TOO_LARGE)
+                return fail(p, "download", "more than %d --header options", RVC_MAX_HEADERS);
+            return r;
+        }
         if (strlen(v) > RVC_MAX_HEADER_LEN)
             return fail(p, "download", "option '%s': header longer than %d bytes", spelled,
                         RVC_MAX_HEADER_LEN);
@@ -358,12 +385,21 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download",
                         "option '%s' needs 'Name: value' on one line, and not a header the "
                         "engine sets itself (Range, If-Range, If-Match, Host, Content-Length, "
-                        "...), not '%s'",
+                        "...), or @FILE, not '%s'",
                         spelled, v);
         r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
         if (r == RV_E_TOO_LARGE)
             return fail(p, "download", "more than %d --header options", RVC_MAX_HEADERS);
         return r;
+    case OPT_NETRC:
+        d->netrc = true;
+        return RV_OK;
+    case OPT_NETRC_FILE:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a file", spelled);
+        d->netrc = true;
+        d->netrc_file = v;
+        return RV_OK;
     case OPT_RETRIES:
         if (!parse_uint(v, 0, RVC_MAX_RETRIES, &n))
             return fail(p, "download", "option '%s' needs a whole number from 0 to %d, not '%s'",
@@ -660,6 +696,15 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
 }
 
 void rvc_cmd_done(rvc_cmd *c) {
+    for (size_t i = 0; i < c->dl.n_owned; i++) {
+        explicit_bzero(c->dl.owned[i], strlen(c->dl.owned[i]));
+        free(c->dl.owned[i]);
+    }
+    free(c->dl.owned);
+    free(c->dl.auth);
+    c->dl.owned = NULL;
+    c->dl.auth = NULL;
+    c->dl.n_owned = 0;
     free(c->dl.headers);
     free(c->dl.urls);
     c->dl.headers = NULL;

@@ -67,8 +67,18 @@ typedef struct rvc_download_opts {
     bool link;                   /* --link: a hard link to the cache where possible
                                     (never with copy or no_state) */
     uint64_t cache_quota;        /* --cache-quota; 0: no limit */
-    const char **headers;        /* --header lines; array owned, strings borrowed */
+    const char **headers;        /* --header lines; array owned, strings borrowed from argv
+                                    or (after rvc_secrets_resolve) from owned. Before it,
+                                    a value starting with '@' is an unread @FILE / @- */
     size_t n_headers;
+    bool netrc;                  /* --netrc, or --netrc-file */
+    const char *netrc_file;      /* --netrc-file; NULL: ~/.netrc; borrowed from argv */
+    const char **auth;           /* NULL, or (after rvc_secrets_resolve with netrc) n_urls
+                                    entries: URL i's "Authorization: Basic" line from the
+                                    netrc, or NULL; array owned, strings in owned */
+    char **owned;                /* what rvc_secrets_resolve read (header lines, auth
+                                    lines); owned, wiped before they are freed */
+    size_t n_owned;
     const char **urls; /* array owned, strings borrowed from argv */
     size_t n_urls;
 } rvc_download_opts;

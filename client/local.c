@@ -232,17 +232,32 @@ static size_t add_each(struct run *r) {
             rejected++;
             continue;
         }
+        /* The netrc's Authorization line, when this URL's host has one,
+         * after the common headers (the engine copies them). */
+        const char **hdrs = NULL;
+        size_t n_hdrs = r->o->n_headers;
+        if (r->o->auth && r->o->auth[i]) {
+            hdrs = malloc((n_hdrs + 1) * sizeof(*hdrs));
+            if (!hdrs) {
+                r->run_error = RV_E_NOMEM;
+                return rejected;
+            }
+            if (n_hdrs)
+                memcpy(hdrs, r->o->headers, n_hdrs * sizeof(*hdrs));
+            hdrs[n_hdrs++] = r->o->auth[i];
+        }
         rv_request req = {
             .url = it->url,
             .dest_path = it->path,
             .sha256_hex = r->o->sha256[0] ? r->o->sha256 : NULL,
-            .headers = r->o->headers,
-            .n_headers = r->o->n_headers,
+            .headers = hdrs ? hdrs : r->o->headers,
+            .n_headers = n_hdrs,
             .user_data = it,
             .link = r->o->link,
             .copy = r->o->copy,
         };
         e = rv_engine_add(r->engine, &req, &it->obj);
+        free(hdrs);
         if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {
             r->run_error = e;
             return rejected;

@@ -2,14 +2,17 @@
  * daemon mode: remote.c, in the module retrieverctl-remote.so that
  * remotemod.c loads), return. Everything else lives in retrieverctl_core,
  * which the tests link too. */
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "exitcode.h"
 #include "local.h"
 #include "remotemod.h"
+#include "secrets.h"
 #include "retriever/rv_error.h"
 
 int main(int argc, char **argv) {
@@ -30,6 +33,28 @@ int main(int argc, char **argv) {
     if (r != RV_OK) {
         fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));
         return rvc_exit_code(r);
+    }
+
+    /* Header files, $RETRIEVER_HEADERS and the netrc are read once the
+     * command line is known to be good, before anything is downloaded. */
+    if (cmd.verb == RVC_VERB_DOWNLOAD) {
+        const char *home = getenv("HOME");
+        if (!home || !*home) {
+            const struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        r = rvc_secrets_resolve(&cmd.dl, getenv(RVC_HEADERS_ENV), home, stdin,
+                                cmd.dl.quiet ? NULL : stderr, &error);
+        if (r != RV_OK) {
+            if (r == RV_E_INVALID_ARGUMENT) {
+                fprintf(stderr, "retrieverctl: %s\n", error);
+                free(error);
+            } else {
+                fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));
+            }
+            rvc_cmd_done(&cmd);
+            return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);
+        }
     }
 
     switch (cmd.verb) {

@@ -658,6 +658,10 @@ struct request {
     Retriever__V1__Header *headers; /* shared by every source */
     Retriever__V1__Header **header_ptrs;
     size_t n_headers;
+    Retriever__V1__Header *auth;        /* r->n entries: source i's netrc line, if any */
+    Retriever__V1__Header ***auth_ptrs; /* r->n entries: NULL, or source i's headers
+                                           (the shared ones, then auth[i]) */
+    size_t n_sources;
 };
 
 static void request_done(struct request *q) {
@@ -667,6 +671,13 @@ static void request_done(struct request *q) {
     }
     free(q->headers);
     free(q->header_ptrs);
+    for (size_t i = 0; q->auth && i < q->n_sources; i++) {
+        free(q->auth[i].name);
+        free(q->auth[i].value); /* a secret: the protobuf-c copy is packed from it */
+        free(q->auth_ptrs[i]);
+    }
+    free(q->auth);
+    free(q->auth_ptrs);
     free(q->sources);
     free(q->source_ptrs);
 }
@@ -678,7 +689,11 @@ static int request_build(const struct run *r, struct request *q) {
     q->source_ptrs = calloc(r->n, sizeof(*q->source_ptrs));
     q->headers = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->headers));
     q->header_ptrs = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->header_ptrs));
-    if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs)
+    q->n_sources = r->n;
+    q->auth = calloc(r->n ? r->n : 1, sizeof(*q->auth));
+    q->auth_ptrs = calloc(r->n ? r->n : 1, sizeof(*q->auth_ptrs));
+    if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs || !q->auth ||
+        !q->auth_ptrs)
         return RV_E_NOMEM;
     for (size_t k = 0; k < o->n_headers; k++) {
         Retriever__V1__Header *h = &q->headers[k];
@@ -702,6 +717,26 @@ static int request_build(const struct run *r, struct request *q) {
         s->n_headers = o->n_headers;
         s->headers = o->n_headers ? q->header_ptrs : NULL;
         q->source_ptrs[i] = s;
+        /* objs[i] is URL i of the command line. */
+        const char *auth = o->auth ? o->auth[i] : NULL;
+        if (auth) {
+            Retriever__V1__Header *h = &q->auth[i];
+            *h = (Retriever__V1__Header)RETRIEVER__V1__HEADER__INIT;
+            Retriever__V1__Header **p = calloc(o->n_headers + 1, sizeof(*p));
+            if (!p)
+                return RV_E_NOMEM;
+            q->auth_ptrs[i] = p;
+            int e = rvc_header_split(auth, &h->name, &h->value);
+            if (e != RV_OK) {
+                h->name = h->value = NULL;
+                return e == RV_E_NOMEM ? e : RV_E_INTERNAL;
+            }
+            if (o->n_headers)
+                memcpy(p, q->header_ptrs, o->n_headers * sizeof(*p));
+            p[o->n_headers] = h;
+            s->n_headers = o->n_headers + 1;
+            s->headers = p;
+        }
     }
     q->msg.n_sources = r->n;
     q->msg.sources = q->source_ptrs;

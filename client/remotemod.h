@@ -27,7 +27,7 @@
 
 #include "cli.h"
 
-#define RVC_REMOTE_ABI 1
+#define RVC_REMOTE_ABI 2
 #define RVC_REMOTE_FILE "retrieverctl-remote.so"
 #define RVC_REMOTE_INSTALL_SUBDIR "../lib/retriever" /* from the executable's directory */
 /* The module's only exported symbol (client/remote.map says so to the linker). */

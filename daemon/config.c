@@ -24,7 +24,13 @@ typedef enum kind {
     KIND_UINT,  /* unsigned; decimal */
     KIND_LEVEL, /* rvd_log_level */
     KIND_BOOL,  /* bool; true or false */
+    KIND_NETS,  /* char *; a CIDR list (rv_check_networks); NULL: none */
 } kind;
+
+/* Kinds whose field is a malloc'd string. */
+static bool is_str(kind k) {
+    return k == KIND_PATH || k == KIND_NETS;
+}
 
 typedef struct key_def {
     const char *name;
@@ -79,6 +85,12 @@ static const key_def keys[RVD_KEY_COUNT] = {
     [RVD_KEY_CA_FILE] = {"ca-file", KIND_PATH, F(ca_file), 0, 0, false, false, "FILE", NULL,
                          "PEM CA certificates https origins must chain\n"
                          "to (default: the system's)"},
+    [RVD_KEY_DENY_NETWORKS] = {"deny-networks", KIND_NETS, F(deny_networks), 0, 0, false, false,
+                               "CIDRS", NULL,
+                               "never connect to these networks, e.g.\n"
+                               "127.0.0.0/8, ::1/128, 10.0.0.0/8 (checked\n"
+                               "for every address connected to, also after\n"
+                               "DNS and redirects; default: none)"},
     [RVD_KEY_MAX_CONNECTIONS] = {"max-connections", KIND_UINT, F(max_connections), 1, 1024, false,
                                  false, "N", "64", "connections in all, 1..1024 (default 64)"},
     [RVD_KEY_MAX_CONNECTIONS_PER_HOST] = {"max-connections-per-host", KIND_UINT,
@@ -167,6 +179,7 @@ static uint64_t num_value(const rvd_settings *s, const key_def *k) {
     case KIND_LEVEL: return (uint64_t)(*(const rvd_log_level *)p);
     case KIND_BOOL: return *(const bool *)p;
     case KIND_PATH: break;
+    case KIND_NETS: break;
     }
     return 0;
 }
@@ -180,6 +193,7 @@ static void set_num(rvd_settings *s, const key_def *k, uint64_t v) {
     case KIND_LEVEL: *(rvd_log_level *)p = (rvd_log_level)v; break;
     case KIND_BOOL: *(bool *)p = v != 0; break;
     case KIND_PATH: break;
+    case KIND_NETS: break;
     }
 }
 
@@ -332,6 +346,24 @@ static int parse_value(const key_def *k, const char *text, const char *what, val
     uint64_t v = 0;
 
     switch (k->kind) {
+    case KIND_NETS: {
+        char *detail = NULL;
+        int e = rv_check_networks(text, &detail);
+        if (e == RV_E_NOMEM) {
+            free(detail);
+            return -ENOMEM;
+        }
+        if (e != RV_OK) {
+            int f = fail(ret_error, -EINVAL,
+                         rvd_strdupf("invalid value for %s: %s", what,
+                                     detail ? detail : "not a list of networks"));
+            free(detail);
+            return f;
+        }
+        if (!(ret->str = strdup(text)))
+            return -ENOMEM;
+        return 0;
+    }
     case KIND_PATH: {
         size_t max = k->max ? k->max : PATH_MAX - 1;
         size_t n = strlen(text);
@@ -435,7 +467,7 @@ static int parse_value(const key_def *k, const char *text, const char *what, val
 /* Store v (taking its string) into s as key k from source. */
 static void store(rvd_settings *s, rvd_key k, value *v, rvd_setting_source source) {
     const key_def *d = &keys[k];
-    if (d->kind == KIND_PATH) {
+    if (is_str(d->kind)) {
         char **f = path_field(s, d);
         free(*f);
         *f = v->str;
@@ -502,7 +534,7 @@ int rvd_settings_check(rvd_key k, const char *value_text, char **ret_error) {
     static const char *const needs[] = {
         [KIND_PATH] = "a path",   [KIND_MODE] = "an octal mode", [KIND_SIZE] = "a size",
         [KIND_UINT] = "a number", [KIND_LEVEL] = "a log level",
-        [KIND_BOOL] = "true or false",
+        [KIND_BOOL] = "true or false", [KIND_NETS] = "a list of networks",
     };
     if (!value_text)
         return fail(ret_error, -EINVAL,
@@ -519,6 +551,7 @@ char *rvd_settings_value_text(const rvd_settings *s, rvd_key k) {
     const key_def *d = &keys[k];
     char buf[32];
     switch (d->kind) {
+    case KIND_NETS:
     case KIND_PATH: {
         const char *p = path_value(s, d);
         return strdup(p ? p : "");
@@ -537,7 +570,7 @@ void rvd_settings_free(rvd_settings *s) {
         return;
     free(s->config_file);
     for (int k = 0; k < RVD_KEY_COUNT; k++)
-        if (keys[k].kind == KIND_PATH)
+        if (is_str(keys[k].kind))
             free(*path_field(s, &keys[k]));
     *s = (rvd_settings){0};
 }
@@ -916,7 +949,7 @@ out:
 /* The value of k in s for a sentence: '/path', 64, 16M, info, or "unset". */
 static char *display(const rvd_settings *s, rvd_key k) {
     char *t = rvd_settings_value_text(s, k);
-    if (!t || keys[k].kind != KIND_PATH)
+    if (!t || !is_str(keys[k].kind))
         return t;
     char *q = t[0] ? rvd_strdupf("'%s'", t) : strdup("unset");
     free(t);
@@ -925,7 +958,7 @@ static char *display(const rvd_settings *s, rvd_key k) {
 
 static bool same_value(const rvd_settings *a, const rvd_settings *b, rvd_key k) {
     const key_def *d = &keys[k];
-    if (d->kind == KIND_PATH)
+    if (is_str(d->kind))
         return streq_null(path_value(a, d), path_value(b, d));
     return num_value(a, d) == num_value(b, d);
 }
@@ -957,7 +990,7 @@ int rvd_settings_reload(const rvd_settings *cur, const rvd_settings_env *env,
             ch.text[k] = rvd_strdupf("%s changed to %s; it takes effect at the next restart "
                                      "(%s stays in use until then)",
                                      d->name, now, was);
-            if (d->kind == KIND_PATH) {
+            if (is_str(d->kind)) {
                 const char *old = path_value(cur, d);
                 value v = {.str = old ? strdup(old) : NULL};
                 if (old && !v.str) {

@@ -71,6 +71,7 @@ typedef enum rvd_key {
     RVD_KEY_CACHE_QUOTA,
     RVD_KEY_LINK_DELIVERIES,
     RVD_KEY_CA_FILE,
+    RVD_KEY_DENY_NETWORKS,
     RVD_KEY_MAX_CONNECTIONS,
     RVD_KEY_MAX_CONNECTIONS_PER_HOST,
     RVD_KEY_MAX_CONNECTIONS_PER_OBJECT,
@@ -142,6 +143,7 @@ typedef struct rvd_settings {
     bool link_deliveries;    /* deliver by hard link to the cache unless a
                                 request sets copy (or its uid is not ours) */
     char *ca_file;           /* NULL: the system's CA certificates */
+    char *deny_networks;     /* NULL: connect anywhere; else rv_config.deny_networks */
     unsigned max_connections;
     unsigned max_connections_per_host;
     unsigned max_connections_per_object;

@@ -69,6 +69,7 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
     cfg->cache_dir = st->cache_dir;
     cfg->cache_quota = st->cache_quota;
     cfg->ca_file = st->ca_file;
+    cfg->deny_networks = st->deny_networks;
     cfg->max_connections = st->max_connections;
     cfg->max_connections_per_host = st->max_connections_per_host;
     cfg->max_connections_per_object = st->max_connections_per_object;

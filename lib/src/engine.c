@@ -34,6 +34,7 @@
 #include "engine_int.h"
 #include "monoclock.h"
 #include "plan.h"
+#include "netdeny.h"
 #include "socktab.h"
 
 /* Largest share of one perform call spent digesting or copying, so the loop
@@ -185,12 +186,17 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     e->cfg.hooks = NULL;
     e->cfg.user_agent = NULL;
     e->cfg.ca_file = NULL;
+    e->cfg.deny_networks = NULL; /* parsed into e->deny */
     e->cfg.state_dir = e->cfg.cache_dir = NULL; /* copies live in e->state_dir, e->cache_dir */
     if (cfg->hooks)
         e->hooks = *cfg->hooks;
     e->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "retriever/" RV_VERSION);
     if (cfg->ca_file && !(e->ca_file = strdup(cfg->ca_file)))
         goto fail;
+    r = rv_netdeny_parse(cfg->deny_networks, &e->deny, ret_detail);
+    if (r != RV_OK)
+        goto fail;
+    r = RV_E_NOMEM;
     e->buf_size = SCRATCH_SIZE;
     e->proc_fd_ok = -1;
     e->buf = malloc(e->buf_size);
@@ -214,6 +220,15 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     return RV_OK;
 fail:
     rv_engine_free(e);
+    return r;
+}
+
+int rv_check_networks(const char *list, char **ret_detail) {
+    rv_netdeny *n = NULL;
+    if (ret_detail)
+        *ret_detail = NULL;
+    int r = rv_netdeny_parse(list, &n, ret_detail);
+    rv_netdeny_free(n);
     return r;
 }
 
@@ -328,6 +343,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     if (e->multi)
         curl_multi_cleanup(e->multi);
     rv_socktab_free(e->socks);
+    rv_netdeny_free(e->deny);
     free(e->buf);
     free(e->user_agent);
     free(e->ca_file);

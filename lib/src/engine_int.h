@@ -101,6 +101,7 @@ struct rv_transfer {
     bool paused;               /* waits for its object's digest to give stages back
                                   (rv_stage_hold_back); rv_stage_resume restarts it */
     int sock;                  /* the connection's socket while known, else -1 */
+    char denied[64];           /* the last address deny_networks refused, else "" */
     char errbuf[CURL_ERROR_SIZE];
     rv_transfer *next_free;    /* engine's pool of idle handles */
 };
@@ -231,6 +232,7 @@ struct rv_engine {
     char *ca_file;             /* NULL: libcurl's default CA store */
     CURLM *multi;
     struct rv_socktab *socks;  /* the multi's sockets; outlives it (socktab.h) */
+    struct rv_netdeny *deny;   /* cfg.deny_networks parsed; NULL: nothing denied */
     rv_rng rng;
     rv_object *head, *tail;    /* all objects, submission order */
     rv_object *live_head;      /* no object before it is live (see rv_live_head) */

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "crc32c.h"
 #include "engine_int.h"
 #include "httphdr.h"
+#include "netdeny.h"
 #include "socktab.h"
 
 /* libcurl's receive buffer per transfer: large enough that the write
@@ -337,6 +339,25 @@ static int on_prereq(void *ud, char *remote_ip, char *local_ip, int remote_port,
     return CURL_PREREQFUNC_OK;
 }
 
+/* deny_networks: libcurl asks for every socket it connects, with the
+ * address it is about to connect to (after DNS, each address it tries,
+ * each connection after a redirect), so the check sees what is really
+ * connected, whatever a name resolved to. A refused address is remembered
+ * for the message; libcurl goes on to the next address, if any. */
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr) {
+    rv_transfer *t = ud;
+
+    if (purpose == CURLSOCKTYPE_IPCXN && rv_netdeny_match(t->obj->engine->deny, &addr->addr)) {
+        const void *a = addr->family == AF_INET6
+                            ? (const void *)&((const struct sockaddr_in6 *)&addr->addr)->sin6_addr
+                            : (const void *)&((const struct sockaddr_in *)&addr->addr)->sin_addr;
+        if (!inet_ntop(addr->family, a, t->denied, sizeof(t->denied)))
+            snprintf(t->denied, sizeof(t->denied), "a denied address");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     rv_transfer *t = ud;
     rv_object *o = t->obj;
@@ -414,6 +435,7 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     t->retry_after_ms = RV_UNKNOWN;
     t->started_pos = c->pos;
     t->sock = -1;
+    t->denied[0] = '\0';
 
     for (struct curl_slist *h = o->user_headers; h; h = h->next) {
         struct curl_slist *l = curl_slist_append(t->req_headers, h->data);
@@ -447,6 +469,10 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
         curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
     rv_socktab_attach(e->socks, h);
+    if (e->deny) {
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, t);
+    }
     curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(h, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -587,6 +613,9 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     xfer_detach(e, t);
     if (o->err != RV_OK || rv_state_is_terminal(o->state))
         goto out;
+    if (res == CURLE_COULDNT_CONNECT && t->denied[0])
+        verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_CONNECT,
+                "connection to %s refused by deny-networks (config)", t->denied);
     switch (t->verdict) {
     case RV_XFER_OK:
         finish_plain(e, t, res);

@@ -281,6 +281,25 @@ static void test_headers(void) {
     big[RVC_MAX_HEADER_LEN + 7] = '\0';
     EXPECT_USAGE("header longer than 8192 bytes", "download", "--header", big, "u");
     free(big);
+
+    /* @FILE and @-: kept as given, read later (secrets.c); --netrc. */
+    EXPECT_OK(c, "download", "--header", "@/no/such/file", "--header=@-", "--netrc", "u");
+    CHECK_INT_EQ(c.dl.n_headers, 2);
+    if (c.dl.n_headers == 2) {
+        CHECK_STR_EQ(c.dl.headers[0], "@/no/such/file");
+        CHECK_STR_EQ(c.dl.headers[1], "@-");
+    }
+    CHECK(c.dl.netrc);
+    CHECK(c.dl.netrc_file == NULL);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--local", "--netrc-file", "/n", "u");
+    CHECK(c.dl.netrc);
+    CHECK_STR_EQ(c.dl.netrc_file, "/n");
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("needs '@FILE'", "download", "--header", "@", "u");
+    EXPECT_USAGE("option '--netrc-file' needs a file", "download", "--netrc-file=", "u");
+    EXPECT_USAGE("option '--netrc-file' given more than once", "download", "--netrc-file", "/a",
+                 "--netrc-file", "/b", "u");
 }
 
 static void test_numbers(void) {

@@ -260,6 +260,7 @@ static void test_file(void) {
         "cache-quota = 2G\n"
         "link-deliveries = true\n"
         "ca-file = /etc/ssl/my ca.pem\n"
+        "deny-networks = 127.0.0.0/8, ::1/128\n"
         "max-connections = 1024\n"
         "max-connections-per-host = 1\n"
         "max-connections-per-object = 64\n"
@@ -284,6 +285,7 @@ static void test_file(void) {
     CHECK_EQ_U64(s.cache_quota, 2ull << 30);
     CHECK(s.link_deliveries);
     CHECK_STREQ(s.ca_file, "/etc/ssl/my ca.pem");
+    CHECK_STREQ(s.deny_networks, "127.0.0.0/8, ::1/128");
     CHECK_EQ_U64(s.max_connections, 1024);
     CHECK_EQ_U64(s.max_connections_per_host, 1);
     CHECK_EQ_U64(s.max_connections_per_object, 64);
@@ -742,6 +744,9 @@ static void test_example_file(void) {
         CHECK(all.source[k] == RVD_SOURCE_FILE);
         if (k == RVD_KEY_CA_FILE)
             CHECK(c && strcmp(c, "/etc/ssl/certs/ca-certificates.crt") == 0);
+        else if (k == RVD_KEY_DENY_NETWORKS)
+            CHECK(c && strcmp(c, "127.0.0.0/8, ::1/128, 169.254.0.0/16, fe80::/10, "
+                                 "10.0.0.0/8") == 0);
         else
             CHECK_STREQ(c, a);
         free(a);

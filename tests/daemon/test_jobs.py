@@ -601,18 +601,57 @@ class JobsTest(CallersMixin, unittest.TestCase):
             self.stop_ok(d)
 
     def test_different_headers_do_not_share_a_job(self):
-        self.file("h.bin", MiB)
-        with NginxOrigin(self.data) as ng:
+        """Requests alike but for their Authorization header, each made
+        while the first downloads, do not share:
+          - to the same destination (the only case the daemon's dedupe could
+            join): the second gets a job of its own, which the running first
+            one's destination refuses (DEST_CONFLICT); a dedupe key without
+            the headers joins it to the first job instead: this fails then;
+          - to another destination: a job of its own that completes, and the
+            origin was asked with each credential; serving both from one
+            origin read (a cache or engine object shared across
+            credentials) would leave one credential unsent."""
+        src = self.file("h.bin", 4 * MiB)
+        with FaultOrigin(self.data, rate=1 * MiB) as fo:
             d = self.daemon()
             c = self.client()
-            url = ng.url("/h.bin")
-            a = list(c.download([{"url": url, "destination": os.path.join(self.out, "a"),
+            url = fo.url("/h.bin", case="headers")
+            dest = os.path.join(self.out, "h.bin")
+
+            def start(secret, dest):
+                it = c.download([{"url": url, "destination": dest,
                                   "headers": [td.pb.Header(name="Authorization",
-                                                           value="Bearer secret-A")]}]))
-            b = list(c.download([{"url": url, "destination": os.path.join(self.out, "a"),
-                                  "headers": [td.pb.Header(name="Authorization",
-                                                           value="Bearer secret-B")]}]))
-            self.assertNotEqual(a[0].job_id, b[0].job_id)
+                                                           value="Bearer " + secret)]}])
+                first = next(it)
+                self.assertEqual(first.WhichOneof("event"), "accepted")
+                return it, first.job_id
+
+            def auths():
+                return [e["headers"].get("authorization") for e in fo.log()
+                        if e["event"] == "request" and e["key"] == case_key(url)]
+
+            it_a, job_a = start("secret-A", dest)
+            self.wait_for(lambda: "Bearer secret-A" in auths(), what="A's request")
+            self.assertEqual(c.status(job_a).state, td.pb.JOB_STATE_RUNNING)
+            it_b, job_b = start("secret-B", dest)
+            self.assertNotEqual(job_a, job_b, "the second request joined the first's job")
+            b = list(it_b)
+            self.assertEqual({e.job_id for e in b}, {job_b})
+            self.assertEqual(kinds(b)[-1], "failed", b[-1])
+            self.assertEqual(b[-1].failed.error.code, "RV_E_DEST_CONFLICT", b[-1])
+            self.assertEqual(c.status(job_a).state, td.pb.JOB_STATE_RUNNING)
+            other = os.path.join(self.out, "other.bin")
+            it_c, job_c = start("secret-C", other)
+            self.assertNotIn(job_c, (job_a, job_b))
+            a, cc = list(it_a), list(it_c)
+            self.assertEqual(kinds(a)[-1], "completed", a[-1])
+            self.assertEqual(kinds(cc)[-1], "completed", cc[-1])
+            self.assertEqual({e.job_id for e in a}, {job_a})
+            self.assertEqual({e.job_id for e in cc}, {job_c})
+            self.assertEqual(set(auths()), {"Bearer secret-A", "Bearer secret-C"},
+                             "the origin was not asked with each credential")
+            self.assertEqual(sha256_file(dest), sha256_file(src))
+            self.assertEqual(sha256_file(other), sha256_file(src))
             # The credentials never come back, and never reach the log.
             for j in c.list():
                 self.assertNotIn("secret", str(j))
@@ -892,9 +931,14 @@ class JobsTest(CallersMixin, unittest.TestCase):
         self.restart_mid_download(signal.SIGKILL)
 
     def test_history_survives_a_restart_and_keeps_no_secret_in_clear(self):
+        """The secrets of a request (userinfo, a signed query, a header) are
+        in no log (of the daemon that handled the request, at debug level,
+        and of the one after the restart), no answer, and no file of the
+        state or cache directories."""
         src = self.file("h.bin", 100000)
         with NginxOrigin(self.data) as ng:
-            d = self.daemon()
+            d = self.daemon("--log-level", "debug")
+            handled = d  # the daemon that handled the secret-bearing request
             c = self.client()
             url = ng.url("/h.bin").replace("http://", "http://user:pw-sekrit-1@")
             url += "?X-Amz-Signature=sig-sekrit-2"
@@ -906,6 +950,7 @@ class JobsTest(CallersMixin, unittest.TestCase):
             job_id = events[0].job_id
             c.close()  # gRPC shares connections between channels: no stale one
             self.stop_ok(d)
+            self.assertNotIn("sekrit", handled.log())
             d = self.daemon()
             c = self.client()
             job = c.status(job_id)

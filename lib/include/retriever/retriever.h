@@ -122,6 +122,15 @@ typedef struct rv_config {
     const char *ca_file;                 /* copied; PEM CA certificates that https
                                             origins must chain to; NULL: the
                                             system's. Verification is never off. */
+    const char *deny_networks;           /* copied; NULL or "": none. Destination
+                                            networks never connected to, "10.0.0.0/8,
+                                            ::1/128" (CIDR, IPv4 and IPv6, commas or
+                                            blanks between): checked on the address of
+                                            every connection, after DNS and after
+                                            redirects; a refused one fails the object
+                                            (RV_E_CONNECT, not retried). A bad list:
+                                            rv_engine_open says RV_E_INVALID_ARGUMENT
+                                            (see rv_check_networks) */
 
     /* Durable state (docs/state.md). With state_dir NULL the engine keeps
      * nothing between runs and writes each download next to its
@@ -155,6 +164,11 @@ void rv_config_init(rv_config *cfg);
 
 /* The library's version, "MAJOR.MINOR.PATCH"; static. */
 const char *rv_version(void);
+
+/* Check a list for rv_config.deny_networks. RV_OK, or RV_E_INVALID_ARGUMENT
+ * with *ret_detail (when not NULL) a malloc'd sentence quoting the bad
+ * entry, or RV_E_NOMEM. */
+int rv_check_networks(const char *list, char **ret_detail);
 
 /* Bytes, with an optional K, M, G or T suffix (powers of 1024): "4M". */
 int rv_parse_size(const char *s, uint64_t *ret);

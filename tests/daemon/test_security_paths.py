@@ -89,6 +89,13 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
         self.addCleanup(d.kill)
         return d.start()
 
+    def stop_ok(self, d):
+        """A clean exit, and nothing from the sanitizers (under
+        RV_SANITIZE) in the daemon's log."""
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.log())
+        d.assert_clean(self)
+
     def client(self):
         c = Client(self.sock)
         self.addCleanup(c.close)
@@ -201,6 +208,7 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
             # Alice's download was not disturbed.
             self.assertEqual(c.status(job_id).id, job_id)
             c.cancel(job_id)
+            self.stop_ok(d)
 
     def test_folder_through_the_daemons_descriptor_is_not_a_destination(self):
         with FaultOrigin(self.data, rate=256 * 1024) as fo:
@@ -221,9 +229,10 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
             self.assert_all_refused_alike(answers, forms, 1, 1)
             self.assertEqual(sorted(os.listdir(wide)), before)  # nothing planted
             self.client().cancel(job_id)
+            self.stop_ok(d)
 
     def test_files_the_caller_may_read_still_download(self):
-        self.daemon_for_everyone()
+        d = self.daemon_for_everyone()
         os.chmod(self.data, 0o755)
         public = make_file(os.path.join(self.data, "public.bin"), 3 * MiB + 5, seed=2)
         os.chmod(public, 0o644)
@@ -254,6 +263,7 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
         self.assertEqual(sha256_file(mine + "/own-copy.bin"), sha256_file(own))
         self.assertEqual(sha256_file(mine + "/shm.bin"), sha256_file(shm.name))
         self.assertFalse(os.path.exists(mine + "/alice.bin"))
+        self.stop_ok(d)
 
     def test_root_is_refused_the_daemons_descriptors_too(self):
         """Root could open /proc/<pid>/fd/N itself; through the daemon it
@@ -281,6 +291,7 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
             self.assertEqual(os.listdir(out), [])
             self.assertEqual(os.listdir(wide), [])
             c.cancel(job_id)
+            self.stop_ok(d)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <limits.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <retriever/retriever.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -539,6 +543,38 @@ static void test_proc_paths(void) {
     close(dir);
 }
 
+/* A kernel without openat2 (before 5.6), made with a seccomp filter that
+ * answers ENOSYS to it in a child process: the open is refused, never done
+ * another way. */
+static void test_no_openat2(void) {
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        rv_test_failures_ = 0;
+        struct sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(code) / sizeof(*code), .filter = code};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(100);
+        char *msg = source_case(&nobody, p("pub.txt"), -ENOSYS, NULL, __LINE__);
+        CHECK(has(msg, "lacks openat2"));
+        free(msg);
+        SOURCE(root, "pub.txt", -ENOSYS);
+        msg = dest_case(&nobody, p("nobodydir/x"), -ENOSYS, NULL, NULL, __LINE__);
+        CHECK(has(msg, "lacks openat2"));
+        free(msg);
+        _exit(rv_test_failures_ ? 1 : 0);
+    }
+    int status = -1;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* A daemon that is not root acts only for its own uid (and root, with its
  * own rights); everyone else is refused. A child process drops to uid
  * 4242 to be that daemon; its failures are its exit status. */
@@ -1017,6 +1053,7 @@ int main(void) {
     test_dest_batch();
     test_source();
     test_proc_paths();
+    test_no_openat2();
     test_not_root_daemon();
     test_root_without_caps();
     test_known_groups();

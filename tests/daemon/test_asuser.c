@@ -493,6 +493,17 @@ static void test_proc_paths(void) {
                                  "/proc/no-such-file"};
         for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++)
             free(source_case(who, refused[i], -EPERM, NULL, __LINE__));
+        /* A file mapped into the daemon, through its map_files link. */
+        FILE *maps = fopen("/proc/self/maps", "r");
+        char line[512], range[64] = "";
+        while (maps && !range[0] && fgets(line, sizeof(line), maps))
+            if (strchr(line, '/'))
+                sscanf(line, "%63s", range);
+        if (maps)
+            fclose(maps);
+        CHECK(range[0] != '\0');
+        snprintf(fmt, sizeof(fmt), "/proc/self/map_files/%s", range);
+        free(source_case(who, fmt, -EPERM, NULL, __LINE__));
         snprintf(fmt, sizeof(fmt), "/proc/self/root%s/priv.txt", root_dir);
         free(source_case(who, fmt, -EPERM, NULL, __LINE__));
         snprintf(fmt, sizeof(fmt), "/proc/../%s/pub.txt", root_dir);

@@ -126,10 +126,10 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
         self.fail("timed out waiting for " + what)
 
     def alice_in_flight(self, d, fo):
-        """Alice's slow download with her token, detached; returns its job
-        id, her folder (mode 0700) and, inside it, a folder anyone may
-        write (0777) that mallory cannot reach by its path, which the job
-        writes into."""
+        """Alice's slow download with her token, detached, into a folder
+        anyone may write (0777) inside her own 0700 one, so mallory cannot
+        reach it by its path. Returns the job id, that folder and the
+        daemon's descriptors once the cache blob and the folder are open."""
         make_file(os.path.join(self.data, "secret.bin"), 16 * MiB, seed=7)
         home = self.owned_dir("alice", self.alice.uid, self.alice.gid, 0o700)
         wide = os.path.join(home, "wide")
@@ -179,11 +179,11 @@ class SecurityPathsTest(CallersMixin, unittest.TestCase):
             forms = ["/proc/self/fd/%d", "/proc/thread-self/fd/%d", "/dev/fd/%d",
                      "/proc/%d/fd/%%d" % d.proc.pid]
             mine = self.owned_dir("mallory", self.mallory.uid, self.mallory.gid)
+            # With a destination of mallory's own; then the blob as a
+            # Read-only object (no destination).
             pairs = []
             for form in forms:
                 for n in numbers:
-                    # With a destination of its own, and as a Read-only
-                    # object (no destination) for the blob.
                     pairs.append(["file://" + form % n, "%s/got-%d" % (mine, len(pairs))])
             for n in blob:
                 pairs.append(["file:///proc/self/fd/%d" % n, ""])

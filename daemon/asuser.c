@@ -27,13 +27,21 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -51,6 +59,12 @@
 #endif
 #ifndef SYS_faccessat2
 #define SYS_faccessat2 439 /* the same number on every architecture */
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437 /* likewise */
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436 /* likewise */
 #endif
 
 static uid_t fsuid_now(void) { return (uid_t)syscall(RVD_SYS_SETFSUID, (uid_t)-1); }
@@ -271,6 +285,203 @@ static void leave(section *s) {
 }
 
 /* ------------------------------------------------------------------------
+ * Resolving the caller's path: in a helper process, without magic links
+ * ------------------------------------------------------------------------
+ *
+ * Why not open() here: the switch above changes whose permissions count,
+ * not which process opens. Procfs decides its magic links (/proc/self/fd/N,
+ * /proc/<pid>/fd/N, /proc/<pid>/root, /proc/<pid>/cwd, map_files/…) by
+ * "is this the same process?", not by the caller's uid: the daemon's own
+ * descriptors (another user's in-flight cache blob, the databases) would
+ * be the caller's for the naming, and /proc/self/fdinfo, environ, mem and
+ * the like describe the daemon, not the caller. So every path a caller
+ * names is resolved:
+ *
+ *  - in a short-lived helper process (clone with CLONE_VM|CLONE_VFORK:
+ *    no copy of the address space, this thread waits for it), whose
+ *    descriptor table holds one socket and nothing of the daemon's before
+ *    it looks at the path. Its /proc/self is itself; it inherits this
+ *    thread's file-system identity (the caller's, inside a section), and
+ *    its real and effective uids stay the daemon's, so a caller of
+ *    another uid can neither signal nor trace it while it shares the
+ *    daemon's memory;
+ *  - with openat2(RESOLVE_NO_MAGICLINKS): no magic link is followed for
+ *    anyone, root included, so /proc/<the daemon's pid>/fd/N, which the
+ *    helper may name, leads nowhere either;
+ *  - and a path whose resolution enters procfs at all (the result, or any
+ *    directory on the way) is refused with one answer. The helper knows
+ *    nothing worth hiding, but the answer must not depend on what exists
+ *    in /proc: "/proc/self/fd/3" and "/proc/self/fd/999" get the same.
+ *
+ * The result comes back over the socket (SCM_RIGHTS). Only procfs is
+ * refused by file system: a device node is not a regular file (sources
+ * refuse it by type), and sysfs or devtmpfs contents are the same for
+ * every process and checked as the caller by the kernel. */
+
+#define E_PROC 4095          /* internal: the path enters procfs (refused as -EPERM) */
+#define HELPER_STACK 65536   /* the helper runs a few system calls and a PATH_MAX copy */
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+
+struct helper {
+    const char *path;
+    int flags; /* open flags (O_CLOEXEC is added) */
+    int sock;  /* the helper's end */
+};
+
+/* The helper runs on this thread's memory with its own stack: only raw
+ * system calls, no allocation, no locks (another thread may hold them),
+ * no sanitizer bookkeeping (its shadow state belongs to the waiting
+ * thread). */
+#define HELPER_CODE __attribute__((no_sanitize("address", "undefined"), noinline))
+
+HELPER_CODE static long helper_open(const char *path, int flags) {
+    struct open_how oh = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_NO_MAGICLINKS};
+    long fd = syscall(SYS_openat2, AT_FDCWD, path, &oh, sizeof(oh));
+    return fd < 0 ? -errno : fd;
+}
+
+HELPER_CODE static bool helper_on_proc(int fd) {
+    struct statfs sf;
+    return fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC;
+}
+
+/* Whether resolving path enters procfs: path itself when fd >= 0 (it
+ * opened), and each directory leading to it that resolves. Prefixes are
+ * what the kernel resolved on the way to the whole path (symbolic links
+ * followed: "/dev/fd/3" is "/proc/self/fd/3"). */
+HELPER_CODE static bool helper_enters_proc(const char *path, long fd) {
+    char buf[PATH_MAX];
+    size_t len = 0;
+    if (fd >= 0 && helper_on_proc((int)fd))
+        return true;
+    while (len < sizeof(buf) - 1 && path[len])
+        len++;
+    memcpy(buf, path, len);
+    buf[len] = '\0';
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        long d = helper_open(buf, O_PATH);
+        buf[i] = c;
+        if (d < 0)
+            return false; /* nothing further resolves either */
+        bool proc = helper_on_proc((int)d);
+        close((int)d);
+        if (proc)
+            return true;
+    }
+    return false;
+}
+
+HELPER_CODE static int helper_main(void *arg) {
+    struct helper *h = arg;
+    int sock = h->sock;
+    long fd = -1, r;
+
+    /* Nothing of the daemon's before looking at the path: the socket
+     * alone, as descriptor 0. */
+    if (sock != 0 && syscall(SYS_dup3, sock, 0, 0) != 0)
+        r = -errno;
+    else if (syscall(SYS_close_range, 1u, ~0u, 0) != 0)
+        r = -errno;
+    else if ((r = fd = helper_open(h->path, h->flags)) != -ENOSYS &&
+             helper_enters_proc(h->path, fd))
+        r = -E_PROC;
+    if (r < 0 && fd >= 0) {
+        close((int)fd);
+        fd = -1;
+    }
+
+    int result = r < 0 ? (int)r : 0;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &result, .iov_len = sizeof(result)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&u, 0, sizeof(u));
+        m.msg_control = u.buf;
+        m.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        int f = (int)fd;
+        memcpy(CMSG_DATA(c), &f, sizeof(f));
+    }
+    return sendmsg(0, &m, MSG_NOSIGNAL) == (ssize_t)sizeof(result) ? 0 : 1;
+}
+
+/* Open path with flags as this thread's file-system identity would, in
+ * the helper. 0 and *ret_fd (O_CLOEXEC), or -errno; -E_PROC when the path
+ * enters procfs; -ENOSYS on a kernel without openat2 or close_range
+ * (before Linux 5.9): refused, there is no safe way to open it. */
+static int open_resolved(const char *path, int flags, int *ret_fd) {
+    int sv[2], r = 0, fd = -1;
+    char *stack = NULL;
+    sigset_t all, old;
+
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -errno;
+    stack = malloc(HELPER_STACK);
+    if (!stack) {
+        r = -ENOMEM;
+        goto out;
+    }
+    struct helper h = {.path = path, .flags = flags, .sock = sv[1]};
+    /* No signal handler may run in the helper, on the daemon's memory:
+     * it inherits this mask and never unblocks. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = clone(helper_main, stack + HELPER_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &h);
+    if (pid < 0)
+        r = -errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0)
+        goto out;
+    /* CLONE_VFORK: the helper has exited (or is exiting) by now. */
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+
+    int result = -EIO; /* no answer: the helper died */
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &result, .iov_len = sizeof(result)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof(u.buf)};
+    ssize_t n = recvmsg(sv[0], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len == CMSG_LEN(sizeof(int)) && fd < 0)
+            memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+    if (n != (ssize_t)sizeof(result))
+        result = -EIO;
+    r = result;
+    if (r == 0 && fd < 0)
+        r = -EIO;
+    if (r == 0) {
+        *ret_fd = fd;
+        fd = -1;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    close(sv[0]);
+    close(sv[1]);
+    free(stack);
+    return r;
+}
+
+/* ------------------------------------------------------------------------
  * Destinations
  * ------------------------------------------------------------------------ */
 
@@ -296,13 +507,21 @@ static int split_dest(const char *dest, char **ret_dir, const char **ret_name) {
     return 0;
 }
 
-/* Open dir and check that the caller may create names in it. Runs as the
- * caller. */
+/* The one answer for every path through /proc, whatever exists there. */
+#define PROC_REFUSED "retrieverd opens no path through /proc (there, names such as " \
+                     "/proc/self/fd/N are retrieverd's own files, not the caller's); " \
+                     "name the file by its real path"
+#define NO_OPENAT2 "this kernel lacks openat2 or close_range (Linux 5.9 or later is " \
+                   "needed to open it safely)"
+
+/* Open dir (through open_resolved) and check that the caller may create
+ * names in it. Runs as the caller. */
 static int check_dir(const char *dir, int *ret_dirfd, struct stat *ret_st) {
-    int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0)
-        return -errno;
-    int r = access_as_fs(dirfd, "", W_OK | X_OK, AT_EMPTY_PATH);
+    int dirfd = -1;
+    int r = open_resolved(dir, O_PATH | O_DIRECTORY, &dirfd);
+    if (r < 0)
+        return r;
+    r = access_as_fs(dirfd, "", W_OK | X_OK, AT_EMPTY_PATH);
     if (r == 0 && fstat(dirfd, ret_st) != 0)
         r = -errno;
     if (r < 0)
@@ -343,6 +562,10 @@ static char *dest_message(int r, bool sticky, uid_t uid, const char *dest, const
                           const struct stat *entry) {
     unsigned u = (unsigned)uid;
     switch (r) {
+    case -E_PROC:
+        return rvd_strdupf("destination '%s' is refused: " PROC_REFUSED, dest);
+    case -ENOSYS:
+        return rvd_strdupf("cannot check destination '%s': " NO_OPENAT2, dest);
     case -EINVAL:
         return rvd_strdupf("destination '%s' is not an absolute path to a file", dest ? dest : "");
     case -ENAMETOOLONG:
@@ -479,6 +702,8 @@ int rvd_asuser_dest(rvd_asuser_dirs *d, const char *dest, int *ret_dirfd, char *
             *ret_error = r == -ENOMEM ? NULL
                                       : dest_message(r, sticky, caller->uid, dest,
                                                      known ? known->path : dir, &entry);
+        if (r == -E_PROC)
+            r = -EPERM;
         goto out;
     }
     *ret_dirfd = known->fd;
@@ -525,8 +750,7 @@ int rvd_asuser_open_source(const rvd_peer *caller, const char *path, int *ret_fd
         return r;
     /* O_NONBLOCK: a FIFO must not hang the thread (it is refused below);
      * O_NOCTTY: a terminal never becomes ours. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    r = fd < 0 ? -errno : 0;
+    r = open_resolved(path, O_RDONLY | O_NOCTTY | O_NONBLOCK, &fd);
     leave(&s);
 
     if (r == 0 && fstat(fd, &st) != 0)
@@ -538,9 +762,17 @@ int rvd_asuser_open_source(const rvd_peer *caller, const char *path, int *ret_fd
     if (r < 0) {
         if (fd >= 0)
             close(fd);
+        if (r == -E_PROC) {
+            if (ret_error)
+                *ret_error = rvd_strdupf("source '%s' is refused: " PROC_REFUSED, path);
+            return -EPERM;
+        }
         if (!ret_error)
             return r;
         switch (r) {
+        case -ENOSYS:
+            *ret_error = rvd_strdupf("cannot open source '%s': " NO_OPENAT2, path);
+            break;
         case -EACCES:
         case -EPERM:
             *ret_error = rvd_strdupf("uid %u may not read '%s': permission denied", u, path);

@@ -42,9 +42,16 @@
  *        judging by mode bits alone would ignore ACLs and the path leading
  *        to the file.
  *
- * Calls are synchronous and quick (a few system calls; a user database
- * lookup only for a caller whose groups are unknown); the gRPC completion-queue
- * thread may make them. They are thread-safe: each switches only the
+ * Every path a caller names is resolved in a short-lived helper process
+ * whose descriptor table holds nothing of the daemon's (so /proc/self is
+ * not the daemon), with openat2(RESOLVE_NO_MAGICLINKS), and a path whose
+ * resolution enters procfs is refused (-EPERM), with one message whatever
+ * exists there: the daemon's own descriptors (/proc/self/fd/N,
+ * /proc/<its pid>/fd/N, /dev/fd/N) are no caller's, root's included.
+ *
+ * Calls are synchronous and quick (a few system calls and one helper
+ * process per path opened; a user database lookup only for a caller whose
+ * groups are unknown); the gRPC completion-queue thread may make them. They are thread-safe: each switches only the
  * thread it runs on.
  *
  * Errors are negative errno values. On failure, when ret_error is not
@@ -52,7 +59,10 @@
  * uid (or NULL when even that allocation failed); the caller frees it.
  * Out parameters other than ret_error are written only on success.
  *   -EACCES, -EPERM   the caller may not (→ PERMISSION_DENIED):
- *                     "uid 1000 may not write '/root/x': permission denied"
+ *                     "uid 1000 may not write '/root/x': permission denied";
+ *                     -EPERM also for any path through /proc:
+ *                     "source '/proc/self/fd/22' is refused: retrieverd
+ *                     opens no path through /proc (…)"
  *   -ENOENT           "directory '/a/b' does not exist" / "'/a/f' does not exist"
  *   -ENOTDIR          a component of the path is not a directory
  *   -EISDIR           the destination (or source) is a directory
@@ -60,6 +70,8 @@
  *                     (a symbolic link, a socket, …): it is not replaced
  *   -EINVAL           not an absolute path, or a name that cannot be a file
  *                     ("", ".", ".."), or a source that is not a regular file
+ *   -ENOSYS           the kernel lacks openat2 or close_range (before
+ *                     Linux 5.9): nothing is opened for callers
  *   -EROFS, -ELOOP, -ENAMETOOLONG, …  as the kernel says
  *   -ENOMEM
  */

@@ -15,14 +15,19 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <retriever/retriever.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -410,6 +415,175 @@ static void test_source(void) {
 
     SOURCE(root, "priv.txt", 0);
     SOURCE(root, "link2", 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Paths through /proc (issue 20, item 1)
+ * ------------------------------------------------------------------------ */
+
+/* The message with every digit removed: the answers for two descriptor
+ * numbers must not differ in anything but the number. */
+static char *without_digits(const char *s) {
+    char *r = strdup(s ? s : "");
+    size_t j = 0;
+    for (size_t i = 0; r && r[i]; i++)
+        if (r[i] < '0' || r[i] > '9')
+            r[j++] = r[i];
+    if (r)
+        r[j] = '\0';
+    return r;
+}
+
+/* A source path (printf format with one %d) refused for who, for an open
+ * descriptor and for one that does not exist, with the same answer. */
+static void proc_source_case(const rvd_peer *who, const char *fmt, int open_fd, int line) {
+    char a[PATH_MAX], b[PATH_MAX];
+    snprintf(a, sizeof(a), fmt, open_fd);
+    snprintf(b, sizeof(b), fmt, 999);
+    char *ma = source_case(who, a, -EPERM, NULL, line);
+    char *mb = source_case(who, b, -EPERM, NULL, line);
+    char *da = without_digits(ma), *db = without_digits(mb);
+    if (!has(ma, "opens no path through /proc") || !da || !db || strcmp(da, db) != 0) {
+        fprintf(stderr, "%s:%d: FAILED '%s' vs '%s': '%s' / '%s'\n", __FILE__, line, a, b,
+                ma ? ma : "", mb ? mb : "");
+        rv_test_failures_++;
+    }
+    rv_test_checks_++;
+    free(da);
+    free(db);
+    free(ma);
+    free(mb);
+}
+
+/* The daemon's own descriptors are never the caller's by name: the root
+ * daemon (this process) holds a root-only file and directory open, and
+ * no caller, nobody or root, reaches them through a magic link, a path
+ * into /proc, or a symbolic link to one. Files the caller may read stay
+ * readable, /dev/shm's included. */
+static void test_proc_paths(void) {
+    int secret = open(p("rootonly/secret"), O_RDONLY | O_CLOEXEC);
+    /* A folder anyone may write, that only root can reach by its path. */
+    mkdir_as("rootonly/wide", 0777, 0, 0);
+    int dir = open(p("rootonly/wide"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    CHECK(secret >= 0 && dir >= 0);
+    char fmt[PATH_MAX];
+    const rvd_peer *whos[] = {&nobody, &root};
+    CHECK(symlink("/proc/self/fd", p("nobodydir/fds")) == 0);
+    CHECK(symlink("/proc/self", p("nobodydir/self")) == 0);
+
+    for (size_t w = 0; w < 2; w++) {
+        const rvd_peer *who = whos[w];
+        proc_source_case(who, "/proc/self/fd/%d", secret, __LINE__);
+        proc_source_case(who, "/proc/thread-self/fd/%d", secret, __LINE__);
+        proc_source_case(who, "/dev/fd/%d", secret, __LINE__);
+        snprintf(fmt, sizeof(fmt), "/proc/%d/fd/%%d", (int)getpid());
+        proc_source_case(who, fmt, secret, __LINE__);
+        snprintf(fmt, sizeof(fmt), "/proc/%d/task/%d/fd/%%d", (int)getpid(), (int)gettid());
+        proc_source_case(who, fmt, secret, __LINE__);
+        proc_source_case(who, "/proc/self/fdinfo/%d", secret, __LINE__);
+        snprintf(fmt, sizeof(fmt), "%s/nobodydir/fds/%%d", root_dir);
+        proc_source_case(who, fmt, secret, __LINE__);
+        CHECK(symlinkat("../secret", dir, "up") == 0 || errno == EEXIST);
+        proc_source_case(who, "/proc/self/fd/%d/up", dir, __LINE__);
+        /* The process's root, cwd and other files: refused however they
+         * resolve, and whatever exists. */
+        const char *refused[] = {"/proc/self/environ", "/proc/self/mem", "/proc/self/maps",
+                                 "/proc/self/status", "/proc/self/cwd/priv.txt",
+                                 "/proc/self/map_files", "/proc/version", "/proc",
+                                 "/proc/no-such-file"};
+        for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++)
+            free(source_case(who, refused[i], -EPERM, NULL, __LINE__));
+        /* A file mapped into the daemon, through its map_files link. */
+        FILE *maps = fopen("/proc/self/maps", "r");
+        char line[512], range[64] = "";
+        while (maps && !range[0] && fgets(line, sizeof(line), maps))
+            if (strchr(line, '/'))
+                sscanf(line, "%63s", range);
+        if (maps)
+            fclose(maps);
+        CHECK(range[0] != '\0');
+        snprintf(fmt, sizeof(fmt), "/proc/self/map_files/%s", range);
+        free(source_case(who, fmt, -EPERM, NULL, __LINE__));
+        snprintf(fmt, sizeof(fmt), "/proc/self/root%s/priv.txt", root_dir);
+        free(source_case(who, fmt, -EPERM, NULL, __LINE__));
+        snprintf(fmt, sizeof(fmt), "/proc/../%s/pub.txt", root_dir);
+        free(source_case(who, fmt, -EPERM, NULL, __LINE__));
+        SOURCE(*who, "nobodydir/self/environ", -EPERM);
+
+        /* Destinations: a folder reached through the daemon's descriptor
+         * is refused before anything is created in it. */
+        char a[PATH_MAX], b[PATH_MAX];
+        snprintf(a, sizeof(a), "/proc/self/fd/%d/planted", dir);
+        snprintf(b, sizeof(b), "/proc/self/fd/%d/planted", 999);
+        char *ma = dest_case(who, a, -EPERM, NULL, NULL, __LINE__);
+        char *mb = dest_case(who, b, -EPERM, NULL, NULL, __LINE__);
+        char *da = without_digits(ma), *db = without_digits(mb);
+        CHECK(has(ma, "opens no path through /proc") && da && db && strcmp(da, db) == 0);
+        free(da);
+        free(db);
+        free(ma);
+        free(mb);
+        snprintf(a, sizeof(a), "/dev/fd/%d/planted", dir);
+        free(dest_case(who, a, -EPERM, NULL, NULL, __LINE__));
+        snprintf(a, sizeof(a), "%s/nobodydir/fds/%d/planted", root_dir, dir);
+        free(dest_case(who, a, -EPERM, NULL, NULL, __LINE__));
+        free(dest_case(who, "/proc/self/planted", -EPERM, NULL, NULL, __LINE__));
+        free(dest_case(who, "/proc/self/cwd/planted", -EPERM, NULL, NULL, __LINE__));
+    }
+    CHECK(access(p("rootonly/wide/planted"), F_OK) != 0);
+    CHECK(unlinkat(dir, "up", 0) == 0);
+
+    /* What the caller may read still opens: its own file, a public one,
+     * one in /dev/shm (tmpfs); a device is still not a file. */
+    SOURCE(nobody, "nobodydir/mine.txt", 0);
+    SOURCE(nobody, "pub.txt", 0);
+    SOURCE(root, "priv.txt", 0);
+    char shm[] = "/dev/shm/rv-asuser-XXXXXX";
+    int s = mkstemp(shm);
+    CHECK(s >= 0 && fchown(s, NOBODY, NOBODY) == 0 && write(s, "shm\n", 4) == 4);
+    free(source_case(&nobody, shm, 0, NULL, __LINE__));
+    free(source_case(&other, shm, -EACCES, NULL, __LINE__)); /* 0600, nobody's */
+    unlink(shm);
+    close(s);
+    free(source_case(&nobody, "/dev/zero", -EINVAL, NULL, __LINE__));
+    DEST(nobody, "nobodydir/ok", 0);
+
+    unlink(p("nobodydir/fds"));
+    unlink(p("nobodydir/self"));
+    close(secret);
+    close(dir);
+}
+
+/* A kernel without openat2 (before 5.6), made with a seccomp filter that
+ * answers ENOSYS to it in a child process: the open is refused, never done
+ * another way. */
+static void test_no_openat2(void) {
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        rv_test_failures_ = 0;
+        struct sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(code) / sizeof(*code), .filter = code};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(100);
+        char *msg = source_case(&nobody, p("pub.txt"), -ENOSYS, NULL, __LINE__);
+        CHECK(has(msg, "lacks openat2"));
+        free(msg);
+        SOURCE(root, "pub.txt", -ENOSYS);
+        msg = dest_case(&nobody, p("nobodydir/x"), -ENOSYS, NULL, NULL, __LINE__);
+        CHECK(has(msg, "lacks openat2"));
+        free(msg);
+        _exit(rv_test_failures_ ? 1 : 0);
+    }
+    int status = -1;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* A daemon that is not root acts only for its own uid (and root, with its
@@ -889,6 +1063,8 @@ int main(void) {
     test_dest_other_and_root();
     test_dest_batch();
     test_source();
+    test_proc_paths();
+    test_no_openat2();
     test_not_root_daemon();
     test_root_without_caps();
     test_known_groups();

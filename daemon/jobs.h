@@ -165,6 +165,15 @@ typedef struct rvd_jobs_limits {
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
     unsigned max_subscribers; /* per job */
     unsigned history;         /* ended jobs kept */
+    /* The same, for one uid (fairness, see "Per uid" in jobs.c): its
+     * jobs start only while it has fewer than per_uid_running running;
+     * it may have per_uid_queued waiting (beyond: RESOURCE_EXHAUSTED
+     * naming per-uid-queued-jobs); its ended jobs beyond per_uid_history
+     * leave the history, oldest first. Root and the daemon's own uid are
+     * held only to the global limits. */
+    unsigned per_uid_running;
+    unsigned per_uid_queued;
+    unsigned per_uid_history;
     bool link_deliveries;     /* a job that sets neither link nor copy
                                  delivers by hard link (link-deliveries);
                                  decided when the job is submitted */

@@ -82,6 +82,7 @@ typedef enum rvd_key {
     RVD_KEY_PER_UID_RUNNING_JOBS,
     RVD_KEY_PER_UID_QUEUED_JOBS,
     RVD_KEY_PER_UID_JOB_HISTORY,
+    RVD_KEY_PER_UID_REQUEST_BYTES,
     RVD_KEY_MAX_CLIENT_CONNECTIONS,
     RVD_KEY_PER_UID_CONNECTIONS,
     RVD_KEY_PER_UID_CALLS,
@@ -162,6 +163,7 @@ typedef struct rvd_settings {
     unsigned per_uid_running_jobs;
     unsigned per_uid_queued_jobs;
     unsigned per_uid_job_history;
+    uint64_t per_uid_request_bytes; /* 0: no limit */
     unsigned max_client_connections;
     unsigned per_uid_connections;
     unsigned per_uid_calls;

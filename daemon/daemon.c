@@ -98,6 +98,7 @@ static void jobs_limits(const rvd_settings *st, rvd_jobs_limits *l) {
     l->per_uid_running = per_uid(st->per_uid_running_jobs, st->max_running_jobs);
     l->per_uid_queued = per_uid(st->per_uid_queued_jobs, st->max_queued_jobs);
     l->per_uid_history = per_uid(st->per_uid_job_history, st->job_history);
+    l->per_uid_request_bytes = st->per_uid_request_bytes;
     l->link_deliveries = st->link_deliveries;
 }
 

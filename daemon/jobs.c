@@ -85,6 +85,7 @@ struct job {
                           req->copy is not set (wants_link) */
     int32_t priority;
     uint64_t seq;      /* submission order */
+    uint64_t req_bytes; /* the request as received (stored), for the owner's count */
     size_t n_live;     /* objects not yet terminal */
     bool want_cancel;  /* RUNNING: the pump cancels it */
     rvd_asuser_dirs *dirs; /* the destinations' directories, opened as the owner
@@ -160,6 +161,9 @@ static bool may_see(const rvd_peer *caller, const struct job *jb) {
 struct uidacct {
     uid_t uid;
     unsigned queued, running, ended;
+    /* Bytes of the requests its jobs hold (as received; decoded, they
+     * are about as large): of queued and running jobs, of ended ones. */
+    uint64_t live_bytes, ended_bytes;
     unsigned trim; /* the pump's: ended jobs of this uid to trim now */
 };
 
@@ -201,20 +205,36 @@ static unsigned *acct_counter(struct uidacct *a, rvd_job_state state) {
     }
 }
 
-/* jb (counted as from; 0: not counted yet) is now counted as to (0: no
- * longer). An entry whose counts are all zero goes. Every job in the
- * table is counted, so the entry exists whenever from is set; adding
- * (from 0) needs acct_get to have succeeded for the uid. */
-static void acct_move(rvd_jobs *j, uid_t uid, rvd_job_state from, rvd_job_state to) {
+static uint64_t *acct_bytes(struct uidacct *a, rvd_job_state state) {
+    return state >= RVD_JOB_DONE ? &a->ended_bytes : &a->live_bytes;
+}
+
+/* A job of uid whose request is bytes long (counted as from; 0: not
+ * counted yet) is now counted as to (0: no longer). An entry whose counts
+ * are all zero goes. Every job in the table is counted, so the entry
+ * exists whenever from is set; adding (from 0) needs acct_get to have
+ * succeeded for the uid. */
+static void acct_move(rvd_jobs *j, uid_t uid, uint64_t bytes, rvd_job_state from,
+                      rvd_job_state to) {
     struct uidacct *a = acct_find(j, uid);
     if (!a)
         return;
-    if (from)
+    if (from) {
         (*acct_counter(a, from))--;
-    if (to)
+        *acct_bytes(a, from) -= bytes;
+    }
+    if (to) {
         (*acct_counter(a, to))++;
+        *acct_bytes(a, to) += bytes;
+    }
     if (!a->queued && !a->running && !a->ended)
         *a = j->accts[--j->n_accts];
+}
+
+/* Whether a's requests in all are over per_uid_request_bytes. */
+static bool over_bytes(const rvd_jobs *j, const struct uidacct *a) {
+    return j->limits.per_uid_request_bytes && !uid_exempt(a->uid) &&
+           a->live_bytes + a->ended_bytes > j->limits.per_uid_request_bytes;
 }
 
 /* Whether jb's owner may start another job now. */
@@ -582,7 +602,7 @@ static void job_end(rvd_jobs *j, struct job *jb) {
         j->n_running--;
     else if (jb->view.state == RVD_JOB_QUEUED)
         j->n_queued--;
-    acct_move(j, jb->owner.uid, jb->view.state, RVD_JOB_DONE);
+    acct_move(j, jb->owner.uid, jb->req_bytes, jb->view.state, RVD_JOB_DONE);
     jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
     jb->view.ended_ms = now_ms();
     /* Send what the subscribers were given (the last object's Completed
@@ -801,6 +821,18 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     struct uidacct *acct = acct_get(j, caller->uid);
     if (!acct)
         goto nomem;
+    if (j->limits.per_uid_request_bytes && !uid_exempt(caller->uid) &&
+        acct->live_bytes + raw_len > j->limits.per_uid_request_bytes) {
+        code = RVD_RESOURCE_EXHAUSTED;
+        *ret_msg = rvd_strdupf("uid %u has %llu bytes of requests in waiting and running jobs; "
+                               "with this one's %zu that is over its %llu "
+                               "(per-uid-request-bytes); try again when some of yours have "
+                               "finished",
+                               (unsigned)caller->uid, (unsigned long long)acct->live_bytes,
+                               raw_len,
+                               (unsigned long long)j->limits.per_uid_request_bytes);
+        goto fail_acct;
+    }
     if (!uid_exempt(caller->uid) && acct->queued >= j->limits.per_uid_queued) {
         code = RVD_RESOURCE_EXHAUSTED;
         *ret_msg = rvd_strdupf("uid %u has %u of %u queued jobs (per-uid-queued-jobs; %u of "
@@ -826,6 +858,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     jb->link = link;
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
+    jb->req_bytes = raw_len;
     /* On disk before its id is given out: the id works across restarts. */
     rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .owner = *caller,
                           .detached = !sink, .state = RVD_JOB_QUEUED,
@@ -849,7 +882,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         j->head->prev = jb;
     j->head = jb;
     j->n_queued++;
-    acct_move(j, caller->uid, 0, RVD_JOB_QUEUED);
+    acct_move(j, caller->uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
     if (s) {
         replay(j, jb, s);
         flush_locked(j);
@@ -863,7 +896,7 @@ nomem_acct:
     code = RVD_INTERNAL;
     *ret_msg = rvd_strdupf("out of memory");
 fail_acct:
-    acct_move(j, caller->uid, 0, 0); /* drop the entry made for nothing */
+    acct_move(j, caller->uid, 0, 0, 0); /* drop the entry made for nothing */
     goto fail;
 nomem:
     code = RVD_INTERNAL;
@@ -1196,7 +1229,7 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     }
     struct job *jb = job_new(&sj->owner, req, make_key(sj->owner.uid, req));
     if (!jb) {
-        acct_move(j, sj->owner.uid, 0, 0);
+        acct_move(j, sj->owner.uid, 0, 0, 0);
         rs->bad++;
         return;
     }
@@ -1205,6 +1238,7 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     jb->link = wants_link(j, jb->req);
     memcpy(jb->id, sj->id, RVD_JOB_ID_LEN + 1);
     jb->seq = sj->seq;
+    jb->req_bytes = sj->request_len;
     jb->view.created_ms = sj->created_ms;
     if (sj->ended_ms) {
         restore_outcome(jb, sj);
@@ -1212,13 +1246,13 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         jb->view.ended_ms = sj->ended_ms;
         jb->view.detached = sj->detached;
         j->n_ended++;
-        acct_move(j, jb->owner.uid, 0, RVD_JOB_DONE);
+        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_DONE);
         rs->ended++;
     } else {
         /* Its callers are gone; it carries on by itself. */
         jb->view.detached = true;
         j->n_queued++;
-        acct_move(j, jb->owner.uid, 0, RVD_JOB_QUEUED);
+        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
         rs->resumed++;
     }
     if (sj->seq > j->seq)
@@ -1505,10 +1539,15 @@ static struct job *next_queued(rvd_jobs *j) {
 /* How many ended jobs each uid loses now (uidacct.trim): what it holds
  * beyond per_uid_history (root and the daemon's uid: no such limit), then,
  * while the history is still over job_history, one more at a time from
- * whichever uid would keep the most. Whether anything is to go. Under the
- * lock. */
+ * whichever uid would keep the most. Besides, a uid over
+ * per_uid_request_bytes loses its oldest ended jobs until it is not (or
+ * has none): the pump's walk checks that as it goes. Whether anything is
+ * to go. Under the lock. */
 static bool plan_trim(rvd_jobs *j) {
     unsigned keep = j->n_ended;
+    bool bytes = false;
+    for (size_t i = 0; i < j->n_accts; i++)
+        bytes |= j->accts[i].ended && over_bytes(j, &j->accts[i]);
     for (size_t i = 0; i < j->n_accts; i++) {
         struct uidacct *a = &j->accts[i];
         a->trim = 0;
@@ -1539,7 +1578,7 @@ static bool plan_trim(rvd_jobs *j) {
         big->trim += take;
         keep -= take;
     }
-    return keep < j->n_ended;
+    return keep < j->n_ended || bytes;
 }
 
 static bool in_engine(const struct job *jb) {
@@ -1576,7 +1615,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
         jb->view.state = RVD_JOB_RUNNING;
         j->n_queued--;
         j->n_running++;
-        acct_move(j, jb->owner.uid, RVD_JOB_QUEUED, RVD_JOB_RUNNING);
+        acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_QUEUED, RVD_JOB_RUNNING);
         jb->work_next = starts;
         starts = jb;
     }
@@ -1621,8 +1660,9 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
         for (struct job *jb = tail; jb;) {
             struct job *prev = jb->prev;
             struct uidacct *a = is_ended(jb) ? acct_find(j, jb->owner.uid) : NULL;
-            if (a && a->trim && !in_engine(jb)) {
-                a->trim--;
+            if (a && (a->trim || over_bytes(j, a)) && !in_engine(jb)) {
+                if (a->trim)
+                    a->trim--;
                 if (jb->prev)
                     jb->prev->next = jb->next;
                 else
@@ -1630,7 +1670,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
                 if (jb->next)
                     jb->next->prev = jb->prev;
                 j->n_ended--;
-                acct_move(j, jb->owner.uid, RVD_JOB_DONE, 0); /* a may go */
+                acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_DONE, 0); /* a may go */
                 jb->work_next = trimmed;
                 trimmed = jb;
             }

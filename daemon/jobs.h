@@ -170,10 +170,16 @@ typedef struct rvd_jobs_limits {
      * it may have per_uid_queued waiting (beyond: RESOURCE_EXHAUSTED
      * naming per-uid-queued-jobs); its ended jobs beyond per_uid_history
      * leave the history, oldest first. Root and the daemon's own uid are
-     * held only to the global limits. */
+     * held only to the global limits (here and below). */
     unsigned per_uid_running;
     unsigned per_uid_queued;
     unsigned per_uid_history;
+    /* Bytes of requests (as received) one uid's jobs may hold: a
+     * submission that would take its queued and running jobs' requests
+     * over it is refused (RESOURCE_EXHAUSTED naming
+     * per-uid-request-bytes), and its oldest ended jobs leave the history
+     * while all of them are over it. 0: no limit. */
+    uint64_t per_uid_request_bytes;
     bool link_deliveries;     /* a job that sets neither link nor copy
                                  delivers by hard link (link-deliveries);
                                  decided when the job is submitted */

@@ -271,6 +271,7 @@ static void test_file(void) {
         "per-uid-running-jobs = 3\n"
         "per-uid-queued-jobs = 1000000\n"
         "per-uid-job-history = 7\n"
+        "per-uid-request-bytes = 1G\n"
         "max-client-connections = 100\n"
         "per-uid-connections = 1\n"
         "per-uid-calls = 100000\n"
@@ -301,6 +302,7 @@ static void test_file(void) {
     CHECK_EQ_U64(s.per_uid_running_jobs, 3);
     CHECK_EQ_U64(s.per_uid_queued_jobs, 1000000);
     CHECK_EQ_U64(s.per_uid_job_history, 7);
+    CHECK_EQ_U64(s.per_uid_request_bytes, 1ull << 30);
     CHECK_EQ_U64(s.max_client_connections, 100);
     CHECK_EQ_U64(s.per_uid_connections, 1);
     CHECK_EQ_U64(s.per_uid_calls, 100000);

@@ -205,6 +205,36 @@ class FairnessTest(CallersMixin, unittest.TestCase):
             p.stdin.write("\n")
             p.stdin.flush()
 
+    def test_request_bytes_are_bounded_per_uid(self):
+        """A's big requests (long headers) are refused once its waiting and
+        running jobs hold per-uid-request-bytes; B's same request is
+        accepted."""
+        a, b, adir, bdir = self.users()
+        o = self.origin()
+        make_file(os.path.join(self.data, "slow.bin"), A_SIZE, 3)
+        self.extra = ["--per-uid-request-bytes", "64K"]
+        self.daemon_for_everyone()
+        # About 24 KiB each: two fit in 64 KiB, a third does not.
+        big = ("def big(i, where):\n"
+               "    hdrs = [pb.Header(name='X-Pad-%%d' %% k, value='p' * 8000) for k in range(3)]\n"
+               "    try:\n"
+               "        evs = list(ch.unary_stream(S+'Download', request_serializer=ser,"
+               " response_deserializer=pb.JobEvent.FromString)(pb.DownloadRequest(sources=["
+               "pb.Source(url=%r + '&n=%%d' %% i, destination=where + '/s%%d' %% i,"
+               " headers=hdrs)], detach=True), timeout=30))\n"
+               "        return 'OK'\n"
+               "    except grpc.RpcError as e:\n"
+               "        return e.code().name + ' ' + (e.details() or '')\n"
+               % o.url("/slow.bin", rate=A_RATE))
+        out = self.as_caller(big + "".join("print(big(%d, %r))\n" % (i, adir)
+                                           for i in range(4)), a.uid, a.gid).split("\n")
+        self.assertEqual(out[:2], ["OK", "OK"], out)
+        for line in out[2:]:
+            self.assertIn("RESOURCE_EXHAUSTED uid %d has " % a.uid, line)
+            self.assertIn("(per-uid-request-bytes)", line)
+        out = self.as_caller(big + "print(big(0, %r))\n" % bdir, b.uid, b.gid)
+        self.assertEqual(out, "OK")
+
     def test_history_flood_keeps_other_uids_history_and_read_copies(self):
         """A finishes many jobs: its own history is trimmed to its share;
         B's jobs stay (Status, List) and B's Read-only copy is still

@@ -28,7 +28,8 @@
  *
  * Limits: a request message is at most RVD_MAX_REQUEST_BYTES (larger ones
  * get RESOURCE_EXHAUSTED from gRPC); at most RVD_MAX_STREAMS_PER_CONNECTION
- * calls run at once on one connection.
+ * calls run at once on one connection; at most per_uid_calls calls of one
+ * uid (counted from the lookup of the caller until the call is freed).
  */
 #ifndef RVD_SERVER_H
 #define RVD_SERVER_H

@@ -12,14 +12,17 @@
  *
  * Life of a job:
  *
- *   QUEUED   submitted; waits while max_running jobs run (higher priority,
- *            then older, first)
+ *   QUEUED   submitted; waits while max_running jobs run, or while its
+ *            owner's per_uid_running do (higher priority, then older,
+ *            first, among the jobs whose owner may start one)
  *   RUNNING  its objects are in the engine
  *   DONE | FAILED | CANCELLED
  *            every object ended: DONE if all were delivered, FAILED if one
  *            failed, else CANCELLED. Subscribers' streams end (OK); the job
- *            stays in the history (Status, List) until job_history newer
- *            jobs have ended.
+ *            stays in the history (Status, List) until its owner has
+ *            per_uid_history newer ended jobs, or the history as a whole is
+ *            over job_history while its owner holds the most (jobs.c, "Per
+ *            uid").
  *
  * A job stops (CANCELLED) when its last subscriber leaves (Cancel, or the
  * stream broke), unless it was submitted detached. Cancel by the owner of a

@@ -308,10 +308,10 @@ int rvd_peers_admit(rvd_peers *t, int fd, const rvd_peer *p, const rvd_conn_limi
     struct peer_slot *s = &t->slots[fd];
     slot_uncount(t, s); /* fd is reused: whatever it was is gone */
     why = refusal(t, p, lim, &nomem);
-    bool pool_full = why && t->n_refused >= lim->max_refused;
-    if ((why || pool_full) && mono_ms() - t->swept_ms >= RVD_CONN_SWEEP_MS) {
-        /* At a limit: count again what is really open (at most once per
-         * RVD_CONN_SWEEP_MS, so a flood of connections costs little). */
+    if (why && mono_ms() - t->swept_ms >= RVD_CONN_SWEEP_MS) {
+        /* At a limit: count again what is really open, refused ones
+         * included (at most once per RVD_CONN_SWEEP_MS, so that a flood
+         * of connections costs little each). */
         sweep_locked(t);
         free(why);
         why = refusal(t, p, lim, &nomem);

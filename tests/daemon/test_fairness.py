@@ -93,6 +93,12 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         self.addCleanup(d.kill)
         return d.start()
 
+    def stop_ok(self, d):
+        """A clean stop (under RV_SANITIZE: no leak, no error report)."""
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.log())
+        d.assert_clean(self)
+
     def config(self):
         path = os.path.join(self.tmp, "retrieverd.conf")
         if not os.path.exists(path):
@@ -146,7 +152,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         # Global: 4 running, 8 waiting; a uid's share: 2 and 4 (half).
         self.extra = ["--max-running-jobs", "4", "--max-queued-jobs", "8",
                       "--per-uid-calls", "6"]
-        self.daemon_for_everyone()
+        d = self.daemon_for_everyone()
 
         # B alone: its unloaded time.
         out = self.as_caller(TIMED_DL + "print(*timed(%r, %r))" % (
@@ -204,6 +210,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         for p in (watch, flood):
             p.stdin.write("\n")
             p.stdin.flush()
+        self.stop_ok(d)
 
     def test_request_bytes_are_bounded_per_uid(self):
         """A's big requests (long headers) are refused once its waiting and
@@ -213,7 +220,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         o = self.origin()
         make_file(os.path.join(self.data, "slow.bin"), A_SIZE, 3)
         self.extra = ["--per-uid-request-bytes", "64K"]
-        self.daemon_for_everyone()
+        d = self.daemon_for_everyone()
         # About 24 KiB each: two fit in 64 KiB, a third does not.
         big = ("def big(i, where):\n"
                "    hdrs = [pb.Header(name='X-Pad-%%d' %% k, value='p' * 8000) for k in range(3)]\n"
@@ -234,6 +241,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
             self.assertIn("(per-uid-request-bytes)", line)
         out = self.as_caller(big + "print(big(0, %r))\n" % bdir, b.uid, b.gid)
         self.assertEqual(out, "OK")
+        self.stop_ok(d)
 
     def test_history_flood_keeps_other_uids_history_and_read_copies(self):
         """A finishes many jobs: its own history is trimmed to its share;
@@ -244,7 +252,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         make_file(os.path.join(self.data, "small.bin"), 4 * KiB, 7)
         make_file(os.path.join(self.data, "bread.bin"), 8 * KiB, 8)
         self.extra = ["--job-history", "8"]  # a uid's share: 4
-        self.daemon_for_everyone()
+        d = self.daemon_for_everyone()
 
         # B: one delivered job, one Read-only (no destination) job.
         out = self.as_caller(self.DL + (
@@ -292,6 +300,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
             self.assertEqual(f.read(), want)
         # A's own history: its share, newest kept.
         self.assertEqual(len(a_ids), 4, a_ids)
+        self.stop_ok(d)
 
     def test_connection_flood_leaves_room_for_another_uid(self):
         """A opens more connections than the daemon has descriptors (it is
@@ -345,6 +354,7 @@ class FairnessTest(CallersMixin, unittest.TestCase):
         self.assertIn("RESOURCE_EXHAUSTED uid %d has 32 of 32 connections open "
                       "(per-uid-connections)" % a.uid, out)
         self.assertTrue(d.wait_log("refusing connections from uid %d" % a.uid), d.log())
+        self.stop_ok(d)  # A's connections still open: they end with it
         hold.stdin.write("\n")
         hold.stdin.flush()
 

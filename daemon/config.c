@@ -124,7 +124,7 @@ static const key_def keys[RVD_KEY_COUNT] = {
                                      "finished jobs of one uid kept, 0..1000000;\n"
                                      "0 (default): half of job-history"},
     [RVD_KEY_PER_UID_REQUEST_BYTES] = {"per-uid-request-bytes", KIND_SIZE,
-                                       F(per_uid_request_bytes), 64 * K, UINT64_MAX, true, true,
+                                       F(per_uid_request_bytes), 64 * K, 1024 * G, true, true,
                                        "SIZE", "256M",
                                        "bytes of requests one uid's jobs hold\n"
                                        "(memory and job store); 0: no limit\n"

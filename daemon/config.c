@@ -120,6 +120,42 @@ static const key_def keys[RVD_KEY_COUNT] = {
                              "1000",
                              "finished jobs kept for Status and List,\n"
                              "0..1000000 (default 1000)"},
+    [RVD_KEY_PER_UID_RUNNING_JOBS] = {"per-uid-running-jobs", KIND_UINT, F(per_uid_running_jobs),
+                                      0, 10000, false, true, "N", "0",
+                                      "jobs of one uid downloading at once; its\n"
+                                      "others wait while other uids' start,\n"
+                                      "0..10000; 0 (default): half of\n"
+                                      "max-running-jobs"},
+    [RVD_KEY_PER_UID_QUEUED_JOBS] = {"per-uid-queued-jobs", KIND_UINT, F(per_uid_queued_jobs), 0,
+                                     1000000, false, true, "N", "0",
+                                     "jobs of one uid waiting; more are refused,\n"
+                                     "0..1000000; 0 (default): half of\n"
+                                     "max-queued-jobs"},
+    [RVD_KEY_PER_UID_JOB_HISTORY] = {"per-uid-job-history", KIND_UINT, F(per_uid_job_history), 0,
+                                     1000000, false, true, "N", "0",
+                                     "finished jobs of one uid kept, 0..1000000;\n"
+                                     "0 (default): half of job-history"},
+    [RVD_KEY_PER_UID_REQUEST_BYTES] = {"per-uid-request-bytes", KIND_SIZE,
+                                       F(per_uid_request_bytes), 64 * K, 1024 * G, true, true,
+                                       "SIZE", "256M",
+                                       "bytes of requests one uid's jobs hold\n"
+                                       "(memory and job store); 0: no limit\n"
+                                       "(default 256M)"},
+    [RVD_KEY_MAX_CLIENT_CONNECTIONS] = {"max-client-connections", KIND_UINT,
+                                        F(max_client_connections), 0, 1000000, false, false, "N",
+                                        "0",
+                                        "callers' connections open at once, in all,\n"
+                                        "0..1000000; 0 (default): a quarter of the\n"
+                                        "open-file limit"},
+    [RVD_KEY_PER_UID_CONNECTIONS] = {"per-uid-connections", KIND_UINT, F(per_uid_connections), 0,
+                                     1000000, false, false, "N", "0",
+                                     "connections of one uid open at once,\n"
+                                     "0..1000000; 0 (default): half of\n"
+                                     "max-client-connections"},
+    [RVD_KEY_PER_UID_CALLS] = {"per-uid-calls", KIND_UINT, F(per_uid_calls), 1, 100000, false,
+                               false, "N", "256",
+                               "calls and streams of one uid open at once,\n"
+                               "1..100000 (default 256)"},
     [RVD_KEY_LOG_LEVEL] = {"log-level", KIND_LEVEL, F(log_level), 0, 0, false, true, "LEVEL",
                            "info", "error, warning, info (default) or debug"},
 };

@@ -80,6 +80,13 @@ typedef enum rvd_key {
     RVD_KEY_MAX_QUEUED_JOBS,
     RVD_KEY_MAX_SUBSCRIBERS,
     RVD_KEY_JOB_HISTORY,
+    RVD_KEY_PER_UID_RUNNING_JOBS,
+    RVD_KEY_PER_UID_QUEUED_JOBS,
+    RVD_KEY_PER_UID_JOB_HISTORY,
+    RVD_KEY_PER_UID_REQUEST_BYTES,
+    RVD_KEY_MAX_CLIENT_CONNECTIONS,
+    RVD_KEY_PER_UID_CONNECTIONS,
+    RVD_KEY_PER_UID_CALLS,
     RVD_KEY_LOG_LEVEL,
     RVD_KEY_COUNT
 } rvd_key;
@@ -152,6 +159,16 @@ typedef struct rvd_settings {
     unsigned max_queued_jobs;  /* 0: no queue, every job beyond the running ones is refused */
     unsigned max_subscribers;  /* per job */
     unsigned job_history;      /* finished jobs kept for Status/List */
+    /* Fairness between callers' uids (docs/security.md). 0 in the first
+     * five: derived (half of the global limit; max-client-connections: a
+     * quarter of the open-file limit), see rvd_daemon's resolution. */
+    unsigned per_uid_running_jobs;
+    unsigned per_uid_queued_jobs;
+    unsigned per_uid_job_history;
+    uint64_t per_uid_request_bytes; /* 0: no limit */
+    unsigned max_client_connections;
+    unsigned per_uid_connections;
+    unsigned per_uid_calls;
     rvd_log_level log_level;
 
     rvd_setting_source source[RVD_KEY_COUNT];

@@ -84,12 +84,48 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
      * the setting can change on SIGHUP. */
 }
 
+/* A per-uid limit's value: as set, or by default (0) half the global
+ * one, rounded up: one uid can take half of what there is, and the other
+ * half stays for everyone else (docs/security.md, "Fairness"). */
+static unsigned per_uid(unsigned set, unsigned global) {
+    return set ? set : global / 2 + global % 2;
+}
+
 static void jobs_limits(const rvd_settings *st, rvd_jobs_limits *l) {
     l->max_running = st->max_running_jobs;
     l->max_queued = st->max_queued_jobs;
     l->max_subscribers = st->max_subscribers;
     l->history = st->job_history;
+    l->per_uid_running = per_uid(st->per_uid_running_jobs, st->max_running_jobs);
+    l->per_uid_queued = per_uid(st->per_uid_queued_jobs, st->max_queued_jobs);
+    l->per_uid_history = per_uid(st->per_uid_job_history, st->job_history);
+    l->per_uid_request_bytes = st->per_uid_request_bytes;
     l->link_deliveries = st->link_deliveries;
+}
+
+/* The callers' connections (peer.h): max-client-connections, by default a
+ * quarter of the open-file limit, so that most descriptors stay for the
+ * jobs (destinations, sources, transfers, cache files) and the daemon
+ * itself; a uid gets half of them; refused connections answered at once
+ * take at most an eighth more (the rest are closed at once). */
+static void conn_limits(const rvd_settings *st, rvd_conn_limits *l) {
+    struct rlimit rl;
+    unsigned total = st->max_client_connections;
+    if (!total) {
+        rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+        if (n == RLIM_INFINITY || n > 4000000)
+            n = 4000000;
+        total = (unsigned)(n / 4);
+        if (total < 2)
+            total = 2;
+    }
+    l->max_total = total;
+    l->max_per_uid = per_uid(st->per_uid_connections, total);
+    l->max_refused = total / 8 > 64 ? 64 : total / 8 ? total / 8 : 1;
+}
+
+static void on_refused(int fd, const rvd_peer *peer, void *ud) {
+    rvd_server_add_refused_fd(ud, fd);
 }
 
 /* SIGHUP: re-read the configuration; apply what can change live. */
@@ -251,11 +287,16 @@ int rvd_daemon_run(rvd_options *o) {
         goto out;
     /* 5. The server, then connections. */
     rvd_server_opts so = {.version = RETRIEVERD_VERSION, .peers = peers,
-                          .jobs = rvd_worker_jobs(worker)};
+                          .jobs = rvd_worker_jobs(worker), .per_uid_calls = st->per_uid_calls};
     if ((r = rvd_server_new(&so, &srv, &err)) < 0) {
         rvd_log_error("%s", err ? err : strerror(-r));
         goto out;
     }
+    rvd_conn_limits cl;
+    conn_limits(st, &cl);
+    rvd_socket_set_limits(sock, &cl, on_refused);
+    rvd_log_info("connections: %u in all, %u per uid (max-client-connections, "
+                 "per-uid-connections)", cl.max_total, cl.max_per_uid);
     if ((r = rvd_socket_start(sock, peers, on_connection, srv, &err)) < 0) {
         rvd_log_error("%s", err ? err : strerror(-r));
         goto out;

@@ -85,6 +85,7 @@ struct job {
                           req->copy is not set (wants_link) */
     int32_t priority;
     uint64_t seq;      /* submission order */
+    uint64_t req_bytes; /* the request as received (stored), for the owner's count */
     size_t n_live;     /* objects not yet terminal */
     bool want_cancel;  /* RUNNING: the pump cancels it */
     rvd_asuser_dirs *dirs; /* the destinations' directories, opened as the owner
@@ -110,6 +111,10 @@ struct rvd_jobs {
     uint64_t bytes_origin, bytes_cache; /* of objects delivered since start */
     uint64_t seq;
     bool stopping;
+    /* Per uid: its queued, running and ended jobs (see "Per uid"). One
+     * entry per uid that has a job in the table; unordered. */
+    struct uidacct *accts;
+    size_t n_accts, cap_accts;
     struct jobject *release; /* ended objects the pump releases */
     struct sub *dirty;       /* subscribers with events not yet flushed */
     /* Started objects by destination (directory identity and name), so a
@@ -135,6 +140,109 @@ static bool is_ended(const struct job *jb) {
 
 static bool may_see(const rvd_peer *caller, const struct job *jb) {
     return caller->uid == 0 || caller->uid == geteuid() || caller->uid == jb->owner.uid;
+}
+
+/* ------------------------------------------------------------------------
+ * Per uid
+ *
+ * So that one user cannot deny service to the others, each uid's jobs are
+ * counted by state: a uid starts at most per_uid_running jobs at once (its
+ * other jobs wait while other uids' jobs start), has at most
+ * per_uid_queued waiting, and keeps at most per_uid_history ended jobs.
+ * When the history as a whole is over job_history, the uid that holds the
+ * most ended jobs loses its oldest: a uid that floods the history trims
+ * its own jobs, never another's (nor, with them, another's Read-only
+ * copies in the reads directory). Root and the daemon's own uid are held
+ * only to the global limits: they administer the daemon (they can stop
+ * it), and in a per-user daemon the owner must keep the whole daemon.
+ * Counts change only under the lock, with the job's state.
+ * ------------------------------------------------------------------------ */
+
+struct uidacct {
+    uid_t uid;
+    unsigned queued, running, ended;
+    /* Bytes of the requests its jobs hold (as received; decoded, they
+     * are about as large): of queued and running jobs, of ended ones. */
+    uint64_t live_bytes, ended_bytes;
+    unsigned trim; /* the pump's: ended jobs of this uid to trim now */
+};
+
+static bool uid_exempt(uid_t uid) {
+    return uid == 0 || uid == geteuid();
+}
+
+static struct uidacct *acct_find(const rvd_jobs *j, uid_t uid) {
+    for (size_t i = 0; i < j->n_accts; i++)
+        if (j->accts[i].uid == uid)
+            return &j->accts[i];
+    return NULL;
+}
+
+/* uid's entry, made when missing; NULL on ENOMEM. */
+static struct uidacct *acct_get(rvd_jobs *j, uid_t uid) {
+    struct uidacct *a = acct_find(j, uid);
+    if (a)
+        return a;
+    if (j->n_accts == j->cap_accts) {
+        size_t cap = j->cap_accts ? 2 * j->cap_accts : 8;
+        struct uidacct *v = realloc(j->accts, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        j->accts = v;
+        j->cap_accts = cap;
+    }
+    a = &j->accts[j->n_accts++];
+    *a = (struct uidacct){.uid = uid};
+    return a;
+}
+
+/* The counter of state in a. */
+static unsigned *acct_counter(struct uidacct *a, rvd_job_state state) {
+    switch (state) {
+    case RVD_JOB_QUEUED: return &a->queued;
+    case RVD_JOB_RUNNING: return &a->running;
+    default: return &a->ended;
+    }
+}
+
+static uint64_t *acct_bytes(struct uidacct *a, rvd_job_state state) {
+    return state >= RVD_JOB_DONE ? &a->ended_bytes : &a->live_bytes;
+}
+
+/* A job of uid whose request is bytes long (counted as from; 0: not
+ * counted yet) is now counted as to (0: no longer). An entry whose counts
+ * are all zero goes. Every job in the table is counted, so the entry
+ * exists whenever from is set; adding (from 0) needs acct_get to have
+ * succeeded for the uid. */
+static void acct_move(rvd_jobs *j, uid_t uid, uint64_t bytes, rvd_job_state from,
+                      rvd_job_state to) {
+    struct uidacct *a = acct_find(j, uid);
+    if (!a)
+        return;
+    if (from) {
+        (*acct_counter(a, from))--;
+        *acct_bytes(a, from) -= bytes;
+    }
+    if (to) {
+        (*acct_counter(a, to))++;
+        *acct_bytes(a, to) += bytes;
+    }
+    if (!a->queued && !a->running && !a->ended)
+        *a = j->accts[--j->n_accts];
+}
+
+/* Whether a's requests in all are over per_uid_request_bytes. */
+static bool over_bytes(const rvd_jobs *j, const struct uidacct *a) {
+    return j->limits.per_uid_request_bytes && !uid_exempt(a->uid) &&
+           a->live_bytes + a->ended_bytes > j->limits.per_uid_request_bytes;
+}
+
+/* Whether jb's owner may start another job now. */
+static bool may_start(const rvd_jobs *j, const struct job *jb) {
+    if (uid_exempt(jb->owner.uid))
+        return true;
+    const struct uidacct *a = acct_find(j, jb->owner.uid);
+    return !a || a->running < j->limits.per_uid_running;
 }
 
 /* The job with this id, or NULL; under the lock. */
@@ -494,6 +602,7 @@ static void job_end(rvd_jobs *j, struct job *jb) {
         j->n_running--;
     else if (jb->view.state == RVD_JOB_QUEUED)
         j->n_queued--;
+    acct_move(j, jb->owner.uid, jb->req_bytes, jb->view.state, RVD_JOB_DONE);
     jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
     jb->view.ended_ms = now_ms();
     /* Send what the subscribers were given (the last object's Completed
@@ -709,21 +818,47 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         pthread_mutex_unlock(&j->lock);
         return RVD_OK;
     }
+    struct uidacct *acct = acct_get(j, caller->uid);
+    if (!acct)
+        goto nomem;
+    if (j->limits.per_uid_request_bytes && !uid_exempt(caller->uid) &&
+        acct->live_bytes + raw_len > j->limits.per_uid_request_bytes) {
+        code = RVD_RESOURCE_EXHAUSTED;
+        *ret_msg = rvd_strdupf("uid %u has %llu bytes of requests in waiting and running jobs; "
+                               "with this one's %zu that is over its %llu "
+                               "(per-uid-request-bytes); try again when some of yours have "
+                               "finished",
+                               (unsigned)caller->uid, (unsigned long long)acct->live_bytes,
+                               raw_len,
+                               (unsigned long long)j->limits.per_uid_request_bytes);
+        goto fail_acct;
+    }
+    if (!uid_exempt(caller->uid) && acct->queued >= j->limits.per_uid_queued) {
+        code = RVD_RESOURCE_EXHAUSTED;
+        *ret_msg = rvd_strdupf("uid %u has %u of %u queued jobs (per-uid-queued-jobs; %u of "
+                               "them may run at once, per-uid-running-jobs); try again when some "
+                               "of yours have started or finished",
+                               (unsigned)caller->uid, acct->queued, j->limits.per_uid_queued,
+                               j->limits.per_uid_running);
+        goto fail_acct;
+    }
     if (j->n_queued >= j->limits.max_queued) {
         code = RVD_RESOURCE_EXHAUSTED;
-        *ret_msg = rvd_strdupf("%u jobs are already waiting, the limit (max-queued-jobs); "
-                               "try again when some have finished", j->limits.max_queued);
-        goto fail;
+        *ret_msg = rvd_strdupf("%u jobs of all users are already waiting, the daemon's limit "
+                               "(max-queued-jobs); try again when some have finished",
+                               j->limits.max_queued);
+        goto fail_acct;
     }
     bool link = wants_link(j, req);
     struct job *jb = job_new(caller, req, key);
     req = NULL;
     key = NULL;
     if (!jb)
-        goto nomem;
+        goto nomem_acct;
     jb->link = link;
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
+    jb->req_bytes = raw_len;
     /* On disk before its id is given out: the id works across restarts. */
     rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .owner = *caller,
                           .detached = !sink, .state = RVD_JOB_QUEUED,
@@ -733,20 +868,21 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         job_free(j, jb);
         code = RVD_UNAVAILABLE;
         *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");
-        goto fail;
+        goto fail_acct;
     }
     struct sub *s = NULL;
     if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
         if (j->store)
             rvd_jobstore_remove(j->store, jb->id);
         job_free(j, jb);
-        goto nomem;
+        goto nomem_acct;
     }
     jb->next = j->head;
     if (j->head)
         j->head->prev = jb;
     j->head = jb;
     j->n_queued++;
+    acct_move(j, caller->uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
     if (s) {
         replay(j, jb, s);
         flush_locked(j);
@@ -756,6 +892,12 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     wake(j);
     return RVD_OK;
 
+nomem_acct:
+    code = RVD_INTERNAL;
+    *ret_msg = rvd_strdupf("out of memory");
+fail_acct:
+    acct_move(j, caller->uid, 0, 0, 0); /* drop the entry made for nothing */
+    goto fail;
 nomem:
     code = RVD_INTERNAL;
     *ret_msg = rvd_strdupf("out of memory");
@@ -1080,8 +1222,14 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         rs->bad++;
         return;
     }
+    if (!acct_get(j, sj->owner.uid)) {
+        rvd_download_req_free(req);
+        rs->bad++;
+        return;
+    }
     struct job *jb = job_new(&sj->owner, req, make_key(sj->owner.uid, req));
     if (!jb) {
+        acct_move(j, sj->owner.uid, 0, 0, 0);
         rs->bad++;
         return;
     }
@@ -1090,6 +1238,7 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     jb->link = wants_link(j, jb->req);
     memcpy(jb->id, sj->id, RVD_JOB_ID_LEN + 1);
     jb->seq = sj->seq;
+    jb->req_bytes = sj->request_len;
     jb->view.created_ms = sj->created_ms;
     if (sj->ended_ms) {
         restore_outcome(jb, sj);
@@ -1097,11 +1246,13 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         jb->view.ended_ms = sj->ended_ms;
         jb->view.detached = sj->detached;
         j->n_ended++;
+        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_DONE);
         rs->ended++;
     } else {
         /* Its callers are gone; it carries on by itself. */
         jb->view.detached = true;
         j->n_queued++;
+        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
         rs->resumed++;
     }
     if (sj->seq > j->seq)
@@ -1373,15 +1524,61 @@ static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
     }
 }
 
-/* The queued job to run next: highest priority, then oldest. */
+/* The queued job to run next: highest priority, then oldest, among those
+ * whose owner is below its running limit. */
 static struct job *next_queued(rvd_jobs *j) {
     struct job *best = NULL;
     for (struct job *jb = j->head; jb; jb = jb->next)
-        if (jb->view.state == RVD_JOB_QUEUED &&
+        if (jb->view.state == RVD_JOB_QUEUED && may_start(j, jb) &&
             (!best || jb->priority > best->priority ||
              (jb->priority == best->priority && jb->seq < best->seq)))
             best = jb;
     return best;
+}
+
+/* How many ended jobs each uid loses now (uidacct.trim): what it holds
+ * beyond per_uid_history (root and the daemon's uid: no such limit), then,
+ * while the history is still over job_history, one more at a time from
+ * whichever uid would keep the most. Besides, a uid over
+ * per_uid_request_bytes loses its oldest ended jobs until it is not (or
+ * has none): the pump's walk checks that as it goes. Whether anything is
+ * to go. Under the lock. */
+static bool plan_trim(rvd_jobs *j) {
+    unsigned keep = j->n_ended;
+    bool bytes = false;
+    for (size_t i = 0; i < j->n_accts; i++)
+        bytes |= j->accts[i].ended && over_bytes(j, &j->accts[i]);
+    for (size_t i = 0; i < j->n_accts; i++) {
+        struct uidacct *a = &j->accts[i];
+        a->trim = 0;
+        if (!uid_exempt(a->uid) && a->ended > j->limits.per_uid_history)
+            a->trim = a->ended - j->limits.per_uid_history;
+        keep -= a->trim;
+    }
+    while (keep > j->limits.history) {
+        struct uidacct *big = NULL;
+        for (size_t i = 0; i < j->n_accts; i++) {
+            struct uidacct *a = &j->accts[i];
+            if (a->ended > a->trim && (!big || a->ended - a->trim > big->ended - big->trim))
+                big = a;
+        }
+        if (!big)
+            break;
+        /* Take from big down to the next largest in one step. */
+        unsigned next = 0;
+        for (size_t i = 0; i < j->n_accts; i++) {
+            struct uidacct *a = &j->accts[i];
+            if (a != big && a->ended - a->trim > next)
+                next = a->ended - a->trim;
+        }
+        unsigned mine = big->ended - big->trim;
+        unsigned take = mine - next > 0 ? mine - next : 1;
+        if (take > keep - j->limits.history)
+            take = keep - j->limits.history;
+        big->trim += take;
+        keep -= take;
+    }
+    return keep < j->n_ended || bytes;
 }
 
 static bool in_engine(const struct job *jb) {
@@ -1418,6 +1615,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
         jb->view.state = RVD_JOB_RUNNING;
         j->n_queued--;
         j->n_running++;
+        acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_QUEUED, RVD_JOB_RUNNING);
         jb->work_next = starts;
         starts = jb;
     }
@@ -1450,27 +1648,36 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     for (struct job *jb = ordered; jb; jb = jb->work_next)
         job_start(j, e, jb);
 
-    /* The history: ended jobs beyond the limit go, oldest first. Only
-     * this thread frees jobs, and never one the engine still holds. */
+    /* The history: ended jobs beyond the limits go, oldest first (see
+     * "Per uid" for whose). Only this thread frees jobs, and never one the
+     * engine still holds. */
     pthread_mutex_lock(&j->lock);
     flush_locked(j); /* the last perform's events, and the starts' */
-    struct job *tail = j->n_ended > j->limits.history ? j->head : NULL;
-    while (tail && tail->next)
-        tail = tail->next;
-    for (struct job *jb = tail; jb && j->n_ended > j->limits.history;) {
-        struct job *prev = jb->prev;
-        if (is_ended(jb) && !in_engine(jb)) {
-            if (jb->prev)
-                jb->prev->next = jb->next;
-            else
-                j->head = jb->next;
-            if (jb->next)
-                jb->next->prev = jb->prev;
-            j->n_ended--;
-            jb->work_next = trimmed;
-            trimmed = jb;
+    if (plan_trim(j)) {
+        struct job *tail = j->head;
+        while (tail && tail->next)
+            tail = tail->next;
+        for (struct job *jb = tail; jb;) {
+            struct job *prev = jb->prev;
+            struct uidacct *a = is_ended(jb) ? acct_find(j, jb->owner.uid) : NULL;
+            if (a && (a->trim || over_bytes(j, a)) && !in_engine(jb)) {
+                if (a->trim)
+                    a->trim--;
+                if (jb->prev)
+                    jb->prev->next = jb->next;
+                else
+                    j->head = jb->next;
+                if (jb->next)
+                    jb->next->prev = jb->prev;
+                j->n_ended--;
+                acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_DONE, 0); /* a may go */
+                jb->work_next = trimmed;
+                trimmed = jb;
+            }
+            jb = prev;
         }
-        jb = prev;
+        for (size_t i = 0; i < j->n_accts; i++)
+            j->accts[i].trim = 0; /* those still in the engine: next time */
     }
     pthread_mutex_unlock(&j->lock);
     while (trimmed) {
@@ -1518,6 +1725,7 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
     if (j->reads_dirfd >= 0)
         close(j->reads_dirfd);
     free(j->dests);
+    free(j->accts);
     pthread_mutex_destroy(&j->lock);
     free(j);
     return NULL;

@@ -12,14 +12,17 @@
  *
  * Life of a job:
  *
- *   QUEUED   submitted; waits while max_running jobs run (higher priority,
- *            then older, first)
+ *   QUEUED   submitted; waits while max_running jobs run, or while its
+ *            owner's per_uid_running do (higher priority, then older,
+ *            first, among the jobs whose owner may start one)
  *   RUNNING  its objects are in the engine
  *   DONE | FAILED | CANCELLED
  *            every object ended: DONE if all were delivered, FAILED if one
  *            failed, else CANCELLED. Subscribers' streams end (OK); the job
- *            stays in the history (Status, List) until job_history newer
- *            jobs have ended.
+ *            stays in the history (Status, List) until its owner has
+ *            per_uid_history newer ended jobs, or the history as a whole is
+ *            over job_history while its owner holds the most (jobs.c, "Per
+ *            uid").
  *
  * A job stops (CANCELLED) when its last subscriber leaves (Cancel, or the
  * stream broke), unless it was submitted detached. Cancel by the owner of a
@@ -165,6 +168,21 @@ typedef struct rvd_jobs_limits {
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
     unsigned max_subscribers; /* per job */
     unsigned history;         /* ended jobs kept */
+    /* The same, for one uid (fairness, see "Per uid" in jobs.c): its
+     * jobs start only while it has fewer than per_uid_running running;
+     * it may have per_uid_queued waiting (beyond: RESOURCE_EXHAUSTED
+     * naming per-uid-queued-jobs); its ended jobs beyond per_uid_history
+     * leave the history, oldest first. Root and the daemon's own uid are
+     * held only to the global limits (here and below). */
+    unsigned per_uid_running;
+    unsigned per_uid_queued;
+    unsigned per_uid_history;
+    /* Bytes of requests (as received) one uid's jobs may hold: a
+     * submission that would take its queued and running jobs' requests
+     * over it is refused (RESOURCE_EXHAUSTED naming
+     * per-uid-request-bytes), and its oldest ended jobs leave the history
+     * while all of them are over it. 0: no limit. */
+    uint64_t per_uid_request_bytes;
     bool link_deliveries;     /* a job that sets neither link nor copy
                                  delivers by hard link (link-deliveries);
                                  decided when the job is submitted */

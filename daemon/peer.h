@@ -100,6 +100,49 @@ void rvd_peers_forget(rvd_peers *t, int fd);
  * -ENOMEM. */
 int rvd_peers_get(rvd_peers *t, int fd, rvd_peer *ret);
 
+/* Fairness of connections (docs/security.md, "Fairness"): how many
+ * connections rvd_peers_admit lets in. 0 in a field: no such limit. */
+typedef struct rvd_conn_limits {
+    unsigned max_total;   /* admitted connections of all callers */
+    unsigned max_per_uid; /* of one uid; root and the daemon's own uid are
+                             held only to max_total */
+    unsigned max_refused; /* refused connections kept open at once so that
+                             their calls get the refusal as an answer */
+} rvd_conn_limits;
+
+typedef enum rvd_conn_verdict {
+    RVD_CONN_ADMITTED = 1, /* serve it */
+    RVD_CONN_REFUSED,      /* over a limit: answer its calls with the refusal
+                              (rvd_peers_refusal), then close it */
+    RVD_CONN_DROPPED,      /* over a limit and too many refused ones are being
+                              answered: close it now (nothing recorded) */
+} rvd_conn_verdict;
+
+/* The counts are corrected (dead connections dropped) at most this often,
+ * and only when a connection meets a limit. */
+#define RVD_CONN_SWEEP_MS 100
+
+/* Record fd (a connected socket) for p under lim, counting it, as
+ * rvd_peers_set does plus the limits: *ret_verdict says what to do with
+ * it, and for REFUSED and DROPPED *ret_why (when not NULL) gets the
+ * malloc'd sentence naming the limit ("uid 1001 has 16 of 16 connections
+ * open (per-uid-connections); …"). A connection counts from here until
+ * its fd is found closed or reused (gRPC closes it without telling us):
+ * by a sweep, or when fd is recorded again. 0, or -EINVAL/-EMFILE as
+ * rvd_peers_set, -errno of fstat, -ENOMEM (nothing recorded). */
+int rvd_peers_admit(rvd_peers *t, int fd, const rvd_peer *p, const rvd_conn_limits *lim,
+                    rvd_conn_verdict *ret_verdict, char **ret_why);
+/* Drop the connections whose fds were closed or reused from the counts
+ * now (rvd_peers_admit does it by itself when a limit is met). */
+void rvd_peers_sweep(rvd_peers *t);
+/* The refusal of a REFUSED connection (malloc'd), or NULL for one that
+ * is not (or ENOMEM). */
+char *rvd_peers_refusal(rvd_peers *t, int fd);
+/* The counts as of the last sweep or admission: admitted connections in
+ * all, of uid, and refused ones being answered. */
+void rvd_peers_counts(rvd_peers *t, uid_t uid, unsigned *ret_total, unsigned *ret_uid,
+                      unsigned *ret_refused);
+
 /* Parse gRPC's peer name of an fd connection, "fd:N", strictly. 0 and
  * *ret_fd, or -EINVAL for anything else (NULL, "unix:…", "fd:", "fd:1x"). */
 int rvd_peer_name_fd(const char *name, int *ret_fd);

@@ -94,11 +94,27 @@ struct method {
     handler_fn handle; /* NULL: not implemented yet */
 };
 
+/* Calls open per uid (per-uid-calls); the CQ thread's only. */
+struct uidcalls {
+    uid_t uid;
+    unsigned n;
+};
+
 struct rvd_server {
     char *version;
     rvd_peers *peers;
     rvd_jobs *jobs;
+    unsigned per_uid_calls; /* 0: no limit */
+    struct uidcalls *calls; /* entries with n > 0 */
+    size_t n_calls, cap_calls;
     grpc_server *server;
+    /* Connections refused for fairness (socket.h) are served here: every
+     * call on them is answered RESOURCE_EXHAUSTED with the refusal, and
+     * gRPC closes each a short while after it arrived
+     * (GRPC_ARG_MAX_CONNECTION_AGE_MS), so they cannot pile up. */
+    grpc_server *refuser;
+    int refuser_shutdown_tag;
+    bool refuser_done; /* under lock */
     grpc_completion_queue *cq;
     grpc_server_credentials *creds;
     struct method *methods; /* [n_methods], in the descriptor's order */
@@ -138,6 +154,8 @@ struct call {
     enum tag_kind kind; /* TAG_CALL; first */
     rvd_server *server;
     const struct method *method; /* NULL: the generic slot */
+    bool refusal;                /* the refuser's generic slot */
+    bool counted;                /* in server->calls (per-uid-calls) */
     enum call_state state;
     grpc_call *call;
     gpr_timespec deadline;
@@ -376,7 +394,63 @@ static void queue_clear(struct call *c) {
     c->q_len = 0;
 }
 
+static void set_reply_error(struct reply *r, grpc_status_code code, char *detail) {
+    r->code = code;
+    free(r->detail);
+    r->detail = detail;
+}
+
+static struct uidcalls *calls_find(rvd_server *s, uid_t uid) {
+    for (size_t i = 0; i < s->n_calls; i++)
+        if (s->calls[i].uid == uid)
+            return &s->calls[i];
+    return NULL;
+}
+
+/* Count c as a call of its caller's uid; false (and r set) when the uid is
+ * at per-uid-calls. Root and the daemon's own uid are not limited. */
+static bool calls_admit(struct call *c, struct reply *r) {
+    rvd_server *s = c->server;
+    uid_t uid = c->peer.uid;
+    struct uidcalls *u = calls_find(s, uid);
+    if (s->per_uid_calls && uid != 0 && uid != geteuid() && u && u->n >= s->per_uid_calls) {
+        set_reply_error(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                        rvd_strdupf("uid %u has %u of %u calls open (per-uid-calls); end some "
+                                    "of your streams before starting more",
+                                    (unsigned)uid, u->n, s->per_uid_calls));
+        return false;
+    }
+    if (!u) {
+        if (s->n_calls == s->cap_calls) {
+            size_t cap = s->cap_calls ? 2 * s->cap_calls : 8;
+            struct uidcalls *v = realloc(s->calls, cap * sizeof(*v));
+            if (!v) {
+                set_reply_error(r, GRPC_STATUS_INTERNAL, rvd_strdupf("out of memory"));
+                return false;
+            }
+            s->calls = v;
+            s->cap_calls = cap;
+        }
+        u = &s->calls[s->n_calls++];
+        *u = (struct uidcalls){.uid = uid};
+    }
+    u->n++;
+    c->counted = true;
+    return true;
+}
+
+static void calls_release(struct call *c) {
+    if (!c->counted)
+        return;
+    c->counted = false;
+    rvd_server *s = c->server;
+    struct uidcalls *u = calls_find(s, c->peer.uid);
+    if (u && --u->n == 0)
+        *u = s->calls[--s->n_calls];
+}
+
 static void call_free(struct call *c) {
+    calls_release(c);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_metadata_array_destroy(&c->request_md);
@@ -398,13 +472,18 @@ static void call_free(struct call *c) {
     free(c);
 }
 
-/* Post a request slot for m (NULL: the generic slot). 0, -ENOMEM, -EIO. */
-static int request_slot(rvd_server *s, const struct method *m) {
+/* Post a request slot for m (NULL: the generic slot; refusal: the
+ * refuser's). 0, -ENOMEM, -EIO. */
+static int request_slot(rvd_server *s, const struct method *m, bool refusal) {
     struct call *c = call_new(s, m);
     if (!c)
         return -ENOMEM;
+    c->refusal = refusal;
     grpc_call_error e;
-    if (m)
+    if (refusal)
+        e = grpc_server_request_call(s->refuser, &c->call, &c->details, &c->request_md, s->cq,
+                                     s->cq, c);
+    else if (m)
         e = grpc_server_request_registered_call(s->server, m->registered, &c->call, &c->deadline,
                                                 &c->request_md, &c->request, s->cq, s->cq, c);
     else
@@ -415,12 +494,6 @@ static int request_slot(rvd_server *s, const struct method *m) {
         return -EIO;
     }
     return 0;
-}
-
-static void set_reply_error(struct reply *r, grpc_status_code code, char *detail) {
-    r->code = code;
-    free(r->detail);
-    r->detail = detail;
 }
 
 /* A method path, bounded and printable, for quoting back to the caller. */
@@ -458,6 +531,8 @@ static void run_registered(struct call *c) {
                         rvd_strdupf("the caller's credentials are unknown"));
         return;
     }
+    if (!calls_admit(c, r))
+        return;
     if (!m->handle) {
         set_reply_error(r, GRPC_STATUS_UNIMPLEMENTED,
                         rvd_strdupf("%s is not implemented yet", m->desc->name));
@@ -1085,7 +1160,16 @@ static const struct {
  * outstanding (free it). */
 static bool start_call(struct call *c) {
     c->reply.code = GRPC_STATUS_INTERNAL; /* until a handler says otherwise */
-    if (c->method) {
+    if (c->refusal) {
+        char *peer_name = grpc_call_get_peer(c->call);
+        int fd = -1;
+        char *why = rvd_peer_name_fd(peer_name, &fd) == 0
+                        ? rvd_peers_refusal(c->server->peers, fd)
+                        : NULL;
+        gpr_free(peer_name);
+        set_reply_error(&c->reply, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                        why ? why : rvd_strdupf("too many connections; try again later"));
+    } else if (c->method) {
         run_registered(c);
     } else {
         char *q = quote_method(c->details.method);
@@ -1114,10 +1198,13 @@ static bool on_event(rvd_server *s, struct call *c, enum tag_kind kind, bool ok)
         /* Re-arm first, so the method keeps a waiting slot while this call
          * is answered. */
         if (!atomic_load(&s->stopping)) {
-            int r = request_slot(s, c->method);
+            int r = request_slot(s, c->method, c->refusal);
             if (r < 0)
                 rvd_log_error("cannot wait for further calls of '%s': %s",
-                              c->method ? c->method->path : "unknown methods", strerror(-r));
+                              c->refusal ? "refused connections"
+                              : c->method ? c->method->path
+                                          : "unknown methods",
+                              strerror(-r));
         }
         return start_call(c);
     case CALL_ANSWERING:
@@ -1140,9 +1227,12 @@ static bool dispatch_next(rvd_server *s) {
         return false;
     if (ev.type != GRPC_OP_COMPLETE)
         return true;
-    if (ev.tag == &s->shutdown_tag) {
+    if (ev.tag == &s->shutdown_tag || ev.tag == &s->refuser_shutdown_tag) {
         pthread_mutex_lock(&s->lock);
-        s->shutdown_done = true;
+        if (ev.tag == &s->shutdown_tag)
+            s->shutdown_done = true;
+        else
+            s->refuser_done = true;
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         return true;
@@ -1207,6 +1297,7 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
     pthread_condattr_destroy(&ca);
     s->peers = o->peers;
     s->jobs = o->jobs;
+    s->per_uid_calls = o->per_uid_calls;
 
     gpr_set_log_function(grpc_log_line);
     grpc_init();
@@ -1230,14 +1321,28 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
          .value.integer = RVD_MAX_STREAMS_PER_CONNECTION},
     };
     grpc_channel_args cargs = {.num_args = 2, .args = args};
+    grpc_arg rargs[3] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONNECTION_AGE_MS,
+         .value.integer = RVD_REFUSED_AGE_MS},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+         .value.integer = RVD_REFUSED_AGE_MS},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = 1},
+    };
+    grpc_channel_args rcargs = {.num_args = 3, .args = rargs};
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&cargs, NULL);
+    s->refuser = grpc_server_create(&rcargs, NULL);
     s->creds = grpc_insecure_server_credentials_create();
-    if (!s->cq || !s->server || !s->creds) {
+    if (!s->cq || !s->server || !s->refuser || !s->creds) {
         r = -ENOMEM;
         goto fail_msg;
     }
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_register_completion_queue(s->refuser, s->cq, NULL);
 
     for (size_t i = 0; i < s->n_methods; i++) {
         struct method *m = &s->methods[i];
@@ -1268,10 +1373,13 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
             goto fail;
         }
     grpc_server_start(s->server);
+    grpc_server_start(s->refuser);
     s->started = true;
 
     for (size_t i = 0; i <= s->n_methods && r == 0; i++)
-        r = request_slot(s, i < s->n_methods ? &s->methods[i] : NULL);
+        r = request_slot(s, i < s->n_methods ? &s->methods[i] : NULL, false);
+    if (r == 0)
+        r = request_slot(s, NULL, true);
     if (r < 0) {
         if (ret_error)
             *ret_error = rvd_strdupf("cannot wait for calls: %s", strerror(-r));
@@ -1300,13 +1408,17 @@ void rvd_server_add_fd(rvd_server *s, int fd) {
     grpc_server_add_channel_from_fd(s->server, fd, s->creds);
 }
 
+void rvd_server_add_refused_fd(rvd_server *s, int fd) {
+    grpc_server_add_channel_from_fd(s->refuser, fd, s->creds);
+}
+
 /* Wait until the shutdown tag arrived or deadline (CLOCK_MONOTONIC) passed. */
 static bool wait_shutdown_until(rvd_server *s, const struct timespec *deadline) {
     pthread_mutex_lock(&s->lock);
-    while (!s->shutdown_done)
+    while (!s->shutdown_done || !s->refuser_done)
         if (pthread_cond_timedwait(&s->cond, &s->lock, deadline) == ETIMEDOUT)
             break;
-    bool done = s->shutdown_done;
+    bool done = s->shutdown_done && s->refuser_done;
     pthread_mutex_unlock(&s->lock);
     return done;
 }
@@ -1333,6 +1445,9 @@ int rvd_server_shutdown(rvd_server *s, unsigned grace_ms, unsigned bound_ms) {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* Refused connections' calls are answered at once; nothing to wait for. */
+    grpc_server_shutdown_and_notify(s->refuser, s->cq, &s->refuser_shutdown_tag);
+    grpc_server_cancel_all_calls(s->refuser);
 
     /* Unary calls finish at once. Streams got UNAVAILABLE from the job
      * table before this (rvd_jobs_stop); what still runs after the grace
@@ -1365,11 +1480,15 @@ rvd_server *rvd_server_free(rvd_server *s) {
         atomic_store(&s->stopping, true);
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
         grpc_server_cancel_all_calls(s->server);
-        while (!s->shutdown_done && dispatch_next(s))
+        grpc_server_shutdown_and_notify(s->refuser, s->cq, &s->refuser_shutdown_tag);
+        grpc_server_cancel_all_calls(s->refuser);
+        while ((!s->shutdown_done || !s->refuser_done) && dispatch_next(s))
             ;
     }
     if (s->server)
         grpc_server_destroy(s->server);
+    if (s->refuser)
+        grpc_server_destroy(s->refuser);
     if (s->cq) {
         grpc_completion_queue_shutdown(s->cq);
         if (s->cq_running)
@@ -1384,6 +1503,7 @@ rvd_server *rvd_server_free(rvd_server *s) {
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);
     free(s->methods);
+    free(s->calls);
     free(s->version);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);

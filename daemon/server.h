@@ -28,7 +28,8 @@
  *
  * Limits: a request message is at most RVD_MAX_REQUEST_BYTES (larger ones
  * get RESOURCE_EXHAUSTED from gRPC); at most RVD_MAX_STREAMS_PER_CONNECTION
- * calls run at once on one connection.
+ * calls run at once on one connection; at most per_uid_calls calls of one
+ * uid (counted from the lookup of the caller until the call is freed).
  */
 #ifndef RVD_SERVER_H
 #define RVD_SERVER_H
@@ -46,7 +47,16 @@ typedef struct rvd_server_opts {
     const char *version; /* Ping's version; copied */
     rvd_peers *peers;    /* borrowed; must outlive the server */
     rvd_jobs *jobs;      /* borrowed; must outlive the server */
+    /* Calls (unary and streams) one uid may have open at once; beyond,
+     * RESOURCE_EXHAUSTED naming per-uid-calls. Root and the daemon's own
+     * uid are not limited. 0: no limit. */
+    unsigned per_uid_calls;
 } rvd_server_opts;
+
+/* How long a refused connection (rvd_server_add_refused_fd) stays open
+ * before gRPC sends it GOAWAY, and then at most as long again before it is
+ * closed. */
+#define RVD_REFUSED_AGE_MS 1000
 
 /* Start serving (no connections yet). 0, or -errno with *ret_error (when
  * not NULL) set to a malloc'd sentence. *ret is written only on success. */
@@ -56,6 +66,12 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
  * closes it with the connection). Thread-safe. Must not be called once
  * rvd_server_shutdown has begun. */
 void rvd_server_add_fd(rvd_server *s, int fd);
+
+/* Serve fd only to refuse: every call on it is answered
+ * RESOURCE_EXHAUSTED with the connection's refusal (rvd_peers_refusal),
+ * and the connection is closed after RVD_REFUSED_AGE_MS (plus as much
+ * grace). Takes fd. Thread-safe, as rvd_server_add_fd. */
+void rvd_server_add_refused_fd(rvd_server *s, int fd);
 
 /* Stop: no new calls; calls still running after grace_ms are cancelled; 0
  * when everything finished within bound_ms (>= grace_ms), else -ETIMEDOUT

@@ -39,6 +39,11 @@ struct rvd_socket {
     rvd_peers *peers;
     rvd_socket_conn_fn fn;
     void *ud;
+    /* Fairness (rvd_socket_set_limits); no limits until set. */
+    rvd_conn_limits limits;
+    rvd_socket_conn_fn refused_fn;
+    uid_t refusing_uid; /* the uid of the last refusal logged; -1: none */
+    unsigned refusals;  /* since the last one logged */
 };
 
 static rvd_socket *socket_alloc(void) {
@@ -47,6 +52,7 @@ static rvd_socket *socket_alloc(void) {
         return NULL;
     s->fd = -1;
     s->wake_fd = -1;
+    s->refusing_uid = (uid_t)-1;
     return s;
 }
 
@@ -322,11 +328,33 @@ static void admit(rvd_socket *s, int cfd) {
                         (s->access.mode & S_IWGRP) ? " and the group" : "");
         goto out;
     }
-    r = rvd_peers_set(s->peers, cfd, &peer);
+    rvd_conn_verdict verdict = RVD_CONN_DROPPED;
+    char *why = NULL;
+    r = rvd_peers_admit(s->peers, cfd, &peer, &s->limits, &verdict, &why);
     if (r < 0) {
         rvd_log_warning("refused a connection from uid %u pid %d: %s", (unsigned)peer.uid,
                         (int)peer.pid, strerror(-r));
         goto out;
+    }
+    if (verdict != RVD_CONN_ADMITTED) {
+        /* One line per episode of one uid's refusals, not per connection:
+         * a flood must not flood the log too. */
+        s->refusals++;
+        if (peer.uid != s->refusing_uid || s->refusals % 1000 == 1)
+            rvd_log_warning("refusing connections from uid %u (pid %d; %u so far): %s",
+                            (unsigned)peer.uid, (int)peer.pid, s->refusals,
+                            why ? why : "out of memory");
+        s->refusing_uid = peer.uid;
+        free(why);
+        if (verdict == RVD_CONN_DROPPED || !s->refused_fn)
+            goto out;
+        s->refused_fn(cfd, &peer, s->ud);
+        cfd = -1;
+        goto out;
+    }
+    if (peer.uid == s->refusing_uid) {
+        s->refusing_uid = (uid_t)-1;
+        s->refusals = 0;
     }
     s->fn(cfd, &peer, s->ud);
     cfd = -1; /* handed on */
@@ -336,8 +364,25 @@ out:
         close(cfd); /* refused */
 }
 
+/* Out of descriptors: use the spare one to take the waiting connection
+ * off the queue and close it, so its caller learns at once (the
+ * connection drops) instead of waiting in the backlog for its deadline;
+ * then take a spare again. Whether a connection was taken. */
+static bool shed_one(rvd_socket *s, int *spare) {
+    if (*spare < 0)
+        return false;
+    close(*spare);
+    int cfd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd >= 0)
+        close(cfd);
+    *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return cfd >= 0;
+}
+
 static void *accept_thread(void *arg) {
     rvd_socket *s = arg;
+    /* A descriptor held in reserve for shed_one. */
+    int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     struct pollfd pfd[2] = {
         {.fd = s->wake_fd, .events = POLLIN},
         {.fd = s->fd, .events = POLLIN},
@@ -366,6 +411,14 @@ static void *accept_thread(void *arg) {
                 break;
             case EMFILE:
             case ENFILE:
+                if (!starved)
+                    rvd_log_warning("cannot accept connections on '%s' for now: %s; closing "
+                                    "new ones at once until descriptors are free",
+                                    s->path, strerror(errno));
+                if (shed_one(s, &spare))
+                    break; /* maybe more wait: go on */
+                starved = true;
+                break;
             case ENOBUFS:
             case ENOMEM:
                 if (!starved)
@@ -384,7 +437,15 @@ static void *accept_thread(void *arg) {
         starved = false;
         admit(s, cfd);
     }
+    if (spare >= 0)
+        close(spare);
     return NULL;
+}
+
+void rvd_socket_set_limits(rvd_socket *s, const rvd_conn_limits *limits,
+                           rvd_socket_conn_fn refused_fn) {
+    s->limits = *limits;
+    s->refused_fn = refused_fn;
 }
 
 int rvd_socket_start(rvd_socket *s, rvd_peers *peers, rvd_socket_conn_fn fn, void *ud,

@@ -81,6 +81,19 @@ bool rvd_socket_owned(const rvd_socket *s);
 int rvd_socket_start(rvd_socket *s, rvd_peers *peers, rvd_socket_conn_fn fn, void *ud,
                      char **ret_error);
 
+/* Fairness (peer.h, rvd_conn_limits): connections over a limit are not
+ * handed to fn but to refused_fn (same ud), which must answer their calls
+ * with rvd_peers_refusal's sentence and close them soon; with refused_fn
+ * NULL, or when too many refused ones are open already, they are closed
+ * at once. Logged once per run of one uid's refusals. Call before
+ * rvd_socket_start. Without it, no limits apply.
+ *
+ * Out of descriptors (accept fails with EMFILE/ENFILE), the accept thread
+ * takes the waiting connections off the queue with a descriptor it keeps
+ * in reserve and closes them, so their callers learn at once. */
+void rvd_socket_set_limits(rvd_socket *s, const rvd_conn_limits *limits,
+                           rvd_socket_conn_fn refused_fn);
+
 /* Stop accepting: wake and join the accept thread, close the listening
  * socket, and unlink the path if we bound it and it is still the file we
  * created (same device and inode). Idempotent. When this returns, fn is

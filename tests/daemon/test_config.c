@@ -269,6 +269,13 @@ static void test_file(void) {
         "max-queued-jobs = 0\n"
         "max-subscribers = 1\n"
         "job-history = 0\n"
+        "per-uid-running-jobs = 3\n"
+        "per-uid-queued-jobs = 1000000\n"
+        "per-uid-job-history = 7\n"
+        "per-uid-request-bytes = 1G\n"
+        "max-client-connections = 100\n"
+        "per-uid-connections = 1\n"
+        "per-uid-calls = 100000\n"
         "log-level = debug"; /* no newline at the end */
     char *conf = WRITE("full.conf", text);
     rvd_settings_env env = user_env();
@@ -294,6 +301,13 @@ static void test_file(void) {
     CHECK_EQ_U64(s.max_queued_jobs, 0);
     CHECK_EQ_U64(s.max_subscribers, 1);
     CHECK_EQ_U64(s.job_history, 0);
+    CHECK_EQ_U64(s.per_uid_running_jobs, 3);
+    CHECK_EQ_U64(s.per_uid_queued_jobs, 1000000);
+    CHECK_EQ_U64(s.per_uid_job_history, 7);
+    CHECK_EQ_U64(s.per_uid_request_bytes, 1ull << 30);
+    CHECK_EQ_U64(s.max_client_connections, 100);
+    CHECK_EQ_U64(s.per_uid_connections, 1);
+    CHECK_EQ_U64(s.per_uid_calls, 100000);
     CHECK(s.log_level == RVD_LOG_DEBUG);
     for (int k = 0; k < RVD_KEY_COUNT; k++)
         CHECK(s.source[k] == RVD_SOURCE_FILE);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "exitcode.h"
@@ -31,6 +32,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));
         return rvc_exit_code(r);
     }
+
+    /* The umask is read by setting it: here, with one thread and nothing
+     * being created, putting it back at once changes nothing. The daemon
+     * gives deliveries 0666 less it, as --local's files get (remote.c). */
+    mode_t mask = umask(077);
+    umask(mask);
+    cmd.dl.umask = (unsigned)mask;
 
     switch (cmd.verb) {
     case RVC_VERB_HELP:

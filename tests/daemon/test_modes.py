@@ -320,7 +320,9 @@ class LocalModesTest(Base):
         os.makedirs(out)
         uid = os.geteuid()
         with NginxOrigin(self.data) as ng:
-            for um in (0o077, 0o022, 0o027):
+            # 022 first: the state database is made then (under 077 it
+            # would be private by the umask alone).
+            for um in (0o022, 0o077, 0o027):
                 tag = "%03o" % um
                 for content in ("small", "big"):
                     url = ng.url("/%s.bin" % content, u=tag)

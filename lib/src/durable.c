@@ -145,6 +145,12 @@ static int check_row(void *ud, const rv_store_object *so) {
         rc->dropped++;
         return rv_store_delete(rc->e->store, so->id);
     }
+    /* Blobs an older version made 0444 (or a resumed one 0644) lose what
+     * they grant others: a blob may hold what was fetched with
+     * credentials, and a hard-linked delivery of it is the same inode
+     * (cachefiles.h, RV_BLOB_MODE). Best effort. */
+    if (st.st_mode & 077)
+        (void)chmod(path, st.st_mode & 0700);
     if (id_list_push(&rc->kept, so->id) != RV_OK)
         return RV_E_NOMEM;
     if (so->size != RV_STORE_UNKNOWN)

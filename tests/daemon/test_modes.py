@@ -268,7 +268,7 @@ class DaemonModesTest(Base):
 
     def test_older_wider_database_files_are_narrowed(self):
         """A state directory an older version left with 0644 databases and
-        side files: narrowed before SQLite uses them again."""
+        side files and 0444 blobs: narrowed before they are used again."""
         d = self.daemon()
         c = Client(self.sock)
         self.addCleanup(c.close)
@@ -286,6 +286,11 @@ class DaemonModesTest(Base):
                 if f.startswith(("jobs.sqlite", "retriever.db")):
                     os.chmod(os.path.join(dirpath, f), 0o644)
                     widened.append(f)
+        blobs = [os.path.join(dp, f) for dp, _, fs in os.walk(self.cache) for f in fs
+                 if f.isdigit()]
+        self.assertTrue(blobs, "no blob: the check would prove nothing")
+        for b in blobs:
+            os.chmod(b, 0o444)  # as an older version made them
         self.assertIn("jobs.sqlite", widened)
         self.assertIn("retriever.db", widened)
         self.assertTrue(any(f.endswith("-shm") for f in widened), widened)
@@ -300,6 +305,8 @@ class DaemonModesTest(Base):
                                  expect=[os.path.relpath(os.path.join(dp, f), self.state)
                                          for dp, _, fs in os.walk(self.state) for f in fs
                                          if f in widened])
+        for b in blobs:
+            self.assertEqual(oct(mode_of(b)), oct(0o400), b)
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import grpc
@@ -34,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.environ["RV_FIXTURES"])
 import test_daemon as td  # noqa: E402  (Daemon, the generated pb2)
 from daemons import make_user, require_root  # noqa: E402
-from origins import NginxOrigin, make_file, sha256_file  # noqa: E402
+from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
 from callers import CallersMixin  # noqa: E402
 from test_jobs import Client  # noqa: E402
 
@@ -220,6 +221,36 @@ class DaemonModesTest(Base):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assert_delivered(dest, 0o666 & ~um, user.uid, "retrieverctl umask %03o"
                                       % um, "small")
+
+    def test_a_resumed_job_keeps_its_umask(self):
+        """A detached job stopped mid-way by SIGTERM and resumed after the
+        restart (its request as stored) delivers with its umask's mode."""
+        want = sha256_file(make_file(os.path.join(self.data, "r.bin"), 12 * MiB, 23))
+        out = os.path.join(self.tmp, "out")
+        os.makedirs(out)
+        dest = os.path.join(out, "r.bin")
+        with FaultOrigin(self.data, rate=4 * MiB) as fo:
+            d = self.daemon()
+            c = Client(self.sock)
+            events = list(c.download([{"url": fo.url("/r.bin", case="resume"),
+                                       "destination": dest}],
+                                     detach=True, umask=td.pb.Umask(bits=0o027)))
+            job_id = events[0].job_id
+            deadline = time.monotonic() + 30
+            while c.status(job_id).objects[0].progress.bytes_done < 2 * MiB:
+                self.assertLess(time.monotonic(), deadline, "no progress")
+                time.sleep(0.05)
+            c.close()
+            self.stop_ok(d)
+            self.assertFalse(os.path.exists(dest))
+            d = self.daemon()
+            c = Client(self.sock)
+            self.addCleanup(c.close)
+            w = list(c.watch(job_id, timeout=120))
+            self.assertEqual(w[-1].WhichOneof("event"), "completed", w[-1])
+            self.assertEqual(sha256_file(dest), want)
+            self.assertEqual(oct(mode_of(dest)), oct(0o640), dest)
+            self.stop_ok(d)
 
     def test_a_umask_beyond_0777_is_refused(self):
         self.daemon()

@@ -103,8 +103,8 @@ static const struct opt_def download_opts[] = {
     {OPT_LINK, "link", 0, NULL, true, NULL,
      "deliver a hard link to the cached file where\n"
      "possible: no copy, no space used, but read-only\n"
-     "and sharing the cache's inode, so it must never\n"
-     "be modified in place", MODE_ANY},
+     "(0400) and sharing the cache's inode, so it must\n"
+     "never be modified in place", MODE_ANY},
     {OPT_CONNECTIONS, "connections", 'c', "N", false, "Transfer",
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
@@ -829,7 +829,10 @@ static void print_download_help(FILE *f) {
           "Without --local, retrieverd (the daemon) downloads and this command follows\n"
           "the job until it ends; Ctrl-C leaves it (retrieverd stops it unless another\n"
           "client follows it), --detach does not wait at all. With --local the engine\n"
-          "runs in this process, with no daemon.\n",
+          "runs in this process, with no daemon.\n"
+          "\n"
+          "Files get mode 0666 less this process's umask in both modes (it is sent to\n"
+          "retrieverd with the request); a --link file is the cache's, mode 0400.\n",
           f);
     print_options(f, &cmd_download, &cfg);
     fputs("\n"

@@ -67,6 +67,9 @@ typedef struct rvc_download_opts {
     bool link;                   /* --link: a hard link to the cache where possible
                                     (never with copy or no_state) */
     uint64_t cache_quota;        /* --cache-quota; 0: no limit */
+    unsigned umask;              /* the process's umask, which the daemon applies
+                                    to deliveries (main.c reads it; the parser
+                                    leaves it 0) */
     const char **headers;        /* --header lines; array owned, strings borrowed from argv
                                     or (after rvc_secrets_resolve) from owned. Before it,
                                     a value starting with '@' is an unread @FILE / @- */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "exitcode.h"
@@ -35,6 +36,12 @@ int main(int argc, char **argv) {
         return rvc_exit_code(r);
     }
 
+    /* The umask is read by setting it: here, with one thread and nothing
+     * being created, putting it back at once changes nothing. The daemon
+     * gives deliveries 0666 less it, as --local's files get (remote.c). */
+    mode_t mask = umask(077);
+    umask(mask);
+    cmd.dl.umask = (unsigned)mask;
     /* Header files, $RETRIEVER_HEADERS and the netrc are read once the
      * command line is known to be good, before anything is downloaded. */
     if (cmd.verb == RVC_VERB_DOWNLOAD) {

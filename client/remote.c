@@ -653,6 +653,7 @@ static int report_rejected(struct run *r, size_t rejected) {
 /* The request's storage: the message points into these arrays. */
 struct request {
     Retriever__V1__DownloadRequest msg;
+    Retriever__V1__Umask umask;
     Retriever__V1__Source *sources;
     Retriever__V1__Source **source_ptrs;
     Retriever__V1__Header *headers; /* shared by every source */
@@ -749,6 +750,10 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.digest = o->digest == 1 || (o->digest < 0 && o->json) || o->sha256[0] != '\0';
     q->msg.link = o->link;
     q->msg.copy = o->copy;
+    /* Always sent: without it the daemon makes every delivery 0600. */
+    q->umask = (Retriever__V1__Umask)RETRIEVER__V1__UMASK__INIT;
+    q->umask.bits = o->umask & 0777u;
+    q->msg.umask = &q->umask;
     return RV_OK;
 }
 

@@ -844,7 +844,11 @@ int rvd_asuser_give(const rvd_peer *caller, int dirfd, const char *name, char **
         r = -EMLINK;
     if (r < 0)
         goto out;
-    /* Through the descriptor: the name may change now, the inode not. */
+    /* Through the descriptor: the name may change now, the inode not. Only
+     * the owner changes: the engine gave the file its caller's mode (0666
+     * less the caller's umask, rv_request.mode) before it had this name,
+     * and a chown by root keeps the permission bits (the set-id bits it
+     * clears are never set on a delivery). */
     gid_t gid = (dst.st_mode & S_ISGID) ? (gid_t)-1 : caller->gid;
     if (fchownat(fd, "", caller->uid, gid, AT_EMPTY_PATH) != 0)
         r = -errno;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -251,6 +252,13 @@ int rvd_daemon_run(rvd_options *o) {
         return RVD_EXIT_FAILURE;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Every file and directory the daemon makes for itself is private
+     * whatever umask it was started with: the job and state databases and
+     * the -wal/-shm files SQLite makes beside them, cache blobs, the
+     * socket until it is chmod'ed. umask is process-wide, so it is set once
+     * here, before any thread; deliveries do not go through it (each gets
+     * its caller's mode explicitly, rv_request.mode). */
+    umask(077);
     raise_fd_limit();
     rv_tune_malloc(); /* process-wide, before the engine's threads */
 

@@ -296,14 +296,17 @@ static bool wants_link(const rvd_jobs *j, const rvd_download_req *req) {
 
 /* Whether the live job jb, whose key equals req's, gives req's caller what
  * they asked for, so they may attach to it instead of starting another:
- * a digest (Completed.sha256) if req wants one, and a hard link only if
- * req accepts one (a caller who did not ask for a link must not get a
- * file that shares the cache's inode). A job that digests serves one that
- * does not care; a job that copies serves one that asked for a link (a
- * link is "where possible"). The key already holds every per-source
- * field; these are the request-wide ones. Lock held. */
+ * a digest (Completed.sha256) if req wants one, a hard link only if req
+ * accepts one (a caller who did not ask for a link must not get a file
+ * that shares the cache's inode), and files with the mode req's umask
+ * asks for (a file meant to be private must not come out as another
+ * request's 0644). A job that digests serves one that does not care; a
+ * job that copies serves one that asked for a link (a link is "where
+ * possible"). The key already holds every per-source field; these are
+ * the request-wide ones. Lock held. */
 static bool job_satisfies(const rvd_jobs *j, const struct job *jb, const rvd_download_req *req) {
-    return (!req->digest || jb->req->digest) && (!jb->link || wants_link(j, req));
+    return (!req->digest || jb->req->digest) && (!jb->link || wants_link(j, req)) &&
+           jb->req->mode == req->mode;
 }
 
 /* The file of a Read-only object in the daemon's directory; malloc'd. */
@@ -1493,6 +1496,12 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
          * copy is passed on too, so it holds whatever the engine's own
          * default is. */
         .copy = owner->uid != geteuid() || o->job->req->copy,
+        /* Set on the new file before it has its name, not through the
+         * daemon's umask (077, daemon.c): the caller's umask, as a file
+         * the caller made would have. A Read-only object's file stays
+         * the daemon's: 0600 (a link to the cache: the blob's 0400). */
+        .has_mode = true,
+        .mode = src->destination ? o->job->req->mode : 0600,
     };
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {

@@ -128,6 +128,33 @@ static int migrate(rvd_jobstore *s, const char *path, char **ret_error) {
     return 0;
 }
 
+/* The job database and its side files are 0600 (they name who fetched
+ * what). SQLite makes each side file (-wal, -shm, -journal) with the
+ * database's mode at that moment, exactly, whatever the umask: so the
+ * database is made 0600 before SQLite opens it (the daemon's umask, 077,
+ * would do for a new one), and files an older version left 0644 are
+ * narrowed before SQLite uses them again. Best effort: what cannot be
+ * opened, SQLite reports. */
+static void make_private(const char *path) {
+    static const char *const side[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+        char *name = rvd_strdupf("%s%s", path, side[i]);
+        if (!name)
+            return;
+        /* Only the database is created; O_NONBLOCK: a FIFO there does not
+         * hang the open. */
+        int fd = open(name, (i == 0 ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW |
+                                O_NONBLOCK, 0600);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            (st.st_mode & 07777) != 0600)
+            (void)fchmod(fd, 0600);
+        if (fd >= 0)
+            close(fd);
+        free(name);
+    }
+}
+
 int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_error) {
     rvd_jobstore *s = calloc(1, sizeof(*s));
     char *path = rvd_strdupf("%s/jobs.sqlite", state_dir);
@@ -137,6 +164,7 @@ int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_erro
     pthread_mutex_init(&s->lock, NULL);
     if ((r = load_key(state_dir, s->key, ret_error)) < 0)
         goto fail;
+    make_private(path);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                         SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS) != SQLITE_OK ||
@@ -148,7 +176,6 @@ int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_erro
     }
     if ((r = migrate(s, path, ret_error)) < 0)
         goto fail;
-    chmod(path, 0600);
     free(path);
     *ret = s;
     return 0;

@@ -455,6 +455,12 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
                     m->connections);
         goto out;
     }
+    if (m->umask && (m->umask->bits & ~0777u)) {
+        r = invalid(ret_error,
+                    "umask.bits: only permission bits (at most 0777) may be set (got %#o)",
+                    m->umask->bits);
+        goto out;
+    }
 
     r = -ENOMEM;
     req = calloc(1, sizeof(*req));
@@ -468,6 +474,8 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->digest = m->digest;
     req->link = m->link;
     req->copy = m->copy;
+    /* Without a umask the safe default: nobody else reads the file. */
+    req->mode = m->umask ? 0666u & ~m->umask->bits : 0600u;
 
     for (size_t i = 0; i < m->n_sources; i++) {
         const Retriever__V1__Source *src = m->sources[i];

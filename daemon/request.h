@@ -69,6 +69,8 @@ typedef struct rvd_download_req {
     bool link;            /* deliver by hard link to the cache where possible */
     bool copy;            /* never hard-link, whatever the daemon's default;
                              never set together with link */
+    unsigned mode;        /* each delivered file's permission bits: 0666 less
+                             the caller's umask, or 0600 when it sent none */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with

@@ -80,7 +80,7 @@ static void make_blobs(rv_cachefiles *c, blob_order *o) {
     char path[4096];
     for (unsigned i = 0; i < o->n; i++) {
         blob_path(c, o->first + i, path, sizeof(path));
-        o->fds[i] = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+        o->fds[i] = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, RV_BLOB_MODE);
     }
 }
 
@@ -214,14 +214,14 @@ static int put_in_place(rv_cachefiles *c, const rv_delivery *d) {
     char *tmp = NULL;
     int fd = -1, err = 0;
 
-    if (d->make_readonly && fchmod(d->fd, 0444) != 0)
+    if (d->make_readonly && fchmod(d->fd, RV_BLOB_MODE) != 0)
         return errno;
     if (d->link && linkat(AT_FDCWD, d->blob_path, AT_FDCWD, d->dest_path, 0) == 0)
         return 0;
     if (d->link && errno == EEXIST &&
-        rv_tempname_make(d->dest_path, d->blob_path, &c->rng, &tmp, NULL) == 0)
+        rv_tempname_make(d->dest_path, d->blob_path, RV_MODE_UMASK, &c->rng, &tmp, NULL) == 0)
         goto rename;
-    err = rv_tempname_make(d->dest_path, NULL, &c->rng, &tmp, &fd);
+    err = rv_tempname_make(d->dest_path, NULL, d->mode, &c->rng, &tmp, &fd);
     if (err)
         goto out;
     err = copy_blob(c, d, fd);
@@ -251,7 +251,7 @@ static int put_tee(rv_cachefiles *c, rv_delivery *d) {
     char proc[64], *tmp = d->tee_path;
     int err = 0;
 
-    if (d->make_readonly && fchmod(d->fd, 0444) != 0)
+    if (d->make_readonly && fchmod(d->fd, RV_BLOB_MODE) != 0)
         return errno; /* the blob stays a cache entry: read-only as every one */
     d->tee_path = NULL; /* tmp is this function's now */
     if (!tmp) {
@@ -260,7 +260,7 @@ static int put_tee(rv_cachefiles *c, rv_delivery *d) {
             return 0;
         if (errno != EEXIST)
             return errno;
-        err = rv_tempname_make(d->dest_path, proc, &c->rng, &tmp, NULL);
+        err = rv_tempname_make(d->dest_path, proc, RV_MODE_UMASK, &c->rng, &tmp, NULL);
         if (err)
             return err;
     }
@@ -415,6 +415,7 @@ rv_delivery *rv_delivery_new(void) {
     if (d) {
         d->kind = KIND_DELIVERY;
         d->fd = d->tee_fd = -1;
+        d->mode = RV_MODE_UMASK;
     }
     return d;
 }

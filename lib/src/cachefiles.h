@@ -46,12 +46,14 @@ typedef struct rv_delivery {
     char *dest_path;     /* in: owned by the request */
     uint64_t size;       /* in */
     bool link;           /* in: a hard link may serve; else a copy */
+    int mode;            /* in: a copy's mode (tempname.h), RV_MODE_UMASK by
+                            default; a link's is the blob's */
     int tee_fd;          /* in: -1, or a file already holding the blob's bytes
                             (stage.c's tee), put in place instead of a copy;
                             closed by the thread */
     char *tee_path;      /* in: the tee's hidden name, or NULL (unnamed); owned
                             by the request, removed unless put in place */
-    bool make_readonly;  /* in: mode 0444 first (a resumed blob was made writable) */
+    bool make_readonly;  /* in: RV_BLOB_MODE first (a resumed blob was made writable) */
     bool verify;         /* in: check the blob's bytes against crc32c first */
     uint32_t crc32c;     /* in: the CRC-32C of the blob's size bytes, with verify */
     bool corrupt;        /* out: verify found other bytes: nothing was put in place */
@@ -59,8 +61,15 @@ typedef struct rv_delivery {
     void *tag;           /* the submitter's; untouched */
 } rv_delivery;
 
-/* Blobs are made as <blob_dir>/<id>, mode 0444 (delivered blobs become
- * hard links, which must not be writable; the descriptor still writes).
+/* A blob's mode: read-only, because delivered blobs become hard links,
+ * which must not be writable (the descriptor that made it still writes);
+ * readable by the cache's owner only, because a blob may hold what a
+ * caller fetched with credentials, and a hard link to it (a delivery with
+ * link) is the same inode wherever it is. Not 0444: a linked delivery
+ * would be readable by every user, whatever its owner's umask. */
+#define RV_BLOB_MODE 0400
+
+/* Blobs are made as <blob_dir>/<id>, mode RV_BLOB_MODE.
  * wake(ud) runs on the thread after it finished deliveries. */
 int rv_cachefiles_new(const char *blob_dir, uint64_t seed, void (*wake)(void *ud), void *ud,
                       rv_cachefiles **ret);

@@ -145,6 +145,12 @@ static int check_row(void *ud, const rv_store_object *so) {
         rc->dropped++;
         return rv_store_delete(rc->e->store, so->id);
     }
+    /* Blobs an older version made 0444 (or a resumed one 0644) lose what
+     * they grant others: a blob may hold what was fetched with
+     * credentials, and a hard-linked delivery of it is the same inode
+     * (cachefiles.h, RV_BLOB_MODE). Best effort. */
+    if (st.st_mode & 077)
+        (void)chmod(path, st.st_mode & 0700);
     if (id_list_push(&rc->kept, so->id) != RV_OK)
         return RV_E_NOMEM;
     if (so->size != RV_STORE_UNKNOWN)
@@ -436,9 +442,9 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
  * become hard links of delivered files as they are); a partial one is
  * made writable again first, and read-only again before delivery. */
 static int open_blob_to_resume(rv_object *o) {
-    (void)chmod(o->blob_path, 0644); /* a missing blob: open says so */
+    (void)chmod(o->blob_path, 0600); /* a missing blob: open says so */
     o->blob_writable = true;
-    o->fd = open(o->blob_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    o->fd = open(o->blob_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (o->fd < 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot open cache file '%s': %s", o->blob_path, strerror(errno));
@@ -447,7 +453,7 @@ static int open_blob_to_resume(rv_object *o) {
     return RV_OK;
 }
 
-/* Start the blob over as a new, empty file, created read-only (mode 0444:
+/* Start the blob over as a new, empty file, created read-only (RV_BLOB_MODE:
  * the descriptor still writes; the blob is delivered as hard links, which
  * must not be writable). An old blob may be complete and hard-linked to
  * earlier destinations: it is unlinked, never written. made_fd >= 0 is the
@@ -464,9 +470,9 @@ static int fresh_blob(rv_object *o, int made_fd) {
     int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
     /* A new row's blob does not exist (recovery removed unowned blobs):
      * create it at once; unlink first only when it does. */
-    o->fd = open(o->blob_path, flags, 0444);
+    o->fd = open(o->blob_path, flags, RV_BLOB_MODE);
     if (o->fd < 0 && errno == EEXIST && unlink(o->blob_path) == 0)
-        o->fd = open(o->blob_path, flags, 0444);
+        o->fd = open(o->blob_path, flags, RV_BLOB_MODE);
     if (o->fd < 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot create cache file '%s': %s", o->blob_path,
@@ -852,6 +858,7 @@ static rv_delivery *delivery_of(rv_object *o) {
     o->fd = -1;
     d->size = o->size;
     d->link = rv_durable_links(o);
+    d->mode = o->mode;
     d->make_readonly = o->blob_writable;
     /* The tee holds this version's bytes when every one of them was
      * written to it (stage.c): then it is renamed into place instead of a

@@ -558,6 +558,10 @@ static int validate_request(rv_engine *e, const rv_request *req) {
                           "at most %d bytes, and not one the engine sets itself (Range, "
                           "If-Range, ...)",
                           i + 1, MAX_HEADER_LEN);
+    if (req->has_mode && (req->mode & ~0777u))
+        return reject(e, RV_E_INVALID_ARGUMENT,
+                      "mode %#o has bits outside 0777 (only permission bits may be set)",
+                      req->mode);
     return RV_OK;
 }
 
@@ -581,6 +585,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->user_data = req->user_data;
     o->copy = req->copy;
     o->link = req->link && !req->copy;
+    o->mode = req->has_mode ? (int)req->mode : RV_MODE_UMASK;
     o->max_conns = req->connections && req->connections < e->cfg.max_connections_per_object
                        ? req->connections
                        : e->cfg.max_connections_per_object;

@@ -28,6 +28,7 @@
 #include "retry.h"
 #include "sha256.h"
 #include "source.h"
+#include "tempname.h"
 #include "url.h"
 #include "writer.h"
 
@@ -115,6 +116,8 @@ struct rv_object {
     bool copy;                 /* rv_request.copy: never hard-link the blob */
     bool link;                 /* rv_request.link: hard-link the blob where possible */
     unsigned max_conns;        /* rv_request.connections, bounded by the config */
+    int mode;                  /* rv_request.mode of the files it delivers, or
+                                  RV_MODE_UMASK (tempname.h) */
 
     /* the request */
     char *url_in;

@@ -64,10 +64,12 @@ int rv_errno_to_error(int errnum) {
  * when done and a crash leaves nothing behind; where the file system (or
  * a missing /proc, needed to link it) does not allow that, under a hidden
  * temporary name next to dest (*ret_path, malloc'd), which does the same
- * job. Returns 0 or an errno; *ret_named says whether the hidden name was
- * the one that failed. */
-static int create_beside(rv_engine *e, const char *dest, int *ret_fd, char **ret_path,
-                         bool *ret_named) {
+ * job. Its mode is the object's (tempname.h: set before either way gives
+ * it a name). Returns 0 or an errno; *ret_named says whether the hidden
+ * name was the one that failed. */
+static int create_beside(const rv_object *o, int *ret_fd, char **ret_path, bool *ret_named) {
+    rv_engine *e = o->engine;
+    const char *dest = o->dest_path;
     char *copy = strdup(dest);
 
     *ret_named = false;
@@ -76,9 +78,15 @@ static int create_beside(rv_engine *e, const char *dest, int *ret_fd, char **ret
     if (e->proc_fd_ok < 0) /* asked once per engine, not per file */
         e->proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
     errno = ENOENT;
-    int fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
+    int fd = e->proc_fd_ok ? open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC,
+                                  rv_new_file_create_mode(o->mode))
+                           : -1;
     int errnum = errno;
     free(copy);
+    if (fd >= 0 && (errnum = rv_new_file_set_mode(fd, o->mode)) != 0) {
+        close(fd);
+        return errnum;
+    }
     if (fd >= 0) {
         *ret_fd = fd;
         return 0;
@@ -86,14 +94,14 @@ static int create_beside(rv_engine *e, const char *dest, int *ret_fd, char **ret
     if (errnum != EOPNOTSUPP && errnum != EISDIR && errnum != EINVAL && errnum != ENOENT)
         return errnum;
     *ret_named = true;
-    return rv_tempname_make(dest, NULL, &e->rng, ret_path, ret_fd);
+    return rv_tempname_make(dest, NULL, o->mode, &e->rng, ret_path, ret_fd);
 }
 
 /* The download starts as a new file beside its destination
  * (create_beside). */
 int rv_outfile_create(rv_object *o) {
     bool named;
-    int errnum = create_beside(o->engine, o->dest_path, &o->fd, &o->tmp_path, &named);
+    int errnum = create_beside(o, &o->fd, &o->tmp_path, &named);
 
     if (errnum == 0)
         return RV_OK;
@@ -115,7 +123,7 @@ static int link_unnamed(rv_object *o) {
         return 0;
     if (errno != EEXIST)
         return errno;
-    int err = rv_tempname_make(o->dest_path, proc, &o->engine->rng, &tmp, NULL);
+    int err = rv_tempname_make(o->dest_path, proc, RV_MODE_UMASK, &o->engine->rng, &tmp, NULL);
     if (err == 0 && rename(tmp, o->dest_path) != 0) {
         err = errno;
         unlink(tmp);
@@ -161,14 +169,14 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off) {
 
 /* A new file beside the destination, as the download's without state is
  * (create_beside): a crash leaves nothing, or a hidden name where the file
- * system has no unnamed files. Made by this process with mode 0666 less
- * the umask, as the copy it replaces would be (cachefiles.c), so the
- * delivered file is the same (the daemon then gives it to its caller,
+ * system has no unnamed files. Made by this process with the object's
+ * mode, as the copy it replaces would be (cachefiles.c), so the delivered
+ * file is the same (the daemon then gives it to its caller,
  * daemon/asuser.c, as it would the copy). A tee that cannot be made is
  * none: the delivery copies. */
 void rv_outfile_tee_open(rv_object *o) {
     bool named;
-    if (create_beside(o->engine, o->dest_path, &o->tee_fd, &o->tee_path, &named) != 0)
+    if (create_beside(o, &o->tee_fd, &o->tee_path, &named) != 0)
         o->tee_fd = -1;
     o->tee_bytes = 0;
 }

@@ -210,8 +210,33 @@ static int migrate(rv_store *s) {
  *   (1000 pages). The WAL's commits are as durable as before: with
  *   synchronous = NORMAL a power failure may lose the last ones, which
  *   only loses marks (docs/state.md). */
+/* The database and its side files are private (0600), in --local mode as
+ * in the daemon: they name every URL fetched. SQLite makes a new database
+ * 0644 less the umask, and each side file (-wal, -shm, -journal) with the
+ * database's mode at the time, exactly (it fchmods them): so the database
+ * is made 0600 here before SQLite opens it, and files an older version left
+ * wider are narrowed. Best effort: what cannot be opened, SQLite reports. */
+static void make_private(const char *path) {
+    static const char *const side[] = {"", "-wal", "-shm", "-journal"};
+    char name[4200];
+    for (size_t i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+        snprintf(name, sizeof(name), "%s%s", path, side[i]);
+        /* Only the database is created; O_NONBLOCK: a FIFO put there does
+         * not hang the open. */
+        int fd = open(name, (i == 0 ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW |
+                                O_NONBLOCK, 0600);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            (st.st_mode & 07777) != 0600)
+            (void)fchmod(fd, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
 static int open_db(rv_store *s, const char *path) {
     struct stat st_db;
+    make_private(path);
     bool fresh = stat(path, &st_db) != 0 || st_db.st_size == 0;
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

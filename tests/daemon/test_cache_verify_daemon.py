@@ -36,7 +36,7 @@ def edit_in_place(path, offset, data=b"XXXX"):
     os.chmod(path, 0o644)
     subprocess.run(["dd", "of=" + path, "bs=1", "seek=%d" % offset,
                     "conv=notrunc", "status=none"], input=data, check=True)
-    os.chmod(path, 0o444)
+    os.chmod(path, 0o400)
 
 
 class CacheVerifyDaemonTest(unittest.TestCase):

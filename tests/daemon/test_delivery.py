@@ -95,10 +95,10 @@ class Base(unittest.TestCase):
         self.assertEqual(sha256_file(path), self.want)
 
     def assert_linked(self, path):
-        """The cache's inode, read-only."""
+        """The cache's inode, read-only, its owner's only (RV_BLOB_MODE)."""
         st = os.stat(path)
         self.assertIn((st.st_dev, st.st_ino), self.cache_inodes(), path)
-        self.assertEqual(stat.S_IMODE(st.st_mode), 0o444)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o400)
         self.assertEqual(sha256_file(path), self.want)
 
     def ctl(self, *args):

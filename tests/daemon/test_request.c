@@ -219,6 +219,35 @@ static void test_download_accepted(void) {
     d->m.link = true;
     REJECT(d, "link, copy: at most one of them may be set");
 
+    /* The umask: none, 0600; given, 0666 less it (0 and 0777 included);
+     * a bit beyond 0777 is refused, naming the field. */
+    static const struct {
+        bool set;
+        uint32_t bits;
+        unsigned mode;
+    } masks[] = {{false, 0, 0600}, {true, 0, 0666},     {true, 022, 0644},
+                 {true, 027, 0640}, {true, 077, 0600}, {true, 0777, 0}};
+    for (size_t i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+        Retriever__V1__Umask um = RETRIEVER__V1__UMASK__INIT;
+        d = dl_new();
+        dl_add(d, "http://h/", "/tmp/u");
+        um.bits = masks[i].bits;
+        d->m.umask = masks[i].set ? &um : NULL;
+        req = expect_accept(d, __LINE__);
+        if (req)
+            CHECK_EQ_U64(req->mode, masks[i].mode);
+        rvd_download_req_free(req);
+    }
+    static const uint32_t bad_masks[] = {01000, 04022, 0xffffffffu};
+    for (size_t i = 0; i < sizeof(bad_masks) / sizeof(bad_masks[0]); i++) {
+        Retriever__V1__Umask um = RETRIEVER__V1__UMASK__INIT;
+        d = dl_new();
+        dl_add(d, "http://h/", "/tmp/u");
+        um.bits = bad_masks[i];
+        d->m.umask = &um;
+        REJECT(d, "umask.bits: only permission bits (at most 0777)");
+    }
+
     /* ret_error may be NULL. */
     d = dl_new();
     rvd_download_req *none = NULL;

@@ -33,7 +33,7 @@ def edit_in_place(path, offset, data=b"XXXX"):
     subprocess.run(["dd", "of=" + path, "bs=1", "seek=%d" % offset,
                     "conv=notrunc", "status=none"],
                    input=data, check=True)
-    os.chmod(path, 0o444)
+    os.chmod(path, 0o400)
 
 
 class CacheVerifyTest(unittest.TestCase):

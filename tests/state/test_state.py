@@ -636,7 +636,7 @@ class StateTest(unittest.TestCase):
             self.assertEqual(self.ctl("-q", "-o", first, url).returncode, 0)
             self.assertEqual(self.ctl("-q", "--copy", "-o", copied, url).returncode, 0)
             blob = os.path.join(self.cache, "blobs", self.blobs()[0])
-            self.assertEqual(os.stat(blob).st_mode & 0o777, 0o444)
+            self.assertEqual(os.stat(blob).st_mode & 0o777, 0o400)
             for dest in (first, copied):
                 self.assertNotEqual(os.stat(dest).st_ino, os.stat(blob).st_ino)
                 self.assertEqual(os.stat(dest).st_nlink, 1)

@@ -130,7 +130,7 @@ class TeeTest(unittest.TestCase):
         self.assertEqual(st.st_uid, os.geteuid())
         self.assertEqual(st.st_mode & 0o777, 0o666 & ~current_umask())
         self.assertTrue(st.st_mode & 0o200, "not writable by its owner")
-        self.assertEqual(blob.st_mode & 0o777, 0o444)
+        self.assertEqual(blob.st_mode & 0o777, 0o400)
 
     # -- the tee ---------------------------------------------------------
 

@@ -113,7 +113,7 @@ int main(void) {
         CHECK_EQ_U64((uint64_t)id, (uint64_t)want[i]);
         struct stat st;
         CHECK(fstat(fd, &st) == 0);
-        CHECK_EQ_U64(st.st_mode & 07777, 0444);
+        CHECK_EQ_U64(st.st_mode & 07777, 0400); /* RV_BLOB_MODE */
         CHECK_EQ_U64((uint64_t)pwrite(fd, "x", 1, 0), 1); /* the descriptor writes */
         close(fd);
     }
@@ -122,13 +122,15 @@ int main(void) {
     check_content(path_of("9"), "keep"); /* skipped, untouched */
 
     /* Over an existing destination: replaced, by a link. A copy: another
-     * file with the same bytes, made read-only first when asked. A missing
+     * file with the same bytes, made read-only first when asked, with
+     * exactly the mode asked for (not through the umask). A missing
      * directory: ENOENT. Three deliveries in one list. */
     write_file(path_of("b2"), "blob two");
     write_file(path_of("d2"), "old");
     rv_delivery *list = delivery("b2", "d2", true);
     rv_delivery *copy = delivery("b2", "d3", false);
     copy->make_readonly = true;
+    copy->mode = 0640;
     rv_delivery *lost = delivery("b2", "no/such/dir", true);
     list->bg.next = &copy->bg;
     copy->bg.next = &lost->bg;
@@ -148,7 +150,9 @@ int main(void) {
     CHECK(inode_of(path_of("d3")) != inode_of(path_of("b2")));
     check_content(path_of("d3"), "blob two");
     struct stat st;
-    CHECK(stat(path_of("b2"), &st) == 0 && (st.st_mode & 07777) == 0444);
+    CHECK(stat(path_of("b2"), &st) == 0 && (st.st_mode & 07777) == 0400);
+    CHECK(stat(path_of("d3"), &st) == 0);
+    CHECK_EQ_U64(st.st_mode & 07777, 0640);
     CHECK_EQ_U64(hidden_names(), 0); /* no temporary name is left behind */
 
     /* Verified: the right CRC delivers; another CRC, or a blob of another

@@ -199,6 +199,15 @@ typedef struct rv_request {
                                   the blob's inode, so it must never be
                                   modified in place). Default: a reflink where
                                   the file system shares extents, else a copy */
+    bool has_mode;             /* the delivered file gets exactly mode's bits */
+    unsigned mode;             /* with has_mode: the permission bits (at most
+                                  0777) of the delivered file, set while it has
+                                  no name or only its hidden one and never wider
+                                  before (a daemon applies its caller's umask
+                                  this way, not through its own). Without:
+                                  0666 less the process's umask, as any new
+                                  file. A hard link (link) is the blob's inode
+                                  and keeps the blob's mode, 0400, either way */
 } rv_request;
 
 /* Create an engine. On success *ret owns it; free with rv_engine_free.

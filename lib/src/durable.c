@@ -612,11 +612,10 @@ static void count(rv_object *o, uint64_t size) {
  * object its checksums. */
 static int insert_row(rv_object *o, bool complete) {
     rv_engine *e = o->engine;
-    char blob[32], *shown = NULL;
+    char blob[32];
     snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
-    if (rv_url_redact(o->url_in, &shown) != RV_OK)
-        return RV_E_NOMEM;
-    rv_store_object row = {.id = o->store_id, .key = o->key, .url = shown, .size = o->size,
+    /* The row shows the redacted URL; the key (make_key) is what matches. */
+    rv_store_object row = {.id = o->store_id, .key = o->key, .url = o->url_shown, .size = o->size,
                            .etag = o->etag, .last_modified = o->last_modified, .blob = blob,
                            .complete = complete, .has_crc32c = complete, .crc32c = o->crc32c,
                            .used_at = (int64_t)time(NULL)};
@@ -625,7 +624,6 @@ static int insert_row(rv_object *o, bool complete) {
     int r = tx(e);
     if (r == RV_OK)
         r = rv_store_insert(e->store, &row);
-    free(shown);
     if (r == RV_OK)
         o->row_exists = true;
     return r;
@@ -997,23 +995,17 @@ void rv_durable_leader_ended(rv_object *l) {
 
 void rv_durable_refetch(rv_object *o, int err_again, const char *what) {
     rv_engine *e = o->engine;
-    char *shown = NULL;
+    const char *shown = o->url_shown;
 
-    if (rv_url_redact(o->url_in, &shown) != RV_OK) {
-        rv_object_fail(o, RV_E_NOMEM, "out of memory");
-        return;
-    }
     if (o->refetched) {
         /* Fetched again once already, and its blob is bad again (a disk
          * that does not keep what it was given): no loop. */
         rv_object_fail(o, err_again, "the cache entry for '%s' %s, again after fetching it again",
                        shown, what);
-        free(shown);
         return;
     }
     notice(e, "corrupt cache entry: '%s' %s; evicted, fetching it again from the origin", shown,
            what);
-    free(shown);
     o->refetched = true;
     o->cached = o->row_complete = o->final_sync = o->deliver_ready = o->has_crc32c = false;
     o->digest_known = false;

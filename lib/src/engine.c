@@ -408,6 +408,7 @@ static void object_free(rv_object *o) {
     if (o->src_fd >= 0)
         close(o->src_fd);
     free(o->url_in);
+    free(o->url_shown);
     rv_url_free(o->url);
     free(o->dest_path);
     curl_slist_free_all(o->user_headers);
@@ -568,9 +569,14 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->max_conns = req->connections && req->connections < e->cfg.max_connections_per_object
                        ? req->connections
                        : e->cfg.max_connections_per_object;
+    /* Made first: every message about the request names it by this. */
+    if (rv_url_redact(req->url, &o->url_shown) != RV_OK) {
+        r = reject(e, RV_E_NOMEM, "out of memory");
+        goto fail;
+    }
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
-        reject(e, r, "'%.200s' is not a valid URL", req->url);
+        reject(e, r, "'%.200s' is not a valid URL", o->url_shown);
         goto fail;
     }
     o->source = rv_source_lookup(o->url->scheme);
@@ -584,7 +590,8 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         r = rv_url_file_path(o->url, &p);
         free(p);
         if (r != RV_OK) {
-            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)", req->url);
+            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)",
+                   o->url_shown);
             goto fail;
         }
     }
@@ -682,6 +689,7 @@ void rv_object_attention(rv_object *o) {
 
 void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     va_list ap;
+    char *text = NULL;
 
     if (o->err != RV_OK || rv_state_is_terminal(o->state))
         return; /* the first failure is the one reported */
@@ -689,9 +697,16 @@ void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     free(o->err_detail);
     o->err_detail = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&o->err_detail, fmt, ap) < 0)
-        o->err_detail = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
     va_end(ap);
+    /* Messages name the object by url_shown; this also catches what they
+     * quote from elsewhere (libcurl's error buffer, a redirect's target).
+     * A message that cannot be scrubbed is not kept. */
+    const char *urls[] = {o->url_in, o->fetch_url};
+    if (text && rv_url_scrub(text, urls, 2, &o->err_detail) != RV_OK)
+        o->err_detail = NULL;
+    free(text);
     rv_object_attention(o);
 }
 

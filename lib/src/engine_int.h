@@ -116,7 +116,8 @@ struct rv_object {
     unsigned max_conns;        /* rv_request.connections, bounded by the config */
 
     /* the request */
-    char *url_in;
+    char *url_in;              /* as the caller gave it: never in a message */
+    char *url_shown;           /* rv_url_redact(url_in): how messages name it */
     rv_url *url;
     const rv_source *source;
     rv_hostlimit *host;        /* http(s) only; owned by the engine */

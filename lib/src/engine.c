@@ -687,6 +687,17 @@ void rv_object_attention(rv_object *o) {
     o->engine->attention = true;
 }
 
+/* text as it may leave the engine (a failure detail, a retry's reason):
+ * messages name the object by url_shown, and this also catches what they
+ * quote from elsewhere (libcurl's error buffer, a redirect's target).
+ * malloc'd; NULL when out of memory (a message that cannot be scrubbed is
+ * not shown). */
+static char *object_scrub(const rv_object *o, const char *text) {
+    const char *urls[] = {o->url_in, o->fetch_url};
+    char *out = NULL;
+    return rv_url_scrub(text, urls, 2, &out) == RV_OK ? out : NULL;
+}
+
 void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     va_list ap;
     char *text = NULL;
@@ -700,12 +711,8 @@ void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     if (vasprintf(&text, fmt, ap) < 0)
         text = NULL;
     va_end(ap);
-    /* Messages name the object by url_shown; this also catches what they
-     * quote from elsewhere (libcurl's error buffer, a redirect's target).
-     * A message that cannot be scrubbed is not kept. */
-    const char *urls[] = {o->url_in, o->fetch_url};
-    if (text && rv_url_scrub(text, urls, 2, &o->err_detail) != RV_OK)
-        o->err_detail = NULL;
+    if (text)
+        o->err_detail = object_scrub(o, text);
     free(text);
     rv_object_attention(o);
 }
@@ -921,9 +928,12 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     c->due_ms = rv_now_ms() + wait;
     o->retries++;
     if (e->hooks.on_retry) {
+        char *shown = object_scrub(o, reason);
         rv_retry_info info = {.offset = c->pos, .attempt = c->failures, .error = err,
-                              .http_status = status, .wait_ms = wait, .reason = reason};
+                              .http_status = status, .wait_ms = wait,
+                              .reason = shown ? shown : "(reason not shown: out of memory)"};
         e->hooks.on_retry(e->cfg.hooks_ud, o, &info);
+        free(shown);
     }
 }
 

@@ -687,15 +687,17 @@ void rv_object_attention(rv_object *o) {
     o->engine->attention = true;
 }
 
-/* text as it may leave the engine (a failure detail, a retry's reason):
- * messages name the object by url_shown, and this also catches what they
- * quote from elsewhere (libcurl's error buffer, a redirect's target).
- * malloc'd; NULL when out of memory (a message that cannot be scrubbed is
- * not shown). */
-static char *object_scrub(const rv_object *o, const char *text) {
-    const char *urls[] = {o->url_in, o->fetch_url};
+/* text as it may leave the engine (a failure detail, a retry's reason).
+ * Messages name the object by url_shown, and quote libcurl's words only
+ * scrubbed against the object's URLs (rv_http_scrub); this catches any URL
+ * that still got in (a redirect's target, a future message): every word
+ * with "://" is redacted. The object's hidden values are not searched for
+ * here: a short one ("case=full") would also hide the same letters in a
+ * destination path or a number of the message. malloc'd; NULL when out of
+ * memory (a message that cannot be scrubbed is not shown). */
+static char *object_scrub(const char *text) {
     char *out = NULL;
-    return rv_url_scrub(text, urls, 2, &out) == RV_OK ? out : NULL;
+    return rv_url_scrub(text, NULL, 0, &out) == RV_OK ? out : NULL;
 }
 
 void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
@@ -712,7 +714,7 @@ void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
         text = NULL;
     va_end(ap);
     if (text)
-        o->err_detail = object_scrub(o, text);
+        o->err_detail = object_scrub(text);
     free(text);
     rv_object_attention(o);
 }
@@ -928,7 +930,7 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     c->due_ms = rv_now_ms() + wait;
     o->retries++;
     if (e->hooks.on_retry) {
-        char *shown = object_scrub(o, reason);
+        char *shown = object_scrub(reason);
         rv_retry_info info = {.offset = c->pos, .attempt = c->failures, .error = err,
                               .http_status = status, .wait_ms = wait,
                               .reason = shown ? shown : "(reason not shown: out of memory)"};

@@ -566,8 +566,16 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
         return;
     }
     rv_fault f = rv_retry_classify_curl((int)res, &err);
-    snprintf(reason, sizeof(reason), "%s from '%s'", t->errbuf[0] ? t->errbuf : curl_easy_strerror(res),
+    /* libcurl's words name the host and, for some errors, a URL or a
+     * piece of one (a redirect's target): scrubbed against every URL of
+     * the object before they are shown. */
+    const char *urls[] = {o->url_in, o->fetch_url};
+    char *said = NULL;
+    if (rv_url_scrub(t->errbuf[0] ? t->errbuf : curl_easy_strerror(res), urls, 2, &said) != RV_OK)
+        said = NULL;
+    snprintf(reason, sizeof(reason), "%s from '%s'", said ? said : curl_easy_strerror(res),
              o->url_shown);
+    free(said);
     if (f == RV_FAULT_PERMANENT) {
         rv_object_fail(o, err, "%s", reason);
         return;

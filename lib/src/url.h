@@ -8,7 +8,6 @@
 #define RV_URL_H
 
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 
 /* Longest URL accepted, in bytes; longer input is RV_E_BAD_URL. */
@@ -54,14 +53,5 @@ int rv_url_filename(const rv_url *u, char **ret);
 /* For file:// URLs: the percent-decoded local path (must be absolute). On
  * success *ret is malloc'd, owned by the caller. RV_E_BAD_URL otherwise. */
 int rv_url_file_path(const rv_url *u, char **ret);
-
-/* text with every URL-looking token in it redacted (rv_url_redact) and
- * every piece that rule hides from urls[0..n_urls) (userinfo, user,
- * password, hidden query values; as given and %-decoded; at least 4 bytes
- * long) replaced by "REDACTED" wherever it appears. For free text about an
- * object: libcurl's error buffer, failure details. NULL entries in urls are
- * skipped. Errors: RV_E_NOMEM, RV_E_INVALID_ARGUMENT. On success *ret is
- * malloc'd and owned by the caller. */
-int rv_url_scrub(const char *text, const char *const *urls, size_t n_urls, char **ret);
 
 #endif

@@ -122,7 +122,7 @@ class SecretsTest(unittest.TestCase):
                 where, text[max(0, m.start() - 120):m.end() + 40] if m else ""))
         for root in ("state", "cache", "local-state", "local-cache"):
             for path, data in self.scan_tree(os.path.join(self.tmp, root)):
-                self.assertNotIn(MARK.encode(), data.lower(), "a secret in clear in " + path)
+                self.assertFalse(MARK.encode() in data.lower(), "a secret in clear in " + path)
 
     def pb_headers(self):
         return [td.pb.Header(name=n, value=v) for n, v in HEADERS]
@@ -234,6 +234,48 @@ class SecretsTest(unittest.TestCase):
                 self.assertEqual(p.returncode == 0, name == "ok", p.stderr)
                 if name != "ok":
                     self.assertIn("***@", p.stderr)
+        self.assert_no_secret()
+
+    def test_details_stored_by_an_older_daemon_are_redacted(self):
+        """A job database of schema 1 may hold a failure detail that quotes
+        the URL in clear (the daemon before issue 20): a newer daemon
+        rewrites it, shows it redacted, and leaves it in no file."""
+        import sqlite3
+        with FaultOrigin(self.data) as fo:
+            d = self.daemon()
+            c = Client(self.sock)
+            url = with_secrets(fo.url("/missing.bin"))
+            events = list(c.download([{"url": url, "destination": self.out + "/m"}]))
+            self.assertEqual(kinds(events)[-1], "failed")
+            job_id = events[0].job_id
+            c.close()
+            rc, _ = d.stop()
+            self.assertEqual(rc, 0, d.log())
+        db = os.path.join(self.tmp, "state", "jobs.sqlite")
+        old = "HTTP 404 from '%s'" % url
+        con = sqlite3.connect(db)
+        con.execute("UPDATE objects SET error_detail = ?", (old,))
+        con.execute("PRAGMA user_version=1")
+        con.commit()
+        con.close()
+        stored = b"".join(data for path, data in self.scan_tree(os.path.join(self.tmp, "state"))
+                          if "jobs.sqlite" in path)
+        self.assertIn(MARK.encode(), stored.lower())  # the test's premise
+
+        d = self.daemon()
+        c = Client(self.sock)
+        job = c.status(job_id)
+        c.close()
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0, d.log())
+        detail = job.objects[0].error.detail
+        self.assertIn("***@", detail)
+        self.assertIn("token=REDACTED", detail)
+        self.keep("Status after the upgrade", job)
+        self.keep("the daemon's log", d.log())
+        con = sqlite3.connect(db)
+        self.assertEqual(con.execute("PRAGMA user_version").fetchall(), [(2,)])
+        con.close()
         self.assert_no_secret()
 
 

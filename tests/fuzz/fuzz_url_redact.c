@@ -11,7 +11,6 @@
 #include <stdbool.h>
 
 #include "fuzz.h"
-#include "url.h"
 
 /* The authority of a redacted "scheme://..." string keeps only the "***@"
  * mark, if any '@' at all. */

@@ -327,6 +327,16 @@ int rv_url_normalize(const char *url, char **ret);
  * and owned by the caller. */
 int rv_url_redact(const char *url, char **ret);
 
+/* text (a message about a URL) with rv_url_redact's rule applied: every
+ * token containing "://" (tokens end at white space and quotes) is
+ * redacted, and every piece the rule hides in urls[0..n_urls) (userinfo,
+ * its user and password, hidden query values; as given and %-decoded; 4
+ * bytes or longer) is replaced by "REDACTED" wherever it appears. For free
+ * text such as libcurl's error messages. NULL entries of urls are skipped.
+ * Errors: RV_E_NOMEM, RV_E_INVALID_ARGUMENT (NULL text or ret, or NULL urls
+ * with n_urls > 0). On success *ret is malloc'd and owned by the caller. */
+int rv_url_scrub(const char *text, const char *const *urls, size_t n_urls, char **ret);
+
 /* The local path a file:// URL names, percent-decoded (absolute).
  * RV_E_BAD_URL, RV_E_UNSUPPORTED_SCHEME (not file://), RV_E_NOMEM. On
  * success *ret is malloc'd and owned by the caller. */

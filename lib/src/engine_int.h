@@ -265,6 +265,7 @@ struct rv_engine {
     rv_flusher *flusher;
     struct rv_cachefiles *cachefiles; /* blobs made ahead; deliveries */
     char *state_dir, *cache_dir, *blob_dir;
+    unsigned char state_key[32]; /* keys the credential fingerprint (durable.c) */
     int64_t next_store_id;     /* ids are allocated here, inserts are batched */
     int64_t recheck_batch;     /* ranges this batch advanced are re-checked */
     bool tx_open;              /* a store transaction collects this round's writes */

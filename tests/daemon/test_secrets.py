@@ -278,6 +278,39 @@ class SecretsTest(unittest.TestCase):
         con.close()
         self.assert_no_secret()
 
+    def test_credential_fingerprint_is_keyed(self):
+        """The state key's credential fingerprint cannot be recomputed
+        from a guess: the unkeyed SHA-256 of the userinfo (what the key
+        held before) is nowhere in retriever.db, whose key file is the
+        daemon's alone; and two passwords still never share an entry."""
+        import hashlib
+        import sqlite3
+        with FaultOrigin(self.data) as fo:
+            d = self.daemon()
+            c = Client(self.sock)
+            for i, pw in enumerate(("guessme1", "guessme2")):
+                url = fo.url("/a.bin").replace("://", "://joe:%s@" % pw)
+                events = list(c.download([{"url": url, "destination": self.out + "/k%d" % i}]))
+                self.assertEqual(kinds(events)[-1], "completed", events[-1])
+                self.assertFalse(events[-1].completed.from_cache)  # never the other's
+            c.close()
+            rc, _ = d.stop()
+            self.assertEqual(rc, 0, d.log())
+        state = os.path.join(self.tmp, "state")
+        key = os.path.join(state, "retriever.key")
+        st = os.stat(key)
+        self.assertEqual((st.st_mode & 0o777, st.st_size, st.st_uid), (0o600, 32, os.geteuid()))
+        con = sqlite3.connect(os.path.join(state, "retriever.db"))
+        keys = [k for (k,) in con.execute("SELECT key FROM objects")]
+        con.close()
+        self.assertEqual(len(keys), 2, keys)  # one entry per password
+        self.assertTrue(all("\ncredentials-mac:" in k for k in keys), keys)
+        stored = b"".join(data for path, data in self.scan_tree(state) if "retriever.db" in path)
+        for pw in ("guessme1", "guessme2"):
+            guess = hashlib.sha256(("joe:%s" % pw).encode() + b"\0").hexdigest()[:32]
+            self.assertFalse(guess.encode() in stored, "the unkeyed digest of " + pw)
+            self.assertFalse(pw.encode() in stored, pw + " in clear")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

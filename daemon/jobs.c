@@ -1062,10 +1062,9 @@ static void restore_outcome(struct job *jb, const rvd_stored_job *sj) {
             v->sha256 = o->sha256;
         if (so->crc32c && (o->crc32c = strdup(so->crc32c)))
             v->crc32c = o->crc32c;
-        /* A detail stored by an older daemon may quote the URL in clear:
-         * shown only as today's rule allows (docs/security.md, "Secrets"). */
-        const char *urls[] = {o->src->url};
-        if (so->error_detail && rv_url_scrub(so->error_detail, urls, 1, &o->error_detail) == RV_OK)
+        /* Stored redacted: by the engine, or by the migration to schema 2
+         * for a detail an older daemon stored (jobstore.c). */
+        if (so->error_detail && (o->error_detail = strdup(so->error_detail)))
             v->error_detail = o->error_detail;
         o->started = true;
     }

@@ -103,6 +103,7 @@ class SecretsTest(unittest.TestCase):
     def ctl(self, what, *args):
         p = subprocess.run([CTL, *args], capture_output=True, text=True,
                            timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        self.assertNotIn("Sanitizer", p.stderr)  # the RV_SANITIZE build
         self.keep("retrieverctl (%s): stdout" % what, p.stdout)
         self.keep("retrieverctl (%s): stderr" % what, p.stderr)
         return p
@@ -221,6 +222,7 @@ class SecretsTest(unittest.TestCase):
             c.close()
             rc, _ = d.stop()
             self.assertEqual(rc, 0, d.log())
+            d.assert_clean(self)
             self.keep("the daemon's log", d.log())
 
             # --local: the same cases, failing at once (no retries).

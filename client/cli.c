@@ -839,7 +839,9 @@ static void print_download_help(FILE *f) {
           "Progress goes to stderr: a bar per download and a total on a terminal,\n"
           "plain lines every 2 seconds otherwise. Errors go to stderr as\n"
           "  " PROG ": 'URL': message (detail)\n"
-          "stdout carries only the --json lines (and the job id of --detach).\n",
+          "stdout carries only the --json lines (and the job id of --detach). In\n"
+          "every line and in --json, URLs are redacted: no user:password, and query\n"
+          "values shown as REDACTED but for a few harmless names (docs/security.md).\n",
           f);
     print_exit_codes(f);
 }

@@ -27,7 +27,8 @@
 
 /* One URL of the command line. */
 struct item {
-    const char *url;     /* borrowed from argv */
+    const char *url;     /* borrowed from argv: only what the engine is given */
+    char *shown;         /* owned: rv_url_redact(url), the only form ever printed */
     char *path;          /* owned: the destination; NULL when none could be derived */
     rv_object *obj;      /* owned by the engine; NULL when not added */
     int reject;          /* rv_error when rejected before any download, else RV_OK */
@@ -196,7 +197,7 @@ static char *reject_detail(const struct run *r, size_t i, int e) {
         rvc_buf_printf(&b, "destination '%s'", it->path);
         for (size_t k = 0; k < i; k++) {
             if (r->items[k].path && strcmp(r->items[k].path, it->path) == 0) {
-                rvc_buf_printf(&b, " is also the destination of '%s'", r->items[k].url);
+                rvc_buf_printf(&b, " is also the destination of '%s'", r->items[k].shown);
                 break;
             }
         }
@@ -216,7 +217,7 @@ static size_t add_each(struct run *r) {
     for (size_t i = 0; i < r->n; i++) {
         struct item *it = &r->items[i];
         int e = rvc_destination(r->o, it->url, NULL, &it->path);
-        r->views[i].name = it->path ? it->path : it->url;
+        r->views[i].name = it->path ? it->path : it->shown;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
             return rejected;
@@ -227,7 +228,7 @@ static size_t add_each(struct run *r) {
             it->reject = e;
             it->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
                                        "use -o FILE to name the output");
-            rvc_report_rejected(&r->rep, it->url, e, "cannot name the output file after this URL",
+            rvc_report_rejected(&r->rep, it->shown, e, "cannot name the output file after this URL",
                                 it->reject_detail);
             rejected++;
             continue;
@@ -266,7 +267,7 @@ static size_t add_each(struct run *r) {
             it->obj = NULL;
             it->reject = e;
             it->reject_detail = reject_detail(r, i, e);
-            rvc_report_rejected(&r->rep, it->url, e, rv_strerror(e), it->reject_detail);
+            rvc_report_rejected(&r->rep, it->shown, e, rv_strerror(e), it->reject_detail);
             rejected++;
             continue;
         }
@@ -291,7 +292,7 @@ static void report_rejected_run(struct run *r) {
         if (!r->o->json)
             continue;
         rvc_json_result res = {
-            .url = it->url,
+            .url = it->shown,
             .path = it->path,
             .state = it->reject != RV_OK ? "rejected" : "cancelled",
             .error = it->reject != RV_OK ? it->reject : RV_E_CANCELLED,
@@ -326,13 +327,13 @@ static void report_final(struct run *r, size_t i) {
         rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
                         r->o->sha256[0] != '\0', rv_object_sha256_hex(it->obj), NULL);
     } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
-        emit_error(r, it->url, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
+        emit_error(r, it->shown, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
     }
 
     if (r->o->json) {
         uint32_t crc = 0;
         rvc_json_result res = {
-            .url = it->url,
+            .url = it->shown,
             .path = it->path,
             .state = rv_state_name(st),
             .bytes = p.bytes_done,
@@ -566,8 +567,15 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         code = rvc_exit_code(e);
         goto finish;
     }
-    for (size_t i = 0; i < r.n; i++)
+    for (size_t i = 0; i < r.n && e == RV_OK; i++) {
         r.items[i].url = o->urls[i];
+        e = rv_url_redact(o->urls[i], &r.items[i].shown);
+    }
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto finish;
+    }
 
     if (!o->no_state) {
         const char *why = NULL;
@@ -648,6 +656,7 @@ finish:
     r.progress = r.rep.progress = rvc_progress_free(r.progress);
     for (size_t i = 0; r.items && i < r.n; i++) {
         free(r.items[i].path);
+        free(r.items[i].shown);
         free(r.items[i].reject_detail);
         free(r.items[i].retry_reason);
     }

@@ -244,7 +244,8 @@ out:
 
 /* One URL of the command line = one Source of the job, same index. */
 struct obj {
-    const char *url;     /* borrowed from argv */
+    const char *url;     /* borrowed from argv: only what the request carries */
+    char *shown;         /* owned: rv_url_redact(url), the only form ever printed */
     char *display;       /* owned: the destination as the user named it */
     char *dest;          /* owned: absolute, as sent; NULL when rejected */
     int reject;          /* rv_error when rejected before submitting, else RV_OK */
@@ -360,12 +361,12 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
         rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries, r->o->sha256[0] != '\0',
                         nonempty(c->sha256), c->from_cache ? "from the cache" : NULL);
     else if (st != RV_STATE_DONE)
-        rvc_report_error(&r->rep, ob->url, message, detail);
+        rvc_report_error(&r->rep, ob->shown, message, detail);
 
     if (r->o->json) {
         uint32_t crc = 0;
         rvc_json_result res = {
-            .url = ob->url,
+            .url = ob->shown,
             .path = c && nonempty(c->path) ? c->path : ob->dest,
             .state = rv_state_name(st),
             .bytes = v->p.bytes_done,
@@ -523,7 +524,7 @@ static void json_for_unreported(struct run *r, rv_state st, const char *state, i
         if (!r->o->json)
             continue;
         rvc_json_result res = {
-            .url = ob->url,
+            .url = ob->shown,
             .path = ob->dest ? ob->dest : ob->display,
             .state = state,
             .bytes = r->views[i].p.bytes_done,
@@ -562,7 +563,7 @@ static long destinations(struct run *r, int *ret_code) {
         if (e == RV_OK &&
             !hsearch_r((ENTRY){.key = ob->dest, .data = (void *)(uintptr_t)i}, ENTER, &first, &seen))
             e = RV_E_NOMEM;
-        r->views[i].name = ob->display ? ob->display : ob->url;
+        r->views[i].name = ob->display ? ob->display : ob->shown;
         if (e == RV_OK && ob->dest[0] != '/') {
             rvc_buf_printf(&r->msg, PROG ": cannot tell the current directory, needed to give "
                                     "retrieverd an absolute destination: %s",
@@ -578,7 +579,7 @@ static long destinations(struct run *r, int *ret_code) {
             ob->reject = e;
             ob->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
                                        "use -o FILE to name the output");
-            rvc_report_rejected(&r->rep, ob->url, e, "cannot name the output file after this URL",
+            rvc_report_rejected(&r->rep, ob->shown, e, "cannot name the output file after this URL",
                                 ob->reject_detail);
             rejected++;
             continue;
@@ -590,7 +591,7 @@ static long destinations(struct run *r, int *ret_code) {
         if (e != RV_OK) {
             ob->reject = e;
             ob->reject_detail = detail;
-            rvc_report_rejected(&r->rep, ob->url, e, rv_strerror(e), detail);
+            rvc_report_rejected(&r->rep, ob->shown, e, rv_strerror(e), detail);
             rejected++;
             continue;
         }
@@ -598,9 +599,9 @@ static long destinations(struct run *r, int *ret_code) {
         if (k != i) {
             ob->reject = RV_E_DEST_CONFLICT;
             if (asprintf(&ob->reject_detail, "destination '%s' is also the destination of '%s'",
-                         ob->display, r->objs[k].url) < 0)
+                         ob->display, r->objs[k].shown) < 0)
                 ob->reject_detail = NULL;
-            rvc_report_rejected(&r->rep, ob->url, RV_E_DEST_CONFLICT,
+            rvc_report_rejected(&r->rep, ob->shown, RV_E_DEST_CONFLICT,
                                 rv_strerror(RV_E_DEST_CONFLICT), ob->reject_detail);
             rejected++;
         }
@@ -638,7 +639,7 @@ static int report_rejected(struct run *r, size_t rejected) {
         if (!r->o->json)
             continue;
         rvc_json_result res = {
-            .url = ob->url,
+            .url = ob->shown,
             .path = ob->display,
             .state = ob->reject != RV_OK ? "rejected" : "cancelled",
             .error = ob->reject != RV_OK ? ob->reject : RV_E_CANCELLED,
@@ -889,8 +890,15 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         goto out;
     }
     r.rep.progress = r.progress;
-    for (size_t i = 0; i < r.n; i++)
+    for (size_t i = 0; i < r.n && e == RV_OK; i++) {
         r.objs[i].url = o->urls[i];
+        e = rv_url_redact(o->urls[i], &r.objs[i].shown);
+    }
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
 
     /* 1. Validate. */
     long rejected = destinations(&r, &code);
@@ -952,6 +960,7 @@ out:
     r.progress = r.rep.progress = rvc_progress_free(r.progress);
     for (size_t i = 0; r.objs && i < r.n; i++) {
         free(r.objs[i].display);
+        free(r.objs[i].shown);
         free(r.objs[i].dest);
         free(r.objs[i].reject_detail);
         free(r.objs[i].retry_reason);

@@ -1207,6 +1207,8 @@ static void restore_outcome(struct job *jb, const rvd_stored_job *sj) {
             v->sha256 = o->sha256;
         if (so->crc32c && (o->crc32c = strdup(so->crc32c)))
             v->crc32c = o->crc32c;
+        /* Stored redacted: by the engine, or by the migration to schema 2
+         * for a detail an older daemon stored (jobstore.c). */
         if (so->error_detail && (o->error_detail = strdup(so->error_detail)))
             v->error_detail = o->error_detail;
         o->started = true;

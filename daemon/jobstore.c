@@ -14,12 +14,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "retriever/retriever.h"
 
 #define KEY_LEN 32
 #define NONCE_LEN 12
 #define TAG_LEN 16
 #define BUSY_TIMEOUT_MS 5000
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
@@ -88,6 +89,20 @@ out:
     return r;
 }
 
+/* SQL rvd_scrub(text): rv_url_scrub of text with no URL of its own, for
+ * the migration to schema 2. NULL stays NULL. */
+static void sql_scrub(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *in = (const char *)sqlite3_value_text(argv[0]);
+    char *out = NULL;
+    if (!in)
+        sqlite3_result_null(ctx);
+    else if (rv_url_scrub(in, NULL, 0, &out) != RV_OK)
+        sqlite3_result_error_nomem(ctx);
+    else
+        sqlite3_result_text(ctx, out, -1, free);
+}
+
 /* Bring a database made by an older daemon up to SCHEMA_VERSION. The
  * CREATEs above make a new database current at once; an old one has its
  * tables already, and gains what each version added. */
@@ -117,10 +132,21 @@ static int migrate(rvd_jobstore *s, const char *path, char **ret_error) {
     bool has_groups = sqlite3_prepare_v2(s->db, "SELECT groups FROM jobs LIMIT 0", -1, &st,
                                          NULL) == SQLITE_OK;
     sqlite3_finalize(st);
-    char sql[96];
-    snprintf(sql, sizeof(sql), "%sPRAGMA user_version=%d;",
-             has_groups ? "" : "ALTER TABLE jobs ADD COLUMN groups BLOB;", SCHEMA_VERSION);
+    bool fresh = version == 0 && has_groups;
+    /* Schema 2: details stored before may quote a URL in clear (issue 20);
+     * rewritten as today's rule shows them (rvd_scrub: the URL-looking
+     * words of the text), with freed cells zeroed and the WAL's old frames
+     * folded in and dropped. A new database has no rows: none of that. */
+    char sql[320];
+    snprintf(sql, sizeof(sql),
+             "%sBEGIN IMMEDIATE;%s"
+             "UPDATE objects SET error_detail = rvd_scrub(error_detail) "
+             "WHERE error_detail IS NOT NULL;PRAGMA user_version=%d;COMMIT;%s",
+             fresh ? "" : "PRAGMA secure_delete=ON;",
+             has_groups ? "" : "ALTER TABLE jobs ADD COLUMN groups BLOB;", SCHEMA_VERSION,
+             fresh ? "" : "PRAGMA secure_delete=OFF;PRAGMA wal_checkpoint(TRUNCATE);");
     if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         *ret_error = rvd_strdupf("cannot update the job database '%s' to schema %d: %s", path,
                                  SCHEMA_VERSION, sqlite3_errmsg(s->db));
         return -EIO;
@@ -172,6 +198,14 @@ int rvd_jobstore_open(const char *state_dir, rvd_jobstore **ret, char **ret_erro
         r = -EIO;
         *ret_error = rvd_strdupf("cannot open the job database '%s': %s", path,
                                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        goto fail;
+    }
+    if (sqlite3_create_function(s->db, "rvd_scrub", 1,
+                                SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                sql_scrub, NULL, NULL) != SQLITE_OK) {
+        r = -ENOMEM;
+        *ret_error = rvd_strdupf("cannot open the job database '%s': %s", path,
+                                 sqlite3_errmsg(s->db));
         goto fail;
     }
     if ((r = migrate(s, path, ret_error)) < 0)

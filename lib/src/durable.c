@@ -23,10 +23,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +202,56 @@ static int recover(rv_engine *e) {
     return r;
 }
 
+/* The key of the credential fingerprint (make_key): <state_dir>/
+ * retriever.key, 32 random bytes, mode 0600, read at each open and made at
+ * the first. It is
+ * kept beside the database, not in it: with an unkeyed digest, a copy of
+ * retriever.db let anyone test guesses of a weak password offline. A key
+ * that is missing or damaged is made anew; that costs only cache matches
+ * of credentialed objects (their old rows are never matched again and age
+ * out), never a wrong match. The store's lock is held: one writer. */
+static int load_state_key(rv_engine *e, char **ret_note) {
+    char *path = NULL, *tmp = NULL;
+    int r = RV_E_NOMEM, fd = -1;
+    struct stat st;
+
+    if (asprintf(&path, "%s/retriever.key", e->state_dir) < 0) {
+        path = NULL;
+        goto out;
+    }
+    if (asprintf(&tmp, "%s/retriever.key.new", e->state_dir) < 0) {
+        tmp = NULL;
+        goto out;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size == (off_t)sizeof(e->state_key) &&
+        read(fd, e->state_key, sizeof(e->state_key)) == (ssize_t)sizeof(e->state_key)) {
+        r = RV_OK;
+        goto out;
+    }
+    if (fd >= 0)
+        close(fd);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0 ||
+        getrandom(e->state_key, sizeof(e->state_key), 0) != (ssize_t)sizeof(e->state_key) ||
+        write(fd, e->state_key, sizeof(e->state_key)) != (ssize_t)sizeof(e->state_key) ||
+        fsync(fd) != 0 || rename(tmp, path) != 0) {
+        r = RV_E_DEST_UNWRITABLE;
+        if (asprintf(ret_note, "cannot make the state key '%s': %s", path, strerror(errno)) < 0)
+            *ret_note = NULL;
+        unlink(tmp);
+        goto out;
+    }
+    r = RV_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    free(tmp);
+    return r;
+}
+
 int rv_durable_open(rv_engine *e, char **ret_detail) {
     const rv_config *cfg = &e->cfg;
     char *note = NULL;
@@ -229,6 +283,8 @@ int rv_durable_open(rv_engine *e, char **ret_detail) {
         notice(e, "%s", note);
     free(note);
     note = NULL;
+    if ((r = load_state_key(e, &note)) != RV_OK)
+        goto out;
     if (make_dir(e->cache_dir) != RV_OK || make_dir(e->blob_dir) != RV_OK) {
         r = RV_E_DEST_UNWRITABLE;
         if (asprintf(&note, "cache directory '%s' cannot be created or written: %s", e->blob_dir,
@@ -284,18 +340,24 @@ void rv_durable_close(rv_engine *e) {
 
 /* The store key: what names the object, plus a fingerprint of the
  * credentials the request carries (headers, URL userinfo: only their
- * digest is kept), so requests with different credentials never share
- * state.
+ * fingerprint is kept), so requests with different credentials never
+ * share state.
  *
  * What names the object is the normalised URL (its query only inside the
- * digest), except for file:// sources:
+ * fingerprint), except for file:// sources:
  * there it is the file itself (device and inode), because a path is not an
  * identity. A daemon hands the engine "file:///proc/self/fd/N" for files
- * it opened as its callers, and N names a different file each time. */
+ * it opened as its callers, and N names a different file each time.
+ *
+ * The fingerprint is HMAC-SHA256, keyed by the state directory's key
+ * (load_state_key), of the query, the userinfo and the header lines, each
+ * ended by a NUL (none contains one), truncated to 128 bits: equal
+ * credentials give equal keys, and the database alone reveals nothing
+ * about them, not even to someone guessing a weak password. */
 static int make_key(rv_object *o) {
-    char *name = NULL, *path = NULL;
-    rv_sha256 *h = NULL;
-    char hex[65] = "";
+    char *name = NULL, *path = NULL, *msg = NULL;
+    size_t msg_len = 0;
+    char hex[33] = "";
     struct stat st;
     int r = RV_OK;
 
@@ -305,8 +367,8 @@ static int make_key(rv_object *o) {
                      (unsigned long long)st.st_ino) < 0)
             name = NULL;
     } else {
-        /* The query goes in only as part of the digest: it may be a
-         * signature (a presigned URL), and keys are stored in clear. */
+        /* The query goes in only as part of the fingerprint: it may be a
+         * signature (a presigned URL). */
         const char *q = strchr(o->url->normalised, '?');
         name = strndup(o->url->normalised, q ? (size_t)(q - o->url->normalised)
                                              : strlen(o->url->normalised));
@@ -315,24 +377,44 @@ static int make_key(rv_object *o) {
     if (!name)
         return RV_E_NOMEM;
     if (o->user_headers || o->url->userinfo || o->url->query) {
-        r = rv_sha256_new(&h);
-        if (r == RV_OK && o->url->query)
-            r = rv_sha256_update(h, o->url->query, strlen(o->url->query) + 1);
-        if (r == RV_OK && o->url->userinfo)
-            r = rv_sha256_update(h, o->url->userinfo, strlen(o->url->userinfo) + 1);
-        for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
-            r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
-        if (r == RV_OK)
-            r = rv_sha256_final_hex(h, hex);
-        rv_sha256_free(h);
+        FILE *f = open_memstream(&msg, &msg_len);
+        if (!f) {
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        if (o->url->query)
+            fwrite(o->url->query, 1, strlen(o->url->query) + 1, f);
+        if (o->url->userinfo)
+            fwrite(o->url->userinfo, 1, strlen(o->url->userinfo) + 1, f);
+        for (struct curl_slist *l = o->user_headers; l; l = l->next)
+            fwrite(l->data, 1, strlen(l->data) + 1, f);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int md_len = 0;
+        if (fclose(f) != 0 || !msg ||
+            !HMAC(EVP_sha256(), o->engine->state_key, (int)sizeof(o->engine->state_key),
+                  (const unsigned char *)msg, msg_len, md, &md_len) || md_len < 16) {
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        static const char digits[] = "0123456789abcdef";
+        for (unsigned k = 0; k < 16; k++) {
+            hex[2 * k] = digits[md[k] >> 4];
+            hex[2 * k + 1] = digits[md[k] & 15];
+        }
+        hex[32] = '\0';
+        OPENSSL_cleanse(md, sizeof(md));
     }
-    if (r == RV_OK && !hex[0]) {
+    if (!hex[0]) {
         o->key = name;
-        return RV_OK;
-    }
-    if (r == RV_OK && asprintf(&o->key, "%s\nquery+credentials:%.32s", name, hex) < 0) {
+        name = NULL;
+    } else if (asprintf(&o->key, "%s\ncredentials-mac:%s", name, hex) < 0) {
         o->key = NULL;
         r = RV_E_NOMEM;
+    }
+out:
+    if (msg) {
+        OPENSSL_cleanse(msg, msg_len); /* it holds the credentials */
+        free(msg);
     }
     free(name);
     return r;
@@ -618,11 +700,10 @@ static void count(rv_object *o, uint64_t size) {
  * object its checksums. */
 static int insert_row(rv_object *o, bool complete) {
     rv_engine *e = o->engine;
-    char blob[32], *shown = NULL;
+    char blob[32];
     snprintf(blob, sizeof(blob), "%lld", (long long)o->store_id);
-    if (rv_url_redact(o->url_in, &shown) != RV_OK)
-        return RV_E_NOMEM;
-    rv_store_object row = {.id = o->store_id, .key = o->key, .url = shown, .size = o->size,
+    /* The row shows the redacted URL; the key (make_key) is what matches. */
+    rv_store_object row = {.id = o->store_id, .key = o->key, .url = o->url_shown, .size = o->size,
                            .etag = o->etag, .last_modified = o->last_modified, .blob = blob,
                            .complete = complete, .has_crc32c = complete, .crc32c = o->crc32c,
                            .used_at = (int64_t)time(NULL)};
@@ -631,7 +712,6 @@ static int insert_row(rv_object *o, bool complete) {
     int r = tx(e);
     if (r == RV_OK)
         r = rv_store_insert(e->store, &row);
-    free(shown);
     if (r == RV_OK)
         o->row_exists = true;
     return r;
@@ -1004,23 +1084,17 @@ void rv_durable_leader_ended(rv_object *l) {
 
 void rv_durable_refetch(rv_object *o, int err_again, const char *what) {
     rv_engine *e = o->engine;
-    char *shown = NULL;
+    const char *shown = o->url_shown;
 
-    if (rv_url_redact(o->url_in, &shown) != RV_OK) {
-        rv_object_fail(o, RV_E_NOMEM, "out of memory");
-        return;
-    }
     if (o->refetched) {
         /* Fetched again once already, and its blob is bad again (a disk
          * that does not keep what it was given): no loop. */
         rv_object_fail(o, err_again, "the cache entry for '%s' %s, again after fetching it again",
                        shown, what);
-        free(shown);
         return;
     }
     notice(e, "corrupt cache entry: '%s' %s; evicted, fetching it again from the origin", shown,
            what);
-    free(shown);
     o->refetched = true;
     o->cached = o->row_complete = o->final_sync = o->deliver_ready = o->has_crc32c = false;
     o->digest_known = false;

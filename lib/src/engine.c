@@ -424,6 +424,7 @@ static void object_free(rv_object *o) {
     if (o->src_fd >= 0)
         close(o->src_fd);
     free(o->url_in);
+    free(o->url_shown);
     rv_url_free(o->url);
     free(o->dest_path);
     curl_slist_free_all(o->user_headers);
@@ -589,9 +590,14 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->max_conns = req->connections && req->connections < e->cfg.max_connections_per_object
                        ? req->connections
                        : e->cfg.max_connections_per_object;
+    /* Made first: every message about the request names it by this. */
+    if (rv_url_redact(req->url, &o->url_shown) != RV_OK) {
+        r = reject(e, RV_E_NOMEM, "out of memory");
+        goto fail;
+    }
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
-        reject(e, r, "'%.200s' is not a valid URL", req->url);
+        reject(e, r, "'%.200s' is not a valid URL", o->url_shown);
         goto fail;
     }
     o->source = rv_source_lookup(o->url->scheme);
@@ -605,7 +611,8 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         r = rv_url_file_path(o->url, &p);
         free(p);
         if (r != RV_OK) {
-            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)", req->url);
+            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)",
+                   o->url_shown);
             goto fail;
         }
     }
@@ -701,8 +708,22 @@ void rv_object_attention(rv_object *o) {
     o->engine->attention = true;
 }
 
+/* text as it may leave the engine (a failure detail, a retry's reason).
+ * Messages name the object by url_shown, and quote libcurl's words only
+ * scrubbed against the object's URLs (rv_http_scrub); this catches any URL
+ * that still got in (a redirect's target, a future message): every word
+ * with "://" is redacted. The object's hidden values are not searched for
+ * here: a short one ("case=full") would also hide the same letters in a
+ * destination path or a number of the message. malloc'd; NULL when out of
+ * memory (a message that cannot be scrubbed is not shown). */
+static char *object_scrub(const char *text) {
+    char *out = NULL;
+    return rv_url_scrub(text, NULL, 0, &out) == RV_OK ? out : NULL;
+}
+
 void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     va_list ap;
+    char *text = NULL;
 
     if (o->err != RV_OK || rv_state_is_terminal(o->state))
         return; /* the first failure is the one reported */
@@ -710,9 +731,12 @@ void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
     free(o->err_detail);
     o->err_detail = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&o->err_detail, fmt, ap) < 0)
-        o->err_detail = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
     va_end(ap);
+    if (text)
+        o->err_detail = object_scrub(text);
+    free(text);
     rv_object_attention(o);
 }
 
@@ -927,9 +951,12 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     c->due_ms = rv_now_ms() + wait;
     o->retries++;
     if (e->hooks.on_retry) {
+        char *shown = object_scrub(reason);
         rv_retry_info info = {.offset = c->pos, .attempt = c->failures, .error = err,
-                              .http_status = status, .wait_ms = wait, .reason = reason};
+                              .http_status = status, .wait_ms = wait,
+                              .reason = shown ? shown : "(reason not shown: out of memory)"};
         e->hooks.on_retry(e->cfg.hooks_ud, o, &info);
+        free(shown);
     }
 }
 

@@ -120,7 +120,8 @@ struct rv_object {
                                   RV_MODE_UMASK (tempname.h) */
 
     /* the request */
-    char *url_in;
+    char *url_in;              /* as the caller gave it: never in a message */
+    char *url_shown;           /* rv_url_redact(url_in): how messages name it */
     rv_url *url;
     const rv_source *source;
     rv_hostlimit *host;        /* http(s) only; owned by the engine */
@@ -269,6 +270,7 @@ struct rv_engine {
     rv_flusher *flusher;
     struct rv_cachefiles *cachefiles; /* blobs made ahead; deliveries */
     char *state_dir, *cache_dir, *blob_dir;
+    unsigned char state_key[32]; /* keys the credential fingerprint (durable.c) */
     int64_t next_store_id;     /* ids are allocated here, inserts are batched */
     int64_t recheck_batch;     /* ranges this batch advanced are re-checked */
     bool tx_open;              /* a store transaction collects this round's writes */

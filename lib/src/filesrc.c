@@ -36,7 +36,7 @@ int rv_file_open(rv_object *o) {
     int r = rv_url_file_path(o->url, &path);
 
     if (r != RV_OK) {
-        rv_object_fail(o, r, "'%s' is not a usable file URL", o->url_in);
+        rv_object_fail(o, r, "'%s' is not a usable file URL", o->url_shown);
         goto out;
     }
     o->src_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -84,7 +84,7 @@ int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget) {
             continue;
         if (got < 0) {
             int err = errno == ENOSPC || errno == EDQUOT ? RV_E_NO_SPACE : RV_E_IO;
-            rv_object_fail(o, err, "cannot copy '%s': %s", o->url_in, strerror(errno));
+            rv_object_fail(o, err, "cannot copy '%s': %s", o->url_shown, strerror(errno));
             return -err;
         }
         if (got == 0) {

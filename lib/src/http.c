@@ -139,7 +139,7 @@ static bool accept_probe(rv_transfer *t) {
         if (!t->has_range || t->resp_first != 0 || t->resp_total == RV_HTTP_UNKNOWN_TOTAL) {
             verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
                     "asked '%s' for its first bytes, origin answered with Content-Range '%s'",
-                    o->url_in, t->resp_range_raw ? t->resp_range_raw : "(none)");
+                    o->url_shown, t->resp_range_raw ? t->resp_range_raw : "(none)");
             return false;
         }
         o->ranges = true;
@@ -186,27 +186,27 @@ static bool accept_range(rv_transfer *t) {
         if (differs)
             verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
                     "origin sent a different version of '%s' (validator or size changed)",
-                    o->url_in);
+                    o->url_shown);
         else if (o->ranges)
             verdict(t, RV_XFER_NORANGES, RV_FAULT_NONE, RV_OK,
-                    "origin ignored a range request for '%s'", o->url_in);
+                    "origin ignored a range request for '%s'", o->url_shown);
         return !o->ranges && !differs && c->pos == 0; /* a single stream's retry */
     }
     if (!o->ranges) {
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
-                "origin answered a plain request for '%s' with %ld", o->url_in, t->status);
+                "origin answered a plain request for '%s' with %ld", o->url_shown, t->status);
         return false;
     }
     if (!t->has_range || t->resp_first != c->pos || t->resp_last >= c->end) {
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
                 "asked '%s' for bytes %llu-%llu, origin answered with Content-Range '%s'",
-                o->url_in, (unsigned long long)c->pos, (unsigned long long)(c->end - 1),
+                o->url_shown, (unsigned long long)c->pos, (unsigned long long)(c->end - 1),
                 t->resp_range_raw ? t->resp_range_raw : "(none)");
         return false;
     }
     if (t->resp_total != o->size || validator_differs(t, o)) {
         verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
-                "'%s' changed on the origin (size %llu, was %llu)", o->url_in,
+                "'%s' changed on the origin (size %llu, was %llu)", o->url_shown,
                 (unsigned long long)t->resp_total, (unsigned long long)o->size);
         return false;
     }
@@ -227,11 +227,11 @@ static bool accept_revalidation(rv_transfer *t) {
         verdict(t, RV_XFER_FRESH, RV_FAULT_NONE, RV_OK, "cached copy is current");
     else if (t->status == 200 || t->status == 206)
         verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
-                "'%s' changed on the origin since it was cached", o->url_in);
+                "'%s' changed on the origin since it was cached", o->url_shown);
     else {
         rv_fault f = rv_retry_classify_http(t->status, &err);
         verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
-                "HTTP %ld from '%s' when revalidating its cached copy", t->status, o->url_in);
+                "HTTP %ld from '%s' when revalidating its cached copy", t->status, o->url_shown);
     }
     return false;
 }
@@ -252,7 +252,7 @@ static bool accept_headers(rv_transfer *t) {
         bool ok = t->probe ? accept_probe(t) : accept_range(t);
         if (!ok && t->verdict == RV_XFER_OK && o->err == RV_OK)
             verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
-                    "unexpected answer %ld from '%s'", t->status, o->url_in);
+                    "unexpected answer %ld from '%s'", t->status, o->url_shown);
         t->body_ok = ok;
         return ok;
     }
@@ -263,17 +263,17 @@ static bool accept_headers(rv_transfer *t) {
         }
         verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
                 "origin says the range of '%s' is no longer satisfiable (object shrank?)",
-                o->url_in);
+                o->url_shown);
         return false;
     }
     if (t->status == 412) {
         verdict(t, RV_XFER_CHANGED, RV_FAULT_NONE, RV_E_CHANGED,
-                "'%s' no longer matches its validator", o->url_in);
+                "'%s' no longer matches its validator", o->url_shown);
         return false;
     }
     rv_fault f = rv_retry_classify_http(t->status, &err);
     verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
-            "HTTP %ld from '%s'", t->status, o->url_in);
+            "HTTP %ld from '%s'", t->status, o->url_shown);
     return false;
 }
 
@@ -370,7 +370,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
         return n; /* a redirect's or interim answer's body */
     if (c->end != RV_UNKNOWN && n > c->end - c->pos) {
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
-                "origin sent more bytes than asked for '%s' (range ends at %llu)", o->url_in,
+                "origin sent more bytes than asked for '%s' (range ends at %llu)", o->url_shown,
                 (unsigned long long)c->end);
         return 0;
     }
@@ -562,7 +562,7 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
         rv_fault f = rv_retry_classify_http(t->status, &err);
         if (f == RV_FAULT_NONE)
             f = RV_FAULT_PERMANENT, err = RV_E_PROTOCOL;
-        snprintf(reason, sizeof(reason), "HTTP %ld from '%s'", t->status, o->url_in);
+        snprintf(reason, sizeof(reason), "HTTP %ld from '%s'", t->status, o->url_shown);
         if (f == RV_FAULT_PERMANENT)
             rv_object_fail(o, err, "%s", reason);
         else
@@ -592,8 +592,16 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
         return;
     }
     rv_fault f = rv_retry_classify_curl((int)res, &err);
-    snprintf(reason, sizeof(reason), "%s from '%s'", t->errbuf[0] ? t->errbuf : curl_easy_strerror(res),
-             o->url_in);
+    /* libcurl's words name the host and, for some errors, a URL or a
+     * piece of one (a redirect's target): scrubbed against every URL of
+     * the object before they are shown. */
+    const char *urls[] = {o->url_in, o->fetch_url};
+    char *said = NULL;
+    if (rv_url_scrub(t->errbuf[0] ? t->errbuf : curl_easy_strerror(res), urls, 2, &said) != RV_OK)
+        said = NULL;
+    snprintf(reason, sizeof(reason), "%s from '%s'", said ? said : curl_easy_strerror(res),
+             o->url_shown);
+    free(said);
     if (f == RV_FAULT_PERMANENT) {
         rv_object_fail(o, err, "%s", reason);
         return;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "retriever.h"
 #include "rv_error.h"
 
 #define DB_NAME "retriever.db"
@@ -56,8 +57,15 @@ static const char *const migrations[] = {
     "  updated_at INTEGER NOT NULL);"
     "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO counters VALUES ('batch', 0);",
+    /* 1 -> 2: the url column shows what rv_url_redact's rule of today
+     * shows (version 1 rows hid only a list of secret names: sessionid=,
+     * jwt=, api-key= were kept in clear). rv_redact is registered by
+     * open_db; migrate() turns secure_delete on so the old text does not
+     * linger in freed pages. Identity (key) is untouched. */
+    "UPDATE objects SET url = rv_redact(url);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == RV_STORE_SCHEMA_VERSION, "one migration per schema version");
 
 enum stmt_id {
     ST_FIND,
@@ -176,6 +184,11 @@ static int migrate(rv_store *s) {
         return rc;
     if (version > (int)N_MIGRATIONS)
         return SQLITE_MISMATCH; /* written by a newer retriever */
+    /* Migrations may rewrite text that must not survive (1 -> 2): freed
+     * and overwritten cells are zeroed while they run. */
+    if (version < (int)N_MIGRATIONS &&
+        (rc = sqlite3_exec(s->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL)) != SQLITE_OK)
+        return rc;
     for (int v = version; v < (int)N_MIGRATIONS; v++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
@@ -191,7 +204,30 @@ static int migrate(rv_store *s) {
             return rc;
         }
     }
-    return SQLITE_OK;
+    if (version < (int)N_MIGRATIONS)
+        rc = sqlite3_exec(s->db, "PRAGMA secure_delete = OFF", NULL, NULL, NULL);
+    /* The WAL outlives a close (no checkpoint on close) and its old frames
+     * still hold what a migration rewrote: fold it in and empty it. A new
+     * database (version 0) has nothing old to forget. */
+    if (rc == SQLITE_OK && version > 0 && version < (int)N_MIGRATIONS)
+        rc = sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    return rc;
+}
+
+/* SQL rv_redact(text): rv_url_redact, for migrations. NULL stays NULL. */
+static void sql_redact(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *in = (const char *)sqlite3_value_text(argv[0]);
+    char *out = NULL;
+    if (!in) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    if (rv_url_redact(in, &out) != RV_OK) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, out, -1, free);
 }
 
 /* Open the database and check it. Returns an SQLite code.
@@ -261,6 +297,10 @@ static int open_db(rv_store *s, const char *path) {
                                                                               : SQLITE_CORRUPT;
     }
     sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(s->db, "rv_redact", 1,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                     sql_redact, NULL, NULL);
     if (rc != SQLITE_OK)
         return rc;
     rc = migrate(s);

@@ -35,14 +35,14 @@
 #include <stdint.h>
 
 #define RV_STORE_UNKNOWN UINT64_MAX
-#define RV_STORE_SCHEMA_VERSION 1
+#define RV_STORE_SCHEMA_VERSION 2
 
 typedef struct rv_store rv_store;
 
 typedef struct rv_store_object {
     int64_t id;
     char *key;           /* identity: normalised URL + credential fingerprint */
-    char *url;           /* normalised URL, never with credentials */
+    char *url;           /* for display only: rv_url_redact of the URL given */
     uint64_t size;       /* RV_STORE_UNKNOWN until resolved */
     char *etag;          /* strong validator or NULL */
     char *last_modified; /* or NULL */

@@ -28,8 +28,9 @@
  * Two more forms for callers that keep URLs (the daemon), both public:
  *   rv_url_normalize  the dedupe key: as normalised, plus userinfo kept
  *                     and the path's escapes canonical (RFC 3986 6.2.2)
- *   rv_url_redact     what a log may show: userinfo and credential-bearing
- *                     query values hidden; works on any string
+ *   rv_url_redact     what may leave the engine: userinfo and every query
+ *                     value but a few harmless ones hidden; any string
+ *   rv_url_scrub      the same rule applied to free text about a URL
  */
 #include "url.h"
 
@@ -662,23 +663,31 @@ out:
     return r;
 }
 
-/* ---- what logs may show: rv_url_redact ---------------------------------- */
+/* ---- what leaves the engine: rv_url_redact, rv_url_scrub ---------------- */
 
-/* Parameter names (compared case-insensitively, after percent-decoding)
- * whose values are credentials, and the parts that mark any name as one.
- * Redacting one harmless value too many costs nothing; missing one leaks a
- * secret into a log, so the parts are broad. */
-static const char *const secret_names[] = {
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature", "sig",
-    "token", "access_token", "api_key", "apikey", "key", "password", "secret", "passwd",
-    "pwd", "auth", "authorization",
+/* The one rule for what of a URL may be shown (in messages, logs, events,
+ * the state database, the daemon's job store and its answers):
+ *   - userinfo is always hidden ("***@");
+ *   - in the query and the fragment, every parameter's value is hidden
+ *     ("REDACTED"), and so is a parameter without '=' (a bare "?<token>"),
+ *     except for the names below;
+ *   - scheme, host, port and path are shown as given.
+ * A name is allowed only if it is one of these, compared case-insensitively
+ * after %-decoding. They are names whose values say how to serve or which
+ * version of an object, never who may have it: the S3/GCS presigned URL's
+ * non-secret parts, and common "download"/"version" switches. A secret
+ * under any other name (sessionid, jwt, api-key, sig, ...) never needs
+ * listing. Adding a name here must be justified as harmless in every
+ * service that uses it (docs/security.md, "Secrets"). */
+static const char *const shown_names[] = {
+    "response-content-disposition", "response-content-type", "versionid", "partnumber",
+    "x-amz-algorithm", "x-amz-date", "x-amz-expires", "x-amz-signedheaders",
+    "alt", "generation", "download", "dl", "format", "v", "version",
 };
-static const char *const secret_parts[] = {"token", "secret", "signature", "password",
-                                           "credential", "passwd"};
 
-/* Whether the raw parameter name s[0..n) names a credential. scratch has
- * room for n + 1 bytes. */
-static bool secret_name(const char *s, size_t n, char *scratch) {
+/* Whether the raw parameter name s[0..n) is one whose value may be shown.
+ * scratch has room for n + 1 bytes. */
+static bool shown_name(const char *s, size_t n, char *scratch) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -686,15 +695,13 @@ static bool secret_name(const char *s, size_t n, char *scratch) {
             c = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
             i += 2;
         }
-        /* a decoded NUL would hide the rest of the name from strcasestr */
-        scratch[o++] = c == '\0' ? '?' : c;
+        if (c == '\0')
+            return false; /* "v%00x" is not "v" */
+        scratch[o++] = c;
     }
     scratch[o] = '\0';
-    for (size_t i = 0; i < sizeof(secret_names) / sizeof(secret_names[0]); i++)
-        if (strcasecmp(scratch, secret_names[i]) == 0)
-            return true;
-    for (size_t i = 0; i < sizeof(secret_parts) / sizeof(secret_parts[0]); i++)
-        if (strcasestr(scratch, secret_parts[i]))
+    for (size_t i = 0; i < sizeof(shown_names) / sizeof(shown_names[0]); i++)
+        if (strcasecmp(scratch, shown_names[i]) == 0)
             return true;
     return false;
 }
@@ -711,28 +718,17 @@ static size_t authority_start(const char *s) {
     return 0;
 }
 
-int rv_url_redact(const char *url, char **ret) {
-    static const char redacted[] = "REDACTED";
-    static const char userinfo_mark[] = "***@";
-    char *out = NULL, *scratch = NULL;
-    int r = RV_E_NOMEM;
+/* The pieces of a URL string as the rule sees them, in order, covering it
+ * all: PIECE_SHOWN as given, PIECE_USERINFO (up to and with the '@') and
+ * PIECE_VALUE hidden. */
+enum piece_kind { PIECE_SHOWN, PIECE_USERINFO, PIECE_VALUE };
+typedef void piece_fn(void *ud, enum piece_kind kind, const char *s, size_t n);
 
-    if (!url || !ret)
-        return RV_E_INVALID_ARGUMENT;
-    size_t len = strlen(url), n_eq = 0;
-    for (const char *p = url; (p = strchr(p, '=')); p++)
-        n_eq++;
-    /* Each '=' may grow by a whole "REDACTED"; the userinfo mark by 3. */
-    if (n_eq > (SIZE_MAX - len - sizeof(userinfo_mark)) / (sizeof(redacted) - 1))
-        goto out;
-    out = malloc(len + sizeof(userinfo_mark) + n_eq * (sizeof(redacted) - 1));
-    scratch = malloc(len + 1);
-    if (!out || !scratch)
-        goto out;
-
-    size_t o = 0, i = authority_start(url);
-    memcpy(out, url, i);
-    o = i;
+/* Split url into pieces for fn. scratch has room for strlen(url) + 1. */
+static void url_pieces(const char *url, char *scratch, piece_fn *fn, void *ud) {
+    size_t len = strlen(url), i = authority_start(url);
+    if (i)
+        fn(ud, PIECE_SHOWN, url, i);
     /* The authority runs to the first '/', '?' or '#'; userinfo is all of
      * it up to its last '@' (the last: "u:p@ss@h" hides "u:p@ss"). */
     size_t auth_end = i + strcspn(url + i, "/?#");
@@ -741,39 +737,259 @@ int rv_url_redact(const char *url, char **ret) {
         if (url[k] == '@')
             at = url + k;
     if (at) {
-        memcpy(out + o, userinfo_mark, sizeof(userinfo_mark) - 1);
-        o += sizeof(userinfo_mark) - 1;
+        fn(ud, PIECE_USERINFO, url + i, (size_t)(at - url) + 1 - i);
         i = (size_t)(at - url) + 1;
     }
     /* The path as it is, up to the query or the fragment. */
     size_t path_end = auth_end + strcspn(url + auth_end, "?#");
-    memcpy(out + o, url + i, path_end - i);
-    o += path_end - i;
+    if (path_end > i)
+        fn(ud, PIECE_SHOWN, url + i, path_end - i);
     i = path_end;
 
-    /* Query and fragment (OAuth puts tokens there too): parameters split on
-     * '&', ';', '?' and '#'. A credential's value runs to the next '&', ';'
-     * or '#', so a '?' inside it cannot end the redaction early. */
+    /* Query and fragment (OAuth puts tokens there too): parameters start
+     * after '&', ';', '?' or '#'; a name runs to '=' or the next of these.
+     * A hidden value runs to the next '&', ';' or '#', so a '?' inside it
+     * cannot end the redaction early. */
     while (i < len) {
-        out[o++] = url[i++]; /* the separator */
+        fn(ud, PIECE_SHOWN, url + i, 1); /* the separator */
+        i++;
         size_t name_len = strcspn(url + i, "=&;?#");
-        memcpy(out + o, url + i, name_len);
-        o += name_len;
-        bool secret = url[i + name_len] == '=' && secret_name(url + i, name_len, scratch);
-        i += name_len;
-        if (!secret)
-            continue; /* its value, if any, is copied as the next "parameter" */
-        out[o++] = '=';
-        memcpy(out + o, redacted, sizeof(redacted) - 1);
-        o += sizeof(redacted) - 1;
-        i += 1 + strcspn(url + i + 1, "&;#");
+        bool shown = shown_name(url + i, name_len, scratch);
+        if (url[i + name_len] != '=') {
+            /* No value: the name alone may be the secret ("?<token>"). */
+            if (name_len)
+                fn(ud, shown ? PIECE_SHOWN : PIECE_VALUE, url + i, name_len);
+            i += name_len;
+            continue;
+        }
+        fn(ud, PIECE_SHOWN, url + i, name_len + 1); /* "name=" */
+        i += name_len + 1;
+        /* An allowed value also ends at '?': "v=1?token=x" shows "v=1" and
+         * hides what some parser might take for a token. */
+        size_t value_len = strcspn(url + i, shown ? "&;?#" : "&;#");
+        fn(ud, shown ? PIECE_SHOWN : PIECE_VALUE, url + i, value_len);
+        i += value_len;
     }
-    out[o] = '\0';
+}
+
+static const char redacted[] = "REDACTED";
+static const char userinfo_mark[] = "***@";
+
+struct redact_out {
+    char *out;
+    size_t o;
+};
+
+static void redact_piece(void *ud, enum piece_kind kind, const char *s, size_t n) {
+    struct redact_out *r = ud;
+    if (kind == PIECE_USERINFO) {
+        s = userinfo_mark;
+        n = sizeof(userinfo_mark) - 1;
+    } else if (kind == PIECE_VALUE) {
+        s = redacted;
+        n = sizeof(redacted) - 1;
+    }
+    memcpy(r->out + r->o, s, n);
+    r->o += n;
+}
+
+int rv_url_redact(const char *url, char **ret) {
+    struct redact_out r = {0};
+    char *scratch = NULL;
+    int err = RV_E_NOMEM;
+
+    if (!url || !ret)
+        return RV_E_INVALID_ARGUMENT;
+    size_t len = strlen(url), n_params = 1;
+    for (const char *p = url; (p = strpbrk(p, "&;?#=")); p++)
+        n_params++;
+    /* Each hidden value (at most one per separator, and one more) may grow
+     * to a whole "REDACTED"; the userinfo mark by 3. */
+    if (n_params > (SIZE_MAX - len - sizeof(userinfo_mark)) / (sizeof(redacted) - 1))
+        goto out;
+    r.out = malloc(len + sizeof(userinfo_mark) + n_params * (sizeof(redacted) - 1));
+    scratch = malloc(len + 1);
+    if (!r.out || !scratch)
+        goto out;
+    url_pieces(url, scratch, redact_piece, &r);
+    r.out[r.o] = '\0';
+    *ret = r.out;
+    r.out = NULL;
+    err = RV_OK;
+out:
+    free(r.out);
+    free(scratch);
+    return err;
+}
+
+/* Free text (libcurl's error buffer, any message about an object) may hold
+ * a URL or a piece of one in a form rv_url_redact never saw. rv_url_scrub
+ * hides both: every token that looks like a URL goes through rv_url_redact,
+ * and every hidden piece of the object's own URLs (userinfo, its user and
+ * password, hidden values; as given and %-decoded) is replaced wherever it
+ * appears. Pieces shorter than SCRUB_MIN bytes are left alone: replacing
+ * every "1" in a sentence would hide the sentence, and a secret that short
+ * is guessed, not leaked. */
+#define SCRUB_MIN 4
+
+struct secrets {
+    char **v;
+    size_t n, cap;
+    bool failed;
+};
+
+static void secret_add(struct secrets *s, const char *p, size_t n) {
+    if (s->failed || n < SCRUB_MIN)
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 8;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (!v) {
+            s->failed = true;
+            return;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strndup(p, n))) {
+        s->failed = true;
+        return;
+    }
+    s->n++;
+}
+
+/* Add p[0..n) as given and, if it differs, %-decoded ('+' as well as a
+ * space: query values are often form-encoded). */
+static void secret_add_forms(struct secrets *s, const char *p, size_t n) {
+    secret_add(s, p, n);
+    char *d = malloc(n + 1);
+    if (!d) {
+        s->failed = true;
+        return;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%' && i + 2 < n && hex_value(p[i + 1]) >= 0 && hex_value(p[i + 2]) >= 0) {
+            d[o++] = (char)(hex_value(p[i + 1]) << 4 | hex_value(p[i + 2]));
+            i += 2;
+        } else {
+            d[o++] = p[i] == '+' ? ' ' : p[i];
+        }
+    }
+    if (o != n || memcmp(d, p, n) != 0)
+        secret_add(s, d, strnlen(d, o));
+    free(d);
+}
+
+static void secret_piece(void *ud, enum piece_kind kind, const char *p, size_t n) {
+    struct secrets *s = ud;
+    if (kind == PIECE_VALUE) {
+        secret_add_forms(s, p, n);
+    } else if (kind == PIECE_USERINFO) {
+        n--; /* the '@' */
+        secret_add_forms(s, p, n);
+        const char *colon = memchr(p, ':', n);
+        if (colon) {
+            secret_add_forms(s, p, (size_t)(colon - p));
+            secret_add_forms(s, colon + 1, n - (size_t)(colon - p) - 1);
+        }
+    }
+}
+
+/* Longest first, so a secret that contains another is hidden whole. */
+static int by_length_desc(const void *a, const void *b) {
+    size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* Characters that end a URL-looking token in a sentence. */
+static bool token_end(char c) {
+    return c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\'' ||
+           c == '"' || c == '<' || c == '>' || c == '`';
+}
+
+int rv_url_scrub(const char *text, const char *const *urls, size_t n_urls, char **ret) {
+    struct secrets sec = {0};
+    char *scratch = NULL, *step = NULL, *out = NULL;
+    FILE *f = NULL;
+    size_t flen = 0;
+    int r = RV_E_NOMEM;
+
+    if (!text || !ret || (n_urls && !urls))
+        return RV_E_INVALID_ARGUMENT;
+    for (size_t k = 0; k < n_urls; k++) {
+        if (!urls[k])
+            continue;
+        free(scratch);
+        if (!(scratch = malloc(strlen(urls[k]) + 1)))
+            goto out;
+        url_pieces(urls[k], scratch, secret_piece, &sec);
+    }
+    if (sec.failed)
+        goto out;
+    if (sec.n)
+        qsort(sec.v, sec.n, sizeof(*sec.v), by_length_desc);
+
+    /* 1: every token with "://" in it, redacted as a URL */
+    if (!(f = open_memstream(&step, &flen)))
+        goto out;
+    for (const char *p = text; *p;) {
+        size_t n = 0;
+        while (!token_end(p[n]))
+            n++;
+        if (n == 0) {
+            fputc(*p++, f);
+            continue;
+        }
+        char *tok = strndup(p, n), *red = NULL;
+        if (!tok)
+            goto out;
+        if (strstr(tok, "://") && rv_url_redact(tok, &red) != RV_OK) {
+            free(tok);
+            goto out;
+        }
+        fputs(red ? red : tok, f);
+        free(red);
+        free(tok);
+        p += n;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        goto out;
+    }
+    f = NULL;
+
+    /* 2: every hidden piece of the object's own URLs, wherever it is */
+    if (!(f = open_memstream(&out, &flen)))
+        goto out;
+    for (const char *p = step; *p;) {
+        size_t hit = 0;
+        for (size_t k = 0; k < sec.n && !hit; k++)
+            if (strncmp(p, sec.v[k], strlen(sec.v[k])) == 0)
+                hit = strlen(sec.v[k]);
+        if (hit) {
+            fputs(redacted, f);
+            p += hit;
+        } else {
+            fputc(*p++, f);
+        }
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        goto out;
+    }
+    f = NULL;
     *ret = out;
     out = NULL;
     r = RV_OK;
 out:
+    if (f)
+        fclose(f);
     free(out);
+    free(step);
     free(scratch);
+    for (size_t k = 0; k < sec.n; k++)
+        free(sec.v[k]);
+    free(sec.v);
     return r;
 }

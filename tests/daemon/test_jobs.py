@@ -1097,7 +1097,7 @@ class JobsTest(CallersMixin, unittest.TestCase):
             finally:
                 con.close()
 
-        self.assertEqual(sql("PRAGMA user_version")[0], [(1,)])
+        self.assertEqual(sql("PRAGMA user_version")[0], [(2,)])
         # Schema 0: no groups column. The job is still there after the
         # upgrade, and the column is back.
         sql("ALTER TABLE jobs DROP COLUMN groups", "PRAGMA user_version=0")
@@ -1106,7 +1106,7 @@ class JobsTest(CallersMixin, unittest.TestCase):
         self.assertEqual(c.status(job_id).state, td.pb.JOB_STATE_DONE)
         c.close()
         self.stop_ok(d)
-        self.assertEqual(sql("PRAGMA user_version")[0], [(1,)])
+        self.assertEqual(sql("PRAGMA user_version")[0], [(2,)])
         self.assertEqual(sql("SELECT groups IS NULL FROM jobs")[0], [(1,)])
 
         # A damaged groups column (not a list of 32-bit gids): that row is

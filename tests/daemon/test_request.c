@@ -151,7 +151,8 @@ static void test_download_accepted(void) {
     const rvd_source *a = &req->sources[0], *b = &req->sources[1];
     CHECK_STREQ(a->url, "HTTPS://User:pw@Example.COM:443/a/%7e%2f?token=x&b=1#frag");
     CHECK_STREQ(a->url_key, "https://User:pw@example.com/a/~%2F?token=x&b=1");
-    CHECK_STREQ(a->url_display, "HTTPS://***@Example.COM:443/a/%7e%2f?token=REDACTED&b=1#frag");
+    CHECK_STREQ(a->url_display,
+                "HTTPS://***@Example.COM:443/a/%7e%2f?token=REDACTED&b=REDACTED#REDACTED");
     CHECK_STREQ(a->destination, "/tmp/out.bin");
     CHECK_STREQ(a->sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     CHECK_EQ_U64(a->n_headers, 2);

@@ -1,10 +1,14 @@
-/* fuzz_url_redact.c — rv_url_redact on any string.
+/* fuzz_url_redact.c — rv_url_redact and rv_url_scrub on any string.
  *
  * Properties: it never fails but for memory; redacting twice changes
  * nothing more; the userinfo of a URL the parser accepts never survives
- * (no '@' is left in the authority); and a credential value of the form
- * the input plants ("token=<value>") never appears in the output. */
+ * (no '@' is left in the authority); a value the input plants under a name
+ * that is not on the allow-list ("sessionid=<value>") never appears in the
+ * output; and once rv_url_redact hides it, rv_url_scrub removes it from
+ * any text that quotes it. */
 #include <retriever/retriever.h>
+
+#include <stdbool.h>
 
 #include "fuzz.h"
 
@@ -43,12 +47,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     planted = malloc(n + 32);
     if (planted) {
         char *red = NULL;
-        snprintf(planted, n + 32, "%s%stoken=%s", in, strchr(in, '?') ? "&" : "?", secret);
+        snprintf(planted, n + 32, "%s%ssessionid=%s", in, strchr(in, '?') ? "&" : "?", secret);
         if (rv_url_redact(planted, &red) == RV_OK) {
             /* The planted value may only survive where the input itself
              * contained it. */
             if (!strstr(in, secret))
                 FUZZ_CHECK(strstr(red, secret) == NULL);
+            /* A hidden value is hidden in free text too (when it is a
+             * value of its own, not a piece of a longer one: the scrub
+             * hides pieces whole). */
+            char own[32];
+            snprintf(own, sizeof(own), "%ssessionid=REDACTED", strchr(in, '?') ? "&" : "?");
+            size_t rn = strlen(red), on = strlen(own);
+            bool alone = rn >= on && strcmp(red + rn - on, own) == 0;
+            char *text = NULL, *quoted = malloc(n + sizeof(secret) + 16);
+            const char *urls[] = {planted};
+            if (quoted && alone && !strstr(in, secret)) {
+                snprintf(quoted, n + sizeof(secret) + 16, "got '%s' in %s", secret, in);
+                if (rv_url_scrub(quoted, urls, 1, &text) == RV_OK) {
+                    FUZZ_CHECK(strstr(text, secret) == NULL);
+                    free(text);
+                }
+            }
+            free(quoted);
             free(red);
         }
     }

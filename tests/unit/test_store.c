@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,6 +207,74 @@ static void test_corrupt_database(void) {
     CHECK_EQ_U64(system(cmd), 0);
 }
 
+/* Whether the file dir/name contains needle (binary search through it). */
+static bool file_contains(const char *name, const char *needle) {
+    char path[512], buf[1 << 16];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t n = strlen(needle), have = 0, got;
+    bool found = false;
+    /* keep the last n - 1 bytes of a read for a match across reads */
+    while (!found && (got = fread(buf + have, 1, sizeof(buf) - have, f)) > 0) {
+        have += got;
+        found = memmem(buf, have, needle, n) != NULL;
+        if (have >= n) {
+            memmove(buf, buf + have - (n - 1), n - 1);
+            have = n - 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Schema 1 rows showed query values a short list did not name (issue 20):
+ * opening one migrates its url column to today's rule, keeps the key (the
+ * identity), and leaves the value neither in the database nor in its WAL. */
+static void test_migration_redacts(void) {
+    static const char secret[] = "SEKRITsession42";
+    rv_store *s = NULL;
+    char *note = NULL, path[512], sql[512];
+    CHECK_EQ_U64(rv_store_open(dir, &s, &note), RV_OK);
+    free(note);
+    note = NULL;
+    rv_store_close(s);
+    s = NULL;
+    snprintf(path, sizeof(path), "%s/retriever.db", dir);
+    sqlite3 *db = NULL;
+    CHECK_EQ_U64(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO objects (id, key, url, blob, created_at, used_at) VALUES (777, "
+             "'http://h/x\nquery+credentials:00', 'http://h/x?sessionid=%s&v=1', 'b777', 1, 1);"
+             "PRAGMA user_version = 1;",
+             secret);
+    CHECK_EQ_U64(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(file_contains("retriever.db", secret) || file_contains("retriever.db-wal", secret));
+
+    CHECK_EQ_U64(rv_store_open(dir, &s, &note), RV_OK);
+    free(note);
+    rv_store_close(s);
+    CHECK(!file_contains("retriever.db", secret));
+    CHECK(!file_contains("retriever.db-wal", secret));
+    db = NULL;
+    CHECK_EQ_U64(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    CHECK_EQ_U64(sqlite3_prepare_v2(db,
+                                    "SELECT key, url, (SELECT user_version FROM pragma_user_version)"
+                                    " FROM objects WHERE id = 777",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_U64(sqlite3_step(st), SQLITE_ROW);
+    CHECK_STREQ((const char *)sqlite3_column_text(st, 0), "http://h/x\nquery+credentials:00");
+    CHECK_STREQ((const char *)sqlite3_column_text(st, 1), "http://h/x?sessionid=REDACTED&v=1");
+    CHECK_EQ_U64(sqlite3_column_int(st, 2), RV_STORE_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "DELETE FROM objects WHERE id = 777", NULL, NULL, NULL);
+    sqlite3_close(db);
+}
+
 static void test_newer_schema_refused(void) {
     rv_store *s = NULL;
     char *note = NULL, path[512];
@@ -229,6 +298,7 @@ int main(void) {
     test_objects_and_marks();
     test_batches();
     test_corrupt_database();
+    test_migration_redacts();
     test_newer_schema_refused();
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);

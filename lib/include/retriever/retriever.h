@@ -284,6 +284,8 @@ int rv_engine_release(rv_engine *e, rv_object *obj);
 rv_state rv_object_state(const rv_object *obj);
 int rv_object_error(const rv_object *obj);              /* RV_OK unless FAILED/CANCELLED */
 const char *rv_object_error_detail(const rv_object *obj); /* never NULL; "" when no error */
+/* The URL as the caller gave it (secrets and all: the caller has them
+ * already); anything shown to others uses rv_url_redact. */
 const char *rv_object_url(const rv_object *obj);
 const char *rv_object_path(const rv_object *obj);
 void rv_object_progress(const rv_object *obj, rv_progress *ret);
@@ -331,19 +333,32 @@ int rv_default_filename(const char *url, char **ret);
  * and owned by the caller. */
 int rv_url_normalize(const char *url, char **ret);
 
-/* url as it may be shown in logs and status: userinfo becomes "***@"
- * (a reader sees that credentials were given, not which), and
- * in the query and the fragment the value of every parameter whose name
- * (case-insensitive, after %-decoding) is one of X-Amz-Signature,
- * X-Amz-Credential, X-Amz-Security-Token, Signature, sig, token,
- * access_token, api_key, apikey, key, password, passwd, pwd, secret, auth,
- * authorization, or contains "token", "secret", "signature", "password",
- * "passwd" or "credential", becomes "REDACTED". Parameters are split on
- * '&', ';', '?' and '#'; a redacted value runs to the next '&', ';' or '#'.
- * Any string is accepted (a malformed URL is redacted as well as it can
- * be); the only failures are RV_E_NOMEM and RV_E_INVALID_ARGUMENT (NULL).
- * On success *ret is malloc'd and owned by the caller. */
+/* url as it may leave the engine (messages, logs, status, databases): the
+ * one redaction rule. Userinfo becomes "***@" (a reader sees that
+ * credentials were given, not which). In the query and the fragment every
+ * parameter's value becomes "REDACTED", and so does a parameter without
+ * '=' (the name alone may be a token), except for these harmless names
+ * (case-insensitive, after %-decoding): response-content-disposition,
+ * response-content-type, versionId, partNumber, X-Amz-Algorithm,
+ * X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders, alt, generation,
+ * download, dl, format, v, version. Parameters are split on '&', ';', '?'
+ * and '#'; a hidden value runs to the next '&', ';' or '#' (an allowed one
+ * also ends at '?'). Scheme, host, port and path are kept as given.
+ * Redacting the result again changes nothing. Any string is accepted (a
+ * malformed URL is redacted as well as it can be); the only failures are
+ * RV_E_NOMEM and RV_E_INVALID_ARGUMENT (NULL). On success *ret is malloc'd
+ * and owned by the caller. */
 int rv_url_redact(const char *url, char **ret);
+
+/* text (a message about a URL) with rv_url_redact's rule applied: every
+ * token containing "://" (tokens end at white space and quotes) is
+ * redacted, and every piece the rule hides in urls[0..n_urls) (userinfo,
+ * its user and password, hidden query values; as given and %-decoded; 4
+ * bytes or longer) is replaced by "REDACTED" wherever it appears. For free
+ * text such as libcurl's error messages. NULL entries of urls are skipped.
+ * Errors: RV_E_NOMEM, RV_E_INVALID_ARGUMENT (NULL text or ret, or NULL urls
+ * with n_urls > 0). On success *ret is malloc'd and owned by the caller. */
+int rv_url_scrub(const char *text, const char *const *urls, size_t n_urls, char **ret);
 
 /* The local path a file:// URL names, percent-decoded (absolute).
  * RV_E_BAD_URL, RV_E_UNSUPPORTED_SCHEME (not file://), RV_E_NOMEM. On

@@ -99,6 +99,13 @@ static const key_def keys[RVD_KEY_COUNT] = {
     [RVD_KEY_MAX_CONNECTIONS_PER_OBJECT] = {"max-connections-per-object", KIND_UINT,
                                             F(max_connections_per_object), 1, 64, false, false, "N",
                                             "16", "connections per object, 1..64 (default 16)"},
+    [RVD_KEY_PER_UID_ORIGIN_CONNECTIONS] = {"per-uid-origin-connections", KIND_UINT,
+                                            F(per_uid_origin_connections), 0, 1024, false,
+                                            false, "N", "0",
+                                            "of max-connections, those one uid's\n"
+                                            "downloads hold at once (and of a host's,\n"
+                                            "the same fraction), 0..1024; 0 (default):\n"
+                                            "half of max-connections"},
     [RVD_KEY_CHUNK_SIZE] = {"chunk-size", KIND_SIZE, F(chunk_size), 64 * K, 1 * G, false, false,
                             "SIZE", "16M",
                             "largest range one request fetches, 64K..1G\n"

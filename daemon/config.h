@@ -75,6 +75,7 @@ typedef enum rvd_key {
     RVD_KEY_MAX_CONNECTIONS,
     RVD_KEY_MAX_CONNECTIONS_PER_HOST,
     RVD_KEY_MAX_CONNECTIONS_PER_OBJECT,
+    RVD_KEY_PER_UID_ORIGIN_CONNECTIONS,
     RVD_KEY_CHUNK_SIZE,
     RVD_KEY_MAX_RUNNING_JOBS,
     RVD_KEY_MAX_QUEUED_JOBS,
@@ -154,6 +155,8 @@ typedef struct rvd_settings {
     unsigned max_connections;
     unsigned max_connections_per_host;
     unsigned max_connections_per_object;
+    unsigned per_uid_origin_connections; /* of max_connections, one uid's objects
+                                            (docs/security.md); 0: half of it */
     uint64_t chunk_size;     /* bytes */
     unsigned max_running_jobs;
     unsigned max_queued_jobs;  /* 0: no queue, every job beyond the running ones is refused */

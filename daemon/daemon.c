@@ -64,6 +64,8 @@ out:
     return r;
 }
 
+static unsigned per_uid(unsigned set, unsigned global);
+
 static void engine_config(const rvd_settings *st, rv_config *cfg) {
     rv_config_init(cfg);
     cfg->state_dir = st->state_dir;
@@ -74,6 +76,9 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
     cfg->max_connections = st->max_connections;
     cfg->max_connections_per_host = st->max_connections_per_host;
     cfg->max_connections_per_object = st->max_connections_per_object;
+    /* Each caller's uid is a group (rvd_jobs: rv_request.group). */
+    cfg->max_connections_per_group = per_uid(st->per_uid_origin_connections,
+                                             st->max_connections);
     cfg->chunk_size = st->chunk_size;
     if (cfg->min_chunk_size > cfg->chunk_size)
         cfg->min_chunk_size = cfg->chunk_size;

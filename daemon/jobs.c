@@ -152,7 +152,10 @@ static bool may_see(const rvd_peer *caller, const struct job *jb) {
  * When the history as a whole is over job_history, the uid that holds the
  * most ended jobs loses its oldest: a uid that floods the history trims
  * its own jobs, never another's (nor, with them, another's Read-only
- * copies in the reads directory). Root and the daemon's own uid are held
+ * copies in the reads directory). Its objects are one group of the
+ * engine's (rv_request.group), which gives a uid at most
+ * per-uid-origin-connections of the connections to origins. Root and the
+ * daemon's own uid are held
  * only to the global limits: they administer the daemon (they can stop
  * it), and in a per-user daemon the owner must keep the whole daemon.
  * Counts change only under the lock, with the job's state.
@@ -1489,6 +1492,10 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
         .n_headers = src->n_headers,
         .user_data = o,
         .connections = o->job->req->connections,
+        /* The engine's connections to origins are shared by uid too
+         * (per-uid-origin-connections); root and the daemon's own uid,
+         * held only to the global limits here as elsewhere, are no group. */
+        .group = uid_exempt(owner->uid) ? 0 : (uint64_t)owner->uid,
         .digest = o->job->req->digest,
         /* A Read-only object's file is the daemon's own, which only Read
          * opens (read-only): a link to the cache is safe and free. */

@@ -340,6 +340,12 @@ rv_engine *rv_engine_free(rv_engine *e) {
     for (size_t i = 0; i < e->n_hosts; i++)
         rv_hostlimit_free(e->hosts[i]);
     free(e->hosts);
+    for (size_t i = 0; i < e->n_hostgroups; i++)
+        free(e->hostgroups[i]);
+    free(e->hostgroups);
+    for (size_t i = 0; i < e->n_groups; i++)
+        free(e->groups[i]);
+    free(e->groups);
     if (e->multi)
         curl_multi_cleanup(e->multi);
     rv_socktab_free(e->socks);
@@ -411,6 +417,42 @@ static int engine_host(rv_engine *e, const char *key, rv_hostlimit **ret) {
     if (r != RV_OK)
         return r;
     *ret = e->hosts[e->n_hosts++];
+    return RV_OK;
+}
+
+/* The group of tag on host, made on first use (rv_group). Linear: the
+ * tables hold (hosts x tags) entries, few, and are searched once per add. */
+static int engine_hostgroup(rv_engine *e, uint64_t tag, rv_hostlimit *host, rv_hostgroup **ret) {
+    rv_group *g = NULL;
+    for (size_t i = 0; i < e->n_hostgroups; i++)
+        if (e->hostgroups[i]->host == host && e->hostgroups[i]->group->tag == tag) {
+            *ret = e->hostgroups[i];
+            return RV_OK;
+        }
+    for (size_t i = 0; i < e->n_groups && !g; i++)
+        if (e->groups[i]->tag == tag)
+            g = e->groups[i];
+    if (!g) {
+        rv_group **groups = realloc(e->groups, (e->n_groups + 1) * sizeof(*groups));
+        if (!groups)
+            return RV_E_NOMEM;
+        e->groups = groups;
+        if (!(g = calloc(1, sizeof(*g))))
+            return RV_E_NOMEM;
+        g->tag = tag;
+        e->groups[e->n_groups++] = g;
+    }
+    rv_hostgroup **hgs = realloc(e->hostgroups, (e->n_hostgroups + 1) * sizeof(*hgs));
+    if (!hgs)
+        return RV_E_NOMEM;
+    e->hostgroups = hgs;
+    rv_hostgroup *hg = calloc(1, sizeof(*hg));
+    if (!hg)
+        return RV_E_NOMEM;
+    hg->host = host;
+    hg->group = g;
+    e->hostgroups[e->n_hostgroups++] = hg;
+    *ret = hg;
     return RV_OK;
 }
 
@@ -647,6 +689,9 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     if (o->source->kind == RV_SOURCE_CURL) {
         r = engine_host(e, o->url->host_key, &o->host);
         if (r != RV_OK)
+            goto fail;
+        if (req->group && e->cfg.max_connections_per_group &&
+            (r = engine_hostgroup(e, req->group, o->host, &o->hg)) != RV_OK)
             goto fail;
     }
     if (dest_insert(e, o) != RV_OK) {
@@ -1056,11 +1101,89 @@ static void object_all_written(rv_object *o) {
     rv_object_set_state(o, RV_STATE_VERIFYING);
 }
 
+/* Whether o may want one more connection: an approximation that may say
+ * yes for an object with nothing left to start (it only decides which
+ * groups are served first, see groups_count). */
+static bool may_want_connection(const rv_object *o) {
+    return (o->state == RV_STATE_QUEUED || o->state == RV_STATE_RESOLVING ||
+            o->state == RV_STATE_DOWNLOADING) &&
+           o->err == RV_OK && !o->leader && o->active < o->max_conns;
+}
+
+/* Count the groups' connections afresh (rv_group: transfers end in
+ * http.c) and return this pass's level: the fewest connections held by a
+ * group that may want one more, or UINT_MAX when there is none. One walk
+ * of the live objects, as schedule's own; nothing without groups. */
+static unsigned groups_count(rv_engine *e) {
+    unsigned level = UINT_MAX;
+    if (!e->n_hostgroups)
+        return level;
+    for (size_t i = 0; i < e->n_groups; i++) {
+        e->groups[i]->active = 0;
+        e->groups[i]->wanting = false;
+    }
+    for (size_t i = 0; i < e->n_hostgroups; i++)
+        e->hostgroups[i]->active = 0;
+    for (rv_object *o = rv_live_head(e); o; o = o->next) {
+        rv_hostgroup *hg = o->hg;
+        if (!hg || rv_state_is_terminal(o->state))
+            continue;
+        hg->active += o->active;
+        hg->group->active += o->active;
+        if (may_want_connection(o))
+            hg->group->wanting = true;
+    }
+    for (size_t i = 0; i < e->n_groups; i++)
+        if (e->groups[i]->wanting && e->groups[i]->active < level)
+            level = e->groups[i]->active;
+    return level;
+}
+
+/* A group's share of one host: the fraction max_connections_per_group is
+ * of max_connections, of the host's current limit, rounded up (so at
+ * least 1). Without it the per-host limit, lower than the group's, would
+ * let one group hold a whole host that others download from too. */
+static unsigned host_share(const rv_engine *e, const rv_hostlimit *host) {
+    uint64_t cap = e->cfg.max_connections_per_group, all = e->cfg.max_connections;
+    if (cap >= all)
+        return UINT_MAX;
+    return (unsigned)(((uint64_t)rv_hostlimit_current(host) * cap + all - 1) / all);
+}
+
+/* Whether o's group may not have one more connection now: it holds its
+ * cap, or its share of o's host (these until its transfers end), or more
+ * than level, this pass's lowest (then *deferred: a later pass in the same
+ * schedule may give it what the groups served first left). */
+static bool group_holds_back(const rv_engine *e, const rv_object *o, unsigned level,
+                             bool *deferred) {
+    const rv_hostgroup *hg = o->hg;
+    if (!hg)
+        return false;
+    if (hg->group->active >= e->cfg.max_connections_per_group ||
+        hg->active >= host_share(e, o->host))
+        return true;
+    if (hg->group->active > level) {
+        *deferred = true;
+        return true;
+    }
+    return false;
+}
+
+static void group_started(rv_object *o) {
+    if (o->hg) {
+        o->hg->active++;
+        o->hg->group->active++;
+    }
+}
+
 /* Start what limits allow for one object. Returns false when the global
- * limit is reached (stop scheduling further objects). */
-static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *next_due) {
+ * limit is reached (stop scheduling further objects). level and *deferred:
+ * see group_holds_back. */
+static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *next_due,
+                            unsigned level, bool *deferred) {
     if (o->state == RV_STATE_QUEUED) {
-        if (o->host && !rv_hostlimit_can_start(o->host))
+        if (o->host && (!rv_hostlimit_can_start(o->host) ||
+                        group_holds_back(e, o, level, deferred)))
             return true;
         if (object_start(o) != RV_OK)
             return true;
@@ -1069,8 +1192,9 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
         return true;
     if (o->revalidating) {
         if (o->active == 0 && e->active < e->cfg.max_connections &&
-            rv_hostlimit_can_start(o->host))
-            rv_http_revalidate(e, o);
+            rv_hostlimit_can_start(o->host) && !group_holds_back(e, o, level, deferred) &&
+            rv_http_revalidate(e, o) == RV_OK)
+            group_started(o);
         return e->active < e->cfg.max_connections;
     }
     for (size_t i = 0; i < o->n_chunks; i++) {
@@ -1084,12 +1208,14 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
         }
         if (e->active >= e->cfg.max_connections)
             return false;
-        if (o->active >= o->max_conns || !rv_hostlimit_can_start(o->host))
+        if (o->active >= o->max_conns || !rv_hostlimit_can_start(o->host) ||
+            group_holds_back(e, o, level, deferred))
             return true;
         if (rv_stage_range_waits(o, c))
             return true; /* and so do the ranges after it */
         if (rv_http_start(e, o, c, !o->planned) != RV_OK)
             return true;
+        group_started(o);
         if (!o->planned)
             return true; /* one probe; ranges are planned from its answer */
     }
@@ -1168,14 +1294,23 @@ static int drive(rv_engine *e) {
 static bool schedule(rv_engine *e, uint64_t *next_due) {
     uint64_t now = rv_now_ms(), budget = WORK_BUDGET;
     unsigned before = e->active;
-    bool room = true;
+    bool room = true, deferred = false;
 
     rv_outfile_digest_collect(e);
     rv_stage_collect(e);
     rv_stage_resume(e); /* transfers the digest caught up with */
+    /* With groups, connections go first to the groups that hold the fewest
+     * (level): the waiting objects are served in submission order, so
+     * without this the first group would win back every connection its
+     * own transfers free while a later group waits. A second pass gives
+     * what they left to the others, still in order (and under their caps). */
+    unsigned level = groups_count(e);
     for (rv_object *o = rv_live_head(e); o && room; o = o->next)
         if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
-            room = object_schedule(e, o, now, next_due);
+            room = object_schedule(e, o, now, next_due, level, &deferred);
+    for (rv_object *o = deferred ? rv_live_head(e) : NULL; o && room; o = o->next)
+        if (!rv_state_is_terminal(o->state) && o->state != RV_STATE_VERIFYING)
+            room = object_schedule(e, o, now, next_due, UINT_MAX, &deferred);
     if (e->active > before)
         (void)drive(e); /* a failure shows again at the perform's own drive */
     for (rv_object *o = rv_live_head(e); o; o = o->next) {

@@ -37,6 +37,26 @@
 
 typedef struct rv_transfer rv_transfer;
 
+/* Groups (rv_request.group, with cfg.max_connections_per_group set): the
+ * connections each group's objects hold, in all and per host. Transfers
+ * start in engine.c but end in http.c, so the counts are taken afresh from
+ * the objects (o->active) at the start of every scheduling pass and raised
+ * by each start during it; between passes they may only be too high,
+ * which holds a start back until the next pass, never lets one too many
+ * through. Owned by the engine, never freed before it: a group is a tag
+ * (a daemon's caller uid), few of them. */
+typedef struct rv_group {
+    uint64_t tag;              /* != 0 */
+    unsigned active;           /* connections of its objects, all hosts */
+    bool wanting;              /* this pass: some object of it may want one more */
+} rv_group;
+
+typedef struct rv_hostgroup {
+    struct rv_hostlimit *host;
+    rv_group *group;
+    unsigned active;           /* connections of the group's objects to host */
+} rv_hostgroup;
+
 typedef enum rv_chunk_state {
     RV_CHUNK_TODO = 0,
     RV_CHUNK_ACTIVE,
@@ -125,6 +145,8 @@ struct rv_object {
     rv_url *url;
     const rv_source *source;
     rv_hostlimit *host;        /* http(s) only; owned by the engine */
+    rv_hostgroup *hg;          /* its group on that host; NULL: no group (untagged,
+                                  file://, or no max_connections_per_group) */
     char *dest_path;
     char *tmp_path;            /* NULL until the temporary file exists */
     int fd;                    /* temporary file; -1 when closed */
@@ -246,6 +268,10 @@ struct rv_engine {
     unsigned active;           /* transfers running, all objects */
     rv_hostlimit **hosts;
     size_t n_hosts;
+    rv_group **groups;         /* every group seen (see rv_group) */
+    size_t n_groups;
+    rv_hostgroup **hostgroups;
+    size_t n_hostgroups;
     rv_transfer *free_xfers;   /* idle easy handles, reused */
     unsigned char *buf;        /* scratch for copies */
     rv_digester *digester;     /* the sha256 thread; started by the first digest */

@@ -8,6 +8,13 @@
  *   engine_cases cancel URL DEST                 cancel mid-transfer
  *   engine_cases fail_fast URL DEST              object changes, policy FAIL
  *   engine_cases many DIR URL SHA256 [URL SHA256]...  concurrent objects
+ *   engine_cases groups DIR CAP FULL N GROUP URL SHA256 [GROUP URL SHA256]...
+ *                                                concurrent objects tagged with
+ *                                                groups (max_connections_per_group
+ *                                                CAP); the first N are added, and
+ *                                                the rest once the engine runs FULL
+ *                                                transfers (printed as
+ *                                                LATER_ADDED <seconds>)
  *   engine_cases bad_input DIR                   rejected requests create nothing
  *   engine_cases fd_table                        the engine grows the descriptor table
  *
@@ -429,6 +436,62 @@ static int case_many(int argc, char **argv) {
     return rv_test_result();
 }
 
+static rv_object *add_grouped(rv_engine *e, const char *group, const char *url,
+                              const char *dest) {
+    rv_object *o = NULL;
+    rv_request req = {.url = url, .dest_path = dest,
+                      .group = strtoull(group, NULL, 10)};
+    int r = rv_engine_add(e, &req, &o);
+    if (r != RV_OK)
+        printf("ADD_ERROR %s\n", rv_error_name(r));
+    CHECK_EQ_U64(r, RV_OK);
+    return o;
+}
+
+static unsigned group_cap;
+static void groups_on(rv_config *cfg) {
+    cfg->compute_sha256 = true;
+    cfg->max_connections_per_group = group_cap;
+}
+
+static int case_groups(int argc, char **argv) {
+    observed ob = {0};
+    group_cap = (unsigned)strtoul(argv[1], NULL, 10);
+    unsigned full = (unsigned)strtoul(argv[2], NULL, 10);
+    int first = atoi(argv[3]);
+    rv_engine *e = engine(&ob, groups_on);
+    int n = (argc - 4) / 3;
+    rv_object **objs = calloc((size_t)n, sizeof(*objs));
+    char path[4096];
+    for (int i = 0; i < n && i < first; i++) {
+        snprintf(path, sizeof(path), "%s/f%04d", argv[0], i);
+        objs[i] = add_grouped(e, argv[4 + 3 * i], argv[5 + 3 * i], path);
+    }
+    /* The first objects' groups take what they may; then the others come. */
+    unsigned active = 1;
+    for (int i = 0; active > 0 && rv_engine_transfers(e) < full && i < 100000; i++)
+        CHECK_EQ_U64(rv_engine_perform(e, 100, &active), RV_OK);
+    CHECK(rv_engine_transfers(e) >= full);
+    printf("LATER_ADDED %.6f\n", now_s());
+    for (int i = first; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/f%04d", argv[0], i);
+        objs[i] = add_grouped(e, argv[4 + 3 * i], argv[5 + 3 * i], path);
+    }
+    run(e);
+    for (int i = 0; i < n; i++) {
+        if (!objs[i])
+            continue;
+        if (rv_object_state(objs[i]) != RV_STATE_DONE)
+            fprintf(stderr, "object %d did not end DONE: %s\n", i,
+                    rv_object_error_detail(objs[i]));
+        CHECK_EQ_U64(rv_object_state(objs[i]), RV_STATE_DONE);
+        CHECK_STREQ(rv_object_sha256_hex(objs[i]), argv[6 + 3 * i]);
+    }
+    free(objs);
+    rv_engine_free(e);
+    return rv_test_result();
+}
+
 static int case_bad_input(char **argv) {
     observed ob = {0};
     rv_engine *e = engine(&ob, NULL);
@@ -545,6 +608,8 @@ int main(int argc, char **argv) {
         return case_fail_fast(a);
     if (!strcmp(c, "many") && n >= 3 && n % 2 == 1)
         return case_many(n, a);
+    if (!strcmp(c, "groups") && n >= 7 && n % 3 == 1)
+        return case_groups(n, a);
     if (!strcmp(c, "bad_input") && n == 1)
         return case_bad_input(a);
     if (!strcmp(c, "fd_table") && n == 0)

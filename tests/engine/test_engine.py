@@ -467,6 +467,41 @@ class EngineTest(unittest.TestCase):
         self._two_objects_limited(
             "host", {"RV_TEST_MAX_CONNECTIONS_PER_HOST": "5"}, 5)
 
+    def test_per_group_limit(self):
+        """max_connections_per_group = 4 of 8: groups 1 and 3 (three objects
+        each, on one host) fill the engine, four connections each, never
+        five; then group 2 comes, and the connections its elders' transfers
+        free go to it first: it starts while both still start ranges of
+        their own (served in submission order, they would win back every
+        connection they free until they had no range left to start)."""
+        cases = {1: [], 3: [], 2: []}
+        args = ["groups", self.out, 4, 8, 6]
+        for group in (1, 1, 1, 3, 3, 3, 2):
+            url = self.fault.url("mid.bin", rate=2 * MiB,
+                                 case="grp%d-%d" % (group, len(cases[group])))
+            cases[group].append(url)
+            args += [group, url, self.sha["mid.bin"]]
+        env = {"RV_TEST_MAX_CONNECTIONS": "8",
+               "RV_TEST_MAX_CONNECTIONS_PER_HOST": "8"}
+        p = run_case(*args, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        later = float(values(p.stdout, "LATER_ADDED")[0])
+        events = self.settled_log(*(u for urls in cases.values() for u in urls))
+        spans = {g: request_spans(events, {self.key(u) for u in urls})
+                 for g, urls in cases.items()}
+        every = [s for g in spans for s in spans[g]]
+        self.assertLessEqual(peak_in_flight(every), 8)
+        self.assertEqual(peak_in_flight(spans[1]), 4)
+        self.assertEqual(peak_in_flight(spans[3]), 4)
+        self.assertGreaterEqual(peak_in_flight(spans[2]), 2)
+        self.assertLessEqual(peak_in_flight(spans[2]), 4)
+        first2 = min(start for start, _ in spans[2])
+        self.assertGreater(first2, later)
+        for g in (1, 3):
+            self.assertLess(first2, max(start for start, _ in spans[g]),
+                            "group 2 waited until group %d had no range "
+                            "left to start" % g)
+
     # -- what the origin is asked ----------------------------------------
 
     def test_request_headers_and_if_range(self):

@@ -103,6 +103,15 @@ typedef struct rv_config {
     unsigned max_connections;            /* all objects together */
     unsigned max_connections_per_host;   /* per scheme://host:port */
     unsigned max_connections_per_object;
+    unsigned max_connections_per_group;  /* 0 (default): no limit. Else the
+                                            connections the objects of one group
+                                            (rv_request.group) hold at once, in all,
+                                            and on one host the same fraction of
+                                            max_connections_per_host (its current
+                                            limit), rounded up. Waiting objects of
+                                            the group holding the fewest are served
+                                            first; running transfers are never cut
+                                            (docs/engine.md, "Groups") */
     uint64_t chunk_size;                 /* bytes; largest range per request */
     uint64_t min_chunk_size;             /* smallest range worth its own request */
     unsigned max_attempts;               /* per range, first try included */
@@ -183,6 +192,10 @@ typedef struct rv_request {
                                   each must pass rv_header_allowed() */
     size_t n_headers;
     void *user_data;           /* returned by rv_object_user_data */
+    uint64_t group;            /* opaque tag; 0: none. Objects with one tag share
+                                  cfg.max_connections_per_group (a daemon tags
+                                  each caller's uid); untagged ones are limited
+                                  by the other limits only */
     unsigned connections;      /* at most this many at once for this object;
                                   0 (or more than the config's): the config's
                                   max_connections_per_object */

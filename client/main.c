@@ -83,6 +83,15 @@ int main(int argc, char **argv) {
         if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
             code = remote->ping(cmd.socket, stdout, stderr);
         break;
+    case RVC_VERB_STATUS:
+    case RVC_VERB_LIST:
+    case RVC_VERB_WATCH:
+    case RVC_VERB_CANCEL:
+    case RVC_VERB_STATS:
+    case RVC_VERB_DVERSION:
+        if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->jobs(&cmd, stdout, stderr);
+        break;
     default:
         code = RVC_EXIT_INTERNAL;
         break;

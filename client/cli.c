@@ -87,8 +87,9 @@ static const struct opt_def download_opts[] = {
      "of asking retrieverd", MODE_ANY},
     {OPT_SOCKET, "socket", 0, "PATH", false, NULL,
      "the socket of retrieverd (default:\n"
-     "$RETRIEVER_SOCKET, else\n"
-     "$XDG_RUNTIME_DIR/retriever/retrieverd.sock)", MODE_DAEMON},
+     "$RETRIEVER_SOCKET, else the system's or the\n"
+     "per-user one, started when none answers: see\n"
+     "'" PROG " help', \"Finding retrieverd\")", MODE_DAEMON},
     {OPT_NO_AUTOSTART, "no-autostart", 0, NULL, true, NULL,
      "when no retrieverd answers, fail instead of\n"
      "starting a per-user one (also\n"

@@ -470,8 +470,10 @@ class LocalTest(UserEnv):
         # An engine option only --local applies: no silent hand-over.
         p = ctl("download", "--local", "--retries", "1", "-o", os.path.join(self.out, "l3"),
                 self.ng.url("/small.bin"), env=self.env)
-        self.assertNotEqual(p.returncode, 0)
+        self.assert_rc(p, 3)
+        self.assertIn("state directory is in use", p.stderr)
         self.assertIn("--state-dir", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "l3")))
         self.assertEqual(d.stop()[0], 0, d.log())
 
 

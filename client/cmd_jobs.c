@@ -560,31 +560,46 @@ static int cmd_stats(struct session *s, const rvc_jobs_opts *o) {
         rvc_buf_printf(&s->buf,
                        "{\"running_jobs\":%u,\"queued_jobs\":%u,\"subscribers\":%u,"
                        "\"connections\":%u,\"rate_bps\":%.0f,\"bytes_from_origin\":%llu,"
-                       "\"bytes_from_cache\":%llu,\"cache_hit_ratio\":",
+                       "\"bytes_from_cache\":%llu,\"done_jobs\":%u,\"failed_jobs\":%u,"
+                       "\"cancelled_jobs\":%u,\"cache_hit_ratio\":",
                        (unsigned)st->active_jobs, (unsigned)st->queued_jobs,
                        (unsigned)st->subscribers, (unsigned)st->connections, st->rate_bps,
                        (unsigned long long)st->bytes_from_origin,
-                       (unsigned long long)st->bytes_from_cache);
+                       (unsigned long long)st->bytes_from_cache, (unsigned)st->done_jobs,
+                       (unsigned)st->failed_jobs, (unsigned)st->cancelled_jobs);
         if (served)
             rvc_buf_printf(&s->buf, "%.4f", hit);
         else
             rvc_buf_puts(&s->buf, "null");
-        rvc_buf_printf(&s->buf, ",\"cache_bytes\":%llu}\n", (unsigned long long)st->cache_bytes);
+        rvc_buf_printf(&s->buf, ",\"cache_bytes\":%llu,\"cache_quota\":",
+                       (unsigned long long)st->cache_bytes);
+        if (st->cache_quota)
+            rvc_buf_printf(&s->buf, "%llu}\n", (unsigned long long)st->cache_quota);
+        else
+            rvc_buf_puts(&s->buf, "null}\n");
     } else {
-        char a[RVC_FMT_MAX], b[RVC_FMT_MAX], c[RVC_FMT_MAX], r[RVC_FMT_MAX];
+        char a[RVC_FMT_MAX], b[RVC_FMT_MAX], c[RVC_FMT_MAX], r[RVC_FMT_MAX], q[RVC_FMT_MAX];
         rvc_fmt_size(st->bytes_from_origin, a);
         rvc_fmt_size(st->bytes_from_cache, b);
         rvc_fmt_size(st->cache_bytes, c);
         rvc_fmt_rate(st->rate_bps, r);
         rvc_buf_printf(&s->buf,
                        "jobs:         %u running, %u queued, %u subscribers\n"
+                       "ended:        %u done, %u failed, %u cancelled (in the history)\n"
                        "connections:  %u to origins, %s\n"
                        "served:       %s from origins, %s from the cache",
                        (unsigned)st->active_jobs, (unsigned)st->queued_jobs,
-                       (unsigned)st->subscribers, (unsigned)st->connections, r, a, b);
+                       (unsigned)st->subscribers, (unsigned)st->done_jobs,
+                       (unsigned)st->failed_jobs, (unsigned)st->cancelled_jobs,
+                       (unsigned)st->connections, r, a, b);
         if (served)
             rvc_buf_printf(&s->buf, " (%.1f%% hits)", hit * 100);
-        rvc_buf_printf(&s->buf, "\ncache:        %s\n", c);
+        if (st->cache_quota) {
+            rvc_fmt_size(st->cache_quota, q);
+            rvc_buf_printf(&s->buf, "\ncache:        %s of %s\n", c, q);
+        } else {
+            rvc_buf_printf(&s->buf, "\ncache:        %s (no quota)\n", c);
+        }
     }
     protobuf_c_message_free_unpacked(&st->base, NULL);
     return flush_out(s);

@@ -1057,6 +1057,10 @@ static void handle_stats(struct call *c, const uint8_t *req, size_t len, struct 
     resp.bytes_from_origin = st.bytes_from_origin;
     resp.bytes_from_cache = st.bytes_from_cache;
     resp.cache_bytes = st.cache_bytes;
+    resp.cache_quota = st.cache_quota;
+    resp.done_jobs = st.done;
+    resp.failed_jobs = st.failed;
+    resp.cancelled_jobs = st.cancelled;
     reply_message(r, &resp.base);
 }
 

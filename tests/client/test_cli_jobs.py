@@ -51,7 +51,8 @@ JOB_KEYS = {"id", "state", "detached", "subscribers", "created_unix_ms", "ended_
 OBJECT_KEYS = {"url", "destination", "state", "bytes", "bytes_total", "rate_bps",
                "eta_seconds", "retries", "sha256", "crc32c", "error"}
 STATS_KEYS = {"running_jobs", "queued_jobs", "subscribers", "connections", "rate_bps",
-              "bytes_from_origin", "bytes_from_cache", "cache_hit_ratio", "cache_bytes"}
+              "bytes_from_origin", "bytes_from_cache", "done_jobs", "failed_jobs",
+              "cancelled_jobs", "cache_hit_ratio", "cache_bytes", "cache_quota"}
 SLOW = 4 << 20      # bytes; at SLOW_RATE on one connection it runs for many seconds
 SLOW_RATE = 100000  # bytes/s
 WALK = 1 << 20      # a job that ends by itself soon: WALK bytes at WALK_RATE
@@ -211,9 +212,14 @@ class JobsTest(Base):
         st = json.loads(p.stdout)
         self.assertEqual(set(st), STATS_KEYS)
         self.assertEqual(st["running_jobs"] + st["queued_jobs"], 1)
+        self.assertEqual(st["cancelled_jobs"], 0)
+        self.assertEqual(st["cache_quota"], 10 << 30)  # the daemon's default
         p = self.c("stats")
         self.assert_rc(p, 0)
-        self.assertRegex(p.stdout, r"^jobs: +[01] running, [01] queued, 0 subscribers\n")
+        self.assertRegex(p.stdout, r"^jobs: +[01] running, [01] queued, 0 subscribers\n"
+                         r"ended: +0 done, 0 failed, 0 cancelled \(in the history\)\n")
+        self.assertIn("\ncache: ", p.stdout)
+        self.assertIn(" of 10.0 GiB\n", p.stdout)
         self.assertIn("\nserved: ", p.stdout)
 
         p = self.c("cancel", job)
@@ -240,6 +246,8 @@ class JobsTest(Base):
         p = self.c("list", "--json", "--state", "done")
         self.assert_rc(p, 0)
         self.assertEqual(p.stdout, "")
+        p = self.c("stats", "--json")
+        self.assertEqual(json.loads(p.stdout)["cancelled_jobs"], 1)
         p = self.c("cancel", "--json", job)  # again: changes nothing, says so
         self.assert_rc(p, 0)
         self.assertEqual(json.loads(p.stdout), {"id": job, "state": "cancelled",

@@ -502,15 +502,52 @@ out:
     return code;
 }
 
+static bool job_active(Retriever__V1__JobState st) {
+    return st == RETRIEVER__V1__JOB_STATE__JOB_STATE_RUNNING ||
+           st == RETRIEVER__V1__JOB_STATE__JOB_STATE_QUEUED;
+}
+
+/* Cancel job id for good, as far as this caller can. One Cancel detaches
+ * the caller's newest subscription (a `watch` or a `download` of the same
+ * user in another terminal); once the caller holds none, Cancel of its
+ * detached job stops it (api.md, "Cancel"). So Cancel is repeated while
+ * the job still runs, at most RVC_CANCEL_ROUNDS times; a refusal after the
+ * first round (FAILED_PRECONDITION: the job is not detached and someone
+ * else's subscriptions keep it) ends the rounds with the last answer.
+ * RVC_EXIT_OK with *ret the last answer, or the first round's failure
+ * (reported). */
+#define RVC_CANCEL_ROUNDS 1000
+static int cancel_one(struct session *s, const char *id, Retriever__V1__CancelResponse **ret) {
+    Retriever__V1__CancelRequest req = RETRIEVER__V1__CANCEL_REQUEST__INIT;
+    Retriever__V1__CancelResponse *resp = NULL;
+    char m[128];
+    req.job_id = (char *)id;
+    int code = call(s, "Cancel", &req.base, &retriever__v1__cancel_response__descriptor, id,
+                    (ProtobufCMessage **)&resp);
+    if (code != RVC_EXIT_OK)
+        return code;
+    method_path("Cancel", m, sizeof(m));
+    for (unsigned round = 1; round < RVC_CANCEL_ROUNDS && job_active(resp->state); round++) {
+        ProtobufCMessage *next = NULL;
+        rvc_rpc_status st = {0};
+        int rc = rvc_rpc_unary(s->conn, m, &req.base, &retriever__v1__cancel_response__descriptor,
+                               RVC_CONNECT_TIMEOUT_MS, &next, &st);
+        rvc_rpc_status_done(&st);
+        if (rc != RVC_RPC_OK)
+            break;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        resp = (Retriever__V1__CancelResponse *)next;
+    }
+    *ret = resp;
+    return RVC_EXIT_OK;
+}
+
 /* Cancel each id; the exit code is the first failure's. */
 static int cmd_cancel(struct session *s, const rvc_jobs_opts *o) {
     int first = RVC_EXIT_OK;
     for (size_t i = 0; i < o->n_ids; i++) {
-        Retriever__V1__CancelRequest req = RETRIEVER__V1__CANCEL_REQUEST__INIT;
         Retriever__V1__CancelResponse *resp = NULL;
-        req.job_id = (char *)o->ids[i];
-        int code = call(s, "Cancel", &req.base, &retriever__v1__cancel_response__descriptor,
-                        o->ids[i], (ProtobufCMessage **)&resp);
+        int code = cancel_one(s, o->ids[i], &resp);
         if (code != RVC_EXIT_OK) {
             if (o->json) {
                 rvc_buf_puts(&s->buf, "{\"id\":");
@@ -530,8 +567,7 @@ static int cmd_cancel(struct session *s, const rvc_jobs_opts *o) {
             } else {
                 rvc_buf_puts(&s->buf, "job ");
                 rvc_sanitize(&s->buf, o->ids[i], 64);
-                if (resp->state == RETRIEVER__V1__JOB_STATE__JOB_STATE_RUNNING ||
-                    resp->state == RETRIEVER__V1__JOB_STATE__JOB_STATE_QUEUED)
+                if (job_active(resp->state))
                     rvc_buf_printf(&s->buf, ": left; it goes on %s for %u other subscriber%s\n",
                                    st, (unsigned)resp->subscribers,
                                    resp->subscribers == 1 ? "" : "s");

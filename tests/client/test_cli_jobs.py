@@ -269,6 +269,35 @@ class JobsTest(Base):
                          (url, dest, "done", WALK, None))
         self.assertEqual(p.stderr.count("done: "), 1, p.stderr)
 
+    def test_watch_live_then_cancel_from_elsewhere(self):
+        url = self.slow_url("live")
+        job = self.detach(url, "live.bin")
+        w = subprocess.Popen([CTL, "--socket", self.sock, "watch", job], text=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(lambda: w.poll() is None and w.kill())
+        # Live: the plain progress renderer's first line (download's) names
+        # the destination; read as it comes, bounded.
+        seen = []
+        while len(seen) < 50:
+            r, _, _ = select.select([w.stderr], [], [], 30)
+            self.assertTrue(r, "no progress line from watch: %s" % seen)
+            line = w.stderr.readline()
+            self.assertTrue(line, "watch ended early: %s" % seen)
+            seen.append(line)
+            if line.startswith("progress: "):
+                break
+        self.assertIn(os.path.join(self.out, "live.bin"), seen[-1])
+        # cancel stops the job although this user's watch is subscribed to it.
+        p = self.c("cancel", job)
+        self.assert_rc(p, 0)
+        self.assertEqual(p.stdout, "job %s: cancelled\n" % job)
+        out, err = w.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(w.returncode, 130, err)
+        self.assertIn("'%s': download was cancelled" % url, err)
+        p = self.c("status", "--json", job)
+        self.assertEqual(json.loads(p.stdout)["state"], "cancelled")
+
     def test_watch_exit_code_is_the_jobs(self):
         url = self.ng.url("/missing.bin")
         job = self.detach(url, "m.bin")

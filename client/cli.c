@@ -952,7 +952,8 @@ static void print_download_help(FILE *f) {
           "Without --local, retrieverd (the daemon) downloads and this command follows\n"
           "the job until it ends; Ctrl-C leaves it (retrieverd stops it unless another\n"
           "client follows it), --detach does not wait at all. With --local the engine\n"
-          "runs in this process, with no daemon.\n"
+          "runs in this process, with no daemon; when a retrieverd owns the default\n"
+          "state directory, --local says so and downloads through it instead.\n"
           "\n"
           "Files get mode 0666 less this process's umask in both modes (it is sent to\n"
           "retrieverd with the request); a --link file is the cache's, mode 0400.\n",

@@ -412,6 +412,7 @@ class UserEnv(Base):
                       p.stderr, re.M)
         self.assertIsNotNone(m, p.stderr)
         pid = int(m.group(1))
+        self.addCleanup(self.assert_log_clean)  # runs after the kill below
         self.addCleanup(kill_pid, pid)
         self.assertEqual(m.group(2), self.log)
         with open(self.log) as f:
@@ -420,6 +421,13 @@ class UserEnv(Base):
         # Its own session: Ctrl-C in the caller's terminal is not its.
         self.assertEqual(os.getsid(pid), pid)
         return pid
+
+
+    def assert_log_clean(self):
+        with open(self.log) as f:
+            log = f.read()
+        self.assertNotIn("Sanitizer", log)
+        self.assertNotIn("runtime error", log)
 
 
 class AutostartTest(UserEnv):

@@ -174,8 +174,10 @@ static int64_t mono_ms(void) {
 }
 
 /* Whether the daemon has been idle (no job running or queued, no
- * subscriber) for idle-exit seconds; *idle_since_ms tracks since when. */
-static bool idle_exit_due(const rvd_options *o, rvd_worker *w, int64_t *idle_since_ms) {
+ * subscriber, no call open: a Read of a finished object is one) for
+ * idle-exit seconds; *idle_since_ms tracks since when. */
+static bool idle_exit_due(const rvd_options *o, rvd_worker *w, rvd_server *srv,
+                          int64_t *idle_since_ms) {
     if (!o->settings.idle_exit) {
         *idle_since_ms = 0;
         return false;
@@ -183,7 +185,7 @@ static bool idle_exit_due(const rvd_options *o, rvd_worker *w, int64_t *idle_sin
     rvd_jobs_stats st;
     rvd_jobs_stats_get(rvd_worker_jobs(w), &st);
     int64_t now = mono_ms();
-    if (st.running || st.queued || st.subscribers) {
+    if (st.running || st.queued || st.subscribers || rvd_server_open_calls(srv)) {
         *idle_since_ms = 0;
         return false;
     }
@@ -197,7 +199,8 @@ static bool idle_exit_due(const rvd_options *o, rvd_worker *w, int64_t *idle_sin
 
 /* Serve until SIGTERM or SIGINT, handling SIGHUP, refreshing STATUS= and
  * keeping systemd's watchdog fed while the engine loop is alive. */
-static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char *path) {
+static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, rvd_server *srv,
+                  const char *path) {
     uint64_t wd_usec = 0;
     bool watchdog = sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0;
     unsigned tick_ms = STATUS_INTERVAL_MS;
@@ -231,7 +234,7 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
             return;
         }
         notify_status(w, path);
-        if (idle_exit_due(o, w, &idle_since_ms))
+        if (idle_exit_due(o, w, srv, &idle_since_ms))
             return;
         if (watchdog) {
             /* Keep-alive only if the engine loop went round since the last
@@ -355,7 +358,7 @@ int rvd_daemon_run(rvd_options *o) {
     /* 7. Serve, then stop: no new connections; streams get UNAVAILABLE and
      * the table takes no new jobs; running calls finish or are cancelled;
      * then the engine stops, keeping what it made durable. */
-    serve(o, &set, worker, path);
+    serve(o, &set, worker, srv, path);
     sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
     rvd_socket_stop(sock);
     rvd_jobs_stop(rvd_worker_jobs(worker));

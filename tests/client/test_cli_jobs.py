@@ -65,6 +65,22 @@ def ctl(*args, env=None, cwd=None, preexec_fn=None):
                           preexec_fn=preexec_fn)
 
 
+_PB = None
+
+
+def retriever_pb2():
+    """The Python messages of proto/, generated once (protoc --python_out)."""
+    global _PB
+    if _PB is None:
+        out = tempfile.mkdtemp(prefix="rv-ctl-jobs-pb2-")
+        subprocess.run([os.environ["RV_PROTOC"], "--python_out", out, "-I",
+                        os.environ["RV_PROTO_DIR"], "retriever/v1/retriever.proto"], check=True)
+        sys.path.insert(0, out)
+        from retriever.v1 import retriever_pb2 as pb
+        _PB = pb
+    return _PB
+
+
 def wait_pid_exit(pid, timeout):
     """Wait (no polling: a pidfd becomes readable at the exit) until pid is
     gone; True if it went within timeout."""
@@ -460,6 +476,33 @@ class AutostartTest(UserEnv):
         with open(self.log) as f:
             self.assertIn("idle for 1 s (idle-exit), shutting down", f.read())
         self.assertFalse(os.path.exists(self.sock))
+
+    def test_an_open_read_keeps_it_from_idle_exit(self):
+        import grpc
+        pb = retriever_pb2()
+        env = dict(self.env, RETRIEVER_IDLE_EXIT="1")
+        # Bigger than what gRPC buffers for a stream nobody reads (it would
+        # take a small object whole, and the call would end at once).
+        make_file(os.path.join(self.root, "read.bin"), 64 << 20, 99)
+        dest = os.path.join(self.out, "r.bin")
+        p = ctl("download", "-o", dest, self.ng.url("/read.bin"), env=env)
+        self.assert_rc(p, 0)
+        pid = self.started_pid(p)
+        p = ctl("list", "--all", "--json", env=env)
+        self.assert_rc(p, 0)
+        job = json.loads(p.stdout)["id"]
+        ch = grpc.insecure_channel("unix://" + self.sock)
+        self.addCleanup(ch.close)
+        read = ch.unary_stream("/retriever.v1.Retriever/Read",
+                               request_serializer=lambda m: m.SerializeToString(),
+                               response_deserializer=pb.ReadChunk.FromString)
+        it = read(pb.ReadRequest(job_id=job, object_index=0), timeout=60)
+        self.assertEqual(next(it).offset, 0)
+        # The finished job leaves nothing running or watched, but the Read
+        # is open (and not drained): the daemon stays past its idle-exit.
+        self.assertFalse(wait_pid_exit(pid, 3), "exited with a Read open")
+        it.cancel()
+        self.assertTrue(wait_pid_exit(pid, 60), "did not exit idle after the Read")
 
     def test_no_autostart(self):
         for args, env in ((["status", "--no-autostart"], self.env),

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "exitcode.h"
@@ -54,6 +55,9 @@ enum opt_id {
     OPT_QUIET,
     OPT_NO_PROGRESS,
     OPT_HELP,
+    OPT_NO_AUTOSTART,
+    OPT_ALL,
+    OPT_STATE,
     OPT_COUNT_,
 };
 
@@ -83,8 +87,13 @@ static const struct opt_def download_opts[] = {
      "of asking retrieverd", MODE_ANY},
     {OPT_SOCKET, "socket", 0, "PATH", false, NULL,
      "the socket of retrieverd (default:\n"
-     "$RETRIEVER_SOCKET, else\n"
-     "$XDG_RUNTIME_DIR/retriever/retrieverd.sock)", MODE_DAEMON},
+     "$RETRIEVER_SOCKET, else the system's or the\n"
+     "per-user one, started when none answers: see\n"
+     "'" PROG " help', \"Finding retrieverd\")", MODE_DAEMON},
+    {OPT_NO_AUTOSTART, "no-autostart", 0, NULL, true, NULL,
+     "when no retrieverd answers, fail instead of\n"
+     "starting a per-user one (also\n"
+     "RETRIEVER_NO_AUTOSTART=1)", MODE_DAEMON},
     {OPT_DETACH, "detach", 0, NULL, true, NULL,
      "hand the download to retrieverd, print its job id\n"
      "on stdout and exit; the job runs on without this\n"
@@ -184,17 +193,80 @@ static const struct opt_def ping_opts[] = {
     {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
 };
 
-/* A command: its name (also its help topic) and its options. */
+#define SOCKET_OPT                                                                     \
+    {OPT_SOCKET, "socket", 0, "PATH", false, "Options",                                \
+     "the socket of retrieverd (default: see\n"                                        \
+     "'" PROG " help', \"Finding retrieverd\")", MODE_ANY}
+#define JSON_OPT                                                                       \
+    {OPT_JSON, "json", 0, NULL, true, NULL,                                            \
+     "print JSON on stdout instead of text (see\n"                                     \
+     "docs/cli.md for the fields)", MODE_ANY}
+#define HELP_OPT {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY}
+
+static const struct opt_def status_opts[] = {
+    SOCKET_OPT, JSON_OPT,
+    {OPT_NO_AUTOSTART, "no-autostart", 0, NULL, true, NULL,
+     "when no retrieverd answers, fail instead of\n"
+     "starting a per-user one", MODE_ANY},
+    HELP_OPT,
+};
+static const struct opt_def list_opts[] = {
+    SOCKET_OPT, JSON_OPT,
+    {OPT_ALL, "all", 'a', NULL, true, NULL,
+     "ended jobs too (done, failed, cancelled: the\n"
+     "daemon's history); default: queued and running", MODE_ANY},
+    {OPT_STATE, "state", 0, "STATE", true, NULL,
+     "only jobs in STATE: queued, running, done,\n"
+     "failed or cancelled (repeatable, or\n"
+     "comma-separated)", MODE_ANY},
+    HELP_OPT,
+};
+static const struct opt_def watch_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
+static const struct opt_def cancel_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
+static const struct opt_def stats_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
+static const struct opt_def version_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
+
+/* What a command's positional arguments are. */
+enum positional {
+    POS_NONE = 0,
+    POS_URLS, /* into dl.urls */
+    POS_JOBS, /* job ids, into jobs.ids */
+};
+
+/* A command: its name (also its help topic), its options, and its
+ * positional arguments: what they are and how many (min..max). */
 struct command {
     const char *name;
+    rvc_verb verb;
     const struct opt_def *opts;
     size_t n_opts;
-    bool takes_urls; /* positional arguments are URLs; else none are allowed */
+    enum positional pos;
+    size_t min_args, max_args;
+    const char *args_name; /* for messages: "JOB" */
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-static const struct command cmd_download = {"download", download_opts, N_OF(download_opts), true};
-static const struct command cmd_ping = {"ping", ping_opts, N_OF(ping_opts), false};
+static const struct command cmd_download = {"download", RVC_VERB_DOWNLOAD, download_opts,
+                                            N_OF(download_opts), POS_URLS, 1, RVC_MAX_URLS,
+                                            "URL"};
+static const struct command cmd_ping = {"ping", RVC_VERB_PING, ping_opts, N_OF(ping_opts),
+                                        POS_NONE, 0, 0, NULL};
+static const struct command cmd_status = {"status", RVC_VERB_STATUS, status_opts,
+                                          N_OF(status_opts), POS_JOBS, 0, 1, "JOB"};
+static const struct command cmd_list = {"list", RVC_VERB_LIST, list_opts, N_OF(list_opts),
+                                        POS_NONE, 0, 0, NULL};
+static const struct command cmd_watch = {"watch", RVC_VERB_WATCH, watch_opts, N_OF(watch_opts),
+                                         POS_JOBS, 1, 1, "JOB"};
+static const struct command cmd_cancel = {"cancel", RVC_VERB_CANCEL, cancel_opts,
+                                          N_OF(cancel_opts), POS_JOBS, 1, RVC_MAX_JOB_IDS, "JOB"};
+static const struct command cmd_stats = {"stats", RVC_VERB_STATS, stats_opts, N_OF(stats_opts),
+                                         POS_NONE, 0, 0, NULL};
+static const struct command cmd_version = {"version", RVC_VERB_DVERSION, version_opts,
+                                           N_OF(version_opts), POS_NONE, 0, 0, NULL};
+static const struct command *const commands[] = {
+    &cmd_download, &cmd_status, &cmd_list, &cmd_watch, &cmd_cancel,
+    &cmd_stats,    &cmd_ping,   &cmd_version,
+};
 
 static const struct opt_def *opt_by_long(const struct command *c, const char *name, size_t len) {
     for (size_t i = 0; i < c->n_opts; i++)
@@ -311,6 +383,31 @@ static int push(const char ***arr, size_t *n, size_t max, const char *s) {
     return RV_OK;
 }
 
+/* The JobState numbers of retriever.v1 (proto/), by name. */
+static const char *const job_state_names[] = {NULL,   "queued",    "running",
+                                              "done", "failed",    "cancelled"};
+
+/* --state v: comma-separated state names, added to *states as bits. */
+static int parse_states(struct parser *p, const char *topic, const char *spelled, const char *v,
+                        unsigned *states) {
+    const char *s = v;
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        unsigned bit = 0;
+        for (unsigned k = 1; k < N_OF(job_state_names); k++)
+            if (strlen(job_state_names[k]) == len && strncasecmp(s, job_state_names[k], len) == 0)
+                bit = 1u << k;
+        if (!bit)
+            return fail(p, topic,
+                        "option '%s' needs queued, running, done, failed or cancelled, not '%s'",
+                        spelled, v);
+        *states |= bit;
+        if (!s[len])
+            return RV_OK;
+        s += len + 1;
+    }
+}
+
 /* Apply one option of command `topic` with its value (NULL for flags).
  * `spelled` is how the user wrote it. On usage errors the message quotes
  * the value. */
@@ -421,7 +518,16 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_JSON:
         d->json = true;
+        cmd->jobs.json = true;
         return RV_OK;
+    case OPT_NO_AUTOSTART:
+        cmd->no_autostart = d->no_autostart = true;
+        return RV_OK;
+    case OPT_ALL:
+        cmd->jobs.all = true;
+        return RV_OK;
+    case OPT_STATE:
+        return parse_states(p, topic, spelled, v, &cmd->jobs.states);
     case OPT_DIGEST:
         d->digest = 1;
         return RV_OK;
@@ -535,9 +641,16 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
         const char *a = argv[i];
 
         if (options_done || a[0] != '-' || a[1] == '\0') {
-            if (!c->takes_urls) {
+            if (c->pos == POS_NONE) {
                 r = fail(p, c->name, "'%s' takes no arguments, not '%s'", c->name, a);
                 break;
+            }
+            if (c->pos == POS_JOBS) {
+                r = push(&cmd->jobs.ids, &cmd->jobs.n_ids, c->max_args, a);
+                if (r == RV_E_TOO_LARGE)
+                    r = fail(p, c->name, "'%s' takes at most %zu %s argument%s", c->name,
+                             c->max_args, c->args_name, c->max_args == 1 ? "" : "s");
+                continue;
             }
             /* A URL ("-" alone is one too, and is left for the engine to judge). */
             r = push(&d->urls, &d->n_urls, RVC_MAX_URLS, a);
@@ -616,16 +729,23 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
         cmd->verb = RVC_VERB_DOWNLOAD;
         r = check_download(p, cmd, seen);
     } else if (r == RV_OK) {
-        cmd->verb = RVC_VERB_PING;
+        cmd->verb = c->verb;
+        if (c->pos == POS_JOBS && cmd->jobs.n_ids < c->min_args)
+            r = fail(p, c->name, "no %s given", c->args_name);
+        else if (cmd->jobs.all && cmd->jobs.states)
+            r = fail(p, c->name, "options '--all' and '--state' cannot be used together");
+        for (size_t k = 0; r == RV_OK && k < cmd->jobs.n_ids; k++)
+            if (!*cmd->jobs.ids[k] || strlen(cmd->jobs.ids[k]) > RVC_MAX_JOB_ID)
+                r = fail(p, c->name, "'%s' is not a job id ('" PROG " list' shows yours)",
+                         *cmd->jobs.ids[k] ? "(too long)" : "");
     }
     return r;
 }
 
 static const struct command *command_by_name(const char *name) {
-    if (strcmp(name, cmd_download.name) == 0)
-        return &cmd_download;
-    if (strcmp(name, cmd_ping.name) == 0)
-        return &cmd_ping;
+    for (size_t i = 0; i < N_OF(commands); i++)
+        if (strcmp(name, commands[i]->name) == 0)
+            return commands[i];
     return NULL;
 }
 
@@ -707,6 +827,9 @@ void rvc_cmd_done(rvc_cmd *c) {
     c->dl.n_owned = 0;
     free(c->dl.headers);
     free(c->dl.urls);
+    free(c->jobs.ids);
+    c->jobs.ids = NULL;
+    c->jobs.n_ids = 0;
     c->dl.headers = NULL;
     c->dl.urls = NULL;
     c->dl.n_headers = c->dl.n_urls = 0;
@@ -829,7 +952,8 @@ static void print_download_help(FILE *f) {
           "Without --local, retrieverd (the daemon) downloads and this command follows\n"
           "the job until it ends; Ctrl-C leaves it (retrieverd stops it unless another\n"
           "client follows it), --detach does not wait at all. With --local the engine\n"
-          "runs in this process, with no daemon.\n"
+          "runs in this process, with no daemon; when a retrieverd owns the default\n"
+          "state directory, --local says so and downloads through it instead.\n"
           "\n"
           "Files get mode 0666 less this process's umask in both modes (it is sent to\n"
           "retrieverd with the request); a --link file is the cache's, mode 0400.\n",
@@ -867,27 +991,92 @@ static void print_overview(FILE *f) {
           "Commands:\n"
           "  download   download URLs to files, through retrieverd or with --local in\n"
           "             this process ('" PROG " download --help')\n"
+          "  status     a job, or retrieverd and your running jobs\n"
+          "  list       your jobs (--all: ended ones too)\n"
+          "  watch      follow a job's progress until it ends\n"
+          "  cancel     cancel jobs\n"
+          "  stats      retrieverd's figures: jobs, bytes, cache\n"
           "  ping       check that retrieverd answers, and show its version\n"
+          "  version    this program's and retrieverd's versions\n"
           "  help       show the help of a command: " PROG " help download\n"
           "\n"
           "Options:\n"
           "  -h, --help     show this help and exit\n"
           "  -V, --version  show the version and exit\n"
-          "  --socket PATH  the socket of retrieverd (default: $RETRIEVER_SOCKET, else\n"
-          "                 $XDG_RUNTIME_DIR/retriever/retrieverd.sock)\n",
+          "  --socket PATH  the socket of retrieverd (default: below)\n"
+          "\n"
+          "Finding retrieverd: --socket, else $RETRIEVER_SOCKET, else\n"
+          "/run/retriever/retrieverd.sock when it exists and this user may connect,\n"
+          "else $XDG_RUNTIME_DIR/retriever/retrieverd.sock. When none answers,\n"
+          "download and status start a per-user retrieverd there (it exits after 5\n"
+          "idle minutes; log in $XDG_STATE_HOME/retriever/retrieverd.log), unless\n"
+          "--no-autostart or RETRIEVER_NO_AUTOSTART=1.\n",
           f);
     print_exit_codes(f);
 }
 
+/* The job commands' help: usage and what it does, then the options. */
+static const struct {
+    const struct command *c;
+    const char *text;
+} job_help[] = {
+    {&cmd_status,
+     "Usage: " PROG " status [--json] [JOB]\n"
+     "\n"
+     "With JOB: that job of yours, object by object (URL, destination, state,\n"
+     "bytes, rate, ETA, retries, error). Without: which retrieverd answers and\n"
+     "your queued and running jobs. Starts a per-user retrieverd when none answers\n"
+     "(see '" PROG " help', \"Finding retrieverd\"), unless --no-autostart.\n"
+     "An unknown id, and another user's job, are both \"no such job\" (exit 2).\n"},
+    {&cmd_list,
+     "Usage: " PROG " list [--json] [--all | --state STATE...]\n"
+     "\n"
+     "Your jobs, newest first, one line each: id, state, objects, bytes, rate,\n"
+     "ETA, subscribers, retries, age, and the first URL (credentials removed).\n"
+     "By default the queued and running ones.\n"},
+    {&cmd_watch,
+     "Usage: " PROG " watch [--json] JOB\n"
+     "\n"
+     "Follow a job of yours (e.g. one started with 'download --detach') with the\n"
+     "same progress display as download, until it ends; the exit code is the\n"
+     "job's, as download's would be. Ctrl-C stops watching; the job goes on if it\n"
+     "was detached or others follow it.\n"},
+    {&cmd_cancel,
+     "Usage: " PROG " cancel [--json] JOB...\n"
+     "\n"
+     "Cancel your jobs: a detached job stops; a job others follow goes on for\n"
+     "them. Prints each job's state afterwards. An unknown id, and another user's\n"
+     "job, are both \"no such job\" (exit 2; the other ids are still cancelled).\n"},
+    {&cmd_stats,
+     "Usage: " PROG " stats [--json]\n"
+     "\n"
+     "retrieverd's figures: jobs running and queued, subscribers, connections,\n"
+     "rate, bytes from origins and from the cache, and the cache's size.\n"},
+    {&cmd_version,
+     "Usage: " PROG " version [--json]\n"
+     "\n"
+     "This program's version, and retrieverd's version and API version when it\n"
+     "answers (it is not started for this; exit 0 either way).\n"},
+};
+
 bool rvc_cli_help(FILE *f, const char *topic) {
-    if (!topic)
+    if (!topic) {
         print_overview(f);
-    else if (strcmp(topic, "download") == 0)
+    } else if (strcmp(topic, "download") == 0) {
         print_download_help(f);
-    else if (strcmp(topic, "ping") == 0)
+    } else if (strcmp(topic, "ping") == 0) {
         print_ping_help(f);
-    else
+    } else {
+        for (size_t i = 0; i < N_OF(job_help); i++) {
+            if (strcmp(topic, job_help[i].c->name) != 0)
+                continue;
+            fputs(job_help[i].text, f);
+            print_options(f, job_help[i].c, NULL);
+            print_exit_codes(f);
+            return true;
+        }
         return false;
+    }
     return true;
 }
 

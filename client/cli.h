@@ -37,7 +37,31 @@ typedef enum rvc_verb {
     RVC_VERB_VERSION,  /* print the version, exit 0 */
     RVC_VERB_DOWNLOAD, /* run dl: in-process when dl.local, else through retrieverd */
     RVC_VERB_PING,     /* ask retrieverd for its version */
+    /* The job commands (cmd_jobs.c, in the daemon mode's module): */
+    RVC_VERB_STATUS,   /* status [JOB]: one job, or the daemon and its running jobs */
+    RVC_VERB_LIST,     /* list [--all] [--state S]...: the caller's jobs */
+    RVC_VERB_WATCH,    /* watch JOB: follow a job's progress to its end */
+    RVC_VERB_CANCEL,   /* cancel JOB...: leave (or stop) the caller's jobs */
+    RVC_VERB_STATS,    /* stats: daemon-wide figures */
+    RVC_VERB_DVERSION, /* version: this client's, retrieverd's and the API's versions */
 } rvc_verb;
+
+/* Longest job id accepted on the command line (retrieverd's are 32 hex
+ * digits; anything else is answered "no such job"). */
+#define RVC_MAX_JOB_ID 64
+#define RVC_MAX_JOB_IDS 1000
+
+/* The job commands' arguments. */
+typedef struct rvc_jobs_opts {
+    bool json;          /* --json: JSON on stdout instead of text */
+    bool all;           /* list --all: ended jobs too */
+    unsigned states;    /* list --state: bit (1 << JobState number) per state; 0: none given */
+    const char **ids;   /* status/watch/cancel: job ids; array owned, strings borrowed */
+    size_t n_ids;
+} rvc_jobs_opts;
+
+/* The environment variable that turns autostarting retrieverd off ("1"). */
+#define RVC_NO_AUTOSTART_ENV "RETRIEVER_NO_AUTOSTART"
 
 /* The cache kept by default: finished downloads beyond it go, least
  * recently used first (a hard-linked destination keeps its data). */
@@ -46,6 +70,7 @@ typedef enum rvc_verb {
 typedef struct rvc_download_opts {
     bool local;                  /* --local */
     bool detach;                 /* --detach (daemon mode only) */
+    bool no_autostart;           /* --no-autostart (daemon mode only) */
     unsigned connections;        /* -c; 0: engine (or daemon) default, else 1..RVC_MAX_CONNECTIONS */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
@@ -91,7 +116,9 @@ typedef struct rvc_cmd {
     const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, "download" or "ping" */
     const char *socket;     /* --socket, borrowed from argv; NULL when absent (then
                                $RETRIEVER_SOCKET or the default: see remote.h) */
+    bool no_autostart;      /* --no-autostart (download, status): never start retrieverd */
     rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD only */
+    rvc_jobs_opts jobs;     /* the job commands only */
 } rvc_cmd;
 
 /* Parse argv[1..argc-1] (argv[0] is ignored). argv must outlive *ret: the

@@ -526,6 +526,12 @@ static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_pro
         cfg->progress_interval_ms = RVC_PROGRESS_TTY_MS;
 }
 
+/* Whether o sets any engine setting that only --local applies. */
+static bool engine_options(const rvc_download_opts *o) {
+    return o->chunk_size || o->retries >= 0 || o->connect_timeout_ms || o->stall_timeout_ms ||
+           o->ca_file || o->cache_quota != RVC_DEFAULT_CACHE_QUOTA;
+}
+
 int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     struct run r = {
         .o = o,
@@ -595,6 +601,18 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         /* deliveries: a reflink or a copy (rv_config default) */
     }
     e = rv_engine_open(&cfg, &r.engine, &detail);
+    if (e == RV_E_STATE_BUSY && !o->state_dir && !o->cache_dir && !engine_options(o)) {
+        /* The default directory is the per-user retrieverd's too: let it
+         * download (main.c hands over). */
+        rvc_buf_printf(&r.msg, PROG ": --local: the state directory '%s' is in use (by "
+                               "retrieverd, or another --local download); downloading through "
+                               "retrieverd instead (--state-dir DIR: --local with a directory "
+                               "of its own)",
+                       state_dir);
+        emit_msg(&r);
+        code = RVC_LOCAL_HANDOVER;
+        goto finish;
+    }
     if (e != RV_OK) {
         rvc_buf_printf(&r.msg, PROG ": cannot start the download engine: %s", rv_strerror(e));
         if (detail)

@@ -27,4 +27,11 @@
  * err are borrowed. Returns the process exit code (see exitcode.h). */
 int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err);
 
+/* What rvc_local_download returns, after one line on err, when the default
+ * state directory is locked (a per-user retrieverd owns it) and no
+ * --state-dir, --cache-dir or engine option asks for this process's own
+ * engine: the caller downloads through retrieverd instead (main.c). Never
+ * an exit code. */
+#define RVC_LOCAL_HANDOVER (-1)
+
 #endif

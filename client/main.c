@@ -74,14 +74,31 @@ int main(int argc, char **argv) {
         code = RVC_EXIT_OK;
         break;
     case RVC_VERB_DOWNLOAD:
-        if (cmd.dl.local)
+        if (cmd.dl.local) {
             code = rvc_local_download(&cmd.dl, stdout, stderr);
-        else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            /* A retrieverd owns the state directory: it downloads, as if
+             * --local was not given (no daemon is started for it). */
+            if (code == RVC_LOCAL_HANDOVER &&
+                (code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK) {
+                cmd.dl.local = false;
+                cmd.dl.no_autostart = true;
+                code = remote->download(&cmd.dl, cmd.socket, stdout, stderr);
+            }
+        } else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
             code = remote->download(&cmd.dl, cmd.socket, stdout, stderr);
         break;
     case RVC_VERB_PING:
         if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
             code = remote->ping(cmd.socket, stdout, stderr);
+        break;
+    case RVC_VERB_STATUS:
+    case RVC_VERB_LIST:
+    case RVC_VERB_WATCH:
+    case RVC_VERB_CANCEL:
+    case RVC_VERB_STATS:
+    case RVC_VERB_DVERSION:
+        if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->jobs(&cmd, stdout, stderr);
         break;
     default:
         code = RVC_EXIT_INTERNAL;

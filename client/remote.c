@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cmd_jobs.h"
+#include "daemonfind.h"
 #include "dest.h"
 #include "exitcode.h"
 #include "fmt.h"
@@ -908,7 +910,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         code = report_rejected(&r, (size_t)rejected);
         goto out;
     }
-    path = socket_for(socket_opt, err, &code);
+    path = rvc_daemon_find(socket_opt, rvc_autostart_wanted(o->no_autostart), err, &code);
     if (!path)
         goto out;
     e = request_build(&r, &q);
@@ -973,6 +975,181 @@ out:
 }
 
 /* ------------------------------------------------------------------------
+ * watch: a job's events, rendered as download renders its own
+ * ------------------------------------------------------------------------ */
+
+/* Objects from the Watch stream's first event, the Snapshot: each named by
+ * its destination (else its URL), its progress as the daemon has it, and
+ * the ones already ended reported at once (their final line). The URL
+ * strings stay borrowed from snap, which outlives the run. */
+static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
+    const Retriever__V1__Job *j = snap->snapshot->job;
+    r->n = j ? j->n_objects : 0;
+    r->objs = calloc(r->n ? r->n : 1, sizeof(*r->objs));
+    r->views = calloc(r->n ? r->n : 1, sizeof(*r->views));
+    if (!r->objs || !r->views)
+        return RV_E_NOMEM;
+    if (j && nonempty(j->id))
+        r->job_id = strdup(j->id);
+    for (size_t i = 0; i < r->n; i++) {
+        const Retriever__V1__ObjectStatus *os = j->objects[i];
+        struct obj *ob = &r->objs[i];
+        rvc_progress_item *v = &r->views[i];
+        ob->url = os->url ? os->url : "";
+        ob->display = strdup(nonempty(os->destination) ? os->destination : ob->url);
+        ob->dest = nonempty(os->destination) ? strdup(os->destination) : NULL;
+        if (!ob->display)
+            return RV_E_NOMEM;
+        v->name = ob->display;
+        v->retries = os->retries;
+        take_progress(v, os->progress);
+        v->state = RV_STATE_QUEUED;
+        const char *message, *detail;
+        char *owned = NULL;
+        int err;
+        switch (os->state) {
+        case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_DONE: {
+            Retriever__V1__Completed c = RETRIEVER__V1__COMPLETED__INIT;
+            c.path = os->destination;
+            c.size = os->progress ? os->progress->bytes_done : 0;
+            c.sha256 = os->sha256;
+            c.crc32c = os->crc32c;
+            report_final(r, i, RV_STATE_DONE, &c, RV_OK, NULL, NULL, snap->time_unix_ms);
+            break;
+        }
+        case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_FAILED:
+            err = failed_error(os->error, &message, &detail, &owned);
+            report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, snap->time_unix_ms);
+            free(owned);
+            break;
+        case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED:
+            report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
+                         rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
+                         snap->time_unix_ms);
+            break;
+        case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_QUEUED:
+        case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_UNSPECIFIED:
+            break;
+        default:
+            v->state = RV_STATE_DOWNLOADING;
+            break;
+        }
+    }
+    return RV_OK;
+}
+
+int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out, FILE *err) {
+    /* What download's output code reads of the options: the output kind. */
+    rvc_download_opts o = {.json = json, .retries = -1, .digest = -1};
+    struct run r = {
+        .o = &o,
+        .out = out,
+        .err = err,
+        .err_tty = isatty(fileno(err)) == 1,
+        .start_ms = now_ms(),
+    };
+    rvc_rpc *conn = NULL;
+    rvc_rpc_stream *stream = NULL;
+    rvc_rpc_status st = {0};
+    ProtobufCMessage *first = NULL;
+    char method[128];
+    int code = RVC_EXIT_OK;
+
+    pthread_mutex_init(&r.lock, NULL);
+    rvc_buf_init(&r.msg, MSG_MAX);
+    r.rep = (rvc_report){
+        .out = out, .err = err, .out_tty = isatty(fileno(out)) == 1, .msg = &r.msg};
+    int e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    conn = connect_to(path, r.sigwatch, &r.rep, &code);
+    if (!conn)
+        goto out;
+    Retriever__V1__WatchRequest req = RETRIEVER__V1__WATCH_REQUEST__INIT;
+    req.job_id = (char *)job_id;
+    req.batch_events = false; /* the Snapshot comes alone, first */
+    method_path("Watch", method, sizeof(method));
+    e = rvc_rpc_stream_open(conn, method, &req.base, &stream);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    publish_stream(&r, stream);
+    if (rvc_sigwatch_received(r.sigwatch))
+        rvc_rpc_stream_cancel(stream);
+
+    /* The first event is the Snapshot, or the refusal. */
+    rvc_rpc_next n;
+    do
+        n = rvc_rpc_stream_next(stream, &retriever__v1__job_event__descriptor, -1, &first, &st);
+    while (n == RVC_RPC_TIMEOUT);
+    const Retriever__V1__JobEvent *ev = (const Retriever__V1__JobEvent *)first;
+    if (n == RVC_RPC_END || ev->event_case != RETRIEVER__V1__JOB_EVENT__EVENT_SNAPSHOT ||
+        !ev->snapshot->job) {
+        r.signo = rvc_sigwatch_received(r.sigwatch);
+        if (r.signo) {
+            code = rvc_exit_for_signal(r.signo);
+        } else if (n == RVC_RPC_END && (st.code == RVC_RPC_NOT_FOUND ||
+                                        st.code == RVC_RPC_INVALID_ARGUMENT)) {
+            rvc_buf_puts(&r.msg, PROG ": no job '");
+            rvc_sanitize(&r.msg, job_id, 80);
+            rvc_buf_puts(&r.msg, "' of yours ('" PROG " list --all' shows your jobs)");
+            rvc_report_line(&r.rep);
+            code = RVC_EXIT_USAGE;
+        } else if (n == RVC_RPC_END) {
+            print_status(&r.rep, "Watch", &st);
+            code = rvc_exit_for_rpc(st.code);
+        } else {
+            rvc_buf_puts(&r.msg, PROG ": retrieverd's Watch did not start with a snapshot");
+            rvc_report_line(&r.rep);
+            code = RVC_EXIT_INTERNAL;
+        }
+        goto out;
+    }
+    rvc_progress_mode mode = rvc_report_progress_mode(&o, r.err_tty);
+    e = rvc_progress_new(mode, err, r.start_ms, &r.progress);
+    if (e == RV_OK) {
+        r.rep.progress = r.progress;
+        e = watch_objects(&r, ev);
+    }
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    /* A job that had ended already has no more events: its stream ends. */
+    follow(&r, stream, &st);
+    r.signo = rvc_sigwatch_received(r.sigwatch);
+    publish_stream(&r, NULL);
+    rvc_progress_end(r.progress);
+    code = finish(&r, &st);
+
+out:
+    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
+    rvc_rpc_stream_free(stream);
+    rvc_rpc_free(conn);
+    rvc_rpc_status_done(&st);
+    free(r.job_id);
+    r.progress = r.rep.progress = rvc_progress_free(r.progress);
+    for (size_t i = 0; r.objs && i < r.n; i++) {
+        free(r.objs[i].display);
+        free(r.objs[i].dest);
+        free(r.objs[i].retry_reason);
+    }
+    free(r.objs);
+    free(r.views);
+    if (first)
+        protobuf_c_message_free_unpacked(first, NULL); /* after objs: they borrowed its URLs */
+    rvc_buf_done(&r.msg);
+    pthread_mutex_destroy(&r.lock);
+    return code;
+}
+
+/* ------------------------------------------------------------------------
  * The module's entry: the one symbol retrieverctl-remote.so exports
  * (remotemod.h; remote.map hides the rest).
  * ------------------------------------------------------------------------ */
@@ -981,4 +1158,5 @@ const rvc_remote_module rvc_remote_entry = {
     .abi = RVC_REMOTE_ABI,
     .ping = rvc_remote_ping,
     .download = rvc_remote_download,
+    .jobs = rvc_jobs_run,
 };

@@ -30,6 +30,7 @@
 #ifndef RVC_REMOTE_H
 #define RVC_REMOTE_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -73,5 +74,13 @@ int rvc_remote_ping(const char *socket_opt, FILE *out, FILE *err);
  * socket_opt as for ping. Returns the exit code (exitcode.h). */
 int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE *out,
                         FILE *err);
+
+/* `retrieverctl watch JOB`: follow job_id on the daemon at path with
+ * download's progress display and output (report.h; --json lines as
+ * download's), from the Watch stream's Snapshot to the job's end. The
+ * exit code is the job's, as download's would be; an unknown id (or
+ * another user's) is "no job" and RVC_EXIT_USAGE; Ctrl-C leaves the job
+ * (130). */
+int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out, FILE *err);
 
 #endif

@@ -163,6 +163,12 @@ static const key_def keys[RVD_KEY_COUNT] = {
                                false, "N", "256",
                                "calls and streams of one uid open at once,\n"
                                "1..100000 (default 256)"},
+    [RVD_KEY_IDLE_EXIT] = {"idle-exit", KIND_UINT, F(idle_exit), 0, 604800, false, true, "SECS",
+                           "0",
+                           "exit after SECS seconds with no job running\n"
+                           "or queued and no call open, 0..604800;\n"
+                           "0 (default): never (retrieverctl starts\n"
+                           "per-user daemons with 300)"},
     [RVD_KEY_LOG_LEVEL] = {"log-level", KIND_LEVEL, F(log_level), 0, 0, false, true, "LEVEL",
                            "info", "error, warning, info (default) or debug"},
 };

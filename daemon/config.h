@@ -88,6 +88,7 @@ typedef enum rvd_key {
     RVD_KEY_MAX_CLIENT_CONNECTIONS,
     RVD_KEY_PER_UID_CONNECTIONS,
     RVD_KEY_PER_UID_CALLS,
+    RVD_KEY_IDLE_EXIT,
     RVD_KEY_LOG_LEVEL,
     RVD_KEY_COUNT
 } rvd_key;
@@ -172,6 +173,8 @@ typedef struct rvd_settings {
     unsigned max_client_connections;
     unsigned per_uid_connections;
     unsigned per_uid_calls;
+    unsigned idle_exit;        /* seconds with no job running or queued and no
+                                  subscriber before the daemon exits; 0: never */
     rvd_log_level log_level;
 
     rvd_setting_source source[RVD_KEY_COUNT];

@@ -172,9 +172,40 @@ static void notify_status(rvd_worker *w, const char *path) {
                path, st.running, st.queued, st.subscribers, st.rate_bps / 1e6);
 }
 
+static int64_t mono_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Whether the daemon has been idle (no job running or queued, no
+ * subscriber, no call open: a Read of a finished object is one) for
+ * idle-exit seconds; *idle_since_ms tracks since when. */
+static bool idle_exit_due(const rvd_options *o, rvd_worker *w, rvd_server *srv,
+                          int64_t *idle_since_ms) {
+    if (!o->settings.idle_exit) {
+        *idle_since_ms = 0;
+        return false;
+    }
+    rvd_jobs_stats st;
+    rvd_jobs_stats_get(rvd_worker_jobs(w), &st);
+    int64_t now = mono_ms();
+    if (st.running || st.queued || st.subscribers || rvd_server_open_calls(srv)) {
+        *idle_since_ms = 0;
+        return false;
+    }
+    if (!*idle_since_ms)
+        *idle_since_ms = now;
+    if (now - *idle_since_ms < (int64_t)o->settings.idle_exit * 1000)
+        return false;
+    rvd_log_info("idle for %u s (idle-exit), shutting down", o->settings.idle_exit);
+    return true;
+}
+
 /* Serve until SIGTERM or SIGINT, handling SIGHUP, refreshing STATUS= and
  * keeping systemd's watchdog fed while the engine loop is alive. */
-static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char *path) {
+static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, rvd_server *srv,
+                  const char *path) {
     uint64_t wd_usec = 0;
     bool watchdog = sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0;
     unsigned tick_ms = STATUS_INTERVAL_MS;
@@ -183,10 +214,17 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
     if (tick_ms == 0)
         tick_ms = 1;
     int64_t poked_ms = 0;
+    /* idle-exit: since when nothing runs, waits or is watched (monotonic
+     * ms); 0 while something is. Read each tick, so a reload applies. */
+    int64_t idle_since_ms = 0;
 
     for (;;) {
-        struct timespec timeout = {.tv_sec = tick_ms / 1000,
-                                   .tv_nsec = (long)(tick_ms % 1000) * 1000000L};
+        unsigned wait_ms = tick_ms;
+        /* A short idle-exit is honoured within a quarter of it. */
+        if (o->settings.idle_exit && o->settings.idle_exit * 250u < wait_ms)
+            wait_ms = o->settings.idle_exit * 250u;
+        struct timespec timeout = {.tv_sec = wait_ms / 1000,
+                                   .tv_nsec = (long)(wait_ms % 1000) * 1000000L};
         siginfo_t si;
         int sig = sigtimedwait(set, &si, &timeout);
         if (sig == SIGHUP) {
@@ -201,6 +239,8 @@ static void serve(rvd_options *o, const sigset_t *set, rvd_worker *w, const char
             return;
         }
         notify_status(w, path);
+        if (idle_exit_due(o, w, srv, &idle_since_ms))
+            return;
         if (watchdog) {
             /* Keep-alive only if the engine loop went round since the last
              * tick's poke: a wedged loop stops the pings, and systemd
@@ -323,7 +363,7 @@ int rvd_daemon_run(rvd_options *o) {
     /* 7. Serve, then stop: no new connections; streams get UNAVAILABLE and
      * the table takes no new jobs; running calls finish or are cancelled;
      * then the engine stops, keeping what it made durable. */
-    serve(o, &set, worker, path);
+    serve(o, &set, worker, srv, path);
     sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
     rvd_socket_stop(sock);
     rvd_jobs_stop(rvd_worker_jobs(worker));

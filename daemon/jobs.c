@@ -108,6 +108,7 @@ struct rvd_jobs {
     unsigned n_want_cancel; /* jobs with want_cancel set */
     unsigned transfers;     /* the engine's, as of the last pump */
     uint64_t cache_bytes;   /* likewise */
+    uint64_t cache_quota;   /* as the worker last applied it */
     uint64_t bytes_origin, bytes_cache; /* of objects delivered since start */
     uint64_t seq;
     bool stopping;
@@ -1163,9 +1164,16 @@ void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, un
     pthread_mutex_unlock(&j->lock);
 }
 
+void rvd_jobs_set_cache_quota(rvd_jobs *j, uint64_t quota) {
+    pthread_mutex_lock(&j->lock);
+    j->cache_quota = quota;
+    pthread_mutex_unlock(&j->lock);
+}
+
 void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
     memset(ret, 0, sizeof(*ret));
     pthread_mutex_lock(&j->lock);
+    ret->cache_quota = j->cache_quota;
     ret->running = j->n_running;
     ret->queued = j->n_queued;
     ret->subscribers = j->n_subs;
@@ -1173,7 +1181,10 @@ void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
     ret->cache_bytes = j->cache_bytes;
     ret->bytes_from_origin = j->bytes_origin;
     ret->bytes_from_cache = j->bytes_cache;
-    for (struct job *jb = j->head; jb; jb = jb->next)
+    for (struct job *jb = j->head; jb; jb = jb->next) {
+        ret->done += jb->view.state == RVD_JOB_DONE;
+        ret->failed += jb->view.state == RVD_JOB_FAILED;
+        ret->cancelled += jb->view.state == RVD_JOB_CANCELLED;
         for (size_t i = 0; i < jb->view.n_objects; i++) {
             const rvd_object_view *v = &jb->views[i];
             if (jb->view.state == RVD_JOB_RUNNING && !rv_state_is_terminal(v->state)) {
@@ -1181,6 +1192,7 @@ void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
                 ret->bytes_from_origin += v->progress.bytes_done;
             }
         }
+    }
     pthread_mutex_unlock(&j->lock);
 }
 

@@ -195,9 +195,15 @@ typedef struct rvd_jobs_stats {
     uint64_t bytes_from_origin;  /* delivered since start, plus what runs now */
     uint64_t bytes_from_cache;   /* delivered from the cache since start */
     uint64_t cache_bytes;        /* what the cache holds */
+    uint64_t cache_quota;        /* its limit (rvd_jobs_set_cache_quota); 0: none */
+    unsigned done, failed, cancelled; /* ended jobs in the history, by state */
 } rvd_jobs_stats;
 
 typedef struct rvd_jobs rvd_jobs;
+
+/* The cache quota in effect, for Stats (the worker applies it to the
+ * engine and tells the table). */
+void rvd_jobs_set_cache_quota(rvd_jobs *j, uint64_t quota);
 
 /* wake(wake_ud) is called (without the lock) when the engine side has work:
  * the owner wakes the worker (rv_engine_wakeup). */

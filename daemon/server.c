@@ -107,6 +107,7 @@ struct rvd_server {
     unsigned per_uid_calls; /* 0: no limit */
     struct uidcalls *calls; /* entries with n > 0 */
     size_t n_calls, cap_calls;
+    atomic_uint open_calls; /* the sum of calls[].n: read by any thread (idle-exit) */
     grpc_server *server;
     /* Connections refused for fairness (socket.h) are served here: every
      * call on them is answered RESOURCE_EXHAUSTED with the refusal, and
@@ -435,6 +436,7 @@ static bool calls_admit(struct call *c, struct reply *r) {
         *u = (struct uidcalls){.uid = uid};
     }
     u->n++;
+    atomic_fetch_add(&s->open_calls, 1);
     c->counted = true;
     return true;
 }
@@ -445,8 +447,13 @@ static void calls_release(struct call *c) {
     c->counted = false;
     rvd_server *s = c->server;
     struct uidcalls *u = calls_find(s, c->peer.uid);
+    atomic_fetch_sub(&s->open_calls, 1);
     if (u && --u->n == 0)
         *u = s->calls[--s->n_calls];
+}
+
+unsigned rvd_server_open_calls(rvd_server *s) {
+    return atomic_load(&s->open_calls);
 }
 
 static void call_free(struct call *c) {
@@ -1057,6 +1064,10 @@ static void handle_stats(struct call *c, const uint8_t *req, size_t len, struct 
     resp.bytes_from_origin = st.bytes_from_origin;
     resp.bytes_from_cache = st.bytes_from_cache;
     resp.cache_bytes = st.cache_bytes;
+    resp.cache_quota = st.cache_quota;
+    resp.done_jobs = st.done;
+    resp.failed_jobs = st.failed;
+    resp.cancelled_jobs = st.cancelled;
     reply_message(r, &resp.base);
 }
 
@@ -1289,6 +1300,7 @@ int rvd_server_new(const rvd_server_opts *o, rvd_server **ret, char **ret_error)
         return -ENOMEM;
     }
     atomic_init(&s->stopping, false);
+    atomic_init(&s->open_calls, 0);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

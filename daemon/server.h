@@ -83,4 +83,8 @@ int rvd_server_shutdown(rvd_server *s, unsigned grace_ms, unsigned bound_ms);
  * call grpc_shutdown. NULL is fine. Returns NULL. */
 rvd_server *rvd_server_free(rvd_server *s);
 
+/* Calls open now (unary calls and Download, Watch and Read streams), of
+ * every caller. Any thread. */
+unsigned rvd_server_open_calls(rvd_server *s);
+
 #endif

@@ -56,6 +56,7 @@ static void *loop(void *arg) {
         uint64_t quota = atomic_load(&w->quota);
         if (quota != w->quota_applied) {
             rv_engine_set_cache_quota(w->engine, quota);
+            rvd_jobs_set_cache_quota(w->jobs, quota);
             w->quota_applied = quota;
         }
         rvd_jobs_pump(w->jobs, w->engine);
@@ -103,6 +104,7 @@ int rvd_worker_start(const rv_config *cfg, const rvd_jobs_limits *limits,
         *ret_error = rvd_strdupf("out of memory");
         goto fail;
     }
+    rvd_jobs_set_cache_quota(w->jobs, cfg->cache_quota);
     rv_config c = *cfg;
     c.hooks = rvd_jobs_hooks();
     c.hooks_ud = w->jobs;

@@ -278,6 +278,7 @@ static void test_file(void) {
         "max-client-connections = 100\n"
         "per-uid-connections = 1\n"
         "per-uid-calls = 100000\n"
+        "idle-exit = 604800\n"
         "log-level = debug"; /* no newline at the end */
     char *conf = WRITE("full.conf", text);
     rvd_settings_env env = user_env();
@@ -311,6 +312,7 @@ static void test_file(void) {
     CHECK_EQ_U64(s.max_client_connections, 100);
     CHECK_EQ_U64(s.per_uid_connections, 1);
     CHECK_EQ_U64(s.per_uid_calls, 100000);
+    CHECK_EQ_U64(s.idle_exit, 604800);
     CHECK(s.log_level == RVD_LOG_DEBUG);
     for (int k = 0; k < RVD_KEY_COUNT; k++)
         CHECK(s.source[k] == RVD_SOURCE_FILE);

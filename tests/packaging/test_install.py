@@ -11,6 +11,9 @@ A staged install (DESTDIR) must name the final path, not the staging one.
 """
 import glob
 import os
+import re
+import select
+import signal
 import shutil
 import stat
 import subprocess
@@ -63,6 +66,22 @@ def install(prefix, destdir=None):
     return r.stdout
 
 
+def stop_pid(pid):
+    """SIGTERM a daemon this test did not spawn, and wait (a pidfd: no
+    polling) until it is gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not select.select([fd], [], [], 15)[0]:
+            os.kill(pid, signal.SIGKILL)
+            select.select([fd], [], [], 15)
+    finally:
+        os.close(fd)
+
+
 def exec_start(unit):
     with open(unit) as f:
         lines = [l for l in f if l.startswith("ExecStart=")]
@@ -86,6 +105,8 @@ class InstallTest(unittest.TestCase):
         for rel in ("lib/retriever/retrieverctl-remote.so",
                     "lib/systemd/system/retrieverd.service",
                     "lib/systemd/system/retrieverd.socket",
+                    "lib/systemd/user/retrieverd.service",
+                    "lib/systemd/user/retrieverd.socket",
                     "share/doc/retriever/retrieverd.conf",
                     "share/doc/retriever/daemon.md",
                     "share/doc/retriever/api.md",
@@ -140,6 +161,35 @@ class InstallTest(unittest.TestCase):
                             os.path.join(units, "retrieverd.socket")],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        # The per-user pair: this daemon, accepted by systemd's user manager.
+        units = p("lib/systemd/user")
+        self.assertEqual(exec_start(os.path.join(units, "retrieverd.service")),
+                         p("bin/retrieverd") + " --idle-exit 300")
+        xrd = os.path.join(self.tmp, "xdg-run")
+        os.makedirs(xrd, 0o700)
+        r = subprocess.run(["systemd-analyze", "--user", "verify",
+                            os.path.join(units, "retrieverd.service"),
+                            os.path.join(units, "retrieverd.socket")],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, XDG_RUNTIME_DIR=xrd))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        # With no daemon, the installed client starts the installed one
+        # (found beside it), which the test stops by its pid.
+        os.rename(p("lib/retriever/moved.so"), p("lib/retriever/retrieverctl-remote.so"))
+        home = os.path.join(self.tmp, "home")
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RETRIEVER_SOCKET", "RETRIEVER_NO_AUTOSTART")}
+        env.update(HOME=home, XDG_RUNTIME_DIR=xrd, XDG_STATE_HOME=os.path.join(home, "st"),
+                   XDG_CACHE_HOME=os.path.join(home, "ca"),
+                   XDG_CONFIG_HOME=os.path.join(home, "co"))
+        r = subprocess.run([ctl, "status"], capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = int(re.search(r"starting retrieverd \(pid (\d+),", r.stderr).group(1))
+        self.addCleanup(stop_pid, pid)
+        self.assertEqual(os.readlink("/proc/%d/exe" % pid), p("bin/retrieverd"))
+        stop_pid(pid)
 
     def test_a_program_builds_against_the_installed_library(self):
         prefix = os.path.join(self.tmp, "usr")

@@ -996,9 +996,13 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
         struct obj *ob = &r->objs[i];
         rvc_progress_item *v = &r->views[i];
         ob->url = os->url ? os->url : "";
+        /* The daemon's answers carry URLs redacted already; redacting again
+         * changes nothing there and keeps "shown" the only form printed. */
+        if (rv_url_redact(ob->url, &ob->shown) != RV_OK)
+            ob->shown = strdup(ob->url);
         ob->display = strdup(nonempty(os->destination) ? os->destination : ob->url);
         ob->dest = nonempty(os->destination) ? strdup(os->destination) : NULL;
-        if (!ob->display)
+        if (!ob->display || !ob->shown)
             return RV_E_NOMEM;
         v->name = ob->display;
         v->retries = os->retries;
@@ -1137,6 +1141,7 @@ out:
     r.progress = r.rep.progress = rvc_progress_free(r.progress);
     for (size_t i = 0; r.objs && i < r.n; i++) {
         free(r.objs[i].display);
+        free(r.objs[i].shown);
         free(r.objs[i].dest);
         free(r.objs[i].retry_reason);
     }

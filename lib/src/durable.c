@@ -283,9 +283,9 @@ void rv_durable_close(rv_engine *e) {
 /* Starting an object: resume, or a new row                                 */
 
 /* The store key: what names the object, plus a fingerprint of the
- * credentials the request carries (headers, URL userinfo: only their
- * digest is kept), so requests with different credentials never share
- * state.
+ * credentials the request carries (headers, URL userinfo, its own CA
+ * certificates: only their digest is kept), so requests with different
+ * credentials never share state.
  *
  * What names the object is the normalised URL (its query only inside the
  * digest), except for file:// sources:
@@ -314,7 +314,9 @@ static int make_key(rv_object *o) {
     free(path);
     if (!name)
         return RV_E_NOMEM;
-    if (o->user_headers || o->url->userinfo || o->url->query) {
+    /* A request's own CA certificates decide which origin it trusts: bytes
+     * fetched under them are never anyone else's cache hit. */
+    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem) {
         r = rv_sha256_new(&h);
         if (r == RV_OK && o->url->query)
             r = rv_sha256_update(h, o->url->query, strlen(o->url->query) + 1);
@@ -322,6 +324,12 @@ static int make_key(rv_object *o) {
             r = rv_sha256_update(h, o->url->userinfo, strlen(o->url->userinfo) + 1);
         for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
             r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
+        if (r == RV_OK && o->ca_pem) {
+            const char *how = o->ca_only ? "ca-only" : "ca-add";
+            r = rv_sha256_update(h, how, strlen(how) + 1);
+            if (r == RV_OK)
+                r = rv_sha256_update(h, o->ca_pem, strlen(o->ca_pem) + 1);
+        }
         if (r == RV_OK)
             r = rv_sha256_final_hex(h, hex);
         rv_sha256_free(h);

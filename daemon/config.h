@@ -76,6 +76,7 @@ typedef enum rvd_key {
     RVD_KEY_MAX_CONNECTIONS_PER_HOST,
     RVD_KEY_MAX_CONNECTIONS_PER_OBJECT,
     RVD_KEY_CHUNK_SIZE,
+    RVD_KEY_CONNECT_RETRY_MS,
     RVD_KEY_MAX_RUNNING_JOBS,
     RVD_KEY_MAX_QUEUED_JOBS,
     RVD_KEY_MAX_SUBSCRIBERS,
@@ -155,6 +156,7 @@ typedef struct rvd_settings {
     unsigned max_connections_per_host;
     unsigned max_connections_per_object;
     uint64_t chunk_size;     /* bytes */
+    unsigned connect_retry_ms; /* rv_config.connect_retry_ms */
     unsigned max_running_jobs;
     unsigned max_queued_jobs;  /* 0: no queue, every job beyond the running ones is refused */
     unsigned max_subscribers;  /* per job */

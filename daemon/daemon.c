@@ -75,6 +75,7 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
     cfg->max_connections_per_host = st->max_connections_per_host;
     cfg->max_connections_per_object = st->max_connections_per_object;
     cfg->chunk_size = st->chunk_size;
+    cfg->connect_retry_ms = st->connect_retry_ms;
     if (cfg->min_chunk_size > cfg->chunk_size)
         cfg->min_chunk_size = cfg->chunk_size;
     /* compute_sha256 stays false: a digest is per request

@@ -52,6 +52,13 @@ static void ca_base_read(rv_engine *e, CURL *h) {
  * (ca_only, and the engine's ca_file) also clears the CA path, which
  * would otherwise still trust the system's certificates. */
 int rv_cacerts_set(rv_engine *e, rv_object *o, CURL *h) {
+    if (o->insecure) {
+        /* libcurl compares both when it reuses a connection or a TLS
+         * session: an unverified one never serves a verifying request. */
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        return RV_OK;
+    }
     if (!o->ca_pem) {
         if (e->ca_file) {
             curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);

@@ -284,8 +284,8 @@ void rv_durable_close(rv_engine *e) {
 
 /* The store key: what names the object, plus a fingerprint of the
  * credentials the request carries (headers, URL userinfo, its own CA
- * certificates: only their digest is kept), so requests with different
- * credentials never share state.
+ * certificates, or none checked (insecure): only their digest is kept), so
+ * requests with different credentials never share state.
  *
  * What names the object is the normalised URL (its query only inside the
  * digest), except for file:// sources:
@@ -316,7 +316,7 @@ static int make_key(rv_object *o) {
         return RV_E_NOMEM;
     /* A request's own CA certificates decide which origin it trusts: bytes
      * fetched under them are never anyone else's cache hit. */
-    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem) {
+    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure) {
         r = rv_sha256_new(&h);
         if (r == RV_OK && o->url->query)
             r = rv_sha256_update(h, o->url->query, strlen(o->url->query) + 1);
@@ -324,6 +324,8 @@ static int make_key(rv_object *o) {
             r = rv_sha256_update(h, o->url->userinfo, strlen(o->url->userinfo) + 1);
         for (struct curl_slist *l = o->user_headers; r == RV_OK && l; l = l->next)
             r = rv_sha256_update(h, l->data, strlen(l->data) + 1);
+        if (r == RV_OK && o->insecure)
+            r = rv_sha256_update(h, "insecure", sizeof("insecure"));
         if (r == RV_OK && o->ca_pem) {
             const char *how = o->ca_only ? "ca-only" : "ca-add";
             r = rv_sha256_update(h, how, strlen(how) + 1);

@@ -608,6 +608,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->connect_retry_ms = req->connect_retry_ms ? req->connect_retry_ms
                                                 : e->cfg.connect_retry_ms;
     o->ca_only = req->ca_only;
+    o->insecure = req->insecure;
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
         reject(e, r, "'%.200s' is not a valid URL", req->url);

@@ -124,6 +124,7 @@ struct rv_object {
     unsigned max_attempts, connect_timeout_ms, stall_timeout_ms, connect_retry_ms;
     char *ca_pem;              /* rv_request.ca_pem, owned; NULL: the engine's store */
     bool ca_only;              /* ca_pem replaces the engine's store */
+    bool insecure;             /* rv_request.insecure: no certificate verification */
 
     /* the request */
     char *url_in;

@@ -128,7 +128,8 @@ typedef struct rv_config {
     const char *ca_file;                 /* copied; PEM CA certificates that https
                                             origins must chain to, replacing the
                                             system's store; NULL: the system's.
-                                            Verification is never off. A request's
+                                            Verification is off only for a request
+                                            that sets insecure. A request's
                                             ca_pem adds to this store (or replaces
                                             it, with ca_only) */
     const char *deny_networks;           /* copied; NULL or "": none. Destination
@@ -227,6 +228,12 @@ typedef struct rv_request {
                                   sessions or cached bytes */
     bool ca_only;              /* with ca_pem: ca_pem replaces the engine's store
                                   for this object instead of adding to it */
+    bool insecure;             /* https without certificate verification (anyone
+                                  on the path may change the bytes). For a user
+                                  who spelled it out (retrieverctl --local
+                                  --insecure); never for a daemon's callers. Its
+                                  bytes are cached apart: a verified request
+                                  never gets them */
     unsigned max_attempts;     /* per range, first try included; 0: the config's */
     unsigned connect_timeout_ms; /* 0: the config's */
     unsigned stall_timeout_ms; /* 0: the config's */

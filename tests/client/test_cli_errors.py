@@ -40,6 +40,7 @@ CTL = os.environ["RV_CTL"]
 RUN_TIMEOUT = 120      # a bound on any one retrieverctl run
 PERMANENT_BOUND = 2.0  # issue 21: permanent errors end within 2 s
 REFUSED_BOUND = 10.0   # a 1 s (or the default 3 s) refused schedule, generously
+NOBODY = 65534
 
 
 def closed_port():
@@ -271,6 +272,44 @@ class ErrorsTest(unittest.TestCase):
         # The daemon says what is wrong with the field, as INVALID_ARGUMENT.
         p, _, _ = self.run_ctl("daemon", self.tls_b.url("f.bin"), "--cacert", notpem)
         self.assertIn("ca_file", p.stderr)
+
+    def test_cacert_read_as_the_caller(self):
+        """retrieverd opens --cacert's file as the caller: a file only root
+        may read is refused for another user (PERMISSION_DENIED, one line
+        naming the field), though the daemon itself (root) could read it;
+        the same request works for root."""
+        daemons.require_root(self, "runs retrieverctl as another uid")
+        tmp = tempfile.mkdtemp(prefix="rv-ctl-errors-uid-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        sock = os.path.join(tmp, "run", "retrieverd.sock")
+        d = daemons.Daemon(["--socket", sock, "--socket-mode", "0666",
+                            "--state-dir", os.path.join(tmp, "state"),
+                            "--cache-dir", os.path.join(tmp, "cache")])
+        self.addCleanup(d.kill)
+        d.start()
+        os.chmod(os.path.dirname(sock), 0o755)
+        secret_ca = os.path.join(tmp, "root-only.pem")
+        shutil.copy(self.ca_b, secret_ca)
+        os.chmod(secret_ca, 0o600)
+        out = os.path.join(tmp, "out")
+        os.makedirs(out)
+        os.chown(out, NOBODY, NOBODY)
+        url = self.tls_b.url("f.bin")
+        cmd = [CTL, "download", "--socket", sock, "--cacert", secret_ca, "-o",
+               os.path.join(out, "f"), url]
+        p = subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                            "--clear-groups", "--"] + cmd, capture_output=True, text=True,
+                           timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL, cwd="/")
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("ca_file", p.stderr)
+        self.assertIn("permission", p.stderr.lower())
+        self.assertFalse(os.path.exists(os.path.join(out, "f")))
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(d.stop()[0], 0, d.log())
 
     # -- verification off: spelled out only ---------------------------------------
 

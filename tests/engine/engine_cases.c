@@ -26,6 +26,7 @@
  *   RV_TEST_CA_PEM=FILE         the request's own CA certificates (ca_pem),
  *                               added to the store above (or the system's)
  *   RV_TEST_CA_ONLY=1           ... replacing it instead (ca_only)
+ *   RV_TEST_INSECURE=1          the request does not verify certificates
  *   RV_TEST_MAX_ATTEMPTS=N      max_attempts
  *   RV_TEST_NO_REVALIDATE=1     cache_revalidate off (a hit is trusted as is)
  *   RV_TEST_CONNECT_RETRY_MS=N  connect_retry_ms
@@ -234,7 +235,8 @@ static rv_object *add(rv_engine *e, const char *url, const char *dest, const cha
     CHECK(!ca || pem);
     rv_request req = {.url = url, .dest_path = dest, .sha256_hex = sha,
                       .headers = header ? &header : NULL, .n_headers = header ? 1 : 0,
-                      .ca_pem = pem, .ca_only = getenv("RV_TEST_CA_ONLY") != NULL};
+                      .ca_pem = pem, .ca_only = getenv("RV_TEST_CA_ONLY") != NULL,
+                      .insecure = getenv("RV_TEST_INSECURE") != NULL};
     int r = rv_engine_add(e, &req, &o);
     free(pem); /* the engine copied it */
     if (r != RV_OK)

@@ -493,6 +493,17 @@ class EngineTest(unittest.TestCase):
             os.unlink(self.dest)
             self.error(url, "RV_E_TLS", env=env)
 
+    def test_insecure_skips_verification_and_keeps_cache_apart(self):
+        """insecure: an origin no store trusts still downloads; its bytes
+        are not a cache hit for a verifying request (revalidation off)."""
+        state = os.path.join(self.out, "state")
+        env = {"RV_TEST_STATE_DIR": state, "RV_TEST_NO_REVALIDATE": "1"}
+        with NginxOrigin(self.root, tls=True) as b:
+            url = b.url("small.bin")
+            self.ok(url, "small.bin", env=dict(env, RV_TEST_INSECURE="1"))
+            os.unlink(self.dest)
+            self.error(url, "RV_E_TLS", env=env)
+
     # -- connection limits and host backoff -------------------------------
 
     def test_throttle_halves_host_limit(self):

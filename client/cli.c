@@ -41,7 +41,10 @@ enum opt_id {
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
+    OPT_RETRY_REFUSED,
     OPT_CACERT,
+    OPT_CACERT_ONLY,
+    OPT_INSECURE,
     OPT_STATE_DIR,
     OPT_CACHE_DIR,
     OPT_NO_STATE,
@@ -136,18 +139,30 @@ static const struct opt_def download_opts[] = {
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
      "at least 64K", MODE_LOCAL},
-    {OPT_RETRIES, "retries", 0, "N", false, NULL,
+    {OPT_RETRIES, "retries", 0, "N", false, "Retries, timeouts and TLS",
      "retry a failed range up to N times (0 to 100;\n"
-     "0: never retry)", MODE_LOCAL},
+     "0: never retry). Unknown hosts, TLS failures and\n"
+     "4xx answers (but 408, 425, 429) fail at once", MODE_ANY},
+    {OPT_RETRY_REFUSED, "retry-refused", 0, "SECS", false, NULL,
+     "retry a refused connection (a server restarting)\n"
+     "for SECS seconds from the first refusal, then\n"
+     "fail naming the address", MODE_ANY},
     {OPT_CONNECT_TIMEOUT, "connect-timeout", 0, "SECS", false, NULL,
-     "give up a connection attempt after SECS seconds", MODE_LOCAL},
+     "give up a connection attempt after SECS seconds", MODE_ANY},
     {OPT_STALL_TIMEOUT, "stall-timeout", 0, "SECS", false, NULL,
      "retry a transfer that received nothing for SECS\n"
-     "seconds", MODE_LOCAL},
+     "seconds", MODE_ANY},
     {OPT_CACERT, "cacert", 0, "FILE", false, NULL,
-     "trust https origins whose certificates chain to\n"
-     "the CA certificates in FILE (PEM) instead of the\n"
-     "system's; verification is never turned off", MODE_LOCAL},
+     "also trust https origins whose certificates chain\n"
+     "to the CA certificates in FILE (PEM), besides the\n"
+     "system's (retrieverd reads FILE as you)", MODE_ANY},
+    {OPT_CACERT_ONLY, "cacert-only", 0, "FILE", false, NULL,
+     "as --cacert, but trust only FILE's certificates,\n"
+     "not the system's", MODE_ANY},
+    {OPT_INSECURE, "insecure", 0, NULL, true, NULL,
+     "do not verify https certificates: anyone on the\n"
+     "path may change the bytes. Long form only (no\n"
+     "-k); warns every time; cached apart", MODE_LOCAL},
     {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
      "keep download state (what is durable, for resume)\n"
      "in DIR (default: $XDG_STATE_HOME/retriever, else\n"
@@ -505,8 +520,10 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_CONNECT_TIMEOUT:
     case OPT_STALL_TIMEOUT:
+    case OPT_RETRY_REFUSED:
         if (!parse_seconds_ms(v, o->id == OPT_CONNECT_TIMEOUT ? &d->connect_timeout_ms
-                                                              : &d->stall_timeout_ms))
+                                 : o->id == OPT_STALL_TIMEOUT ? &d->stall_timeout_ms
+                                                              : &d->connect_retry_ms))
             return fail(p, "download",
                         "option '%s' needs a number of seconds above 0 and at most %d, not '%s'",
                         spelled, RVC_MAX_TIMEOUT_S, v);
@@ -532,9 +549,17 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         d->digest = 1;
         return RV_OK;
     case OPT_CACERT:
+    case OPT_CACERT_ONLY:
         if (!*v)
             return fail(p, "download", "option '%s' needs a file", spelled);
+        if (d->ca_file)
+            return fail(p, "download", "options '--cacert' and '--cacert-only' cannot be used "
+                        "together (nor either twice): put every certificate in one file");
         d->ca_file = v;
+        d->ca_only = o->id == OPT_CACERT_ONLY;
+        return RV_OK;
+    case OPT_INSECURE:
+        d->insecure = true;
         return RV_OK;
     case OPT_STATE_DIR:
         if (!*v)
@@ -600,6 +625,14 @@ static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen
                                    : "--link");
     if (d->copy && d->link)
         return fail(p, "download", "options '--copy' and '--link' cannot be used together");
+    if (d->insecure && d->ca_file)
+        return fail(p, "download", "option '--insecure' checks no certificate, so '--cacert%s' "
+                    "would do nothing: give one or the other",
+                    d->ca_only ? "-only" : "");
+    if (d->insecure && !d->local)
+        return fail(p, "download",
+                    "option '--insecure' cannot apply through retrieverd: it verifies every "
+                    "origin (its cache is shared); use --cacert FILE, or --local --insecure");
     if (d->sha256[0] && d->n_urls > 1)
         return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);
@@ -697,6 +730,13 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
         for (const char *ch = a + 1; r == RV_OK && *ch; ch++) {
             const struct opt_def *o = opt_by_short(c, *ch);
             char spelled[8];
+            if (!o && *ch == 'k' && c == &cmd_download) {
+                /* curl's -k: turning verification off is never one letter. */
+                r = fail(p, c->name, "option '-k' is not accepted: to download without "
+                         "verifying certificates write '--insecure' in full (with --local); to "
+                         "trust a private CA use '--cacert FILE'");
+                break;
+            }
             if (!o) {
                 if (isprint((unsigned char)*ch))
                     r = fail(p, c->name, "unknown option '-%c'", *ch);
@@ -867,6 +907,9 @@ static bool opt_default(enum opt_id id, const rv_config *cfg, char *buf, size_t 
         return true;
     case OPT_STALL_TIMEOUT:
         snprintf(buf, n, "%g", cfg->stall_timeout_ms / 1000.0);
+        return true;
+    case OPT_RETRY_REFUSED:
+        snprintf(buf, n, "%g", cfg->connect_retry_ms / 1000.0);
         return true;
     default:
         return false;

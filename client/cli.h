@@ -84,7 +84,10 @@ typedef struct rvc_download_opts {
     int retries;                 /* --retries; -1: engine default, else 0..RVC_MAX_RETRIES */
     unsigned connect_timeout_ms; /* 0: engine default */
     unsigned stall_timeout_ms;   /* 0: engine default */
-    const char *ca_file;         /* --cacert; NULL: the system's CA store */
+    unsigned connect_retry_ms;   /* --retry-refused; 0: engine (or daemon) default */
+    const char *ca_file;         /* --cacert or --cacert-only; NULL: the system's CA store */
+    bool ca_only;                /* --cacert-only: ca_file replaces the system's store */
+    bool insecure;               /* --insecure (--local only): no certificate checks */
     const char *state_dir;       /* --state-dir; NULL: $XDG_STATE_HOME/retriever */
     const char *cache_dir;       /* --cache-dir; NULL: $XDG_CACHE_HOME/retriever */
     bool no_state;               /* --no-state: no resume, no cache */

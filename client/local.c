@@ -63,6 +63,7 @@ struct run {
     size_t n_retries;
     size_t retries_dropped;
 
+    char *ca_pem;   /* owned: --cacert / --cacert-only FILE's text, or NULL */
     rvc_buf msg;    /* scratch for one message line */
     rvc_report rep; /* writes msg, errors, JSON lines (points at msg, out, err) */
     uint64_t start_ms;
@@ -256,6 +257,9 @@ static size_t add_each(struct run *r) {
             .user_data = it,
             .link = r->o->link,
             .copy = r->o->copy,
+            .ca_pem = r->ca_pem,
+            .ca_only = r->o->ca_only,
+            .insecure = r->o->insecure,
         };
         e = rv_engine_add(r->engine, &req, &it->obj);
         free(hdrs);
@@ -498,6 +502,45 @@ static char *state_path(const char *opt, const char *xdg_var, const char *fallba
     return path;
 }
 
+/* FILE of --cacert / --cacert-only, read as this user: its text (malloc'd)
+ * in *ret, or a sentence in *ret_why. At most RV_CA_PEM_MAX bytes. */
+static int read_ca_file(const char *path, char **ret, const char **ret_why) {
+    FILE *f = fopen(path, "rbe");
+    char *buf = NULL;
+    size_t n = 0;
+    int e = RV_E_INVALID_ARGUMENT;
+
+    if (!f) {
+        *ret_why = strerror(errno);
+        return e;
+    }
+    buf = malloc(RV_CA_PEM_MAX + 2);
+    if (!buf) {
+        e = RV_E_NOMEM;
+        *ret_why = "out of memory";
+        goto out;
+    }
+    n = fread(buf, 1, RV_CA_PEM_MAX + 1, f);
+    if (ferror(f)) {
+        *ret_why = "cannot read it";
+    } else if (n > RV_CA_PEM_MAX) {
+        *ret_why = "larger than 1 MiB: not a CA file";
+    } else {
+        buf[n] = '\0';
+        if (!strstr(buf, "-----BEGIN CERTIFICATE-----")) {
+            *ret_why = "no PEM certificate in it (-----BEGIN CERTIFICATE-----)";
+        } else {
+            *ret = buf;
+            buf = NULL;
+            e = RV_OK;
+        }
+    }
+out:
+    free(buf);
+    fclose(f);
+    return e;
+}
+
 static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_progress_mode mode) {
     rv_config_init(cfg);
     if (o->connections) {
@@ -518,7 +561,10 @@ static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_pro
         cfg->connect_timeout_ms = o->connect_timeout_ms;
     if (o->stall_timeout_ms)
         cfg->stall_timeout_ms = o->stall_timeout_ms;
-    cfg->ca_file = o->ca_file;
+    if (o->connect_retry_ms)
+        cfg->connect_retry_ms = o->connect_retry_ms;
+    /* --cacert goes with each request (ca_pem), which adds to the system's
+     * store; cfg->ca_file would replace it. */
     /* The digest costs CPU (docs/engine.md): computed when asked for, and
      * by default when the JSON line will carry it. --sha256 always gets it. */
     cfg->compute_sha256 = o->digest == 1 || (o->digest < 0 && o->json);
@@ -581,6 +627,22 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto finish;
+    }
+    if (o->ca_file) {
+        const char *why = NULL;
+        e = read_ca_file(o->ca_file, &r.ca_pem, &why);
+        if (e != RV_OK) {
+            rvc_buf_printf(&r.msg, PROG ": cannot use the CA file '%s': %s", o->ca_file, why);
+            emit_msg(&r);
+            code = rvc_exit_code(e);
+            goto finish;
+        }
+    }
+    if (o->insecure) {
+        /* Every time, and even with -q: the user must not forget it is on. */
+        rvc_buf_puts(&r.msg, PROG ": warning: --insecure: https certificates are not verified; "
+                             "anyone on the network path can change what is downloaded");
+        emit_msg(&r);
     }
 
     if (!o->no_state) {
@@ -683,6 +745,7 @@ finish:
     free(r.items);
     free(r.views);
     free(r.retries);
+    free(r.ca_pem);
     rvc_buf_done(&r.msg);
     return code;
 }

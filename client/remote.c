@@ -657,6 +657,7 @@ static int report_rejected(struct run *r, size_t rejected) {
 struct request {
     Retriever__V1__DownloadRequest msg;
     Retriever__V1__Umask umask;
+    char *ca_file; /* --cacert's FILE made absolute (the daemon's cwd is not ours) */
     Retriever__V1__Source *sources;
     Retriever__V1__Source **source_ptrs;
     Retriever__V1__Header *headers; /* shared by every source */
@@ -684,6 +685,7 @@ static void request_done(struct request *q) {
     free(q->auth_ptrs);
     free(q->sources);
     free(q->source_ptrs);
+    free(q->ca_file);
 }
 
 static int request_build(const struct run *r, struct request *q) {
@@ -757,6 +759,28 @@ static int request_build(const struct run *r, struct request *q) {
     q->umask = (Retriever__V1__Umask)RETRIEVER__V1__UMASK__INIT;
     q->umask.bits = o->umask & 0777u;
     q->msg.umask = &q->umask;
+    /* Transfer settings; unset (0) leaves the daemon's own. */
+    if (o->retries >= 0)
+        q->msg.max_attempts = (uint32_t)o->retries + 1;
+    q->msg.connect_timeout_ms = o->connect_timeout_ms;
+    q->msg.stall_timeout_ms = o->stall_timeout_ms;
+    q->msg.connect_retry_ms = o->connect_retry_ms;
+    if (o->ca_file) {
+        /* Absolute, as the daemon wants it; the daemon opens it as us. A
+         * name that does not resolve goes as cwd/name: the daemon's
+         * answer then says what is wrong with it. */
+        q->ca_file = realpath(o->ca_file, NULL);
+        if (!q->ca_file) {
+            char cwd[PATH_MAX];
+            bool rel = o->ca_file[0] != '/' && getcwd(cwd, sizeof(cwd));
+            if (asprintf(&q->ca_file, "%s%s%s", rel ? cwd : "", rel ? "/" : "", o->ca_file) < 0) {
+                q->ca_file = NULL;
+                return RV_E_NOMEM;
+            }
+        }
+        q->msg.ca_file = q->ca_file;
+        q->msg.ca_only = o->ca_only;
+    }
     return RV_OK;
 }
 

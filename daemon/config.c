@@ -110,6 +110,12 @@ static const key_def keys[RVD_KEY_COUNT] = {
                             "SIZE", "16M",
                             "largest range one request fetches, 64K..1G\n"
                             "(default 16M)"},
+    [RVD_KEY_CONNECT_RETRY_MS] = {"connect-retry-ms", KIND_UINT, F(connect_retry_ms), 0,
+                                  86400000, false, false, "MS", "3000",
+                                  "how long a refused connection is retried\n"
+                                  "(an origin restarting), from the first\n"
+                                  "refusal; 0: never, 0..86400000 (default\n"
+                                  "3000); a request may ask for its own"},
     [RVD_KEY_MAX_RUNNING_JOBS] = {"max-running-jobs", KIND_UINT, F(max_running_jobs), 1, 10000,
                                   false, true, "N", "64",
                                   "jobs downloading at once; more wait queued,\n"

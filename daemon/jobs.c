@@ -90,6 +90,8 @@ struct job {
     bool want_cancel;  /* RUNNING: the pump cancels it */
     rvd_asuser_dirs *dirs; /* the destinations' directories, opened as the owner
                               while objects use them (dirs_users) */
+    char *ca_pem;      /* req->ca_file's text, read as the owner when the job
+                          starts (read_ca); NULL before, or without ca_file */
     size_t dirs_users;
     struct sub *subs;  /* newest first */
     struct job *prev, *next;
@@ -272,14 +274,19 @@ static int new_id(char *out) {
     return 0;
 }
 
-/* uid, then per source: url key, destination, sha256, header digest. */
+/* uid, the transfer settings, then per source: url key, destination,
+ * sha256, header digest. A request with another CA file (or none) trusts
+ * other origins, and one with other attempts or timeouts asked for other
+ * behaviour: neither attaches to the other's job. */
 static char *make_key(uid_t uid, const rvd_download_req *req) {
     char *key = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&key, &len);
     if (!f)
         return NULL;
-    fprintf(f, "%u", (unsigned)uid);
+    fprintf(f, "%u\nca:%d:%s\n%u:%u:%u:%u", (unsigned)uid, req->ca_only,
+            req->ca_file ? req->ca_file : "", req->max_attempts, req->connect_timeout_ms,
+            req->stall_timeout_ms, req->connect_retry_ms);
     for (size_t i = 0; i < req->n_sources; i++) {
         const rvd_source *s = &req->sources[i];
         fprintf(f, "\n%s\n%s\n%s\n%s", s->url_key, s->destination ? s->destination : "",
@@ -422,6 +429,7 @@ static void job_free(rvd_jobs *j, struct job *jb) {
     free(jb->objs);
     free(jb->views);
     free(jb->key);
+    free(jb->ca_pem);
     rvd_download_req_free(jb->req);
     rvd_peer_clear(&jb->owner);
     free(jb);
@@ -713,6 +721,50 @@ static void wake(rvd_jobs *j) {
         j->wake(j->wake_ud);
 }
 
+/* The caller's CA file (DownloadRequest.ca_file), read through a
+ * descriptor opened AS the caller (rvd_asuser_open_source: the kernel
+ * checks the caller's read permission; a regular file only), so the
+ * daemon never reads a file on a caller's behalf that the caller could
+ * not. On success *ret_pem is its text, NUL-terminated (malloc'd). At most
+ * RV_CA_PEM_MAX bytes and at least one PEM certificate, else -EINVAL
+ * with a sentence in *ret_error (as rvd_asuser_open_source's). */
+static int read_ca(const rvd_peer *caller, const char *path, char **ret_pem, char **ret_error) {
+    int fd = -1, r;
+    char *buf = NULL;
+    size_t n = 0;
+    struct stat st;
+
+    r = rvd_asuser_open_source(caller, path, &fd, ret_error);
+    if (r < 0)
+        return r;
+    r = -EINVAL;
+    if (fstat(fd, &st) != 0 || st.st_size > (off_t)RV_CA_PEM_MAX) {
+        *ret_error = rvd_strdupf("'%s' is larger than %u bytes: not a CA file", path,
+                                 RV_CA_PEM_MAX);
+        goto out;
+    }
+    r = -ENOMEM;
+    if (!(buf = malloc((size_t)st.st_size + 1)))
+        goto out;
+    for (ssize_t got = 1; got > 0 && n < (size_t)st.st_size; n += (size_t)got)
+        if ((got = read(fd, buf + n, (size_t)st.st_size - n)) < 0)
+            got = 0;
+    buf[n] = '\0';
+    r = -EINVAL;
+    if (!strstr(buf, "-----BEGIN CERTIFICATE-----")) {
+        *ret_error = rvd_strdupf("'%s' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                                 path);
+        goto out;
+    }
+    *ret_pem = buf;
+    buf = NULL;
+    r = 0;
+out:
+    free(buf);
+    close(fd);
+    return r;
+}
+
 static rvd_code errno_code(int r) {
     switch (r) {
     case -EACCES:
@@ -773,6 +825,19 @@ static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req
         free(err);
     }
     rvd_asuser_dirs_free(dirs);
+    if (code == RVD_OK && req->ca_file) {
+        /* Checked now, so a file the caller cannot read or that holds no
+         * certificate is the request's error; read again when the job
+         * starts (job_start). */
+        char *pem = NULL, *err = NULL;
+        int r = read_ca(caller, req->ca_file, &pem, &err);
+        if (r < 0) {
+            *ret_msg = rvd_strdupf("ca_file: %s", err ? err : strerror(-r));
+            code = errno_code(r);
+        }
+        free(pem);
+        free(err);
+    }
     return code;
 }
 
@@ -1523,6 +1588,12 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
          * the daemon's: 0600 (a link to the cache: the blob's 0400). */
         .has_mode = true,
         .mode = src->destination ? o->job->req->mode : 0600,
+        .ca_pem = o->job->ca_pem,
+        .ca_only = o->job->req->ca_only,
+        .max_attempts = o->job->req->max_attempts,
+        .connect_timeout_ms = o->job->req->connect_timeout_ms,
+        .stall_timeout_ms = o->job->req->stall_timeout_ms,
+        .connect_retry_ms = o->job->req->connect_retry_ms,
     };
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {
@@ -1539,12 +1610,22 @@ nomem:
 }
 
 static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
+    char *ca_err = NULL;
+    int ca_r = 0;
+    /* Read at the start, not kept from the submission's check: a job
+     * restored after a restart has only the path. */
+    if (jb->req->ca_file && !jb->ca_pem)
+        ca_r = read_ca(&jb->owner, jb->req->ca_file, &jb->ca_pem, &ca_err);
     for (size_t i = 0; i < jb->view.n_objects; i++) {
         struct jobject *o = &jb->objs[i];
         int err = RV_OK;
         char *detail = NULL;
-        if (object_start(j, e, o, &err, &detail) == 0)
+        if (ca_r < 0) {
+            err = ca_r == -ENOMEM ? RV_E_NOMEM : RV_E_INVALID_ARGUMENT;
+            detail = rvd_strdupf("ca_file: %s", ca_err ? ca_err : strerror(-ca_r));
+        } else if (object_start(j, e, o, &err, &detail) == 0) {
             continue;
+        }
         jobject_close(j, o);
         pthread_mutex_lock(&j->lock);
         if (!j->stopping)
@@ -1552,6 +1633,7 @@ static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
         pthread_mutex_unlock(&j->lock);
         free(detail);
     }
+    free(ca_err);
 }
 
 /* The queued job to run next: highest priority, then oldest, among those

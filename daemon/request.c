@@ -422,6 +422,7 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r) {
         free(s->headers);
     }
     free(r->sources);
+    free(r->ca_file);
     free(r);
     return NULL;
 }
@@ -455,6 +456,30 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
                     m->connections);
         goto out;
     }
+    if (m->ca_only && !str(m->ca_file)[0]) {
+        r = invalid(ret_error, "ca_only: needs ca_file (the certificates to trust instead)");
+        goto out;
+    }
+    if (str(m->ca_file)[0] && (m->ca_file[0] != '/' || strlen(m->ca_file) > RVD_REQ_DEST_MAX)) {
+        r = invalid(ret_error, "ca_file: must be an absolute path of at most %d bytes",
+                    RVD_REQ_DEST_MAX);
+        goto out;
+    }
+    if (m->max_attempts > RVD_REQ_ATTEMPTS_MAX) {
+        r = invalid(ret_error, "max_attempts: at most %d, the first try included (got %u)",
+                    RVD_REQ_ATTEMPTS_MAX, m->max_attempts);
+        goto out;
+    }
+    if (m->connect_timeout_ms > RVD_REQ_TIMEOUT_MS_MAX ||
+        m->stall_timeout_ms > RVD_REQ_TIMEOUT_MS_MAX ||
+        m->connect_retry_ms > RVD_REQ_TIMEOUT_MS_MAX) {
+        r = invalid(ret_error, "%s: at most %u ms (a day)",
+                    m->connect_timeout_ms > RVD_REQ_TIMEOUT_MS_MAX ? "connect_timeout_ms"
+                    : m->stall_timeout_ms > RVD_REQ_TIMEOUT_MS_MAX ? "stall_timeout_ms"
+                                                                   : "connect_retry_ms",
+                    RVD_REQ_TIMEOUT_MS_MAX);
+        goto out;
+    }
     if (m->umask && (m->umask->bits & ~0777u)) {
         r = invalid(ret_error,
                     "umask.bits: only permission bits (at most 0777) may be set (got %#o)",
@@ -476,6 +501,13 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->copy = m->copy;
     /* Without a umask the safe default: nobody else reads the file. */
     req->mode = m->umask ? 0666u & ~m->umask->bits : 0600u;
+    req->ca_only = m->ca_only;
+    req->max_attempts = m->max_attempts;
+    req->connect_timeout_ms = m->connect_timeout_ms;
+    req->stall_timeout_ms = m->stall_timeout_ms;
+    req->connect_retry_ms = m->connect_retry_ms;
+    if (str(m->ca_file)[0] && !(req->ca_file = strdup(m->ca_file)))
+        goto out;
 
     for (size_t i = 0; i < m->n_sources; i++) {
         const Retriever__V1__Source *src = m->sources[i];

@@ -33,6 +33,9 @@
 #define RVD_REQ_HEADERS_MAX 100         /* headers per source (the engine's) */
 #define RVD_REQ_HEADER_MAX 8192         /* bytes of one "Name: value" line */
 #define RVD_REQ_CONNECTIONS_MAX 64      /* DownloadRequest.connections */
+#define RVD_REQ_ATTEMPTS_MAX 101        /* DownloadRequest.max_attempts (retrieverctl's
+                                           --retries 100, plus the first try) */
+#define RVD_REQ_TIMEOUT_MS_MAX 86400000u /* the *_ms transfer settings: a day */
 #define RVD_REQ_LIST_DEFAULT 100        /* ListRequest.limit 0 */
 #define RVD_REQ_LIST_MAX 10000          /* larger limits are lowered to this */
 
@@ -71,6 +74,14 @@ typedef struct rvd_download_req {
                              never set together with link */
     unsigned mode;        /* each delivered file's permission bits: 0666 less
                              the caller's umask, or 0600 when it sent none */
+    /* Transfer settings (rv_request's); 0 / NULL: the daemon's own. */
+    char *ca_file;        /* absolute path of the caller's CA file (opened as
+                             the caller when the job starts: jobs.c), or NULL */
+    bool ca_only;         /* its certificates replace the daemon's store; only
+                             with ca_file */
+    uint32_t max_attempts; /* 0..RVD_REQ_ATTEMPTS_MAX */
+    uint32_t connect_timeout_ms, stall_timeout_ms, connect_retry_ms; /* each at most
+                             RVD_REQ_TIMEOUT_MS_MAX */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with

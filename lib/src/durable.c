@@ -339,9 +339,9 @@ void rv_durable_close(rv_engine *e) {
 /* Starting an object: resume, or a new row                                 */
 
 /* The store key: what names the object, plus a fingerprint of the
- * credentials the request carries (headers, URL userinfo: only their
- * fingerprint is kept), so requests with different credentials never
- * share state.
+ * credentials the request carries (headers, URL userinfo, its own CA
+ * certificates, or none checked (insecure): only their digest is kept), so
+ * requests with different credentials never share state.
  *
  * What names the object is the normalised URL (its query only inside the
  * fingerprint), except for file:// sources:
@@ -376,7 +376,9 @@ static int make_key(rv_object *o) {
     free(path);
     if (!name)
         return RV_E_NOMEM;
-    if (o->user_headers || o->url->userinfo || o->url->query) {
+    /* A request's own CA certificates decide which origin it trusts: bytes
+     * fetched under them are never anyone else's cache hit. */
+    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure) {
         FILE *f = open_memstream(&msg, &msg_len);
         if (!f) {
             r = RV_E_NOMEM;
@@ -388,6 +390,13 @@ static int make_key(rv_object *o) {
             fwrite(o->url->userinfo, 1, strlen(o->url->userinfo) + 1, f);
         for (struct curl_slist *l = o->user_headers; l; l = l->next)
             fwrite(l->data, 1, strlen(l->data) + 1, f);
+        if (o->insecure)
+            fwrite("insecure", 1, sizeof("insecure"), f);
+        if (o->ca_pem) {
+            const char *how = o->ca_only ? "ca-only" : "ca-add";
+            fwrite(how, 1, strlen(how) + 1, f);
+            fwrite(o->ca_pem, 1, strlen(o->ca_pem) + 1, f);
+        }
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int md_len = 0;
         if (fclose(f) != 0 || !msg ||

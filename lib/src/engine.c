@@ -64,6 +64,7 @@ void rv_config_init(rv_config *cfg) {
         .retry_after_cap_ms = 120000,
         .stall_timeout_ms = 30000,
         .connect_timeout_ms = 15000,
+        .connect_retry_ms = 3000,
         .max_redirects = 10,
         .max_restarts = 3,
         .on_change = RV_CHANGE_RESTART,
@@ -353,6 +354,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
     free(e->buf);
     free(e->user_agent);
     free(e->ca_file);
+    free(e->ca_base);
     free(e->dest_dir_ok);
     free(e->dest_buckets);
     free(e);
@@ -467,6 +469,7 @@ static void object_free(rv_object *o) {
         close(o->src_fd);
     free(o->url_in);
     free(o->url_shown);
+    free(o->ca_pem);
     rv_url_free(o->url);
     free(o->dest_path);
     curl_slist_free_all(o->user_headers);
@@ -605,6 +608,14 @@ static int validate_request(rv_engine *e, const rv_request *req) {
         return reject(e, RV_E_INVALID_ARGUMENT,
                       "mode %#o has bits outside 0777 (only permission bits may be set)",
                       req->mode);
+    if (req->ca_pem && strlen(req->ca_pem) > RV_CA_PEM_MAX)
+        return reject(e, RV_E_INVALID_ARGUMENT, "the CA certificates are larger than %u bytes",
+                      RV_CA_PEM_MAX);
+    if (req->ca_pem && !strstr(req->ca_pem, "-----BEGIN CERTIFICATE-----"))
+        return reject(e, RV_E_INVALID_ARGUMENT,
+                      "the CA certificates hold no PEM certificate (-----BEGIN CERTIFICATE-----)");
+    if (req->ca_only && !req->ca_pem)
+        return reject(e, RV_E_INVALID_ARGUMENT, "ca_only needs ca_pem");
     return RV_OK;
 }
 
@@ -637,6 +648,15 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         r = reject(e, RV_E_NOMEM, "out of memory");
         goto fail;
     }
+    o->max_attempts = req->max_attempts ? req->max_attempts : e->cfg.max_attempts;
+    o->connect_timeout_ms = req->connect_timeout_ms ? req->connect_timeout_ms
+                                                    : e->cfg.connect_timeout_ms;
+    o->stall_timeout_ms = req->stall_timeout_ms ? req->stall_timeout_ms
+                                                : e->cfg.stall_timeout_ms;
+    o->connect_retry_ms = req->connect_retry_ms ? req->connect_retry_ms
+                                                : e->cfg.connect_retry_ms;
+    o->ca_only = req->ca_only;
+    o->insecure = req->insecure;
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
         reject(e, r, "'%.200s' is not a valid URL", o->url_shown);
@@ -670,7 +690,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     r = RV_E_NOMEM;
     o->url_in = strdup(req->url);
     o->dest_path = strdup(req->dest_path);
-    if (!o->url_in || !o->dest_path)
+    if (!o->url_in || !o->dest_path || (req->ca_pem && !(o->ca_pem = strdup(req->ca_pem))))
         goto fail;
     for (size_t i = 0; i < req->n_headers; i++) {
         struct curl_slist *l = curl_slist_append(o->user_headers, req->headers[i]);
@@ -954,6 +974,7 @@ void rv_object_chunk_done(rv_object *o, rv_chunk *c) {
     rv_engine *e = o->engine;
     c->state = RV_CHUNK_DONE;
     c->failures = 0;
+    c->refused_since_ms = 0;
     if (e->hooks.on_chunk_done)
         e->hooks.on_chunk_done(e->cfg.hooks_ud, o, c->start, c->end - c->start);
 }
@@ -967,12 +988,30 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
     if (fault == RV_FAULT_THROTTLE && o->host)
         rv_hostlimit_on_throttle(o->host, rv_now_ms());
     c->failures++;
-    if (c->failures >= cfg->max_attempts) {
+    if (c->failures >= o->max_attempts) {
         rv_object_fail(o, err, "%s; gave up after %u attempts", reason, c->failures);
         return;
     }
+    uint64_t now = rv_now_ms();
+    uint64_t refused_left = UINT64_MAX; /* ms the refused schedule has left */
+    if (fault != RV_FAULT_REFUSED) {
+        c->refused_since_ms = 0; /* the origin answered something: a new run */
+    } else {
+        if (!c->refused_since_ms)
+            c->refused_since_ms = now;
+        uint64_t spent = now - c->refused_since_ms;
+        if (spent >= o->connect_retry_ms) {
+            rv_object_fail(o, err, "%s; still refused after %u attempts in %.1f s", reason,
+                           c->failures, (double)spent / 1000.0);
+            return;
+        }
+        refused_left = o->connect_retry_ms - spent;
+    }
     uint64_t wait = rv_retry_wait_ms(c->failures, cfg->backoff_base_ms, cfg->backoff_max_ms,
                                      retry_after_ms, cfg->retry_after_cap_ms, &e->rng, &too_long);
+    /* The last try of a refused run comes when its time is up, not after. */
+    if (wait > refused_left)
+        wait = refused_left;
     if (too_long) {
         rv_object_fail(o, RV_E_RETRY_AFTER_TOO_LONG,
                        "%s; origin asked to retry after %llu s, more than the %u s cap; "
@@ -993,7 +1032,7 @@ void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_f
             return;
     }
     c->state = RV_CHUNK_TODO;
-    c->due_ms = rv_now_ms() + wait;
+    c->due_ms = now + wait;
     o->retries++;
     if (e->hooks.on_retry) {
         char *shown = object_scrub(reason);

@@ -81,6 +81,8 @@ typedef struct rv_chunk {
     bool written_crc_unknown;
     rv_chunk_state state;
     unsigned failures;        /* consecutive failures without progress */
+    uint64_t refused_since_ms; /* the first of the refused connections in a row
+                                  (RV_FAULT_REFUSED), else 0 */
     uint64_t due_ms;          /* TODO: not before this monotonic time */
     rv_transfer *xfer;        /* ACTIVE only */
 } rv_chunk;
@@ -138,6 +140,11 @@ struct rv_object {
     unsigned max_conns;        /* rv_request.connections, bounded by the config */
     int mode;                  /* rv_request.mode of the files it delivers, or
                                   RV_MODE_UMASK (tempname.h) */
+    /* rv_request's settings, resolved against the config (never 0) */
+    unsigned max_attempts, connect_timeout_ms, stall_timeout_ms, connect_retry_ms;
+    char *ca_pem;              /* rv_request.ca_pem, owned; NULL: the engine's store */
+    bool ca_only;              /* ca_pem replaces the engine's store */
+    bool insecure;             /* rv_request.insecure: no certificate verification */
 
     /* the request */
     char *url_in;              /* as the caller gave it: never in a message */
@@ -256,6 +263,12 @@ struct rv_engine {
     rv_hooks hooks;
     char *user_agent;
     char *ca_file;             /* NULL: libcurl's default CA store */
+    char *ca_base;             /* the bundle a request's ca_pem adds to (ca_file's,
+                                  else libcurl's default bundle's text), read at
+                                  the first such request; NULL: not read yet or
+                                  unreadable (then the default CA path alone) */
+    size_t ca_base_len;
+    bool ca_base_read;         /* the read was tried */
     CURLM *multi;
     struct rv_socktab *socks;  /* the multi's sockets; outlives it (socktab.h) */
     struct rv_netdeny *deny;   /* cfg.deny_networks parsed; NULL: nothing denied */
@@ -314,6 +327,9 @@ typedef struct rv_sync_job {
     uint64_t *span_start;      /* the range each span extends (by its start) */
     rv_sync_span spans[];
 } rv_sync_job;
+
+/* Set h's CA options for a transfer of o (cacerts.c). RV_E_NOMEM. */
+int rv_cacerts_set(rv_engine *e, rv_object *o, CURL *h);
 
 uint64_t rv_now_ms(void);
 

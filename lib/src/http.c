@@ -460,13 +460,13 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
      * one connection. */
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, RECV_BUFFER_SIZE);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
     /* Stalled: fewer than 1 byte/s for the whole stall window. */
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((cfg->stall_timeout_ms + 999) / 1000));
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((o->stall_timeout_ms + 999) / 1000));
     curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
-    if (e->ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, e->ca_file);
+    if (rv_cacerts_set(e, o, h) != RV_OK)
+        goto nomem;
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
     rv_socktab_attach(e->socks, h);
     if (e->deny) {

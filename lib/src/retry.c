@@ -20,7 +20,9 @@ static rv_fault classified(rv_fault f, int err, int *ret_err) {
  *
  *   status                 fault       error
  *   2xx                    NONE        RV_OK
- *   408                    TRANSIENT   RV_E_TIMEOUT
+ *   408, 425 (Too Early:   TRANSIENT   RV_E_TIMEOUT
+ *   the same request later
+ *   is what it asks for)
  *   429, 503               THROTTLE    RV_E_THROTTLED
  *   404, 410               PERMANENT   RV_E_NOT_FOUND
  *   401, 403, 407          PERMANENT   RV_E_ACCESS_DENIED
@@ -35,6 +37,7 @@ static rv_fault classified(rv_fault f, int err, int *ret_err) {
 rv_fault rv_retry_classify_http(long status, int *ret_err) {
     switch (status) {
     case 408:
+    case 425:
         return classified(RV_FAULT_TRANSIENT, RV_E_TIMEOUT, ret_err);
     case 429:
     case 503:
@@ -69,9 +72,13 @@ rv_fault rv_retry_classify_http(long status, int *ret_err) {
  *
  *   family                          codes                           fault / error
  *   success                         OK                              NONE       RV_OK
- *   name resolution                 COULDNT_RESOLVE_HOST, _PROXY    TRANSIENT  RESOLVE_HOST
- *   connecting                      COULDNT_CONNECT,                TRANSIENT  CONNECT
- *                                   QUIC_CONNECT_ERROR, PROXY
+ *   name resolution (the resolver   COULDNT_RESOLVE_HOST, _PROXY    PERMANENT  RESOLVE_HOST
+ *   answered, or gave up after its
+ *   own retries: another attempt
+ *   seconds later gets the same)
+ *   connection refused or           COULDNT_CONNECT,                REFUSED    CONNECT
+ *   unreachable (bounded in time)   QUIC_CONNECT_ERROR
+ *   connecting                      PROXY
  *                                   (proxy handshake), INTERFACE_
  *                                   FAILED (local interface may come
  *                                   up), NO_CONNECTION_AVAILABLE,
@@ -142,10 +149,12 @@ rv_fault rv_retry_classify_curl(int curl_code, int *ret_err) {
 
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        return classified(RV_FAULT_TRANSIENT, RV_E_RESOLVE_HOST, ret_err);
+        return classified(RV_FAULT_PERMANENT, RV_E_RESOLVE_HOST, ret_err);
 
     case CURLE_COULDNT_CONNECT:
     case CURLE_QUIC_CONNECT_ERROR:
+        return classified(RV_FAULT_REFUSED, RV_E_CONNECT, ret_err);
+
     case CURLE_PROXY:
     case CURLE_INTERFACE_FAILED:
     case CURLE_NO_CONNECTION_AVAILABLE:

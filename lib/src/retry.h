@@ -1,11 +1,14 @@
 /* retry.h — the retry policy (internal to lib/): which failures are worth
  * another attempt, and how long to wait before it. Pure functions.
  *
- * Classification (seed 003): transient failures — connect errors, timeouts,
- * resets, truncated bodies, 408/500/502/504 — retry with exponential backoff
- * and full jitter. Throttling — 429/503 — retries too, honours Retry-After,
- * and also tells the host limiter to back off. Everything else (other 4xx,
- * bad URL, TLS failures) is permanent and fails at once.
+ * Classification (seed 003, issue 21): transient failures — timeouts,
+ * resets, truncated bodies, 408/425/500/502/504 — retry with exponential
+ * backoff and full jitter. Throttling — 429/503 — retries too, honours
+ * Retry-After, and also tells the host limiter to back off. A refused
+ * connection (nobody listens: a server restarting) retries on a short
+ * schedule bounded in time (rv_config.connect_retry_ms). Everything else
+ * (a host name that does not resolve, other 4xx, bad URL, TLS failures) is
+ * permanent and fails at once: asking again would get the same answer.
  */
 #ifndef RV_RETRY_H
 #define RV_RETRY_H
@@ -17,6 +20,8 @@ typedef enum rv_fault {
     RV_FAULT_TRANSIENT, /* retry with backoff */
     RV_FAULT_THROTTLE,  /* retry with backoff or Retry-After; host backs off */
     RV_FAULT_PERMANENT, /* fail the object now */
+    RV_FAULT_REFUSED,   /* retry with backoff while within connect_retry_ms of
+                           the first refusal in a row; then fail */
 } rv_fault;
 
 /* Classify a final HTTP status. *ret_err (ret_err may be NULL) gets the

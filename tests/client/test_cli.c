@@ -438,10 +438,6 @@ static void test_daemon_mode(void) {
                  "--detach", "--local", "u");
     static const char *const local_only[][2] = {
         {"--chunk-size=4M", "'--chunk-size' applies only with --local"},
-        {"--retries=3", "'--retries' applies only with --local"},
-        {"--connect-timeout=2", "'--connect-timeout' applies only with --local"},
-        {"--stall-timeout=2", "'--stall-timeout' applies only with --local"},
-        {"--cacert=/ca.pem", "'--cacert' applies only with --local"},
         {"--state-dir=/s", "'--state-dir' applies only with --local"},
         {"--cache-dir=/c", "'--cache-dir' applies only with --local"},
         {"--cache-quota=1G", "'--cache-quota' applies only with --local"},
@@ -453,6 +449,34 @@ static void test_daemon_mode(void) {
         EXPECT_OK(c, "download", "--local", local_only[i][0], "u");
         rvc_cmd_done(&c);
     }
+    /* Retries, timeouts and CA files apply in both modes (issue 21). */
+    static const char *const both_modes[] = {"--retries=3", "--connect-timeout=2",
+                                             "--stall-timeout=2", "--retry-refused=0.5",
+                                             "--cacert=/ca.pem", "--cacert-only=/ca.pem"};
+    for (size_t i = 0; i < sizeof(both_modes) / sizeof(both_modes[0]); i++) {
+        EXPECT_OK(c, "download", both_modes[i], "u");
+        rvc_cmd_done(&c);
+        EXPECT_OK(c, "download", "--local", both_modes[i], "u");
+        rvc_cmd_done(&c);
+    }
+    EXPECT_OK(c, "download", "--cacert-only", "/ca.pem", "--retry-refused", "1.5", "u");
+    CHECK_STR_EQ(c.dl.ca_file, "/ca.pem");
+    CHECK(c.dl.ca_only);
+    CHECK(c.dl.connect_retry_ms == 1500);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "download", "--cacert", "/ca.pem", "u");
+    CHECK(!c.dl.ca_only);
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("'--cacert' and '--cacert-only' cannot be used together", "download",
+                 "--cacert", "/a", "--cacert-only", "/b", "u");
+    EXPECT_USAGE("'-k' is not accepted", "download", "--local", "-k", "u");
+    EXPECT_USAGE("'-k' is not accepted", "download", "--local", "-qk", "u");
+    EXPECT_USAGE("'--insecure' cannot apply through retrieverd", "download", "--insecure", "u");
+    EXPECT_USAGE("'--insecure' checks no certificate", "download", "--local", "--insecure",
+                 "--cacert", "/a", "u");
+    EXPECT_OK(c, "download", "--local", "--insecure", "u");
+    CHECK(c.dl.insecure);
+    rvc_cmd_done(&c);
     /* Delivery and digest options work in both modes. */
     static const char *const both[] = {"--copy", "--link", "--digest", "--no-digest"};
     for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++) {

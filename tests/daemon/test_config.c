@@ -101,6 +101,7 @@ static void test_user_defaults(void) {
     CHECK_EQ_U64(s.max_connections_per_object, 16);
     CHECK_EQ_U64(s.per_uid_origin_connections, 0); /* half of max-connections */
     CHECK_EQ_U64(s.chunk_size, 16u << 20);
+    CHECK_EQ_U64(s.connect_retry_ms, 3000);
     CHECK_EQ_U64(s.max_running_jobs, 64);
     CHECK_EQ_U64(s.max_queued_jobs, 10000);
     CHECK_EQ_U64(s.max_subscribers, 256);
@@ -267,6 +268,7 @@ static void test_file(void) {
         "max-connections-per-object = 64\n"
         "per-uid-origin-connections = 5\n"
         "chunk-size = 64K\n"
+        "connect-retry-ms = 0\n"
         "max-running-jobs = 10000\n"
         "max-queued-jobs = 0\n"
         "max-subscribers = 1\n"
@@ -301,6 +303,7 @@ static void test_file(void) {
     CHECK_EQ_U64(s.max_connections_per_object, 64);
     CHECK_EQ_U64(s.per_uid_origin_connections, 5);
     CHECK_EQ_U64(s.chunk_size, 64 << 10);
+    CHECK_EQ_U64(s.connect_retry_ms, 0);
     CHECK_EQ_U64(s.max_running_jobs, 10000);
     CHECK_EQ_U64(s.max_queued_jobs, 0);
     CHECK_EQ_U64(s.max_subscribers, 1);

@@ -412,6 +412,42 @@ static void test_download_limits(void) {
     REJECT(d, "connections: at most 64 (got 65)");
     d->m.connections = UINT32_MAX;
     REJECT(d, "connections: at most 64");
+
+    /* Transfer settings (issue 21): bounds, and ca_only needs ca_file. */
+    d = dl_new();
+    dl_add(d, "http://h/x", "");
+    d->m.max_attempts = 101;
+    d->m.connect_timeout_ms = d->m.stall_timeout_ms = d->m.connect_retry_ms = 86400000;
+    d->m.ca_file = "/etc/ca.pem";
+    d->m.ca_only = true;
+    rvd_download_req *req = expect_accept(d, __LINE__);
+    if (req) {
+        CHECK_STREQ(req->ca_file, "/etc/ca.pem");
+        CHECK(req->ca_only);
+        CHECK_EQ_U64(req->max_attempts, 101);
+        CHECK_EQ_U64(req->connect_timeout_ms, 86400000);
+        CHECK_EQ_U64(req->stall_timeout_ms, 86400000);
+        CHECK_EQ_U64(req->connect_retry_ms, 86400000);
+        rvd_download_req_free(req);
+    }
+    d->m.max_attempts = 102;
+    REJECT(d, "max_attempts: at most 101, the first try included (got 102)");
+    d->m.max_attempts = 0;
+    d->m.stall_timeout_ms = 86400001;
+    REJECT(d, "stall_timeout_ms: at most 86400000 ms");
+    d->m.stall_timeout_ms = 0;
+    d->m.connect_retry_ms = UINT32_MAX;
+    REJECT(d, "connect_retry_ms: at most 86400000 ms");
+    d->m.connect_retry_ms = 0;
+    d->m.connect_timeout_ms = 86400001;
+    REJECT(d, "connect_timeout_ms: at most 86400000 ms");
+    d->m.connect_timeout_ms = 0;
+    d->m.ca_file = "ca.pem";
+    REJECT(d, "ca_file: must be an absolute path");
+    d->m.ca_file = "";
+    REJECT(d, "ca_only: needs ca_file");
+    d->m.ca_only = false;
+    ACCEPT(d);
 }
 
 static void test_download_headers(void) {

@@ -30,6 +30,13 @@
  *   RV_TEST_HEADER="Name: value"  one request header sent on every request
  *   RV_TEST_STATE_DIR=DIR       durable state in DIR (cache in DIR/cache)
  *   RV_TEST_CA_FILE=FILE        CA certificates https origins must chain to
+ *   RV_TEST_CA_PEM=FILE         the request's own CA certificates (ca_pem),
+ *                               added to the store above (or the system's)
+ *   RV_TEST_CA_ONLY=1           ... replacing it instead (ca_only)
+ *   RV_TEST_INSECURE=1          the request does not verify certificates
+ *   RV_TEST_MAX_ATTEMPTS=N      max_attempts
+ *   RV_TEST_NO_REVALIDATE=1     cache_revalidate off (a hit is trusted as is)
+ *   RV_TEST_CONNECT_RETRY_MS=N  connect_retry_ms
  *   RV_TEST_IDLE_WAIT_MS=N      "error": then one rv_engine_perform(N) with
  *                               nothing live, printed as IDLE_WAIT <seconds>
  *   RV_TEST_MAY_RESTART=1       "ok": the download may legitimately start
@@ -154,11 +161,15 @@ static rv_engine *engine(observed *ob, void (*tweak)(rv_config *)) {
     cfg.backoff_max_ms = 200;
     cfg.progress_interval_ms = 10;
     env_unsigned("RV_TEST_STALL_MS", &cfg.stall_timeout_ms);
+    env_unsigned("RV_TEST_MAX_ATTEMPTS", &cfg.max_attempts);
+    env_unsigned("RV_TEST_CONNECT_RETRY_MS", &cfg.connect_retry_ms);
     env_unsigned("RV_TEST_MAX_CONNECTIONS", &cfg.max_connections);
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_HOST", &cfg.max_connections_per_host);
     env_unsigned("RV_TEST_MAX_CONNECTIONS_PER_OBJECT", &cfg.max_connections_per_object);
     cfg.state_dir = getenv("RV_TEST_STATE_DIR");
     cfg.ca_file = getenv("RV_TEST_CA_FILE");
+    if (getenv("RV_TEST_NO_REVALIDATE"))
+        cfg.cache_revalidate = false;
     if (tweak)
         tweak(&cfg);
     int r = rv_engine_new(&cfg, &e);
@@ -208,12 +219,33 @@ static char *dir_of(const char *path) {
     return d;
 }
 
+/* The whole of a small file, NUL-terminated (malloc'd), or NULL. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    if (!f)
+        return NULL;
+    buf = calloc(1, 1u << 20);
+    if (buf)
+        n = fread(buf, 1, (1u << 20) - 1, f);
+    fclose(f);
+    (void)n;
+    return buf;
+}
+
 static rv_object *add(rv_engine *e, const char *url, const char *dest, const char *sha) {
     rv_object *o = NULL;
     const char *header = getenv("RV_TEST_HEADER");
+    const char *ca = getenv("RV_TEST_CA_PEM");
+    char *pem = ca ? slurp(ca) : NULL;
+    CHECK(!ca || pem);
     rv_request req = {.url = url, .dest_path = dest, .sha256_hex = sha,
-                      .headers = header ? &header : NULL, .n_headers = header ? 1 : 0};
+                      .headers = header ? &header : NULL, .n_headers = header ? 1 : 0,
+                      .ca_pem = pem, .ca_only = getenv("RV_TEST_CA_ONLY") != NULL,
+                      .insecure = getenv("RV_TEST_INSECURE") != NULL};
     int r = rv_engine_add(e, &req, &o);
+    free(pem); /* the engine copied it */
     if (r != RV_OK)
         printf("ADD_ERROR %s\n", rv_error_name(r));
     CHECK_EQ_U64(r, RV_OK);
@@ -305,6 +337,7 @@ static int case_ok(char **argv) {
 static int case_error(char **argv) {
     observed ob = {0};
     rv_engine *e = engine(&ob, NULL);
+    double t_add = now_s();
     rv_object *o = add(e, argv[0], argv[1], argv[3]);
     if (!o) {
         rv_engine_free(e);
@@ -315,6 +348,8 @@ static int case_error(char **argv) {
     CHECK_STREQ(rv_error_name(rv_object_error(o)), argv[2]);
     CHECK(rv_object_error_detail(o)[0] != '\0');
     printf("DETAIL %s\n", rv_object_error_detail(o));
+    printf("RETRIES %u\n", rv_object_retries(o));
+    printf("ELAPSED %.3f\n", ob.failed_at - t_add);
     CHECK(access(argv[1], F_OK) != 0); /* nothing under the final name */
     char *dir = dir_of(argv[1]);
     CHECK_EQ_U64(leftovers(dir), 0);

@@ -402,6 +402,108 @@ class EngineTest(unittest.TestCase):
         s.close()  # nothing listens there now
         self.error("http://127.0.0.1:%d/x.bin" % port, "RV_E_CONNECT")
 
+    # -- errors that end quickly (issue 21) --------------------------------
+
+    def error_run(self, url, code, env=None):
+        """error() that also returns the retries made and the seconds from
+        the request to its failure."""
+        args = ["error", url, self.dest, code]
+        p = run_case(*args, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+        return (values(p.stdout, "DETAIL")[0], int(values(p.stdout, "RETRIES")[0]),
+                float(values(p.stdout, "ELAPSED")[0]))
+
+    def test_unresolvable_host_fails_at_once(self):
+        """A name that does not resolve (.invalid never does, RFC 6761) is
+        permanent: no retry, whatever max_attempts allows."""
+        detail, retries, _ = self.error_run("http://no-such-host.invalid/x.bin",
+                                            "RV_E_RESOLVE_HOST",
+                                            env={"RV_TEST_MAX_ATTEMPTS": "50"})
+        self.assertEqual(retries, 0, detail)
+        self.assertIn("no-such-host.invalid", detail)
+
+    def test_client_errors_fail_at_once(self):
+        """404, 403, 401 and other 4xx are the origin's final word: one
+        request each, no retry."""
+        for status, code in ((404, "RV_E_NOT_FOUND"), (403, "RV_E_ACCESS_DENIED"),
+                             (401, "RV_E_ACCESS_DENIED"), (400, "RV_E_HTTP_STATUS")):
+            with self.subTest(status=status):
+                url = self.fault.url("small.bin", status=status, case="perm%d" % status)
+                detail, retries, _ = self.error_run(url, code,
+                                                    env={"RV_TEST_MAX_ATTEMPTS": "50"})
+                self.assertEqual(retries, 0, detail)
+                self.assertIn(str(status), detail)
+                self.assertEqual(len(self.ended_responses(url)), 1)
+
+    def test_425_retried(self):
+        """425 Too Early asks for the same request later: retried like 408."""
+        url = self.fault.url("small.bin", status=425, times=2, case="too-early")
+        p = run_case("retries", url, self.dest, self.sha["small.bin"], 2, 425)
+        self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
+
+    def test_connect_refused_bounded_in_time(self):
+        """A refused connection is retried, but for connect_retry_ms from
+        the first refusal, not for max_attempts (here so many that the
+        attempts alone would take minutes); the detail names the address."""
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()  # nothing listens there now
+        detail, retries, elapsed = self.error_run(
+            "http://127.0.0.1:%d/x.bin" % port, "RV_E_CONNECT",
+            env={"RV_TEST_MAX_ATTEMPTS": "1000", "RV_TEST_CONNECT_RETRY_MS": "500"})
+        self.assertGreater(retries, 0, detail)
+        self.assertLess(retries, 999, detail)
+        self.assertIn("127.0.0.1", detail)
+        self.assertIn(str(port), detail)
+        self.assertIn("still refused", detail)
+        # Generous: the schedule is 0.5 s; 1000 attempts would take minutes.
+        self.assertLess(elapsed, 20.0, detail)
+
+    def test_request_ca_adds_or_replaces(self):
+        """A request's CA certificates add to the engine's store (here
+        RV_TEST_CA_FILE stands in for the system's): origins signed by
+        either verify. With ca_only they replace it: the store's origin
+        fails with RV_E_TLS, the request's own still verifies."""
+        with NginxOrigin(self.root, tls=True) as a, NginxOrigin(self.root, tls=True) as b:
+            base = {"RV_TEST_CA_FILE": a.ca_file, "RV_TEST_CA_PEM": b.ca_file}
+            self.ok(a.url("small.bin"), "small.bin", env=base)
+            os.unlink(self.dest)
+            self.ok(b.url("small.bin"), "small.bin", env=base)
+            os.unlink(self.dest)
+            only = dict(base, RV_TEST_CA_ONLY="1")
+            self.ok(b.url("small.bin"), "small.bin", env=only)
+            os.unlink(self.dest)
+            detail, retries, _ = self.error_run(a.url("small.bin"), "RV_E_TLS", env=only)
+            self.assertEqual(retries, 0, detail)
+            # Without the request's CA, b's certificate is not trusted.
+            self.error(b.url("small.bin"), "RV_E_TLS", env={"RV_TEST_CA_FILE": a.ca_file})
+
+    def test_request_ca_keeps_cache_apart(self):
+        """With durable state, bytes fetched under a request's own CA are
+        not a cache hit for a request without it, even with revalidation
+        off (where a hit would be delivered without asking the origin):
+        that request must verify the origin itself, and here cannot."""
+        state = os.path.join(self.out, "state")
+        env = {"RV_TEST_STATE_DIR": state, "RV_TEST_NO_REVALIDATE": "1"}
+        with NginxOrigin(self.root, tls=True) as b:
+            url = b.url("small.bin")
+            self.ok(url, "small.bin", env=dict(env, RV_TEST_CA_PEM=b.ca_file))
+            os.unlink(self.dest)
+            self.error(url, "RV_E_TLS", env=env)
+
+    def test_insecure_skips_verification_and_keeps_cache_apart(self):
+        """insecure: an origin no store trusts still downloads; its bytes
+        are not a cache hit for a verifying request (revalidation off)."""
+        state = os.path.join(self.out, "state")
+        env = {"RV_TEST_STATE_DIR": state, "RV_TEST_NO_REVALIDATE": "1"}
+        with NginxOrigin(self.root, tls=True) as b:
+            url = b.url("small.bin")
+            self.ok(url, "small.bin", env=dict(env, RV_TEST_INSECURE="1"))
+            os.unlink(self.dest)
+            self.error(url, "RV_E_TLS", env=env)
+
     # -- connection limits and host backoff -------------------------------
 
     def test_throttle_halves_host_limit(self):

@@ -120,6 +120,12 @@ typedef struct rv_config {
     unsigned retry_after_cap_ms;         /* longer Retry-After fails the object */
     unsigned stall_timeout_ms;           /* no bytes for this long: retry */
     unsigned connect_timeout_ms;
+    unsigned connect_retry_ms;           /* a refused connection (nobody listens:
+                                            a server restarting) is retried, with
+                                            backoff, for at most this long from the
+                                            first refusal in a row, then the object
+                                            fails naming the address; 0: not
+                                            retried. Within max_attempts too */
     unsigned max_redirects;
     unsigned max_restarts;               /* RV_CHANGE_RESTART bound per object */
     rv_change_policy on_change;
@@ -129,8 +135,12 @@ typedef struct rv_config {
                                             request carries sha256_hex) */
     const char *user_agent;              /* copied; NULL for the default */
     const char *ca_file;                 /* copied; PEM CA certificates that https
-                                            origins must chain to; NULL: the
-                                            system's. Verification is never off. */
+                                            origins must chain to, replacing the
+                                            system's store; NULL: the system's.
+                                            Verification is off only for a request
+                                            that sets insecure. A request's
+                                            ca_pem adds to this store (or replaces
+                                            it, with ca_only) */
     const char *deny_networks;           /* copied; NULL or "": none. Destination
                                             networks never connected to, "10.0.0.0/8,
                                             ::1/128" (CIDR, IPv4 and IPv6, commas or
@@ -221,7 +231,31 @@ typedef struct rv_request {
                                   0666 less the process's umask, as any new
                                   file. A hard link (link) is the blob's inode
                                   and keeps the blob's mode, 0400, either way */
+    const char *ca_pem;        /* optional, copied: PEM CA certificates (the text
+                                  of a CA file, NUL-terminated, at most
+                                  RV_CA_PEM_MAX bytes, at least one "BEGIN
+                                  CERTIFICATE") that https origins of this object
+                                  may also chain to: added to the engine's store
+                                  (cfg.ca_file, else the system's). Objects with
+                                  different CA sets never share connections, TLS
+                                  sessions or cached bytes */
+    bool ca_only;              /* with ca_pem: ca_pem replaces the engine's store
+                                  for this object instead of adding to it */
+    bool insecure;             /* https without certificate verification (anyone
+                                  on the path may change the bytes). For a user
+                                  who spelled it out (retrieverctl --local
+                                  --insecure); never for a daemon's callers. Its
+                                  bytes are cached apart: a verified request
+                                  never gets them */
+    unsigned max_attempts;     /* per range, first try included; 0: the config's */
+    unsigned connect_timeout_ms; /* 0: the config's */
+    unsigned stall_timeout_ms; /* 0: the config's */
+    unsigned connect_retry_ms; /* 0: the config's (to never retry a refused
+                                  connection, set max_attempts to 1) */
 } rv_request;
+
+/* The largest rv_request.ca_pem accepted (a system bundle is ~220 KiB). */
+#define RV_CA_PEM_MAX (1u << 20)
 
 /* Create an engine. On success *ret owns it; free with rv_engine_free.
  * With cfg->state_dir set this opens (and recovers) the state; on failure

@@ -33,7 +33,7 @@
     X(RV_E_ACCESS_DENIED, 12, false, "origin refused access")                          \
     X(RV_E_HTTP_STATUS, 13, false, "origin answered with an error status")            \
     X(RV_E_CONNECT, 14, true, "could not connect to the origin")                       \
-    X(RV_E_RESOLVE_HOST, 15, true, "could not resolve the origin's host name")         \
+    X(RV_E_RESOLVE_HOST, 15, false, "could not resolve the origin's host name")        \
     X(RV_E_TLS, 16, false, "TLS handshake or certificate verification failed")         \
     X(RV_E_TIMEOUT, 17, true, "transfer stalled or timed out")                         \
     X(RV_E_TRUNCATED, 18, true, "connection closed before the body was complete")      \

@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
 import daemons  # noqa: E402
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
+from shown import shown  # noqa: E402
 
 CTL = os.environ["RV_CTL"]
 RUN_TIMEOUT = 120      # a bound on any one retrieverctl run
@@ -133,7 +134,7 @@ class ErrorsTest(unittest.TestCase):
         # carries the same as fields.
         errors = [l for l in p.stderr.splitlines() if l.startswith("retrieverctl: '")]
         self.assertEqual(len(errors), 1, what)
-        self.assertIn("'%s'" % url, errors[0], what)
+        self.assertIn("'%s'" % shown(url), errors[0], what)
         self.assertIn(obj["error"]["message"], errors[0], what)
         self.assertIn(obj["error"]["detail"], errors[0], what)
         self.assertLess(secs, bound, what)

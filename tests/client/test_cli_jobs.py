@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
 import daemons  # noqa: E402
 from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
+from shown import shown  # noqa: E402
 
 CTL = os.environ["RV_CTL"]
 VERSION = os.environ["RV_VERSION"]
@@ -48,18 +49,6 @@ NOBODY = 65534
 JOB_KEYS = {"id", "state", "detached", "subscribers", "created_unix_ms", "ended_unix_ms",
             "age_seconds", "objects_done", "objects_total", "bytes", "bytes_total",
             "rate_bps", "eta_seconds", "retries", "objects"}
-def shown(url):
-    """url as retrieverctl and the daemon show it: every query value
-    redacted (none of these tests' query names is on the allow-list of
-    docs/security.md's Secrets)."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    return base + "?" + "&".join(
-        part.split("=", 1)[0] + "=REDACTED" if "=" in part else part
-        for part in query.split("&"))
-
-
 OBJECT_KEYS = {"url", "destination", "state", "bytes", "bytes_total", "rate_bps",
                "eta_seconds", "retries", "sha256", "crc32c", "error"}
 STATS_KEYS = {"running_jobs", "queued_jobs", "subscribers", "connections", "rate_bps",

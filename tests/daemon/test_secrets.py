@@ -146,11 +146,13 @@ class SecretsTest(unittest.TestCase):
              "RV_E_NOT_FOUND"),
             ("tls to plain http", with_secrets(plain_tls), "RV_E_TLS"),
             ("tls self-signed", with_secrets(ng.url("/small.bin")), "RV_E_TLS"),
+            # A name that does not resolve is permanent: it fails at once.
+            ("dns", with_secrets("http://no-such-host.invalid/small.bin"),
+             "RV_E_RESOLVE_HOST"),
         ]
 
     def transient_urls(self):
         return [
-            ("dns", with_secrets("http://no-such-host.invalid/small.bin")),
             ("refused", with_secrets("http://127.0.0.1:%d/small.bin" % free_port())),
         ]
 
@@ -179,8 +181,9 @@ class SecretsTest(unittest.TestCase):
                 self.assertIn("***@", err.message + err.detail, last)
                 self.assertIn("REDACTED", err.message + err.detail, last)
 
-            # DNS and refused connections are retried: their Retrying
-            # events carry libcurl's words; the job is then cancelled.
+            # Refused connections are retried (for a few seconds): their
+            # Retrying events carry libcurl's words; the job is then
+            # cancelled.
             for name, url in self.transient_urls():
                 dest = os.path.join(self.out, "t-" + name)
                 acc = list(c.download([{"url": url, "destination": dest,

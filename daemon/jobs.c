@@ -12,6 +12,7 @@
  * engine is gone).
  */
 #include "jobs.h"
+#include "cacheops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +98,7 @@ struct job {
 };
 
 struct rvd_jobs {
+    rvd_cacheops *cache; /* the cache RPCs' work (cacheops.h); its own lock */
     pthread_mutex_t lock;
     rvd_jobs_limits limits;
     rvd_jobstore *store; /* NULL: jobs end with the daemon */
@@ -693,8 +695,17 @@ int rvd_jobs_new(const rvd_jobs_limits *limits, void (*wake)(void *), void *wake
     j->reads_dirfd = -1;
     j->wake = wake;
     j->wake_ud = wake_ud;
+    if (rvd_cacheops_new(wake, wake_ud, &j->cache) < 0) {
+        pthread_mutex_destroy(&j->lock);
+        free(j);
+        return -ENOMEM;
+    }
     *ret = j;
     return 0;
+}
+
+rvd_cacheops *rvd_jobs_cacheops(rvd_jobs *j) {
+    return j->cache;
 }
 
 void rvd_jobs_set_limits(rvd_jobs *j, const rvd_jobs_limits *limits) {
@@ -1601,6 +1612,8 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     struct job *starts = NULL, *cancels = NULL, *trimmed = NULL;
     struct jobject *release;
 
+    rvd_cacheops_pump(j->cache, e); /* before the jobs: a removal never meets a job starting */
+
     pthread_mutex_lock(&j->lock);
     if (j->stopping) {
         pthread_mutex_unlock(&j->lock);
@@ -1705,6 +1718,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
 }
 
 void rvd_jobs_stop(rvd_jobs *j) {
+    rvd_cacheops_stop(j->cache);
     pthread_mutex_lock(&j->lock);
     j->stopping = true;
     for (struct job *jb = j->head; jb; jb = jb->next)
@@ -1735,6 +1749,7 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
         close(j->reads_dirfd);
     free(j->dests);
     free(j->accts);
+    j->cache = rvd_cacheops_free(j->cache);
     pthread_mutex_destroy(&j->lock);
     free(j);
     return NULL;

@@ -1,0 +1,217 @@
+/* cacheops.c — see cacheops.h. */
+#include "cacheops.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jobs.h"
+#include "log.h"
+
+struct op {
+    rv_cache_op kind;
+    rvd_cache_remove_req rm;
+    rvd_cache_sink sink;
+    bool cancelled;  /* the stream went away: never call the sink */
+    /* verify: the ids to check, listed on the first pump, and the next */
+    int64_t *ids;
+    size_t n_ids, next;
+    bool listed;
+    struct op *next_op;
+};
+
+struct rvd_cacheops {
+    pthread_mutex_t lock;
+    struct op *head, *tail; /* head: the one running, if any */
+    bool stopping;
+    void (*wake)(void *);
+    void *wake_ud;
+};
+
+int rvd_cacheops_new(void (*wake)(void *), void *wake_ud, rvd_cacheops **ret) {
+    rvd_cacheops *o = calloc(1, sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    pthread_mutex_init(&o->lock, NULL);
+    o->wake = wake;
+    o->wake_ud = wake_ud;
+    *ret = o;
+    return 0;
+}
+
+static void op_free(struct op *p) {
+    rvd_cache_remove_req_clear(&p->rm);
+    free(p->ids);
+    free(p);
+}
+
+/* Under the lock: take p off the queue (it is the head) and free it. */
+static void op_pop(rvd_cacheops *o) {
+    struct op *p = o->head;
+    o->head = p->next_op;
+    if (!o->head)
+        o->tail = NULL;
+    op_free(p);
+}
+
+void rvd_cacheops_stop(rvd_cacheops *o) {
+    if (!o)
+        return;
+    pthread_mutex_lock(&o->lock);
+    o->stopping = true;
+    while (o->head) {
+        if (!o->head->cancelled)
+            o->head->sink.end(o->head->sink.ctx, RVD_UNAVAILABLE,
+                              "retrieverd is shutting down; ask again once it is back");
+        op_pop(o);
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+rvd_cacheops *rvd_cacheops_free(rvd_cacheops *o) {
+    if (!o)
+        return NULL;
+    rvd_cacheops_stop(o);
+    pthread_mutex_destroy(&o->lock);
+    free(o);
+    return NULL;
+}
+
+int rvd_cacheops_submit(rvd_cacheops *o, const rvd_peer *caller, rv_cache_op op,
+                        rvd_cache_remove_req *rm, const rvd_cache_sink *sink, char **ret_msg) {
+    int code = RVD_OK;
+    struct op *p = NULL;
+    if (caller->uid != 0 && caller->uid != geteuid()) {
+        code = RVD_PERMISSION_DENIED;
+        *ret_msg = rvd_strdupf("the cache is shared by every user of this daemon: only root and "
+                               "uid %u (the daemon's) may list, remove or verify its entries",
+                               (unsigned)geteuid());
+        goto out;
+    }
+    if (!(p = calloc(1, sizeof(*p)))) {
+        code = RVD_INTERNAL;
+        *ret_msg = rvd_strdupf("out of memory");
+        goto out;
+    }
+    p->kind = op;
+    p->sink = *sink;
+    if (rm) {
+        p->rm = *rm;
+        *rm = (rvd_cache_remove_req){0};
+    }
+    pthread_mutex_lock(&o->lock);
+    if (o->stopping) {
+        code = RVD_UNAVAILABLE;
+        *ret_msg = rvd_strdupf("retrieverd is shutting down");
+    } else {
+        if (o->tail)
+            o->tail->next_op = p;
+        else
+            o->head = p;
+        o->tail = p;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&o->lock);
+    if (code == RVD_OK)
+        o->wake(o->wake_ud);
+out:
+    if (p)
+        op_free(p);
+    rvd_cache_remove_req_clear(rm);
+    return code;
+}
+
+bool rvd_cacheops_cancel(rvd_cacheops *o, const rvd_cache_sink *sink) {
+    pthread_mutex_lock(&o->lock);
+    for (struct op *p = o->head; p; p = p->next_op)
+        if (p->sink.ctx == sink->ctx)
+            p->cancelled = true; /* the pump drops it without a word */
+    pthread_mutex_unlock(&o->lock);
+    return true;
+}
+
+/* --- Engine thread ------------------------------------------------------ */
+
+struct scan_ctx {
+    struct op *p;
+    int64_t only; /* verify: the one id (0: none) */
+    bool nomem;
+};
+
+static bool select_entry(void *ud, const rv_cache_entry *en) {
+    struct scan_ctx *sc = ud;
+    struct op *p = sc->p;
+    if (p->kind == RV_CACHE_VERIFY)
+        return en->id == sc->only;
+    if (p->kind != RV_CACHE_REMOVE || p->rm.all)
+        return true;
+    for (size_t i = 0; i < p->rm.n_urls; i++)
+        if (rv_cache_matches(en, p->rm.urls[i]))
+            return true;
+    return false;
+}
+
+/* The lock is held while the engine scans (report is called inside): the
+ * RPC side only ever waits for it for one entry's work. */
+static void report_entry(void *ud, const rv_cache_entry *en, rv_cache_result res) {
+    struct scan_ctx *sc = ud;
+    if (!sc->p->cancelled)
+        sc->p->sink.entry(sc->p->sink.ctx, en, res);
+}
+
+static void collect_id(void *ud, const rv_cache_entry *en, rv_cache_result res) {
+    struct scan_ctx *sc = ud;
+    struct op *p = sc->p;
+    (void)res;
+    int64_t *ids = realloc(p->ids, (p->n_ids + 1) * sizeof(*ids));
+    if (!ids) {
+        sc->nomem = true;
+        return;
+    }
+    p->ids = ids;
+    p->ids[p->n_ids++] = en->id;
+}
+
+void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e) {
+    pthread_mutex_lock(&o->lock);
+    struct op *p = o->head;
+    if (!p || o->stopping) {
+        pthread_mutex_unlock(&o->lock);
+        return;
+    }
+    struct scan_ctx sc = {.p = p};
+    int r = RV_OK;
+    bool finished = true;
+    if (p->cancelled) {
+        /* nothing more for it */
+    } else if (p->kind != RV_CACHE_VERIFY) {
+        r = rv_engine_cache_scan(e, p->kind, select_entry, report_entry, &sc);
+    } else if (!p->listed) {
+        p->listed = true;
+        r = rv_engine_cache_scan(e, RV_CACHE_LIST, NULL, collect_id, &sc);
+        finished = r != RV_OK || sc.nomem || p->n_ids == 0;
+    } else {
+        sc.only = p->ids[p->next++];
+        r = rv_engine_cache_scan(e, RV_CACHE_VERIFY, select_entry, report_entry, &sc);
+        finished = r != RV_OK || p->next == p->n_ids;
+    }
+    if (sc.nomem && r == RV_OK)
+        r = RV_E_NOMEM;
+    if (finished) {
+        if (!p->cancelled) {
+            if (r == RV_OK)
+                p->sink.end(p->sink.ctx, RVD_OK, NULL);
+            else
+                p->sink.end(p->sink.ctx, RVD_INTERNAL,
+                            r == RV_E_INVALID_ARGUMENT ? "this daemon keeps no cache (no state)"
+                                                        : rv_strerror(r));
+        }
+        op_pop(o);
+    }
+    bool more = o->head != NULL;
+    pthread_mutex_unlock(&o->lock);
+    if (more)
+        rv_engine_wakeup(e); /* the next step at once, after the engine's turn */
+}

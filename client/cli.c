@@ -184,6 +184,36 @@ static const struct opt_def ping_opts[] = {
     {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
 };
 
+/* cache ACTION and cat URL: the daemon's (or with --local the local
+ * state directory's) cache, and an object's bytes to stdout. */
+static const struct opt_def cache_opts[] = {
+    {OPT_LOCAL, "local", 0, NULL, true, "Options",
+     "act on the local state directory instead of\n"
+     "asking retrieverd", MODE_ANY},
+    {OPT_SOCKET, "socket", 0, "PATH", false, NULL, "the socket of retrieverd", MODE_DAEMON},
+    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, NULL,
+     "the state directory (as download --local)", MODE_LOCAL},
+    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
+     "the cache directory (as download --local)", MODE_LOCAL},
+    {OPT_JSON, "json", 0, NULL, true, NULL, "one JSON object per entry (docs/cli.md)", MODE_ANY},
+    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+};
+
+static const struct opt_def cat_opts[] = {
+    {OPT_LOCAL, "local", 0, NULL, true, "Options",
+     "run the download engine in this process instead\n"
+     "of asking retrieverd", MODE_ANY},
+    {OPT_SOCKET, "socket", 0, "PATH", false, NULL, "the socket of retrieverd", MODE_DAEMON},
+    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, NULL,
+     "the state directory (as download --local)", MODE_LOCAL},
+    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
+     "the cache directory (as download --local)", MODE_LOCAL},
+    {OPT_NO_STATE, "no-state", 0, NULL, true, NULL, "no state and no cache", MODE_LOCAL},
+    {OPT_CONNECTIONS, "connections", 'c', "N", false, NULL,
+     "at most N connections (default: the engine's)", MODE_ANY},
+    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+};
+
 /* A command: its name (also its help topic) and its options. */
 struct command {
     const char *name;
@@ -195,6 +225,8 @@ struct command {
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 static const struct command cmd_download = {"download", download_opts, N_OF(download_opts), true};
 static const struct command cmd_ping = {"ping", ping_opts, N_OF(ping_opts), false};
+static const struct command cmd_cache = {"cache", cache_opts, N_OF(cache_opts), true};
+static const struct command cmd_cat = {"cat", cat_opts, N_OF(cat_opts), true};
 
 static const struct opt_def *opt_by_long(const struct command *c, const char *name, size_t len) {
     for (size_t i = 0; i < c->n_opts; i++)
@@ -339,12 +371,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_OUTPUT:
         if (!*v)
             return fail(p, "download", "option '%s' needs a file name", spelled);
-        if (strcmp(v, "-") == 0)
-            return fail(p, "download",
-                        "option '%s': writing to standard output is not supported (files are "
-                        "delivered whole, by rename); name a file, e.g. -o ./-",
-                        spelled);
-        d->output = v;
+        d->output = v; /* "-": standard output, as cat (parse_command) */
         return RV_OK;
     case OPT_DIR:
         if (!*v)
@@ -615,6 +642,28 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
     } else if (r == RV_OK && c == &cmd_download) {
         cmd->verb = RVC_VERB_DOWNLOAD;
         r = check_download(p, cmd, seen);
+        /* -o - : the bytes to stdout, in order, as cat does. */
+        if (r == RV_OK && d->output && strcmp(d->output, "-") == 0) {
+            if (d->n_urls != 1 || d->detach)
+                r = fail(p, c->name, "'-o -' takes one URL and no --detach");
+            cmd->verb = RVC_VERB_CAT;
+        }
+    } else if (r == RV_OK && c == &cmd_cat) {
+        cmd->verb = RVC_VERB_CAT;
+        if (d->n_urls != 1)
+            r = fail(p, c->name, "'cat' takes one URL");
+    } else if (r == RV_OK && c == &cmd_cache) {
+        static const char *const actions[] = {"ls", "rm", "clear", "verify"};
+        cmd->verb = RVC_VERB_CACHE;
+        cmd->cache_action = d->n_urls ? d->urls[0] : "";
+        bool known = false;
+        for (size_t k = 0; k < N_OF(actions); k++)
+            known = known || strcmp(cmd->cache_action, actions[k]) == 0;
+        if (!known)
+            r = fail(p, c->name, "'cache' needs one of ls, rm URL..., clear, verify");
+        else if (strcmp(cmd->cache_action, "rm") == 0 ? d->n_urls < 2 : d->n_urls > 1)
+            r = fail(p, c->name, "'cache %s' %s", cmd->cache_action,
+                     d->n_urls < 2 ? "needs at least one URL" : "takes no arguments");
     } else if (r == RV_OK) {
         cmd->verb = RVC_VERB_PING;
     }
@@ -626,6 +675,10 @@ static const struct command *command_by_name(const char *name) {
         return &cmd_download;
     if (strcmp(name, cmd_ping.name) == 0)
         return &cmd_ping;
+    if (strcmp(name, cmd_cache.name) == 0)
+        return &cmd_cache;
+    if (strcmp(name, cmd_cat.name) == 0)
+        return &cmd_cat;
     return NULL;
 }
 
@@ -857,6 +910,36 @@ static void print_ping_help(FILE *f) {
     print_exit_codes(f);
 }
 
+static void print_cache_help(FILE *f) {
+    fputs("Usage: " PROG " cache ls [--json] | rm URL... | clear | verify  [--local]\n"
+          "\n"
+          "The cache of finished and partial downloads: retrieverd's (root or the daemon's own\n"
+          "user only: it is shared by every user of the daemon), or with --local the\n"
+          "local state directory's.\n"
+          "  ls      one line per entry: size, complete or durable bytes, in-use, URL\n"
+          "  rm      remove every entry of each URL (whatever credentials fetched it)\n"
+          "  clear   remove every entry\n"
+          "  verify  read every entry back and check it against the CRC-32C recorded\n"
+          "          when it was written; a bad entry is reported and removed\n"
+          "An entry a running download uses is kept (reported as in-use). Files\n"
+          "delivered by hard link keep their data. Exit 0; 1 when verify removed a\n"
+          "bad entry or rm found no entry for a URL.\n",
+          f);
+    print_options(f, &cmd_cache, NULL);
+}
+
+static void print_cat_help(FILE *f) {
+    fputs("Usage: " PROG " cat [--local] URL     (also: download -o - URL)\n"
+          "\n"
+          "Write the object's bytes to standard output, in order, while it downloads:\n"
+          "  " PROG " cat https://example.org/a.tar | tar x\n"
+          "When the reader stops early (a closed pipe, e.g. | head -c 1) the read ends\n"
+          "quietly with exit 0; the download goes on if other callers wait for it,\n"
+          "else it is cancelled and keeps its durable ranges for a later resume.\n",
+          f);
+    print_options(f, &cmd_cat, NULL);
+}
+
 static void print_overview(FILE *f) {
     fputs("Usage: " PROG " [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]\n"
           "\n"
@@ -865,6 +948,8 @@ static void print_overview(FILE *f) {
           "Commands:\n"
           "  download   download URLs to files, through retrieverd or with --local in\n"
           "             this process ('" PROG " download --help')\n"
+          "  cat        an object's bytes to stdout while it downloads\n"
+          "  cache      ls, rm, clear, verify the cache\n"
           "  ping       check that retrieverd answers, and show its version\n"
           "  help       show the help of a command: " PROG " help download\n"
           "\n"
@@ -884,6 +969,10 @@ bool rvc_cli_help(FILE *f, const char *topic) {
         print_download_help(f);
     else if (strcmp(topic, "ping") == 0)
         print_ping_help(f);
+    else if (strcmp(topic, "cache") == 0)
+        print_cache_help(f);
+    else if (strcmp(topic, "cat") == 0)
+        print_cat_help(f);
     else
         return false;
     return true;

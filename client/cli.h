@@ -37,6 +37,8 @@ typedef enum rvc_verb {
     RVC_VERB_VERSION,  /* print the version, exit 0 */
     RVC_VERB_DOWNLOAD, /* run dl: in-process when dl.local, else through retrieverd */
     RVC_VERB_PING,     /* ask retrieverd for its version */
+    RVC_VERB_CACHE,    /* cache_action on the cache (dl.local: the local one) */
+    RVC_VERB_CAT,      /* dl.urls[0]'s bytes to stdout (cat, download -o -) */
 } rvc_verb;
 
 /* The cache kept by default: finished downloads beyond it go, least
@@ -91,7 +93,9 @@ typedef struct rvc_cmd {
     const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, "download" or "ping" */
     const char *socket;     /* --socket, borrowed from argv; NULL when absent (then
                                $RETRIEVER_SOCKET or the default: see remote.h) */
-    rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD only */
+    rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD, CAT; CACHE: local, dirs, json and
+                               urls (urls[0] is the action, the rest rm's URLs) */
+    const char *cache_action; /* RVC_VERB_CACHE: "ls", "rm", "clear", "verify" */
 } rvc_cmd;
 
 /* Parse argv[1..argc-1] (argv[0] is ignored). argv must outlive *ret: the

@@ -27,7 +27,7 @@
 
 #include "cli.h"
 
-#define RVC_REMOTE_ABI 2
+#define RVC_REMOTE_ABI 3
 #define RVC_REMOTE_FILE "retrieverctl-remote.so"
 #define RVC_REMOTE_INSTALL_SUBDIR "../lib/retriever" /* from the executable's directory */
 /* The module's only exported symbol (client/remote.map says so to the linker). */
@@ -38,6 +38,9 @@ typedef struct rvc_remote_module {
     /* rvc_remote_ping and rvc_remote_download (remote.h). */
     int (*ping)(const char *socket_opt, FILE *out, FILE *err);
     int (*download)(const rvc_download_opts *o, const char *socket_opt, FILE *out, FILE *err);
+    /* rvc_remote_cache and rvc_remote_cat (remote.h). */
+    int (*cache)(const rvc_cmd *cmd, const char *socket_opt, FILE *out, FILE *err);
+    int (*cat)(const rvc_download_opts *o, const char *socket_opt, FILE *out, FILE *err);
 } rvc_remote_module;
 
 /* Defined by remote.c, in the module. */

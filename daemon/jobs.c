@@ -1314,7 +1314,16 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
         rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name, &give_error) < 0)
         state = RV_STATE_FAILED;
 
+    /* A reader that came after the last progress hook has no file yet:
+     * opened now, or it could not read what was delivered (a cache hit
+     * ends before any progress). Only this thread sets data_fd. */
+    int data_fd = state == RV_STATE_DONE && o->data_fd < 0 && atomic_load(&o->wants_data)
+                      ? rv_object_open_data(obj)
+                      : -1;
+
     pthread_mutex_lock(&j->lock);
+    if (data_fd >= 0)
+        o->data_fd = data_fd;
     if (j->stopping) /* the shutdown's cancellations: the job resumes later */
         goto out;
     rvd_object_view *v = &jb->views[o->index];

@@ -908,8 +908,11 @@ static void read_notify(void *ctx, const rvd_read_state *st) {
         c->read_fd = dup(st->data_fd);
     if (st->failed) {
         stream_finish(c, (grpc_status_code)st->code, st->why);
-    } else if (c->read_fd < 0 && (st->ready > c->read_off || st->done)) {
+    } else if (c->read_fd < 0 && st->done) {
         stream_finish(c, GRPC_STATUS_INTERNAL, "cannot open the object's bytes");
+    } else if (c->read_fd < 0) {
+        /* Bytes may be ready, but the table opens the file only at the
+         * next progress (or at the end) after a reader came: wait. */
     } else {
         c->read_ready = st->ready;
         c->read_done = st->done;

@@ -94,6 +94,9 @@ int rvc_remote_cache(const rvc_cmd *cmd, const char *socket_opt, FILE *out, FILE
         rvc_remote_print_status(&rep, name, &st);
         code = rvc_exit_for_rpc(st.code);
     } else {
+        if (strcmp(a, "rm") == 0 && n == 0)
+            fprintf(err, PROG ": cache rm: nothing cached for the URL%s given\n",
+                    cmd->dl.n_urls > 2 ? "s" : "");
         code = rvc_cache_finish(a, n, bad, busy, err);
     }
 out:

@@ -1280,9 +1280,11 @@ uint64_t rv_object_ready(const rv_object *o, unsigned *ret_restarts) {
         *ret_restarts = d->restarts;
     if (o->state == RV_STATE_DONE || d->state == RV_STATE_DONE || o->cached)
         return o->size != RV_UNKNOWN ? o->size : d->size;
+    /* landed, not pos: bytes received may still wait in a staging buffer
+     * for the writer thread (stage.c); only landed ones are in the file. */
     for (size_t i = 0; i < d->n_chunks; i++) {
-        ready = d->chunks[i].pos;
-        if (d->chunks[i].pos != d->chunks[i].end)
+        ready = d->chunks[i].landed;
+        if (d->chunks[i].landed != d->chunks[i].end)
             break;
     }
     return ready == RV_UNKNOWN ? 0 : ready;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,8 +16,10 @@ struct op {
     rvd_cache_remove_req rm;
     rvd_cache_sink sink;
     bool cancelled;  /* the stream went away: never call the sink */
-    /* verify: the ids to check, listed on the first pump, and the next */
+    /* verify: the ids to check (and their sizes), listed on the first
+     * pump, and the next to check */
     int64_t *ids;
+    uint64_t *sizes;
     size_t n_ids, next;
     bool listed;
     struct op *next_op;
@@ -44,6 +47,7 @@ int rvd_cacheops_new(void (*wake)(void *), void *wake_ud, rvd_cacheops **ret) {
 static void op_free(struct op *p) {
     rvd_cache_remove_req_clear(&p->rm);
     free(p->ids);
+    free(p->sizes);
     free(p);
 }
 
@@ -134,17 +138,28 @@ bool rvd_cacheops_cancel(rvd_cacheops *o, const rvd_cache_sink *sink) {
 
 /* --- Engine thread ------------------------------------------------------ */
 
+/* A verify turn checks entries [from, to) of the list: at most this many,
+ * and past the first, no more than this many bytes, so the engine thread
+ * goes back to its transfers after a bounded read (an entry larger than
+ * that is read in one turn alone). */
+#define VERIFY_TURN_ENTRIES 64
+#define VERIFY_TURN_BYTES (32u << 20)
+
 struct scan_ctx {
     struct op *p;
-    int64_t only; /* verify: the one id (0: none) */
+    size_t from, to; /* verify: the turn's entries, p->ids[from..to) */
     bool nomem;
 };
 
 static bool select_entry(void *ud, const rv_cache_entry *en) {
     struct scan_ctx *sc = ud;
     struct op *p = sc->p;
-    if (p->kind == RV_CACHE_VERIFY)
-        return en->id == sc->only;
+    if (p->kind == RV_CACHE_VERIFY) {
+        for (size_t i = sc->from; i < sc->to; i++)
+            if (p->ids[i] == en->id)
+                return true;
+        return false;
+    }
     if (p->kind != RV_CACHE_REMOVE || p->rm.all)
         return true;
     for (size_t i = 0; i < p->rm.n_urls; i++)
@@ -166,12 +181,16 @@ static void collect_id(void *ud, const rv_cache_entry *en, rv_cache_result res) 
     struct op *p = sc->p;
     (void)res;
     int64_t *ids = realloc(p->ids, (p->n_ids + 1) * sizeof(*ids));
-    if (!ids) {
+    if (ids)
+        p->ids = ids;
+    uint64_t *sizes = ids ? realloc(p->sizes, (p->n_ids + 1) * sizeof(*sizes)) : NULL;
+    if (!sizes) {
         sc->nomem = true;
         return;
     }
-    p->ids = ids;
-    p->ids[p->n_ids++] = en->id;
+    p->sizes = sizes;
+    p->ids[p->n_ids] = en->id;
+    p->sizes[p->n_ids++] = en->bytes;
 }
 
 void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e) {
@@ -193,7 +212,12 @@ void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e) {
         r = rv_engine_cache_scan(e, RV_CACHE_LIST, NULL, collect_id, &sc);
         finished = r != RV_OK || sc.nomem || p->n_ids == 0;
     } else {
-        sc.only = p->ids[p->next++];
+        uint64_t bytes = 0;
+        sc.from = sc.to = p->next;
+        while (sc.to < p->n_ids && sc.to - sc.from < VERIFY_TURN_ENTRIES &&
+               (sc.to == sc.from || bytes + p->sizes[sc.to] <= VERIFY_TURN_BYTES))
+            bytes += p->sizes[sc.to++];
+        p->next = sc.to;
         r = rv_engine_cache_scan(e, RV_CACHE_VERIFY, select_entry, report_entry, &sc);
         finished = r != RV_OK || p->next == p->n_ids;
     }

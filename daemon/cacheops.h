@@ -11,8 +11,10 @@
  *
  * An operation's results go to its sink: entry() once per entry acted on,
  * then end(). Both are called on the engine thread with the table's lock
- * held (they must only queue). A verify checks one entry per pump, so
- * transfers run between entries.
+ * held (they must only queue). A verify checks a bounded batch of entries
+ * per pump (cacheops.c, VERIFY_TURN_*), so transfers run between batches;
+ * an entry larger than the batch's bytes is read in one turn, holding up
+ * the engine thread for that read.
  *
  * The table is owned by the job table (jobs.c creates, pumps, stops and
  * frees it).
@@ -50,7 +52,7 @@ int rvd_cacheops_submit(rvd_cacheops *o, const rvd_peer *caller, rv_cache_op op,
  * (always: an operation running now finishes without calling it). */
 bool rvd_cacheops_cancel(rvd_cacheops *o, const rvd_cache_sink *sink);
 
-/* Engine thread: do the queued work (a verify, one entry per call). */
+/* Engine thread: do the queued work (a verify, one batch per call). */
 void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e);
 
 #endif

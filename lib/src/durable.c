@@ -1261,14 +1261,17 @@ static int scan_one(void *ud, const rv_store_object *so) {
     char *name = strndup(so->key, nl ? (size_t)(nl - so->key) : strlen(so->key));
     if (!name)
         return RV_E_NOMEM;
+    /* bytes (a query for an unfinished entry) only for what is selected:
+     * an owner that verifies a few entries per call scans every row. */
     rv_cache_entry en = {.id = so->id, .url = so->url ? so->url : "", .name = name,
                          .keyed = nl != NULL, .size_known = so->size != RV_STORE_UNKNOWN,
                          .size = so->size == RV_STORE_UNKNOWN ? 0 : so->size,
-                         .bytes = durable_bytes(e, so), .complete = so->complete,
+                         .bytes = so->complete ? so->size : 0, .complete = so->complete,
                          .in_use = in_use(e, so->id), .pinned = so->pinned,
                          .used_unix = so->used_at};
     int r = RV_OK;
     if (!sc->select || sc->select(sc->ud, &en)) {
+        en.bytes = durable_bytes(e, so);
         rv_cache_result res = RV_CACHE_LISTED;
         bool kept = en.in_use || en.pinned;
         if (sc->op == RV_CACHE_REMOVE) {

@@ -171,6 +171,30 @@ class CacheRpcTest(CallersMixin, unittest.TestCase):
             # The next download fetches the right bytes from the origin.
             self.assertEqual(sha256_file(self.fetch(c, uv, "v2")), sha256_file(src))
 
+    def test_verify_many_entries_in_batches(self):
+        # More entries than one engine turn verifies (64): every one is
+        # reported once, the one damaged among them found.
+        n = 150
+        srcs = [self.file("m%d.bin" % i, 5000 + i, seed=100 + i) for i in range(n)]
+        self.daemon()
+        c = self.client()
+        events = list(c.download([{"url": "file://" + p,
+                                   "destination": os.path.join(self.out, "m%d" % i)}
+                                  for i, p in enumerate(srcs)]))
+        self.assertEqual(tj.kinds(events).count("completed"), n)
+        victim = [b for b in self.blobs() if os.path.getsize(b) == 5000 + 77]
+        self.assertEqual(len(victim), 1)
+        os.chmod(victim[0], 0o600)
+        with open(victim[0], "r+b") as f:
+            f.write(b"\0\1\2")
+        res = c.cache_verify()
+        self.assertEqual(len(res), n)
+        self.assertEqual(len({e.url for e in res}), n)  # each once
+        bad = [e for e in res if result(e) != "CACHE_RESULT_INTACT"]
+        self.assertEqual([(result(e), e.size) for e in bad],
+                         [("CACHE_RESULT_CORRUPT_REMOVED", 5000 + 77)])
+        self.assertEqual(len(c.cache_list()), n - 1)
+
     def test_other_uid_may_not(self):
         user = make_user(self)
         self.daemon_for_everyone()

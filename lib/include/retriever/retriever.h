@@ -406,7 +406,8 @@ typedef struct rv_cache_entry {
                             have other entries */
     bool size_known;
     uint64_t size;       /* the object's size, when size_known */
-    uint64_t bytes;      /* bytes held that are durable (size when complete) */
+    uint64_t bytes;      /* bytes held that are durable (size when complete);
+                            set for report, and for select only when complete */
     bool complete;
     bool in_use;         /* a live object of this engine uses it */
     bool pinned;

@@ -642,10 +642,21 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
     } else if (r == RV_OK && c == &cmd_download) {
         cmd->verb = RVC_VERB_DOWNLOAD;
         r = check_download(p, cmd, seen);
-        /* -o - : the bytes to stdout, in order, as cat does. */
+        /* -o - : the bytes to stdout, in order, as cat does; what cat
+         * does not do is refused, never ignored. */
         if (r == RV_OK && d->output && strcmp(d->output, "-") == 0) {
-            if (d->n_urls != 1 || d->detach)
-                r = fail(p, c->name, "'-o -' takes one URL and no --detach");
+            static const enum opt_id not_cat[] = {
+                OPT_DETACH, OPT_HEADER, OPT_NETRC, OPT_NETRC_FILE, OPT_SHA256, OPT_JSON,
+                OPT_DIGEST, OPT_LINK, OPT_COPY, OPT_RETRIES, OPT_CONNECT_TIMEOUT,
+                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE};
+            const struct opt_def *bad = NULL;
+            for (size_t k = 0; k < N_OF(not_cat) && !bad; k++)
+                if (seen[not_cat[k]])
+                    for (size_t m = 0; m < c->n_opts && !bad; m++)
+                        if (c->opts[m].id == not_cat[k])
+                            bad = &c->opts[m];
+            if (bad) /* one URL: check_download says so for any -o */
+                r = fail(p, c->name, "'-o -' (as cat) does not take --%s", bad->long_name);
             cmd->verb = RVC_VERB_CAT;
         }
     } else if (r == RV_OK && c == &cmd_cat) {

@@ -16,6 +16,10 @@
 #include "rpc.h"
 
 #define PROG "retrieverctl"
+/* After a Read that did not end OK, how long the job's Failed event may
+ * take to follow (it is sent before the Read ends; this bounds a daemon
+ * that never sends it). */
+#define FAILURE_WAIT_MS 5000
 
 
 static const char *result_name(Retriever__V1__CacheResult r) {
@@ -121,16 +125,16 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-/* The job's failure, from its Download stream's events (drained without
- * waiting): the object's Failed error, printed, as an exit code; 0 when
- * none came. */
+/* The job's failure, from its Download stream's events (read until the
+ * stream ends, which it does with the job, each wait bounded): the
+ * object's Failed error, printed, as an exit code; 0 when none came. */
 static int job_failure(rvc_rpc_stream *dl, const char *url, FILE *err) {
     rvc_rpc_status st = {0};
     int code = 0;
     for (int i = 0; i < 10000 && !code; i++) {
         ProtobufCMessage *m = NULL;
-        if (rvc_rpc_stream_next(dl, &retriever__v1__job_event__descriptor, 0, &m, &st) !=
-            RVC_RPC_MESSAGE)
+        if (rvc_rpc_stream_next(dl, &retriever__v1__job_event__descriptor, FAILURE_WAIT_MS, &m,
+                                &st) != RVC_RPC_MESSAGE)
             break;
         const Retriever__V1__JobEvent *ev = (const Retriever__V1__JobEvent *)m;
         const Retriever__V1__JobEvent *one = ev->n_batch ? NULL : ev;

@@ -212,7 +212,11 @@ static void test_destinations(void) {
     EXPECT_USAGE("option '-d' needs a directory", "download", "-d", "", "u");
     EXPECT_USAGE("option '-o' needs a value (FILE)", "download", "u", "-o");
     /* -o - is cat: one URL, bytes to stdout. */
-    EXPECT_USAGE("'-o -' takes one URL and no --detach", "download", "-o", "-", "--detach", "u");
+    EXPECT_USAGE("'-o -' (as cat) does not take --detach", "download", "-o", "-", "--detach", "u");
+    EXPECT_USAGE("'-o -' (as cat) does not take --sha256", "download", "-o", "-", "--sha256",
+                 "0000000000000000000000000000000000000000000000000000000000000000", "u");
+    EXPECT_USAGE("'-o/--output' names one file, but 2 URLs were given", "download", "-o", "-",
+                 "u", "v");
     EXPECT_OK(c, "download", "-o", "-", "u");
     CHECK_INT_EQ(c.verb, RVC_VERB_CAT);
     CHECK_STR_EQ(c.dl.urls[0], "u");

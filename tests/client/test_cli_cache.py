@@ -167,6 +167,18 @@ class Common:
             self.assertEqual(p.stdout.split()[0].decode(), want)
             self.assertEqual(p.stderr, b"")
 
+    def check_cat_fails(self, mode):
+        """An object that cannot be had: nothing on stdout, one line naming
+        the URL on stderr, download's exit code (5: the origin has no
+        such object)."""
+        url = self.fo.url("missing.bin")
+        p = subprocess.run([CTL, "cat", *mode, url], capture_output=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 5, p.stderr)
+        self.assertEqual(p.stdout, b"")
+        self.assertIn(url.encode(), p.stderr)
+        self.assertIn(b"no such object", p.stderr)
+
     def check_broken_pipe(self, mode):
         make_file(os.path.join(self.data, "big.bin"), LARGE, 8)
         with FaultOrigin(self.data, rate=RATE) as slow:
@@ -192,6 +204,9 @@ class CacheDaemonTest(Common, Base):
 
     def test_cat_streams_in_order(self):
         self.check_cat(self.mode)
+
+    def test_cat_failure(self):
+        self.check_cat_fails(self.mode)
 
     def test_cat_broken_pipe(self):
         self.check_broken_pipe(self.mode)
@@ -243,6 +258,9 @@ class CacheLocalTest(Common, Base):
         before = temps()
         self.check_cat(self.mode)
         self.assertEqual(temps() - before, set())  # cat keeps no file
+
+    def test_cat_failure(self):
+        self.check_cat_fails(self.mode)
 
     def test_cat_broken_pipe(self):
         self.check_broken_pipe(self.mode)

@@ -90,7 +90,8 @@ static const struct opt_def download_opts[] = {
      "on stdout and exit; the job runs on without this\n"
      "command", MODE_DAEMON},
     {OPT_OUTPUT, "output", 'o', "FILE", false, "Destination",
-     "save to FILE (only with exactly one URL)", MODE_ANY},
+     "save to FILE (only with exactly one URL); -o -:\n"
+     "to standard output as it downloads (see 'cat')", MODE_ANY},
     {OPT_DIR, "dir", 'd', "DIR", false, NULL,
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
@@ -922,25 +923,25 @@ static void print_ping_help(FILE *f) {
 }
 
 static void print_cache_help(FILE *f) {
-    fputs("Usage: " PROG " cache ls [--json] | rm URL... | clear | verify  [--local]\n"
+    fputs("Usage: " PROG " cache ls [--json] | rm URL... | clear | verify [--local]\n"
           "\n"
-          "The cache of finished and partial downloads: retrieverd's (root or the daemon's own\n"
-          "user only: it is shared by every user of the daemon), or with --local the\n"
-          "local state directory's.\n"
-          "  ls      one line per entry: size, complete or durable bytes, in-use, URL\n"
+          "The cache of finished and partial downloads: retrieverd's (root or the\n"
+          "daemon's own user only, as it is shared by every user of the daemon), or\n"
+          "with --local the local state directory's.\n"
+          "  ls      one line per entry: size, complete or partial, in use, URL\n"
           "  rm      remove every entry of each URL (whatever credentials fetched it)\n"
           "  clear   remove every entry\n"
           "  verify  read every entry back and check it against the CRC-32C recorded\n"
           "          when it was written; a bad entry is reported and removed\n"
           "An entry a running download uses is kept (reported as in-use). Files\n"
-          "delivered by hard link keep their data. Exit 0; 1 when verify removed a\n"
-          "bad entry or rm found no entry for a URL.\n",
+          "delivered by hard link keep their data. URLs are shown redacted.\n"
+          "Exit 0; 6 when verify found a bad entry; 9 when retrieverd refuses.\n",
           f);
     print_options(f, &cmd_cache, NULL);
 }
 
 static void print_cat_help(FILE *f) {
-    fputs("Usage: " PROG " cat [--local] URL     (also: download -o - URL)\n"
+    fputs("Usage: " PROG " cat [OPTIONS] URL     (also: download -o - URL)\n"
           "\n"
           "Write the object's bytes to standard output, in order, while it downloads:\n"
           "  " PROG " cat https://example.org/a.tar | tar x\n"

@@ -66,8 +66,17 @@ def result(e):
 
 class CacheRpcTest(CallersMixin, unittest.TestCase):
     setUp = tj.JobsTest.setUp
-    daemon = tj.JobsTest.daemon
     config = tj.JobsTest.config
+
+    def daemon(self, *args):
+        self.d = tj.JobsTest.daemon(self, *args)
+        return self.d
+
+    def tearDown(self):
+        # A clean exit, and nothing in the log from the sanitizers.
+        if getattr(self, "d", None):
+            self.stop_ok(self.d)
+
     stop_ok = tj.JobsTest.stop_ok
     file = tj.JobsTest.file
     wait_for = tj.JobsTest.wait_for

@@ -139,7 +139,8 @@ class Common:
         with FaultOrigin(self.data, rate=RATE) as slow:
             url = slow.url("big.bin")
             key = url.split(str(slow.port), 1)[1]
-            proc = subprocess.Popen([CTL, "cat", *mode, url], stdout=subprocess.PIPE,
+            # 4 connections: the download takes seconds however loaded the machine.
+            proc = subprocess.Popen([CTL, "cat", "-c", "4", *mode, url], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
             try:
                 first = proc.stdout.read(65536)
@@ -223,6 +224,26 @@ class CacheDaemonTest(Common, Base):
         self.assertFalse(entries[0]["complete"])  # its durable ranges are kept
         p = shell("%s cat --socket %s %s | sha256sum" % (CTL, self.sock, self.fo.url("a.bin")))
         self.assertEqual(p.stdout.split()[0].decode(), self.sha["a.bin"])
+
+    def test_cat_broken_pipe_others_go_on(self):
+        # Two readers of one object; the one that stops early leaves, the
+        # download goes on for the other, which gets every byte.
+        big = make_file(os.path.join(self.data, "big.bin"), LARGE, 9)
+        with FaultOrigin(self.data, rate=RATE) as slow:
+            url = slow.url("big.bin")
+            whole = subprocess.Popen("%s cat --socket %s %s | sha256sum" % (CTL, self.sock, url),
+                                     shell=True, stdout=subprocess.PIPE)
+            try:
+                p = shell("%s cat --socket %s %s | head -c 1 | wc -c" % (CTL, self.sock, url))
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(p.stderr, b"")
+                out, _ = whole.communicate(timeout=120)
+            finally:
+                if whole.poll() is None:
+                    whole.kill()
+                    whole.wait()
+            self.assertEqual(whole.returncode, 0)
+            self.assertEqual(out.split()[0].decode(), sha256_file(big))
 
     def test_other_uid_is_refused(self):
         user = daemons.make_user(self)

@@ -60,17 +60,19 @@ static void op_pop(rvd_cacheops *o) {
     op_free(p);
 }
 
+/* Every sink gets its end now; the ops themselves stay (the engine thread
+ * may be scanning for the head one) until rvd_cacheops_free. */
 void rvd_cacheops_stop(rvd_cacheops *o) {
     if (!o)
         return;
     pthread_mutex_lock(&o->lock);
     o->stopping = true;
-    while (o->head) {
-        if (!o->head->cancelled)
-            o->head->sink.end(o->head->sink.ctx, RVD_UNAVAILABLE,
-                              "retrieverd is shutting down; ask again once it is back");
-        op_pop(o);
-    }
+    for (struct op *p = o->head; p; p = p->next_op)
+        if (!p->cancelled) {
+            p->cancelled = true;
+            p->sink.end(p->sink.ctx, RVD_UNAVAILABLE,
+                        "retrieverd is shutting down; ask again once it is back");
+        }
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -78,6 +80,8 @@ rvd_cacheops *rvd_cacheops_free(rvd_cacheops *o) {
     if (!o)
         return NULL;
     rvd_cacheops_stop(o);
+    while (o->head) /* the engine thread is gone */
+        op_pop(o);
     pthread_mutex_destroy(&o->lock);
     free(o);
     return NULL;
@@ -145,9 +149,19 @@ bool rvd_cacheops_cancel(rvd_cacheops *o, const rvd_cache_sink *sink) {
 #define VERIFY_TURN_ENTRIES 64
 #define VERIFY_TURN_BYTES (32u << 20)
 
+/* An entry reported by a scan, kept until the scan is over (it runs
+ * without the lock) and then handed to the sink. */
+struct found {
+    rv_cache_entry en; /* url and name point into the copies below */
+    char *url, *name;
+    rv_cache_result res;
+};
+
 struct scan_ctx {
     struct op *p;
     size_t from, to; /* verify: the turn's entries, p->ids[from..to) */
+    struct found *found;
+    size_t n_found;
     bool nomem;
 };
 
@@ -168,12 +182,25 @@ static bool select_entry(void *ud, const rv_cache_entry *en) {
     return false;
 }
 
-/* The lock is held while the engine scans (report is called inside): the
- * RPC side only ever waits for it for one entry's work. */
 static void report_entry(void *ud, const rv_cache_entry *en, rv_cache_result res) {
     struct scan_ctx *sc = ud;
-    if (!sc->p->cancelled)
-        sc->p->sink.entry(sc->p->sink.ctx, en, res);
+    struct found *f = realloc(sc->found, (sc->n_found + 1) * sizeof(*f));
+    if (!f) {
+        sc->nomem = true;
+        return;
+    }
+    sc->found = f;
+    f = &f[sc->n_found];
+    *f = (struct found){.en = *en, .url = strdup(en->url), .name = strdup(en->name), .res = res};
+    if (!f->url || !f->name) {
+        free(f->url);
+        free(f->name);
+        sc->nomem = true;
+        return;
+    }
+    f->en.url = f->url;
+    f->en.name = f->name;
+    sc->n_found++;
 }
 
 static void collect_id(void *ud, const rv_cache_entry *en, rv_cache_result res) {
@@ -193,17 +220,25 @@ static void collect_id(void *ud, const rv_cache_entry *en, rv_cache_result res) 
     p->sizes[p->n_ids++] = en->bytes;
 }
 
+/* The head op is the engine thread's while it scans: the scan runs
+ * without the lock, so the RPC side (cancel, submit) never waits for a
+ * verify's reads; only the sink calls are made under it, and not for an
+ * op cancelled meanwhile. Nothing but this function pops the head while
+ * the engine thread lives. */
 void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e) {
     pthread_mutex_lock(&o->lock);
     struct op *p = o->head;
+    bool cancelled = p && p->cancelled;
     if (!p || o->stopping) {
         pthread_mutex_unlock(&o->lock);
         return;
     }
+    pthread_mutex_unlock(&o->lock);
+
     struct scan_ctx sc = {.p = p};
     int r = RV_OK;
     bool finished = true;
-    if (p->cancelled) {
+    if (cancelled) {
         /* nothing more for it */
     } else if (p->kind != RV_CACHE_VERIFY) {
         r = rv_engine_cache_scan(e, p->kind, select_entry, report_entry, &sc);
@@ -223,6 +258,17 @@ void rvd_cacheops_pump(rvd_cacheops *o, rv_engine *e) {
     }
     if (sc.nomem && r == RV_OK)
         r = RV_E_NOMEM;
+    if (r != RV_OK)
+        finished = true;
+
+    pthread_mutex_lock(&o->lock);
+    for (size_t i = 0; i < sc.n_found; i++) {
+        if (!p->cancelled)
+            p->sink.entry(p->sink.ctx, &sc.found[i].en, sc.found[i].res);
+        free(sc.found[i].url);
+        free(sc.found[i].name);
+    }
+    free(sc.found);
     if (finished) {
         if (!p->cancelled) {
             if (r == RV_OK)

@@ -11,7 +11,9 @@
  *
  * An operation's results go to its sink: entry() once per entry acted on,
  * then end(). Both are called on the engine thread with the table's lock
- * held (they must only queue). A verify checks a bounded batch of entries
+ * held (they must only queue), after a scan, never during one: the scan
+ * (and a verify's reads) runs without the lock, so cancel and submit on
+ * the RPC side never wait for the disk. A verify checks a bounded batch of entries
  * per pump (cacheops.c, VERIFY_TURN_*), so transfers run between batches;
  * an entry larger than the batch's bytes is read in one turn, holding up
  * the engine thread for that read.

@@ -204,6 +204,23 @@ class CacheRpcTest(CallersMixin, unittest.TestCase):
                          [("CACHE_RESULT_CORRUPT_REMOVED", 5000 + 77)])
         self.assertEqual(len(c.cache_list()), n - 1)
 
+    def test_verify_cancelled_by_its_caller(self):
+        # A caller that leaves mid-verify: the daemon lets go of the call
+        # (no write to a freed stream: the sanitizer build's clean exit),
+        # and serves the next cache call.
+        n = 150
+        srcs = [self.file("c%d.bin" % i, 4000 + i, seed=300 + i) for i in range(n)]
+        self.daemon()
+        c = self.client()
+        list(c.download([{"url": "file://" + p, "destination": os.path.join(self.out, "c%d" % i)}
+                         for i, p in enumerate(srcs)]))
+        for _ in range(5):
+            stream = c._cv(td.pb.CacheVerifyRequest(), timeout=60)
+            next(stream)
+            stream.cancel()
+        self.assertEqual(len(c.cache_list()), n)
+        self.assertEqual(len(c.cache_verify()), n)
+
     def test_other_uid_may_not(self):
         user = make_user(self)
         self.daemon_for_everyone()

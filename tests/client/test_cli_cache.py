@@ -180,6 +180,19 @@ class Common:
         self.assertIn(url.encode(), p.stderr)
         self.assertIn(b"no such object", p.stderr)
 
+    def check_cat_damaged_hit(self, mode, cache_dir):
+        """A cache hit whose blob no longer has its bytes: cat must not
+        stream them; it waits for the hit's check, which fetches the
+        object again, and writes the right bytes."""
+        url = self.fo.url("a.bin")
+        self.assert_rc(ctl("download", *mode, "-q", "-o", os.path.join(self.out, "a"), url), 0)
+        blob = [b for b in self.blobs(cache_dir) if sha256_file(b) == self.sha["a.bin"]]
+        self.assertEqual(len(blob), 1)
+        damage(blob[0], SMALL // 3)
+        p = shell("%s cat %s %s | sha256sum" % (CTL, " ".join(mode), url))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split()[0].decode(), self.sha["a.bin"])
+
     def check_broken_pipe(self, mode):
         make_file(os.path.join(self.data, "big.bin"), LARGE, 8)
         with FaultOrigin(self.data, rate=RATE) as slow:
@@ -208,6 +221,9 @@ class CacheDaemonTest(Common, Base):
 
     def test_cat_failure(self):
         self.check_cat_fails(self.mode)
+
+    def test_cat_damaged_hit(self):
+        self.check_cat_damaged_hit(self.mode, os.path.join(self.tmp, "cache"))
 
     def test_cat_broken_pipe(self):
         self.check_broken_pipe(self.mode)
@@ -282,6 +298,9 @@ class CacheLocalTest(Common, Base):
 
     def test_cat_failure(self):
         self.check_cat_fails(self.mode)
+
+    def test_cat_damaged_hit(self):
+        self.check_cat_damaged_hit(self.mode, self.cache)
 
     def test_cat_broken_pipe(self):
         self.check_broken_pipe(self.mode)

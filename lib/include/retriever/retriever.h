@@ -299,7 +299,8 @@ unsigned rv_object_retries(const rv_object *obj);
 bool rv_object_from_cache(const rv_object *obj);
 /* How many bytes from the start of the object are written, in order: a
  * reader may read [0, ready) from rv_object_open_data's file while the
- * download runs. *ret_restarts (optional) counts restarts: when it
+ * download runs. A cache hit is ready only once its bytes were checked
+ * (when it is DONE): a bad one is fetched again, never read. *ret_restarts (optional) counts restarts: when it
  * changes, the object changed on the origin and bytes read before belong
  * to the old version. */
 uint64_t rv_object_ready(const rv_object *obj, unsigned *ret_restarts);

@@ -111,8 +111,9 @@ static int open_engine(const rvc_download_opts *o, rv_engine **ret, FILE *err) {
     }
     int e = rv_engine_open(&cfg, ret, &detail);
     if (e != RV_OK) {
-        fprintf(err, PROG ": cannot open the local state: %s%s%s%s\n", rv_strerror(e),
-                detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+        fprintf(err, PROG ": cannot open the local state: %s%s%s%s%s\n", rv_strerror(e),
+                detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+                e == RV_E_STATE_BUSY ? "; if retrieverd owns it, leave out --local to ask it" : "");
         code = rvc_exit_code(e);
     }
 out:

@@ -261,6 +261,16 @@ class CacheDaemonTest(Common, Base):
             self.assertEqual(whole.returncode, 0)
             self.assertEqual(out.split()[0].decode(), sha256_file(big))
 
+    def test_local_on_the_daemons_state(self):
+        # --local on the state directory the daemon owns: one line that
+        # says so and how to ask the daemon instead; exit 3.
+        p = ctl("cache", "ls", "--local", "--state-dir", os.path.join(self.tmp, "state"),
+                "--cache-dir", os.path.join(self.tmp, "cache"))
+        self.assert_rc(p, 3)
+        self.assertIn("in use by another process", p.stderr)
+        self.assertIn("leave out --local to ask it", p.stderr)
+        self.assertEqual(len(p.stderr.splitlines()), 1)
+
     def test_other_uid_is_refused(self):
         user = daemons.make_user(self)
         os.chmod(os.path.dirname(self.sock), 0o755)

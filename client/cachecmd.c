@@ -130,16 +130,17 @@ struct local_cache {
     bool *matched; /* rm: per URL (urls[1..]) */
 };
 
+/* Every entry, except for rm: those a URL names (each URL that does is
+ * marked, to say which named nothing). */
 static bool select_entry(void *ud, const rv_cache_entry *en) {
     struct local_cache *lc = ud;
     const rvc_download_opts *d = &lc->cmd->dl;
-    bool any = strcmp(lc->cmd->cache_action, "rm") != 0;
-    for (size_t i = 1; !any && i < d->n_urls; i++)
+    if (strcmp(lc->cmd->cache_action, "rm") != 0)
+        return true;
+    bool any = false;
+    for (size_t i = 1; i < d->n_urls; i++) /* urls[0] is the action */
         if (rv_cache_matches(en, d->urls[i]))
             any = lc->matched[i] = true;
-    for (size_t i = 1; i < d->n_urls; i++) /* every URL that names it is matched */
-        if (!lc->matched[i] && rv_cache_matches(en, d->urls[i]))
-            lc->matched[i] = true;
     return any;
 }
 

@@ -247,8 +247,12 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
             code = RVC_EXIT_PROTOCOL;
             break;
         }
-        if (data_fd < 0 && ready > off)
-            data_fd = rv_object_open_data(obj);
+        if (data_fd < 0 && ready > off && (data_fd = rv_object_open_data(obj)) < 0) {
+            fprintf(err, PROG ": cannot open the object's bytes: %s\n", strerror(-data_fd));
+            rv_engine_cancel(e, obj);
+            code = RVC_EXIT_LOCAL;
+            goto drain;
+        }
         while (data_fd >= 0 && off < ready) {
             size_t want = ready - off < CAT_BUF ? (size_t)(ready - off) : CAT_BUF;
             ssize_t n = pread(data_fd, buf, want, (off_t)off);

@@ -102,7 +102,8 @@ static const struct opt_def download_opts[] = {
      "on stdout and exit; the job runs on without this\n"
      "command", MODE_DAEMON},
     {OPT_OUTPUT, "output", 'o', "FILE", false, "Destination",
-     "save to FILE (only with exactly one URL)", MODE_ANY},
+     "save to FILE (only with exactly one URL); -o -:\n"
+     "to standard output as it downloads (see 'cat')", MODE_ANY},
     {OPT_DIR, "dir", 'd', "DIR", false, NULL,
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
@@ -241,6 +242,39 @@ static const struct opt_def cancel_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
 static const struct opt_def stats_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
 static const struct opt_def version_opts[] = {SOCKET_OPT, JSON_OPT, HELP_OPT};
 
+/* cache ACTION and cat URL: the daemon's (or with --local the local
+ * state directory's) cache, and an object's bytes to stdout. */
+static const struct opt_def cache_opts[] = {
+    {OPT_LOCAL, "local", 0, NULL, true, "Options",
+     "act on the local state directory instead of\n"
+     "asking retrieverd", MODE_ANY},
+    {OPT_SOCKET, "socket", 0, "PATH", false, NULL, "the socket of retrieverd", MODE_DAEMON},
+    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, NULL,
+     "the state directory (as download --local)", MODE_LOCAL},
+    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
+     "the cache directory (as download --local)", MODE_LOCAL},
+    {OPT_JSON, "json", 0, NULL, true, NULL, "one JSON object per entry (docs/cli.md)", MODE_ANY},
+    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+};
+
+static const struct opt_def cat_opts[] = {
+    {OPT_LOCAL, "local", 0, NULL, true, "Options",
+     "run the download engine in this process instead\n"
+     "of asking retrieverd", MODE_ANY},
+    {OPT_SOCKET, "socket", 0, "PATH", false, NULL, "the socket of retrieverd", MODE_DAEMON},
+    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, NULL,
+     "the state directory (as download --local)", MODE_LOCAL},
+    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
+     "the cache directory (as download --local)", MODE_LOCAL},
+    {OPT_NO_STATE, "no-state", 0, NULL, true, NULL, "no state and no cache", MODE_LOCAL},
+    {OPT_CONNECTIONS, "connections", 'c', "N", false, NULL,
+     "at most N connections (default: the engine's)", MODE_ANY},
+    {OPT_NO_AUTOSTART, "no-autostart", 0, NULL, true, NULL,
+     "when no retrieverd answers, fail instead of\n"
+     "starting a per-user one", MODE_DAEMON},
+    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+};
+
 /* What a command's positional arguments are. */
 enum positional {
     POS_NONE = 0,
@@ -278,9 +312,15 @@ static const struct command cmd_stats = {"stats", RVC_VERB_STATS, stats_opts, N_
                                          POS_NONE, 0, 0, NULL};
 static const struct command cmd_version = {"version", RVC_VERB_DVERSION, version_opts,
                                            N_OF(version_opts), POS_NONE, 0, 0, NULL};
+/* cache: its first argument is the action (ls, rm, clear, verify), the
+ * rest rm's URLs; both go into dl.urls. */
+static const struct command cmd_cache = {"cache", RVC_VERB_CACHE, cache_opts, N_OF(cache_opts),
+                                         POS_URLS, 1, RVC_MAX_URLS, "ACTION"};
+static const struct command cmd_cat = {"cat", RVC_VERB_CAT, cat_opts, N_OF(cat_opts), POS_URLS,
+                                       1, 1, "URL"};
 static const struct command *const commands[] = {
-    &cmd_download, &cmd_status, &cmd_list, &cmd_watch, &cmd_cancel,
-    &cmd_stats,    &cmd_ping,   &cmd_version,
+    &cmd_download, &cmd_cat,   &cmd_status, &cmd_list,  &cmd_watch,
+    &cmd_cancel,   &cmd_cache, &cmd_stats,  &cmd_ping,  &cmd_version,
 };
 
 static const struct opt_def *opt_by_long(const struct command *c, const char *name, size_t len) {
@@ -451,12 +491,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_OUTPUT:
         if (!*v)
             return fail(p, "download", "option '%s' needs a file name", spelled);
-        if (strcmp(v, "-") == 0)
-            return fail(p, "download",
-                        "option '%s': writing to standard output is not supported (files are "
-                        "delivered whole, by rename); name a file, e.g. -o ./-",
-                        spelled);
-        d->output = v;
+        d->output = v; /* "-": standard output, as cat (parse_command) */
         return RV_OK;
     case OPT_DIR:
         if (!*v)
@@ -768,6 +803,39 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
     } else if (r == RV_OK && c == &cmd_download) {
         cmd->verb = RVC_VERB_DOWNLOAD;
         r = check_download(p, cmd, seen);
+        /* -o - : the bytes to stdout, in order, as cat does; what cat
+         * does not do is refused, never ignored. */
+        if (r == RV_OK && d->output && strcmp(d->output, "-") == 0) {
+            static const enum opt_id not_cat[] = {
+                OPT_DETACH, OPT_HEADER, OPT_NETRC, OPT_NETRC_FILE, OPT_SHA256, OPT_JSON,
+                OPT_DIGEST, OPT_LINK, OPT_COPY, OPT_RETRIES, OPT_CONNECT_TIMEOUT,
+                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE};
+            const struct opt_def *bad = NULL;
+            for (size_t k = 0; k < N_OF(not_cat) && !bad; k++)
+                if (seen[not_cat[k]])
+                    for (size_t m = 0; m < c->n_opts && !bad; m++)
+                        if (c->opts[m].id == not_cat[k])
+                            bad = &c->opts[m];
+            if (bad) /* one URL: check_download says so for any -o */
+                r = fail(p, c->name, "'-o -' (as cat) does not take --%s", bad->long_name);
+            cmd->verb = RVC_VERB_CAT;
+        }
+    } else if (r == RV_OK && c == &cmd_cat) {
+        cmd->verb = RVC_VERB_CAT;
+        if (d->n_urls != 1)
+            r = fail(p, c->name, "'cat' takes one URL");
+    } else if (r == RV_OK && c == &cmd_cache) {
+        static const char *const actions[] = {"ls", "rm", "clear", "verify"};
+        cmd->verb = RVC_VERB_CACHE;
+        cmd->cache_action = d->n_urls ? d->urls[0] : "";
+        bool known = false;
+        for (size_t k = 0; k < N_OF(actions); k++)
+            known = known || strcmp(cmd->cache_action, actions[k]) == 0;
+        if (!known)
+            r = fail(p, c->name, "'cache' needs one of ls, rm URL..., clear, verify");
+        else if (strcmp(cmd->cache_action, "rm") == 0 ? d->n_urls < 2 : d->n_urls > 1)
+            r = fail(p, c->name, "'cache %s' %s", cmd->cache_action,
+                     d->n_urls < 2 ? "needs at least one URL" : "takes no arguments");
     } else if (r == RV_OK) {
         cmd->verb = c->verb;
         if (c->pos == POS_JOBS && cmd->jobs.n_ids < c->min_args)
@@ -1026,6 +1094,36 @@ static void print_ping_help(FILE *f) {
     print_exit_codes(f);
 }
 
+static void print_cache_help(FILE *f) {
+    fputs("Usage: " PROG " cache ls [--json] | rm URL... | clear | verify [--local]\n"
+          "\n"
+          "The cache of finished and partial downloads: retrieverd's (root or the\n"
+          "daemon's own user only, as it is shared by every user of the daemon), or\n"
+          "with --local the local state directory's.\n"
+          "  ls      one line per entry: size, complete or partial, in use, URL\n"
+          "  rm      remove every entry of each URL (whatever credentials fetched it)\n"
+          "  clear   remove every entry\n"
+          "  verify  read every entry back and check it against the CRC-32C recorded\n"
+          "          when it was written; a bad entry is reported and removed\n"
+          "An entry a running download uses is kept (reported as in-use). Files\n"
+          "delivered by hard link keep their data. URLs are shown redacted.\n"
+          "Exit 0; 6 when verify found a bad entry; 9 when retrieverd refuses.\n",
+          f);
+    print_options(f, &cmd_cache, NULL);
+}
+
+static void print_cat_help(FILE *f) {
+    fputs("Usage: " PROG " cat [OPTIONS] URL     (also: download -o - URL)\n"
+          "\n"
+          "Write the object's bytes to standard output, in order, while it downloads:\n"
+          "  " PROG " cat https://example.org/a.tar | tar x\n"
+          "When the reader stops early (a closed pipe, e.g. | head -c 1) the read ends\n"
+          "quietly with exit 0; the download goes on if other callers wait for it,\n"
+          "else it is cancelled and keeps its durable ranges for a later resume.\n",
+          f);
+    print_options(f, &cmd_cat, NULL);
+}
+
 static void print_overview(FILE *f) {
     fputs("Usage: " PROG " [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]\n"
           "\n"
@@ -1034,6 +1132,8 @@ static void print_overview(FILE *f) {
           "Commands:\n"
           "  download   download URLs to files, through retrieverd or with --local in\n"
           "             this process ('" PROG " download --help')\n"
+          "  cat        an object's bytes to stdout while it downloads\n"
+          "  cache      ls, rm, clear, verify the cache\n"
           "  status     a job, or retrieverd and your running jobs\n"
           "  list       your jobs (--all: ended ones too)\n"
           "  watch      follow a job's progress until it ends\n"
@@ -1109,6 +1209,10 @@ bool rvc_cli_help(FILE *f, const char *topic) {
         print_download_help(f);
     } else if (strcmp(topic, "ping") == 0) {
         print_ping_help(f);
+    } else if (strcmp(topic, "cache") == 0) {
+        print_cache_help(f);
+    } else if (strcmp(topic, "cat") == 0) {
+        print_cat_help(f);
     } else {
         for (size_t i = 0; i < N_OF(job_help); i++) {
             if (strcmp(topic, job_help[i].c->name) != 0)

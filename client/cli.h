@@ -44,6 +44,8 @@ typedef enum rvc_verb {
     RVC_VERB_CANCEL,   /* cancel JOB...: leave (or stop) the caller's jobs */
     RVC_VERB_STATS,    /* stats: daemon-wide figures */
     RVC_VERB_DVERSION, /* version: this client's, retrieverd's and the API's versions */
+    RVC_VERB_CACHE,    /* cache_action on the cache (dl.local: the local one) */
+    RVC_VERB_CAT,      /* dl.urls[0]'s bytes to stdout (cat, download -o -) */
 } rvc_verb;
 
 /* Longest job id accepted on the command line (retrieverd's are 32 hex
@@ -120,8 +122,10 @@ typedef struct rvc_cmd {
     const char *socket;     /* --socket, borrowed from argv; NULL when absent (then
                                $RETRIEVER_SOCKET or the default: see remote.h) */
     bool no_autostart;      /* --no-autostart (download, status): never start retrieverd */
-    rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD only */
+    rvc_download_opts dl;   /* RVC_VERB_DOWNLOAD, CAT; CACHE: local, dirs, json and
+                               urls (urls[0] is the action, the rest rm's URLs) */
     rvc_jobs_opts jobs;     /* the job commands only */
+    const char *cache_action; /* RVC_VERB_CACHE: "ls", "rm", "clear", "verify" */
 } rvc_cmd;
 
 /* Parse argv[1..argc-1] (argv[0] is ignored). argv must outlive *ret: the

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "cachecmd.h"
 #include "cli.h"
 #include "exitcode.h"
 #include "local.h"
@@ -86,6 +87,19 @@ int main(int argc, char **argv) {
             }
         } else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
             code = remote->download(&cmd.dl, cmd.socket, stdout, stderr);
+        break;
+    case RVC_VERB_CACHE:
+        if (cmd.dl.local)
+            code = rvc_local_cache(&cmd, stdout, stderr);
+        else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->cache(&cmd, cmd.socket, stdout, stderr);
+        break;
+    case RVC_VERB_CAT:
+        /* stdout carries the bytes: nothing else may go there. */
+        if (cmd.dl.local)
+            code = rvc_local_cat(&cmd.dl, stdout, stderr);
+        else if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)
+            code = remote->cat(&cmd.dl, cmd.socket, stdout, stderr);
         break;
     case RVC_VERB_PING:
         if ((code = rvc_remotemod_load(stderr, &remote)) == RVC_EXIT_OK)

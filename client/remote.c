@@ -31,6 +31,7 @@
 #include "json.h"
 #include "progress.h"
 #include "remotemod.h"
+#include "remoteconn.h"
 #include "report.h"
 #include "retriever/retriever.h"
 #include "retriever/v1/retriever.pb-c.h"
@@ -1183,9 +1184,29 @@ out:
  * (remotemod.h; remote.map hides the rest).
  * ------------------------------------------------------------------------ */
 
+/* For remotecache.c: the daemon download finds (rvc_daemon_find; started
+ * when autostart says so and none answers), connected. */
+rvc_rpc *rvc_remote_connect(const char *socket_opt, bool autostart, rvc_report *rp,
+                            int *ret_code) {
+    char *path = rvc_daemon_find(socket_opt, autostart, rp->err, ret_code);
+    rvc_rpc *c = path ? connect_to(path, NULL, rp, ret_code) : NULL;
+    free(path);
+    return c;
+}
+
+void rvc_remote_print_status(rvc_report *rp, const char *method, const rvc_rpc_status *st) {
+    print_status(rp, method, st);
+}
+
+void rvc_remote_method(const char *method, char *buf, size_t n) {
+    method_path(method, buf, n);
+}
+
 const rvc_remote_module rvc_remote_entry = {
     .abi = RVC_REMOTE_ABI,
     .ping = rvc_remote_ping,
     .download = rvc_remote_download,
     .jobs = rvc_jobs_run,
+    .cache = rvc_remote_cache,
+    .cat = rvc_remote_cat,
 };

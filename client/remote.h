@@ -83,4 +83,10 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
  * (130). */
 int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out, FILE *err);
 
+/* `cache ACTION` through retrieverd's CacheList/CacheRemove/CacheVerify,
+ * and `cat URL` (download -o -): a Download with no destination, then a
+ * Read of its object to out. remotecache.c. Return the exit code. */
+int rvc_remote_cache(const rvc_cmd *cmd, const char *socket_opt, FILE *out, FILE *err);
+int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out, FILE *err);
+
 #endif

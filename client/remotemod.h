@@ -27,7 +27,7 @@
 
 #include "cli.h"
 
-#define RVC_REMOTE_ABI 3
+#define RVC_REMOTE_ABI 4
 #define RVC_REMOTE_FILE "retrieverctl-remote.so"
 #define RVC_REMOTE_INSTALL_SUBDIR "../lib/retriever" /* from the executable's directory */
 /* The module's only exported symbol (client/remote.map says so to the linker). */
@@ -40,6 +40,9 @@ typedef struct rvc_remote_module {
     int (*download)(const rvc_download_opts *o, const char *socket_opt, FILE *out, FILE *err);
     /* rvc_jobs_run (cmd_jobs.h): status, list, watch, cancel, stats, version. */
     int (*jobs)(const rvc_cmd *cmd, FILE *out, FILE *err);
+    /* rvc_remote_cache and rvc_remote_cat (remote.h). */
+    int (*cache)(const rvc_cmd *cmd, const char *socket_opt, FILE *out, FILE *err);
+    int (*cat)(const rvc_download_opts *o, const char *socket_opt, FILE *out, FILE *err);
 } rvc_remote_module;
 
 /* Defined by remote.c, in the module. */

@@ -12,6 +12,7 @@
  * engine is gone).
  */
 #include "jobs.h"
+#include "cacheops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,7 @@ struct job {
 };
 
 struct rvd_jobs {
+    rvd_cacheops *cache; /* the cache RPCs' work (cacheops.h); its own lock */
     pthread_mutex_t lock;
     rvd_jobs_limits limits;
     rvd_jobstore *store; /* NULL: jobs end with the daemon */
@@ -705,8 +707,17 @@ int rvd_jobs_new(const rvd_jobs_limits *limits, void (*wake)(void *), void *wake
     j->reads_dirfd = -1;
     j->wake = wake;
     j->wake_ud = wake_ud;
+    if (rvd_cacheops_new(wake, wake_ud, &j->cache) < 0) {
+        pthread_mutex_destroy(&j->lock);
+        free(j);
+        return -ENOMEM;
+    }
     *ret = j;
     return 0;
+}
+
+rvd_cacheops *rvd_jobs_cacheops(rvd_jobs *j) {
+    return j->cache;
 }
 
 void rvd_jobs_set_limits(rvd_jobs *j, const rvd_jobs_limits *limits) {
@@ -1385,7 +1396,16 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
         rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name, &give_error) < 0)
         state = RV_STATE_FAILED;
 
+    /* A reader that came after the last progress hook has no file yet:
+     * opened now, or it could not read what was delivered (a cache hit
+     * ends before any progress). Only this thread sets data_fd. */
+    int data_fd = state == RV_STATE_DONE && o->data_fd < 0 && atomic_load(&o->wants_data)
+                      ? rv_object_open_data(obj)
+                      : -1;
+
     pthread_mutex_lock(&j->lock);
+    if (data_fd >= 0)
+        o->data_fd = data_fd;
     if (j->stopping) /* the shutdown's cancellations: the job resumes later */
         goto out;
     rvd_object_view *v = &jb->views[o->index];
@@ -1704,6 +1724,8 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     struct job *starts = NULL, *cancels = NULL, *trimmed = NULL;
     struct jobject *release;
 
+    rvd_cacheops_pump(j->cache, e); /* before the jobs: a removal never meets a job starting */
+
     pthread_mutex_lock(&j->lock);
     if (j->stopping) {
         pthread_mutex_unlock(&j->lock);
@@ -1808,6 +1830,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
 }
 
 void rvd_jobs_stop(rvd_jobs *j) {
+    rvd_cacheops_stop(j->cache);
     pthread_mutex_lock(&j->lock);
     j->stopping = true;
     for (struct job *jb = j->head; jb; jb = jb->next)
@@ -1838,6 +1861,7 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
         close(j->reads_dirfd);
     free(j->dests);
     free(j->accts);
+    j->cache = rvd_cacheops_free(j->cache);
     pthread_mutex_destroy(&j->lock);
     free(j);
     return NULL;

@@ -277,6 +277,9 @@ void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, un
                    void (*fn)(void *ud, const rvd_job_view *v), void *ud);
 
 void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret);
+/* The cache RPCs' queue (cacheops.h), owned by the table: pumped with it,
+ * stopped with it. */
+struct rvd_cacheops *rvd_jobs_cacheops(rvd_jobs *j);
 
 /* --- Engine side (the worker thread) ------------------------------------ */
 

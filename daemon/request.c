@@ -643,6 +643,12 @@ int rvd_request_empty(rvd_empty_request kind, const uint8_t *buf, size_t len,
     case RVD_REQ_PING:
         desc = &retriever__v1__ping_request__descriptor;
         break;
+    case RVD_REQ_CACHE_LIST:
+        desc = &retriever__v1__cache_list_request__descriptor;
+        break;
+    case RVD_REQ_CACHE_VERIFY:
+        desc = &retriever__v1__cache_verify_request__descriptor;
+        break;
     default: /* a caller's bug, not the client's */
         return invalid(ret_error, "unknown request kind %d", (int)kind);
     }
@@ -651,4 +657,45 @@ int rvd_request_empty(rvd_empty_request kind, const uint8_t *buf, size_t len,
         return r;
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
+}
+
+void rvd_cache_remove_req_clear(rvd_cache_remove_req *r) {
+    for (size_t i = 0; r && i < r->n_urls; i++)
+        free(r->urls[i]);
+    if (r) {
+        free(r->urls);
+        *r = (rvd_cache_remove_req){0};
+    }
+}
+
+int rvd_request_cache_remove(const uint8_t *buf, size_t len, rvd_cache_remove_req *ret,
+                             char **ret_error) {
+    ProtobufCMessage *msg = NULL;
+    int r = unpack(&retriever__v1__cache_remove_request__descriptor, buf, len, &msg, ret_error);
+    if (r < 0)
+        return r;
+    const Retriever__V1__CacheRemoveRequest *m = (const Retriever__V1__CacheRemoveRequest *)msg;
+    rvd_cache_remove_req out = {.all = m->all};
+    if (m->all && m->n_urls) {
+        r = invalid(ret_error, "urls: must be empty with all");
+    } else if (!m->all && !m->n_urls) {
+        r = invalid(ret_error, "urls: at least one URL, or all");
+    } else if (m->n_urls > RVD_REQ_SOURCES_MAX) {
+        r = invalid(ret_error, "urls: at most %u", (unsigned)RVD_REQ_SOURCES_MAX);
+    } else if (m->n_urls && !(out.urls = calloc(m->n_urls, sizeof(*out.urls)))) {
+        r = -ENOMEM;
+    }
+    for (size_t i = 0; r == 0 && i < m->n_urls; i++) {
+        if (strlen(m->urls[i]) == 0 || strlen(m->urls[i]) > RVD_REQ_URL_MAX)
+            r = invalid(ret_error, "urls[%zu]: empty or longer than %u bytes", i,
+                        (unsigned)RVD_REQ_URL_MAX);
+        else if (!(out.urls[out.n_urls++] = strdup(m->urls[i])))
+            r = -ENOMEM;
+    }
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (r < 0)
+        rvd_cache_remove_req_clear(&out);
+    else
+        *ret = out;
+    return r;
 }

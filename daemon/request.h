@@ -143,10 +143,24 @@ int rvd_request_list(const uint8_t *buf, size_t len, rvd_list_req *ret, char **r
 typedef enum rvd_empty_request {
     RVD_REQ_STATS,
     RVD_REQ_PING,
+    RVD_REQ_CACHE_LIST,
+    RVD_REQ_CACHE_VERIFY,
 } rvd_empty_request;
 
-/* StatsRequest or PingRequest: checks that buf decodes as one. */
+/* StatsRequest, PingRequest, CacheListRequest or CacheVerifyRequest:
+ * checks that buf decodes as one. */
 int rvd_request_empty(rvd_empty_request kind, const uint8_t *buf, size_t len,
                       char **ret_error);
+
+/* CacheRemoveRequest: either all, or 1..RVD_REQ_SOURCES_MAX URLs of at
+ * most RVD_REQ_URL_MAX bytes each (not both, not neither). */
+typedef struct rvd_cache_remove_req {
+    bool all;
+    char **urls; /* n_urls malloc'd strings; free with rvd_cache_remove_req_clear */
+    size_t n_urls;
+} rvd_cache_remove_req;
+int rvd_request_cache_remove(const uint8_t *buf, size_t len, rvd_cache_remove_req *ret,
+                             char **ret_error);
+void rvd_cache_remove_req_clear(rvd_cache_remove_req *r);
 
 #endif

@@ -48,6 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cacheops.h"
 #include "log.h"
 #include "request.h"
 #include "retriever/v1/retriever.pb-c.h"
@@ -185,6 +186,10 @@ struct call {
     grpc_status_code end_code;
     char job_id[RVD_JOB_ID_LEN + 1];
     rvd_sink sink;
+
+    /* Cache streams only (caching set): the cacheops sink. */
+    bool caching;
+    rvd_cache_sink cache_sink;
 
     /* Read streams only (reading set). Under lock. */
     bool reading;
@@ -848,9 +853,10 @@ static bool stream_on_closed(struct call *c) {
     bool unsubscribe = c->subscribed;
     pthread_mutex_unlock(&c->lock);
     /* Outside our lock (lock order: the table's first). */
-    if (unsubscribe && (c->reading ? rvd_jobs_read_stop(c->server->jobs, c->job_id,
-                                                         c->read_index, &c->reader)
-                                   : rvd_jobs_unsubscribe(c->server->jobs, c->job_id, &c->sink))) {
+    if (unsubscribe &&
+        (c->caching   ? rvd_cacheops_cancel(rvd_jobs_cacheops(c->server->jobs), &c->cache_sink)
+         : c->reading ? rvd_jobs_read_stop(c->server->jobs, c->job_id, c->read_index, &c->reader)
+                      : rvd_jobs_unsubscribe(c->server->jobs, c->job_id, &c->sink))) {
         pthread_mutex_lock(&c->lock);
         c->subscribed = false;
         pthread_mutex_unlock(&c->lock);
@@ -909,8 +915,11 @@ static void read_notify(void *ctx, const rvd_read_state *st) {
         c->read_fd = dup(st->data_fd);
     if (st->failed) {
         stream_finish(c, (grpc_status_code)st->code, st->why);
-    } else if (c->read_fd < 0 && (st->ready > c->read_off || st->done)) {
+    } else if (c->read_fd < 0 && st->done) {
         stream_finish(c, GRPC_STATUS_INTERNAL, "cannot open the object's bytes");
+    } else if (c->read_fd < 0) {
+        /* Bytes may be ready, but the table opens the file only at the
+         * next progress (or at the end) after a reader came: wait. */
     } else {
         c->read_ready = st->ready;
         c->read_done = st->done;
@@ -1157,6 +1166,83 @@ static void handle_read(struct call *c, const uint8_t *req, size_t len, struct r
     free(msg);
 }
 
+/* The cacheops sink (the table's lock is held): one CacheEntry per entry. */
+static void cache_entry(void *ctx, const rv_cache_entry *en, rv_cache_result res) {
+    struct call *c = ctx;
+    Retriever__V1__CacheEntry m = RETRIEVER__V1__CACHE_ENTRY__INIT;
+    m.url = (char *)en->url;
+    m.size_known = en->size_known;
+    m.size = en->size;
+    m.bytes = en->bytes;
+    m.complete = en->complete;
+    m.in_use = en->in_use;
+    m.used_unix_ms = en->used_unix * 1000;
+    m.keyed = en->keyed;
+    m.result = (Retriever__V1__CacheResult)(res + 1); /* the proto's numbering */
+    pthread_mutex_lock(&c->lock);
+    if (!c->closed)
+        stream_push(c, pack(&m.base));
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void cache_end(void *ctx, int code, const char *message) {
+    struct call *c = ctx;
+    pthread_mutex_lock(&c->lock);
+    c->subscribed = false;
+    stream_finish(c, (grpc_status_code)code, message);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* CacheList, CacheRemove, CacheVerify: a stream the engine thread fills
+ * (cacheops.h). rm is taken. */
+static void cache_stream(struct call *c, rv_cache_op op, rvd_cache_remove_req *rm,
+                         struct reply *r) {
+    if (!stream_begin(c, r)) {
+        rvd_cache_remove_req_clear(rm);
+        return;
+    }
+    char *msg = NULL;
+    pthread_mutex_lock(&c->lock);
+    c->caching = true;
+    c->subscribed = true;
+    c->cache_sink = (rvd_cache_sink){.entry = cache_entry, .end = cache_end, .ctx = c};
+    pthread_mutex_unlock(&c->lock);
+    int code = rvd_cacheops_submit(rvd_jobs_cacheops(c->server->jobs), &c->peer, op, rm,
+                                   &c->cache_sink, &msg);
+    if (code != RVD_OK) {
+        pthread_mutex_lock(&c->lock);
+        c->subscribed = false;
+        stream_finish(c, (grpc_status_code)code, msg ? msg : "out of memory");
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(msg);
+}
+
+static void handle_cache_list(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    int e = rvd_request_empty(RVD_REQ_CACHE_LIST, req, len, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    cache_stream(c, RV_CACHE_LIST, NULL, r);
+}
+
+static void handle_cache_remove(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    rvd_cache_remove_req rm;
+    int e = rvd_request_cache_remove(req, len, &rm, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    cache_stream(c, RV_CACHE_REMOVE, &rm, r);
+}
+
+static void handle_cache_verify(struct call *c, const uint8_t *req, size_t len, struct reply *r) {
+    char *msg = NULL;
+    int e = rvd_request_empty(RVD_REQ_CACHE_VERIFY, req, len, &msg);
+    if (e < 0)
+        return reply_decode_error(r, e, msg);
+    cache_stream(c, RV_CACHE_VERIFY, NULL, r);
+}
+
 /* Methods implemented so far, by the name in the .proto. */
 static const struct {
     const char *name;
@@ -1165,6 +1251,8 @@ static const struct {
     {"Ping", handle_ping},         {"Status", handle_status},     {"List", handle_list},
     {"Cancel", handle_cancel},     {"Stats", handle_stats},       {"Download", handle_download},
     {"Watch", handle_watch},       {"Read", handle_read},
+    {"CacheList", handle_cache_list}, {"CacheRemove", handle_cache_remove},
+    {"CacheVerify", handle_cache_verify},
 };
 
 /* A new call: answer it, or start its stream. false: nothing is

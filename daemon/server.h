@@ -11,8 +11,10 @@
  *
  * Methods: every method of the service descriptor is registered under
  * "/retriever.v1.Retriever/<Method>". Implemented: Ping, Download, Status,
- * List, Cancel, Watch, Stats (the job table, jobs.h, does the work); Read
- * answers UNIMPLEMENTED "… is not implemented yet". One generic
+ * List, Cancel, Watch, Stats, Read (the job table, jobs.h, does the work),
+ * CacheList, CacheRemove, CacheVerify (cacheops.h, on the engine thread).
+ * A method without a handler answers UNIMPLEMENTED "… is not implemented
+ * yet". One generic
  * slot answers any other path UNIMPLEMENTED at once (without it, gRPC would
  * leave such calls waiting for the client's deadline). Every registered
  * call is mapped to its connection's credentials ("fd:N" → rvd_peers); a

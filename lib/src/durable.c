@@ -354,26 +354,32 @@ void rv_durable_close(rv_engine *e) {
  * ended by a NUL (none contains one), truncated to 128 bits: equal
  * credentials give equal keys, and the database alone reveals nothing
  * about them, not even to someone guessing a weak password. */
-static int make_key(rv_object *o) {
-    char *name = NULL, *path = NULL, *msg = NULL;
-    size_t msg_len = 0;
-    char hex[33] = "";
+/* The part of the key that names the object (malloc'd, or NULL: no
+ * memory). rv_cache_matches names a URL the same way. */
+static char *key_name(const rv_url *u) {
+    char *name = NULL, *path = NULL;
     struct stat st;
-    int r = RV_OK;
-
-    if (strcmp(o->url->scheme, "file") == 0 && rv_url_file_path(o->url, &path) == RV_OK &&
+    if (strcmp(u->scheme, "file") == 0 && rv_url_file_path(u, &path) == RV_OK &&
         stat(path, &st) == 0) {
         if (asprintf(&name, "file:dev=%llx,ino=%llx", (unsigned long long)st.st_dev,
                      (unsigned long long)st.st_ino) < 0)
             name = NULL;
     } else {
         /* The query goes in only as part of the fingerprint: it may be a
-         * signature (a presigned URL). */
-        const char *q = strchr(o->url->normalised, '?');
-        name = strndup(o->url->normalised, q ? (size_t)(q - o->url->normalised)
-                                             : strlen(o->url->normalised));
+         * signature (a presigned URL), and keys are stored in clear. */
+        const char *q = strchr(u->normalised, '?');
+        name = strndup(u->normalised, q ? (size_t)(q - u->normalised) : strlen(u->normalised));
     }
     free(path);
+    return name;
+}
+
+static int make_key(rv_object *o) {
+    char *name = key_name(o->url), *msg = NULL;
+    size_t msg_len = 0;
+    char hex[33] = "";
+    int r = RV_OK;
+
     if (!name)
         return RV_E_NOMEM;
     /* A request's own CA certificates decide which origin it trusts: bytes
@@ -1272,4 +1278,146 @@ void rv_durable_set_quota(rv_engine *e, uint64_t quota) {
     e->cfg.cache_quota = quota;
     if (e->store)
         evict(e, false);
+}
+
+/* ----------------------------------------------------------------------- */
+/* Managing the cache (rv_engine_cache_scan)                                */
+
+struct scan {
+    rv_engine *e;
+    rv_cache_op op;
+    bool (*select)(void *ud, const rv_cache_entry *en);
+    void (*report)(void *ud, const rv_cache_entry *en, rv_cache_result res);
+    void *ud;
+    struct eviction ev; /* the rows removed: their blobs go after the commit */
+};
+
+/* Does the blob still hold what the row promises? The checks a cache hit
+ * (the whole object's CRC-32C, as cachefiles.c's verify) and a resume
+ * (range_intact) make, on the same read-back path. */
+static bool entry_intact(rv_engine *e, const rv_store_object *so) {
+    char path[4096];
+    struct stat st;
+    rv_store_range *ranges = NULL;
+    size_t n = 0;
+    bool ok = false;
+    snprintf(path, sizeof(path), "%s/%s", e->blob_dir, so->blob);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        goto out;
+    if (so->complete) {
+        uint32_t crc;
+        ok = so->has_crc32c && so->size != RV_STORE_UNKNOWN && (uint64_t)st.st_size == so->size &&
+             rv_readback_crc32c(fd, 0, so->size, e->buf, e->buf_size, &crc) == 0 &&
+             crc == so->crc32c;
+        goto out;
+    }
+    if (rv_store_ranges(e->store, so->id, &ranges, &n) != RV_OK)
+        goto out;
+    ok = true;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = ranges[i].durable <= ranges[i].start || range_intact(e, fd, &ranges[i]);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(ranges);
+    return ok;
+}
+
+static uint64_t durable_bytes(rv_engine *e, const rv_store_object *so) {
+    rv_store_range *ranges = NULL;
+    size_t n = 0;
+    uint64_t sum = 0;
+    if (so->complete)
+        return so->size;
+    if (rv_store_ranges(e->store, so->id, &ranges, &n) == RV_OK)
+        for (size_t i = 0; i < n; i++)
+            sum += ranges[i].durable - ranges[i].start;
+    free(ranges);
+    return sum;
+}
+
+static int scan_one(void *ud, const rv_store_object *so) {
+    struct scan *sc = ud;
+    rv_engine *e = sc->e;
+    const char *nl = strchr(so->key, '\n');
+    char *name = strndup(so->key, nl ? (size_t)(nl - so->key) : strlen(so->key));
+    if (!name)
+        return RV_E_NOMEM;
+    /* bytes (a query for an unfinished entry) only for what is selected:
+     * an owner that verifies a few entries per call scans every row. */
+    rv_cache_entry en = {.id = so->id, .url = so->url ? so->url : "", .name = name,
+                         .keyed = nl != NULL, .size_known = so->size != RV_STORE_UNKNOWN,
+                         .size = so->size == RV_STORE_UNKNOWN ? 0 : so->size,
+                         .bytes = so->complete ? so->size : 0, .complete = so->complete,
+                         .in_use = in_use(e, so->id), .pinned = so->pinned,
+                         .used_unix = so->used_at};
+    int r = RV_OK;
+    if (!sc->select || sc->select(sc->ud, &en)) {
+        en.bytes = durable_bytes(e, so);
+        rv_cache_result res = RV_CACHE_LISTED;
+        bool kept = en.in_use || en.pinned;
+        if (sc->op == RV_CACHE_REMOVE) {
+            res = kept ? RV_CACHE_IN_USE : RV_CACHE_REMOVED;
+        } else if (sc->op == RV_CACHE_VERIFY) {
+            res = entry_intact(e, so)  ? RV_CACHE_INTACT
+                  : kept               ? RV_CACHE_CORRUPT_IN_USE
+                                       : RV_CACHE_CORRUPT_REMOVED;
+            if (res == RV_CACHE_CORRUPT_REMOVED)
+                notice(e, "cache verify: %s does not have the bytes it recorded; removed",
+                       en.url);
+        }
+        if (res == RV_CACHE_REMOVED || res == RV_CACHE_CORRUPT_REMOVED)
+            r = drop(&sc->ev, so->id, so->size);
+        if (r == RV_OK && sc->report)
+            sc->report(sc->ud, &en, res);
+    }
+    free(name);
+    return r;
+}
+
+int rv_engine_cache_scan(rv_engine *e, rv_cache_op op,
+                         bool (*select)(void *ud, const rv_cache_entry *en),
+                         void (*report)(void *ud, const rv_cache_entry *en, rv_cache_result res),
+                         void *ud) {
+    char path[4096];
+    if (!e || !e->store)
+        return RV_E_INVALID_ARGUMENT;
+    struct scan sc = {.e = e, .op = op, .select = select, .report = report, .ud = ud,
+                      .ev = {.e = e}};
+    int r = tx(e);
+    if (r == RV_OK)
+        r = rv_store_each(e->store, scan_one, &sc);
+    /* As evict(): rows first (committed), then their blobs; what was
+     * removed before a failure stays removed. */
+    int r2 = commit(e);
+    if (r2 == RV_OK)
+        for (size_t i = 0; i < sc.ev.gone.n; i++) {
+            snprintf(path, sizeof(path), "%s/%lld", e->blob_dir, (long long)sc.ev.gone.ids[i]);
+            unlink(path);
+        }
+    free(sc.ev.gone.ids);
+    return r != RV_OK ? r : r2;
+}
+
+const char *rv_cache_result_name(rv_cache_result r) {
+    switch (r) {
+    case RV_CACHE_LISTED: return "listed";
+    case RV_CACHE_REMOVED: return "removed";
+    case RV_CACHE_IN_USE: return "in-use";
+    case RV_CACHE_INTACT: return "intact";
+    case RV_CACHE_CORRUPT_REMOVED: return "corrupt-removed";
+    case RV_CACHE_CORRUPT_IN_USE: return "corrupt-in-use";
+    }
+    return "unknown";
+}
+
+bool rv_cache_matches(const rv_cache_entry *en, const char *url) {
+    rv_url *u = NULL;
+    char *name = NULL;
+    bool same = en && url && rv_url_parse(url, &u) == RV_OK && (name = key_name(u)) &&
+                strcmp(name, en->name) == 0;
+    free(name);
+    rv_url_free(u);
+    return same;
 }

@@ -1479,11 +1479,19 @@ uint64_t rv_object_ready(const rv_object *o, unsigned *ret_restarts) {
     uint64_t ready = 0;
     if (ret_restarts)
         *ret_restarts = d->restarts;
-    if (o->state == RV_STATE_DONE || d->state == RV_STATE_DONE || o->cached)
+    if (o->state == RV_STATE_DONE || d->state == RV_STATE_DONE)
         return o->size != RV_UNKNOWN ? o->size : d->size;
+    /* A cache hit's bytes are someone's until its delivery has checked
+     * them against the recorded CRC-32C (cachefiles.h): a bad one is
+     * fetched again (rv_durable_refetch), and a reader must not have had
+     * the old bytes. Nothing is ready before that. */
+    if (o->cached || d->cached)
+        return 0;
+    /* landed, not pos: bytes received may still wait in a staging buffer
+     * for the writer thread (stage.c); only landed ones are in the file. */
     for (size_t i = 0; i < d->n_chunks; i++) {
-        ready = d->chunks[i].pos;
-        if (d->chunks[i].pos != d->chunks[i].end)
+        ready = d->chunks[i].landed;
+        if (d->chunks[i].landed != d->chunks[i].end)
             break;
     }
     return ready == RV_UNKNOWN ? 0 : ready;

@@ -211,8 +211,31 @@ static void test_destinations(void) {
     EXPECT_USAGE("option '--output' needs a file name", "download", "--output=", "u");
     EXPECT_USAGE("option '-d' needs a directory", "download", "-d", "", "u");
     EXPECT_USAGE("option '-o' needs a value (FILE)", "download", "u", "-o");
-    EXPECT_USAGE("option '-o': writing to standard output is not supported", "download", "-o", "-",
-                 "u");
+    /* -o - is cat: one URL, bytes to stdout. */
+    EXPECT_USAGE("'-o -' (as cat) does not take --detach", "download", "-o", "-", "--detach", "u");
+    EXPECT_USAGE("'-o -' (as cat) does not take --sha256", "download", "-o", "-", "--sha256",
+                 "0000000000000000000000000000000000000000000000000000000000000000", "u");
+    EXPECT_USAGE("'-o/--output' names one file, but 2 URLs were given", "download", "-o", "-",
+                 "u", "v");
+    EXPECT_OK(c, "download", "-o", "-", "u");
+    CHECK_INT_EQ(c.verb, RVC_VERB_CAT);
+    CHECK_STR_EQ(c.dl.urls[0], "u");
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "cat", "--local", "u");
+    CHECK_INT_EQ(c.verb, RVC_VERB_CAT);
+    CHECK(c.dl.local);
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("'cat' takes one URL", "cat", "u", "v");
+    EXPECT_OK(c, "cache", "rm", "u", "v", "--json");
+    CHECK_INT_EQ(c.verb, RVC_VERB_CACHE);
+    CHECK_STR_EQ(c.cache_action, "rm");
+    CHECK_INT_EQ(c.dl.n_urls, 3);
+    CHECK(c.dl.json);
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("'cache rm' needs at least one URL", "cache", "rm");
+    EXPECT_USAGE("'cache ls' takes no arguments", "cache", "ls", "x");
+    EXPECT_USAGE("'cache' needs one of ls", "cache", "list");
+    EXPECT_USAGE("'cache' needs one of ls", "cache");
     EXPECT_OK(c, "download", "--local", "-o", "./-", "u");
     CHECK_STR_EQ(c.dl.output, "./-");
     rvc_cmd_done(&c);

@@ -827,7 +827,68 @@ static void test_empty(void) {
     }
 }
 
+/* ---- CacheList, CacheVerify, CacheRemove ------------------------------- */
+
+static void test_cache(void) {
+    static const uint8_t garbage[] = {0x0a, 0x7f};
+    char *err = NULL;
+    for (int kind = RVD_REQ_CACHE_LIST; kind <= RVD_REQ_CACHE_VERIFY; kind++) {
+        CHECK_EQ_U64(rvd_request_empty(kind, NULL, 0, &err), 0);
+        CHECK_EQ_U64(rvd_request_empty(kind, garbage, sizeof(garbage), &err), -EINVAL);
+        CHECK(err && strstr(err, kind == RVD_REQ_CACHE_LIST ? "CacheListRequest"
+                                                            : "CacheVerifyRequest"));
+        free(err);
+        err = NULL;
+    }
+
+    Retriever__V1__CacheRemoveRequest m = RETRIEVER__V1__CACHE_REMOVE_REQUEST__INIT;
+    char *urls[] = {"https://h/a", "https://h/b"};
+    rvd_cache_remove_req r;
+    size_t len = 0;
+    uint8_t *buf;
+
+    /* neither URLs nor all; both */
+    CHECK_EQ_U64(rvd_request_cache_remove(NULL, 0, &r, &err), -EINVAL);
+    CHECK(err && strstr(err, "urls: at least one URL, or all"));
+    free(err);
+    err = NULL;
+    m.all = true;
+    m.urls = urls;
+    m.n_urls = 1;
+    buf = pack(&m.base, &len);
+    CHECK_EQ_U64(rvd_request_cache_remove(buf, len, &r, &err), -EINVAL);
+    CHECK(err && strstr(err, "must be empty with all"));
+    free(err);
+    err = NULL;
+    free(buf);
+
+    m.all = false;
+    m.n_urls = 2;
+    buf = pack(&m.base, &len);
+    CHECK_EQ_U64(rvd_request_cache_remove(buf, len, &r, &err), 0);
+    CHECK(!r.all && r.n_urls == 2 && strcmp(r.urls[1], "https://h/b") == 0);
+    rvd_cache_remove_req_clear(&r);
+    free(buf);
+
+    urls[1] = "";
+    buf = pack(&m.base, &len);
+    CHECK_EQ_U64(rvd_request_cache_remove(buf, len, &r, &err), -EINVAL);
+    CHECK(err && strstr(err, "urls[1]: "));
+    free(err);
+    err = NULL;
+    free(buf);
+
+    m.n_urls = 0;
+    m.all = true;
+    buf = pack(&m.base, &len);
+    CHECK_EQ_U64(rvd_request_cache_remove(buf, len, &r, &err), 0);
+    CHECK(r.all && r.n_urls == 0);
+    rvd_cache_remove_req_clear(&r);
+    free(buf);
+}
+
 int main(void) {
+    test_cache();
     test_download_accepted();
     test_download_limits();
     test_download_headers();

@@ -1,11 +1,13 @@
 /* fuzz_request_small.c — the other decoders, one per input: the first
  * byte picks StatusRequest, CancelRequest, WatchRequest, ReadRequest,
- * ListRequest, StatsRequest or PingRequest (modulo 7), the rest is the
- * message.
+ * ListRequest, StatsRequest, PingRequest or CacheRemoveRequest (modulo 8),
+ * the rest is the message.
  *
  * Properties: an accepted job id is 32 lower-case hex digits; an accepted
  * Read is within its limits; an accepted List has only the five state
- * bits and a limit in 1..RVD_REQ_LIST_MAX; a refusal is -EINVAL with a
+ * bits and a limit in 1..RVD_REQ_LIST_MAX; an accepted CacheRemove is all
+ * with no URL or 1..RVD_REQ_SOURCES_MAX non-empty URLs within
+ * RVD_REQ_URL_MAX; a refusal is -EINVAL with a
  * sentence and leaves the output untouched. */
 #include <errno.h>
 #include <stdbool.h>
@@ -31,7 +33,7 @@ static void refused(int r, char *err) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0)
         return 0;
-    unsigned which = data[0] % 7;
+    unsigned which = data[0] % 8;
     data++;
     size--;
     char *err = NULL;
@@ -68,6 +70,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        ls.limit <= RVD_REQ_LIST_MAX && !err);
         else
             FUZZ_CHECK(ls.states == 1 && ls.limit == 0);
+    } else if (which == 7) {
+        rvd_cache_remove_req cr = {.n_urls = 4242};
+        r = rvd_request_cache_remove(data, size, &cr, &err);
+        if (r == 0) {
+            FUZZ_CHECK(!err && (cr.all ? cr.n_urls == 0
+                                       : cr.n_urls >= 1 && cr.n_urls <= RVD_REQ_SOURCES_MAX));
+            for (size_t i = 0; i < cr.n_urls; i++)
+                FUZZ_CHECK(cr.urls[i][0] && strlen(cr.urls[i]) <= RVD_REQ_URL_MAX);
+            rvd_cache_remove_req_clear(&cr);
+        } else {
+            FUZZ_CHECK(cr.n_urls == 4242 && !cr.urls);
+        }
     } else {
         r = rvd_request_empty(which == 5 ? RVD_REQ_STATS : RVD_REQ_PING, data, size, &err);
         if (r == 0)

@@ -348,7 +348,8 @@ unsigned rv_object_retries(const rv_object *obj);
 bool rv_object_from_cache(const rv_object *obj);
 /* How many bytes from the start of the object are written, in order: a
  * reader may read [0, ready) from rv_object_open_data's file while the
- * download runs. *ret_restarts (optional) counts restarts: when it
+ * download runs. A cache hit is ready only once its bytes were checked
+ * (when it is DONE): a bad one is fetched again, never read. *ret_restarts (optional) counts restarts: when it
  * changes, the object changed on the origin and bytes read before belong
  * to the old version. */
 uint64_t rv_object_ready(const rv_object *obj, unsigned *ret_restarts);
@@ -420,6 +421,72 @@ uint64_t rv_engine_cache_bytes(const rv_engine *e);
 /* Change cfg.cache_quota of a running engine; with state, the cache is
  * trimmed to it at once (never an object in use). */
 void rv_engine_set_cache_quota(rv_engine *e, uint64_t quota);
+
+/* Managing the cache (with state only; RV_E_INVALID_ARGUMENT without).
+ *
+ * rv_engine_cache_scan visits every cache entry (one per object the state
+ * knows: complete, or unfinished and kept to be resumed) and does op to
+ * each that select(ud, entry) accepts (select NULL: every one), then calls
+ * report(ud, entry, result) (report may be NULL). Engine thread only,
+ * like every call here; it runs synchronously: RV_CACHE_VERIFY reads the
+ * entries it checks, so an owner with transfers running verifies a few
+ * entries per call (select) between rv_engine_perform calls.
+ *
+ *   RV_CACHE_LIST    nothing changes; result RV_CACHE_LISTED
+ *   RV_CACHE_REMOVE  the entry (row and blob) goes: RV_CACHE_REMOVED; an
+ *                    entry a live object uses (or a pinned one) stays:
+ *                    RV_CACHE_IN_USE. Files delivered by hard link keep
+ *                    their data (they are the same inode).
+ *   RV_CACHE_VERIFY  the blob is read back and checked against the
+ *                    CRC-32C the state recorded: a complete entry's whole-
+ *                    object CRC, an unfinished one's per-range CRCs of its
+ *                    durable bytes (the checks a cache hit and a resume
+ *                    make). Intact: RV_CACHE_INTACT. Otherwise (other
+ *                    bytes, wrong size, missing, unreadable, no CRC) it is
+ *                    removed: RV_CACHE_CORRUPT_REMOVED, or kept when in use:
+ *                    RV_CACHE_CORRUPT_IN_USE (the delivery's own check
+ *                    refetches it).
+ *
+ * The entry passed to select and report is valid during the call only.
+ * Returns RV_OK, RV_E_STATE (the database failed), RV_E_NOMEM. */
+typedef enum rv_cache_op { RV_CACHE_LIST, RV_CACHE_REMOVE, RV_CACHE_VERIFY } rv_cache_op;
+typedef enum rv_cache_result {
+    RV_CACHE_LISTED,
+    RV_CACHE_REMOVED,
+    RV_CACHE_IN_USE,
+    RV_CACHE_INTACT,
+    RV_CACHE_CORRUPT_REMOVED,
+    RV_CACHE_CORRUPT_IN_USE,
+} rv_cache_result;
+typedef struct rv_cache_entry {
+    int64_t id;          /* the state's id (stable while the entry lives) */
+    const char *url;     /* as first requested, redacted (rv_url_redact) */
+    const char *name;    /* what names the object: the normalised URL without
+                            userinfo and query, or for a file:// source the
+                            file ("file:dev=..,ino=.."); see rv_cache_matches */
+    bool keyed;          /* the request had a query, userinfo or headers (only
+                            their digest is kept): requests with other ones
+                            have other entries */
+    bool size_known;
+    uint64_t size;       /* the object's size, when size_known */
+    uint64_t bytes;      /* bytes held that are durable (size when complete);
+                            set for report, and for select only when complete */
+    bool complete;
+    bool in_use;         /* a live object of this engine uses it */
+    bool pinned;
+    int64_t used_unix;   /* last use, unix seconds */
+} rv_cache_entry;
+int rv_engine_cache_scan(rv_engine *e, rv_cache_op op,
+                         bool (*select)(void *ud, const rv_cache_entry *en),
+                         void (*report)(void *ud, const rv_cache_entry *en, rv_cache_result res),
+                         void *ud);
+/* "listed", "removed", "in-use", "intact", "corrupt-removed",
+ * "corrupt-in-use"; static. */
+const char *rv_cache_result_name(rv_cache_result r);
+/* Whether entry en is for url (any form rv_url_normalize accepts; its
+ * query and userinfo are ignored, as en->url has neither): so "rm URL"
+ * takes every entry of that object, whatever credentials fetched it. */
+bool rv_cache_matches(const rv_cache_entry *en, const char *url);
 
 /* Whether the engine knows how to fetch URLs of this scheme ("https"). */
 bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme);

@@ -37,6 +37,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
+import daemons  # noqa: E402
 from origins import FaultOrigin, make_file  # noqa: E402
 
 CTL = os.environ.get("RV_CTL")
@@ -297,10 +298,12 @@ class UiCase(unittest.TestCase):
 
     # -- resume and Ctrl-C -------------------------------------------------------
 
-    def durable_bytes(self):
-        """Bytes of durable ranges recorded in the state database (read
-        only, beside the process that owns it); 0 when there is none yet."""
-        db = os.path.join(self.env["XDG_STATE_HOME"], "retriever", "retriever.db")
+    def durable_bytes(self, state=None):
+        """Bytes of durable ranges recorded in the state database of state
+        (default: --local's) (read only, beside the process that owns it);
+        0 when there is none yet."""
+        db = os.path.join(state or os.path.join(self.env["XDG_STATE_HOME"], "retriever"),
+                          "retriever.db")
         if not os.path.exists(db):
             return 0
         con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
@@ -312,12 +315,12 @@ class UiCase(unittest.TestCase):
         finally:
             con.close()
 
-    def wait_durable(self, more_than=0, timeout=60):
+    def wait_durable(self, more_than=0, timeout=60, state=None):
         """Wait until the state records more than more_than durable bytes
         (a commit of the engine's); returns how many (bounded)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            n = self.durable_bytes()
+            n = self.durable_bytes(state)
             if n > more_than:
                 return n
             time.sleep(0.1)
@@ -367,6 +370,36 @@ class UiCase(unittest.TestCase):
         again.kill()
         again.communicate(timeout=RUN_TIMEOUT)
         self.assertRegex(line, r"^'.*big\.bin': resuming at %s of 16\.0 MiB$" % re.escape(kept))
+
+    def test_daemon_mode_ctrl_c_then_resume(self):
+        """Through retrieverd: Ctrl-C leaves the job (its only client: it
+        is cancelled, its durable part kept), says what was kept, exits
+        130; the same command then resumes ("resuming at", from
+        Started.resumed_bytes)."""
+        tmp = tempfile.mkdtemp(prefix="rv-ui-d-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        sock = os.path.join(tmp, "d.sock")
+        d = daemons.Daemon(["--socket", sock])
+        self.addCleanup(d.kill)
+        d.start()
+        state = os.path.join(d.state_tmp, "state")
+        args = ["download", "--socket", sock, "-c", "1", "-d", self.out, self.url("big.bin")]
+        p = self.pty(args, 80)
+        p.wait_for(r"big\.bin +\s*\d+%")
+        self.wait_durable(state=state)
+        p.interrupt()
+        self.assertEqual(p.wait(), 130, p.output())
+        self.assertRegex(p.output(), r"retrieverctl: interrupted \(SIGINT\): left job \S+, which "
+                         r"goes on if another client follows it, else is cancelled: kept up to "
+                         r"[0-9.]+ [KM]iB of [^;]*big\.bin; run the same command to resume")
+        self.assertEqual(os.listdir(self.out), [])
+
+        p = self.pty(args, 80)
+        p.wait_for(r"'[^']*big\.bin': resuming at ([0-9.]+ [KM]iB|[0-9]+ B) of 16\.0 MiB")
+        p.interrupt()
+        self.assertEqual(p.wait(), 130, p.output())
+        rc = d.stop()[0]
+        self.assertEqual(rc, 0, d.log())
 
     def test_ctrl_c_without_state(self):
         p = self.pty(["download", "--local", "--no-state", "-c", "1", "-d", self.out,

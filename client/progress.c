@@ -246,17 +246,21 @@ static void tty_status(rvc_buf *st, const rvc_progress_item *it, uint64_t now_ms
         snprintf(f[F_RETRIES], sizeof(f[0]), "%u %s", it->retries,
                  it->retries == 1 ? "retry" : "retries");
 
-    /* Drop fields until the rest fits (every field is ASCII but the state,
-     * which is too, so bytes are columns here). */
+    /* Drop fields until the rest fits (every field is ASCII, so bytes are
+     * columns here); "done/total" is cut to "done" before it goes. */
     size_t need;
-    for (size_t k = 0;; k++) {
+    for (size_t k = 0;;) {
         need = 0;
         for (int i = 0; i < F_COUNT_; i++)
             if (f[i][0])
                 need += (need ? 2 : 0) + strlen(f[i]);
         if (need <= max_cols || k == sizeof(DROP_ORDER) / sizeof(DROP_ORDER[0]))
             break;
-        f[DROP_ORDER[k]][0] = '\0';
+        char *slash = DROP_ORDER[k] == F_BYTES ? strchr(f[F_BYTES], '/') : NULL;
+        if (slash)
+            *slash = '\0';
+        else
+            f[DROP_ORDER[k++]][0] = '\0';
     }
     bool bar = bar_w && f[F_PCT][0] && !it->cached && need + bar_w + 3 <= max_cols;
     bool first = true;

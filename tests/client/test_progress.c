@@ -329,6 +329,9 @@ static void test_tty_columns(void) {
         CHECK(st > 9);
         CHECK_INT_EQ(col_at(lines[0], "%"), st + 3);
         CHECK_INT_EQ(col_at(lines[3], "cached"), st);
+        /* Narrow: "done/total" is cut to "done" before the bytes go. */
+        CHECK_STR_HAS(lines[0], "%  1.0 MiB");
+        CHECK(strstr(lines[0], "/4.0 MiB") == NULL);
     }
     free_lines(lines, n);
     free(s);

@@ -318,10 +318,94 @@ static const struct command cmd_cache = {"cache", RVC_VERB_CACHE, cache_opts, N_
                                          POS_URLS, 1, RVC_MAX_URLS, "ACTION"};
 static const struct command cmd_cat = {"cat", RVC_VERB_CAT, cat_opts, N_OF(cat_opts), POS_URLS,
                                        1, 1, "URL"};
+/* Every command, in the order the overview lists them ("help" is handled
+ * apart: it has no options). */
 static const struct command *const commands[] = {
     &cmd_download, &cmd_cat,   &cmd_status, &cmd_list,  &cmd_watch,
     &cmd_cancel,   &cmd_cache, &cmd_stats,  &cmd_ping,  &cmd_version,
 };
+
+/* The options accepted before the command. */
+static const char *const top_opts[] = {"help", "version", "socket"};
+
+/* ------------------------------------------------------------------------
+ * "did you mean": the closest known name by edit distance
+ * ------------------------------------------------------------------------ */
+
+#define NAME_MAX_SUGGEST 64 /* longer words get no suggestion */
+
+/* The optimal-string-alignment distance between a[0..na) and b[0..nb):
+ * insertions, deletions, substitutions and swaps of two neighbours cost 1
+ * each ("downlaod" is 1 from "download"). Case is ignored. */
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb) {
+    size_t d[NAME_MAX_SUGGEST + 1][NAME_MAX_SUGGEST + 1];
+    for (size_t i = 0; i <= na; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= nb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        for (size_t j = 1; j <= nb; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[na][nb];
+}
+
+/* Keeps the best candidate for word seen so far. A candidate qualifies when
+ * word is a prefix of it (an abbreviation, which the parser does not
+ * accept) or is within a third of its length (at least 1, at most 2)
+ * edits of it. */
+struct suggest {
+    const char *word;
+    size_t len;
+    const char *best;
+    size_t best_d;
+};
+
+static void suggest_try(struct suggest *sg, const char *cand) {
+    size_t n = strlen(cand);
+    if (sg->len == 0 || sg->len > NAME_MAX_SUGGEST || n > NAME_MAX_SUGGEST)
+        return;
+    size_t d = n > sg->len && strncmp(cand, sg->word, sg->len) == 0 && sg->len >= 2
+                   ? 1
+                   : edit_distance(sg->word, sg->len, cand, n);
+    size_t limit = n / 3 < 1 ? 1 : n / 3 > 2 ? 2 : n / 3;
+    if (d <= limit && (!sg->best || d < sg->best_d)) {
+        sg->best = cand;
+        sg->best_d = d;
+    }
+}
+
+/* The command closest to word, or NULL. */
+static const char *suggest_command(const char *word) {
+    struct suggest sg = {word, strlen(word), NULL, 0};
+    for (size_t i = 0; i < N_OF(commands); i++)
+        suggest_try(&sg, commands[i]->name);
+    suggest_try(&sg, "help");
+    return sg.best;
+}
+
+/* The long option of c (or, c NULL, before the command) closest to
+ * name[0..len), or NULL. */
+static const char *suggest_option(const struct command *c, const char *name, size_t len) {
+    struct suggest sg = {name, len, NULL, 0};
+    if (c)
+        for (size_t i = 0; i < c->n_opts; i++)
+            suggest_try(&sg, c->opts[i].long_name);
+    else
+        for (size_t i = 0; i < sizeof(top_opts) / sizeof(top_opts[0]); i++)
+            suggest_try(&sg, top_opts[i]);
+    return sg.best;
+}
 
 static const struct opt_def *opt_by_long(const struct command *c, const char *name, size_t len) {
     for (size_t i = 0; i < c->n_opts; i++)
@@ -739,7 +823,12 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
             const struct opt_def *o = opt_by_long(c, name, len);
             char spelled[64];
             if (!o) {
-                r = fail(p, c->name, "unknown option '%.*s'", (int)(len + 2), a);
+                const char *near = suggest_option(c, name, len);
+                if (near)
+                    r = fail(p, c->name, "unknown option '%.*s'; did you mean '--%s'?",
+                             (int)(len + 2), a, near);
+                else
+                    r = fail(p, c->name, "unknown option '%.*s'", (int)(len + 2), a);
                 break;
             }
             opt_spelling(o, false, spelled, sizeof(spelled));
@@ -857,6 +946,9 @@ static const struct command *command_by_name(const char *name) {
     return NULL;
 }
 
+/* Help topics that are not commands. */
+#define TOPIC_EXIT_CODES "exit-codes"
+
 int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
     struct parser p = {NULL};
     rvc_cmd cmd = {0};
@@ -886,7 +978,15 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
             else
                 cmd.socket = v;
         } else {
-            r = fail(&p, NULL, "unknown option '%s'", a);
+            const char *name = a[1] == '-' ? a + 2 : a + 1;
+            const char *eq = strchr(name, '=');
+            const char *near =
+                a[1] == '-' ? suggest_option(NULL, name, eq ? (size_t)(eq - name) : strlen(name))
+                            : NULL;
+            if (near)
+                r = fail(&p, NULL, "unknown option '%s'; did you mean '--%s'?", a, near);
+            else
+                r = fail(&p, NULL, "unknown option '%s'", a);
         }
     }
 
@@ -899,15 +999,27 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
         } else if (strcmp(argv[i], "help") == 0) {
             cmd.verb = RVC_VERB_HELP;
             if (i + 1 < argc) {
+                /* help COMMAND is COMMAND --help. */
                 cmd.help_topic = argv[i + 1];
-                if (!command_by_name(cmd.help_topic))
-                    r = fail(&p, NULL, "no help for '%s': there is no such command",
+                const char *near = suggest_command(cmd.help_topic);
+                if (strcmp(cmd.help_topic, TOPIC_EXIT_CODES) == 0)
+                    ;
+                else if (!command_by_name(cmd.help_topic) && near && strcmp(near, "help") != 0)
+                    r = fail(&p, NULL, "no help for '%s': there is no such command; did you "
+                             "mean '%s'?", cmd.help_topic, near);
+                else if (!command_by_name(cmd.help_topic))
+                    r = fail(&p, NULL, "no help for '%s': there is no such command (the "
+                             "topics are the commands and '" TOPIC_EXIT_CODES "')",
                              cmd.help_topic);
-                else if (i + 2 < argc)
+                if (r == RV_OK && i + 2 < argc)
                     r = fail(&p, NULL, "'help' takes at most one command name");
             }
         } else {
-            r = fail(&p, NULL, "unknown command '%s'", argv[i]);
+            const char *near = suggest_command(argv[i]);
+            if (near)
+                r = fail(&p, NULL, "unknown command '%s'; did you mean '%s'?", argv[i], near);
+            else
+                r = fail(&p, NULL, "unknown command '%s'", argv[i]);
         }
     }
 
@@ -947,11 +1059,17 @@ void rvc_cmd_done(rvc_cmd *c) {
  * Help
  * ------------------------------------------------------------------------ */
 
+/* The exit codes are listed once, by `help exit-codes` (and in
+ * docs/cli.md); each command's help points there. */
 static void print_exit_codes(FILE *f) {
-    fputs("\nExit codes (with several URLs: the code of the first URL, in command-line\n"
-          "order, that failed):\n",
+    fputs("Exit codes (with several URLs: the code of the first URL, in command-line\n"
+          "order, that failed; an interruption overrides them):\n",
           f);
     rvc_exit_print_table(f);
+}
+
+static void print_exit_pointer(FILE *f) {
+    fputs("\nExit codes: " PROG " help " TOPIC_EXIT_CODES "\n", f);
 }
 
 /* The engine's default for option id, as the help shows it; false when the
@@ -1078,7 +1196,7 @@ static void print_download_help(FILE *f) {
           "every line and in --json, URLs are redacted: no user:password, and query\n"
           "values shown as REDACTED but for a few harmless names (docs/security.md).\n",
           f);
-    print_exit_codes(f);
+    print_exit_pointer(f);
 }
 
 static void print_ping_help(FILE *f) {
@@ -1091,7 +1209,7 @@ static void print_ping_help(FILE *f) {
           "and the exit code is 8 or 9.\n",
           f);
     print_options(f, &cmd_ping, NULL);
-    print_exit_codes(f);
+    print_exit_pointer(f);
 }
 
 static void print_cache_help(FILE *f) {
@@ -1124,38 +1242,71 @@ static void print_cat_help(FILE *f) {
     print_options(f, &cmd_cat, NULL);
 }
 
+/* The download options the overview shows, with a summary each; their
+ * spelling comes from the option table, the details from download --help. */
+static const struct {
+    enum opt_id id;
+    const char *summary;
+} common_opts[] = {
+    {OPT_OUTPUT, "save to FILE"},
+    {OPT_DIR, "save into DIR, named after each URL"},
+    {OPT_CONNECTIONS, "N parallel connections per URL"},
+    {OPT_SHA256, "check the file's sha256"},
+    {OPT_LOCAL, "no daemon: download in this process"},
+    {OPT_DETACH, "leave it to retrieverd, print the job id"},
+    {OPT_JSON, "one JSON line per URL on stdout"},
+    {OPT_QUIET, "errors only"},
+};
+
+/* The overview: one screen (at most 40 lines, a test checks), commands
+ * and the most-used options; the details are in each command's help. */
 static void print_overview(FILE *f) {
-    fputs("Usage: " PROG " [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]\n"
+    fputs("Usage: " PROG " [--socket PATH] COMMAND [OPTIONS] [ARGS...]\n"
           "\n"
-          "Command line of retriever, the download engine and daemon.\n"
+          "Download files with retriever: through retrieverd, the daemon, or with\n"
+          "--local in this process.\n"
           "\n"
           "Commands:\n"
-          "  download   download URLs to files, through retrieverd or with --local in\n"
-          "             this process ('" PROG " download --help')\n"
-          "  cat        an object's bytes to stdout while it downloads\n"
-          "  cache      ls, rm, clear, verify the cache\n"
-          "  status     a job, or retrieverd and your running jobs\n"
-          "  list       your jobs (--all: ended ones too)\n"
-          "  watch      follow a job's progress until it ends\n"
-          "  cancel     cancel jobs\n"
-          "  stats      retrieverd's figures: jobs, bytes, cache\n"
-          "  ping       check that retrieverd answers, and show its version\n"
-          "  version    this program's and retrieverd's versions\n"
-          "  help       show the help of a command: " PROG " help download\n"
+          "  download URL...  download URLs to files\n"
+          "  cat URL          an object's bytes to stdout while it downloads\n"
+          "  status [JOB]     a job, or retrieverd and your running jobs\n"
+          "  list             your jobs (--all: ended ones too)\n"
+          "  watch JOB        follow a job's progress until it ends\n"
+          "  cancel JOB...    cancel jobs\n"
+          "  cache ACTION     ls, rm, clear or verify the cache\n"
+          "  stats            retrieverd's figures: jobs, bytes, cache\n"
+          "  ping, version    check that retrieverd answers; versions\n"
+          "  help COMMAND     the options of COMMAND (the same as COMMAND --help)\n"
           "\n"
-          "Options:\n"
-          "  -h, --help     show this help and exit\n"
-          "  -V, --version  show the version and exit\n"
-          "  --socket PATH  the socket of retrieverd (default: below)\n"
-          "\n"
-          "Finding retrieverd: --socket, else $RETRIEVER_SOCKET, else\n"
-          "/run/retriever/retrieverd.sock when it exists and this user may connect,\n"
-          "else $XDG_RUNTIME_DIR/retriever/retrieverd.sock. When none answers,\n"
-          "download and status start a per-user retrieverd there (it exits after 5\n"
-          "idle minutes; log in $XDG_STATE_HOME/retriever/retrieverd.log), unless\n"
-          "--no-autostart or RETRIEVER_NO_AUTOSTART=1.\n",
+          "Most-used download options:\n",
           f);
-    print_exit_codes(f);
+    for (size_t k = 0; k < sizeof(common_opts) / sizeof(common_opts[0]); k++) {
+        for (size_t i = 0; i < cmd_download.n_opts; i++) {
+            const struct opt_def *o = &cmd_download.opts[i];
+            if (o->id != common_opts[k].id)
+                continue;
+            char left[40];
+            if (o->short_name)
+                snprintf(left, sizeof(left), "-%c, --%s%s%s", o->short_name, o->long_name,
+                         o->arg ? " " : "", o->arg ? o->arg : "");
+            else
+                snprintf(left, sizeof(left), "    --%s%s%s", o->long_name, o->arg ? " " : "",
+                         o->arg ? o->arg : "");
+            fprintf(f, "  %-22s %s\n", left, common_opts[k].summary);
+        }
+    }
+    fputs("\n"
+          "Options:\n"
+          "  -h, --help             show this help and exit\n"
+          "  -V, --version          show the version and exit\n"
+          "      --socket PATH      the socket of retrieverd; without it: $RETRIEVER_SOCKET,\n"
+          "                         the system's, else a per-user one, started when\n"
+          "                         none answers (--no-autostart: never)\n"
+          "\n"
+          "More: '" PROG " help COMMAND' for every option of a command,\n"
+          "'" PROG " help " TOPIC_EXIT_CODES "' for the exit codes; the reference is\n"
+          "docs/cli.md in the sources.\n",
+          f);
 }
 
 /* The job commands' help: usage and what it does, then the options. */
@@ -1213,13 +1364,14 @@ bool rvc_cli_help(FILE *f, const char *topic) {
         print_cache_help(f);
     } else if (strcmp(topic, "cat") == 0) {
         print_cat_help(f);
+    } else if (strcmp(topic, TOPIC_EXIT_CODES) == 0) {
+        print_exit_codes(f);
     } else {
         for (size_t i = 0; i < N_OF(job_help); i++) {
             if (strcmp(topic, job_help[i].c->name) != 0)
                 continue;
             fputs(job_help[i].text, f);
             print_options(f, job_help[i].c, NULL);
-            print_exit_codes(f);
             return true;
         }
         return false;

@@ -5,7 +5,7 @@
  *
  * Grammar:
  *   retrieverctl [-h|--help] [-V|--version] [--socket PATH] COMMAND [ARGS...]
- *   retrieverctl help [COMMAND]
+ *   retrieverctl help [COMMAND | exit-codes]   (help COMMAND is COMMAND --help)
  *   retrieverctl ping [--socket PATH]
  *   retrieverctl download [OPTIONS] URL...
  * `download --local` runs the engine in this process; without --local the
@@ -118,7 +118,8 @@ typedef struct rvc_download_opts {
 
 typedef struct rvc_cmd {
     rvc_verb verb;
-    const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, "download" or "ping" */
+    const char *help_topic; /* RVC_VERB_HELP: NULL for the overview, a command's
+                               name, or "exit-codes" */
     const char *socket;     /* --socket, borrowed from argv; NULL when absent (then
                                $RETRIEVER_SOCKET or the default: see remote.h) */
     bool no_autostart;      /* --no-autostart (download, status): never start retrieverd */
@@ -143,8 +144,11 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error);
 /* Free what *c owns; c may be a zeroed struct. */
 void rvc_cmd_done(rvc_cmd *c);
 
-/* The help for topic (NULL: the overview; "download", "ping") to f. false when
- * there is no such topic (nothing is printed then). */
+/* The help for topic (NULL: the overview, one screen; a command's name: all
+ * its options; "exit-codes": the exit-code table, printed by no other
+ * topic) to f. false when there is no such topic (nothing is printed then).
+ * A usage error naming an unknown command or long option carries "did you
+ * mean '...'?" when a known name is close (rvc_cli_parse). */
 bool rvc_cli_help(FILE *f, const char *topic);
 
 /* One line: "retrieverctl VERSION". */

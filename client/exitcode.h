@@ -38,7 +38,10 @@
     X(RVC_EXIT_DAEMON_REFUSED, 9,                                                              \
       "retrieverd refused: permission denied (its socket, this user, a destination or a "      \
       "file:// source), or it does not support the request")                                   \
-    X(RVC_EXIT_SIGINT, 130, "interrupted by SIGINT (Ctrl-C); unfinished downloads cancelled, temporary files removed") \
+    X(RVC_EXIT_SIGINT, 130,                                                                    \
+      "interrupted by SIGINT (Ctrl-C): unfinished downloads were cancelled (through "          \
+      "retrieverd: unless another client follows the job) and their durable part kept; "       \
+      "running the same command resumes them (--no-state: nothing kept)")                      \
     X(RVC_EXIT_SIGTERM, 143, "terminated by SIGTERM; as for SIGINT")
 
 typedef enum rvc_exit {

@@ -109,7 +109,7 @@ static struct piece next_piece(const char *s, size_t n) {
         return (struct piece){"?", 1, 1, 1};
     if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0))
         return (struct piece){"?", len, 1, 1};
-    return (struct piece){s, len, len, cp < 0x80 ? 1 : 2};
+    return (struct piece){s, len, len, rvc_utf8_cols(cp)};
 }
 
 size_t rvc_sanitized_cols(const char *s) {
@@ -129,9 +129,11 @@ int rvc_sanitize(rvc_buf *out, const char *s, size_t max_cols) {
     int r;
 
     if (cols > max_cols) {
-        /* Keep "..." plus as much of the tail as fits. */
-        size_t ell = max_cols < 3 ? max_cols : 3;
-        r = rvc_buf_append(out, "...", ell);
+        /* Keep an ellipsis plus as much of the tail as fits: "…" (one
+         * column) where the terminal shows UTF-8, else "...". */
+        bool u = rvc_utf8_locale() && max_cols >= 1;
+        size_t ell = u ? 1 : max_cols < 3 ? max_cols : 3;
+        r = u ? rvc_buf_puts(out, "\xe2\x80\xa6") : rvc_buf_append(out, "...", ell);
         if (r != RV_OK)
             return r;
         size_t budget = max_cols - ell;

@@ -47,9 +47,10 @@ void rvc_fmt_bar(uint64_t done, uint64_t total, size_t width, char *buf);
 
 /* Append s to out made safe for a terminal: C0 controls, DEL and C1
  * controls become '?', invalid UTF-8 bytes become '?'. When s needs more than
- * max_cols columns it is shortened at the front to "..." plus its tail (the
- * end of a file name is the part that tells files apart). Columns are
- * counted conservatively: 1 per ASCII character, 2 per other code point.
+ * max_cols columns it is shortened at the front to an ellipsis plus its tail
+ * (the end of a file name is the part that tells files apart): "…" in a
+ * UTF-8 locale, else "...". Columns are display columns, rvc_utf8_cols:
+ * wcwidth() in a UTF-8 locale, else 2 per non-ASCII code point.
  * Returns RV_OK, or the rvc_buf error (out keeps what fit before it). */
 int rvc_sanitize(rvc_buf *out, const char *s, size_t max_cols);
 

@@ -35,6 +35,7 @@ struct item {
     char *reject_detail; /* owned; NULL when none */
     bool reported;       /* its final line (and JSON) is out */
     char *retry_reason;  /* owned: reason of the last retry (the view points here) */
+    bool resume_pending; /* resumed from durable state; its line is not out yet */
 };
 
 /* A retry seen by the hook, printed after perform returns. */
@@ -108,7 +109,21 @@ static size_t item_index(struct run *r, rv_object *obj) {
 
 static void hook_state(void *ud, rv_object *obj, rv_state state) {
     struct run *r = ud;
-    r->views[item_index(r, obj)].state = state;
+    size_t i = item_index(r, obj);
+    rvc_progress_item *v = &r->views[i];
+    if (state == RV_STATE_RESOLVING && v->state == RV_STATE_QUEUED) {
+        /* Starting: what is durable now came from an earlier run. All of
+         * it is a cache hit; part of it, a resume. */
+        uint64_t d = rv_object_durable(obj);
+        rv_object_progress(obj, &v->p);
+        if (d && v->p.total_known && d >= v->p.bytes_total) {
+            v->cached = true;
+        } else if (d) {
+            v->resumed_from = d;
+            r->items[i].resume_pending = true;
+        }
+    }
+    v->state = state;
     if (rv_state_is_terminal(state))
         r->finished_pending = true;
 }
@@ -159,6 +174,19 @@ static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
         .wait_ms = info->wait_ms,
         .reason = ev_reason,
     };
+}
+
+/* The "resuming at" lines of objects that started since the last call. */
+static void flush_resumes(struct run *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        struct item *it = &r->items[i];
+        if (!it->resume_pending)
+            continue;
+        it->resume_pending = false;
+        if (!r->o->quiet)
+            rvc_report_resuming(&r->rep, r->views[i].name, r->views[i].resumed_from,
+                                r->views[i].p.bytes_total, r->views[i].p.total_known);
+    }
 }
 
 static void flush_retry_events(struct run *r) {
@@ -327,9 +355,11 @@ static void report_final(struct run *r, size_t i) {
     r->views[i].retry_until_ms = 0;
     it->reported = true;
 
+    r->views[i].cached = st == RV_STATE_DONE && rv_object_from_cache(it->obj);
     if (st == RV_STATE_DONE && !r->o->quiet) {
         rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
-                        r->o->sha256[0] != '\0', rv_object_sha256_hex(it->obj), NULL);
+                        r->o->sha256[0] != '\0', rv_object_sha256_hex(it->obj),
+                        r->views[i].cached ? "cached" : NULL);
     } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
         emit_error(r, it->shown, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
     }
@@ -382,6 +412,21 @@ static void term_size(const struct run *r, unsigned *cols, unsigned *rows) {
     }
 }
 
+/* The engine counts its transfers, not each object's: they are shown for
+ * the one object downloading when there is one, else not at all. */
+static void set_connections(struct run *r) {
+    size_t active = 0, last = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        r->views[i].connections = 0;
+        if (r->views[i].state == RV_STATE_DOWNLOADING) {
+            active++;
+            last = i;
+        }
+    }
+    if (active == 1)
+        r->views[last].connections = rv_engine_transfers(r->engine);
+}
+
 static void run_loop(struct run *r) {
     bool cancelled = false;
     for (;;) {
@@ -404,6 +449,7 @@ static void run_loop(struct run *r) {
             r->finished_pending = true;
         }
 
+        flush_resumes(r);
         flush_retry_events(r);
         if (r->finished_pending)
             collect_finished(r);
@@ -411,6 +457,7 @@ static void run_loop(struct run *r) {
         if (rvc_progress_timeout_ms(r->progress, now) == 0) {
             unsigned cols, rows;
             term_size(r, &cols, &rows);
+            set_connections(r);
             rvc_progress_render(r->progress, r->views, r->n, now, cols, rows, false);
         }
 
@@ -457,15 +504,15 @@ static void summary(struct run *r) {
     rvc_tally t;
     rvc_report_tally(r->views, r->n, &t);
     if (r->signo) {
-        rvc_buf_printf(&r->msg, PROG ": interrupted by %s; cancelled %zu unfinished download%s",
-                       r->signo == SIGINT ? "SIGINT" : "SIGTERM", t.cancelled,
-                       t.cancelled == 1 ? "" : "s");
-        if (r->o->no_state)
-            rvc_buf_printf(&r->msg, " and removed %s temporary files",
-                           t.cancelled == 1 ? "its" : "their");
-        else if (t.cancelled)
-            rvc_buf_puts(&r->msg, "; what was durable is kept: run the same command to resume");
-        emit_msg(r);
+        /* What a rerun resumes from: the durable part of each cancelled
+         * download (the engine keeps it: rv_durable_end). */
+        uint64_t *kept = calloc(r->n, sizeof(*kept));
+        for (size_t i = 0; kept && i < r->n; i++)
+            if (r->items[i].obj && r->views[i].state != RV_STATE_DONE)
+                kept[i] = rv_object_durable(r->items[i].obj);
+        rvc_report_interrupted(&r->rep, r->signo, r->views, kept, r->n, r->o->no_state, false,
+                               NULL);
+        free(kept);
     }
     if (r->o->quiet || r->n < 2)
         return;

@@ -2,6 +2,7 @@
  * daemon mode: remote.c, in the module retrieverctl-remote.so that
  * remotemod.c loads), return. Everything else lives in retrieverctl_core,
  * which the tests link too. */
+#include <locale.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,11 @@ int main(int argc, char **argv) {
     char *error = NULL;
     const rvc_remote_module *remote = NULL;
     int code;
+
+    /* The character set only (not number formats: --json prints numbers
+     * with '.'): the progress display counts display columns with
+     * wcwidth(), which needs to know the terminal's encoding. */
+    setlocale(LC_CTYPE, "");
 
     /* A closed stdout (--json | head -1) must be a write error, not death. */
     signal(SIGPIPE, SIG_IGN);

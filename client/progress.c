@@ -13,7 +13,7 @@
 #define NAME_MAX_COLS 40 /* widest name column on a terminal */
 #define BAR_MAX 30
 #define BAR_MIN 5
-#define STATUS_COLS 46 /* room for "123.4 MiB/567.8 MiB  12.3 MiB/s  ETA 1m05s  (2 retries)" */
+#define STATUS_COLS 56 /* room for "123.4 MiB/567.8 MiB  12.3 MiB/s  ETA 1m05s  4 conn  2 retries" */
 
 struct rvc_progress {
     rvc_progress_mode mode;
@@ -69,6 +69,7 @@ struct totals {
     uint64_t bytes, total; /* of the items not failed */
     bool total_known;      /* every item not failed knows its size */
     double rate;
+    unsigned connections;
 };
 
 static struct totals sum_items(const rvc_progress_item *items, size_t n) {
@@ -87,6 +88,8 @@ static struct totals sum_items(const rvc_progress_item *items, size_t n) {
             t.active++;
         if (!rv_state_is_terminal(it->state) && it->p.rate_bps > 0)
             t.rate += it->p.rate_bps;
+        if (!rv_state_is_terminal(it->state))
+            t.connections += it->connections;
         t.bytes += it->p.bytes_done;
         if (it->p.total_known)
             t.total += it->p.bytes_total;
@@ -140,8 +143,8 @@ static const char *state_word(rv_state s) {
     return "?";
 }
 
-/* Append s (already safe for a terminal) cut to at most max_cols columns,
- * counted as rvc_sanitize counts them. */
+/* Append s (already safe for a terminal) cut to at most max_cols display
+ * columns (rvc_utf8_cols). */
 static void append_cut(rvc_buf *b, const char *s, size_t max_cols) {
     size_t n = strlen(s), i = 0, cols = 0;
     while (i < n) {
@@ -150,8 +153,8 @@ static void append_cut(rvc_buf *b, const char *s, size_t max_cols) {
         size_t w = 1;
         if (len == 0)
             len = 1;
-        else if (cp >= 0x80)
-            w = 2;
+        else
+            w = rvc_utf8_cols(cp);
         if (cols + w > max_cols)
             break;
         cols += w;
@@ -173,10 +176,27 @@ static void flush_out(rvc_progress *pr) {
  * TTY
  * ------------------------------------------------------------------------ */
 
-/* The status part of an item's line: everything after the name, except
- * the percentage and the bar. Sets *ret_bar when a bar belongs in front. */
-static void tty_status(rvc_buf *st, const rvc_progress_item *it, uint64_t now_ms, bool *ret_bar) {
-    *ret_bar = false;
+/* The fields of an item's status, each optional, in the order they are
+ * shown; when the line is too narrow the least useful go first (DROP_ORDER). */
+enum field { F_STATE, F_PCT, F_BYTES, F_RATE, F_ETA, F_CONN, F_RETRIES, F_COUNT_ };
+static const enum field DROP_ORDER[] = {F_CONN, F_RETRIES, F_ETA, F_RATE, F_BYTES, F_PCT};
+
+/* The status of an item (everything after the name) into st, at most
+ * max_cols columns: the fields that fit, separated by two spaces, and a bar
+ * of bar_w after the percentage when there is room for it. What it says:
+ *   waiting                 queued: no figures (they would be stale or 0)
+ *   retry N in T: REASON    a retry is pending
+ *   cached                  served from the cache
+ *   resuming at SIZE        resumed from durable state, nothing new yet
+ *   PCT [BAR] BYTES RATE ETA CONN RETRIES  downloading
+ *   starting / verifying    the other states */
+static void tty_status(rvc_buf *st, const rvc_progress_item *it, uint64_t now_ms, size_t max_cols,
+                       size_t bar_w) {
+    char f[F_COUNT_][96] = {{0}};
+    char d[RVC_FMT_MAX], t[RVC_FMT_MAX];
+    const rv_progress *p = &it->p;
+    bool downloading = it->state == RV_STATE_DOWNLOADING || it->state == RV_STATE_VERIFYING;
+
     if (retry_pending(it, now_ms)) {
         char w[RVC_FMT_MAX];
         rvc_fmt_elapsed((double)(it->retry_until_ms - now_ms) / 1000.0, w);
@@ -184,44 +204,93 @@ static void tty_status(rvc_buf *st, const rvc_progress_item *it, uint64_t now_ms
         rvc_sanitize(st, it->retry_reason ? it->retry_reason : "", LINE_MAX_BYTES / 8);
         return;
     }
-    if (it->state == RV_STATE_DOWNLOADING) {
-        *ret_bar = it->p.total_known;
-        amounts(st, it->p.bytes_done, it->p.bytes_total, it->p.total_known, it->p.rate_bps, "/",
-                "  ");
-    } else {
-        rvc_buf_puts(st, state_word(it->state));
+    if (it->state == RV_STATE_QUEUED) {
+        rvc_buf_puts(st, "waiting");
+        return;
+    }
+    if (it->cached) {
+        snprintf(f[F_STATE], sizeof(f[0]), "cached");
+    } else if (it->resumed_from && p->bytes_done <= it->resumed_from &&
+               it->state != RV_STATE_VERIFYING) {
+        rvc_fmt_size(it->resumed_from, d);
+        snprintf(f[F_STATE], sizeof(f[0]), "resuming at %s", d);
+    } else if (!downloading) {
+        snprintf(f[F_STATE], sizeof(f[0]), "%s", state_word(it->state));
+    } else if (it->state == RV_STATE_VERIFYING) {
+        snprintf(f[F_STATE], sizeof(f[0]), "verifying");
+    }
+    if (downloading && p->total_known)
+        snprintf(f[F_PCT], sizeof(f[0]), "%3u%%", rvc_percent(p->bytes_done, p->bytes_total));
+    if (downloading && !it->cached) {
+        rvc_fmt_size(p->bytes_done, d);
+        if (p->total_known) {
+            rvc_fmt_size(p->bytes_total, t);
+            snprintf(f[F_BYTES], sizeof(f[0]), "%s/%s", d, t);
+        } else {
+            snprintf(f[F_BYTES], sizeof(f[0]), "%s", d);
+        }
+        if (it->state == RV_STATE_DOWNLOADING && p->rate_bps > 0) {
+            uint64_t eta;
+            rvc_fmt_rate(p->rate_bps, d);
+            snprintf(f[F_RATE], sizeof(f[0]), "%s", d);
+            if (p->total_known && p->bytes_done < p->bytes_total &&
+                rvc_eta_seconds(p->bytes_done, p->bytes_total, p->rate_bps, &eta)) {
+                rvc_fmt_duration(eta, t);
+                snprintf(f[F_ETA], sizeof(f[0]), "ETA %s", t);
+            }
+        }
+        if (it->connections)
+            snprintf(f[F_CONN], sizeof(f[0]), "%u conn", it->connections);
     }
     if (it->retries)
-        rvc_buf_printf(st, "  (%u %s)", it->retries, it->retries == 1 ? "retry" : "retries");
+        snprintf(f[F_RETRIES], sizeof(f[0]), "%u %s", it->retries,
+                 it->retries == 1 ? "retry" : "retries");
+
+    /* Drop fields until the rest fits (every field is ASCII, so bytes are
+     * columns here); "done/total" is cut to "done" before it goes. */
+    size_t need;
+    for (size_t k = 0;;) {
+        need = 0;
+        for (int i = 0; i < F_COUNT_; i++)
+            if (f[i][0])
+                need += (need ? 2 : 0) + strlen(f[i]);
+        if (need <= max_cols || k == sizeof(DROP_ORDER) / sizeof(DROP_ORDER[0]))
+            break;
+        char *slash = DROP_ORDER[k] == F_BYTES ? strchr(f[F_BYTES], '/') : NULL;
+        if (slash)
+            *slash = '\0';
+        else
+            f[DROP_ORDER[k++]][0] = '\0';
+    }
+    bool bar = bar_w && f[F_PCT][0] && !it->cached && need + bar_w + 3 <= max_cols;
+    bool first = true;
+    for (int i = 0; i < F_COUNT_; i++) {
+        if (!f[i][0])
+            continue;
+        rvc_buf_puts(st, first ? "" : "  ");
+        rvc_buf_puts(st, f[i]);
+        first = false;
+        if (i == F_PCT && bar) {
+            char b[BAR_MAX + 1];
+            rvc_fmt_bar(p->bytes_done, p->bytes_total, bar_w, b);
+            rvc_buf_printf(st, " [%s]", b);
+        }
+    }
 }
 
-/* One item's line, at most width columns: the name padded to name_w, then
- * percentage and a bar of bar_w (when the size is known and bar_w > 0),
- * then the status. Every line of a frame uses the same name_w and bar_w,
- * so the columns line up. */
+/* One item's line, at most width columns: the name cut and padded to
+ * exactly name_w columns, then the status. Every line of a frame uses the
+ * same name_w and bar_w, so the columns line up. */
 static void tty_item_line(rvc_buf *line, const rvc_progress_item *it, uint64_t now_ms, size_t width,
                           size_t name_w, size_t bar_w) {
-    rvc_buf st, tmp;
-    bool bar;
-    rvc_buf_init(&st, LINE_MAX_BYTES);
+    rvc_buf tmp;
     rvc_buf_init(&tmp, LINE_MAX_BYTES);
-    tty_status(&st, it, now_ms, &bar);
-
     rvc_sanitize(&tmp, it->name, name_w);
     for (size_t c = rvc_sanitized_cols(rvc_buf_str(&tmp)); c < name_w; c++)
         rvc_buf_putc(&tmp, ' ');
     rvc_buf_puts(&tmp, "  ");
-    if (bar) {
-        rvc_buf_printf(&tmp, "%3u%% ", rvc_percent(it->p.bytes_done, it->p.bytes_total));
-        if (bar_w) {
-            char b[BAR_MAX + 1];
-            rvc_fmt_bar(it->p.bytes_done, it->p.bytes_total, bar_w, b);
-            rvc_buf_printf(&tmp, "[%s] ", b);
-        }
-    }
-    rvc_buf_puts(&tmp, rvc_buf_str(&st));
+    tty_status(&tmp, it, now_ms, width > name_w + 2 ? width - name_w - 2 : 0, bar_w);
     append_cut(line, rvc_buf_str(&tmp), width);
-    rvc_buf_done(&st);
     rvc_buf_done(&tmp);
 }
 
@@ -231,10 +300,14 @@ static void tty_total_line(rvc_buf *line, const struct totals *t, size_t n, size
     rvc_buf_printf(&tmp, "total  %zu/%zu done", t->done, n);
     if (t->failed)
         rvc_buf_printf(&tmp, ", %zu failed", t->failed);
+    if (t->queued)
+        rvc_buf_printf(&tmp, ", %zu waiting", t->queued);
     rvc_buf_puts(&tmp, "  ");
     if (t->total_known)
         rvc_buf_printf(&tmp, "%u%%  ", rvc_percent(t->bytes, t->total));
     amounts(&tmp, t->bytes, t->total, t->total_known, t->rate, "/", "  ");
+    if (t->connections)
+        rvc_buf_printf(&tmp, "  %u conn", t->connections);
     append_cut(line, rvc_buf_str(&tmp), width);
     rvc_buf_done(&tmp);
 }
@@ -288,7 +361,7 @@ static void tty_render(rvc_progress *pr, const rvc_progress_item *items, size_t 
         name_w = NAME_MAX_COLS;
     if (name_w > width / 2)
         name_w = width / 2;
-    size_t fixed = name_w + 2 + 5 + 3 + STATUS_COLS; /* name, pct, "[" "] ", status */
+    size_t fixed = name_w + 2 + 4 + 3 + STATUS_COLS; /* name, pct, " [" "]", status */
     size_t bar_w = width > fixed ? width - fixed : 0;
     if (bar_w > BAR_MAX)
         bar_w = BAR_MAX;
@@ -397,17 +470,17 @@ void rvc_progress_render(rvc_progress *pr, const rvc_progress_item *items, size_
 }
 
 void rvc_progress_clear(rvc_progress *pr) {
-    if (pr->drawn) {
-        tty_erase(pr);
-        pr->next_due_ms = 0;
-    }
+    /* The next render stays due when it was: a burst of permanent lines
+     * must not turn into a burst of frames (at most one every
+     * RVC_PROGRESS_TTY_MS); until then the area is simply not shown. */
+    tty_erase(pr);
     flush_out(pr);
 }
 
 void rvc_progress_print(rvc_progress *pr, const char *line) {
     /* On a terminal the live area is erased and stays so until the next
-     * render, which is due at once: the caller's loop redraws it with fresh
-     * numbers instead of us repainting stale ones here. */
+     * render: the caller's loop redraws it with fresh numbers instead of us
+     * repainting stale ones here. */
     rvc_progress_clear(pr);
     fputs(line, pr->out);
     fputc('\n', pr->out);

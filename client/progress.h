@@ -3,10 +3,15 @@
  * Two renderers behind one interface:
  *
  *   TTY    a live area at the bottom of the terminal, redrawn in place at
- *          most every RVC_PROGRESS_TTY_MS: one line per active download
- *          (name, percent, bar, bytes, rate, ETA, or the pending retry with
- *          its reason) and, with several downloads, a total line.
- *          Permanent lines (completions, errors) go above it.
+ *          most every RVC_PROGRESS_TTY_MS (so at most 10 frames a second,
+ *          permanent lines included): one line per unfinished download
+ *          (name, percent, bar, bytes, rate, ETA, connections, retries; or
+ *          "waiting", "resuming at SIZE", "cached", or the pending retry
+ *          with its reason) and, with several downloads, a total line.
+ *          Widths are display columns (rvc_utf8_cols: wcwidth), so names
+ *          with wide or accented characters align; names too wide are cut
+ *          at the front with an ellipsis. Permanent lines (completions,
+ *          errors) go above it.
  *   PLAIN  for logs and pipes: every RVC_PROGRESS_PLAIN_MS, one
  *          "progress: ..." line per active download and a total line with
  *          several downloads; nothing is ever redrawn.
@@ -46,6 +51,11 @@ typedef struct rvc_progress_item {
     uint64_t retry_until_ms;  /* a retry waits until then; 0: none pending */
     unsigned retry_attempt;   /* of the pending retry */
     const char *retry_reason; /* borrowed; set when a retry is pending */
+    /* Added after the first version; zero means "not known / none", so a
+     * caller that leaves them zeroed gets the earlier display. */
+    uint64_t resumed_from; /* bytes that were durable when it started (a resume) */
+    bool cached;           /* served from the cache (a hit), no origin transfer */
+    unsigned connections;  /* origin connections in use now; 0: not shown */
 } rvc_progress_item;
 
 typedef struct rvc_progress rvc_progress;
@@ -71,8 +81,8 @@ void rvc_progress_render(rvc_progress *pr, const rvc_progress_item *items, size_
                          uint64_t now_ms, unsigned cols, unsigned rows, bool force);
 
 /* Print one permanent line (without its newline), in every mode. On a TTY
- * it erases the live area first and makes the next render due at once, so
- * the line ends up above the redrawn area. The caller makes the text safe
+ * it erases the live area first; the next render (when it is due, at most
+ * RVC_PROGRESS_TTY_MS after the last) draws it again below the line. The caller makes the text safe
  * for a terminal (rvc_sanitize on whatever it did not write itself). */
 void rvc_progress_print(rvc_progress *pr, const char *line);
 

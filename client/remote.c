@@ -352,6 +352,7 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
     v->state = st;
     v->retry_until_ms = 0;
     if (c) {
+        v->cached = c->from_cache;
         v->p.bytes_done = c->size;
         v->p.bytes_total = c->size;
         v->p.total_known = true;
@@ -362,7 +363,7 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
 
     if (st == RV_STATE_DONE && !r->o->quiet)
         rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries, r->o->sha256[0] != '\0',
-                        nonempty(c->sha256), c->from_cache ? "from the cache" : NULL);
+                        nonempty(c->sha256), c->from_cache ? "cached" : NULL);
     else if (st != RV_STATE_DONE)
         rvc_report_error(&r->rep, ob->shown, message, detail);
 
@@ -486,6 +487,17 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
     case RETRIEVER__V1__JOB_EVENT__EVENT_STARTED:
         v->state = RV_STATE_DOWNLOADING;
         take_progress(v, ev->started->progress);
+        /* What was durable when it started (retrieverd's state): all of
+         * it is a cache hit, part of it a resume. */
+        if (ev->started->resumed_bytes && v->p.total_known &&
+            ev->started->resumed_bytes >= v->p.bytes_total) {
+            v->cached = true;
+        } else if (ev->started->resumed_bytes) {
+            v->resumed_from = ev->started->resumed_bytes;
+            if (!r->o->quiet)
+                rvc_report_resuming(&r->rep, ob->display, v->resumed_from, v->p.bytes_total,
+                                    v->p.total_known);
+        }
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_PROGRESS:
         v->state = RV_STATE_DOWNLOADING;
@@ -816,22 +828,14 @@ static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
 }
 
 static void summary(struct run *r) {
-    size_t unfinished = 0;
     if (r->signo) {
-        for (size_t i = 0; i < r->n; i++)
-            unfinished += r->objs[i].error == RV_E_CANCELLED;
-        rvc_buf_printf(&r->msg, PROG ": interrupted by %s; left ",
-                       r->signo == SIGINT ? "SIGINT" : "SIGTERM");
-        if (r->job_id) {
-            rvc_buf_puts(&r->msg, "job ");
-            rvc_sanitize(&r->msg, r->job_id, 128);
-        } else {
-            rvc_buf_puts(&r->msg, "the job");
-        }
-        rvc_buf_printf(&r->msg, " with %zu unfinished download%s: retrieverd stops it unless "
-                                "another client follows it",
-                       unfinished, unfinished == 1 ? "" : "s");
-        rvc_report_line(&r->rep);
+        /* What had arrived when this client left: retrieverd keeps the
+         * durable part of it, so "up to". */
+        uint64_t *kept = calloc(r->n, sizeof(*kept));
+        for (size_t i = 0; kept && i < r->n; i++)
+            kept[i] = r->views[i].p.bytes_done;
+        rvc_report_interrupted(&r->rep, r->signo, r->views, kept, r->n, false, true, r->job_id);
+        free(kept);
     }
     if (r->o->quiet || r->n < 2 || r->o->detach)
         return;

@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,6 +106,62 @@ void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double se
         rvc_buf_puts(m, ", ");
         rvc_buf_puts(m, note);
     }
+    rvc_report_line(rp);
+}
+
+void rvc_report_resuming(rvc_report *rp, const char *name, uint64_t from, uint64_t total,
+                         bool total_known) {
+    char f[RVC_FMT_MAX], t[RVC_FMT_MAX];
+    rvc_fmt_size(from, f);
+    rvc_buf_putc(rp->msg, '\'');
+    rvc_sanitize(rp->msg, name, RVC_REPORT_MSG_MAX / 4);
+    rvc_buf_printf(rp->msg, "': resuming at %s", f);
+    if (total_known) {
+        rvc_fmt_size(total, t);
+        rvc_buf_printf(rp->msg, " of %s", t);
+    }
+    rvc_report_line(rp);
+}
+
+#define KEPT_NAMED 3 /* items named in the interruption line */
+
+void rvc_report_interrupted(rvc_report *rp, int signo, const rvc_progress_item *items,
+                            const uint64_t *kept, size_t n, bool no_state, bool daemon,
+                            const char *job_id) {
+    rvc_buf *m = rp->msg;
+    size_t named = 0, more = 0, unfinished = 0;
+    rvc_buf_printf(m, PROG ": interrupted (%s)", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    if (daemon) {
+        rvc_buf_puts(m, ": left job ");
+        rvc_sanitize(m, job_id ? job_id : "?", 128);
+        rvc_buf_puts(m, ", which goes on if another client follows it, else is cancelled");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].state == RV_STATE_DONE)
+            continue;
+        unfinished++;
+        if (!kept || !kept[i])
+            continue;
+        if (named == KEPT_NAMED) {
+            more++;
+            continue;
+        }
+        char sz[RVC_FMT_MAX];
+        rvc_fmt_size(kept[i], sz);
+        rvc_buf_printf(m, "%s%s%s of ", named ? ", " : ": kept ", daemon ? "up to " : "", sz);
+        rvc_sanitize(m, items[i].name, RVC_REPORT_MSG_MAX / 8);
+        named++;
+    }
+    if (more)
+        rvc_buf_printf(m, " and parts of %zu more", more);
+    if (named)
+        rvc_buf_puts(m, "; run the same command to resume");
+    else if (unfinished && no_state)
+        rvc_buf_printf(m, ": cancelled %zu download%s, temporary files removed", unfinished,
+                       unfinished == 1 ? "" : "s");
+    else if (unfinished)
+        rvc_buf_printf(m, ": %zu unfinished download%s, nothing durable yet to keep", unfinished,
+                       unfinished == 1 ? "" : "s");
     rvc_report_line(rp);
 }
 

@@ -63,6 +63,22 @@ void rvc_report_json(rvc_report *rp, const rvc_json_result *res);
 void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
                      unsigned retries, bool verified, const char *sha256_hex, const char *note);
 
+/* "'NAME': resuming at SIZE of TOTAL" (", of TOTAL" when known): the
+ * download resumes from durable state kept by an earlier run. */
+void rvc_report_resuming(rvc_report *rp, const char *name, uint64_t from, uint64_t total,
+                         bool total_known);
+
+/* After SIGINT/SIGTERM, what was kept: for each item not done, in order,
+ * kept[i] bytes (kept may be NULL: nothing known). One line,
+ *   "retrieverctl: interrupted (SIGINT): kept 412.0 MiB of big.iso; run the
+ *    same command to resume"
+ * naming at most a few items ("and N more"), or "nothing was kept" when no
+ * bytes were. daemon: the bytes are retrieverd's (what had arrived when this
+ * client left; "up to"), and the job went on if another client follows it. */
+void rvc_report_interrupted(rvc_report *rp, int signo, const rvc_progress_item *items,
+                            const uint64_t *kept, size_t n, bool no_state, bool daemon,
+                            const char *job_id);
+
 /* How the items of a run ended: DONE (and their bytes), CANCELLED, and
  * anything else counted as failed. */
 typedef struct rvc_tally {

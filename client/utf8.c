@@ -1,6 +1,11 @@
 /* utf8.c — strict UTF-8 decoding of one sequence. */
 #include "utf8.h"
 
+#include <langinfo.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
 size_t rvc_utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp) {
     uint32_t cp;
     size_t len;
@@ -36,4 +41,21 @@ size_t rvc_utf8_next(const unsigned char *s, size_t n, uint32_t *ret_cp) {
         return 0;
     *ret_cp = cp;
     return len;
+}
+
+bool rvc_utf8_locale(void) {
+    const char *cs = nl_langinfo(CODESET);
+    return MB_CUR_MAX > 1 && cs && (strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0);
+}
+
+size_t rvc_utf8_cols(uint32_t cp) {
+    if (cp < 0x80)
+        return 1;
+    /* glibc's wchar_t is UCS-4 in every locale, so cp converts as is. */
+    if (rvc_utf8_locale()) {
+        int w = wcwidth((wchar_t)cp);
+        if (w >= 0)
+            return (size_t)w;
+    }
+    return 2;
 }

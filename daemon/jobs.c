@@ -1414,6 +1414,7 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
         v->state = state;
         if (state != RV_STATE_QUEUED && !o->started) {
             o->started = true;
+            v->resumed_bytes = rv_object_durable(obj); /* kept for a late Watch */
             emit(j, jb, RVD_EV_STARTED, o, NULL);
         }
         goto out;
@@ -1435,6 +1436,7 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
     }
     if (!o->started) { /* ended before it began (a cache hit, a refusal) */
         o->started = true;
+        v->resumed_bytes = rv_object_durable(obj);
         emit(j, jb, RVD_EV_STARTED, o, NULL);
     }
     o->release_next = j->release;

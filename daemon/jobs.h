@@ -89,6 +89,7 @@ typedef struct rvd_object_view {
     const char *crc32c; /* 8 hex digits; NULL until done (and known) */
     unsigned retries;
     bool from_cache;
+    uint64_t resumed_bytes;   /* durable when it started (a resume, or all of it: a hit) */
     int error;                /* rv_error; RV_OK unless failed/cancelled */
     const char *error_detail; /* "" when none */
 } rvd_object_view;

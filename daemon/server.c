@@ -333,6 +333,7 @@ static grpc_byte_buffer *pack_event(const rvd_event *e) {
     case RVD_EV_STARTED:
         ev.event_case = RETRIEVER__V1__JOB_EVENT__EVENT_STARTED;
         started.progress = &pg;
+        started.resumed_bytes = o ? o->resumed_bytes : 0;
         ev.started = &started;
         break;
     case RVD_EV_PROGRESS:

@@ -1474,6 +1474,18 @@ const char *rv_object_path(const rv_object *o) { return o->dest_path; }
 unsigned rv_object_retries(const rv_object *o) { return o->retries; }
 bool rv_object_from_cache(const rv_object *o) { return o->state == RV_STATE_DONE && o->cached; }
 
+uint64_t rv_object_durable(const rv_object *o) {
+    const rv_object *d = o->leader ? o->leader : o; /* a follower's bytes are its leader's */
+    uint64_t n = 0;
+    /* What rv_durable_end keeps: ranges of a known size and a validator. */
+    if (!d->engine->store || !d->ranges || d->size == RV_UNKNOWN ||
+        (!d->etag && !d->last_modified))
+        return 0;
+    for (size_t i = 0; i < d->n_chunks; i++)
+        n += d->chunks[i].durable - d->chunks[i].start;
+    return n;
+}
+
 uint64_t rv_object_ready(const rv_object *o, unsigned *ret_restarts) {
     const rv_object *d = o->leader ? o->leader : o; /* a follower reads its leader's */
     uint64_t ready = 0;

@@ -89,6 +89,10 @@ static void test_top_level(void) {
 
     EXPECT_USAGE("no help for 'nope'", "help", "nope");
     EXPECT_USAGE("unknown command 'fetch'", "fetch", "http://x/y");
+    EXPECT_USAGE("unknown command 'downlaod'; did you mean 'download'?", "downlaod", "u");
+    EXPECT_USAGE("unknown command 'pnig'; did you mean 'ping'?", "pnig");
+    EXPECT_USAGE("no help for 'donwload': there is no such command; did you mean 'download'?",
+                 "help", "donwload");
     EXPECT_USAGE("unknown option '--bogus'", "--bogus", "download");
 }
 
@@ -372,6 +376,21 @@ static void test_flags(void) {
     EXPECT_USAGE("unknown option '-x'", "download", "-x", "u");
     EXPECT_USAGE("unknown option '-z'", "download", "-qz", "u");
     EXPECT_USAGE("unknown option '--conn'", "download", "--conn=4", "u"); /* no abbreviations */
+    /* ... but a suggestion: an abbreviation, a typo, a swap of two letters. */
+    EXPECT_USAGE("unknown option '--conn'; did you mean '--connections'?", "download", "--conn=4",
+                 "u");
+    EXPECT_USAGE("unknown option '--outptu'; did you mean '--output'?", "download", "--outptu",
+                 "x", "u");
+    EXPECT_USAGE("unknown option '--jsno'; did you mean '--json'?", "download", "--jsno", "u");
+    EXPECT_USAGE("unknown option '--verison'; did you mean '--version'?", "--verison");
+    {
+        /* Nothing near: no suggestion. */
+        rvc_cmd c_;
+        char *e_ = NULL;
+        CHECK_INT_EQ(parse(&c_, &e_, "download", "--bogus", "u", NULL), RV_E_INVALID_ARGUMENT);
+        CHECK(e_ && strstr(e_, "did you mean") == NULL);
+        free(e_);
+    }
     EXPECT_USAGE("no URL given", "download", "--local");
     EXPECT_USAGE("no URL given", "download");
     EXPECT_USAGE("Try 'retrieverctl download --help'", "download");
@@ -534,7 +553,7 @@ static void test_help_text(void) {
     const char *opts[] = {"--local",   "--output",  "--dir",     "--connections", "--chunk-size",
                           "--header",  "--retries", "--connect-timeout", "--stall-timeout",
                           "--sha256",  "--json",    "--quiet",   "--no-progress", "--help",
-                          "Exit codes", "130",      "143"};
+                          "help exit-codes"};
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         CHECK_STR_HAS(text, opts[i]);
     /* No help line wider than 80 columns. */
@@ -554,8 +573,25 @@ static void test_help_text(void) {
     CHECK_STR_HAS(text, "download");
     CHECK_STR_HAS(text, "  ping ");
     CHECK_STR_HAS(text, "--socket PATH");
-    CHECK_STR_HAS(text, "Exit codes");
+    CHECK_STR_HAS(text, "help exit-codes");
+    CHECK_STR_HAS(text, "help COMMAND");
+    CHECK_STR_HAS(text, "man retrieverctl");
     CHECK_STR_HAS(text, "retrieverctl ");
+    /* One screen: at most 40 lines (the version line is not part of it). */
+    size_t lines = 0;
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    CHECK(lines - 1 <= 40);
+    /* The exit-code table is printed by `help exit-codes` only. */
+    CHECK(strstr(text, "  130  ") == NULL);
+    free(text);
+
+    f = open_memstream(&text, &len);
+    CHECK(rvc_cli_help(f, "exit-codes"));
+    fclose(f);
+    CHECK_STR_HAS(text, "    0  every download");
+    CHECK_STR_HAS(text, "  130  ");
+    CHECK_STR_HAS(text, "    9  retrieverd refused");
     free(text);
 
     /* The daemon mode in download's help: its options, and the marks on
@@ -569,7 +605,7 @@ static void test_help_text(void) {
     CHECK_STR_HAS(text, "(daemon mode only)");
     CHECK_STR_HAS(text, "\nEngine (--local only):\n");
     CHECK_STR_HAS(text, "\nState and cache (--local only):\n");
-    CHECK_STR_HAS(text, "    9  retrieverd refused");
+    CHECK(strstr(text, "    9  retrieverd refused") == NULL); /* once: help exit-codes */
     free(text);
 
     f = open_memstream(&text, &len);
@@ -577,7 +613,7 @@ static void test_help_text(void) {
     fclose(f);
     CHECK_STR_HAS(text, "Usage: retrieverctl ping [--socket PATH]");
     CHECK_STR_HAS(text, "      --socket PATH");
-    CHECK_STR_HAS(text, "    8  retrieverd cannot be reached");
+    CHECK_STR_HAS(text, "Exit codes: retrieverctl help exit-codes");
     for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         size_t w = nl ? (size_t)(nl - line) : strlen(line);

@@ -234,8 +234,10 @@ class PingTest(Base):
         self.assertIn("--socket PATH", p.stdout)
         p = ctl("download", "--help")
         for text in ("--socket PATH", "--detach", "(daemon mode only)",
-                     "Engine (--local only):", "\n    8  retrieverd cannot be reached",
-                     "\n    9  retrieverd refused"):
+                     "Engine (--local only):", "help exit-codes"):
+            self.assertIn(text, p.stdout)
+        p = ctl("help", "exit-codes")
+        for text in ("\n    8  retrieverd cannot be reached", "\n    9  retrieverd refused"):
             self.assertIn(text, p.stdout)
 
 
@@ -641,7 +643,7 @@ class ScriptedTest(Base):
         self.assertIn("retrieverctl: 'http://h/c.bin': a new kind of failure "
                       "(retrieverd reported 'RV_E_FROM_THE_FUTURE': details)", err)
         self.assertTrue(any(l.startswith("done: 'a.bin' 10 B in 1.5s (") and
-                            l.endswith(", 1 retry, sha256 " + "ab" * 32 + ", from the cache")
+                            l.endswith(", 1 retry, sha256 " + "ab" * 32 + ", cached")
                             for l in err), err)
         self.assertTrue(err[-1].startswith("total: 1 done, 2 failed, 0 cancelled; "), err)
 
@@ -786,9 +788,10 @@ class ScriptedTest(Base):
                 out, err = proc.communicate(timeout=RUN_TIMEOUT)
                 self.assertEqual(proc.returncode, rc, err)
                 self.assertTrue(s.terminated.wait(10), "the server never saw the cancel")
-                self.assertEqual(err, "retrieverctl: interrupted by %s; left job job1 with 1 "
-                                 "unfinished download: retrieverd stops it unless another "
-                                 "client follows it\n" % name)
+                self.assertEqual(err, "retrieverctl: interrupted (%s): left job job1, which "
+                                 "goes on if another client follows it, else is cancelled: "
+                                 "kept up to 5 B of x.bin; run the same command to resume\n"
+                                 % name)
                 line = json.loads(out)
                 self.assertEqual((line["state"], line["error"]["code"], line["bytes"]),
                                  ("cancelled", "RV_E_CANCELLED", 5))
@@ -966,7 +969,9 @@ class DownloadTest(Base):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertEqual(proc.returncode, 130, err)
-        m = re.search(r"interrupted by SIGINT; left job (\S+) with 1 unfinished download", err)
+        m = re.search(r"interrupted \(SIGINT\): left job (\S+), which goes on if another "
+                      r"client follows it, else is cancelled: kept up to .* of .*big\.bin; "
+                      r"run the same command to resume", err)
         self.assertTrue(m, err)
         line = json.loads(out)
         self.assertEqual((line["state"], line["error"]["code"]), ("cancelled", "RV_E_CANCELLED"))

@@ -346,6 +346,11 @@ unsigned rv_object_retries(const rv_object *obj);
  * request for the same object in this engine) rather than read from the
  * origin by this request. */
 bool rv_object_from_cache(const rv_object *obj);
+/* Bytes of the object that are durable (with state): what a later run
+ * resumes from if this one stops now. 0 without state, or when the object
+ * cannot be resumed (no known size, or no ETag/Last-Modified to check it
+ * against). When the object starts, it is what was resumed. */
+uint64_t rv_object_durable(const rv_object *obj);
 /* How many bytes from the start of the object are written, in order: a
  * reader may read [0, ready) from rv_object_open_data's file while the
  * download runs. A cache hit is ready only once its bytes were checked

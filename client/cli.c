@@ -1275,7 +1275,8 @@ static void print_overview(FILE *f) {
           "  cancel JOB...    cancel jobs\n"
           "  cache ACTION     ls, rm, clear or verify the cache\n"
           "  stats            retrieverd's figures: jobs, bytes, cache\n"
-          "  ping, version    check that retrieverd answers; versions\n"
+          "  ping             check that retrieverd answers, and show its version\n"
+          "  version          this program's and retrieverd's versions\n"
           "  help COMMAND     the options of COMMAND (the same as COMMAND --help)\n"
           "\n"
           "Most-used download options:\n",

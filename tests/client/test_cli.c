@@ -575,7 +575,7 @@ static void test_help_text(void) {
     CHECK_STR_HAS(text, "--socket PATH");
     CHECK_STR_HAS(text, "help exit-codes");
     CHECK_STR_HAS(text, "help COMMAND");
-    CHECK_STR_HAS(text, "man retrieverctl");
+    CHECK_STR_HAS(text, "docs/cli.md");
     CHECK_STR_HAS(text, "retrieverctl ");
     /* One screen: at most 40 lines (the version line is not part of it). */
     size_t lines = 0;

@@ -444,7 +444,7 @@ class UiCase(unittest.TestCase):
         self.assertEqual(proc.returncode, 0)
         self.assertLessEqual(len(proc.stdout.splitlines()), 40, proc.stdout)
         self.assertIn("help COMMAND", proc.stdout)
-        self.assertIn("man retrieverctl", proc.stdout)
+        self.assertIn("docs/cli.md", proc.stdout)
         self.assertNotIn("  130  ", proc.stdout)
         # help COMMAND is COMMAND --help; the exit codes are listed once.
         a, b = self.run_plain("help", "download"), self.run_plain("download", "--help")

@@ -162,6 +162,8 @@ void rvc_report_interrupted(rvc_report *rp, int signo, const rvc_progress_item *
     else if (unfinished)
         rvc_buf_printf(m, ": %zu unfinished download%s, nothing durable yet to keep", unfinished,
                        unfinished == 1 ? "" : "s");
+    else if (!daemon)
+        rvc_buf_puts(m, ": every download had finished, nothing was cancelled");
     rvc_report_line(rp);
 }
 

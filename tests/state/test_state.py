@@ -677,7 +677,7 @@ class StateTest(unittest.TestCase):
                     p.kill()
                     p.wait()
             self.assertEqual(p.returncode, 130, err)  # interrupted, as a SIGINT says
-            self.assertIn("cancelled 0 unfinished downloads", err)
+            self.assertIn("every download had finished, nothing was cancelled", err)
             self.assertEqual(sha256_file(dest), self.sha["big.bin"])
             self.assertEqual([n for n in os.listdir(self.out) if n.startswith(".")], [])
 

@@ -599,7 +599,7 @@ static void persist_end(rvd_jobs *j, const struct job *jb) {
         }
         rvd_stored_job row = {.id = jb->id, .state = jb->view.state,
                               .ended_ms = jb->view.ended_ms, .objects = objs, .n_objects = n};
-        if (rvd_jobstore_end(j->store, &row) == 0) {
+        if (rvd_jobstore_end(j->store, &row, rvd_request_scrub) == 0) {
             free(objs);
             return;
         }

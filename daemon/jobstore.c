@@ -409,12 +409,56 @@ static void bind_obj(sqlite3_stmt *st, const void *arg) {
     sqlite3_bind_text(st, 12, o->error_detail, -1, SQLITE_STATIC);
 }
 
-int rvd_jobstore_end(rvd_jobstore *s, const rvd_stored_job *j) {
+/* Replace job id's sealed request by scrub's version of it; under the
+ * lock, inside a transaction. */
+static int scrub_request(rvd_jobstore *s, const char *id, rvd_jobstore_scrub_fn scrub) {
+    sqlite3_stmt *st = NULL;
+    unsigned char *plain = NULL, *blob = NULL;
+    uint8_t *kept = NULL;
+    size_t plain_len = 0, kept_len = 0, blob_len = 0;
+    int r = -EIO;
+
+    if (sqlite3_prepare_v2(s->db, "SELECT request FROM jobs WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        goto out;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    plain = unseal(s, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                   &plain_len);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!plain || (r = scrub(plain, plain_len, &kept, &kept_len)) < 0)
+        goto out;
+    r = -ENOMEM;
+    if (!(blob = seal(s, kept, kept_len, &blob_len)))
+        goto out;
+    r = -EIO;
+    if (sqlite3_prepare_v2(s->db, "UPDATE jobs SET request = ? WHERE id = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, blob, (int)blob_len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    }
+out:
+    sqlite3_finalize(st);
+    if (plain) {
+        OPENSSL_cleanse(plain, plain_len); /* it held the credentials */
+        free(plain);
+    }
+    free(kept);
+    free(blob);
+    return r;
+}
+
+int rvd_jobstore_end(rvd_jobstore *s, const rvd_stored_job *j, rvd_jobstore_scrub_fn scrub) {
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = NULL;
     int r = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
     if (r == 0)
         r = exec(s, "UPDATE jobs SET state = ?, ended_ms = ? WHERE id = ?", bind_end, j);
+    if (r == 0 && scrub)
+        r = scrub_request(s, j->id, scrub);
     /* One statement for all the rows: a job may have a thousand. */
     if (r == 0 && j->n_objects > 0 &&
         sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

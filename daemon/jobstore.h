@@ -69,8 +69,15 @@ rvd_jobstore *rvd_jobstore_close(rvd_jobstore *s);
 /* Record a new job (j->objects ignored). 0 or -errno. */
 int rvd_jobstore_add(rvd_jobstore *s, const rvd_stored_job *j);
 int rvd_jobstore_set_detached(rvd_jobstore *s, const char *id, bool detached);
-/* The job ended: its state, end time and objects' outcomes. */
-int rvd_jobstore_end(rvd_jobstore *s, const rvd_stored_job *j);
+/* What of an ended job's request is kept (rvd_request_scrub): 0 and a
+ * malloc'd message, or -errno. */
+typedef int (*rvd_jobstore_scrub_fn)(const uint8_t *buf, size_t len, uint8_t **ret,
+                                     size_t *ret_len);
+
+/* The job ended: its state, end time and objects' outcomes; and, with
+ * scrub, its stored request replaced by scrub's version of it, in the same
+ * transaction (j->request is not read). */
+int rvd_jobstore_end(rvd_jobstore *s, const rvd_stored_job *j, rvd_jobstore_scrub_fn scrub);
 int rvd_jobstore_remove(rvd_jobstore *s, const char *id);
 
 /* Call fn for every stored job, oldest first. A row that cannot be

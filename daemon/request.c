@@ -699,3 +699,52 @@ int rvd_request_cache_remove(const uint8_t *buf, size_t len, rvd_cache_remove_re
         *ret = out;
     return r;
 }
+
+int rvd_request_scrub(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len) {
+    Retriever__V1__DownloadRequest *m = retriever__v1__download_request__unpack(NULL, len, buf);
+    char **shown = NULL, **given = NULL;
+    uint8_t *out = NULL;
+    size_t n = 0;
+    int r = 0;
+
+    if (!m)
+        return -EINVAL;
+    n = m->n_sources;
+    shown = calloc(n ? n : 1, sizeof(*shown));
+    given = calloc(n ? n : 1, sizeof(*given));
+    if (!shown || !given)
+        r = -ENOMEM;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        Retriever__V1__Source *src = m->sources[i];
+        for (size_t h = 0; h < src->n_headers; h++)
+            retriever__v1__header__free_unpacked(src->headers[h], NULL);
+        src->n_headers = 0; /* (the array goes with m) */
+        /* The redacted URL is lent to the message for the pack only: the
+         * one unpack made goes back before m is freed. */
+        if (rv_url_redact(src->url, &shown[i]) != RV_OK) {
+            r = -ENOMEM;
+            break;
+        }
+        given[i] = src->url;
+        src->url = shown[i];
+    }
+    if (r == 0) {
+        size_t size = retriever__v1__download_request__get_packed_size(m);
+        out = malloc(size ? size : 1);
+        if (!out)
+            r = -ENOMEM;
+        else
+            *ret_len = retriever__v1__download_request__pack(m, out);
+    }
+    for (size_t i = 0; given && i < n; i++)
+        if (given[i])
+            m->sources[i]->url = given[i];
+    retriever__v1__download_request__free_unpacked(m, NULL);
+    for (size_t i = 0; shown && i < n; i++)
+        free(shown[i]);
+    free(shown);
+    free(given);
+    if (r == 0)
+        *ret = out;
+    return r;
+}

@@ -92,6 +92,14 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
 /* NULL is fine. Returns NULL. */
 rvd_download_req *rvd_download_req_free(rvd_download_req *r);
 
+/* What of a DownloadRequest (buf, len: as received) may be kept once its
+ * job has ended: the same message with every source's headers removed and
+ * its URL as rv_url_redact shows it (no userinfo, query values hidden), so
+ * no credential outlives the job that needed it (docs/security.md,
+ * Secrets). 0 and *ret (malloc'd, *ret_len bytes), or -EINVAL for a
+ * message that does not decode, -ENOMEM. */
+int rvd_request_scrub(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len);
+
 /* The requests that carry only `string job_id = 1`. */
 typedef enum rvd_id_request {
     RVD_REQ_STATUS,

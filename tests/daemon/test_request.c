@@ -887,6 +887,40 @@ static void test_cache(void) {
     free(buf);
 }
 
+/* An ended job keeps its request without credentials: no headers, URLs
+ * redacted; everything else as it was. */
+static void test_scrub(void) {
+    struct dl *d = dl_new();
+    Retriever__V1__Source *s = dl_add(d, "https://joe:PW-SECRET@h/x?token=TOK-SECRET&v=2", "/o/x");
+    dl_add(d, "http://h/y", "/o/y");
+    d->hdr[0].name = "Authorization";
+    d->hdr[0].value = "Bearer HDR-SECRET";
+    dl_headers(d, s, 1);
+    d->m.connections = 7;
+    size_t len = 0, out_len = 0;
+    uint8_t *buf = pack(&d->m.base, &len), *out = NULL;
+    CHECK(buf != NULL);
+    CHECK(rvd_request_scrub(buf, len, &out, &out_len) == 0);
+    Retriever__V1__DownloadRequest *m =
+        retriever__v1__download_request__unpack(NULL, out_len, out);
+    CHECK(m != NULL);
+    if (m) {
+        CHECK(m->n_sources == 2);
+        CHECK_STREQ(m->sources[0]->url, "https://***@h/x?token=REDACTED&v=2");
+        CHECK_STREQ(m->sources[0]->destination, "/o/x");
+        CHECK(m->sources[0]->n_headers == 0);
+        CHECK_STREQ(m->sources[1]->url, "http://h/y");
+        CHECK(m->connections == 7);
+        retriever__v1__download_request__free_unpacked(m, NULL);
+    }
+    CHECK(out_len > 0 && !memmem(out, out_len, "SECRET", 6));
+    free(out);
+    out = NULL;
+    CHECK(rvd_request_scrub((const uint8_t *)"\xff\xff", 2, &out, &out_len) == -EINVAL);
+    CHECK(out == NULL);
+    free(buf);
+}
+
 int main(void) {
     test_cache();
     test_download_accepted();
@@ -898,5 +932,6 @@ int main(void) {
     test_read();
     test_list();
     test_empty();
+    test_scrub();
     return rv_test_result();
 }

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,23 @@ class SecretsTest(unittest.TestCase):
         for root in ("state", "cache", "local-state", "local-cache"):
             for path, data in self.scan_tree(os.path.join(self.tmp, root)):
                 self.assertFalse(MARK.encode() in data.lower(), "a secret in clear in " + path)
+
+    def stored_requests(self):
+        """Every job's DownloadRequest as the job database keeps it,
+        decrypted with jobs.key (AES-256-GCM: nonce, ciphertext, tag), as
+        (state, ended_ms, bytes): what anyone who can read the state
+        directory can read."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        state = os.path.join(self.tmp, "state")
+        with open(os.path.join(state, "jobs.key"), "rb") as f:
+            aes = AESGCM(f.read())
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(state, "jobs.sqlite"), uri=True)
+        try:
+            rows = db.execute("SELECT state, ended_ms, request FROM jobs").fetchall()
+        finally:
+            db.close()
+        return [(st, ended, aes.decrypt(blob[:12], blob[12:], None))
+                for st, ended, blob in rows]
 
     def pb_headers(self):
         return [td.pb.Header(name=n, value=v) for n, v in HEADERS]
@@ -227,6 +245,15 @@ class SecretsTest(unittest.TestCase):
             self.assertEqual(rc, 0, d.log())
             d.assert_clean(self)
             self.keep("the daemon's log", d.log())
+            # An ended job keeps no credential, not even sealed: its stored
+            # request has no headers and its URL redacted (a job still to
+            # run keeps them, to resume after a restart).
+            stored = self.stored_requests()
+            ended = [req for _, ended_ms, req in stored if ended_ms]
+            self.assertGreaterEqual(len(ended), len(job_ids))
+            for req in ended:
+                self.assertNotIn(MARK.encode(), req.lower(), req)
+                self.assertIn(b"REDACTED", req)
 
             # --local: the same cases, failing at once (no retries).
             local = ["download", "--local", "--retries", "0", "--connect-timeout", "5",

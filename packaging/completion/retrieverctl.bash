@@ -1,0 +1,97 @@
+# bash completion for retrieverctl                      -*- shell-script -*-
+# Installed as share/bash-completion/completions/retrieverctl.
+#
+# The commands and each command's options are listed here, statically:
+# tests/packaging/test_docs.py fails when 'retrieverctl COMMAND --help'
+# prints a long option that is missing below (and in retrieverctl(1)).
+# Job ids (watch, cancel, status) come from 'retrieverctl list --json' at
+# completion time, through the --socket given on the line, if any.
+
+_retrieverctl_opts() {
+    case $1 in
+    download)
+        echo --local --socket --no-autostart --detach -o --output -d --dir \
+            --copy --link -c --connections --header --netrc --netrc-file \
+            --chunk-size --retries --retry-refused --connect-timeout \
+            --stall-timeout --cacert --cacert-only --insecure --state-dir \
+            --cache-dir --cache-quota --no-state --sha256 --digest --no-digest \
+            --json -q --quiet --no-progress -h --help ;;
+    cat) echo --local --socket --state-dir --cache-dir --no-state -c \
+            --connections --no-autostart -h --help ;;
+    status) echo --socket --json --no-autostart -h --help ;;
+    list) echo --socket --json -a --all --state -h --help ;;
+    watch | cancel | stats | version) echo --socket --json -h --help ;;
+    cache) echo --local --socket --state-dir --cache-dir --json -h --help ;;
+    ping) echo --socket -h --help ;;
+    '') echo -h --help -V --version --socket ;;
+    esac
+}
+
+# The caller's job ids, one a line; nothing when no daemon answers. Never
+# starts a daemon (list does not autostart).
+_retrieverctl_jobs() {
+    local sock=$1 all=$2
+    local -a args=(list --json)
+    [[ -n $all ]] && args+=(--all)
+    [[ -n $sock ]] && args+=(--socket "$sock")
+    "${COMP_WORDS[0]:-retrieverctl}" "${args[@]}" 2>/dev/null |
+        sed -n 's/^{"id":"\([0-9a-f]*\)".*/\1/p'
+}
+
+_retrieverctl() {
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=""
+    ((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
+    local commands="download cat status list watch cancel cache stats ping version help"
+    local cmd="" action="" sock="" i w
+    # The command is the first word that is not an option (or --socket's
+    # value); for cache, the action is the next one.
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w=${COMP_WORDS[i]}
+        case $w in
+        --socket) ((i++)); sock=${COMP_WORDS[i]}; continue ;;
+        --socket=*) sock=${w#--socket=}; continue ;;
+        -*) continue ;;
+        esac
+        if [[ -z $cmd ]]; then
+            cmd=$w
+        elif [[ $cmd == cache && -z $action ]]; then
+            action=$w
+        fi
+    done
+
+    COMPREPLY=()
+    # Values of options.
+    case $prev in
+    -o | --output | --header | --netrc-file | --cacert | --cacert-only)
+        COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -d | --dir | --state-dir | --cache-dir)
+        COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --socket)
+        COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --state)
+        COMPREPLY=($(compgen -W "queued running done failed cancelled" -- "$cur"))
+        return ;;
+    -c | --connections | --chunk-size | --retries | --retry-refused | \
+        --connect-timeout | --stall-timeout | --cache-quota | --sha256)
+        return ;;
+    esac
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$(_retrieverctl_opts "$cmd")" -- "$cur"))
+        return
+    fi
+    case $cmd in
+    '') COMPREPLY=($(compgen -W "$commands" -- "$cur")) ;;
+    help)
+        [[ $prev == help ]] &&
+            COMPREPLY=($(compgen -W "$commands exit-codes" -- "$cur")) ;;
+    cache)
+        [[ -z $action ]] &&
+            COMPREPLY=($(compgen -W "ls rm clear verify" -- "$cur")) ;;
+    watch | cancel)
+        COMPREPLY=($(compgen -W "$(_retrieverctl_jobs "$sock" "")" -- "$cur")) ;;
+    status)
+        COMPREPLY=($(compgen -W "$(_retrieverctl_jobs "$sock" all)" -- "$cur")) ;;
+    esac
+}
+complete -F _retrieverctl retrieverctl

@@ -8,6 +8,8 @@ retrieverd; the installed units must name the installed daemon and pass
 `systemd-analyze verify`. A program of another project must build
 against the installed library with pkg-config alone, and download with it.
 A staged install (DESTDIR) must name the final path, not the staging one.
+The manual pages and the shell completion must be where man and
+bash-completion look.
 """
 import glob
 import os
@@ -112,6 +114,22 @@ class InstallTest(unittest.TestCase):
                     "share/doc/retriever/api.md",
                     "share/retriever/proto/retriever/v1/retriever.proto"):
             self.assertTrue(os.path.isfile(p(rel)), rel + " is not installed")
+        # The manual pages and the completion, as they are in the sources.
+        for rel, src in (("share/man/man1/retrieverctl.1", "docs/man/retrieverctl.1"),
+                         ("share/man/man5/retrieverd.conf.5", "docs/man/retrieverd.conf.5"),
+                         ("share/man/man8/retrieverd.8", "docs/man/retrieverd.8"),
+                         ("share/bash-completion/completions/retrieverctl",
+                          "packaging/completion/retrieverctl.bash"),
+                         ("share/zsh/vendor-completions/_retrieverctl",
+                          "packaging/completion/_retrieverctl")):
+            self.assertTrue(os.path.isfile(p(rel)), rel + " is not installed")
+            with open(p(rel)) as a, open(os.path.join(SOURCE, src)) as b:
+                self.assertEqual(a.read(), b.read(), rel)
+        r = subprocess.run(["man", "-w", "retrieverd.conf"], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, MANPATH=p("share/man")))
+        self.assertEqual(r.stdout.strip(), p("share/man/man5/retrieverd.conf.5"), r.stderr)
+        self.assertFalse(os.path.exists(p("share/doc/retriever/man")),
+                         "the pages' sources are not docs")
         self.assertFalse(os.path.exists(p("bin/retrieverctl-remote.so")))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "etc")),
                          "an install must not write configuration")

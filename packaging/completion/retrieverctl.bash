@@ -30,11 +30,13 @@ _retrieverctl_opts() {
 # The caller's job ids, one a line; nothing when no daemon answers. Never
 # starts a daemon (list does not autostart).
 _retrieverctl_jobs() {
-    local sock=$1 all=$2
+    local sock=$1 all=$2 prog=${COMP_WORDS[0]}
     local -a args=(list --json)
     [[ -n $all ]] && args+=(--all)
     [[ -n $sock ]] && args+=(--socket "$sock")
-    "${COMP_WORDS[0]:-retrieverctl}" "${args[@]}" 2>/dev/null |
+    # The program as typed (a build tree's, say), else the one on $PATH.
+    command -v -- "$prog" >/dev/null 2>&1 || prog=retrieverctl
+    "$prog" "${args[@]}" 2>/dev/null |
         sed -n 's/^{"id":"\([0-9a-f]*\)".*/\1/p'
 }
 
@@ -60,14 +62,15 @@ _retrieverctl() {
     done
 
     COMPREPLY=()
-    # Values of options.
+    # Values of options. File names are read a line each (they may hold
+    # blanks) and shown as file names (a / after a directory).
     case $prev in
-    -o | --output | --header | --netrc-file | --cacert | --cacert-only)
-        COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -o | --output | --header | --netrc-file | --cacert | --cacert-only | --socket)
+        compopt -o filenames 2>/dev/null
+        mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
     -d | --dir | --state-dir | --cache-dir)
-        COMPREPLY=($(compgen -d -- "$cur")); return ;;
-    --socket)
-        COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        compopt -o filenames 2>/dev/null
+        mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
     --state)
         COMPREPLY=($(compgen -W "queued running done failed cancelled" -- "$cur"))
         return ;;

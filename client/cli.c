@@ -1306,7 +1306,7 @@ static void print_overview(FILE *f) {
           "\n"
           "More: '" PROG " help COMMAND' for every option of a command,\n"
           "'" PROG " help " TOPIC_EXIT_CODES "' for the exit codes; the reference is\n"
-          "docs/cli.md in the sources.\n",
+          "'man retrieverctl', or docs/cli.md in the sources.\n",
           f);
 }
 

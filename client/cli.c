@@ -33,6 +33,8 @@ enum opt_id {
     OPT_DETACH,
     OPT_OUTPUT,
     OPT_DIR,
+    OPT_FORCE,
+    OPT_NO_CLOBBER,
     OPT_CONNECTIONS,
     OPT_CHUNK_SIZE,
     OPT_HEADER,
@@ -108,6 +110,12 @@ static const struct opt_def download_opts[] = {
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
      "(default: the current directory)", MODE_ANY},
+    {OPT_FORCE, "force", 0, NULL, true, NULL,
+     "replace a destination that exists (default:\n"
+     "refuse, exit 10, nothing downloaded)", MODE_ANY},
+    {OPT_NO_CLOBBER, "no-clobber", 0, NULL, true, NULL,
+     "skip a URL whose destination exists, with a\n"
+     "notice (exit 0 when nothing else fails)", MODE_ANY},
     {OPT_COPY, "copy", 0, NULL, true, NULL,
      "never deliver a hard link to the cached file, even\n"
      "where retrieverd's link-deliveries would: a\n"
@@ -693,6 +701,12 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_NO_STATE:
         d->no_state = true;
         return RV_OK;
+    case OPT_FORCE:
+        d->force = true;
+        return RV_OK;
+    case OPT_NO_CLOBBER:
+        d->no_clobber = true;
+        return RV_OK;
     case OPT_COPY:
         d->copy = true;
         return RV_OK;
@@ -744,6 +758,10 @@ static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen
                                    : "--link");
     if (d->copy && d->link)
         return fail(p, "download", "options '--copy' and '--link' cannot be used together");
+    if (d->force && d->no_clobber)
+        return fail(p, "download",
+                    "options '--force' (replace) and '--no-clobber' (skip) cannot be used "
+                    "together");
     if (d->insecure && d->ca_file)
         return fail(p, "download", "option '--insecure' checks no certificate, so '--cacert%s' "
                     "would do nothing: give one or the other",
@@ -898,7 +916,8 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
             static const enum opt_id not_cat[] = {
                 OPT_DETACH, OPT_HEADER, OPT_NETRC, OPT_NETRC_FILE, OPT_SHA256, OPT_JSON,
                 OPT_DIGEST, OPT_LINK, OPT_COPY, OPT_RETRIES, OPT_CONNECT_TIMEOUT,
-                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE};
+                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE, OPT_FORCE,
+                OPT_NO_CLOBBER};
             const struct opt_def *bad = NULL;
             for (size_t k = 0; k < N_OF(not_cat) && !bad; k++)
                 if (seen[not_cat[k]])

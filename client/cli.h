@@ -77,6 +77,10 @@ typedef struct rvc_download_opts {
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
+    bool force;                  /* --force: replace an existing destination */
+    bool no_clobber;             /* --no-clobber: skip a URL whose destination exists
+                                    (rvc_skip_existing); neither: refuse it
+                                    (RV_E_DEST_EXISTS). Never both */
     char sha256[65];             /* --sha256 in lower case; "" when absent */
     bool json;                   /* --json */
     int digest;                  /* --digest 1, --no-digest 0; -1: only when

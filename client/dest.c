@@ -96,3 +96,34 @@ int rvc_check_destination(const char *path, char **ret_detail) {
     free(copy);
     return r;
 }
+
+bool rvc_dest_exists(const char *path) {
+    struct stat st;
+    /* lstat: a symbolic link is something there, even a dangling one. */
+    return lstat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+int rvc_dest_exists_detail(const char *path, char **ret_detail) {
+    return reject(ret_detail, RV_E_DEST_EXISTS,
+                  "'%s': --force replaces it, --no-clobber skips it", path);
+}
+
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices) {
+    size_t kept = 0;
+    for (size_t i = 0; i < o->n_urls; i++) {
+        char *path = NULL;
+        int e = rvc_destination(o, o->urls[i], NULL, &path);
+        if (e == RV_E_NOMEM)
+            return e;
+        /* A URL with no usable name stays: the run rejects it, in order. */
+        bool skip = e == RV_OK && rvc_dest_exists(path);
+        if (skip && notices)
+            fprintf(notices, "retrieverctl: skipped %s: '%s' exists (--no-clobber)\n",
+                    o->urls[i], path);
+        free(path);
+        if (!skip)
+            o->urls[kept++] = o->urls[i];
+    }
+    o->n_urls = kept;
+    return RV_OK;
+}

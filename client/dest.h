@@ -12,6 +12,9 @@
 #ifndef RVC_DEST_H
 #define RVC_DEST_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 #include "cli.h"
 
 /* The destination of url under o's -o/-d. With cwd NULL the path is as the
@@ -28,5 +31,21 @@ int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd
  * engine words it); RV_E_INVALID_ARGUMENT for "" (detail set too);
  * RV_E_NOMEM (no detail). */
 int rvc_check_destination(const char *path, char **ret_detail);
+
+/* Whether something that is not a directory is at path (lstat: a symbolic
+ * link counts, dangling or not). A directory is left to
+ * rvc_check_destination / the engine, which name it as such. */
+bool rvc_dest_exists(const char *path);
+
+/* Sets *ret_detail to the sentence for an existing destination path (what
+ * the user can do about it) and returns RV_E_DEST_EXISTS, or RV_E_NOMEM. */
+int rvc_dest_exists_detail(const char *path, char **ret_detail);
+
+/* --no-clobber: drop from o->urls (order kept) every URL whose destination
+ * exists, printing one notice line per URL dropped to notices (NULL: none,
+ * as with -q). Done before anything else reads the URLs (the netrc's
+ * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls
+ * then partly filtered; the command ends). */
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices);
 
 #endif

@@ -262,6 +262,19 @@ static size_t add_each(struct run *r) {
             rejected++;
             continue;
         }
+        /* The engine would replace it (by rename) once the new file is
+         * complete: refuse now, before anything is fetched, unless --force. */
+        if (!r->o->force && rvc_dest_exists(it->path)) {
+            it->reject = rvc_dest_exists_detail(it->path, &it->reject_detail);
+            if (it->reject == RV_E_NOMEM) {
+                r->run_error = RV_E_NOMEM;
+                return rejected;
+            }
+            rvc_report_rejected(&r->rep, it->shown, it->reject, rv_strerror(it->reject),
+                                it->reject_detail);
+            rejected++;
+            continue;
+        }
         /* The netrc's Authorization line, when this URL's host has one,
          * after the common headers (the engine copies them). */
         const char **hdrs = NULL;

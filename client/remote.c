@@ -146,6 +146,9 @@ static void print_status(rvc_report *rp, const char *method, const rvc_rpc_statu
     case RVC_RPC_PERMISSION_DENIED:
         what = "retrieverd refused";
         break;
+    case RVC_RPC_ALREADY_EXISTS:
+        what = "retrieverd refused to replace a file (use --force)";
+        break;
     case RVC_RPC_RESOURCE_EXHAUSTED:
         what = "retrieverd is too busy; try again later";
         break;
@@ -610,6 +613,17 @@ static long destinations(struct run *r, int *ret_code) {
             rejected++;
             continue;
         }
+        /* retrieverd would refuse it too (no_replace), but only after the
+         * job's other checks: the same words as --local, before asking. */
+        if (!r->o->force && rvc_dest_exists(ob->display)) {
+            ob->reject = rvc_dest_exists_detail(ob->display, &ob->reject_detail);
+            if (ob->reject == RV_E_NOMEM)
+                goto nomem;
+            rvc_report_rejected(&r->rep, ob->shown, ob->reject, rv_strerror(ob->reject),
+                                ob->reject_detail);
+            rejected++;
+            continue;
+        }
         size_t k = (size_t)(uintptr_t)first->data;
         if (k != i) {
             ob->reject = RV_E_DEST_CONFLICT;
@@ -778,6 +792,9 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.connect_timeout_ms = o->connect_timeout_ms;
     q->msg.stall_timeout_ms = o->stall_timeout_ms;
     q->msg.connect_retry_ms = o->connect_retry_ms;
+    /* Checked here already (destinations); the daemon checks again as the
+     * caller, which also covers a file made since. */
+    q->msg.no_replace = !o->force;
     if (o->ca_file) {
         /* Absolute, as the daemon wants it; the daemon opens it as us. A
          * name that does not resolve goes as cwd/name: the daemon's

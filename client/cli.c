@@ -35,6 +35,7 @@ enum opt_id {
     OPT_DIR,
     OPT_FORCE,
     OPT_NO_CLOBBER,
+    OPT_INPUT_FILE,
     OPT_CONNECTIONS,
     OPT_CHUNK_SIZE,
     OPT_HEADER,
@@ -110,6 +111,11 @@ static const struct opt_def download_opts[] = {
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
      "(default: the current directory)", MODE_ANY},
+    {OPT_INPUT_FILE, "input-file", 'i', "FILE", false, NULL,
+     "also download the URLs listed in FILE ('-':\n"
+     "stdin), aria2's format: a URL per line, then\n"
+     "indented out=, dir=, checksum=sha-256=HEX,\n"
+     "header=NAME: VALUE lines for it", MODE_ANY},
     {OPT_FORCE, "force", 0, NULL, true, NULL,
      "replace a destination that exists (default:\n"
      "refuse, exit 10, nothing downloaded)", MODE_ANY},
@@ -701,6 +707,11 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_NO_STATE:
         d->no_state = true;
         return RV_OK;
+    case OPT_INPUT_FILE:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a file name ('-': stdin)", spelled);
+        d->input_file = v;
+        return RV_OK;
     case OPT_FORCE:
         d->force = true;
         return RV_OK;
@@ -741,8 +752,22 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
 /* Checks that need the whole command line. */
 static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen) {
     const rvc_download_opts *d = &cmd->dl;
-    if (d->n_urls == 0)
+    if (d->n_urls == 0 && !d->input_file)
         return fail(p, "download", "no URL given");
+    /* -i adds URLs the parser has not seen: what takes one URL is refused
+     * with it, whatever the file holds (it has out= and checksum=). */
+    if (d->input_file && d->output)
+        return fail(p, "download",
+                    "option '-o/--output' names one file; with -i, name each in the file "
+                    "(out=) or use -d DIR");
+    if (d->input_file && d->sha256[0])
+        return fail(p, "download",
+                    "option '--sha256' checks one file; with -i, give each its "
+                    "checksum=sha-256=HEX line");
+    for (size_t k = 0; d->input_file && strcmp(d->input_file, "-") == 0 && k < d->n_headers; k++)
+        if (strcmp(d->headers[k], "@-") == 0)
+            return fail(p, "download",
+                        "'-i -' and '--header @-' both read standard input: give one a file");
     if (d->output && d->dir)
         return fail(p, "download", "options '-o/--output' and '-d/--dir' cannot be used together");
     if (d->output && d->n_urls > 1)
@@ -1055,6 +1080,10 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
 }
 
 void rvc_cmd_done(rvc_cmd *c) {
+    for (size_t i = 0; c->dl.inputs && i < c->dl.n_urls; i++)
+        free(c->dl.inputs[i].headers);
+    free(c->dl.inputs);
+    c->dl.inputs = NULL;
     for (size_t i = 0; i < c->dl.n_owned; i++) {
         explicit_bzero(c->dl.owned[i], strlen(c->dl.owned[i]));
         free(c->dl.owned[i]);
@@ -1189,7 +1218,7 @@ static void print_options(FILE *f, const struct command *c, const rv_config *cfg
 static void print_download_help(FILE *f) {
     rv_config cfg;
     rv_config_init(&cfg);
-    fputs("Usage: " PROG " download [--local] [OPTIONS] URL...\n"
+    fputs("Usage: " PROG " download [--local] [OPTIONS] URL... | -i FILE\n"
           "\n"
           "Download each URL (http, https, file) to a file, with parallel ranged\n"
           "requests, retries, verification, and atomic delivery: a file appears under\n"

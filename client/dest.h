@@ -24,6 +24,10 @@
  * file name in the URL), RV_E_NOMEM; *ret is untouched then. */
 int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd, char **ret);
 
+/* As rvc_destination for URL i of o->urls, with its -i out= and dir=
+ * (input.h) when it has them. */
+int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, char **ret);
+
 /* Whether path can be a destination for this user: not a directory (nor
  * ending in '/'), in an existing directory this user can write and search.
  * RV_OK; RV_E_DEST_IS_DIR or RV_E_DEST_UNWRITABLE with *ret_detail a
@@ -45,7 +49,7 @@ int rvc_dest_exists_detail(const char *path, char **ret_detail);
  * exists, printing one notice line per URL dropped to notices (NULL: none,
  * as with -q). Done before anything else reads the URLs (the netrc's
  * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls
- * then partly filtered; the command ends). */
+ * then partly filtered, but consistent; the command ends). */
 int rvc_skip_existing(rvc_download_opts *o, FILE *notices);
 
 #endif

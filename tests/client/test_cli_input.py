@@ -3,11 +3,15 @@
 (--force, --no-clobber, and the default refusal, exit 10), in both modes,
 against the fault origin (its request log shows that nothing was fetched)
 and the real retrieverd; and retrieverd's own check (DownloadRequest
-.no_replace) through the API.
+.no_replace) through the API. And -i FILE (aria2's input-file format):
+1,000 URLs from nginx with out=, dir=, checksum= lines, every file's
+sha256 checked; -i - (stdin); header= reaching the origin; a checksum=
+mismatch; bad lines named FILE:LINE.
 
 Environment (set by ctest): RV_CTL, RV_DAEMON, RV_PROTOC, RV_PROTO_DIR,
 PYTHONPATH reaching tests/fixtures.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +23,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "fixtures"))
 import daemons  # noqa: E402
-from origins import FaultOrigin, make_file, sha256_file  # noqa: E402
+from origins import FaultOrigin, NginxOrigin, make_file, sha256_file  # noqa: E402
 
 import grpc  # noqa: E402
 
@@ -214,6 +218,146 @@ class ClobberTest(Base):
         events = list(download(req, timeout=60))
         self.assertTrue(events)
         self.assertEqual(sha256_file(a), self.sha["a.bin"])
+
+
+N_MANY = 1000  # the issue's figure; also retrieverd's sources per request
+
+
+class InputTest(Base):
+    MODES = ("local", "daemon")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        many = os.path.join(cls.root, "many")
+        os.mkdir(many)
+        cls.many_sha = []
+        for k in range(N_MANY):
+            cls.many_sha.append(sha256_file(make_file(os.path.join(many, "m%04d.bin" % k),
+                                                      1000 + k, 1000 + k)))
+        cls.ng = NginxOrigin(cls.root).start()
+        cls.addClassCleanup(cls.ng.stop)
+
+    def write(self, text, name="urls.txt"):
+        path = os.path.join(self.out, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_thousand_urls(self):
+        """1,000 URLs: every third renamed (out=), every fifth into its own
+        directory (dir=), every seventh with its checksum, comments and
+        blank lines between; every file arrives whole, where it was put."""
+        for mode in self.MODES:
+            with self.subTest(mode=mode):
+                dest = os.path.join(self.out, mode)
+                sub = os.path.join(dest, "sub")
+                os.makedirs(sub)
+                lines, expect = ["# generated", ""], {}
+                for k in range(N_MANY):
+                    lines.append(self.ng.url("/many/m%04d.bin" % k, case=mode))
+                    name = "m%04d.bin" % k
+                    if k % 3 == 0:
+                        name = "renamed-%d.out" % k
+                        lines.append("  out=" + name)
+                    where = dest
+                    if k % 5 == 0:
+                        where = sub
+                        lines.append("\tdir=" + sub)
+                    if k % 7 == 0:
+                        lines.append("  checksum=sha-256=" + self.many_sha[k].upper())
+                    if k % 100 == 0:
+                        lines += ["", "   # a comment, indented", ""]
+                    expect[os.path.join(where, name)] = self.many_sha[k]
+                urls = self.write("\n".join(lines) + "\n", "urls-%s.txt" % mode)
+                p = ctl("download", *self.mode_args(mode), "-q", "-i", urls, "-d", dest)
+                self.assert_rc(p, 0)
+                got = {}
+                for d in (dest, sub):
+                    for n in os.listdir(d):
+                        if os.path.isfile(os.path.join(d, n)):
+                            got[os.path.join(d, n)] = sha256_file(os.path.join(d, n))
+                self.assertEqual(len(got), N_MANY)
+                self.assertEqual(got, expect)
+
+    def test_stdin_and_command_line(self):
+        """-i -: the URLs on stdin come after the command line's."""
+        for mode in self.MODES:
+            with self.subTest(mode=mode):
+                text = "%s\n  out=from-stdin.bin\n" % self.ng.url("/b.bin")
+                p = ctl("download", *self.mode_args(mode), "--json", "-d", self.out, "-i", "-",
+                        self.ng.url("/a.bin"), stdin=text)
+                self.assert_rc(p, 0)
+                # Lines come as URLs finish: compare as a mapping.
+                lines = [json.loads(line) for line in p.stdout.splitlines()]
+                self.assertEqual({o["url"]: o["path"] for o in lines},
+                                 {self.ng.url("/a.bin"): os.path.join(self.out, "a.bin"),
+                                  self.ng.url("/b.bin"):
+                                  os.path.join(self.out, "from-stdin.bin")})
+                self.assertEqual(sha256_file(os.path.join(self.out, "from-stdin.bin")),
+                                 self.sha["b.bin"])
+                os.unlink(os.path.join(self.out, "a.bin"))
+                os.unlink(os.path.join(self.out, "from-stdin.bin"))
+
+    def test_header_and_checksum(self):
+        """header= goes with that URL only; a checksum= mismatch fails it
+        (exit 6) and leaves no file."""
+        for mode in self.MODES:
+            with self.subTest(mode=mode):
+                self.fo.reset()
+                text = ("%s\n header=X-Only-A: yes\n header=X-Two: 2\n%s\n"
+                        % (self.url("a.bin", mode), self.url("b.bin", mode)))
+                p = ctl("download", *self.mode_args(mode), "--force", "-d", self.out, "-i",
+                        self.write(text))
+                self.assert_rc(p, 0)
+                a = [e["headers"] for e in self.fetched("a.bin", mode)]
+                b = [e["headers"] for e in self.fetched("b.bin", mode)]
+                self.assertTrue(a and b)
+                for h in a:
+                    self.assertEqual(h.get("x-only-a"), "yes")
+                    self.assertEqual(h.get("x-two"), "2")
+                for h in b:
+                    self.assertNotIn("x-only-a", h)
+                wrong = "0" * 64
+                text = "%s\n  out=bad.bin\n  checksum=sha-256=%s\n" % (
+                    self.ng.url("/a.bin", case=mode + "-bad"), wrong)
+                p = ctl("download", *self.mode_args(mode), "-d", self.out, "-i",
+                        self.write(text))
+                self.assert_rc(p, 6)
+                self.assertFalse(os.path.exists(os.path.join(self.out, "bad.bin")))
+
+    def test_bad_lines(self):
+        url = self.ng.url("/a.bin")
+        cases = [
+            ("  out=x\n", 1, "an option line (it starts with a blank) before any URL"),
+            ("# c\n%s\n  size=3\n" % url, 3,
+             "unknown option 'size' (known: out, dir, checksum, header)"),
+            ("%s\n  checksum=md5=abc\n" % url, 2, "checksum= needs sha-256=HEX"),
+            ("%s\n  checksum=sha-256=abc\n" % url, 2, "checksum=sha-256= needs 64 hex digits, not 'abc'"),
+            ("%s\n  out=a\n  out=b\n" % url, 3, "out= given twice for one URL"),
+            ("%s\n  header=Range: bytes=0-1\n" % url, 2, "header= needs 'Name: value'"),
+            ("\n%s\t%s\n" % (url, url), 2, "a URL line holds one URL"),
+            ("%s\n  novalue\n" % url, 2, "expected NAME=VALUE"),
+        ]
+        for text, line, what in cases:
+            with self.subTest(text=text):
+                path = self.write(text)
+                p = ctl("download", "--local", "-d", self.out, "-i", path)
+                self.assert_rc(p, 2)
+                self.assertIn("retrieverctl: %s:%d: %s" % (path, line, what), p.stderr)
+                self.assertEqual(os.listdir(self.out), ["urls.txt"])
+        p = ctl("download", "--local", "-d", self.out, "-i", self.write("# nothing\n\n"))
+        self.assert_rc(p, 2)
+        self.assertIn("no URL in it", p.stderr)
+        p = ctl("download", "--local", "-i", os.path.join(self.out, "missing"))
+        self.assert_rc(p, 2)
+        self.assertIn("cannot read -i file", p.stderr)
+        for args, what in ((["-o", "x"], "'-o/--output' names one file"),
+                           (["--sha256", "0" * 64], "'--sha256' checks one file"),
+                           (["--header", "@-"], "both read standard input")):
+            p = ctl("download", "--local", "-i", "-", *args, stdin="")
+            self.assert_rc(p, 2)
+            self.assertIn(what, p.stderr)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ PYTHONPATH reaching tests/fixtures.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -181,6 +182,36 @@ class ClobberTest(Base):
                 self.assert_old(a)
                 os.unlink(a)
                 os.unlink(b)
+
+    def test_resume_is_not_refused(self):
+        """An interrupted download leaves nothing at its destination, so
+        the same command (no --force) resumes it: the refusal is only
+        for a finished file already there."""
+        make_file(os.path.join(self.root, "big.bin"), 4 << 20, 5)
+        for mode in self.MODES:
+            with self.subTest(mode=mode):
+                dest = os.path.join(self.out, "big.bin")
+                url = self.fo.url("/big.bin", case="%s-%s" % (self.case, mode), rate=1 << 20)
+                key = "/big.bin?" + url.split("?", 1)[1]
+                argv = [CTL, "download", *self.mode_args(mode), "-q", "-c", "2", "-o", dest,
+                        url]
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                try:
+                    self.assertTrue(self.fo.wait(key, 2, event="request", timeout=30))
+                    p.send_signal(signal.SIGINT)
+                    _, err = p.communicate(timeout=RUN_TIMEOUT)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+                self.assertEqual(p.returncode, 130, err)
+                self.assertFalse(os.path.lexists(dest))
+                p = ctl(*argv[1:])  # the same command
+                self.assert_rc(p, 0)
+                self.assertEqual(sha256_file(dest), sha256_file(os.path.join(self.root,
+                                                                             "big.bin")))
+                os.unlink(dest)
 
     def test_usage(self):
         p = ctl("download", "--force", "--no-clobber", "-o", os.path.join(self.out, "x"),

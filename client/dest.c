@@ -139,9 +139,11 @@ int rvc_skip_existing(rvc_download_opts *o, FILE *notices) {
             r = e; /* kept; the list stays whole, and the command ends */
         /* A URL with no usable name stays: the run rejects it, in order. */
         bool skip = e == RV_OK && rvc_dest_exists(path);
-        if (skip && notices)
-            fprintf(notices, "retrieverctl: skipped %s: '%s' exists (--no-clobber)\n",
-                    o->urls[i], path);
+        char *shown = NULL; /* the URL as it may be printed (no secrets) */
+        if (skip && notices && rv_url_redact(o->urls[i], &shown) == RV_OK)
+            fprintf(notices, "retrieverctl: skipped '%s': '%s' exists (--no-clobber)\n", shown,
+                    path);
+        free(shown);
         free(path);
         if (skip && o->inputs)
             free(o->inputs[i].headers);

@@ -83,7 +83,7 @@ static int option_line(struct reader *rd, char *s) {
     rvc_input_item *it = &o->inputs[o->n_urls - 1];
     char *eq = strchr(s, '=');
     if (!eq)
-        return failf(rd, "expected NAME=VALUE (out=, dir=, checksum=, header=), not '%s'", s);
+        return failf(rd, "expected NAME=VALUE (out=, dir=, checksum=, header=)");
     *eq = '\0';
     char *v = eq + 1;
     if (strcmp(s, "out") == 0 || strcmp(s, "dir") == 0) {
@@ -145,8 +145,9 @@ static int option_line(struct reader *rd, char *s) {
 static int url_line(struct reader *rd, char *s) {
     rvc_download_opts *o = rd->o;
     if (strpbrk(s, " \t"))
+        /* The line is not quoted: a URL may carry a token. */
         return failf(rd, "a URL line holds one URL (aria2's mirrors, several URLs separated by "
-                         "tabs, are not supported): '%s'", s);
+                         "tabs, are not supported)");
     int r = grow(rd);
     if (r != RV_OK)
         return r;

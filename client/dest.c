@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "input.h"
+#include "json.h"
 #include "retriever/retriever.h"
 
 /* a + "/" + b, without doubling a trailing '/' of a. malloc'd or NULL. */
@@ -129,7 +131,7 @@ int rvc_dest_exists_detail(const char *path, char **ret_detail) {
                   "'%s': --force replaces it, --no-clobber skips it", path);
 }
 
-int rvc_skip_existing(rvc_download_opts *o, FILE *notices) {
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json) {
     size_t kept = 0;
     int r = RV_OK;
     for (size_t i = 0; i < o->n_urls; i++) {
@@ -140,9 +142,19 @@ int rvc_skip_existing(rvc_download_opts *o, FILE *notices) {
         /* A URL with no usable name stays: the run rejects it, in order. */
         bool skip = e == RV_OK && rvc_dest_exists(path);
         char *shown = NULL; /* the URL as it may be printed (no secrets) */
-        if (skip && notices && rv_url_redact(o->urls[i], &shown) == RV_OK)
+        if (skip && (notices || json) && rv_url_redact(o->urls[i], &shown) != RV_OK)
+            r = RV_E_NOMEM;
+        if (shown && notices)
             fprintf(notices, "retrieverctl: skipped '%s': '%s' exists (--no-clobber)\n", shown,
                     path);
+        if (shown && json) {
+            rvc_json_result res = {.url = shown, .path = path, .state = "skipped"};
+            rvc_buf b;
+            rvc_buf_init(&b, 64 * 1024);
+            if (rvc_json_result_line(&b, &res) == RV_OK)
+                fwrite(b.data, 1, b.len, json);
+            rvc_buf_done(&b);
+        }
         free(shown);
         free(path);
         if (skip && o->inputs)

@@ -47,9 +47,10 @@ int rvc_dest_exists_detail(const char *path, char **ret_detail);
 
 /* --no-clobber: drop from o->urls (order kept) every URL whose destination
  * exists, printing one notice line per URL dropped to notices (NULL: none,
- * as with -q). Done before anything else reads the URLs (the netrc's
+ * as with -q) and, when json is not NULL (--json), its JSON line there
+ * ("state": "skipped"). Done before anything else reads the URLs (the netrc's
  * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls
  * then partly filtered, but consistent; the command ends). */
-int rvc_skip_existing(rvc_download_opts *o, FILE *notices);
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json);
 
 #endif

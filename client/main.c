@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
     if (cmd.verb == RVC_VERB_DOWNLOAD && cmd.dl.no_clobber) {
         /* Skipped URLs are gone before anything is read or asked for them;
          * when none is left there is nothing to do, and that is success. */
-        r = rvc_skip_existing(&cmd.dl, cmd.dl.quiet ? NULL : stderr);
+        r = rvc_skip_existing(&cmd.dl, cmd.dl.quiet ? NULL : stderr,
+                              cmd.dl.json ? stdout : NULL);
         if (r != RV_OK || cmd.dl.n_urls == 0) {
             if (r != RV_OK)
                 fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));

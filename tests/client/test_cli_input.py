@@ -182,6 +182,15 @@ class ClobberTest(Base):
                 self.assert_rc(p, 0)
                 self.assertEqual(p.stderr, "")
                 self.assert_old(a)
+                # --json: a "skipped" line each, with the fields of any line.
+                p = ctl("download", *self.mode_args(mode), "--no-clobber", "--json", "-d",
+                        self.out, self.url("a.bin", mode), self.url("b.bin", mode))
+                self.assert_rc(p, 0)
+                lines = [json.loads(line) for line in p.stdout.splitlines()]
+                self.assertEqual([(o["path"], o["state"], o["bytes"], o["error"])
+                                  for o in lines],
+                                 [(a, "skipped", 0, None), (b, "skipped", 0, None)])
+                self.assertEqual(lines[0]["url"], self.fo.url("/a.bin", case="REDACTED"))
                 os.unlink(a)
                 os.unlink(b)
 

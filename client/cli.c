@@ -33,6 +33,9 @@ enum opt_id {
     OPT_DETACH,
     OPT_OUTPUT,
     OPT_DIR,
+    OPT_FORCE,
+    OPT_NO_CLOBBER,
+    OPT_INPUT_FILE,
     OPT_CONNECTIONS,
     OPT_CHUNK_SIZE,
     OPT_HEADER,
@@ -108,6 +111,17 @@ static const struct opt_def download_opts[] = {
      "save into the existing directory DIR, each file\n"
      "named after the last segment of its URL's path\n"
      "(default: the current directory)", MODE_ANY},
+    {OPT_INPUT_FILE, "input-file", 'i', "FILE", false, NULL,
+     "also download the URLs listed in FILE ('-':\n"
+     "stdin), aria2's format: a URL per line, then\n"
+     "indented out=, dir=, checksum=sha-256=HEX,\n"
+     "header=NAME: VALUE lines for it", MODE_ANY},
+    {OPT_FORCE, "force", 0, NULL, true, NULL,
+     "replace a destination that exists (default:\n"
+     "refuse, exit 10, nothing downloaded)", MODE_ANY},
+    {OPT_NO_CLOBBER, "no-clobber", 0, NULL, true, NULL,
+     "skip a URL whose destination exists, with a\n"
+     "notice (exit 0 when nothing else fails)", MODE_ANY},
     {OPT_COPY, "copy", 0, NULL, true, NULL,
      "never deliver a hard link to the cached file, even\n"
      "where retrieverd's link-deliveries would: a\n"
@@ -693,6 +707,17 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_NO_STATE:
         d->no_state = true;
         return RV_OK;
+    case OPT_INPUT_FILE:
+        if (!*v)
+            return fail(p, "download", "option '%s' needs a file name ('-': stdin)", spelled);
+        d->input_file = v;
+        return RV_OK;
+    case OPT_FORCE:
+        d->force = true;
+        return RV_OK;
+    case OPT_NO_CLOBBER:
+        d->no_clobber = true;
+        return RV_OK;
     case OPT_COPY:
         d->copy = true;
         return RV_OK;
@@ -727,8 +752,22 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
 /* Checks that need the whole command line. */
 static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen) {
     const rvc_download_opts *d = &cmd->dl;
-    if (d->n_urls == 0)
+    if (d->n_urls == 0 && !d->input_file)
         return fail(p, "download", "no URL given");
+    /* -i adds URLs the parser has not seen: what takes one URL is refused
+     * with it, whatever the file holds (it has out= and checksum=). */
+    if (d->input_file && d->output)
+        return fail(p, "download",
+                    "option '-o/--output' names one file; with -i, name each in the file "
+                    "(out=) or use -d DIR");
+    if (d->input_file && d->sha256[0])
+        return fail(p, "download",
+                    "option '--sha256' checks one file; with -i, give each its "
+                    "checksum=sha-256=HEX line");
+    for (size_t k = 0; d->input_file && strcmp(d->input_file, "-") == 0 && k < d->n_headers; k++)
+        if (strcmp(d->headers[k], "@-") == 0)
+            return fail(p, "download",
+                        "'-i -' and '--header @-' both read standard input: give one a file");
     if (d->output && d->dir)
         return fail(p, "download", "options '-o/--output' and '-d/--dir' cannot be used together");
     if (d->output && d->n_urls > 1)
@@ -744,6 +783,10 @@ static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen
                                    : "--link");
     if (d->copy && d->link)
         return fail(p, "download", "options '--copy' and '--link' cannot be used together");
+    if (d->force && d->no_clobber)
+        return fail(p, "download",
+                    "options '--force' (replace) and '--no-clobber' (skip) cannot be used "
+                    "together");
     if (d->insecure && d->ca_file)
         return fail(p, "download", "option '--insecure' checks no certificate, so '--cacert%s' "
                     "would do nothing: give one or the other",
@@ -898,7 +941,8 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
             static const enum opt_id not_cat[] = {
                 OPT_DETACH, OPT_HEADER, OPT_NETRC, OPT_NETRC_FILE, OPT_SHA256, OPT_JSON,
                 OPT_DIGEST, OPT_LINK, OPT_COPY, OPT_RETRIES, OPT_CONNECT_TIMEOUT,
-                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE};
+                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE, OPT_FORCE,
+                OPT_NO_CLOBBER};
             const struct opt_def *bad = NULL;
             for (size_t k = 0; k < N_OF(not_cat) && !bad; k++)
                 if (seen[not_cat[k]])
@@ -1036,6 +1080,10 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
 }
 
 void rvc_cmd_done(rvc_cmd *c) {
+    for (size_t i = 0; c->dl.inputs && i < c->dl.n_urls; i++)
+        free(c->dl.inputs[i].headers);
+    free(c->dl.inputs);
+    c->dl.inputs = NULL;
     for (size_t i = 0; i < c->dl.n_owned; i++) {
         explicit_bzero(c->dl.owned[i], strlen(c->dl.owned[i]));
         free(c->dl.owned[i]);
@@ -1170,7 +1218,7 @@ static void print_options(FILE *f, const struct command *c, const rv_config *cfg
 static void print_download_help(FILE *f) {
     rv_config cfg;
     rv_config_init(&cfg);
-    fputs("Usage: " PROG " download [--local] [OPTIONS] URL...\n"
+    fputs("Usage: " PROG " download [--local] [OPTIONS] URL... | -i FILE\n"
           "\n"
           "Download each URL (http, https, file) to a file, with parallel ranged\n"
           "requests, retries, verification, and atomic delivery: a file appears under\n"

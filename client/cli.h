@@ -69,6 +69,16 @@ typedef struct rvc_jobs_opts {
  * recently used first (a hard-linked destination keeps its data). */
 #define RVC_DEFAULT_CACHE_QUOTA (10ull << 30)
 
+/* One URL's own fields from -i FILE (input.h); all empty for a URL of the
+ * command line. Strings borrowed from rvc_download_opts.owned. */
+typedef struct rvc_input_item {
+    const char *out;      /* out=: its file name, relative to dir (or -d); NULL: from the URL */
+    const char *dir;      /* dir=: its directory; NULL: -d's, else the current one */
+    char sha256[65];      /* checksum=sha-256=HEX in lower case; "" when absent */
+    const char **headers; /* header= lines, after the common ones; array owned */
+    size_t n_headers;
+} rvc_input_item;
+
 typedef struct rvc_download_opts {
     bool local;                  /* --local */
     bool detach;                 /* --detach (daemon mode only) */
@@ -77,6 +87,10 @@ typedef struct rvc_download_opts {
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
+    bool force;                  /* --force: replace an existing destination */
+    bool no_clobber;             /* --no-clobber: skip a URL whose destination exists
+                                    (rvc_skip_existing); neither: refuse it
+                                    (RV_E_DEST_EXISTS). Never both */
     char sha256[65];             /* --sha256 in lower case; "" when absent */
     bool json;                   /* --json */
     int digest;                  /* --digest 1, --no-digest 0; -1: only when
@@ -112,6 +126,8 @@ typedef struct rvc_download_opts {
     char **owned;                /* what rvc_secrets_resolve read (header lines, auth
                                     lines); owned, wiped before they are freed */
     size_t n_owned;
+    const char *input_file;      /* -i FILE ("-": stdin); NULL when absent */
+    rvc_input_item *inputs;      /* NULL, or (after rvc_input_read) n_urls entries; owned */
     const char **urls; /* array owned, strings borrowed from argv */
     size_t n_urls;
 } rvc_download_opts;

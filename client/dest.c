@@ -10,6 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "input.h"
+#include "json.h"
 #include "retriever/retriever.h"
 
 /* a + "/" + b, without doubling a trailing '/' of a. malloc'd or NULL. */
@@ -22,21 +25,32 @@ static char *join(const char *a, const char *b) {
     return path;
 }
 
-/* The path as the user named it: -o FILE, DIR/NAME or NAME. */
-static int relative_destination(const rvc_download_opts *o, const char *url, char **ret) {
+/* The path as the user named it: -o FILE, DIR/NAME or NAME, where -i's
+ * out= and dir= (input.h) stand in for NAME and -d's DIR. */
+static int relative_destination(const rvc_download_opts *o, const char *url,
+                                const rvc_input_item *item, char **ret) {
     char *name = NULL;
     if (o->output) {
         *ret = strdup(o->output);
         return *ret ? RV_OK : RV_E_NOMEM;
     }
-    int e = rv_default_filename(url, &name);
-    if (e != RV_OK)
-        return e;
-    if (!o->dir) {
+    const char *dir = item && item->dir ? item->dir : o->dir;
+    if (item && item->out) {
+        name = strdup(item->out);
+        if (!name)
+            return RV_E_NOMEM;
+        if (name[0] == '/')
+            dir = NULL; /* an absolute out= is the whole path */
+    } else {
+        int e = rv_default_filename(url, &name);
+        if (e != RV_OK)
+            return e;
+    }
+    if (!dir) {
         *ret = name;
         return RV_OK;
     }
-    char *path = join(o->dir, name);
+    char *path = join(dir, name);
     free(name);
     if (!path)
         return RV_E_NOMEM;
@@ -44,9 +58,10 @@ static int relative_destination(const rvc_download_opts *o, const char *url, cha
     return RV_OK;
 }
 
-int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd, char **ret) {
+static int destination(const rvc_download_opts *o, const char *url, const rvc_input_item *item,
+                       const char *cwd, char **ret) {
     char *path = NULL;
-    int e = relative_destination(o, url, &path);
+    int e = relative_destination(o, url, item, &path);
     if (e != RV_OK)
         return e;
     if (cwd && path[0] != '/') {
@@ -58,6 +73,14 @@ int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd
     }
     *ret = path;
     return RV_OK;
+}
+
+int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd, char **ret) {
+    return destination(o, url, NULL, cwd, ret);
+}
+
+int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, char **ret) {
+    return destination(o, o->urls[i], rvc_input_item_of(o, i), cwd, ret);
 }
 
 /* Set *ret_detail to a formatted sentence and return code (RV_E_NOMEM when
@@ -94,5 +117,53 @@ int rvc_check_destination(const char *path, char **ret_detail) {
         r = reject(ret_detail, RV_E_DEST_UNWRITABLE, "cannot write in directory '%s': %s", dir,
                    strerror(errno));
     free(copy);
+    return r;
+}
+
+bool rvc_dest_exists(const char *path) {
+    struct stat st;
+    /* lstat: a symbolic link is something there, even a dangling one. */
+    return lstat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+int rvc_dest_exists_detail(const char *path, char **ret_detail) {
+    return reject(ret_detail, RV_E_DEST_EXISTS,
+                  "'%s': --force replaces it, --no-clobber skips it", path);
+}
+
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json) {
+    size_t kept = 0;
+    int r = RV_OK;
+    for (size_t i = 0; i < o->n_urls; i++) {
+        char *path = NULL;
+        int e = rvc_destination_of(o, i, NULL, &path);
+        if (e == RV_E_NOMEM)
+            r = e; /* kept; the list stays whole, and the command ends */
+        /* A URL with no usable name stays: the run rejects it, in order. */
+        bool skip = e == RV_OK && rvc_dest_exists(path);
+        char *shown = NULL; /* the URL as it may be printed (no secrets) */
+        if (skip && (notices || json) && rv_url_redact(o->urls[i], &shown) != RV_OK)
+            r = RV_E_NOMEM;
+        if (shown && notices)
+            fprintf(notices, "retrieverctl: skipped '%s': '%s' exists (--no-clobber)\n", shown,
+                    path);
+        if (shown && json) {
+            rvc_json_result res = {.url = shown, .path = path, .state = "skipped"};
+            rvc_buf b;
+            rvc_buf_init(&b, 64 * 1024);
+            if (rvc_json_result_line(&b, &res) == RV_OK)
+                fwrite(b.data, 1, b.len, json);
+            rvc_buf_done(&b);
+        }
+        free(shown);
+        free(path);
+        if (skip && o->inputs)
+            free(o->inputs[i].headers);
+        if (!skip && o->inputs)
+            o->inputs[kept] = o->inputs[i];
+        if (!skip)
+            o->urls[kept++] = o->urls[i];
+    }
+    o->n_urls = kept;
     return r;
 }

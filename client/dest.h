@@ -12,6 +12,9 @@
 #ifndef RVC_DEST_H
 #define RVC_DEST_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 #include "cli.h"
 
 /* The destination of url under o's -o/-d. With cwd NULL the path is as the
@@ -21,6 +24,10 @@
  * file name in the URL), RV_E_NOMEM; *ret is untouched then. */
 int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd, char **ret);
 
+/* As rvc_destination for URL i of o->urls, with its -i out= and dir=
+ * (input.h) when it has them. */
+int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, char **ret);
+
 /* Whether path can be a destination for this user: not a directory (nor
  * ending in '/'), in an existing directory this user can write and search.
  * RV_OK; RV_E_DEST_IS_DIR or RV_E_DEST_UNWRITABLE with *ret_detail a
@@ -28,5 +35,22 @@ int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd
  * engine words it); RV_E_INVALID_ARGUMENT for "" (detail set too);
  * RV_E_NOMEM (no detail). */
 int rvc_check_destination(const char *path, char **ret_detail);
+
+/* Whether something that is not a directory is at path (lstat: a symbolic
+ * link counts, dangling or not). A directory is left to
+ * rvc_check_destination / the engine, which name it as such. */
+bool rvc_dest_exists(const char *path);
+
+/* Sets *ret_detail to the sentence for an existing destination path (what
+ * the user can do about it) and returns RV_E_DEST_EXISTS, or RV_E_NOMEM. */
+int rvc_dest_exists_detail(const char *path, char **ret_detail);
+
+/* --no-clobber: drop from o->urls (order kept) every URL whose destination
+ * exists, printing one notice line per URL dropped to notices (NULL: none,
+ * as with -q) and, when json is not NULL (--json), its JSON line there
+ * ("state": "skipped"). Done before anything else reads the URLs (the netrc's
+ * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls
+ * then partly filtered, but consistent; the command ends). */
+int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json);
 
 #endif

@@ -59,6 +59,9 @@ rvc_exit rvc_exit_code(int rv_err) {
     case RV_E_CHANGED:
         return RVC_EXIT_PROTOCOL;
 
+    case RV_E_DEST_EXISTS:
+        return RVC_EXIT_DEST_EXISTS;
+
     case RV_E_CANCELLED:
         return RVC_EXIT_SIGINT;
     }
@@ -81,10 +84,13 @@ rvc_exit rvc_exit_for_rpc(int rpc_code) {
     case RVC_RPC_UNAUTHENTICATED:
     case RVC_RPC_UNIMPLEMENTED:
         return RVC_EXIT_DAEMON_REFUSED;
+    case RVC_RPC_ALREADY_EXISTS:
+        /* retrieverd's only ALREADY_EXISTS: a destination it was asked
+         * not to replace (DownloadRequest.no_replace) exists. */
+        return RVC_EXIT_DEST_EXISTS;
     case RVC_RPC_CANCELLED:
     case RVC_RPC_UNKNOWN:
     case RVC_RPC_NOT_FOUND:
-    case RVC_RPC_ALREADY_EXISTS:
     case RVC_RPC_FAILED_PRECONDITION:
     case RVC_RPC_ABORTED:
     case RVC_RPC_INTERNAL:

@@ -38,6 +38,9 @@
     X(RVC_EXIT_DAEMON_REFUSED, 9,                                                              \
       "retrieverd refused: permission denied (its socket, this user, a destination or a "      \
       "file:// source), or it does not support the request")                                   \
+    X(RVC_EXIT_DEST_EXISTS, 10,                                                                \
+      "the destination exists: download neither replaces it without --force nor skips it "     \
+      "without --no-clobber; nothing was downloaded")                                          \
     X(RVC_EXIT_SIGINT, 130,                                                                    \
       "interrupted by SIGINT (Ctrl-C): unfinished downloads were cancelled (through "          \
       "retrieverd: unless another client follows the job) and their durable part kept; "       \

@@ -39,7 +39,8 @@ int rvc_json_string(rvc_buf *b, const char *s);
 typedef struct rvc_json_result {
     const char *url;   /* required */
     const char *path;  /* NULL: null */
-    const char *state; /* required: "done", "failed", "cancelled", "rejected" */
+    const char *state; /* required: "done", "failed", "cancelled", "rejected",
+                          "skipped" */
     uint64_t bytes;
     const char *sha256; /* NULL: null */
     bool has_crc32c;    /* false: null */

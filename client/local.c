@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "dest.h"
+#include "input.h"
 #include "exitcode.h"
 #include "fmt.h"
 #include "json.h"
@@ -245,7 +246,7 @@ static size_t add_each(struct run *r) {
     size_t rejected = 0;
     for (size_t i = 0; i < r->n; i++) {
         struct item *it = &r->items[i];
-        int e = rvc_destination(r->o, it->url, NULL, &it->path);
+        int e = rvc_destination_of(r->o, i, NULL, &it->path);
         r->views[i].name = it->path ? it->path : it->shown;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
@@ -262,24 +263,43 @@ static size_t add_each(struct run *r) {
             rejected++;
             continue;
         }
+        /* The engine would replace it (by rename) once the new file is
+         * complete: refuse now, before anything is fetched, unless --force. */
+        if (!r->o->force && rvc_dest_exists(it->path)) {
+            it->reject = rvc_dest_exists_detail(it->path, &it->reject_detail);
+            if (it->reject == RV_E_NOMEM) {
+                r->run_error = RV_E_NOMEM;
+                return rejected;
+            }
+            rvc_report_rejected(&r->rep, it->shown, it->reject, rv_strerror(it->reject),
+                                it->reject_detail);
+            rejected++;
+            continue;
+        }
         /* The netrc's Authorization line, when this URL's host has one,
          * after the common headers (the engine copies them). */
         const char **hdrs = NULL;
         size_t n_hdrs = r->o->n_headers;
-        if (r->o->auth && r->o->auth[i]) {
-            hdrs = malloc((n_hdrs + 1) * sizeof(*hdrs));
+        const rvc_input_item *in = rvc_input_item_of(r->o, i);
+        size_t n_own = in ? in->n_headers : 0;
+        if ((r->o->auth && r->o->auth[i]) || n_own) {
+            /* The common lines, then -i's header= lines, then the netrc's. */
+            hdrs = malloc((n_hdrs + n_own + 1) * sizeof(*hdrs));
             if (!hdrs) {
                 r->run_error = RV_E_NOMEM;
                 return rejected;
             }
             if (n_hdrs)
                 memcpy(hdrs, r->o->headers, n_hdrs * sizeof(*hdrs));
-            hdrs[n_hdrs++] = r->o->auth[i];
+            for (size_t k = 0; k < n_own; k++)
+                hdrs[n_hdrs++] = in->headers[k];
+            if (r->o->auth && r->o->auth[i])
+                hdrs[n_hdrs++] = r->o->auth[i];
         }
         rv_request req = {
             .url = it->url,
             .dest_path = it->path,
-            .sha256_hex = r->o->sha256[0] ? r->o->sha256 : NULL,
+            .sha256_hex = rvc_input_sha256(r->o, i),
             .headers = hdrs ? hdrs : r->o->headers,
             .n_headers = n_hdrs,
             .user_data = it,
@@ -358,7 +378,7 @@ static void report_final(struct run *r, size_t i) {
     r->views[i].cached = st == RV_STATE_DONE && rv_object_from_cache(it->obj);
     if (st == RV_STATE_DONE && !r->o->quiet) {
         rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
-                        r->o->sha256[0] != '\0', rv_object_sha256_hex(it->obj),
+                        rvc_input_sha256(r->o, i) != NULL, rv_object_sha256_hex(it->obj),
                         r->views[i].cached ? "cached" : NULL);
     } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
         emit_error(r, it->shown, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);

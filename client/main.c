@@ -12,6 +12,8 @@
 
 #include "cachecmd.h"
 #include "cli.h"
+#include "dest.h"
+#include "input.h"
 #include "exitcode.h"
 #include "local.h"
 #include "remotemod.h"
@@ -51,6 +53,29 @@ int main(int argc, char **argv) {
     cmd.dl.umask = (unsigned)mask;
     /* Header files, $RETRIEVER_HEADERS and the netrc are read once the
      * command line is known to be good, before anything is downloaded. */
+    if (cmd.verb == RVC_VERB_DOWNLOAD && cmd.dl.input_file) {
+        /* -i FILE's URLs join the command line's before anything else
+         * looks at the list (--no-clobber, the netrc, the run). */
+        r = rvc_input_read(&cmd.dl, stdin, &error);
+        if (r != RV_OK) {
+            fprintf(stderr, "retrieverctl: %s\n", r == RV_E_INVALID_ARGUMENT ? error : rv_strerror(r));
+            free(error);
+            rvc_cmd_done(&cmd);
+            return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);
+        }
+    }
+    if (cmd.verb == RVC_VERB_DOWNLOAD && cmd.dl.no_clobber) {
+        /* Skipped URLs are gone before anything is read or asked for them;
+         * when none is left there is nothing to do, and that is success. */
+        r = rvc_skip_existing(&cmd.dl, cmd.dl.quiet ? NULL : stderr,
+                              cmd.dl.json ? stdout : NULL);
+        if (r != RV_OK || cmd.dl.n_urls == 0) {
+            if (r != RV_OK)
+                fprintf(stderr, "retrieverctl: %s\n", rv_strerror(r));
+            rvc_cmd_done(&cmd);
+            return rvc_exit_code(r);
+        }
+    }
     if (cmd.verb == RVC_VERB_DOWNLOAD) {
         const char *home = getenv("HOME");
         if (!home || !*home) {

@@ -26,6 +26,7 @@
 #include "cmd_jobs.h"
 #include "daemonfind.h"
 #include "dest.h"
+#include "input.h"
 #include "exitcode.h"
 #include "fmt.h"
 #include "json.h"
@@ -145,6 +146,9 @@ static void print_status(rvc_report *rp, const char *method, const rvc_rpc_statu
         break;
     case RVC_RPC_PERMISSION_DENIED:
         what = "retrieverd refused";
+        break;
+    case RVC_RPC_ALREADY_EXISTS:
+        what = "retrieverd refused to replace a file (use --force)";
         break;
     case RVC_RPC_RESOURCE_EXHAUSTED:
         what = "retrieverd is too busy; try again later";
@@ -362,8 +366,9 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
     r->n_reported++;
 
     if (st == RV_STATE_DONE && !r->o->quiet)
-        rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries, r->o->sha256[0] != '\0',
-                        nonempty(c->sha256), c->from_cache ? "cached" : NULL);
+        rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries,
+                        rvc_input_sha256(r->o, i) != NULL, nonempty(c->sha256),
+                        c->from_cache ? "cached" : NULL);
     else if (st != RV_STATE_DONE)
         rvc_report_error(&r->rep, ob->shown, message, detail);
 
@@ -571,9 +576,9 @@ static long destinations(struct run *r, int *ret_code) {
         goto nomem_early;
     for (size_t i = 0; i < r->n; i++) {
         struct obj *ob = &r->objs[i];
-        int e = rvc_destination(r->o, ob->url, NULL, &ob->display);
+        int e = rvc_destination_of(r->o, i, NULL, &ob->display);
         if (e == RV_OK)
-            e = rvc_destination(r->o, ob->url, cwd, &ob->dest);
+            e = rvc_destination_of(r->o, i, cwd, &ob->dest);
         ENTRY *first = NULL;
         if (e == RV_OK &&
             !hsearch_r((ENTRY){.key = ob->dest, .data = (void *)(uintptr_t)i}, ENTER, &first, &seen))
@@ -607,6 +612,17 @@ static long destinations(struct run *r, int *ret_code) {
             ob->reject = e;
             ob->reject_detail = detail;
             rvc_report_rejected(&r->rep, ob->shown, e, rv_strerror(e), detail);
+            rejected++;
+            continue;
+        }
+        /* retrieverd would refuse it too (no_replace), but only after the
+         * job's other checks: the same words as --local, before asking. */
+        if (!r->o->force && rvc_dest_exists(ob->display)) {
+            ob->reject = rvc_dest_exists_detail(ob->display, &ob->reject_detail);
+            if (ob->reject == RV_E_NOMEM)
+                goto nomem;
+            rvc_report_rejected(&r->rep, ob->shown, ob->reject, rv_strerror(ob->reject),
+                                ob->reject_detail);
             rejected++;
             continue;
         }
@@ -676,9 +692,11 @@ struct request {
     Retriever__V1__Header *headers; /* shared by every source */
     Retriever__V1__Header **header_ptrs;
     size_t n_headers;
-    Retriever__V1__Header *auth;        /* r->n entries: source i's netrc line, if any */
+    Retriever__V1__Header **own;        /* r->n entries: NULL, or source i's own lines:
+                                           -i's header= lines, then the netrc's */
+    size_t *n_own;                      /* r->n entries: how many in own[i] */
     Retriever__V1__Header ***auth_ptrs; /* r->n entries: NULL, or source i's headers
-                                           (the shared ones, then auth[i]) */
+                                           (the shared ones, then own[i]) */
     size_t n_sources;
 };
 
@@ -689,12 +707,16 @@ static void request_done(struct request *q) {
     }
     free(q->headers);
     free(q->header_ptrs);
-    for (size_t i = 0; q->auth && i < q->n_sources; i++) {
-        free(q->auth[i].name);
-        free(q->auth[i].value); /* a secret: the protobuf-c copy is packed from it */
+    for (size_t i = 0; q->own && i < q->n_sources; i++) {
+        for (size_t k = 0; q->own[i] && k < q->n_own[i]; k++) {
+            free(q->own[i][k].name);
+            free(q->own[i][k].value); /* a secret: the protobuf-c copy is packed from it */
+        }
+        free(q->own[i]);
         free(q->auth_ptrs[i]);
     }
-    free(q->auth);
+    free(q->own);
+    free(q->n_own);
     free(q->auth_ptrs);
     free(q->sources);
     free(q->source_ptrs);
@@ -709,10 +731,11 @@ static int request_build(const struct run *r, struct request *q) {
     q->headers = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->headers));
     q->header_ptrs = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->header_ptrs));
     q->n_sources = r->n;
-    q->auth = calloc(r->n ? r->n : 1, sizeof(*q->auth));
+    q->own = calloc(r->n ? r->n : 1, sizeof(*q->own));
+    q->n_own = calloc(r->n ? r->n : 1, sizeof(*q->n_own));
     q->auth_ptrs = calloc(r->n ? r->n : 1, sizeof(*q->auth_ptrs));
-    if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs || !q->auth ||
-        !q->auth_ptrs)
+    if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs || !q->own ||
+        !q->n_own || !q->auth_ptrs)
         return RV_E_NOMEM;
     for (size_t k = 0; k < o->n_headers; k++) {
         Retriever__V1__Header *h = &q->headers[k];
@@ -732,28 +755,36 @@ static int request_build(const struct run *r, struct request *q) {
         /* protobuf-c wants char *; packing only reads them. */
         s->url = (char *)r->objs[i].url;
         s->destination = r->objs[i].dest;
-        s->sha256 = (char *)o->sha256; /* "" when absent: not set */
+        const char *sha = rvc_input_sha256(o, i);
+        s->sha256 = (char *)(sha ? sha : ""); /* "": not set */
         s->n_headers = o->n_headers;
         s->headers = o->n_headers ? q->header_ptrs : NULL;
         q->source_ptrs[i] = s;
-        /* objs[i] is URL i of the command line. */
+        /* objs[i] is URL i of the command line (then of -i's file). */
+        const rvc_input_item *in = rvc_input_item_of(o, i);
         const char *auth = o->auth ? o->auth[i] : NULL;
-        if (auth) {
-            Retriever__V1__Header *h = &q->auth[i];
-            *h = (Retriever__V1__Header)RETRIEVER__V1__HEADER__INIT;
-            Retriever__V1__Header **p = calloc(o->n_headers + 1, sizeof(*p));
-            if (!p)
-                return RV_E_NOMEM;
+        size_t n_own = (in ? in->n_headers : 0) + (auth ? 1 : 0);
+        if (n_own) {
+            Retriever__V1__Header *h = calloc(n_own, sizeof(*h));
+            Retriever__V1__Header **p = calloc(o->n_headers + n_own, sizeof(*p));
+            q->own[i] = h;
             q->auth_ptrs[i] = p;
-            int e = rvc_header_split(auth, &h->name, &h->value);
-            if (e != RV_OK) {
-                h->name = h->value = NULL;
-                return e == RV_E_NOMEM ? e : RV_E_INTERNAL;
-            }
+            if (!h || !p)
+                return RV_E_NOMEM;
             if (o->n_headers)
                 memcpy(p, q->header_ptrs, o->n_headers * sizeof(*p));
-            p[o->n_headers] = h;
-            s->n_headers = o->n_headers + 1;
+            for (size_t k = 0; k < n_own; k++) {
+                const char *line = in && k < in->n_headers ? in->headers[k] : auth;
+                h[k] = (Retriever__V1__Header)RETRIEVER__V1__HEADER__INIT;
+                int e = rvc_header_split(line, &h[k].name, &h[k].value);
+                if (e != RV_OK) {
+                    h[k].name = h[k].value = NULL;
+                    return e == RV_E_NOMEM ? e : RV_E_INTERNAL;
+                }
+                q->n_own[i] = k + 1;
+                p[o->n_headers + k] = &h[k];
+            }
+            s->n_headers = o->n_headers + n_own;
             s->headers = p;
         }
     }
@@ -778,6 +809,9 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.connect_timeout_ms = o->connect_timeout_ms;
     q->msg.stall_timeout_ms = o->stall_timeout_ms;
     q->msg.connect_retry_ms = o->connect_retry_ms;
+    /* Checked here already (destinations); the daemon checks again as the
+     * caller, which also covers a file made since. */
+    q->msg.no_replace = !o->force;
     if (o->ca_file) {
         /* Absolute, as the daemon wants it; the daemon opens it as us. A
          * name that does not resolve goes as cwd/name: the daemon's

@@ -814,7 +814,20 @@ static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req
         int fd = -1, r = 0;
         if (src->destination) {
             r = rvd_asuser_dest(dirs, src->destination, &fd, &name, &err);
+            /* The caller may search the directory (checked above), so
+             * whether the name exists tells it nothing new. A directory
+             * was refused already (EISDIR). */
+            struct stat st;
+            if (r == 0 && req->no_replace &&
+                fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                *ret_msg = rvd_strdupf("sources[%zu]: destination '%s' exists and the request "
+                                       "does not replace it (no_replace)",
+                                       i, src->destination);
+                code = RVD_ALREADY_EXISTS;
+            }
             free(name); /* fd is dirs' */
+            if (code != RVD_OK)
+                break;
         }
         if (r == 0 && strncmp(src->url_key, "file:", 5) == 0) {
             int e = rv_file_url_path(src->url, &path);

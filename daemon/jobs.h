@@ -61,6 +61,7 @@ typedef enum rvd_code {
     RVD_OK = 0,
     RVD_INVALID_ARGUMENT = 3,
     RVD_NOT_FOUND = 5,
+    RVD_ALREADY_EXISTS = 6, /* a destination the request may not replace exists */
     RVD_PERMISSION_DENIED = 7,
     RVD_RESOURCE_EXHAUSTED = 8,
     RVD_FAILED_PRECONDITION = 9,

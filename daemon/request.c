@@ -506,6 +506,7 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->connect_timeout_ms = m->connect_timeout_ms;
     req->stall_timeout_ms = m->stall_timeout_ms;
     req->connect_retry_ms = m->connect_retry_ms;
+    req->no_replace = m->no_replace;
     if (str(m->ca_file)[0] && !(req->ca_file = strdup(m->ca_file)))
         goto out;
 

@@ -82,6 +82,7 @@ typedef struct rvd_download_req {
     uint32_t max_attempts; /* 0..RVD_REQ_ATTEMPTS_MAX */
     uint32_t connect_timeout_ms, stall_timeout_ms, connect_retry_ms; /* each at most
                              RVD_REQ_TIMEOUT_MS_MAX */
+    bool no_replace;      /* refuse at submission when a destination exists */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with

@@ -114,7 +114,9 @@ class SecretsTest(unittest.TestCase):
             self.assertEqual(e["headers"].get(name), value, e)
 
     def download_ok(self, mode, case, args, **kw):
-        p = self.ctl(self.mode_args(mode) + args + ["-o", "f.bin", self.url(case)], **kw)
+        # --force: a test may fetch several cases into the same f.bin.
+        p = self.ctl(self.mode_args(mode) + args + ["--force", "-o", "f.bin", self.url(case)],
+                     **kw)
         self.assert_rc(p, 0)
         self.assertEqual(sha256_file(os.path.join(self.out, "f.bin")), self.sha)
         return p

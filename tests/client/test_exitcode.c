@@ -52,6 +52,7 @@ static void test_classes(void) {
     CHECK_INT_EQ(rvc_exit_code(RV_E_CHECKSUM_MISMATCH), 6);
     CHECK_INT_EQ(rvc_exit_code(RV_E_PROTOCOL), 7);
     CHECK_INT_EQ(rvc_exit_code(RV_E_CHANGED), 7);
+    CHECK_INT_EQ(rvc_exit_code(RV_E_DEST_EXISTS), 10);
     CHECK_INT_EQ(rvc_exit_code(RV_E_CANCELLED), 130);
 
     CHECK_INT_EQ(rvc_exit_for_signal(SIGINT), 130);
@@ -75,6 +76,7 @@ static void test_rpc(void) {
     CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_DEADLINE_EXCEEDED), 8);
     CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_PERMISSION_DENIED), 9);
     CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_UNIMPLEMENTED), 9);
+    CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_ALREADY_EXISTS), 10);
     CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_INTERNAL), 1);
     CHECK_INT_EQ(rvc_exit_for_rpc(RVC_RPC_CANCELLED), 1);
     CHECK_INT_EQ(rvc_exit_for_rpc(-1), 1);

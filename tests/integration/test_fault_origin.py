@@ -608,6 +608,23 @@ class RangeFaults(FixtureCase):
         self.assertEqual([(e["if_none_match_len"], e["if_none_match_sha256"]) for e in ev],
                          [(4096, hashlib.sha256(etag.encode()).hexdigest())])
 
+    def test_disposition(self):
+        value = 'attachment; filename="../\x01a b/\u00e9.bin"'
+        for method in ("GET", "HEAD"):
+            status, h, _ = self.request("/small.bin", method=method, disposition=value,
+                                        case="cd")
+            self.assertEqual(status, 200)
+            # http.client decodes header bytes as latin-1: the UTF-8 came as is.
+            self.assertEqual(h["content-disposition"].encode("latin-1").decode("utf-8"),
+                             value)
+        status, h, _ = self.request("/small.bin", headers={"Range": "bytes=0-9"},
+                                    disposition="inline", case="cd")
+        self.assertEqual((status, h["content-disposition"]), (206, "inline"))
+        status, h, _ = self.request("/small.bin", case="cd")
+        self.assertNotIn("content-disposition", h)
+        status, _, _ = self.request("/small.bin", disposition="a\r\nX-Evil: 1", case="cd")
+        self.assertEqual(status, 400)
+
     def test_plain_206(self):
         q = {"plain_206": 1, "after": 1, "case": "plain"}
         rng = {"Range": "bytes=0-9"}

@@ -144,8 +144,9 @@ class TeeTest(unittest.TestCase):
             for case in ("free", "over"):
                 shutil.rmtree(self.cache, ignore_errors=True)
                 shutil.rmtree(self.state, ignore_errors=True)
+                # --force: the second case replaces the first's file.
                 p, read_back, copied = self.run_ctl(
-                    "--json", "-c", "8", "-o", dest, ng.url("mid.bin", case=case))
+                    "--json", "--force", "-c", "8", "-o", dest, ng.url("mid.bin", case=case))
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(json.loads(p.stdout.splitlines()[0])["state"], "done")
                 self.assertEqual(sha256_file(dest), self.sha, case)
@@ -251,7 +252,7 @@ class TeeTest(unittest.TestCase):
             for case in ("one", "two"):
                 shutil.rmtree(self.cache, ignore_errors=True)
                 shutil.rmtree(self.state, ignore_errors=True)
-                p, _, copied = self.run_ctl("-q", "-c", "8", "-o", dest,
+                p, _, copied = self.run_ctl("-q", "--force", "-c", "8", "-o", dest,
                                             ng.url("mid.bin", case=case), no_proc=True)
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(copied, 0, case)

@@ -48,7 +48,8 @@
     X(RV_E_TOO_MANY_REDIRECTS, 27, false, "too many redirects")                        \
     X(RV_E_INTERNAL, 28, false, "internal error")                                     \
     X(RV_E_STATE_BUSY, 29, true, "state directory is in use by another process")      \
-    X(RV_E_STATE, 30, true, "state database error")
+    X(RV_E_STATE, 30, true, "state database error")                                   \
+    X(RV_E_DEST_EXISTS, 31, false, "destination exists")
 
 typedef enum rv_error {
 #define RV_ERROR_ENUM_(name, num, retryable, msg) name = num,

@@ -61,6 +61,7 @@ enum opt_id {
     OPT_NO_AUTOSTART,
     OPT_ALL,
     OPT_STATE,
+    OPT_LIMIT_RATE, /* h21net: network options */
     OPT_COUNT_,
 };
 
@@ -122,6 +123,10 @@ static const struct opt_def download_opts[] = {
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
      "to at least N)", MODE_ANY},
+    {OPT_LIMIT_RATE, "limit-rate", 0, "RATE", false, NULL,
+     "download each URL at most RATE bytes a second,\n"
+     "all its connections together: bytes, or with a K,\n"
+     "M or G suffix (powers of 1024), 500K; at least 1K", MODE_ANY},
     {OPT_HEADER, "header", 0, "@FILE", true, "Headers and credentials",
      "send the header lines of FILE ('@-': stdin) with\n"
      "every request: one 'Name: value' per line, empty\n"
@@ -630,6 +635,14 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download", "option '%s' needs a file", spelled);
         d->netrc = true;
         d->netrc_file = v;
+        return RV_OK;
+    case OPT_LIMIT_RATE:
+        if (rv_parse_size(v, &d->limit_rate) != RV_OK || d->limit_rate < RVC_MIN_RATE ||
+            d->limit_rate > RVC_MAX_RATE)
+            return fail(p, "download",
+                        "option '%s' needs bytes a second, at least 1K (a number with a K, M or "
+                        "G suffix such as 500K or 2M), not '%s'",
+                        spelled, v);
         return RV_OK;
     case OPT_RETRIES:
         if (!parse_uint(v, 0, RVC_MAX_RETRIES, &n))

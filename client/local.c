@@ -288,6 +288,7 @@ static size_t add_each(struct run *r) {
             .ca_pem = r->ca_pem,
             .ca_only = r->o->ca_only,
             .insecure = r->o->insecure,
+            .max_bytes_per_sec = r->o->limit_rate,
         };
         e = rv_engine_add(r->engine, &req, &it->obj);
         free(hdrs);

@@ -778,6 +778,7 @@ static int request_build(const struct run *r, struct request *q) {
     q->msg.connect_timeout_ms = o->connect_timeout_ms;
     q->msg.stall_timeout_ms = o->stall_timeout_ms;
     q->msg.connect_retry_ms = o->connect_retry_ms;
+    q->msg.max_bytes_per_sec = o->limit_rate;
     if (o->ca_file) {
         /* Absolute, as the daemon wants it; the daemon opens it as us. A
          * name that does not resolve goes as cwd/name: the daemon's

@@ -480,6 +480,14 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
                     RVD_REQ_TIMEOUT_MS_MAX);
         goto out;
     }
+    if (m->max_bytes_per_sec &&
+        (m->max_bytes_per_sec < RVD_REQ_RATE_MIN || m->max_bytes_per_sec > RVD_REQ_RATE_MAX)) {
+        r = invalid(ret_error,
+                    "max_bytes_per_sec: 0 (no cap), or from %u to %llu bytes a second (got %llu)",
+                    RVD_REQ_RATE_MIN, (unsigned long long)RVD_REQ_RATE_MAX,
+                    (unsigned long long)m->max_bytes_per_sec);
+        goto out;
+    }
     if (m->umask && (m->umask->bits & ~0777u)) {
         r = invalid(ret_error,
                     "umask.bits: only permission bits (at most 0777) may be set (got %#o)",
@@ -506,6 +514,7 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->connect_timeout_ms = m->connect_timeout_ms;
     req->stall_timeout_ms = m->stall_timeout_ms;
     req->connect_retry_ms = m->connect_retry_ms;
+    req->max_bytes_per_sec = m->max_bytes_per_sec;
     if (str(m->ca_file)[0] && !(req->ca_file = strdup(m->ca_file)))
         goto out;
 

@@ -655,6 +655,17 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
                                                 : e->cfg.stall_timeout_ms;
     o->connect_retry_ms = req->connect_retry_ms ? req->connect_retry_ms
                                                 : e->cfg.connect_retry_ms;
+    if (req->max_bytes_per_sec) {
+        /* Per object, not per transfer (http.c rate_share). Fewer
+         * connections where a share would be tiny: a connection held open
+         * at a few bytes a second only costs the origin a slot. */
+        uint64_t most = req->max_bytes_per_sec / RV_RATE_SHARE_MIN;
+        if (most < 1)
+            most = 1;
+        if (o->max_conns > most)
+            o->max_conns = (unsigned)most;
+        o->max_bytes_per_sec = req->max_bytes_per_sec;
+    }
     o->ca_only = req->ca_only;
     o->insecure = req->insecure;
     r = rv_url_parse(req->url, &o->url);

@@ -448,6 +448,20 @@ static void test_download_limits(void) {
     REJECT(d, "ca_only: needs ca_file");
     d->m.ca_only = false;
     ACCEPT(d);
+
+    /* --limit-rate (issue 21): 0 is no cap, else 1024..2^50 bytes a second. */
+    d->m.max_bytes_per_sec = 1024;
+    req = expect_accept(d, __LINE__);
+    if (req) {
+        CHECK_EQ_U64(req->max_bytes_per_sec, 1024);
+        rvd_download_req_free(req);
+    }
+    d->m.max_bytes_per_sec = 1023;
+    REJECT(d, "max_bytes_per_sec: 0 (no cap), or from 1024 to");
+    d->m.max_bytes_per_sec = UINT64_MAX;
+    REJECT(d, "max_bytes_per_sec: 0 (no cap), or from 1024 to");
+    d->m.max_bytes_per_sec = 0;
+    ACCEPT(d);
 }
 
 static void test_download_headers(void) {

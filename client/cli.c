@@ -62,6 +62,7 @@ enum opt_id {
     OPT_ALL,
     OPT_STATE,
     OPT_LIMIT_RATE, /* h21net: network options */
+    OPT_USER,
     OPT_COUNT_,
 };
 
@@ -141,6 +142,11 @@ static const struct opt_def download_opts[] = {
      "wins", MODE_ANY},
     {OPT_NETRC_FILE, "netrc-file", 0, "FILE", false, NULL,
      "as --netrc, from FILE instead of ~/.netrc", MODE_ANY},
+    {OPT_USER, "user", 'u', "USER:PASS", false, NULL,
+     "HTTP basic auth for every URL (curl's -u; wins\n"
+     "over --netrc). Every local user can read the\n"
+     "command line: --netrc-file is the safe way. No\n"
+     "password prompt: PASS is required", MODE_ANY},
     {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, "Engine",
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
@@ -635,6 +641,16 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download", "option '%s' needs a file", spelled);
         d->netrc = true;
         d->netrc_file = v;
+        return RV_OK;
+    case OPT_USER:
+        /* curl prompts for a missing password; a download tool that may
+         * run unattended refuses instead of hanging on a terminal. */
+        if (!strchr(v, ':'))
+            return fail(p, "download",
+                        "option '%s' needs USER:PASSWORD (no password prompt); or keep the "
+                        "password out of the command line with --netrc-file FILE",
+                        spelled);
+        d->user = v;
         return RV_OK;
     case OPT_LIMIT_RATE:
         if (rv_parse_size(v, &d->limit_rate) != RV_OK || d->limit_rate < RVC_MIN_RATE ||

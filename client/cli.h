@@ -109,9 +109,12 @@ typedef struct rvc_download_opts {
     size_t n_headers;
     bool netrc;                  /* --netrc, or --netrc-file */
     const char *netrc_file;      /* --netrc-file; NULL: ~/.netrc; borrowed from argv */
-    const char **auth;           /* NULL, or (after rvc_secrets_resolve with netrc) n_urls
-                                    entries: URL i's "Authorization: Basic" line from the
-                                    netrc, or NULL; array owned, strings in owned */
+    const char *user;            /* --user USER:PASSWORD (has a ':'); borrowed from argv,
+                                    whose password main.c wipes once it is resolved */
+    const char **auth;           /* NULL, or (after rvc_secrets_resolve with netrc or
+                                    user) n_urls entries: URL i's "Authorization: Basic"
+                                    line from --user or the netrc, or NULL; array owned,
+                                    strings in owned */
     char **owned;                /* what rvc_secrets_resolve read (header lines, auth
                                     lines); owned, wiped before they are freed */
     size_t n_owned;

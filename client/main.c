@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -68,6 +69,15 @@ int main(int argc, char **argv) {
             }
             rvc_cmd_done(&cmd);
             return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);
+        }
+        /* --user's password is in the Authorization line now: wipe it from
+         * argv (the parser lends argv's own bytes, which are writable), so
+         * /proc/PID/cmdline shows it only until here, as curl does. */
+        if (cmd.dl.user) {
+            char *pass = strchr((char *)cmd.dl.user, ':');
+            if (pass)
+                explicit_bzero(pass + 1, strlen(pass + 1));
+            cmd.dl.user = NULL;
         }
     }
 

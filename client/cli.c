@@ -63,6 +63,7 @@ enum opt_id {
     OPT_STATE,
     OPT_LIMIT_RATE, /* h21net: network options */
     OPT_USER,
+    OPT_PROXY,
     OPT_COUNT_,
 };
 
@@ -124,6 +125,11 @@ static const struct opt_def download_opts[] = {
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
      "to at least N)", MODE_ANY},
+    {OPT_PROXY, "proxy", 'x', "URL", false, NULL,
+     "fetch through the proxy at URL (curl's -x: http://,\n"
+     "https://, socks5h://...). Default: $http_proxy,\n"
+     "$https_proxy, $all_proxy; $no_proxy lists hosts\n"
+     "that bypass it. retrieverd gets yours, never its own", MODE_ANY},
     {OPT_LIMIT_RATE, "limit-rate", 0, "RATE", false, NULL,
      "download each URL at most RATE bytes a second,\n"
      "all its connections together: bytes, or with a K,\n"
@@ -652,6 +658,18 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
                         spelled);
         d->user = v;
         return RV_OK;
+    case OPT_PROXY: {
+        bool ctl = false;
+        for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+            ctl = ctl || *c < 0x20 || *c == 0x7f;
+        if (!*v || ctl || strlen(v) > RVC_MAX_PROXY_LEN)
+            return fail(p, "download",
+                        "option '%s' needs the proxy's URL (at most %d bytes, no control "
+                        "characters), such as http://proxy.example:3128",
+                        spelled, RVC_MAX_PROXY_LEN);
+        d->proxy = v;
+        return RV_OK;
+    }
     case OPT_LIMIT_RATE:
         if (rv_parse_size(v, &d->limit_rate) != RV_OK || d->limit_rate < RVC_MIN_RATE ||
             d->limit_rate > RVC_MAX_RATE)

@@ -32,6 +32,7 @@
 #define RVC_MAX_TIMEOUT_S 86400
 #define RVC_MIN_RATE 1024ull       /* --limit-rate, bytes a second */
 #define RVC_MAX_RATE (1ull << 50)
+#define RVC_MAX_PROXY_LEN 4096     /* --proxy, and the proxy variables sent to retrieverd */
 #define RVC_MIN_CHUNK_SIZE (64 * 1024) /* smaller ranges cost more in requests than they gain */
 
 typedef enum rvc_verb {
@@ -77,6 +78,8 @@ typedef struct rvc_download_opts {
     bool no_autostart;           /* --no-autostart (daemon mode only) */
     unsigned connections;        /* -c; 0: engine (or daemon) default, else 1..RVC_MAX_CONNECTIONS */
     uint64_t limit_rate;         /* --limit-rate, bytes a second per URL; 0: no cap */
+    const char *proxy;           /* --proxy; NULL: the environment's (libcurl's rules,
+                                    remote.c sends them); borrowed from argv */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */

@@ -470,6 +470,8 @@ static void object_free(rv_object *o) {
     free(o->url_in);
     free(o->url_shown);
     free(o->ca_pem);
+    free(o->proxy);
+    free(o->noproxy);
     rv_url_free(o->url);
     free(o->dest_path);
     curl_slist_free_all(o->user_headers);
@@ -701,7 +703,9 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     r = RV_E_NOMEM;
     o->url_in = strdup(req->url);
     o->dest_path = strdup(req->dest_path);
-    if (!o->url_in || !o->dest_path || (req->ca_pem && !(o->ca_pem = strdup(req->ca_pem))))
+    if (!o->url_in || !o->dest_path || (req->ca_pem && !(o->ca_pem = strdup(req->ca_pem))) ||
+        (req->proxy && !(o->proxy = strdup(req->proxy))) ||
+        (req->noproxy && !(o->noproxy = strdup(req->noproxy))))
         goto fail;
     for (size_t i = 0; i < req->n_headers; i++) {
         struct curl_slist *l = curl_slist_append(o->user_headers, req->headers[i]);

@@ -483,6 +483,12 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
     if (rv_cacerts_set(e, o, h) != RV_OK)
         goto nomem;
+    /* NULL leaves libcurl's default (the environment's proxy variables);
+     * a daemon passes "" for callers who asked for no proxy. */
+    if (o->proxy)
+        curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+    if (o->noproxy)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, o->noproxy);
     if (o->max_bytes_per_sec) {
         /* libcurl looks at the cap between wake-ups, but one wake-up reads
          * the socket until it is empty, up to 100 buffers: with a large

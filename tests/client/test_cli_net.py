@@ -9,13 +9,23 @@ and the real retrieverd:
   - --user USER:PASS sends HTTP basic auth (the fault origin logs the
     Authorization header that arrived) in both modes, wins over --netrc,
     is wiped from /proc/PID/cmdline once read, and without a ':' or with an
-    Authorization header as well is refused (no password prompt).
+    Authorization header as well is refused (no password prompt);
+  - --proxy URL and the http_proxy / no_proxy variables: the download goes
+    through a forward proxy written here (plain http, absolute-form request
+    lines; its log says what went through it) in both modes; no_proxy
+    bypasses it; retrieverd never uses the proxy of its own environment;
+    a proxy's password does not show in retrieverd's log or the job list.
 
 Environment (set by ctest): RV_CTL, RV_DAEMON, PYTHONPATH reaching
 tests/fixtures.
 """
 import base64
+import http.client
+import http.server
+import json
 import os
+import threading
+import urllib.parse
 import shutil
 import subprocess
 import sys
@@ -43,6 +53,82 @@ def basic(login, password):
     return "Basic " + base64.b64encode(("%s:%s" % (login, password)).encode()).decode()
 
 
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+              "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+def clean_env(**extra):
+    """os.environ without any proxy variable, plus extra."""
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    env.update(extra)
+    return env
+
+
+class ForwardProxy:
+    """A plain-http forward proxy on loopback: GET with an absolute-form
+    request line, relayed to the origin with the request's headers (Range,
+    If-Range, Authorization...) but not Proxy-Authorization, streamed back.
+    log: one (url, proxy-authorization or None) per request."""
+
+    HOP = {"connection", "proxy-connection", "keep-alive", "proxy-authorization", "te",
+           "trailer", "transfer-encoding", "upgrade"}
+
+    def __init__(self):
+        self.log = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with proxy.lock:
+                    proxy.log.append((self.path, self.headers.get("Proxy-Authorization")))
+                u = urllib.parse.urlsplit(self.path)
+                if u.scheme != "http" or not u.hostname:
+                    self.send_error(400, "absolute-form http URL expected")
+                    return
+                conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=30)
+                try:
+                    hdrs = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP}
+                    conn.request("GET", u.path + ("?" + u.query if u.query else ""),
+                                 headers=hdrs)
+                    resp = conn.getresponse()
+                    self.send_response(resp.status, resp.reason)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in proxy.HOP:
+                            self.send_header(k, v)
+                    self.end_headers()
+                    while True:
+                        b = resp.read(65536)
+                        if not b:
+                            break
+                        self.wfile.write(b)
+                finally:
+                    conn.close()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    def seen(self, needle):
+        with self.lock:
+            return [e for e in self.log if needle in e[0]]
+
+
 class NetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -55,13 +141,19 @@ class NetTest(unittest.TestCase):
         cls.sha_small = sha256_file(make_file(os.path.join(cls.root, "f.bin"), 100000, 7))
         cls.fo = FaultOrigin(cls.root).start()
         cls.addClassCleanup(cls.fo.stop)
+        cls.proxy = ForwardProxy().start()
+        cls.addClassCleanup(cls.proxy.stop)
         cls.tmp = tempfile.mkdtemp(prefix="rv-ctl-net-")
         os.chmod(cls.tmp, 0o755)
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         cls.sock = os.path.join(cls.tmp, "run", "retrieverd.sock")
+        # The daemon's own environment names the proxy: no request may use
+        # it unless the caller sends it.
         cls.d = daemons.Daemon(["--socket", cls.sock,
                                 "--state-dir", os.path.join(cls.tmp, "state"),
-                                "--cache-dir", os.path.join(cls.tmp, "cache")])
+                                "--cache-dir", os.path.join(cls.tmp, "cache")],
+                               env=clean_env(http_proxy=cls.proxy.url,
+                                             all_proxy=cls.proxy.url))
         cls.addClassCleanup(cls.d.kill)
         cls.d.start()
 
@@ -88,7 +180,7 @@ class NetTest(unittest.TestCase):
                url]
         t0 = time.monotonic()
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                           stdin=subprocess.DEVNULL, env=env)
+                           stdin=subprocess.DEVNULL, env=env or clean_env())
         return p, time.monotonic() - t0, dest
 
     def test_limit_rate(self):
@@ -171,7 +263,8 @@ class NetTest(unittest.TestCase):
                 dest = os.path.join(self.out, "slow-" + mode)
                 p = subprocess.Popen([CTL, "download", *self.mode_args(mode), "--no-progress",
                                       "-c", "1", "--user", "u:argv-sekrit", "-o", dest, url],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     env=clean_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
                 self.addCleanup(p.kill)
                 key = "/big.bin?case=%s&rate=%d" % (case, MiB)
@@ -192,6 +285,59 @@ class NetTest(unittest.TestCase):
                         if e["event"] == "request" and e["key"] == key]
                 self.assertEqual({e["headers"].get("authorization") for e in reqs},
                                  {basic("u", "argv-sekrit")})
+
+    # -- proxies -----------------------------------------------------------------
+
+    def through(self, mode, case, *args, env=None, size=100000):
+        """Download f.bin?case=case; the proxy's log entries for it."""
+        p, _, dest = self.run_ctl(mode, self.fo.url("/f.bin", case=case), *args, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sha256_file(dest), self.sha_small)
+        return self.proxy.seen("case=" + case)
+
+    def test_proxy_option(self):
+        for mode in ("local", "daemon"):
+            with self.subTest(mode=mode):
+                seen = self.through(mode, "opt-" + mode, "--proxy", self.proxy.url)
+                self.assertTrue(seen, "nothing went through the proxy")
+                self.assertTrue(all(u.startswith("http://127.0.0.1:") for u, _ in seen), seen)
+
+    def test_proxy_environment(self):
+        for mode in ("local", "daemon"):
+            with self.subTest(mode=mode):
+                self.assertTrue(self.through(mode, "env-" + mode,
+                                             env=clean_env(http_proxy=self.proxy.url)),
+                                "http_proxy was not used")
+                # no_proxy names the origin's host: straight to it.
+                self.assertEqual(self.through(mode, "noproxy-" + mode, env=clean_env(
+                    http_proxy=self.proxy.url, no_proxy="localhost,127.0.0.1")), [])
+                # With neither, no proxy: not even the daemon's own.
+                self.assertEqual(self.through(mode, "none-" + mode), [])
+
+    def test_proxy_credentials_not_kept(self):
+        case = "cred-daemon"
+        purl = self.proxy.url.replace("http://", "http://pu:proxy-sekrit@")
+        seen = self.through("daemon", case, "--proxy", purl)
+        self.assertEqual({a for _, a in seen}, {basic("pu", "proxy-sekrit")})
+        # Another proxy (no credentials) is another job and another cache
+        # entry: it goes through the proxy again, not served from the
+        # first one's bytes.
+        seen = self.through("daemon", case, "--proxy", self.proxy.url)
+        self.assertTrue(seen and all(a is None for _, a in seen[-1:]), seen)
+        p = subprocess.run([CTL, "list", "--all", "--json", "--socket", self.sock],
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT, env=clean_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("f.bin", p.stdout)
+        self.assertNotIn("proxy-sekrit", p.stdout)
+        self.assertNotIn("proxy-sekrit", self.d.log())
+
+    def test_proxy_refused(self):
+        for mode in ("local", "daemon"):
+            with self.subTest(mode=mode):
+                p, _, _ = self.run_ctl(mode, self.fo.url("/f.bin", case="x"), "--proxy",
+                                       "http://a\tb")
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("'--proxy' needs the proxy's URL", p.stderr.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -260,6 +260,17 @@ typedef struct rv_request {
                                   and end; the object's connection limit is
                                   lowered so that a share is at least
                                   RV_RATE_SHARE_MIN. file:// is not capped */
+    const char *proxy;         /* optional, copied: NULL: libcurl's default, the
+                                  process's environment (http_proxy, HTTPS_PROXY,
+                                  ALL_PROXY, ...); "": no proxy, whatever the
+                                  environment says; else the proxy's URL (libcurl's
+                                  CURLOPT_PROXY: http://, https://, socks5h://...;
+                                  user:password@ allowed). A proxy with credentials
+                                  keeps the object's cached bytes apart */
+    const char *noproxy;       /* optional, copied: NULL: the environment's
+                                  no_proxy/NO_PROXY; else CURLOPT_NOPROXY's list
+                                  (hosts or domains, comma-separated; "*": all;
+                                  "": none, whatever the environment says) */
 } rv_request;
 
 /* The smallest per-connection share of rv_request.max_bytes_per_sec: a cap

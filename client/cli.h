@@ -79,7 +79,10 @@ typedef struct rvc_download_opts {
     unsigned connections;        /* -c; 0: engine (or daemon) default, else 1..RVC_MAX_CONNECTIONS */
     uint64_t limit_rate;         /* --limit-rate, bytes a second per URL; 0: no cap */
     const char *proxy;           /* --proxy; NULL: the environment's (libcurl's rules,
-                                    remote.c sends them); borrowed from argv */
+                                    remote.c sends them); borrowed from argv, or (one
+                                    with user:password@, after rvc_secrets_resolve) a
+                                    copy in owned */
+    const char *proxy_argv;      /* that argv string, whose password main.c wipes */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */

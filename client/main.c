@@ -79,6 +79,17 @@ int main(int argc, char **argv) {
                 explicit_bzero(pass + 1, strlen(pass + 1));
             cmd.dl.user = NULL;
         }
+        /* --proxy's password likewise: scheme://user:PASSWORD@host... */
+        if (cmd.dl.proxy_argv) {
+            char *a = (char *)cmd.dl.proxy_argv, *start = strstr(a, "://");
+            start = start ? start + 3 : a;
+            char *at = strchr(start, '@'), *slash = strchr(start, '/');
+            char *colon = at && (!slash || at < slash) ? memchr(start, ':', (size_t)(at - start))
+                                                       : NULL;
+            if (colon)
+                explicit_bzero(colon + 1, (size_t)(at - colon - 1));
+            cmd.dl.proxy_argv = NULL;
+        }
     }
 
     switch (cmd.verb) {

@@ -668,6 +668,15 @@ int rvc_secrets_resolve(rvc_download_opts *d, const char *env_headers, const cha
         r = resolve_user(d, &owned, ret_error);
     else if (r == RV_OK && d->netrc)
         r = resolve_netrc(d, home, warn, &owned, ret_error);
+    /* A proxy with credentials: a copy of our own, so that main.c can
+     * wipe the password from argv as it does --user's. */
+    if (r == RV_OK && d->proxy && strchr(d->proxy, '@')) {
+        char *copy = strdup(d->proxy);
+        if ((r = strv_take(&owned, copy)) == RV_OK) {
+            d->proxy_argv = d->proxy;
+            d->proxy = copy;
+        }
+    }
     free(list);
     d->owned = owned.v;
     d->n_owned = owned.n;

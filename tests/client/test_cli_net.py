@@ -331,6 +331,32 @@ class NetTest(unittest.TestCase):
         self.assertNotIn("proxy-sekrit", p.stdout)
         self.assertNotIn("proxy-sekrit", self.d.log())
 
+    def test_proxy_password_not_in_cmdline(self):
+        """A proxy's password given with --proxy is wiped from the running
+        retrieverctl's /proc/PID/cmdline, as --user's is."""
+        for mode in ("local", "daemon"):
+            with self.subTest(mode=mode):
+                case = "pcmd-" + mode
+                url = self.fo.url("/big.bin", case=case, rate=MiB)
+                purl = self.proxy.url.replace("http://", "http://pu:argv-psekrit@")
+                dest = os.path.join(self.out, "pslow-" + mode)
+                p = subprocess.Popen([CTL, "download", *self.mode_args(mode), "--no-progress",
+                                      "-c", "1", "--proxy", purl, "-o", dest, url],
+                                     env=clean_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                self.addCleanup(p.kill)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not self.proxy.seen("case=" + case):
+                    time.sleep(0.05)
+                with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+                    cmdline = f.read()
+                out, err = p.communicate(timeout=RUN_TIMEOUT)
+                self.assertEqual(p.returncode, 0, err)
+                self.assertIn(b"--proxy", cmdline)
+                self.assertNotIn(b"argv-psekrit", cmdline)
+                self.assertEqual({a for _, a in self.proxy.seen("case=" + case)},
+                                 {basic("pu", "argv-psekrit")})
+
     def test_proxy_refused(self):
         for mode in ("local", "daemon"):
             with self.subTest(mode=mode):

@@ -64,6 +64,9 @@ enum opt_id {
     OPT_NO_AUTOSTART,
     OPT_ALL,
     OPT_STATE,
+    OPT_LIMIT_RATE, /* h21net: network options */
+    OPT_USER,
+    OPT_PROXY,
     OPT_COUNT_,
 };
 
@@ -136,6 +139,15 @@ static const struct opt_def download_opts[] = {
      "up to N parallel ranged connections per URL\n"
      "(1 to 64; the total and per-host limits are raised\n"
      "to at least N)", MODE_ANY},
+    {OPT_PROXY, "proxy", 'x', "URL", false, NULL,
+     "fetch through the proxy at URL (curl's -x: http://,\n"
+     "https://, socks5h://...). Default: $http_proxy,\n"
+     "$https_proxy, $all_proxy; $no_proxy lists hosts\n"
+     "that bypass it. retrieverd gets yours, never its own", MODE_ANY},
+    {OPT_LIMIT_RATE, "limit-rate", 0, "RATE", false, NULL,
+     "download each URL at most RATE bytes a second,\n"
+     "all its connections together: bytes, or with a K,\n"
+     "M or G suffix (powers of 1024), 500K; at least 1K", MODE_ANY},
     {OPT_HEADER, "header", 0, "@FILE", true, "Headers and credentials",
      "send the header lines of FILE ('@-': stdin) with\n"
      "every request: one 'Name: value' per line, empty\n"
@@ -150,6 +162,11 @@ static const struct opt_def download_opts[] = {
      "wins", MODE_ANY},
     {OPT_NETRC_FILE, "netrc-file", 0, "FILE", false, NULL,
      "as --netrc, from FILE instead of ~/.netrc", MODE_ANY},
+    {OPT_USER, "user", 'u', "USER:PASS", false, NULL,
+     "HTTP basic auth for every URL (curl's -u; wins\n"
+     "over --netrc). Every local user can read the\n"
+     "command line: --netrc-file is the safe way. No\n"
+     "password prompt: PASS is required", MODE_ANY},
     {OPT_CHUNK_SIZE, "chunk-size", 0, "SIZE", false, "Engine",
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
@@ -644,6 +661,36 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download", "option '%s' needs a file", spelled);
         d->netrc = true;
         d->netrc_file = v;
+        return RV_OK;
+    case OPT_USER:
+        /* curl prompts for a missing password; a download tool that may
+         * run unattended refuses instead of hanging on a terminal. */
+        if (!strchr(v, ':'))
+            return fail(p, "download",
+                        "option '%s' needs USER:PASSWORD (no password prompt); or keep the "
+                        "password out of the command line with --netrc-file FILE",
+                        spelled);
+        d->user = v;
+        return RV_OK;
+    case OPT_PROXY: {
+        bool ctl = false;
+        for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+            ctl = ctl || *c < 0x20 || *c == 0x7f;
+        if (!*v || ctl || strlen(v) > RVC_MAX_PROXY_LEN)
+            return fail(p, "download",
+                        "option '%s' needs the proxy's URL (at most %d bytes, no control "
+                        "characters), such as http://proxy.example:3128",
+                        spelled, RVC_MAX_PROXY_LEN);
+        d->proxy = v;
+        return RV_OK;
+    }
+    case OPT_LIMIT_RATE:
+        if (rv_parse_size(v, &d->limit_rate) != RV_OK || d->limit_rate < RVC_MIN_RATE ||
+            d->limit_rate > RVC_MAX_RATE)
+            return fail(p, "download",
+                        "option '%s' needs bytes a second, at least 1K (a number with a K, M or "
+                        "G suffix such as 500K or 2M), not '%s'",
+                        spelled, v);
         return RV_OK;
     case OPT_RETRIES:
         if (!parse_uint(v, 0, RVC_MAX_RETRIES, &n))

@@ -30,6 +30,9 @@
 #define RVC_MAX_CONNECTIONS 64
 #define RVC_MAX_RETRIES 100
 #define RVC_MAX_TIMEOUT_S 86400
+#define RVC_MIN_RATE 1024ull       /* --limit-rate, bytes a second */
+#define RVC_MAX_RATE (1ull << 50)
+#define RVC_MAX_PROXY_LEN 4096     /* --proxy, and the proxy variables sent to retrieverd */
 #define RVC_MIN_CHUNK_SIZE (64 * 1024) /* smaller ranges cost more in requests than they gain */
 
 typedef enum rvc_verb {
@@ -84,6 +87,12 @@ typedef struct rvc_download_opts {
     bool detach;                 /* --detach (daemon mode only) */
     bool no_autostart;           /* --no-autostart (daemon mode only) */
     unsigned connections;        /* -c; 0: engine (or daemon) default, else 1..RVC_MAX_CONNECTIONS */
+    uint64_t limit_rate;         /* --limit-rate, bytes a second per URL; 0: no cap */
+    const char *proxy;           /* --proxy; NULL: the environment's (libcurl's rules,
+                                    remote.c sends them); borrowed from argv, or (one
+                                    with user:password@, after rvc_secrets_resolve) a
+                                    copy in owned */
+    const char *proxy_argv;      /* that argv string, whose password main.c wipes */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
@@ -120,9 +129,12 @@ typedef struct rvc_download_opts {
     size_t n_headers;
     bool netrc;                  /* --netrc, or --netrc-file */
     const char *netrc_file;      /* --netrc-file; NULL: ~/.netrc; borrowed from argv */
-    const char **auth;           /* NULL, or (after rvc_secrets_resolve with netrc) n_urls
-                                    entries: URL i's "Authorization: Basic" line from the
-                                    netrc, or NULL; array owned, strings in owned */
+    const char *user;            /* --user USER:PASSWORD (has a ':'); borrowed from argv,
+                                    whose password main.c wipes once it is resolved */
+    const char **auth;           /* NULL, or (after rvc_secrets_resolve with netrc or
+                                    user) n_urls entries: URL i's "Authorization: Basic"
+                                    line from --user or the netrc, or NULL; array owned,
+                                    strings in owned */
     char **owned;                /* what rvc_secrets_resolve read (header lines, auth
                                     lines); owned, wiped before they are freed */
     size_t n_owned;

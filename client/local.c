@@ -308,6 +308,9 @@ static size_t add_each(struct run *r) {
             .ca_pem = r->ca_pem,
             .ca_only = r->o->ca_only,
             .insecure = r->o->insecure,
+            .max_bytes_per_sec = r->o->limit_rate,
+            /* NULL: libcurl reads http_proxy, https_proxy, no_proxy... */
+            .proxy = r->o->proxy,
         };
         e = rv_engine_add(r->engine, &req, &it->obj);
         free(hdrs);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
 
@@ -93,6 +94,26 @@ int main(int argc, char **argv) {
             }
             rvc_cmd_done(&cmd);
             return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);
+        }
+        /* --user's password is in the Authorization line now: wipe it from
+         * argv (the parser lends argv's own bytes, which are writable), so
+         * /proc/PID/cmdline shows it only until here, as curl does. */
+        if (cmd.dl.user) {
+            char *pass = strchr((char *)cmd.dl.user, ':');
+            if (pass)
+                explicit_bzero(pass + 1, strlen(pass + 1));
+            cmd.dl.user = NULL;
+        }
+        /* --proxy's password likewise: scheme://user:PASSWORD@host... */
+        if (cmd.dl.proxy_argv) {
+            char *a = (char *)cmd.dl.proxy_argv, *start = strstr(a, "://");
+            start = start ? start + 3 : a;
+            char *at = strchr(start, '@'), *slash = strchr(start, '/');
+            char *colon = at && (!slash || at < slash) ? memchr(start, ':', (size_t)(at - start))
+                                                       : NULL;
+            if (colon)
+                explicit_bzero(colon + 1, (size_t)(at - colon - 1));
+            cmd.dl.proxy_argv = NULL;
         }
     }
 

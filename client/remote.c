@@ -723,6 +723,25 @@ static void request_done(struct request *q) {
     free(q->ca_file);
 }
 
+/* The first of the two variables that is set and not empty, else "". */
+static const char *env_nonempty(const char *a, const char *b) {
+    const char *v = getenv(a);
+    if (!v || !*v)
+        v = getenv(b);
+    return v && *v ? v : "";
+}
+
+/* The proxy the environment names for URLs of scheme ("http" or "https"),
+ * by libcurl's rules, which --local follows: <scheme>_proxy, for https
+ * also HTTPS_PROXY, but never HTTP_PROXY (a CGI program gets the client's
+ * "Proxy:" header as HTTP_PROXY: httpoxy), then all_proxy / ALL_PROXY.
+ * "" for none. */
+static const char *env_proxy(const char *scheme) {
+    const char *v = strcmp(scheme, "https") == 0 ? env_nonempty("https_proxy", "HTTPS_PROXY")
+                                                 : env_nonempty("http_proxy", "http_proxy");
+    return *v ? v : env_nonempty("all_proxy", "ALL_PROXY");
+}
+
 static int request_build(const struct run *r, struct request *q) {
     const rvc_download_opts *o = r->o;
     q->msg = (Retriever__V1__DownloadRequest)RETRIEVER__V1__DOWNLOAD_REQUEST__INIT;
@@ -812,6 +831,12 @@ static int request_build(const struct run *r, struct request *q) {
     /* Checked here already (destinations); the daemon checks again as the
      * caller, which also covers a file made since. */
     q->msg.no_replace = !o->force;
+    q->msg.max_bytes_per_sec = o->limit_rate;
+    /* The daemon uses no proxy of its own environment: ours goes with the
+     * request, chosen as libcurl would choose it here (--local). */
+    q->msg.http_proxy = (char *)(o->proxy ? o->proxy : env_proxy("http"));
+    q->msg.https_proxy = (char *)(o->proxy ? o->proxy : env_proxy("https"));
+    q->msg.no_proxy = (char *)env_nonempty("no_proxy", "NO_PROXY");
     if (o->ca_file) {
         /* Absolute, as the daemon wants it; the daemon opens it as us. A
          * name that does not resolve goes as cwd/name: the daemon's

@@ -558,6 +558,42 @@ out:
     return r;
 }
 
+/* d->auth from --user: the same line for every http(s) URL without its own
+ * userinfo (the URL's wins, as with the netrc). An Authorization header
+ * given as well is a conflict, said rather than one silently dropped. */
+static int resolve_user(rvc_download_opts *d, rvc_strv *owned, char **ret_error) {
+    char *login = NULL, *line = NULL;
+    const char *colon = strchr(d->user, ':');
+    int r = RV_OK;
+
+    if (has_authorization(d))
+        return errorf(ret_error, true,
+                      "option '--user' and an Authorization header (--header, $%s) cannot be "
+                      "used together: give one",
+                      RVC_HEADERS_ENV);
+    if (!colon)
+        return errorf(ret_error, true, "option '--user' needs USER:PASSWORD");
+    if (!(login = strndup(d->user, (size_t)(colon - d->user))))
+        return RV_E_NOMEM;
+    r = rvc_basic_auth_line(login, colon + 1, &line);
+    if (r == RV_OK && (r = strv_take(owned, line)) != RV_OK)
+        line = NULL; /* strv_take wiped and freed it */
+    if (r == RV_OK && !(d->auth = calloc(d->n_urls ? d->n_urls : 1, sizeof(*d->auth))))
+        r = RV_E_NOMEM;
+    for (size_t i = 0; r == RV_OK && i < d->n_urls; i++) {
+        char *host = NULL;
+        bool userinfo = false;
+        int e = rvc_url_host(d->urls[i], &host, &userinfo);
+        if (e == RV_E_NOMEM)
+            r = e;
+        if (e == RV_OK && !userinfo)
+            d->auth[i] = line;
+        free(host);
+    }
+    wipe_free(login);
+    return r;
+}
+
 int rvc_secrets_resolve(rvc_download_opts *d, const char *env_headers, const char *home, FILE *in,
                         FILE *warn, char **ret_error) {
     /* Everything read is appended to d's own list as it is read (so d owns
@@ -617,8 +653,8 @@ int rvc_secrets_resolve(rvc_download_opts *d, const char *env_headers, const cha
                 (list = nl)[n_lines++] = owned.v[k];
         }
     }
-    /* One slot is kept for the netrc's Authorization line. */
-    if (r == RV_OK && n_lines + (d->netrc ? 1 : 0) > RVC_MAX_HEADERS)
+    /* One slot is kept for the netrc's (or --user's) Authorization line. */
+    if (r == RV_OK && n_lines + (d->netrc || d->user ? 1 : 0) > RVC_MAX_HEADERS)
         r = errorf(ret_error, true, "more than %d headers (from --header, @FILE, $%s%s)",
                    RVC_MAX_HEADERS, RVC_HEADERS_ENV, d->netrc ? " and the netrc" : "");
     if (r == RV_OK) {
@@ -627,8 +663,20 @@ int rvc_secrets_resolve(rvc_download_opts *d, const char *env_headers, const cha
         d->n_headers = n_lines;
         list = NULL;
     }
-    if (r == RV_OK && d->netrc)
+    /* --user wins over the netrc, as in curl: the netrc is not read. */
+    if (r == RV_OK && d->user)
+        r = resolve_user(d, &owned, ret_error);
+    else if (r == RV_OK && d->netrc)
         r = resolve_netrc(d, home, warn, &owned, ret_error);
+    /* A proxy with credentials: a copy of our own, so that main.c can
+     * wipe the password from argv as it does --user's. */
+    if (r == RV_OK && d->proxy && strchr(d->proxy, '@')) {
+        char *copy = strdup(d->proxy);
+        if ((r = strv_take(&owned, copy)) == RV_OK) {
+            d->proxy_argv = d->proxy;
+            d->proxy = copy;
+        }
+    }
     free(list);
     d->owned = owned.v;
     d->n_owned = owned.n;

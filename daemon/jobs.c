@@ -286,9 +286,10 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
     FILE *f = open_memstream(&key, &len);
     if (!f)
         return NULL;
-    fprintf(f, "%u\nca:%d:%s\n%u:%u:%u:%u", (unsigned)uid, req->ca_only,
+    fprintf(f, "%u\nca:%d:%s\n%u:%u:%u:%u:%llu\nproxy:%s", (unsigned)uid, req->ca_only,
             req->ca_file ? req->ca_file : "", req->max_attempts, req->connect_timeout_ms,
-            req->stall_timeout_ms, req->connect_retry_ms);
+            req->stall_timeout_ms, req->connect_retry_ms,
+            (unsigned long long)req->max_bytes_per_sec, req->proxy_digest);
     for (size_t i = 0; i < req->n_sources; i++) {
         const rvd_source *s = &req->sources[i];
         fprintf(f, "\n%s\n%s\n%s\n%s", s->url_key, s->destination ? s->destination : "",
@@ -1629,6 +1630,13 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
         .connect_timeout_ms = o->job->req->connect_timeout_ms,
         .stall_timeout_ms = o->job->req->stall_timeout_ms,
         .connect_retry_ms = o->job->req->connect_retry_ms,
+        .max_bytes_per_sec = o->job->req->max_bytes_per_sec,
+        /* Never the daemon's own environment: the caller's proxy or none
+         * (""), and the caller's exceptions or none. */
+        .proxy = strncmp(src->url_key, "https:", 6) == 0
+                     ? (o->job->req->https_proxy ? o->job->req->https_proxy : "")
+                     : (o->job->req->http_proxy ? o->job->req->http_proxy : ""),
+        .noproxy = o->job->req->no_proxy ? o->job->req->no_proxy : "",
     };
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {

@@ -423,6 +423,13 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r) {
     }
     free(r->sources);
     free(r->ca_file);
+    /* proxies may carry credentials */
+    for (char **p = (char *[]){r->http_proxy, r->https_proxy, r->no_proxy}, **end = p + 3;
+         p < end; p++)
+        if (*p) {
+            explicit_bzero(*p, strlen(*p));
+            free(*p);
+        }
     free(r);
     return NULL;
 }
@@ -480,6 +487,29 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
                     RVD_REQ_TIMEOUT_MS_MAX);
         goto out;
     }
+    if (m->max_bytes_per_sec &&
+        (m->max_bytes_per_sec < RVD_REQ_RATE_MIN || m->max_bytes_per_sec > RVD_REQ_RATE_MAX)) {
+        r = invalid(ret_error,
+                    "max_bytes_per_sec: 0 (no cap), or from %u to %llu bytes a second (got %llu)",
+                    RVD_REQ_RATE_MIN, (unsigned long long)RVD_REQ_RATE_MAX,
+                    (unsigned long long)m->max_bytes_per_sec);
+        goto out;
+    }
+    {
+        const char *names[] = {"http_proxy", "https_proxy", "no_proxy"};
+        const char *vals[] = {str(m->http_proxy), str(m->https_proxy), str(m->no_proxy)};
+        for (size_t k = 0; k < 3; k++) {
+            bool ctl = false;
+            for (const unsigned char *c = (const unsigned char *)vals[k]; *c; c++)
+                ctl = ctl || *c < 0x20 || *c == 0x7f;
+            /* The value is not quoted back: it may hold a password. */
+            if (ctl || strlen(vals[k]) > RVD_REQ_PROXY_MAX) {
+                r = invalid(ret_error, "%s: at most %d bytes, no control characters", names[k],
+                            RVD_REQ_PROXY_MAX);
+                goto out;
+            }
+        }
+    }
     if (m->umask && (m->umask->bits & ~0777u)) {
         r = invalid(ret_error,
                     "umask.bits: only permission bits (at most 0777) may be set (got %#o)",
@@ -507,8 +537,19 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
     req->stall_timeout_ms = m->stall_timeout_ms;
     req->connect_retry_ms = m->connect_retry_ms;
     req->no_replace = m->no_replace;
+    req->max_bytes_per_sec = m->max_bytes_per_sec;
     if (str(m->ca_file)[0] && !(req->ca_file = strdup(m->ca_file)))
         goto out;
+    if ((str(m->http_proxy)[0] && !(req->http_proxy = strdup(m->http_proxy))) ||
+        (str(m->https_proxy)[0] && !(req->https_proxy = strdup(m->https_proxy))) ||
+        (str(m->no_proxy)[0] && !(req->no_proxy = strdup(m->no_proxy))))
+        goto out;
+    {
+        char *const lines[] = {(char *)str(m->http_proxy), (char *)str(m->https_proxy),
+                               (char *)str(m->no_proxy)};
+        if (headers_digest(lines, 3, req->proxy_digest) < 0)
+            goto out;
+    }
 
     for (size_t i = 0; i < m->n_sources; i++) {
         const Retriever__V1__Source *src = m->sources[i];
@@ -729,7 +770,19 @@ int rvd_request_scrub(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret
         given[i] = src->url;
         src->url = shown[i];
     }
+    /* The proxies may carry user:password@: kept redacted, as the URLs. */
+    char *proxy_shown[2] = {NULL, NULL}, *proxy_given[2] = {m->http_proxy, m->https_proxy};
+    for (size_t k = 0; r == 0 && k < 2; k++) {
+        if (!str(proxy_given[k])[0])
+            continue;
+        if (rv_url_redact(proxy_given[k], &proxy_shown[k]) != RV_OK)
+            r = -ENOMEM;
+    }
     if (r == 0) {
+        if (proxy_shown[0])
+            m->http_proxy = proxy_shown[0];
+        if (proxy_shown[1])
+            m->https_proxy = proxy_shown[1];
         size_t size = retriever__v1__download_request__get_packed_size(m);
         out = malloc(size ? size : 1);
         if (!out)
@@ -740,6 +793,10 @@ int rvd_request_scrub(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret
     for (size_t i = 0; given && i < n; i++)
         if (given[i])
             m->sources[i]->url = given[i];
+    m->http_proxy = proxy_given[0];
+    m->https_proxy = proxy_given[1];
+    free(proxy_shown[0]);
+    free(proxy_shown[1]);
     retriever__v1__download_request__free_unpacked(m, NULL);
     for (size_t i = 0; shown && i < n; i++)
         free(shown[i]);

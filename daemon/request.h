@@ -36,6 +36,9 @@
 #define RVD_REQ_ATTEMPTS_MAX 101        /* DownloadRequest.max_attempts (retrieverctl's
                                            --retries 100, plus the first try) */
 #define RVD_REQ_TIMEOUT_MS_MAX 86400000u /* the *_ms transfer settings: a day */
+#define RVD_REQ_RATE_MIN 1024u          /* DownloadRequest.max_bytes_per_sec, when set */
+#define RVD_REQ_RATE_MAX (1ull << 50)
+#define RVD_REQ_PROXY_MAX 4096          /* http_proxy, https_proxy, no_proxy */
 #define RVD_REQ_LIST_DEFAULT 100        /* ListRequest.limit 0 */
 #define RVD_REQ_LIST_MAX 10000          /* larger limits are lowered to this */
 
@@ -83,6 +86,10 @@ typedef struct rvd_download_req {
     uint32_t connect_timeout_ms, stall_timeout_ms, connect_retry_ms; /* each at most
                              RVD_REQ_TIMEOUT_MS_MAX */
     bool no_replace;      /* refuse at submission when a destination exists */
+    uint64_t max_bytes_per_sec; /* 0, or RVD_REQ_RATE_MIN..RVD_REQ_RATE_MAX */
+    /* Proxies (secrets: may carry user:password): NULL for none. */
+    char *http_proxy, *https_proxy, *no_proxy;
+    char proxy_digest[65]; /* sha256 of the three (for the dedupe key), hex */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with

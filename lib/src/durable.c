@@ -384,7 +384,11 @@ static int make_key(rv_object *o) {
         return RV_E_NOMEM;
     /* A request's own CA certificates decide which origin it trusts: bytes
      * fetched under them are never anyone else's cache hit. */
-    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure) {
+    /* A proxy that takes credentials may answer differently per account:
+     * its bytes are kept apart like those fetched with a header. */
+    bool proxy_cred = o->proxy && strchr(o->proxy, '@');
+    if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure ||
+        proxy_cred) {
         FILE *f = open_memstream(&msg, &msg_len);
         if (!f) {
             r = RV_E_NOMEM;
@@ -398,6 +402,10 @@ static int make_key(rv_object *o) {
             fwrite(l->data, 1, strlen(l->data) + 1, f);
         if (o->insecure)
             fwrite("insecure", 1, sizeof("insecure"), f);
+        if (proxy_cred) {
+            fwrite("proxy", 1, sizeof("proxy"), f);
+            fwrite(o->proxy, 1, strlen(o->proxy) + 1, f);
+        }
         if (o->ca_pem) {
             const char *how = o->ca_only ? "ca-only" : "ca-add";
             fwrite(how, 1, strlen(how) + 1, f);

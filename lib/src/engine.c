@@ -470,6 +470,8 @@ static void object_free(rv_object *o) {
     free(o->url_in);
     free(o->url_shown);
     free(o->ca_pem);
+    free(o->proxy);
+    free(o->noproxy);
     rv_url_free(o->url);
     free(o->dest_path);
     curl_slist_free_all(o->user_headers);
@@ -655,6 +657,17 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
                                                 : e->cfg.stall_timeout_ms;
     o->connect_retry_ms = req->connect_retry_ms ? req->connect_retry_ms
                                                 : e->cfg.connect_retry_ms;
+    if (req->max_bytes_per_sec) {
+        /* Per object, not per transfer (http.c rate_share). Fewer
+         * connections where a share would be tiny: a connection held open
+         * at a few bytes a second only costs the origin a slot. */
+        uint64_t most = req->max_bytes_per_sec / RV_RATE_SHARE_MIN;
+        if (most < 1)
+            most = 1;
+        if (o->max_conns > most)
+            o->max_conns = (unsigned)most;
+        o->max_bytes_per_sec = req->max_bytes_per_sec;
+    }
     o->ca_only = req->ca_only;
     o->insecure = req->insecure;
     r = rv_url_parse(req->url, &o->url);
@@ -690,7 +703,9 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     r = RV_E_NOMEM;
     o->url_in = strdup(req->url);
     o->dest_path = strdup(req->dest_path);
-    if (!o->url_in || !o->dest_path || (req->ca_pem && !(o->ca_pem = strdup(req->ca_pem))))
+    if (!o->url_in || !o->dest_path || (req->ca_pem && !(o->ca_pem = strdup(req->ca_pem))) ||
+        (req->proxy && !(o->proxy = strdup(req->proxy))) ||
+        (req->noproxy && !(o->noproxy = strdup(req->noproxy))))
         goto fail;
     for (size_t i = 0; i < req->n_headers; i++) {
         struct curl_slist *l = curl_slist_append(o->user_headers, req->headers[i]);

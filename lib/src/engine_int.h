@@ -142,6 +142,9 @@ struct rv_object {
                                   RV_MODE_UMASK (tempname.h) */
     /* rv_request's settings, resolved against the config (never 0) */
     unsigned max_attempts, connect_timeout_ms, stall_timeout_ms, connect_retry_ms;
+    char *proxy, *noproxy;      /* rv_request's, owned; NULL: libcurl's default */
+    uint64_t max_bytes_per_sec; /* rv_request's: shared among its running
+                                   transfers (http.c rate_share); 0: none */
     char *ca_pem;              /* rv_request.ca_pem, owned; NULL: the engine's store */
     bool ca_only;              /* ca_pem replaces the engine's store */
     bool insecure;             /* rv_request.insecure: no certificate verification */

@@ -36,6 +36,7 @@
  * callback runs rarely, small enough that memory stays flat (docs/engine.md).
  * libcurl allocates it at each transfer's start: see rv_tune_malloc. */
 #define RECV_BUFFER_SIZE (256L << 10)
+#define RATE_BUFFER_MIN 1024L /* libcurl's smallest CURLOPT_BUFFERSIZE */
 
 static void xfer_reset(rv_transfer *t) {
     curl_slist_free_all(t->req_headers);
@@ -417,6 +418,21 @@ static void xfer_put(rv_engine *e, rv_transfer *t) {
     e->free_xfers = t;
 }
 
+/* rv_request.max_bytes_per_sec is the object's, not a transfer's: each
+ * running transfer gets an equal share, recomputed whenever one starts or
+ * ends (libcurl reads the cap at every wake-up, so a running transfer
+ * takes its new share at once). The shares sum to at most the cap. */
+static void rate_share(rv_object *o) {
+    if (!o->max_bytes_per_sec)
+        return;
+    curl_off_t share = (curl_off_t)(o->max_bytes_per_sec / (o->active ? o->active : 1));
+    for (size_t i = 0; i < o->n_chunks; i++) {
+        rv_transfer *t = o->chunks[i].xfer;
+        if (t && t->obj == o)
+            curl_easy_setopt(t->easy, CURLOPT_MAX_RECV_SPEED_LARGE, share ? share : 1);
+    }
+}
+
 int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
@@ -467,6 +483,23 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
     if (rv_cacerts_set(e, o, h) != RV_OK)
         goto nomem;
+    /* NULL leaves libcurl's default (the environment's proxy variables);
+     * a daemon passes "" for callers who asked for no proxy. */
+    if (o->proxy)
+        curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+    if (o->noproxy)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, o->noproxy);
+    if (o->max_bytes_per_sec) {
+        /* libcurl looks at the cap between wake-ups, but one wake-up reads
+         * the socket until it is empty, up to 100 buffers: with a large
+         * buffer on a fast path a whole range arrives before the cap is
+         * looked at, and every new transfer starts with such a burst. A
+         * buffer of a thousandth of the smallest share keeps a burst
+         * within a tenth of a second's worth. */
+        long buf = (long)(o->max_bytes_per_sec / o->max_conns / 1000);
+        buf = buf < RATE_BUFFER_MIN ? RATE_BUFFER_MIN : buf > RECV_BUFFER_SIZE ? RECV_BUFFER_SIZE : buf;
+        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, buf);
+    }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
     rv_socktab_attach(e->socks, h);
     if (e->deny) {
@@ -495,6 +528,7 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     c->xfer = t;
     o->active++;
     e->active++;
+    rate_share(o);
     rv_hostlimit_started(o->host);
     return RV_OK;
 nomem:
@@ -535,6 +569,7 @@ static void xfer_detach(rv_engine *e, rv_transfer *t) {
     o->active--;
     e->active--;
     rv_hostlimit_finished(o->host);
+    rate_share(o);
 }
 
 void rv_http_stop(rv_engine *e, rv_transfer *t) {

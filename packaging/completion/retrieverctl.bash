@@ -11,7 +11,8 @@ _retrieverctl_opts() {
     case $1 in
     download)
         echo --local --socket --no-autostart --detach -o --output -d --dir \
-            -i --input-file --force --no-clobber \
+            -i --input-file --force --no-clobber -x --proxy --limit-rate \
+            -u --user \
             --copy --link -c --connections --header --netrc --netrc-file \
             --chunk-size --retries --retry-refused --connect-timeout \
             --stall-timeout --cacert --cacert-only --insecure --state-dir \

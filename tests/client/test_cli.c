@@ -365,6 +365,18 @@ static void test_flags(void) {
     CHECK_INT_EQ(c.dl.connections, 4);
     rvc_cmd_done(&c);
 
+    /* Network options (issue 21): curl's spellings, both modes. */
+    EXPECT_OK(c, "download", "--limit-rate", "2M", "-u", "al:p:w", "-x", "http://p:3128", "u");
+    CHECK(c.dl.limit_rate == 2u << 20);
+    CHECK_STR_EQ(c.dl.user, "al:p:w");
+    CHECK_STR_EQ(c.dl.proxy, "http://p:3128");
+    rvc_cmd_done(&c);
+    EXPECT_USAGE("option '--limit-rate' needs bytes a second, at least 1K", "download",
+                 "--limit-rate=1000", "u");
+    EXPECT_USAGE("option '-u' needs USER:PASSWORD (no password prompt)", "download", "-u",
+                 "al", "u");
+    EXPECT_USAGE("option '--proxy' needs the proxy's URL", "download", "--proxy=", "u");
+
     /* Flags may repeat. */
     EXPECT_OK(c, "download", "--local", "--local", "--json", "--json", "u");
     CHECK(c.dl.json);
@@ -373,7 +385,7 @@ static void test_flags(void) {
     EXPECT_USAGE("option '--json' takes no value", "download", "--json=yes", "u");
     EXPECT_USAGE("unknown option '--bogus'", "download", "--local", "--bogus", "u");
     EXPECT_USAGE("unknown option '--bogus'", "download", "--bogus=1", "u");
-    EXPECT_USAGE("unknown option '-x'", "download", "-x", "u");
+    EXPECT_USAGE("unknown option '-Y'", "download", "-Y", "u"); /* -x is --proxy */
     EXPECT_USAGE("unknown option '-z'", "download", "-qz", "u");
     EXPECT_USAGE("unknown option '--conn'", "download", "--conn=4", "u"); /* no abbreviations */
     /* ... but a suggestion: an abbreviation, a typo, a swap of two letters. */

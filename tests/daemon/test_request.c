@@ -448,6 +448,38 @@ static void test_download_limits(void) {
     REJECT(d, "ca_only: needs ca_file");
     d->m.ca_only = false;
     ACCEPT(d);
+
+    /* --limit-rate (issue 21): 0 is no cap, else 1024..2^50 bytes a second. */
+    d->m.max_bytes_per_sec = 1024;
+    req = expect_accept(d, __LINE__);
+    if (req) {
+        CHECK_EQ_U64(req->max_bytes_per_sec, 1024);
+        rvd_download_req_free(req);
+    }
+    d->m.max_bytes_per_sec = 1023;
+    REJECT(d, "max_bytes_per_sec: 0 (no cap), or from 1024 to");
+    d->m.max_bytes_per_sec = UINT64_MAX;
+    REJECT(d, "max_bytes_per_sec: 0 (no cap), or from 1024 to");
+    d->m.max_bytes_per_sec = 0;
+    ACCEPT(d);
+
+    /* Proxies: accepted and kept; control characters refused without the
+     * value quoted back (it may hold a password). */
+    d->m.http_proxy = "http://u:pw@proxy:3128";
+    d->m.no_proxy = "localhost,.example";
+    req = expect_accept(d, __LINE__);
+    if (req) {
+        CHECK_STREQ(req->http_proxy, "http://u:pw@proxy:3128");
+        CHECK(req->https_proxy == NULL);
+        CHECK_STREQ(req->no_proxy, "localhost,.example");
+        CHECK(strlen(req->proxy_digest) == 64);
+        rvd_download_req_free(req);
+    }
+    d->m.https_proxy = "http://u:pw\n@proxy";
+    REJECT(d, "https_proxy: at most 4096 bytes, no control characters");
+    d->m.https_proxy = "";
+    d->m.http_proxy = d->m.no_proxy = "";
+    ACCEPT(d);
 }
 
 static void test_download_headers(void) {
@@ -897,6 +929,9 @@ static void test_scrub(void) {
     d->hdr[0].value = "Bearer HDR-SECRET";
     dl_headers(d, s, 1);
     d->m.connections = 7;
+    d->m.http_proxy = "http://pu:PROXY-SECRET@proxy:3128";
+    d->m.https_proxy = "http://proxy:3128";
+    d->m.no_proxy = "localhost";
     size_t len = 0, out_len = 0;
     uint8_t *buf = pack(&d->m.base, &len), *out = NULL;
     CHECK(buf != NULL);
@@ -911,6 +946,9 @@ static void test_scrub(void) {
         CHECK(m->sources[0]->n_headers == 0);
         CHECK_STREQ(m->sources[1]->url, "http://h/y");
         CHECK(m->connections == 7);
+        CHECK_STREQ(m->http_proxy, "http://***@proxy:3128");
+        CHECK_STREQ(m->https_proxy, "http://proxy:3128");
+        CHECK_STREQ(m->no_proxy, "localhost");
         retriever__v1__download_request__free_unpacked(m, NULL);
     }
     CHECK(out_len > 0 && !memmem(out, out_len, "SECRET", 6));

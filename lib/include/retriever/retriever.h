@@ -252,7 +252,30 @@ typedef struct rv_request {
     unsigned stall_timeout_ms; /* 0: the config's */
     unsigned connect_retry_ms; /* 0: the config's (to never retry a refused
                                   connection, set max_attempts to 1) */
+    uint64_t max_bytes_per_sec; /* 0: no cap. The object's download rate, all its
+                                  connections together, stays at or under this
+                                  (averaged by libcurl over a few seconds; http
+                                  and https): each running connection gets an
+                                  equal share, recomputed as connections start
+                                  and end; the object's connection limit is
+                                  lowered so that a share is at least
+                                  RV_RATE_SHARE_MIN. file:// is not capped */
+    const char *proxy;         /* optional, copied: NULL: libcurl's default, the
+                                  process's environment (http_proxy, HTTPS_PROXY,
+                                  ALL_PROXY, ...); "": no proxy, whatever the
+                                  environment says; else the proxy's URL (libcurl's
+                                  CURLOPT_PROXY: http://, https://, socks5h://...;
+                                  user:password@ allowed). A proxy with credentials
+                                  keeps the object's cached bytes apart */
+    const char *noproxy;       /* optional, copied: NULL: the environment's
+                                  no_proxy/NO_PROXY; else CURLOPT_NOPROXY's list
+                                  (hosts or domains, comma-separated; "*": all;
+                                  "": none, whatever the environment says) */
 } rv_request;
+
+/* The smallest per-connection share of rv_request.max_bytes_per_sec: a cap
+ * below (connections x this) uses fewer connections. */
+#define RV_RATE_SHARE_MIN (64u * 1024u)
 
 /* The largest rv_request.ca_pem accepted (a system bundle is ~220 KiB). */
 #define RV_CA_PEM_MAX (1u << 20)

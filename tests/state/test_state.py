@@ -222,13 +222,22 @@ class StateTest(unittest.TestCase):
             for case, args in (("aligned", ()), ("odd", ("--chunk-size", "2500001"))):
                 dest = os.path.join(self.out, case)
                 log = os.path.join(self.tmp, "writes-" + case)
+                t0 = time.monotonic()
                 p = self.ctl("-q", "-c", "8", "--no-digest", *args, "-o", dest,
                              ng.url("mid.bin", case=case), env=self.disk_shim_env(log=log))
+                seconds = time.monotonic() - t0
                 self.assertEqual(p.returncode, 0, p.stderr)
                 self.assertEqual(sha256_file(dest), self.sha["mid.bin"])
                 direct_bytes, buffered = self.blob_writes(log)
                 if direct:
-                    self.assertLess(buffered, 1 * MiB, case)
+                    # Partial blocks: well under 1 MiB. Each time a sync
+                    # falls due by time (every second with new bytes,
+                    # durable.c), every transfer's partly filled stage goes
+                    # to the writer as it is, unaligned, so through the
+                    # page cache: at most 8 stages of 512 KiB per second
+                    # the run took (a loaded machine makes runs slower).
+                    allowed = 1 * MiB + int(seconds) * 8 * 512 * 1024
+                    self.assertLess(buffered, allowed, (case, seconds))
                     self.assertGreaterEqual(direct_bytes + buffered, size, case)
                 else:
                     self.assertEqual((direct_bytes, buffered >= size), (0, True), case)

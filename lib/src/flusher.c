@@ -31,6 +31,16 @@
  * and the last objects of a run not at all (rv_flusher_hurry). */
 #define SYNC_SPACING_US 3000u
 
+/* How long a syncfs estimate is trusted. Its cost depends on what else the
+ * file system has dirty at that moment: one syncfs measured while another
+ * process wrote gigabytes would otherwise make every later batch take the
+ * per-file path for the rest of a daemon's life, as nothing measures
+ * syncfs again once it is not chosen. An older estimate is put to the test
+ * on the next batch large enough for the starting costs to choose syncfs,
+ * and the new sample replaces it rather than being averaged in: at most one
+ * syncfs per period where it really is dear. */
+#define SYNCFS_STALE_NS 1000000000u
+
 struct rv_flusher {
     rv_bgthread *thread;
     unsigned char *buf;      /* the thread's read-back buffer */
@@ -40,6 +50,7 @@ struct rv_flusher {
      * machine writes: measuring both keeps the choice right when that
      * changes. */
     uint64_t fdatasync_ns, syncfs_ns;
+    uint64_t syncfs_at; /* when syncfs_ns last took a sample (rv_mono_ns), 0: never */
 };
 
 static rv_sync_req *next_req(rv_sync_req *r) {
@@ -64,6 +75,17 @@ static void average_in(uint64_t *avg, uint64_t sample) {
     *avg = *avg - *avg / 4 + sample / 4;
 }
 
+/* Whether a batch of n files is synced with one syncfs rather than n
+ * fdatasyncs: where the estimates say it is cheaper, or where the syncfs
+ * estimate is stale and the starting costs would choose it. */
+static bool batch_syncfs(const rv_flusher *f, unsigned n, bool stale) {
+    if (n < 2)
+        return false;
+    if ((uint64_t)n * f->fdatasync_ns >= f->syncfs_ns)
+        return true;
+    return stale && (uint64_t)n * f->fdatasync_ns >= SYNCFS_NS_START;
+}
+
 /* The thread's work: one batch of requests. */
 static void sync_batch(void *ctx, rv_bg_req *list) {
     rv_flusher *f = ctx;
@@ -74,13 +96,18 @@ static void sync_batch(void *ctx, rv_bg_req *list) {
         n++;
     }
     uint64_t t0 = rv_mono_ns();
-    if (n >= 2 && n * f->fdatasync_ns >= f->syncfs_ns) {
+    bool stale = t0 - f->syncfs_at >= SYNCFS_STALE_NS;
+    if (batch_syncfs(f, n, stale)) {
         /* One call for the whole file system, cheaper than n fdatasyncs.
          * Since Linux 5.8 it reports writeback errors of the file system. */
         int err = syncfs(batch->fd) == 0 ? 0 : errno;
         for (rv_sync_req *r = batch; r; r = next_req(r))
             r->err = r->err ? r->err : err;
-        average_in(&f->syncfs_ns, rv_mono_ns() - t0);
+        f->syncfs_at = rv_mono_ns();
+        if (stale)
+            f->syncfs_ns = f->syncfs_at - t0; /* the old estimate says nothing now */
+        else
+            average_in(&f->syncfs_ns, f->syncfs_at - t0);
     } else {
         for (rv_sync_req *r = batch; r; r = next_req(r), synced++)
             r->err = r->err ? r->err : fdatasync(r->fd) == 0 ? 0 : errno;

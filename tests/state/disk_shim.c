@@ -9,6 +9,11 @@
  *                       every later one block (at most 120 s, then go
  *                       through), so whatever was written after the last
  *                       returned sync began is never durable
+ * RV_SHIM_SYNC=slowfs:MS the first syncfs (of any file) sleeps MS
+ *                       milliseconds before it runs, as one does while
+ *                       another process writes gigabytes; every syncfs
+ *                       is logged as "syncfs SEQ NS" (NS: CLOCK_MONOTONIC
+ *                       at entry), blobs' or not
  * (unset)               syncs go through
  * RV_SHIM_LOG=FILE      append one line per blob sync:
  *                         enter SEQ FN WRITTEN
@@ -38,8 +43,10 @@
 
 #define HOLD_LIMIT_S 120
 
-static enum { PASS, EIO_ALL, HOLD } mode = PASS;
+static enum { PASS, EIO_ALL, HOLD, SLOW_SYNCFS } mode = PASS;
 static long hold_from;            /* HOLD: the first sequence number held */
+static long slow_ms;              /* SLOW_SYNCFS: the first syncfs's delay */
+static atomic_long syncfs_seq;    /* SLOW_SYNCFS: syncfs calls so far */
 static int log_fd = -1;
 static atomic_long seq;           /* blob syncs so far */
 static atomic_ullong written;     /* bytes written to blobs so far */
@@ -53,6 +60,9 @@ __attribute__((constructor)) static void read_env(void) {
     else if (m && !strncmp(m, "hold:", 5)) {
         mode = HOLD;
         hold_from = atol(m + 5);
+    } else if (m && !strncmp(m, "slowfs:", 7)) {
+        mode = SLOW_SYNCFS;
+        slow_ms = atol(m + 7);
     }
     if (l)
         log_fd = open(l, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -118,7 +128,19 @@ int fsync(int fd) {
 
 int syncfs(int fd) {
     REAL(syncfs);
-    return shim_sync(fd, "syncfs", real_syncfs);
+    if (mode != SLOW_SYNCFS)
+        return shim_sync(fd, "syncfs", real_syncfs);
+    long s = atomic_fetch_add(&syncfs_seq, 1) + 1;
+    struct timespec now;
+    char line[96];
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    log_line(line, snprintf(line, sizeof(line), "syncfs %ld %lld\n", s,
+                            (long long)now.tv_sec * 1000000000 + now.tv_nsec));
+    if (s == 1) {
+        struct timespec delay = {slow_ms / 1000, (slow_ms % 1000) * 1000000};
+        nanosleep(&delay, NULL);
+    }
+    return real_syncfs(fd);
 }
 
 static ssize_t count(int fd, ssize_t n) {

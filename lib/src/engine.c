@@ -1352,6 +1352,10 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
 
     rv_outfile_digest_collect(e);
     rv_stage_collect(e);
+    if (e->held_stages > 0) /* hand them over first: transfers run on past what is given */
+        for (rv_object *o = rv_live_head(e); o; o = o->next)
+            if (o->state == RV_STATE_DOWNLOADING && o->held && o->err == RV_OK)
+                rv_outfile_digest_submit(e, o, false);
     rv_stage_resume(e); /* transfers the digest caught up with */
     /* With groups, connections go first to the groups that hold the fewest
      * (level): the waiting objects are served in submission order, so

@@ -22,9 +22,10 @@
  * and with state the bytes still bypass the page cache. To keep the
  * frontier close behind the download, such an object's ranges are small
  * (rv_stage_digest_range: DIGEST_LEAD stages over its connections, started
- * in order), a range that starts DIGEST_LEAD stages or more past what is
- * hashed waits to start (rv_stage_range_waits), and a transfer that would
- * run that far mid-range is paused (rv_stage_hold_back, rv_stage_resume).
+ * in order), a range that starts DIGEST_LEAD stages or more past what the
+ * digester has been given waits to start (rv_stage_range_waits), and a
+ * transfer that would run that far mid-range is paused
+ * (rv_stage_hold_back, rv_stage_resume).
  * Held stages over all objects stay under HOLD_MAX: beyond, the farthest
  * is let go and its bytes are read back, like every byte that never was
  * in a held stage (resumed ranges, unstaged objects, cache hits). A
@@ -71,9 +72,8 @@
  * each), plus the held ones; a transfer that needs a stage when all are
  * out waits for the writer to return one (the disk is the bottleneck
  * then). Free stages are released when no transfer runs. A digested
- * object's stages (filling, in the writer, held) all lie within
- * DIGEST_LEAD stages of what is hashed, so it needs fewer than an
- * undigested one.
+ * object's stages (filling, in the writer, held, in a digest request) all
+ * lie within 2 * DIGEST_LEAD stages of what is hashed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,13 +119,18 @@
 
 /* How far (in stages) a digested object's transfers may run ahead of its
  * digest: a transfer whose next bytes lie DIGEST_LEAD stages or more past
- * what is hashed waits (rv_stage_hold_back) until the digest catches up,
- * unless it fills the range at the digest frontier. So the stages that
- * land beyond the frontier, held for the digest, stay about that many;
+ * what the digester has been given waits (rv_stage_hold_back) until it
+ * is given more, unless it fills the range at the digest frontier. The
+ * reference is what was given, not what is hashed: a request the digester
+ * is working through covers up to DIGEST_LEAD stages, and measured from
+ * what is hashed the transfers would wait for the whole of it, so the
+ * download and the hash took turns instead of overlapping (a digested
+ * 1 GiB without state took about their sum). So the stages held for the
+ * digest stay under twice that, beyond the frontier and in its request;
  * HOLD_MAX bounds them all together, beyond which the farthest is let go
  * (its bytes are read back from the file instead). */
 #define DIGEST_LEAD 16u
-#define HOLD_MAX 24u
+#define HOLD_MAX (2u * DIGEST_LEAD + 8u)
 
 /* Pacing costs requests: DIGEST_LEAD stages over 16 connections are
  * 512 KiB ranges, and each request waits for its answer. From a near
@@ -164,15 +169,16 @@ uint64_t rv_stage_digest_range(rv_object *o) {
     return (per ? per : 1) * STAGE_SIZE;
 }
 
-/* Whether t's next bytes, at pos, are too far ahead of o's digest. */
+/* Whether t's next bytes, at pos, are too far ahead of what o's digester
+ * has been given. */
 static bool too_far(const rv_object *o, uint64_t pos) {
-    return o->digest_paced && pos > o->hashed &&
-           pos - o->hashed >= (uint64_t)DIGEST_LEAD * STAGE_SIZE;
+    uint64_t given = o->digest_job ? o->digest_job->to : o->hashed;
+    return o->digest_paced && pos > given && pos - given >= (uint64_t)DIGEST_LEAD * STAGE_SIZE;
 }
 
 bool rv_stage_range_waits(rv_object *o, rv_chunk *c) {
     /* No exception for the range at the frontier: one too far means
-     * DIGEST_LEAD stages have landed since what is hashed, and the
+     * DIGEST_LEAD stages have landed since what was given, and the
      * digester takes them without it. */
     return o->staged && o->hash && !o->digest_known && too_far(o, c->start);
 }

@@ -161,6 +161,7 @@ struct rv_object {
     char *tmp_path;            /* NULL until the temporary file exists */
     int fd;                    /* temporary file; -1 when closed */
     int dfd;                   /* staged: the blob opened with O_DIRECT, or -1 */
+    bool direct_tried;         /* dfd was opened (or refused) once for this blob: never again */
     bool stage_decided;        /* rv_stage_wanted has decided, for this blob */
     bool staged;               /* bytes go through stages and the writer (stage.c) */
     unsigned write_lanes;      /* staged: how many of the writer's lanes its ranges use; fixed

@@ -202,7 +202,7 @@ void rv_outfile_close(rv_object *o) {
     if (o->dfd >= 0)
         close(o->dfd);
     o->fd = o->dfd = -1;
-    o->stage_decided = o->staged = false;
+    o->stage_decided = o->staged = o->direct_tried = false;
 }
 
 int rv_outfile_reset(rv_object *o) {

@@ -143,15 +143,27 @@
  * there, so the digester has the time): no stage is held for it. */
 #define NEAR_ORIGIN_US 10000u
 
+/* Open o's blob for direct writes, once: with state only; refused
+ * (EINVAL: the file system has no O_DIRECT), through the page cache. */
+static void open_direct(rv_object *o) {
+    o->direct_tried = true;
+    if (o->store_id && o->blob_path)
+        o->dfd = open(o->blob_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+}
+
 bool rv_stage_wanted(rv_object *o) {
     if (o->stage_decided)
         return o->staged;
     o->stage_decided = true;
-    if (o->size == RV_UNKNOWN || o->size < STAGE_MIN_OBJECT)
+    if (o->size != RV_UNKNOWN && o->size < STAGE_MIN_OBJECT)
         return false;
-    if (o->store_id && o->blob_path)
-        o->dfd = open(o->blob_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
-    /* else, or refused (EINVAL): through the page cache (dfd -1) */
+    /* A body of unknown size (no Content-Length) may be big: staged from
+     * its first byte, so its writes leave the engine thread as a big
+     * object's do, but direct only once it has passed STAGE_MIN_OBJECT
+     * (stage_submit): a small one is synced with others by one syncfs,
+     * where direct writes would each wait for the disk. */
+    if (o->size != RV_UNKNOWN)
+        open_direct(o);
     o->write_lanes = o->dfd >= 0 ? DIRECT_LANES : BUFFERED_LANES;
     o->staged = true;
     /* The tee: only for a blob that starts empty here (decided at the
@@ -381,6 +393,8 @@ static int stage_get(rv_engine *e, rv_stage **ret) {
  * into the tee too when o has one. */
 static int stage_submit(rv_object *o, rv_stage *s) {
     rv_engine *e = o->engine;
+    if (!o->direct_tried && s->req.off >= STAGE_MIN_OBJECT)
+        open_direct(o); /* of unknown size, and big after all */
     bool direct = o->dfd >= 0 && s->req.off % STAGE_ALIGN == 0 && s->req.len % STAGE_ALIGN == 0;
     s->direct = direct;
     s->req.want_crc = o->store_id != 0; /* only state keeps CRCs */

@@ -8,7 +8,7 @@ or MISSED with its ratio. Not a pass/fail test: it exits 0 whenever the
 benchmark itself ran (a failed download is reported loudly, and counted).
 
 Usage:
-    bench.py --retrieverctl PATH [--scenario 1,2,...,8] [--repeat N]
+    bench.py --retrieverctl PATH [--scenario 1,2,...,9] [--repeat N]
              [--repeat-small N] [--workdir DIR] [--markdown] [--peers-only]
 
 Scenarios (see docs/benchmarks.md for the method and the targets):
@@ -31,6 +31,10 @@ Scenarios (see docs/benchmarks.md for the method and the targets):
     8  cost of a digest: 1 GiB from nginx, retriever --digest against
        --no-digest, with a fresh state and with --no-state (four rows,
        interleaved in one run)
+    9  a body of unknown size: 256 MiB from fault_origin.py with
+       chunked=1 (Transfer-Encoding: chunked, no Content-Length, no
+       ranges), retriever with a fresh state and --no-state against curl
+       (and curl + sync -d, the durable peer)
 
 In scenarios 1-4 retriever runs with --no-state (the engine without
 durability, as before state existed), so that no run is a cache hit of an
@@ -82,7 +86,8 @@ SMALL_COUNT = 1000
 S2_RATE = 25 * MIB              # scenario 2: bytes/s per TCP connection
 S2_LATENCY_MS = 20              # scenario 2: delay before each response
 CONNECTIONS = 16                # -c / -x / -s / -j / --parallel-max
-SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+CHUNKED_SIZE = 256 * MIB        # scenario 9: the body of unknown size
 RUN_TIMEOUT_S = 600             # a run taking longer is killed and failed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BUSY_FLOOR_S = 0.1              # "other CPU" below this is not reported
@@ -758,7 +763,7 @@ class Bench:
         self.rows = []
         self.verdicts = []          # (scenario, text, met or None)
         self.notes = []
-        self.big = self.huge = None
+        self.big = self.huge = self.chunked = None
         self.small = []             # [(name, sha256)]
 
     # -- data --------------------------------------------------------------
@@ -767,7 +772,7 @@ class Bench:
         # Small outputs are set aside, not deleted (Runner._discard): up to
         # 4 rows per small-file scenario, --repeat-small runs each.
         small_runs = 4 * self.args.repeat_small * len(scenarios & {3, 6})
-        need = (BIG_SIZE * 2 + SMALL_COUNT * SMALL_SIZE * (1 + small_runs)
+        need = (BIG_SIZE * 2 + CHUNKED_SIZE * 2 + SMALL_COUNT * SMALL_SIZE * (1 + small_runs)
                 + (HUGE_SIZE * 2 if 4 in scenarios and self.ctl else 0))
         st = os.statvfs(self.workdir)
         if st.f_bavail * st.f_frsize < need + GIB:
@@ -779,6 +784,8 @@ class Bench:
             self.big = self._data("big1g.bin", BIG_SIZE, seed=1)
         if 4 in scenarios and self.ctl:
             self.huge = self._data("big4g.bin", HUGE_SIZE, seed=4)
+        if 9 in scenarios:
+            self.chunked = self._data("chunked256m.bin", CHUNKED_SIZE, seed=9)
         if scenarios & {3, 6}:
             os.makedirs(os.path.join(self.srv, "small"))
             say("generating %d files of %d KiB" % (SMALL_COUNT,
@@ -799,7 +806,7 @@ class Bench:
         return (path, origins.sha256_file(path))
 
     def all_sources(self):
-        files = [f[0] for f in (self.big, self.huge) if f]
+        files = [f[0] for f in (self.big, self.huge, self.chunked) if f]
         files += [os.path.join(self.srv, "small", n) for n, _ in self.small]
         return files
 
@@ -1300,6 +1307,57 @@ class Bench:
                          "(max of runs %.1f; --no-digest %.1f)"
                          % (name, dg.rss_mib(), dg.rss_max_mib(),
                             nd.rss_mib()), dg.rss_mib() <= 32)
+
+    # -- 9: a body of unknown size -------------------------------------------
+
+    def scenario9(self):
+        say("scenario 9: %d MiB of unknown size (chunked, no ranges) from "
+            "the fault origin" % (CHUNKED_SIZE // MIB))
+        name = os.path.basename(self.chunked[0])
+        with origins.FaultOrigin(self.srv) as fo:
+            url = fo.url("/" + name, chunked=1)
+            rows = []
+
+            def add(key, label, argv_for, **kw):
+                out = os.path.join(self._outdir(key), name)
+                rows.append(self._add(9, key, label, argv_for(out),
+                                      self._outdir(key),
+                                      [(out, self.chunked[1])], CHUNKED_SIZE,
+                                      **kw))
+            add("curl", "curl (1 stream)", lambda out: curl_single(url, out))
+            add("curl-sync", "curl (1 stream) + sync -d",
+                lambda out: then_sync(curl_single(url, out), "-d", out),
+                info=True)
+            if self.ctl:
+                state = self._state("9")
+                add("rv-st", retriever_label(None, False, "fresh state"),
+                    lambda out: retriever(self.ctl, [url], out=out,
+                                          connections=None, digest=False,
+                                          state=state),
+                    fresh=[os.path.dirname(state[0])], stateful=True)
+                add("rv-ns", retriever_label(None, False),
+                    lambda out: retriever(self.ctl, [url], out=out,
+                                          connections=None, digest=False),
+                    info=True)
+            interleave(self.runner, rows, self.args.repeat, fo,
+                       [self.chunked[0]])
+        curl = self._pick(rows, "curl")
+        for key, what in (("rv-st", "with a fresh state"),
+                          ("rv-ns", "--no-state")):
+            rv = self._pick(rows, key)
+            if not (curl and rv):
+                continue
+            ratio = rv.wall() / curl.wall()
+            if key == "rv-st":
+                self.verdict(9, "retriever %s wall <= 1.0x curl's: %.3f s / "
+                             "%.3f s = %.2fx" % (what, rv.wall(), curl.wall(),
+                                                 ratio), ratio <= 1.0)
+            else:
+                self.notes.append("scenario 9, for information: retriever %s "
+                                  "took %.2fx curl's wall time (%.3f s)"
+                                  % (what, ratio, rv.wall()))
+        if self.ctl and not self._pick(rows, "rv-st"):
+            self.verdict(9, "target not evaluated (failed runs)", None)
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,14 @@ int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd
  * (input.h) when it has them. */
 int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, char **ret);
 
+/* Whether URL i of o is named by the server when it can be: its name is
+ * not given (no -o, no -i out=), so the engine takes the answer's
+ * Content-Disposition file name (rv_request.name_from_disposition) in the
+ * destination's directory, and the existing-destination policy applies to
+ * that final name at delivery (rv_request.no_replace) rather than to the
+ * URL's name before the download. */
+bool rvc_named_by_server(const rvc_download_opts *o, size_t i);
+
 /* Whether path can be a destination for this user: not a directory (nor
  * ending in '/'), in an existing directory this user can write and search.
  * RV_OK; RV_E_DEST_IS_DIR or RV_E_DEST_UNWRITABLE with *ret_detail a
@@ -46,7 +54,9 @@ bool rvc_dest_exists(const char *path);
 int rvc_dest_exists_detail(const char *path, char **ret_detail);
 
 /* --no-clobber: drop from o->urls (order kept) every URL whose destination
- * exists, printing one notice line per URL dropped to notices (NULL: none,
+ * exists (not a URL rvc_named_by_server: its final name is known only at
+ * delivery, where the engine keeps the existing file and the run reports
+ * it skipped), printing one notice line per URL dropped to notices (NULL: none,
  * as with -q) and, when json is not NULL (--json), its JSON line there
  * ("state": "skipped"). Done before anything else reads the URLs (the netrc's
  * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls

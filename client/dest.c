@@ -145,7 +145,7 @@ int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json) {
         if (e == RV_E_NOMEM)
             r = e; /* kept; the list stays whole, and the command ends */
         /* A URL with no usable name stays: the run rejects it, in order. */
-        bool skip = e == RV_OK && !rvc_named_by_server(o, i) && rvc_dest_exists(path);
+        bool skip = e == RV_OK && rvc_dest_exists(path);
         char *shown = NULL; /* the URL as it may be printed (no secrets) */
         if (skip && (notices || json) && rv_url_redact(o->urls[i], &shown) != RV_OK)
             r = RV_E_NOMEM;

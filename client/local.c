@@ -267,10 +267,10 @@ static size_t add_each(struct run *r) {
         }
         /* The engine would replace it (by rename) once the new file is
          * complete: refuse now, before anything is fetched, unless --force.
-         * A name the server may choose is checked when it is chosen, at
-         * delivery (no_replace). */
+         * A name the server gives instead is checked when the engine
+         * chooses it, at delivery (no_replace). */
         it->by_server = rvc_named_by_server(r->o, i);
-        if (!r->o->force && !it->by_server && rvc_dest_exists(it->path)) {
+        if (!r->o->force && rvc_dest_exists(it->path)) {
             it->reject = rvc_dest_exists_detail(it->path, &it->reject_detail);
             if (it->reject == RV_E_NOMEM) {
                 r->run_error = RV_E_NOMEM;

@@ -335,8 +335,12 @@ static char *disposition_path(const rv_object *o) {
     long name_max = pathconf(dir, _PC_NAME_MAX);
     name = rv_filename_sanitize(o->disposition_name,
                                 name_max > 0 ? (size_t)name_max : (size_t)NAME_MAX);
-    if (name && asprintf(&path, "%s/%s", dir_len || !slash ? dir : "", name) < 0)
+    if (name && !slash) {
+        path = name; /* a name in the current directory stays one */
+        name = NULL;
+    } else if (name && asprintf(&path, "%s/%s", dir_len ? dir : "", name) < 0) {
         path = NULL;
+    }
     if (path && strcmp(path, o->dest_path) == 0) {
         free(path);
         path = NULL;

@@ -385,8 +385,7 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
         if (!r->o->quiet) /* the detail names the final file */
             rvc_report_error(&r->rep, ob->shown, "skipped (--no-clobber)", detail);
         if (r->o->json) {
-            rvc_json_result res = {.url = ob->shown, .path = ob->dest, .state = "skipped",
-                                   .detail = detail};
+            rvc_json_result res = {.url = ob->shown, .path = ob->dest, .state = "skipped"};
             rvc_report_json(&r->rep, &res);
         }
         return;

@@ -274,6 +274,30 @@ class PolicyTest(Base):
                 self.assertEqual(json.loads(p.stdout.splitlines()[-1])["state"], "skipped")
                 os.unlink(taken)
 
+    def test_symbolic_link_at_the_final_name_is_not_followed(self):
+        """A symbolic link where the server's name lands, pointing out of the
+        directory: nothing is written through it. Refused by default; with
+        --force the engine replaces the link itself (a rename), and
+        retrieverd, which replaces only a regular file of its caller's, keeps
+        it (exit 10)."""
+        outside = os.path.join(self.tmp, "outside-%s.txt" % self.case)
+        for mode, force_rc in (("local", 0), ("daemon", EXISTS_EXIT)):
+            with self.subTest(mode=mode):
+                with open(outside, "wb") as f:
+                    f.write(OLD)
+                link = os.path.join(self.out, "taken.txt")
+                os.symlink(outside, link)
+                self.download(mode, self.VALUE, rc=EXISTS_EXIT)
+                self.assertTrue(os.path.islink(link))
+                self.download(mode, self.VALUE, "--force", rc=force_rc)
+                self.assert_old(outside)
+                self.assertEqual(os.path.islink(link), force_rc != 0)
+                if force_rc == 0:
+                    self.assertEqual(sha256_file(link), self.sha)
+                self.assertEqual(self.only_file(), "taken.txt")
+                os.unlink(link)
+                os.unlink(outside)
+
     def test_never_replaces_what_the_caller_may_not(self):
         """retrieverd runs as root; its caller is another uid. In a sticky
         directory a file of root's is not the caller's to replace: the

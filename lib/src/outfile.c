@@ -52,7 +52,8 @@ int rv_errno_to_error(int errnum) {
         return RV_E_DEST_UNWRITABLE;
     case EISDIR:
         return RV_E_DEST_IS_DIR;
-    case EEXIST: /* only a delivery that may not replace its destination says so */
+    case EEXIST: /* a delivery that may not replace its destination (no_replace);
+                    else only 100 hidden names in a row all taken */
         return RV_E_DEST_EXISTS;
     case ENOMEM:
         return RV_E_NOMEM;

@@ -33,6 +33,7 @@ enum opt_id {
     OPT_DETACH,
     OPT_OUTPUT,
     OPT_DIR,
+    OPT_REMOTE_NAME,
     OPT_FORCE,
     OPT_NO_CLOBBER,
     OPT_INPUT_FILE,
@@ -112,8 +113,13 @@ static const struct opt_def download_opts[] = {
      "to standard output as it downloads (see 'cat')", MODE_ANY},
     {OPT_DIR, "dir", 'd', "DIR", false, NULL,
      "save into the existing directory DIR, each file\n"
-     "named after the last segment of its URL's path\n"
-     "(default: the current directory)", MODE_ANY},
+     "named as the server's Content-Disposition says,\n"
+     "else after the last segment of its URL's path\n"
+     "(made safe: no '/', no leading dot, no control\n"
+     "characters; default: the current directory)", MODE_ANY},
+    {OPT_REMOTE_NAME, "remote-name", 'O', NULL, true, NULL,
+     "name each file as -d does, in the current\n"
+     "directory (the default without -o or -d)", MODE_ANY},
     {OPT_INPUT_FILE, "input-file", 'i', "FILE", false, NULL,
      "also download the URLs listed in FILE ('-':\n"
      "stdin), aria2's format: a URL per line, then\n"
@@ -759,6 +765,9 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
             return fail(p, "download", "option '%s' needs a file name ('-': stdin)", spelled);
         d->input_file = v;
         return RV_OK;
+    case OPT_REMOTE_NAME:
+        d->remote_name = true;
+        return RV_OK;
     case OPT_FORCE:
         d->force = true;
         return RV_OK;
@@ -817,6 +826,9 @@ static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen
                         "'-i -' and '--header @-' both read standard input: give one a file");
     if (d->output && d->dir)
         return fail(p, "download", "options '-o/--output' and '-d/--dir' cannot be used together");
+    if (d->output && d->remote_name)
+        return fail(p, "download",
+                    "options '-o/--output' and '-O/--remote-name' cannot be used together");
     if (d->output && d->n_urls > 1)
         return fail(p, "download",
                     "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "

@@ -96,6 +96,7 @@ typedef struct rvc_download_opts {
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
+    bool remote_name;            /* -O: the default naming, spelled out (never with -o) */
     bool force;                  /* --force: replace an existing destination */
     bool no_clobber;             /* --no-clobber: skip a URL whose destination exists
                                     (rvc_skip_existing); neither: refuse it

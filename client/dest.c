@@ -83,6 +83,11 @@ int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, ch
     return destination(o, o->urls[i], rvc_input_item_of(o, i), cwd, ret);
 }
 
+bool rvc_named_by_server(const rvc_download_opts *o, size_t i) {
+    const rvc_input_item *item = rvc_input_item_of(o, i);
+    return !o->output && !(item && item->out);
+}
+
 /* Set *ret_detail to a formatted sentence and return code (RV_E_NOMEM when
  * the sentence cannot be made). */
 static int reject(char **ret_detail, int code, const char *fmt, ...)

@@ -28,6 +28,15 @@ int rvc_destination(const rvc_download_opts *o, const char *url, const char *cwd
  * (input.h) when it has them. */
 int rvc_destination_of(const rvc_download_opts *o, size_t i, const char *cwd, char **ret);
 
+/* Whether URL i of o is named by the server when it can be: its name is
+ * not given (no -o, no -i out=), so the engine takes the answer's
+ * Content-Disposition file name (rv_request.name_from_disposition) in the
+ * destination's directory. The existing-destination policy then applies
+ * twice: to the URL's name before anything is fetched, as to any other
+ * destination, and to the final name at delivery (rv_request.no_replace),
+ * where only the engine knows it. */
+bool rvc_named_by_server(const rvc_download_opts *o, size_t i);
+
 /* Whether path can be a destination for this user: not a directory (nor
  * ending in '/'), in an existing directory this user can write and search.
  * RV_OK; RV_E_DEST_IS_DIR or RV_E_DEST_UNWRITABLE with *ret_detail a
@@ -46,7 +55,9 @@ bool rvc_dest_exists(const char *path);
 int rvc_dest_exists_detail(const char *path, char **ret_detail);
 
 /* --no-clobber: drop from o->urls (order kept) every URL whose destination
- * exists, printing one notice line per URL dropped to notices (NULL: none,
+ * exists (for a URL rvc_named_by_server, the URL's name: a final name the
+ * server gives is known only at delivery, where the engine keeps an
+ * existing file and the run reports the URL skipped), printing one notice line per URL dropped to notices (NULL: none,
  * as with -q) and, when json is not NULL (--json), its JSON line there
  * ("state": "skipped"). Done before anything else reads the URLs (the netrc's
  * per-URL lines are looked up after it). RV_OK or RV_E_NOMEM (o->urls

@@ -37,6 +37,8 @@ struct item {
     bool reported;       /* its final line (and JSON) is out */
     char *retry_reason;  /* owned: reason of the last retry (the view points here) */
     bool resume_pending; /* resumed from durable state; its line is not out yet */
+    bool by_server;      /* rvc_named_by_server: path may change at delivery */
+    bool skipped;        /* --no-clobber kept the file at its final name */
 };
 
 /* A retry seen by the hook, printed after perform returns. */
@@ -264,7 +266,10 @@ static size_t add_each(struct run *r) {
             continue;
         }
         /* The engine would replace it (by rename) once the new file is
-         * complete: refuse now, before anything is fetched, unless --force. */
+         * complete: refuse now, before anything is fetched, unless --force.
+         * A name the server gives instead is checked when the engine
+         * chooses it, at delivery (no_replace). */
+        it->by_server = rvc_named_by_server(r->o, i);
         if (!r->o->force && rvc_dest_exists(it->path)) {
             it->reject = rvc_dest_exists_detail(it->path, &it->reject_detail);
             if (it->reject == RV_E_NOMEM) {
@@ -308,6 +313,8 @@ static size_t add_each(struct run *r) {
             .ca_pem = r->ca_pem,
             .ca_only = r->o->ca_only,
             .insecure = r->o->insecure,
+            .name_from_disposition = it->by_server,
+            .no_replace = it->by_server && !r->o->force,
             .max_bytes_per_sec = r->o->limit_rate,
             /* NULL: libcurl reads http_proxy, https_proxy, no_proxy... */
             .proxy = r->o->proxy,
@@ -378,7 +385,31 @@ static void report_final(struct run *r, size_t i) {
     r->views[i].retry_until_ms = 0;
     it->reported = true;
 
+    /* The final name (the server's, when it gave one). Out of memory, the
+     * name asked for stands. */
+    if (it->by_server && strcmp(rv_object_path(it->obj), it->path) != 0) {
+        char *final = strdup(rv_object_path(it->obj));
+        if (final) {
+            free(it->path);
+            it->path = final;
+            r->views[i].name = it->path;
+        }
+    }
+    it->skipped = st == RV_STATE_FAILED && err == RV_E_DEST_EXISTS && it->by_server &&
+                  r->o->no_clobber;
     r->views[i].cached = st == RV_STATE_DONE && rv_object_from_cache(it->obj);
+    if (it->skipped) {
+        if (!r->o->quiet) {
+            rvc_buf_printf(&r->msg, PROG ": skipped '%s': '%s' exists (--no-clobber)", it->shown,
+                           it->path);
+            emit_msg(r);
+        }
+        if (r->o->json) {
+            rvc_json_result res = {.url = it->shown, .path = it->path, .state = "skipped"};
+            emit_json(r, &res);
+        }
+        return;
+    }
     if (st == RV_STATE_DONE && !r->o->quiet) {
         rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
                         rvc_input_sha256(r->o, i) != NULL, rv_object_sha256_hex(it->obj),
@@ -515,7 +546,7 @@ static int exit_code(const struct run *r) {
             return rvc_exit_code(r->items[i].reject);
     for (size_t i = 0; i < r->n; i++) {
         const struct item *it = &r->items[i];
-        if (rv_object_state(it->obj) != RV_STATE_DONE) {
+        if (rv_object_state(it->obj) != RV_STATE_DONE && !it->skipped) {
             int e = rv_object_error(it->obj);
             return rvc_exit_code(e != RV_OK ? e : RV_E_INTERNAL);
         }

@@ -261,6 +261,8 @@ struct obj {
     bool reported;       /* its final line (and JSON) is out */
     int error;           /* when reported and not done: the rv_error */
     char *retry_reason;  /* owned: of the last retry (the view points here) */
+    bool by_server;      /* rvc_named_by_server: the final name comes with Completed */
+    bool skipped;        /* --no-clobber kept the file at its final name */
 };
 
 struct run {
@@ -364,6 +366,30 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
     ob->reported = true;
     ob->error = st == RV_STATE_DONE ? RV_OK : err;
     r->n_reported++;
+    /* The server named it: the user's path with the final name (out of
+     * memory: the name asked for). */
+    if (c && ob->by_server && nonempty(c->path) && ob->dest && strcmp(c->path, ob->dest) != 0) {
+        const char *name = strrchr(c->path, '/'), *slash = strrchr(ob->display, '/');
+        char *shown = NULL;
+        name = name ? name + 1 : c->path;
+        if (slash ? asprintf(&shown, "%.*s/%s", (int)(slash - ob->display), ob->display, name) >= 0
+                  : (shown = strdup(name)) != NULL) {
+            free(ob->display);
+            ob->display = shown;
+            v->name = ob->display;
+        }
+    }
+    if (st == RV_STATE_FAILED && err == RV_E_DEST_EXISTS && ob->by_server && r->o->no_clobber) {
+        ob->skipped = true;
+        ob->error = RV_OK;
+        if (!r->o->quiet) /* the detail names the final file */
+            rvc_report_error(&r->rep, ob->shown, "skipped (--no-clobber)", detail);
+        if (r->o->json) {
+            rvc_json_result res = {.url = ob->shown, .path = ob->dest, .state = "skipped"};
+            rvc_report_json(&r->rep, &res);
+        }
+        return;
+    }
 
     if (st == RV_STATE_DONE && !r->o->quiet)
         rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries,
@@ -616,7 +642,9 @@ static long destinations(struct run *r, int *ret_code) {
             continue;
         }
         /* retrieverd would refuse it too (no_replace), but only after the
-         * job's other checks: the same words as --local, before asking. */
+         * job's other checks: the same words as --local, before asking. A
+         * name the server gives instead is checked at delivery. */
+        ob->by_server = rvc_named_by_server(r->o, i);
         if (!r->o->force && rvc_dest_exists(ob->display)) {
             ob->reject = rvc_dest_exists_detail(ob->display, &ob->reject_detail);
             if (ob->reject == RV_E_NOMEM)
@@ -774,6 +802,7 @@ static int request_build(const struct run *r, struct request *q) {
         /* protobuf-c wants char *; packing only reads them. */
         s->url = (char *)r->objs[i].url;
         s->destination = r->objs[i].dest;
+        s->name_from_disposition = r->objs[i].by_server;
         const char *sha = rvc_input_sha256(o, i);
         s->sha256 = (char *)(sha ? sha : ""); /* "": not set */
         s->n_headers = o->n_headers;

@@ -717,6 +717,23 @@ out:
     return r;
 }
 
+int rvd_asuser_may_replace(const rvd_peer *caller, int dirfd, const char *name,
+                           char **ret_error) {
+    struct stat dst, entry = {0};
+    bool sticky = false;
+    section s;
+    int r = enter(&s, caller, NULL, name, ret_error);
+    if (r < 0)
+        return r;
+    r = fstat(dirfd, &dst) == 0 ? 0 : -errno;
+    if (r == 0)
+        r = check_name(caller, dirfd, &dst, name, &sticky, &entry);
+    leave(&s);
+    if (r < 0 && ret_error)
+        *ret_error = dest_message(r, sticky, caller->uid, name, "", &entry);
+    return r;
+}
+
 int rvd_asuser_open_dest(const rvd_peer *caller, const char *dest, int *ret_dirfd, char **ret_name,
                          char **ret_error) {
     rvd_asuser_dirs *d = rvd_asuser_dirs_new(caller);

@@ -127,6 +127,15 @@ int rvd_asuser_open_source(const rvd_peer *caller, const char *path, int *ret_fd
  * read-only and owned by the daemon: -EMLINK. */
 int rvd_asuser_give(const rvd_peer *caller, int dirfd, const char *name, char **ret_error);
 
+/* Whether the caller may replace what is at name in the directory dirfd
+ * (one rvd_asuser_dest gave): rvd_asuser_dest's check of an existing
+ * destination (a regular file the caller may write, and a sticky
+ * directory's rule), made at the moment a name chosen later (the
+ * server's, rv_request.name_from_disposition) is to replace a file. 0
+ * (also when nothing is there), or -EISDIR, -EEXIST (not a regular file),
+ * -EACCES/-EPERM, with *ret_error as rvd_asuser_dest's. */
+int rvd_asuser_may_replace(const rvd_peer *caller, int dirfd, const char *name, char **ret_error);
+
 /* "/proc/self/fd/<dirfd>/<name>" and "file:///proc/self/fd/<fd>",
  * malloc'd (NULL when out of memory); the caller frees them. The URL's
  * path has no character that needs percent-encoding. */

@@ -57,6 +57,10 @@ struct jobject {
                               directory); -1 before and after */
     int srcfd;             /* file:// sources, opened as the caller; -1 when closed */
     char *dest_name;       /* final component of the destination */
+    char *final_name;      /* name_from_disposition: the name the engine
+                              delivered to, when not dest_name; NULL */
+    char *final_dest;      /* ... and the caller's path of it (the view's
+                              destination from then on); NULL */
     char *engine_dest;     /* "/proc/self/fd/N/name": the pinned directory */
     char *engine_url;      /* file:// sources: "file:///proc/self/fd/N" */
     dev_t dir_dev;         /* the destination directory's identity, */
@@ -292,8 +296,8 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
             (unsigned long long)req->max_bytes_per_sec, req->proxy_digest);
     for (size_t i = 0; i < req->n_sources; i++) {
         const rvd_source *s = &req->sources[i];
-        fprintf(f, "\n%s\n%s\n%s\n%s", s->url_key, s->destination ? s->destination : "",
-                s->sha256 ? s->sha256 : "", s->headers_digest);
+        fprintf(f, "\n%s\n%s\n%s\n%s\n%d", s->url_key, s->destination ? s->destination : "",
+                s->sha256 ? s->sha256 : "", s->headers_digest, s->name_from_disposition);
     }
     if (fclose(f) != 0) {
         free(key);
@@ -410,7 +414,8 @@ static void jobject_close(rvd_jobs *j, struct jobject *o) {
     free(o->dest_name);
     free(o->engine_dest);
     free(o->engine_url);
-    o->dest_name = o->engine_dest = o->engine_url = NULL;
+    free(o->final_name);
+    o->dest_name = o->engine_dest = o->engine_url = o->final_name = NULL;
 }
 
 static void job_free(rvd_jobs *j, struct job *jb) {
@@ -422,6 +427,7 @@ static void job_free(rvd_jobs *j, struct job *jb) {
         free(o->sha256);
         free(o->crc32c);
         free(o->error_detail);
+        free(o->final_dest);
     }
     while (jb->subs) {
         struct sub *s = jb->subs;
@@ -819,6 +825,8 @@ static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req
              * whether the name exists tells it nothing new. A directory
              * was refused already (EISDIR). */
             struct stat st;
+            /* A name the server gives instead is checked when the engine
+             * chooses it, at delivery (rv_request.no_replace). */
             if (r == 0 && req->no_replace &&
                 fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
                 *ret_msg = rvd_strdupf("sources[%zu]: destination '%s' exists and the request "
@@ -1399,15 +1407,77 @@ static char *hex32(uint32_t v) {
     return rvd_strdupf("%08x", (unsigned)v);
 }
 
+/* The engine delivered o to path ("/proc/self/fd/N/NAME", its directory
+ * the one opened as the caller): when NAME is not dest_name, note it
+ * (o->final_name) and make the caller's path of it, destination's
+ * directory + "/" + NAME (*ret_dest, malloc'd). 0 (*ret_dest NULL: the
+ * name asked for), or -ENOMEM. */
+static int final_name(struct jobject *o, const char *path, char **ret_dest) {
+    const char *name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    *ret_dest = NULL;
+    if (strcmp(name, o->dest_name) == 0)
+        return 0;
+    const char *dest = o->src->destination, *slash = strrchr(dest, '/');
+    free(o->final_name);
+    o->final_name = strdup(name);
+    *ret_dest = rvd_strdupf("%.*s/%s", (int)(slash - dest), dest, name);
+    return o->final_name && *ret_dest ? 0 : -ENOMEM;
+}
+
+/* detail (an engine message) with the pinned directory's path
+ * "/proc/self/fd/N/" (the engine's name for the caller's directory, which
+ * means nothing to the caller) written as destination's directory, when
+ * it is there; malloc'd, or NULL (none there, or no memory: detail as it
+ * is). */
+static char *caller_detail(const struct jobject *o, const char *detail) {
+    const char *dest = o->src->destination, *slash = dest ? strrchr(dest, '/') : NULL;
+    if (!slash || !o->engine_dest || !o->dest_name)
+        return NULL;
+    size_t pin_len = strlen(o->engine_dest) - strlen(o->dest_name); /* ends in '/' */
+    char *pin = strndup(o->engine_dest, pin_len);
+    const char *at = pin ? strstr(detail, pin) : NULL;
+    char *out = NULL;
+    if (at)
+        out = rvd_strdupf("%.*s%.*s/%s", (int)(at - detail), detail, (int)(slash - dest), dest,
+                          at + pin_len);
+    free(pin);
+    return out;
+}
+
+/* An object named by the server is about to replace a file at path: only
+ * when its caller may replace that file (asuser.h: a regular file the
+ * caller may write, the sticky directory's rule), so the daemon's rights
+ * never replace what its caller could not. */
+static bool on_may_replace(void *ud, rv_object *obj, const char *path) {
+    (void)ud;
+    struct jobject *o = rv_object_user_data(obj);
+    const char *name = strrchr(path, '/');
+    char *err = NULL;
+    int r = rvd_asuser_may_replace(&o->job->owner, o->dirfd, name ? name + 1 : path, &err);
+    if (r < 0)
+        rvd_log_info("job %s: not replacing a file: %s", o->job->id,
+                     err ? err : strerror(-r));
+    free(err);
+    return r == 0;
+}
+
 static void on_state(void *ud, rv_object *obj, rv_state state) {
     rvd_jobs *j = ud;
     struct jobject *o = rv_object_user_data(obj);
     struct job *jb = o->job;
 
-    /* Work outside the lock first: hand the delivered file to its owner. */
-    char *give_error = NULL;
-    if (state == RV_STATE_DONE && o->src->destination &&
-        rvd_asuser_give(&jb->owner, o->dirfd, o->dest_name, &give_error) < 0)
+    /* Work outside the lock first: the name the engine delivered to (the
+     * server's, when it chose one), and the delivered file to its owner. */
+    char *give_error = NULL, *final_dest = NULL;
+    if (state == RV_STATE_DONE && o->src->name_from_disposition &&
+        final_name(o, rv_object_path(obj), &final_dest) < 0)
+        give_error = rvd_strdupf("out of memory");
+    if (state == RV_STATE_DONE && o->src->destination && !give_error &&
+        rvd_asuser_give(&jb->owner, o->dirfd, o->final_name ? o->final_name : o->dest_name,
+                        &give_error) < 0)
+        state = RV_STATE_FAILED;
+    if (give_error)
         state = RV_STATE_FAILED;
 
     /* A reader that came after the last progress hook has no file yet:
@@ -1420,6 +1490,12 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
     pthread_mutex_lock(&j->lock);
     if (data_fd >= 0)
         o->data_fd = data_fd;
+    if (final_dest) { /* the view's from now on, and the job's to free */
+        free(o->final_dest);
+        o->final_dest = final_dest;
+        jb->views[o->index].destination = final_dest;
+        final_dest = NULL;
+    }
     if (j->stopping) /* the shutdown's cancellations: the job resumes later */
         goto out;
     rvd_object_view *v = &jb->views[o->index];
@@ -1457,11 +1533,16 @@ static void on_state(void *ud, rv_object *obj, rv_state state) {
     j->release = o;
     if (give_error)
         object_ended(j, o, RV_STATE_FAILED, RV_E_DEST_UNWRITABLE, give_error);
-    else
-        object_ended(j, o, state, rv_object_error(obj), rv_object_error_detail(obj));
+    else {
+        char *shown = caller_detail(o, rv_object_error_detail(obj));
+        object_ended(j, o, state, rv_object_error(obj),
+                     shown ? shown : rv_object_error_detail(obj));
+        free(shown);
+    }
 out:
     pthread_mutex_unlock(&j->lock);
     free(give_error);
+    free(final_dest);
 }
 
 static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
@@ -1522,6 +1603,7 @@ static const rv_hooks hooks = {
     .on_retry = on_retry,
     .on_notice = on_notice,
     .on_wait = on_wait,
+    .may_replace = on_may_replace,
 };
 
 const rv_hooks *rvd_jobs_hooks(void) {
@@ -1631,6 +1713,11 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
         .stall_timeout_ms = o->job->req->stall_timeout_ms,
         .connect_retry_ms = o->job->req->connect_retry_ms,
         .max_bytes_per_sec = o->job->req->max_bytes_per_sec,
+        /* The server's name, in the directory opened as the caller; an
+         * existing file there is kept (no_replace), or replaced only when
+         * the caller may (on_may_replace). */
+        .name_from_disposition = src->name_from_disposition,
+        .no_replace = src->name_from_disposition && o->job->req->no_replace,
         /* Never the daemon's own environment: the caller's proxy or none
          * (""), and the caller's exceptions or none. */
         .proxy = strncmp(src->url_key, "https:", 6) == 0

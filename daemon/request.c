@@ -563,6 +563,11 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
             (r = sha256_field(i, str(src->sha256), s, ret_error)) < 0 ||
             (r = headers_field(i, src->headers, src->n_headers, s, ret_error)) < 0)
             goto out;
+        s->name_from_disposition = src->name_from_disposition;
+        if (s->name_from_disposition && !s->destination) {
+            r = invalid(ret_error, "sources[%zu].name_from_disposition: needs a destination", i);
+            goto out;
+        }
     }
     r = destinations_distinct(req, ret_error);
     if (r < 0)

@@ -55,6 +55,10 @@ typedef struct rvd_source {
     char **headers;    /* n_headers "Name: value" lines, in the order given,
                           each passing rv_header_allowed(); NULL when none */
     size_t n_headers;
+    bool name_from_disposition; /* Source.name_from_disposition: the engine
+                                   names the file from the answer's
+                                   Content-Disposition in destination's
+                                   directory (rv_request's) */
     char headers_digest[65]; /* lower-case hex sha256 over the header lines
                                 in order, each followed by "\n"; "" when
                                 there are none. The credential part of the

@@ -195,10 +195,21 @@ static int verify_blob(rv_cachefiles *c, rv_delivery *d) {
  * to the same inode, rename succeeds without doing anything and the
  * temporary name would stay: it is removed then. Returns 0 or an errno
  * (tmp is left to the caller then). */
-static int rename_into_place(const char *tmp, const char *dest) {
+static int rename_into_place(const char *tmp, const char *dest, bool no_replace) {
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
         return 0;
     bool existed = errno == EEXIST; /* else EINVAL: not supported here */
+    /* no_replace: an existing file stays; where the file system cannot
+     * rename without replacing, a link (which never replaces) then the
+     * hidden name's removal. */
+    if (no_replace && existed)
+        return EEXIST;
+    if (no_replace) {
+        if (errno != EINVAL || link(tmp, dest) != 0)
+            return errno;
+        unlink(tmp);
+        return 0;
+    }
     if ((!existed && errno != EINVAL) || rename(tmp, dest) != 0)
         return errno;
     if (existed)
@@ -218,6 +229,8 @@ static int put_in_place(rv_cachefiles *c, const rv_delivery *d) {
         return errno;
     if (d->link && linkat(AT_FDCWD, d->blob_path, AT_FDCWD, d->dest_path, 0) == 0)
         return 0;
+    if (d->link && errno == EEXIST && d->no_replace)
+        return EEXIST;
     if (d->link && errno == EEXIST &&
         rv_tempname_make(d->dest_path, d->blob_path, RV_MODE_UMASK, &c->rng, &tmp, NULL) == 0)
         goto rename;
@@ -230,7 +243,7 @@ static int put_in_place(rv_cachefiles *c, const rv_delivery *d) {
     if (err)
         goto out;
 rename:
-    err = rename_into_place(tmp, d->dest_path);
+    err = rename_into_place(tmp, d->dest_path, d->no_replace);
     if (err)
         goto out;
     free(tmp);
@@ -258,13 +271,13 @@ static int put_tee(rv_cachefiles *c, rv_delivery *d) {
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->tee_fd);
         if (linkat(AT_FDCWD, proc, AT_FDCWD, d->dest_path, AT_SYMLINK_FOLLOW) == 0)
             return 0;
-        if (errno != EEXIST)
+        if (errno != EEXIST || d->no_replace)
             return errno;
         err = rv_tempname_make(d->dest_path, proc, RV_MODE_UMASK, &c->rng, &tmp, NULL);
         if (err)
             return err;
     }
-    err = rename_into_place(tmp, d->dest_path);
+    err = rename_into_place(tmp, d->dest_path, d->no_replace);
     if (err)
         unlink(tmp);
     free(tmp);

@@ -54,6 +54,7 @@ typedef struct rv_delivery {
     char *tee_path;      /* in: the tee's hidden name, or NULL (unnamed); owned
                             by the request, removed unless put in place */
     bool make_readonly;  /* in: RV_BLOB_MODE first (a resumed blob was made writable) */
+    bool no_replace;     /* in: never replace a file at dest_path (err EEXIST) */
     bool verify;         /* in: check the blob's bytes against crc32c first */
     uint32_t crc32c;     /* in: the CRC-32C of the blob's size bytes, with verify */
     bool corrupt;        /* out: verify found other bytes: nothing was put in place */

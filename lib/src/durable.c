@@ -947,6 +947,8 @@ static rv_delivery *delivery_of(rv_object *o) {
         rv_object_fail(o, RV_E_CANCELLED, "the engine closed before the delivery");
         return NULL;
     }
+    if (rv_object_choose_name(o) != RV_OK)
+        return NULL;
     rv_delivery *d = rv_delivery_new();
     if (d) {
         d->blob_path = strdup(o->blob_path);
@@ -963,6 +965,7 @@ static rv_delivery *delivery_of(rv_object *o) {
     d->link = rv_durable_links(o);
     d->mode = o->mode;
     d->make_readonly = o->blob_writable;
+    d->no_replace = o->no_replace;
     /* The tee holds this version's bytes when every one of them was
      * written to it (stage.c): then it is renamed into place instead of a
      * copy. Else (resumed ranges, bytes written while it was not open) the
@@ -1055,6 +1058,10 @@ static void follow_done(rv_object *f, rv_object *l) {
                           .crc32c = l->crc32c, .complete = true};
     f->store_id = l->store_id;
     f->row_exists = l->row_exists;
+    /* The leader's answer named the object for both (best effort: without
+     * memory the follower keeps its URL's name). */
+    if (f->name_from_disposition && !f->disposition_name && l->disposition_name)
+        f->disposition_name = strdup(l->disposition_name);
     if (asprintf(&f->blob_path, "%s", l->blob_path) < 0) {
         f->blob_path = NULL;
         rv_object_fail(f, RV_E_NOMEM, "out of memory");

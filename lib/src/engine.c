@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "engine_int.h"
+#include "httphdr.h"
 #include "monoclock.h"
 #include "plan.h"
 #include "netdeny.h"
@@ -320,6 +321,68 @@ static void dest_remove(rv_engine *e, rv_object *o) {
         }
 }
 
+/* The path the server's name gives o (in dest_path's directory), malloc'd;
+ * NULL to keep dest_path (no usable name, the same path, or no memory:
+ * the URL's name is as good a destination). */
+static char *disposition_path(const rv_object *o) {
+    const char *slash = strrchr(o->dest_path, '/');
+    size_t dir_len = slash ? (size_t)(slash - o->dest_path) : 0;
+    char *dir = slash ? strndup(o->dest_path, dir_len ? dir_len : 1) : strdup(".");
+    char *name = NULL, *path = NULL;
+    if (!dir)
+        return NULL;
+    /* The file system's own limit, else Linux's usual one. */
+    long name_max = pathconf(dir, _PC_NAME_MAX);
+    name = rv_filename_sanitize(o->disposition_name,
+                                name_max > 0 ? (size_t)name_max : (size_t)NAME_MAX);
+    if (name && !slash) {
+        path = name; /* a name in the current directory stays one */
+        name = NULL;
+    } else if (name && asprintf(&path, "%s/%s", dir_len ? dir : "", name) < 0) {
+        path = NULL;
+    }
+    if (path && strcmp(path, o->dest_path) == 0) {
+        free(path);
+        path = NULL;
+    }
+    free(name);
+    free(dir);
+    return path;
+}
+
+int rv_object_choose_name(rv_object *o) {
+    rv_engine *e = o->engine;
+    if (o->name_from_disposition && o->disposition_name) {
+        char *path = disposition_path(o);
+        /* Another live object's destination stays its own. */
+        if (path && !dest_find(e, path)) {
+            dest_remove(e, o);
+            free(o->dest_path);
+            o->dest_path = path;
+            path = NULL;
+            /* Cannot fail: the table held o a moment ago, so it does not grow. */
+            (void)dest_insert(e, o);
+        }
+        free(path);
+    }
+    if (!o->name_from_disposition && !o->no_replace)
+        return RV_OK;
+    struct stat st;
+    if (lstat(o->dest_path, &st) != 0 || S_ISDIR(st.st_mode))
+        return RV_OK; /* nothing there; a directory fails the delivery itself */
+    if (o->no_replace) {
+        rv_object_fail(o, RV_E_DEST_EXISTS, "'%s' exists and is not replaced", o->dest_path);
+        return RV_E_DEST_EXISTS;
+    }
+    const rv_hooks *h = &e->hooks;
+    if (h->may_replace && !h->may_replace(e->cfg.hooks_ud, o, o->dest_path)) {
+        rv_object_fail(o, RV_E_DEST_EXISTS, "'%s' exists and may not be replaced",
+                       o->dest_path);
+        return RV_E_DEST_EXISTS;
+    }
+    return RV_OK;
+}
+
 rv_engine *rv_engine_free(rv_engine *e) {
     if (!e)
         return NULL;
@@ -474,6 +537,7 @@ static void object_free(rv_object *o) {
     free(o->noproxy);
     rv_url_free(o->url);
     free(o->dest_path);
+    free(o->disposition_name);
     curl_slist_free_all(o->user_headers);
     free(o->err_detail);
     free(o->etag);
@@ -670,6 +734,8 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     }
     o->ca_only = req->ca_only;
     o->insecure = req->insecure;
+    o->name_from_disposition = req->name_from_disposition;
+    o->no_replace = req->no_replace;
     r = rv_url_parse(req->url, &o->url);
     if (r != RV_OK) {
         reject(e, r, "'%.200s' is not a valid URL", o->url_shown);
@@ -1140,7 +1206,7 @@ static void object_verify(rv_engine *e, rv_object *o) {
             o->final_sync = true;
         return;
     }
-    if (rv_outfile_deliver(o) != RV_OK)
+    if (rv_object_choose_name(o) != RV_OK || rv_outfile_deliver(o) != RV_OK)
         return;
     rv_object_set_state(o, RV_STATE_DONE);
     return;

@@ -157,7 +157,12 @@ struct rv_object {
     rv_hostlimit *host;        /* http(s) only; owned by the engine */
     rv_hostgroup *hg;          /* its group on that host; NULL: no group (untagged,
                                   file://, or no max_connections_per_group) */
-    char *dest_path;
+    char *dest_path;           /* rv_request.dest_path; the final path once
+                                  rv_object_choose_name has chosen it */
+    bool name_from_disposition; /* rv_request's */
+    bool no_replace;           /* rv_request's */
+    char *disposition_name;    /* the first 2xx answer's Content-Disposition
+                                  file name, as sent (http.c); NULL: none */
     char *tmp_path;            /* NULL until the temporary file exists */
     int fd;                    /* temporary file; -1 when closed */
     int dfd;                   /* staged: the blob opened with O_DIRECT, or -1 */
@@ -356,6 +361,10 @@ rv_object *rv_live_head(rv_engine *e);
 
 /* engine.c */
 void rv_object_set_state(rv_object *o, rv_state s);
+/* Before delivery: a name_from_disposition object's final path (dest_path
+ * changes to it), and no_replace's and the may_replace hook's check of
+ * what is there. RV_OK, or the object failed and its error. */
+int rv_object_choose_name(rv_object *o);
 /* Record the object's first failure. Safe inside curl callbacks: the
  * transfers stop, the temporary file goes and the state becomes FAILED when
  * the engine next attends to the object, before rv_engine_perform returns.

@@ -324,6 +324,13 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
     } else if (rv_http_name_is(name, nlen, "last-modified")) {
         free(t->resp_last_modified);
         t->resp_last_modified = dup_value(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "content-disposition")) {
+        /* The first answer with content that names the object names it
+         * (a redirect's or an error's header says nothing about it). */
+        rv_object *o = t->obj;
+        if (o->name_from_disposition && !o->disposition_name && t->status >= 200 &&
+            t->status < 300)
+            o->disposition_name = rv_http_disposition_filename(value, vlen);
     } else if (rv_http_name_is(name, nlen, "retry-after")) {
         if (!rv_http_parse_retry_after(value, vlen, time(NULL), &t->retry_after_ms))
             t->retry_after_ms = RV_UNKNOWN;

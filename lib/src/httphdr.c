@@ -3,13 +3,16 @@
  * Everything here reads untrusted bytes from the network: every function
  * takes an explicit length, reads nothing beyond it, accepts digits only
  * where numbers are expected and treats overflow as malformed. No I/O, no
- * allocation, no locale (character classes are ASCII by hand).
+ * locale (character classes are ASCII by hand), no allocation but for the
+ * file name of Content-Disposition (the caller keeps it).
  *
  * Sections: character classes; numbers; header lines and status lines;
- * Content-Range; HTTP-date and Retry-After; ETag.
+ * Content-Range; HTTP-date and Retry-After; ETag; Content-Disposition and
+ * file names.
  */
 #include "httphdr.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- character classes ---- */
@@ -354,4 +357,251 @@ bool rv_http_parse_retry_after(const char *v, size_t len, time_t now, uint64_t *
 
 bool rv_http_etag_is_weak(const char *etag) {
     return etag && etag[0] == 'W' && etag[1] == '/';
+}
+
+/* ---- Content-Disposition ----
+ *
+ * The only allocating functions here: the name is the caller's to keep. */
+
+static int hex_value(char c) {
+    if (is_digit(c))
+        return c - '0';
+    c = to_lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static size_t skip_ows(const char *s, size_t len, size_t i) {
+    while (i < len && is_ows(s[i]))
+        i++;
+    return i;
+}
+
+/* A token at s[i..len): its end (i when there is none). */
+static size_t token_end(const char *s, size_t len, size_t i) {
+    while (i < len && is_tchar(s[i]))
+        i++;
+    return i;
+}
+
+/* A quoted-string at s[*pos] ('"'): its content unescaped into a malloc'd
+ * string (*ret, NULL for none wanted); *pos moves past the closing quote.
+ * False when it does not close, or out of memory. */
+static bool quoted_string(const char *s, size_t len, size_t *pos, char **ret) {
+    size_t i = *pos + 1, n = 0;
+    char *out = ret ? malloc(len - *pos) : NULL; /* the content is shorter */
+    if (ret && !out)
+        return false;
+    for (; i < len && s[i] != '"'; i++) {
+        if (s[i] == '\\' && i + 1 < len)
+            i++;
+        if (s[i] == '\0')
+            break; /* no NUL in a name: refused below */
+        if (out)
+            out[n++] = s[i];
+    }
+    if (i >= len || s[i] != '"') {
+        free(out);
+        return false;
+    }
+    if (out) {
+        out[n] = '\0';
+        *ret = out;
+    }
+    *pos = i + 1;
+    return true;
+}
+
+/* RFC 8187 ext-value in UTF-8: "UTF-8'[language]'%-encoded", malloc'd, or
+ * NULL (another charset, malformed, an encoded NUL, no memory). */
+static char *ext_value_utf8(const char *v, size_t len) {
+    static const char charset[] = "utf-8'";
+    size_t cl = sizeof(charset) - 1;
+    if (len < cl)
+        return NULL;
+    for (size_t k = 0; k < cl; k++)
+        if (to_lower(v[k]) != charset[k])
+            return NULL;
+    size_t i = cl;
+    while (i < len && v[i] != '\'')
+        i++; /* the language, not used */
+    if (i >= len)
+        return NULL;
+    i++;
+    char *out = malloc(len - i + 1);
+    size_t n = 0;
+    if (!out)
+        return NULL;
+    for (; i < len; i++) {
+        if (v[i] == '%') {
+            int hi = i + 2 < len ? hex_value(v[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_value(v[i + 2]) : -1;
+            if (lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            out[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (is_tchar(v[i])) { /* attr-char is a subset of tchar */
+            out[n++] = v[i];
+        } else {
+            free(out);
+            return NULL;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+char *rv_http_disposition_filename(const char *v, size_t len) {
+    char *plain = NULL, *ext = NULL;
+    if (!v)
+        return NULL;
+    /* disposition-type, then *( OWS ";" OWS param ): a malformed part
+     * ends the walk, keeping what came before it. */
+    size_t i = token_end(v, len, skip_ows(v, len, 0));
+    for (;;) {
+        i = skip_ows(v, len, i);
+        if (i >= len || v[i] != ';')
+            break;
+        i = skip_ows(v, len, i + 1);
+        size_t name = i;
+        i = token_end(v, len, i);
+        size_t name_len = i - name;
+        i = skip_ows(v, len, i);
+        if (name_len == 0 || i >= len || v[i] != '=')
+            break;
+        i = skip_ows(v, len, i + 1);
+        bool is_plain = name_len == 8 && rv_http_name_is(v + name, name_len, "filename");
+        bool is_ext = name_len == 9 && rv_http_name_is(v + name, name_len, "filename*");
+        if (i < len && v[i] == '"') {
+            char *q = NULL;
+            if (!quoted_string(v, len, &i, is_plain && !plain ? &q : NULL))
+                break;
+            if (q)
+                plain = q;
+            continue;
+        }
+        size_t end = i;
+        while (end < len && v[end] != ';' && !is_ows(v[end]))
+            end++; /* a token; an ext-value is made of token characters and ' */
+        if (is_plain && !plain && end > i) {
+            if (token_end(v, len, i) != end)
+                break;
+            if ((plain = malloc(end - i + 1))) {
+                memcpy(plain, v + i, end - i);
+                plain[end - i] = '\0';
+            }
+        } else if (is_ext && !ext) {
+            ext = ext_value_utf8(v + i, end - i);
+        }
+        i = end;
+    }
+    if (ext) {
+        free(plain);
+        return ext;
+    }
+    return plain;
+}
+
+/* The length of the UTF-8 sequence at s (at most n bytes), 0 when invalid
+ * (overlong forms, surrogates and code points past U+10FFFF included);
+ * *ret_cp its code point. */
+static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *ret_cp) {
+    unsigned c = s[0], cp, need;
+    if (c < 0x80) {
+        *ret_cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        cp = c & 0x1f, need = 1;
+    else if (c >= 0xe0 && c <= 0xef)
+        cp = c & 0x0f, need = 2;
+    else if (c >= 0xf0 && c <= 0xf4)
+        cp = c & 0x07, need = 3;
+    else
+        return 0;
+    if (n < need + 1)
+        return 0;
+    for (unsigned k = 1; k <= need; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3f);
+    }
+    if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    *ret_cp = cp;
+    return need + 1;
+}
+
+/* Bytes of s[0..n) (valid UTF-8) that fit in max without splitting a
+ * character. */
+static size_t utf8_cut(const char *s, size_t n, size_t max) {
+    size_t at = 0;
+    unsigned cp;
+    while (at < n) {
+        size_t l = utf8_seq((const unsigned char *)s + at, n - at, &cp);
+        if (at + l > max)
+            break;
+        at += l;
+    }
+    return at;
+}
+
+#define EXT_MAX 32
+
+char *rv_filename_sanitize(const char *name, size_t max) {
+    if (!name || max == 0)
+        return NULL;
+    const char *base = name;
+    for (const char *p = name; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    size_t n = strlen(base);
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    /* Copy, checking UTF-8 and replacing control characters. */
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned cp;
+        size_t l = utf8_seq((const unsigned char *)base + i, n - i, &cp);
+        if (l == 0) {
+            free(out);
+            return NULL;
+        }
+        if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
+            out[o++] = '_';
+        else
+            memcpy(out + o, base + i, l), o += l;
+        i += l;
+    }
+    /* Leading dots and blanks, trailing blanks. */
+    size_t start = 0;
+    while (start < o && (out[start] == '.' || out[start] == ' '))
+        start++;
+    while (o > start && out[o - 1] == ' ')
+        o--;
+    n = o - start;
+    memmove(out, out + start, n);
+    out[n] = '\0';
+    if (n > max) {
+        const char *dot = strrchr(out, '.');
+        size_t ext = dot && dot != out ? n - (size_t)(dot - out) : 0;
+        if (ext > EXT_MAX || ext >= max)
+            ext = 0;
+        size_t stem = utf8_cut(out, n - ext, max - ext);
+        if (stem == 0)
+            ext = 0, stem = utf8_cut(out, n, max);
+        memmove(out + stem, out + n - ext, ext);
+        n = stem + ext;
+        out[n] = '\0';
+        while (n > 0 && out[n - 1] == ' ' && ext == 0)
+            out[--n] = '\0';
+    }
+    if (n == 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
 }

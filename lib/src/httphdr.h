@@ -44,4 +44,27 @@ bool rv_http_parse_u64(const char *v, size_t len, uint64_t *ret);
 /* An ETag is weak when it starts with W/ (If-Range must not use it). */
 bool rv_http_etag_is_weak(const char *etag);
 
+/* The file name a Content-Disposition value (RFC 6266) offers, as sent:
+ * filename*= (RFC 8187: charset UTF-8, case-insensitive, an optional
+ * language, then %-encoded bytes) is preferred over filename= (a token or
+ * a quoted-string, whose backslash escapes are undone). A filename* in
+ * another charset, or malformed, is ignored (filename= is used then). The
+ * disposition type (attachment, inline, ...) is not looked at. Returns a
+ * malloc'd NUL-terminated string (possibly "", possibly with '/', control
+ * characters, invalid UTF-8: rv_filename_sanitize makes it safe), or NULL
+ * when there is no usable parameter, an encoded NUL, a malformed value
+ * before it, or no memory. */
+char *rv_http_disposition_filename(const char *v, size_t len);
+
+/* A name from an untrusted source made safe to create in a directory: the
+ * part after the last '/' or '\\' (the server's idea of a path is not
+ * ours), control characters (C0, DEL, C1) replaced by '_', leading dots
+ * and blanks and trailing blanks dropped (no hidden files, never "." or
+ * ".."), and at most max bytes: a longer name is cut at a UTF-8 character
+ * boundary, keeping its extension (the last '.' and what follows, when
+ * that is at most 32 bytes and leaves room for a stem). Returns a malloc'd
+ * string, or NULL when nothing usable is left (empty, not valid UTF-8,
+ * max 0) or no memory. */
+char *rv_filename_sanitize(const char *name, size_t max);
+
 #endif

@@ -52,6 +52,9 @@ int rv_errno_to_error(int errnum) {
         return RV_E_DEST_UNWRITABLE;
     case EISDIR:
         return RV_E_DEST_IS_DIR;
+    case EEXIST: /* a delivery that may not replace its destination (no_replace);
+                    else only 100 hidden names in a row all taken */
+        return RV_E_DEST_EXISTS;
     case ENOMEM:
         return RV_E_NOMEM;
     default:
@@ -121,7 +124,7 @@ static int link_unnamed(rv_object *o) {
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
     if (linkat(AT_FDCWD, proc, AT_FDCWD, o->dest_path, AT_SYMLINK_FOLLOW) == 0)
         return 0;
-    if (errno != EEXIST)
+    if (errno != EEXIST || o->no_replace)
         return errno;
     int err = rv_tempname_make(o->dest_path, proc, RV_MODE_UMASK, &o->engine->rng, &tmp, NULL);
     if (err == 0 && rename(tmp, o->dest_path) != 0) {
@@ -387,9 +390,24 @@ void rv_outfile_digest_end(rv_engine *e) {
     e->digester = rv_digester_free(e->digester);
 }
 
+/* rename, or with no_replace a rename that never replaces (where the file
+ * system cannot do that, a link then an unlink of the hidden name: a link
+ * never replaces either). 0 or an errno. */
+static int rename_tmp(const rv_object *o) {
+    if (!o->no_replace)
+        return rename(o->tmp_path, o->dest_path) == 0 ? 0 : errno;
+    if (renameat2(AT_FDCWD, o->tmp_path, AT_FDCWD, o->dest_path, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return errno;
+    if (link(o->tmp_path, o->dest_path) != 0)
+        return errno;
+    unlink(o->tmp_path);
+    return 0;
+}
+
 int rv_outfile_deliver(rv_object *o) {
-    int errnum = o->tmp_path ? (rename(o->tmp_path, o->dest_path) == 0 ? 0 : errno)
-                             : link_unnamed(o);
+    int errnum = o->tmp_path ? rename_tmp(o) : link_unnamed(o);
     if (errnum != 0) {
         int err = rv_errno_to_error(errnum);
         rv_object_fail(o, err, "cannot put the finished download in place as '%s': %s",

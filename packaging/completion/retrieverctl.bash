@@ -10,7 +10,7 @@
 _retrieverctl_opts() {
     case $1 in
     download)
-        echo --local --socket --no-autostart --detach -o --output -d --dir \
+        echo --local --socket --no-autostart --detach -o --output -d --dir -O --remote-name \
             -i --input-file --force --no-clobber -x --proxy --limit-rate \
             -u --user \
             --copy --link -c --connections --header --netrc --netrc-file \

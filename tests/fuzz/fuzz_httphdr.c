@@ -23,6 +23,13 @@
  *                           at the epoch prints back as itself
  *   4 rv_http_parse_u64     equals the digits' value, printed back as them
  *   5 rv_http_name_is       agrees with a plain case-insensitive compare
+ *   6 rv_http_disposition_filename, then rv_filename_sanitize at 255 and
+ *                           at a limit from the input's length: the name
+ *                           is a C string no longer than the input; the
+ *                           safe name is valid UTF-8 without C0, DEL or C1
+ *                           characters, '/' or '\\', starts with neither
+ *                           '.' nor ' ', does not end in ' ', and is at
+ *                           most the limit in bytes
  */
 #include <stdbool.h>
 #include <strings.h>
@@ -149,6 +156,57 @@ static void name_is(const char *s, size_t n) {
     }
 }
 
+/* Whether s is valid UTF-8 without control characters (C0, DEL, C1). */
+static bool utf8_no_controls(const unsigned char *s) {
+    while (*s) {
+        unsigned c = *s, cp, k;
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            cp = c & 0x1f, k = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            cp = c & 0x0f, k = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            cp = c & 0x07, k = 3;
+        else
+            return false;
+        for (unsigned i = 1; i <= k; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((k == 1 && cp < 0xa0) || (k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        s += k + 1;
+    }
+    return true;
+}
+
+static void disposition(const char *s, size_t n) {
+    char *name = rv_http_disposition_filename(s, n);
+    if (!name)
+        return;
+    FUZZ_CHECK(strlen(name) <= n);
+    size_t limits[] = {255, 1 + n % 40};
+    for (size_t i = 0; i < 2; i++) {
+        char *safe = rv_filename_sanitize(name, limits[i]);
+        if (!safe)
+            continue;
+        size_t l = strlen(safe);
+        FUZZ_CHECK(l > 0 && l <= limits[i]);
+        FUZZ_CHECK(!strchr(safe, '/') && !strchr(safe, '\\'));
+        FUZZ_CHECK(safe[0] != '.' && safe[0] != ' ' && safe[l - 1] != ' ');
+        FUZZ_CHECK(utf8_no_controls((const unsigned char *)safe));
+        free(safe);
+    }
+    free(name);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0)
         return 0;
@@ -157,13 +215,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!s)
         return 0;
     memcpy(s, data + 1, n);
-    switch (data[0] % 6) {
+    switch (data[0] % 7) {
     case 0: split(s, n); break;
     case 1: status(s, n); break;
     case 2: content_range(s, n); break;
     case 3: retry_after(s, n); break;
     case 4: u64(s, n); break;
     case 5: name_is(s, n); break;
+    case 6: disposition(s, n); break;
     }
     free(s);
     return 0;

@@ -113,4 +113,10 @@ for j in \
   n=$((n + 1))
   printf "$j" >"$out/jobstore/seed-$n"
 done
+# httphdr's Content-Disposition (selector 6), last so that the seeds above
+# keep their numbers.
+for h in 'attachment; filename="a b.txt"' "attachment; filename*=UTF-8''%C3%A9t%C3%A9.txt" \
+  'inline; filename=../../x; filename*=utf-8'"'en'"'%2F..%00' 'attachment; filename=".\\a"'; do
+  hdr '\006' "$h"
+done
 echo "seeds written to $out"

@@ -97,6 +97,13 @@ typedef struct rv_hooks {
      * timer or rv_engine_wakeup). An owner that holds back what the other
      * hooks told it, to pass it on in batches, passes it on now. */
     void (*on_wait)(void *ud);
+    /* Optional: an object of a request with name_from_disposition is about
+     * to be delivered under the server's name path (not its dest_path), a
+     * name that exists, and the request allows replacing it (no_replace
+     * false). False keeps the file: the object fails (RV_E_DEST_EXISTS). A
+     * daemon that writes for someone else checks here that its caller may
+     * replace that file. Without the hook it is replaced. */
+    bool (*may_replace)(void *ud, rv_object *obj, const char *path);
 } rv_hooks;
 
 typedef struct rv_config {
@@ -267,6 +274,24 @@ typedef struct rv_request {
                                   CURLOPT_PROXY: http://, https://, socks5h://...;
                                   user:password@ allowed). A proxy with credentials
                                   keeps the object's cached bytes apart */
+    bool name_from_disposition; /* dest_path's directory holds the file, named
+                                  as the origin's Content-Disposition says
+                                  (filename*= in UTF-8, else filename=) when
+                                  an answer carries one, after
+                                  rv_filename_sanitize's rules (no '/' or '\\',
+                                  no leading dots, no control characters, cut
+                                  to the directory's NAME_MAX); else (no such
+                                  header, nothing usable left, a cache hit
+                                  delivered without asking the origin, another
+                                  live object writing that name) dest_path
+                                  itself. rv_object_path is the final path
+                                  from delivery on */
+    bool no_replace;           /* the delivery never replaces a file at the
+                                  final path: the object fails with
+                                  RV_E_DEST_EXISTS instead (checked when the
+                                  name is chosen, and by the delivery's link
+                                  or rename itself, so a file that appears
+                                  in between is kept too) */
     const char *noproxy;       /* optional, copied: NULL: the environment's
                                   no_proxy/NO_PROXY; else CURLOPT_NOPROXY's list
                                   (hosts or domains, comma-separated; "*": all;
@@ -357,6 +382,8 @@ const char *rv_object_error_detail(const rv_object *obj); /* never NULL; "" when
 /* The URL as the caller gave it (secrets and all: the caller has them
  * already); anything shown to others uses rv_url_redact. */
 const char *rv_object_url(const rv_object *obj);
+/* The destination: rv_request.dest_path, or from delivery on the final
+ * path a name_from_disposition request was delivered to. */
 const char *rv_object_path(const rv_object *obj);
 void rv_object_progress(const rv_object *obj, rv_progress *ret);
 const char *rv_object_sha256_hex(const rv_object *obj);  /* set when DONE, else NULL */

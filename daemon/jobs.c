@@ -1155,8 +1155,12 @@ rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint
     }
     struct jobject *o = &jb->objs[index];
     const rvd_object_view *v = &jb->views[index];
-    if (v->state == RV_STATE_DONE && o->data_fd < 0) {
-        /* Delivered and released: its bytes are the destination's. */
+    if (v->state == RV_STATE_DONE && (v->destination || o->data_fd < 0)) {
+        /* Delivered: its bytes are the destination's, read as the caller,
+         * whether or not the engine has released its own file yet (that
+         * happens a moment after the job ends; a Read must not answer
+         * differently in that moment). A read-only object's copy is the
+         * daemon's, through data_fd while it is open. */
         int fd = -1;
         char *err = NULL, *name = NULL;
         if (!v->destination) { /* Read-only: the daemon's own copy */

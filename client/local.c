@@ -410,6 +410,9 @@ static void report_final(struct run *r, size_t i) {
             .crc32c = crc,
             .seconds = secs,
             .retries = r->views[i].retries,
+            /* What the display says: "cached", "resuming at SIZE". */
+            .cached_bytes = r->views[i].cached ? p.bytes_done : 0,
+            .resumed_bytes = r->views[i].cached ? 0 : r->views[i].resumed_from,
             .error = st == RV_STATE_DONE ? RV_OK : (err != RV_OK ? err : RV_E_INTERNAL),
             .detail = detail,
         };

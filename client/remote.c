@@ -384,6 +384,10 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
             .crc32c = crc,
             .seconds = secs,
             .retries = v->retries,
+            /* What the display says: "cached", "resuming at SIZE" (the
+             * Completed and Started events). */
+            .cached_bytes = v->cached ? v->p.bytes_done : 0,
+            .resumed_bytes = v->cached ? 0 : v->resumed_from,
             .error = ob->error,
             .detail = detail,
         };
@@ -549,6 +553,7 @@ static void json_for_unreported(struct run *r, rv_state st, const char *state, i
             .state = state,
             .bytes = r->views[i].p.bytes_done,
             .retries = r->views[i].retries,
+            .resumed_bytes = r->views[i].resumed_from,
             .error = err,
             .detail = detail,
         };

@@ -202,14 +202,14 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
     return 0;
 }
 
-void rvc_cat_verdict(const rvc_download_opts *o, int code, FILE *err) {
+void rvc_cat_verdict(const rvc_download_opts *o, int code, uint64_t written, FILE *err) {
     if (!o->sha256[0])
         return;
     if (code == RVC_EXIT_OK && !o->quiet)
         fprintf(err, PROG ": sha256 matched (%s)\n", o->sha256);
-    else if (code == RVC_EXIT_VERIFY)
+    else if (code == RVC_EXIT_VERIFY && written)
         fprintf(err, PROG ": sha256 did NOT match; the bytes were already written to standard "
-                     "output: do not use them\n");
+                     "output (%llu): do not use them\n", (unsigned long long)written);
 }
 
 int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
@@ -281,7 +281,17 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
             code = RVC_EXIT_PROTOCOL;
             break;
         }
-        if (data_fd < 0 && ready > off && (data_fd = rv_object_open_data(obj)) < 0) {
+        if (data_fd < 0 && ready > off) {
+            data_fd = rv_object_open_data(obj);
+            /* With --no-state a small object can be delivered before the
+             * first look: the engine has closed its file and renamed it to
+             * dest, which is ours alone (the private directory). */
+            if (data_fd == -ENOENT && rv_object_state(obj) == RV_STATE_DONE) {
+                data_fd = open(dest, O_RDONLY | O_CLOEXEC);
+                data_fd = data_fd >= 0 ? data_fd : -errno;
+            }
+        }
+        if (data_fd < 0 && ready > off) {
             fprintf(err, PROG ": cannot open the object's bytes: %s\n", strerror(-data_fd));
             rv_engine_cancel(e, obj);
             code = RVC_EXIT_LOCAL;
@@ -311,7 +321,7 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
                         *rv_object_error_detail(obj) ? ": " : "", rv_object_error_detail(obj));
                 code = rvc_exit_code(rv_object_error(obj));
             }
-            rvc_cat_verdict(o, code, err);
+            rvc_cat_verdict(o, code, off, err);
             break;
         }
         if (rv_engine_perform(e, 1000, NULL) != RV_OK)

@@ -166,6 +166,7 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
     char method[128];
     char *job_id = NULL;
     rvc_request q = {0};
+    uint64_t written = 0; /* bytes on standard output */
 
     rvc_rpc *c = rvc_remote_connect(socket_opt, rvc_autostart_wanted(o->no_autostart), &rep, &code);
     if (!c)
@@ -218,6 +219,7 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
             continue;
         const Retriever__V1__ReadChunk *ch = (const Retriever__V1__ReadChunk *)m;
         int w = write_all(fileno(out), ch->data.data, ch->data.len);
+        written += w ? 0 : ch->data.len;
         protobuf_c_message_free_unpacked(m, NULL);
         if (w == EPIPE) {
             /* The reader has what it wanted: a quiet end, exit 0. Leaving
@@ -241,7 +243,7 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
     }
     /* The Read ends OK only once the object is delivered, that is
      * verified (daemon/server.c). */
-    rvc_cat_verdict(o, code, err);
+    rvc_cat_verdict(o, code, written, err);
 out:
     if (rd)
         rvc_rpc_stream_cancel(rd);

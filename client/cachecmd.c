@@ -12,6 +12,7 @@
 #include "exitcode.h"
 #include "fmt.h"
 #include "json.h"
+#include "local.h"
 #include "retriever/retriever.h"
 #include "sigwatch.h"
 
@@ -84,19 +85,18 @@ static char *dir_path(const char *opt, const char *xdg_var, const char *fallback
     return n < 0 ? NULL : path;
 }
 
-/* Open an engine on o's state (or none with no_state). Exit code. */
-static int open_engine(const rvc_download_opts *o, rv_engine **ret, FILE *err) {
+/* Open an engine on o's state (or none with no_state). for_cat: with
+ * download --local's settings of o's options (cat takes them), quota
+ * included; else (cache ACTION) the engine's defaults, which evict
+ * nothing on open. Exit code. */
+static int open_engine(const rvc_download_opts *o, bool for_cat, rv_engine **ret, FILE *err) {
     rv_config cfg;
     char *state = NULL, *cache = NULL, *detail = NULL;
     int code = RVC_EXIT_OK;
-    rv_config_init(&cfg);
-    if (o->connections) {
-        cfg.max_connections_per_object = o->connections;
-        if (cfg.max_connections < o->connections)
-            cfg.max_connections = o->connections;
-        if (cfg.max_connections_per_host < o->connections)
-            cfg.max_connections_per_host = o->connections;
-    }
+    if (for_cat)
+        rvc_local_config(&cfg, o, RVC_PROGRESS_NONE);
+    else
+        rv_config_init(&cfg);
     if (!o->no_state) {
         state = dir_path(o->state_dir, "XDG_STATE_HOME", ".local/state");
         cache = dir_path(o->cache_dir, "XDG_CACHE_HOME", ".cache");
@@ -108,6 +108,8 @@ static int open_engine(const rvc_download_opts *o, rv_engine **ret, FILE *err) {
         }
         cfg.state_dir = state;
         cfg.cache_dir = cache;
+        if (for_cat)
+            cfg.cache_quota = o->cache_quota;
     }
     int e = rv_engine_open(&cfg, ret, &detail);
     if (e != RV_OK) {
@@ -160,7 +162,7 @@ int rvc_local_cache(const rvc_cmd *cmd, FILE *out, FILE *err) {
     rv_engine *e = NULL;
     const char *a = cmd->cache_action;
     struct local_cache lc = {.cmd = cmd, .out = out};
-    int code = open_engine(&cmd->dl, &e, err);
+    int code = open_engine(&cmd->dl, false, &e, err);
     if (code != RVC_EXIT_OK)
         return code;
     lc.matched = calloc(cmd->dl.n_urls, sizeof(*lc.matched));
@@ -200,13 +202,23 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
     return 0;
 }
 
+void rvc_cat_verdict(const rvc_download_opts *o, int code, uint64_t written, FILE *err) {
+    if (!o->sha256[0])
+        return;
+    if (code == RVC_EXIT_OK && !o->quiet)
+        fprintf(err, PROG ": sha256 matched (%s)\n", o->sha256);
+    else if (code == RVC_EXIT_VERIFY && written)
+        fprintf(err, PROG ": sha256 did NOT match; the bytes were already written to standard "
+                     "output (%llu): do not use them\n", (unsigned long long)written);
+}
+
 int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
     rv_engine *e = NULL;
     rv_object *obj = NULL;
     rvc_sigwatch *sw = NULL;
     unsigned char *buf = malloc(CAT_BUF);
     char dir[] = "/tmp/retrieverctl-cat-XXXXXX";
-    char *dest = NULL;
+    char *dest = NULL, *ca_pem = NULL;
     int data_fd = -1, code = RVC_EXIT_OK;
     uint64_t off = 0;
     bool made_dir = false;
@@ -221,11 +233,33 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
         goto out;
     }
     made_dir = true;
-    if ((code = open_engine(o, &e, err)) != RVC_EXIT_OK)
+    if (o->ca_file) {
+        const char *why = NULL;
+        int r = rvc_local_read_ca(o->ca_file, &ca_pem, &why);
+        if (r != RV_OK) {
+            fprintf(err, PROG ": cannot use the CA file '%s': %s\n", o->ca_file, why);
+            code = rvc_exit_code(r);
+            goto out;
+        }
+    }
+    if (o->insecure) /* as download --local: every time, even with -q */
+        fprintf(err, PROG ": warning: --insecure: https certificates are not verified; anyone "
+                     "on the network path can change what is downloaded\n");
+    if ((code = open_engine(o, true, &e, err)) != RVC_EXIT_OK)
         goto out;
     fflush(out);
-    rv_request req = {.url = o->urls[0], .dest_path = dest, .link = !o->no_state};
-    int r = rv_engine_add(e, &req, &obj);
+    rv_request req;
+    const char **hdrs = NULL;
+    int r = rvc_local_request(o, 0, ca_pem, &req, &hdrs);
+    if (r == RV_OK) {
+        /* cat's own delivery (no file is kept): a hard link to the cache's
+         * blob when there is a cache, else the file itself. */
+        req.dest_path = dest;
+        req.link = !o->no_state;
+        req.copy = false;
+        r = rv_engine_add(e, &req, &obj);
+        free(hdrs);
+    }
     if (r != RV_OK) {
         fprintf(err, PROG ": %s: %s (%s)\n", o->urls[0], rv_strerror(r),
                 rv_engine_error_detail(e));
@@ -247,7 +281,17 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
             code = RVC_EXIT_PROTOCOL;
             break;
         }
-        if (data_fd < 0 && ready > off && (data_fd = rv_object_open_data(obj)) < 0) {
+        if (data_fd < 0 && ready > off) {
+            data_fd = rv_object_open_data(obj);
+            /* With --no-state a small object can be delivered before the
+             * first look: the engine has closed its file and renamed it to
+             * dest, which is ours alone (the private directory). */
+            if (data_fd == -ENOENT && rv_object_state(obj) == RV_STATE_DONE) {
+                data_fd = open(dest, O_RDONLY | O_CLOEXEC);
+                data_fd = data_fd >= 0 ? data_fd : -errno;
+            }
+        }
+        if (data_fd < 0 && ready > off) {
             fprintf(err, PROG ": cannot open the object's bytes: %s\n", strerror(-data_fd));
             rv_engine_cancel(e, obj);
             code = RVC_EXIT_LOCAL;
@@ -277,6 +321,7 @@ int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err) {
                         *rv_object_error_detail(obj) ? ": " : "", rv_object_error_detail(obj));
                 code = rvc_exit_code(rv_object_error(obj));
             }
+            rvc_cat_verdict(o, code, off, err);
             break;
         }
         if (rv_engine_perform(e, 1000, NULL) != RV_OK)
@@ -298,6 +343,7 @@ out:
     if (made_dir)
         rmdir(dir);
     free(dest);
+    free(ca_pem);
     free(buf);
     return code;
 }

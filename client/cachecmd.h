@@ -38,5 +38,10 @@ int rvc_local_cache(const rvc_cmd *cmd, FILE *out, FILE *err);
 /* cat URL --local (and download -o - --local): the bytes to out (a
  * descriptor is written directly). Returns the exit code. */
 int rvc_local_cat(const rvc_download_opts *o, FILE *out, FILE *err);
+/* cat --sha256's last word (both modes), once the object has ended with
+ * exit code `code` after `written` bytes went to standard output: that the
+ * digest matched (not with -q), or that it did not and that those bytes
+ * were already written. Nothing without --sha256. */
+void rvc_cat_verdict(const rvc_download_opts *o, int code, uint64_t written, FILE *err);
 
 #endif

@@ -294,22 +294,14 @@ static const struct opt_def cache_opts[] = {
     {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
 };
 
-static const struct opt_def cat_opts[] = {
-    {OPT_LOCAL, "local", 0, NULL, true, "Options",
-     "run the download engine in this process instead\n"
-     "of asking retrieverd", MODE_ANY},
-    {OPT_SOCKET, "socket", 0, "PATH", false, NULL, "the socket of retrieverd", MODE_DAEMON},
-    {OPT_STATE_DIR, "state-dir", 0, "DIR", false, NULL,
-     "the state directory (as download --local)", MODE_LOCAL},
-    {OPT_CACHE_DIR, "cache-dir", 0, "DIR", false, NULL,
-     "the cache directory (as download --local)", MODE_LOCAL},
-    {OPT_NO_STATE, "no-state", 0, NULL, true, NULL, "no state and no cache", MODE_LOCAL},
-    {OPT_CONNECTIONS, "connections", 'c', "N", false, NULL,
-     "at most N connections (default: the engine's)", MODE_ANY},
-    {OPT_NO_AUTOSTART, "no-autostart", 0, NULL, true, NULL,
-     "when no retrieverd answers, fail instead of\n"
-     "starting a per-user one", MODE_DAEMON},
-    {OPT_HELP, "help", 'h', NULL, true, NULL, "show this help and exit", MODE_ANY},
+/* cat takes download's options (the same table, the same parser and the
+ * same request builders in both modes), but for these: cat writes one
+ * URL's bytes to standard output and keeps no file, shows no progress and
+ * prints no JSON. `download -o -` refuses them too (less -o itself). */
+static const enum opt_id cat_refused[] = {
+    OPT_DETACH, OPT_OUTPUT,      OPT_DIR,    OPT_INPUT_FILE, OPT_FORCE,
+    OPT_NO_CLOBBER, OPT_REMOTE_NAME, OPT_COPY, OPT_LINK,     OPT_JSON,
+    OPT_DIGEST, OPT_NO_DIGEST,   OPT_NO_PROGRESS,
 };
 
 /* What a command's positional arguments are. */
@@ -329,38 +321,52 @@ struct command {
     enum positional pos;
     size_t min_args, max_args;
     const char *args_name; /* for messages: "JOB" */
+    const enum opt_id *refused; /* options of opts this command does not take */
+    size_t n_refused;
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 static const struct command cmd_download = {"download", RVC_VERB_DOWNLOAD, download_opts,
                                             N_OF(download_opts), POS_URLS, 1, RVC_MAX_URLS,
-                                            "URL"};
+                                            "URL", NULL, 0};
 static const struct command cmd_ping = {"ping", RVC_VERB_PING, ping_opts, N_OF(ping_opts),
-                                        POS_NONE, 0, 0, NULL};
+                                        POS_NONE, 0, 0, NULL, NULL, 0};
 static const struct command cmd_status = {"status", RVC_VERB_STATUS, status_opts,
-                                          N_OF(status_opts), POS_JOBS, 0, 1, "JOB"};
+                                          N_OF(status_opts), POS_JOBS, 0, 1, "JOB", NULL, 0};
 static const struct command cmd_list = {"list", RVC_VERB_LIST, list_opts, N_OF(list_opts),
-                                        POS_NONE, 0, 0, NULL};
+                                        POS_NONE, 0, 0, NULL, NULL, 0};
 static const struct command cmd_watch = {"watch", RVC_VERB_WATCH, watch_opts, N_OF(watch_opts),
-                                         POS_JOBS, 1, 1, "JOB"};
+                                         POS_JOBS, 1, 1, "JOB", NULL, 0};
 static const struct command cmd_cancel = {"cancel", RVC_VERB_CANCEL, cancel_opts,
-                                          N_OF(cancel_opts), POS_JOBS, 1, RVC_MAX_JOB_IDS, "JOB"};
+                                          N_OF(cancel_opts), POS_JOBS, 1, RVC_MAX_JOB_IDS, "JOB",
+                                          NULL, 0};
 static const struct command cmd_stats = {"stats", RVC_VERB_STATS, stats_opts, N_OF(stats_opts),
-                                         POS_NONE, 0, 0, NULL};
+                                         POS_NONE, 0, 0, NULL, NULL, 0};
 static const struct command cmd_version = {"version", RVC_VERB_DVERSION, version_opts,
-                                           N_OF(version_opts), POS_NONE, 0, 0, NULL};
+                                           N_OF(version_opts), POS_NONE, 0, 0, NULL, NULL, 0};
 /* cache: its first argument is the action (ls, rm, clear, verify), the
  * rest rm's URLs; both go into dl.urls. */
 static const struct command cmd_cache = {"cache", RVC_VERB_CACHE, cache_opts, N_OF(cache_opts),
-                                         POS_URLS, 1, RVC_MAX_URLS, "ACTION"};
-static const struct command cmd_cat = {"cat", RVC_VERB_CAT, cat_opts, N_OF(cat_opts), POS_URLS,
-                                       1, 1, "URL"};
+                                         POS_URLS, 1, RVC_MAX_URLS, "ACTION", NULL, 0};
+static const struct command cmd_cat = {"cat",       RVC_VERB_CAT, download_opts,
+                                       N_OF(download_opts), POS_URLS, 1,
+                                       1,           "URL",        cat_refused,
+                                       N_OF(cat_refused)};
 /* Every command, in the order the overview lists them ("help" is handled
  * apart: it has no options). */
 static const struct command *const commands[] = {
     &cmd_download, &cmd_cat,   &cmd_status, &cmd_list,  &cmd_watch,
     &cmd_cancel,   &cmd_cache, &cmd_stats,  &cmd_ping,  &cmd_version,
 };
+
+/* Whether command c does not take option id (it is in c->opts all the
+ * same: cat shares download's table). */
+static bool opt_refused(const struct command *c, enum opt_id id) {
+    for (size_t i = 0; i < c->n_refused; i++)
+        if (c->refused[i] == id)
+            return true;
+    return false;
+}
 
 /* The options accepted before the command. */
 static const char *const top_opts[] = {"help", "version", "socket"};
@@ -435,12 +441,14 @@ static const char *suggest_command(const char *word) {
  * name[0..len), or NULL. */
 static const char *suggest_option(const struct command *c, const char *name, size_t len) {
     struct suggest sg = {name, len, NULL, 0};
-    if (c)
-        for (size_t i = 0; i < c->n_opts; i++)
-            suggest_try(&sg, c->opts[i].long_name);
-    else
+    if (c) {
+        for (size_t k = 0; k < c->n_opts; k++)
+            if (!opt_refused(c, c->opts[k].id))
+                suggest_try(&sg, c->opts[k].long_name);
+    } else {
         for (size_t i = 0; i < sizeof(top_opts) / sizeof(top_opts[0]); i++)
             suggest_try(&sg, top_opts[i]);
+    }
     return sg.best;
 }
 
@@ -611,23 +619,23 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_OUTPUT:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a file name", spelled);
+            return fail(p, topic, "option '%s' needs a file name", spelled);
         d->output = v; /* "-": standard output, as cat (parse_command) */
         return RV_OK;
     case OPT_DIR:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a directory", spelled);
+            return fail(p, topic, "option '%s' needs a directory", spelled);
         d->dir = v;
         return RV_OK;
     case OPT_CONNECTIONS:
         if (!parse_uint(v, 1, RVC_MAX_CONNECTIONS, &n))
-            return fail(p, "download", "option '%s' needs a whole number from 1 to %d, not '%s'",
+            return fail(p, topic, "option '%s' needs a whole number from 1 to %d, not '%s'",
                         spelled, RVC_MAX_CONNECTIONS, v);
         d->connections = (unsigned)n;
         return RV_OK;
     case OPT_CHUNK_SIZE:
         if (rv_parse_size(v, &d->chunk_size) != RV_OK || d->chunk_size < RVC_MIN_CHUNK_SIZE)
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs a size of at least %dK (bytes, or a number with a K, "
                         "M, G or T suffix such as 4M), not '%s'",
                         spelled, RVC_MIN_CHUNK_SIZE / 1024, v);
@@ -636,35 +644,35 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         /* @FILE and @-: read later (rvc_secrets_resolve); no header name
          * starts with '@', so nothing else is meant. */
         if (v[0] == '@' && !v[1])
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs '@FILE' (a file of header lines), '@-' (standard "
                         "input) or 'Name: value'",
                         spelled);
         if (v[0] == '@') {
             r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
             if (r == RV_E_TOO_LARGE)
-                return fail(p, "download", "more than %d --header options", RVC_MAX_HEADERS);
+                return fail(p, topic, "more than %d --header options", RVC_MAX_HEADERS);
             return r;
         }
         if (strlen(v) > RVC_MAX_HEADER_LEN)
-            return fail(p, "download", "option '%s': header longer than %d bytes", spelled,
+            return fail(p, topic, "option '%s': header longer than %d bytes", spelled,
                         RVC_MAX_HEADER_LEN);
         if (!rv_header_allowed(v))
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs 'Name: value' on one line, and not a header the "
                         "engine sets itself (Range, If-Range, If-Match, Host, Content-Length, "
                         "...), or @FILE, not '%s'",
                         spelled, v);
         r = push(&d->headers, &d->n_headers, RVC_MAX_HEADERS, v);
         if (r == RV_E_TOO_LARGE)
-            return fail(p, "download", "more than %d --header options", RVC_MAX_HEADERS);
+            return fail(p, topic, "more than %d --header options", RVC_MAX_HEADERS);
         return r;
     case OPT_NETRC:
         d->netrc = true;
         return RV_OK;
     case OPT_NETRC_FILE:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a file", spelled);
+            return fail(p, topic, "option '%s' needs a file", spelled);
         d->netrc = true;
         d->netrc_file = v;
         return RV_OK;
@@ -672,7 +680,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         /* curl prompts for a missing password; a download tool that may
          * run unattended refuses instead of hanging on a terminal. */
         if (!strchr(v, ':'))
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs USER:PASSWORD (no password prompt); or keep the "
                         "password out of the command line with --netrc-file FILE",
                         spelled);
@@ -683,7 +691,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         for (const unsigned char *c = (const unsigned char *)v; *c; c++)
             ctl = ctl || *c < 0x20 || *c == 0x7f;
         if (!*v || ctl || strlen(v) > RVC_MAX_PROXY_LEN)
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs the proxy's URL (at most %d bytes, no control "
                         "characters), such as http://proxy.example:3128",
                         spelled, RVC_MAX_PROXY_LEN);
@@ -693,14 +701,14 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_LIMIT_RATE:
         if (rv_parse_size(v, &d->limit_rate) != RV_OK || d->limit_rate < RVC_MIN_RATE ||
             d->limit_rate > RVC_MAX_RATE)
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs bytes a second, at least 1K (a number with a K, M or "
                         "G suffix such as 500K or 2M), not '%s'",
                         spelled, v);
         return RV_OK;
     case OPT_RETRIES:
         if (!parse_uint(v, 0, RVC_MAX_RETRIES, &n))
-            return fail(p, "download", "option '%s' needs a whole number from 0 to %d, not '%s'",
+            return fail(p, topic, "option '%s' needs a whole number from 0 to %d, not '%s'",
                         spelled, RVC_MAX_RETRIES, v);
         d->retries = (int)n;
         return RV_OK;
@@ -710,13 +718,13 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         if (!parse_seconds_ms(v, o->id == OPT_CONNECT_TIMEOUT ? &d->connect_timeout_ms
                                  : o->id == OPT_STALL_TIMEOUT ? &d->stall_timeout_ms
                                                               : &d->connect_retry_ms))
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs a number of seconds above 0 and at most %d, not '%s'",
                         spelled, RVC_MAX_TIMEOUT_S, v);
         return RV_OK;
     case OPT_SHA256:
         if (!parse_sha256(v, d->sha256))
-            return fail(p, "download", "option '%s' needs 64 hexadecimal digits, not '%s'", spelled,
+            return fail(p, topic, "option '%s' needs 64 hexadecimal digits, not '%s'", spelled,
                         v);
         return RV_OK;
     case OPT_JSON:
@@ -737,9 +745,9 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
     case OPT_CACERT:
     case OPT_CACERT_ONLY:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a file", spelled);
+            return fail(p, topic, "option '%s' needs a file", spelled);
         if (d->ca_file)
-            return fail(p, "download", "options '--cacert' and '--cacert-only' cannot be used "
+            return fail(p, topic, "options '--cacert' and '--cacert-only' cannot be used "
                         "together (nor either twice): put every certificate in one file");
         d->ca_file = v;
         d->ca_only = o->id == OPT_CACERT_ONLY;
@@ -749,12 +757,12 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_STATE_DIR:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a directory", spelled);
+            return fail(p, topic, "option '%s' needs a directory", spelled);
         d->state_dir = v;
         return RV_OK;
     case OPT_CACHE_DIR:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a directory", spelled);
+            return fail(p, topic, "option '%s' needs a directory", spelled);
         d->cache_dir = v;
         return RV_OK;
     case OPT_NO_STATE:
@@ -762,7 +770,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_INPUT_FILE:
         if (!*v)
-            return fail(p, "download", "option '%s' needs a file name ('-': stdin)", spelled);
+            return fail(p, topic, "option '%s' needs a file name ('-': stdin)", spelled);
         d->input_file = v;
         return RV_OK;
     case OPT_REMOTE_NAME:
@@ -782,7 +790,7 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_CACHE_QUOTA:
         if (rv_parse_size(v, &d->cache_quota) != RV_OK)
-            return fail(p, "download",
+            return fail(p, topic,
                         "option '%s' needs a size (bytes, or a number with a K, M, G or T "
                         "suffix such as 20G; 0 for no limit), not '%s'",
                         spelled, v);
@@ -806,76 +814,87 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
 }
 
 /* Checks that need the whole command line. */
-static int check_download(struct parser *p, const rvc_cmd *cmd, const bool *seen) {
+static int check_download(struct parser *p, const char *topic, const rvc_cmd *cmd,
+                          const bool *seen) {
     const rvc_download_opts *d = &cmd->dl;
     if (d->n_urls == 0 && !d->input_file)
-        return fail(p, "download", "no URL given");
+        return fail(p, topic, "no URL given");
     /* -i adds URLs the parser has not seen: what takes one URL is refused
      * with it, whatever the file holds (it has out= and checksum=). */
     if (d->input_file && d->output)
-        return fail(p, "download",
+        return fail(p, topic,
                     "option '-o/--output' names one file; with -i, name each in the file "
                     "(out=) or use -d DIR");
     if (d->input_file && d->sha256[0])
-        return fail(p, "download",
+        return fail(p, topic,
                     "option '--sha256' checks one file; with -i, give each its "
                     "checksum=sha-256=HEX line");
     for (size_t k = 0; d->input_file && strcmp(d->input_file, "-") == 0 && k < d->n_headers; k++)
         if (strcmp(d->headers[k], "@-") == 0)
-            return fail(p, "download",
+            return fail(p, topic,
                         "'-i -' and '--header @-' both read standard input: give one a file");
     if (d->output && d->dir)
-        return fail(p, "download", "options '-o/--output' and '-d/--dir' cannot be used together");
+        return fail(p, topic, "options '-o/--output' and '-d/--dir' cannot be used together");
     if (d->output && d->remote_name)
-        return fail(p, "download",
+        return fail(p, topic,
                     "options '-o/--output' and '-O/--remote-name' cannot be used together");
     if (d->output && d->n_urls > 1)
-        return fail(p, "download",
+        return fail(p, topic,
                     "option '-o/--output' names one file, but %zu URLs were given; use -d DIR for "
                     "several",
                     d->n_urls);
     if (d->no_state && (d->state_dir || d->cache_dir || d->copy || d->link))
-        return fail(p, "download", "option '--no-state' cannot be combined with '%s'",
+        return fail(p, topic, "option '--no-state' cannot be combined with '%s'",
                     d->state_dir   ? "--state-dir"
                     : d->cache_dir ? "--cache-dir"
                     : d->copy      ? "--copy"
                                    : "--link");
     if (d->copy && d->link)
-        return fail(p, "download", "options '--copy' and '--link' cannot be used together");
+        return fail(p, topic, "options '--copy' and '--link' cannot be used together");
     if (d->force && d->no_clobber)
-        return fail(p, "download",
+        return fail(p, topic,
                     "options '--force' (replace) and '--no-clobber' (skip) cannot be used "
                     "together");
     if (d->insecure && d->ca_file)
-        return fail(p, "download", "option '--insecure' checks no certificate, so '--cacert%s' "
+        return fail(p, topic, "option '--insecure' checks no certificate, so '--cacert%s' "
                     "would do nothing: give one or the other",
                     d->ca_only ? "-only" : "");
     if (d->insecure && !d->local)
-        return fail(p, "download",
+        return fail(p, topic,
                     "option '--insecure' cannot apply through retrieverd: it verifies every "
                     "origin (its cache is shared); use --cacert FILE, or --local --insecure");
     if (d->sha256[0] && d->n_urls > 1)
-        return fail(p, "download", "option '--sha256' checks one file, but %zu URLs were given",
+        return fail(p, topic, "option '--sha256' checks one file, but %zu URLs were given",
                     d->n_urls);
     /* Options of the other mode: refused rather than ignored. */
     if (d->local && cmd->socket)
-        return fail(p, "download",
+        return fail(p, topic,
                     "option '--socket' talks to retrieverd; it cannot be used with --local");
-    for (size_t i = 0; i < cmd_download.n_opts; i++) {
-        const struct opt_def *o = &cmd_download.opts[i];
+    for (size_t i = 0; i < N_OF(download_opts); i++) {
+        const struct opt_def *o = &download_opts[i];
         if (!seen[o->id])
             continue;
         if (d->local && o->mode == MODE_DAEMON)
-            return fail(p, "download", "option '--%s' talks to retrieverd; it cannot be used "
+            return fail(p, topic, "option '--%s' talks to retrieverd; it cannot be used "
                         "with --local", o->long_name);
         if (!d->local && o->mode == MODE_LOCAL)
-            return fail(p, "download", "option '--%s' applies only with --local (retrieverd "
+            return fail(p, topic, "option '--%s' applies only with --local (retrieverd "
                         "downloads with its own settings)", o->long_name);
     }
     if (d->detach && d->json)
-        return fail(p, "download", "options '--detach' and '--json' cannot be used together: "
+        return fail(p, topic, "options '--detach' and '--json' cannot be used together: "
                     "--detach prints only the job id");
     return RV_OK;
+}
+
+/* The one line for an option of download that cat (and download -o -)
+ * does not take. */
+static int refuse(struct parser *p, const struct command *c, const char *spelled) {
+    return fail(p, c->name,
+                "'%s' does not take '%s': it writes one URL's bytes to standard output as "
+                "they arrive, and keeps no file, shows no progress and prints no JSON (use "
+                "'download')",
+                c == &cmd_cat ? "cat" : "download -o -", spelled);
 }
 
 /* Parse the arguments of command c (argv[0] is the first after its name)
@@ -934,6 +953,10 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
                 break;
             }
             opt_spelling(o, false, spelled, sizeof(spelled));
+            if (opt_refused(c, o->id)) {
+                r = refuse(p, c, spelled);
+                break;
+            }
             const char *v = NULL;
             if (o->arg) {
                 if (eq)
@@ -971,6 +994,10 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
                 break;
             }
             opt_spelling(o, true, spelled, sizeof(spelled));
+            if (opt_refused(c, o->id)) {
+                r = refuse(p, c, spelled);
+                break;
+            }
             const char *v = NULL;
             if (o->arg) {
                 if (ch[1])
@@ -993,29 +1020,29 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
         cmd->help_topic = c->name;
     } else if (r == RV_OK && c == &cmd_download) {
         cmd->verb = RVC_VERB_DOWNLOAD;
-        r = check_download(p, cmd, seen);
-        /* -o - : the bytes to stdout, in order, as cat does; what cat
-         * does not do is refused, never ignored. */
+        r = check_download(p, c->name, cmd, seen);
+        /* -o - : cat (the bytes to stdout, in order); what cat does not
+         * take is refused, never ignored. */
         if (r == RV_OK && d->output && strcmp(d->output, "-") == 0) {
-            static const enum opt_id not_cat[] = {
-                OPT_DETACH, OPT_HEADER, OPT_NETRC, OPT_NETRC_FILE, OPT_SHA256, OPT_JSON,
-                OPT_DIGEST, OPT_LINK, OPT_COPY, OPT_RETRIES, OPT_CONNECT_TIMEOUT,
-                OPT_STALL_TIMEOUT, OPT_CACERT, OPT_CACHE_QUOTA, OPT_CHUNK_SIZE, OPT_FORCE,
-                OPT_NO_CLOBBER};
-            const struct opt_def *bad = NULL;
-            for (size_t k = 0; k < N_OF(not_cat) && !bad; k++)
-                if (seen[not_cat[k]])
-                    for (size_t m = 0; m < c->n_opts && !bad; m++)
-                        if (c->opts[m].id == not_cat[k])
-                            bad = &c->opts[m];
-            if (bad) /* one URL: check_download says so for any -o */
-                r = fail(p, c->name, "'-o -' (as cat) does not take --%s", bad->long_name);
+            for (size_t k = 0; r == RV_OK && k < cmd_cat.n_refused; k++) {
+                if (cmd_cat.refused[k] == OPT_OUTPUT || !seen[cmd_cat.refused[k]])
+                    continue;
+                for (size_t m = 0; m < c->n_opts; m++)
+                    if (c->opts[m].id == cmd_cat.refused[k]) {
+                        char spelled[64];
+                        opt_spelling(&c->opts[m], false, spelled, sizeof(spelled));
+                        r = refuse(p, c, spelled);
+                        break;
+                    }
+            }
             cmd->verb = RVC_VERB_CAT;
         }
     } else if (r == RV_OK && c == &cmd_cat) {
         cmd->verb = RVC_VERB_CAT;
         if (d->n_urls != 1)
             r = fail(p, c->name, "'cat' takes one URL");
+        else
+            r = check_download(p, c->name, cmd, seen);
     } else if (r == RV_OK && c == &cmd_cache) {
         static const char *const actions[] = {"ls", "rm", "clear", "verify"};
         cmd->verb = RVC_VERB_CACHE;
@@ -1225,10 +1252,16 @@ static const char *mode_note(enum opt_mode m) {
 /* The mode shared by every option of the section starting at index i, or
  * MODE_ANY when they differ. */
 static enum opt_mode section_mode(const struct command *c, size_t i) {
-    enum opt_mode m = c->opts[i].mode;
-    for (size_t k = i + 1; k < c->n_opts && !c->opts[k].section; k++)
-        if (c->opts[k].mode != m)
+    bool any = false;
+    enum opt_mode m = MODE_ANY;
+    for (size_t k = i; k < c->n_opts && (k == i || !c->opts[k].section); k++) {
+        if (opt_refused(c, c->opts[k].id))
+            continue;
+        if (any && c->opts[k].mode != m)
             return MODE_ANY;
+        m = c->opts[k].mode;
+        any = true;
+    }
     return m;
 }
 
@@ -1236,16 +1269,23 @@ static enum opt_mode section_mode(const struct command *c, size_t i) {
  * section's title when all of it is, else the option). */
 static void print_options(FILE *f, const struct command *c, const rv_config *cfg) {
     enum opt_mode marked = MODE_ANY; /* the current section's title carries it */
+    const char *title = NULL;        /* the current section's, until printed */
     for (size_t i = 0; i < c->n_opts; i++) {
         const struct opt_def *o = &c->opts[i];
         char left[64];
         int n;
         if (o->section) {
             marked = section_mode(c, i);
+            title = o->section;
+        }
+        if (opt_refused(c, o->id))
+            continue; /* a section of refused options only is not shown */
+        if (title) {
             if (marked != MODE_ANY)
-                fprintf(f, "\n%s (%s):\n", o->section, mode_note(marked));
+                fprintf(f, "\n%s (%s):\n", title, mode_note(marked));
             else
-                fprintf(f, "\n%s:\n", o->section);
+                fprintf(f, "\n%s:\n", title);
+            title = NULL;
         }
         if (o->short_name)
             n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->short_name, o->long_name,
@@ -1344,9 +1384,17 @@ static void print_cat_help(FILE *f) {
           "  " PROG " cat https://example.org/a.tar | tar x\n"
           "When the reader stops early (a closed pipe, e.g. | head -c 1) the read ends\n"
           "quietly with exit 0; the download goes on if other callers wait for it,\n"
-          "else it is cancelled and keeps its durable ranges for a later resume.\n",
+          "else it is cancelled and keeps its durable ranges for a later resume.\n"
+          "\n"
+          "It takes download's options, in both modes, but for those about files,\n"
+          "progress and JSON (-o, -d, -i, --detach, --force, --json...). With --sha256\n"
+          "the bytes still go out as they arrive; the digest is known only at the end:\n"
+          "then a line on stderr and the exit code say whether it matched (6: it did\n"
+          "not, and what was written must not be used).\n",
           f);
-    print_options(f, &cmd_cat, NULL);
+    rv_config cfg;
+    rv_config_init(&cfg);
+    print_options(f, &cmd_cat, &cfg);
 }
 
 /* The download options the overview shows, with a summary each; their

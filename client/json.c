@@ -76,7 +76,11 @@ int rvc_json_result_line(rvc_buf *b, const rvc_json_result *res) {
         rvc_buf_printf(b, ",\"crc32c\":\"%08x\"", res->crc32c);
     else
         rvc_buf_puts(b, ",\"crc32c\":null");
-    rvc_buf_printf(b, ",\"seconds\":%.3f,\"retries\":%u,\"error\":", secs, res->retries);
+    rvc_buf_printf(b,
+                   ",\"seconds\":%.3f,\"retries\":%u,\"cached_bytes\":%llu,"
+                   "\"resumed_bytes\":%llu,\"error\":",
+                   secs, res->retries, (unsigned long long)res->cached_bytes,
+                   (unsigned long long)res->resumed_bytes);
     if (res->error == RV_OK) {
         rvc_buf_puts(b, "null");
     } else {

@@ -14,6 +14,10 @@
  *                             when done with state (else null)
  *    "seconds":  number       from start to the final state, 3 decimals
  *    "retries":  integer      retries made for this object
+ *    "cached_bytes":  integer bytes served from the cache, no origin
+ *                             transfer: the size for a cache hit, else 0
+ *    "resumed_bytes": integer bytes already durable from an earlier run
+ *                             when it started (a resume), else 0
  *    "error":    null when done, else
  *                {"code":      string   rv_error name, "RV_E_NOT_FOUND"
  *                 "number":    integer  its stable number
@@ -47,6 +51,8 @@ typedef struct rvc_json_result {
     uint32_t crc32c;
     double seconds;
     unsigned retries;
+    uint64_t cached_bytes;  /* a cache hit's size, else 0 */
+    uint64_t resumed_bytes; /* durable when it started (a resume), else 0 */
     int error;          /* rv_error; RV_OK gives "error":null */
     const char *detail; /* NULL: "" */
 } rvc_json_result;

@@ -244,6 +244,45 @@ static char *reject_detail(const struct run *r, size_t i, int e) {
     return s;
 }
 
+int rvc_local_request(const rvc_download_opts *o, size_t i, const char *ca_pem, rv_request *req,
+                      const char ***ret_hdrs) {
+    /* The common header lines, then -i's header= lines for URL i, then the
+     * netrc's Authorization line when its host has one (the engine copies
+     * them all in rv_engine_add). */
+    const char **hdrs = NULL;
+    size_t n_hdrs = o->n_headers;
+    const rvc_input_item *in = rvc_input_item_of(o, i);
+    size_t n_own = in ? in->n_headers : 0;
+    *ret_hdrs = NULL;
+    if ((o->auth && o->auth[i]) || n_own) {
+        hdrs = malloc((n_hdrs + n_own + 1) * sizeof(*hdrs));
+        if (!hdrs)
+            return RV_E_NOMEM;
+        if (n_hdrs)
+            memcpy(hdrs, o->headers, n_hdrs * sizeof(*hdrs));
+        for (size_t k = 0; k < n_own; k++)
+            hdrs[n_hdrs++] = in->headers[k];
+        if (o->auth && o->auth[i])
+            hdrs[n_hdrs++] = o->auth[i];
+    }
+    *req = (rv_request){
+        .url = o->urls[i],
+        .sha256_hex = rvc_input_sha256(o, i),
+        .headers = hdrs ? hdrs : o->headers,
+        .n_headers = n_hdrs,
+        .link = o->link,
+        .copy = o->copy,
+        .ca_pem = ca_pem,
+        .ca_only = o->ca_only,
+        .insecure = o->insecure,
+        .max_bytes_per_sec = o->limit_rate,
+        /* NULL: libcurl reads http_proxy, https_proxy, no_proxy... */
+        .proxy = o->proxy,
+    };
+    *ret_hdrs = hdrs;
+    return RV_OK;
+}
+
 static size_t add_each(struct run *r) {
     size_t rejected = 0;
     for (size_t i = 0; i < r->n; i++) {
@@ -281,44 +320,16 @@ static size_t add_each(struct run *r) {
             rejected++;
             continue;
         }
-        /* The netrc's Authorization line, when this URL's host has one,
-         * after the common headers (the engine copies them). */
         const char **hdrs = NULL;
-        size_t n_hdrs = r->o->n_headers;
-        const rvc_input_item *in = rvc_input_item_of(r->o, i);
-        size_t n_own = in ? in->n_headers : 0;
-        if ((r->o->auth && r->o->auth[i]) || n_own) {
-            /* The common lines, then -i's header= lines, then the netrc's. */
-            hdrs = malloc((n_hdrs + n_own + 1) * sizeof(*hdrs));
-            if (!hdrs) {
-                r->run_error = RV_E_NOMEM;
-                return rejected;
-            }
-            if (n_hdrs)
-                memcpy(hdrs, r->o->headers, n_hdrs * sizeof(*hdrs));
-            for (size_t k = 0; k < n_own; k++)
-                hdrs[n_hdrs++] = in->headers[k];
-            if (r->o->auth && r->o->auth[i])
-                hdrs[n_hdrs++] = r->o->auth[i];
+        rv_request req;
+        if (rvc_local_request(r->o, i, r->ca_pem, &req, &hdrs) != RV_OK) {
+            r->run_error = RV_E_NOMEM;
+            return rejected;
         }
-        rv_request req = {
-            .url = it->url,
-            .dest_path = it->path,
-            .sha256_hex = rvc_input_sha256(r->o, i),
-            .headers = hdrs ? hdrs : r->o->headers,
-            .n_headers = n_hdrs,
-            .user_data = it,
-            .link = r->o->link,
-            .copy = r->o->copy,
-            .ca_pem = r->ca_pem,
-            .ca_only = r->o->ca_only,
-            .insecure = r->o->insecure,
-            .name_from_disposition = it->by_server,
-            .no_replace = it->by_server && !r->o->force,
-            .max_bytes_per_sec = r->o->limit_rate,
-            /* NULL: libcurl reads http_proxy, https_proxy, no_proxy... */
-            .proxy = r->o->proxy,
-        };
+        req.dest_path = it->path;
+        req.user_data = it;
+        req.name_from_disposition = it->by_server;
+        req.no_replace = it->by_server && !r->o->force;
         e = rv_engine_add(r->engine, &req, &it->obj);
         free(hdrs);
         if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {
@@ -430,6 +441,9 @@ static void report_final(struct run *r, size_t i) {
             .crc32c = crc,
             .seconds = secs,
             .retries = r->views[i].retries,
+            /* What the display says: "cached", "resuming at SIZE". */
+            .cached_bytes = r->views[i].cached ? p.bytes_done : 0,
+            .resumed_bytes = r->views[i].cached ? 0 : r->views[i].resumed_from,
             .error = st == RV_STATE_DONE ? RV_OK : (err != RV_OK ? err : RV_E_INTERNAL),
             .detail = detail,
         };
@@ -605,7 +619,7 @@ static char *state_path(const char *opt, const char *xdg_var, const char *fallba
 
 /* FILE of --cacert / --cacert-only, read as this user: its text (malloc'd)
  * in *ret, or a sentence in *ret_why. At most RV_CA_PEM_MAX bytes. */
-static int read_ca_file(const char *path, char **ret, const char **ret_why) {
+int rvc_local_read_ca(const char *path, char **ret, const char **ret_why) {
     FILE *f = fopen(path, "rbe");
     char *buf = NULL;
     size_t n = 0;
@@ -642,7 +656,7 @@ out:
     return e;
 }
 
-static void config_from_opts(rv_config *cfg, const rvc_download_opts *o, rvc_progress_mode mode) {
+void rvc_local_config(rv_config *cfg, const rvc_download_opts *o, rvc_progress_mode mode) {
     rv_config_init(cfg);
     if (o->connections) {
         cfg->max_connections_per_object = o->connections;
@@ -704,7 +718,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     rv_tune_malloc(); /* this process runs the engine */
     rvc_buf_init(&r.msg, MSG_MAX);
     r.rep = (rvc_report){.out = out, .err = err, .out_tty = r.out_tty, .msg = &r.msg};
-    config_from_opts(&cfg, o, mode);
+    rvc_local_config(&cfg, o, mode);
     cfg.hooks = &hooks;
     cfg.hooks_ud = &r;
 
@@ -731,7 +745,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     }
     if (o->ca_file) {
         const char *why = NULL;
-        e = read_ca_file(o->ca_file, &r.ca_pem, &why);
+        e = rvc_local_read_ca(o->ca_file, &r.ca_pem, &why);
         if (e != RV_OK) {
             rvc_buf_printf(&r.msg, PROG ": cannot use the CA file '%s': %s", o->ca_file, why);
             emit_msg(&r);

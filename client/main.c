@@ -77,7 +77,8 @@ int main(int argc, char **argv) {
             return rvc_exit_code(r);
         }
     }
-    if (cmd.verb == RVC_VERB_DOWNLOAD) {
+    if (cmd.verb == RVC_VERB_DOWNLOAD || cmd.verb == RVC_VERB_CAT) {
+        /* cat takes download's options: its secrets are read alike. */
         const char *home = getenv("HOME");
         if (!home || !*home) {
             const struct passwd *pw = getpwuid(getuid());

@@ -410,6 +410,10 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
             .crc32c = crc,
             .seconds = secs,
             .retries = v->retries,
+            /* What the display says: "cached", "resuming at SIZE" (the
+             * Completed and Started events). */
+            .cached_bytes = v->cached ? v->p.bytes_done : 0,
+            .resumed_bytes = v->cached ? 0 : v->resumed_from,
             .error = ob->error,
             .detail = detail,
         };
@@ -575,6 +579,7 @@ static void json_for_unreported(struct run *r, rv_state st, const char *state, i
             .state = state,
             .bytes = r->views[i].p.bytes_done,
             .retries = r->views[i].retries,
+            .resumed_bytes = r->views[i].resumed_from,
             .error = err,
             .detail = detail,
         };
@@ -710,25 +715,7 @@ static int report_rejected(struct run *r, size_t rejected) {
     return code;
 }
 
-/* The request's storage: the message points into these arrays. */
-struct request {
-    Retriever__V1__DownloadRequest msg;
-    Retriever__V1__Umask umask;
-    char *ca_file; /* --cacert's FILE made absolute (the daemon's cwd is not ours) */
-    Retriever__V1__Source *sources;
-    Retriever__V1__Source **source_ptrs;
-    Retriever__V1__Header *headers; /* shared by every source */
-    Retriever__V1__Header **header_ptrs;
-    size_t n_headers;
-    Retriever__V1__Header **own;        /* r->n entries: NULL, or source i's own lines:
-                                           -i's header= lines, then the netrc's */
-    size_t *n_own;                      /* r->n entries: how many in own[i] */
-    Retriever__V1__Header ***auth_ptrs; /* r->n entries: NULL, or source i's headers
-                                           (the shared ones, then own[i]) */
-    size_t n_sources;
-};
-
-static void request_done(struct request *q) {
+void rvc_remote_request_done(rvc_request *q) {
     for (size_t k = 0; q->headers && k < q->n_headers; k++) {
         free(q->headers[k].name);
         free(q->headers[k].value);
@@ -770,17 +757,18 @@ static const char *env_proxy(const char *scheme) {
     return *v ? v : env_nonempty("all_proxy", "ALL_PROXY");
 }
 
-static int request_build(const struct run *r, struct request *q) {
-    const rvc_download_opts *o = r->o;
+int rvc_remote_request(const rvc_download_opts *o, size_t n,
+                       const char *(*dest_of)(const void *ud, size_t i), const void *ud,
+                       rvc_request *q) {
     q->msg = (Retriever__V1__DownloadRequest)RETRIEVER__V1__DOWNLOAD_REQUEST__INIT;
-    q->sources = calloc(r->n, sizeof(*q->sources));
-    q->source_ptrs = calloc(r->n, sizeof(*q->source_ptrs));
+    q->sources = calloc(n, sizeof(*q->sources));
+    q->source_ptrs = calloc(n, sizeof(*q->source_ptrs));
     q->headers = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->headers));
     q->header_ptrs = calloc(o->n_headers ? o->n_headers : 1, sizeof(*q->header_ptrs));
-    q->n_sources = r->n;
-    q->own = calloc(r->n ? r->n : 1, sizeof(*q->own));
-    q->n_own = calloc(r->n ? r->n : 1, sizeof(*q->n_own));
-    q->auth_ptrs = calloc(r->n ? r->n : 1, sizeof(*q->auth_ptrs));
+    q->n_sources = n;
+    q->own = calloc(n ? n : 1, sizeof(*q->own));
+    q->n_own = calloc(n ? n : 1, sizeof(*q->n_own));
+    q->auth_ptrs = calloc(n ? n : 1, sizeof(*q->auth_ptrs));
     if (!q->sources || !q->source_ptrs || !q->headers || !q->header_ptrs || !q->own ||
         !q->n_own || !q->auth_ptrs)
         return RV_E_NOMEM;
@@ -796,19 +784,18 @@ static int request_build(const struct run *r, struct request *q) {
         q->n_headers = k + 1;
         q->header_ptrs[k] = h;
     }
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         Retriever__V1__Source *s = &q->sources[i];
         *s = (Retriever__V1__Source)RETRIEVER__V1__SOURCE__INIT;
         /* protobuf-c wants char *; packing only reads them. */
-        s->url = (char *)r->objs[i].url;
-        s->destination = r->objs[i].dest;
-        s->name_from_disposition = r->objs[i].by_server;
+        s->url = (char *)o->urls[i];
+        s->destination = (char *)(dest_of ? dest_of(ud, i) : ""); /* "": none (cat) */
         const char *sha = rvc_input_sha256(o, i);
         s->sha256 = (char *)(sha ? sha : ""); /* "": not set */
         s->n_headers = o->n_headers;
         s->headers = o->n_headers ? q->header_ptrs : NULL;
         q->source_ptrs[i] = s;
-        /* objs[i] is URL i of the command line (then of -i's file). */
+        /* URL i of the command line (then of -i's file). */
         const rvc_input_item *in = rvc_input_item_of(o, i);
         const char *auth = o->auth ? o->auth[i] : NULL;
         size_t n_own = (in ? in->n_headers : 0) + (auth ? 1 : 0);
@@ -836,7 +823,7 @@ static int request_build(const struct run *r, struct request *q) {
             s->headers = p;
         }
     }
-    q->msg.n_sources = r->n;
+    q->msg.n_sources = n;
     q->msg.sources = q->source_ptrs;
     q->msg.detach = o->detach;
     q->msg.connections = o->connections;
@@ -976,6 +963,12 @@ static int finish(struct run *r, const rvc_rpc_status *st) {
     return r->rep.out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
 }
 
+/* Object i's destination, as the request sends it. */
+static const char *run_dest(const void *ud, size_t i) {
+    const struct run *r = ud;
+    return r->objs[i].dest;
+}
+
 int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE *out,
                         FILE *err) {
     struct run r = {
@@ -986,7 +979,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         .n = o->n_urls,
         .start_ms = now_ms(),
     };
-    struct request q = {0};
+    rvc_request q = {0};
     rvc_rpc *conn = NULL;
     rvc_rpc_stream *stream = NULL;
     rvc_rpc_status st = {0};
@@ -1030,12 +1023,14 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
     path = rvc_daemon_find(socket_opt, rvc_autostart_wanted(o->no_autostart), err, &code);
     if (!path)
         goto out;
-    e = request_build(&r, &q);
+    e = rvc_remote_request(o, r.n, run_dest, &r, &q);
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
+    for (size_t i = 0; i < r.n; i++)
+        q.sources[i].name_from_disposition = r.objs[i].by_server;
 
     /* 2. Submit: signals are blocked before gRPC starts its threads. */
     e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
@@ -1073,7 +1068,7 @@ out:
     rvc_rpc_stream_free(stream);
     rvc_rpc_free(conn);
     rvc_rpc_status_done(&st);
-    request_done(&q);
+    rvc_remote_request_done(&q);
     free(path);
     free(r.job_id);
     r.progress = r.rep.progress = rvc_progress_free(r.progress);

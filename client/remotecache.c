@@ -165,23 +165,26 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
     rvc_rpc_status st = {0};
     char method[128];
     char *job_id = NULL;
+    rvc_request q = {0};
+    uint64_t written = 0; /* bytes on standard output */
 
     rvc_rpc *c = rvc_remote_connect(socket_opt, rvc_autostart_wanted(o->no_autostart), &rep, &code);
     if (!c)
         goto out;
     /* A Download with no destination (the daemon keeps the object for
      * Read), subscribed: when this process goes, the daemon sees its
-     * subscriber leave, and the job stops unless others wait for it. */
-    Retriever__V1__Source src = RETRIEVER__V1__SOURCE__INIT;
-    Retriever__V1__Source *srcs[] = {&src};
-    src.url = (char *)o->urls[0];
-    src.destination = (char *)"";
-    Retriever__V1__DownloadRequest dr = RETRIEVER__V1__DOWNLOAD_REQUEST__INIT;
-    dr.n_sources = 1;
-    dr.sources = srcs;
-    dr.connections = o->connections;
+     * subscriber leave, and the job stops unless others wait for it. The
+     * request is download's, options and all (remote.c). */
+    int e = rvc_remote_request(o, 1, NULL, NULL, &q);
+    if (e != RV_OK) {
+        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        code = rvc_exit_code(e);
+        goto out;
+    }
+    q.msg.no_replace = false;    /* there is no destination to replace */
+    q.msg.batch_events = false;  /* the first event names the job, alone */
     rvc_remote_method("Download", method, sizeof(method));
-    if (rvc_rpc_stream_open(c, method, &dr.base, &dl) != RV_OK) {
+    if (rvc_rpc_stream_open(c, method, &q.msg.base, &dl) != RV_OK) {
         code = RVC_EXIT_INTERNAL;
         goto out;
     }
@@ -216,6 +219,7 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
             continue;
         const Retriever__V1__ReadChunk *ch = (const Retriever__V1__ReadChunk *)m;
         int w = write_all(fileno(out), ch->data.data, ch->data.len);
+        written += w ? 0 : ch->data.len;
         protobuf_c_message_free_unpacked(m, NULL);
         if (w == EPIPE) {
             /* The reader has what it wanted: a quiet end, exit 0. Leaving
@@ -237,6 +241,9 @@ int rvc_remote_cat(const rvc_download_opts *o, const char *socket_opt, FILE *out
             code = rvc_exit_for_rpc(st.code);
         }
     }
+    /* The Read ends OK only once the object is delivered, that is
+     * verified (daemon/server.c). */
+    rvc_cat_verdict(o, code, written, err);
 out:
     if (rd)
         rvc_rpc_stream_cancel(rd);
@@ -246,6 +253,7 @@ out:
     rvc_rpc_stream_free(dl);
     rvc_rpc_status_done(&st);
     rvc_rpc_free(c);
+    rvc_remote_request_done(&q);
     free(job_id);
     rvc_buf_done(&msg);
     return code;

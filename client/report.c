@@ -84,16 +84,28 @@ void rvc_report_json(rvc_report *rp, const rvc_json_result *res) {
     rvc_buf_done(&line);
 }
 
+/* " (RATE)" for bytes in seconds, or nothing when the time is too short
+ * for the rate to mean anything: a cache hit or a small file can end
+ * within a millisecond, where bytes/seconds is "0 B/s" (no time measured)
+ * or a figure no network gave. */
+static void put_rate(rvc_buf *m, uint64_t bytes, double seconds) {
+    char rate[RVC_FMT_MAX];
+    if (!(seconds >= RVC_RATE_MIN_SECONDS) || bytes == 0)
+        return;
+    rvc_fmt_rate((double)bytes / seconds, rate);
+    rvc_buf_printf(m, " (%s)", rate);
+}
+
 void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
                      unsigned retries, bool verified, const char *sha256_hex, const char *note) {
     rvc_buf *m = rp->msg;
-    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+    char size[RVC_FMT_MAX], el[RVC_FMT_MAX];
     rvc_fmt_size(bytes, size);
     rvc_fmt_elapsed(seconds, el);
-    rvc_fmt_rate(seconds > 0 ? (double)bytes / seconds : 0, rate);
     rvc_buf_puts(m, "done: '");
     rvc_sanitize(m, name, RVC_REPORT_MSG_MAX / 4);
-    rvc_buf_printf(m, "' %s in %s (%s)", size, el, rate);
+    rvc_buf_printf(m, "' %s in %s", size, el);
+    put_rate(m, bytes, seconds);
     if (retries)
         rvc_buf_printf(m, ", %u %s", retries, retries == 1 ? "retry" : "retries");
     if (verified) {
@@ -186,12 +198,12 @@ void rvc_report_tally(const rvc_progress_item *items, size_t n, rvc_tally *ret) 
 }
 
 void rvc_report_total(rvc_report *rp, const rvc_tally *t, double seconds) {
-    char size[RVC_FMT_MAX], el[RVC_FMT_MAX], rate[RVC_FMT_MAX];
+    char size[RVC_FMT_MAX], el[RVC_FMT_MAX];
     rvc_fmt_size(t->bytes, size);
     rvc_fmt_elapsed(seconds, el);
-    rvc_fmt_rate(seconds > 0 ? (double)t->bytes / seconds : 0, rate);
-    rvc_buf_printf(rp->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s (%s)", t->done,
-                   t->failed, t->cancelled, size, el, rate);
+    rvc_buf_printf(rp->msg, "total: %zu done, %zu failed, %zu cancelled; %s in %s", t->done,
+                   t->failed, t->cancelled, size, el);
+    put_rate(rp->msg, t->bytes, seconds);
     rvc_report_line(rp);
 }
 

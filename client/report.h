@@ -57,9 +57,15 @@ void rvc_report_rejected_end(rvc_report *rp);
  * schema. A write failure is reported once and sets out_failed. */
 void rvc_report_json(rvc_report *rp, const rvc_json_result *res);
 
-/* "done: 'NAME' SIZE in TIME (RATE)[, N retries][, sha256 verified |
+/* Below this many seconds the done and total lines show no rate: the time
+ * is shown as 0.0s, and bytes over it (a cache hit ends within a
+ * millisecond) give "0 B/s" or a figure no network gave. */
+#define RVC_RATE_MIN_SECONDS 0.05
+
+/* "done: 'NAME' SIZE in TIME[ (RATE)][, N retries][, sha256 verified |
  * , sha256 HEX][, note]": verified when --sha256 was checked, else
- * sha256_hex when known (NULL or "": none); note may be NULL. */
+ * sha256_hex when known (NULL or "": none); note may be NULL ("cached"
+ * for a cache hit). No rate below RVC_RATE_MIN_SECONDS. */
 void rvc_report_done(rvc_report *rp, const char *name, uint64_t bytes, double seconds,
                      unsigned retries, bool verified, const char *sha256_hex, const char *note);
 
@@ -88,8 +94,8 @@ typedef struct rvc_tally {
 
 void rvc_report_tally(const rvc_progress_item *items, size_t n, rvc_tally *ret);
 
-/* "total: D done, F failed, C cancelled; SIZE in TIME (RATE)", the
- * summary of a run of several URLs. */
+/* "total: D done, F failed, C cancelled; SIZE in TIME[ (RATE)]", the
+ * summary of a run of several URLs (no rate below RVC_RATE_MIN_SECONDS). */
 void rvc_report_total(rvc_report *rp, const rvc_tally *t, double seconds);
 
 /* The renderer for o on err: none with -q/--no-progress, TTY on a terminal

@@ -9,17 +9,19 @@
 
 _retrieverctl_opts() {
     case $1 in
+    # cat takes download's options but for those about files, progress
+    # and JSON (client/cli.c, cat_refused): the shared ones once.
     download)
-        echo --local --socket --no-autostart --detach -o --output -d --dir -O --remote-name \
-            -i --input-file --force --no-clobber -x --proxy --limit-rate \
-            -u --user \
-            --copy --link -c --connections --header --netrc --netrc-file \
+        echo $(_retrieverctl_opts fetch) --detach -o --output -d --dir -O --remote-name \
+            -i --input-file --force --no-clobber --copy --link --digest \
+            --no-digest --json --no-progress ;;
+    cat) _retrieverctl_opts fetch ;;
+    fetch)
+        echo --local --socket --no-autostart -x --proxy --limit-rate \
+            -u --user -c --connections --header --netrc --netrc-file \
             --chunk-size --retries --retry-refused --connect-timeout \
             --stall-timeout --cacert --cacert-only --insecure --state-dir \
-            --cache-dir --cache-quota --no-state --sha256 --digest --no-digest \
-            --json -q --quiet --no-progress -h --help ;;
-    cat) echo --local --socket --state-dir --cache-dir --no-state -c \
-            --connections --no-autostart -h --help ;;
+            --cache-dir --cache-quota --no-state --sha256 -q --quiet -h --help ;;
     status) echo --socket --json --no-autostart -h --help ;;
     list) echo --socket --json -a --all --state -h --help ;;
     watch | cancel | stats | version) echo --socket --json -h --help ;;

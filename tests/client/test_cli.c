@@ -216,9 +216,21 @@ static void test_destinations(void) {
     EXPECT_USAGE("option '-d' needs a directory", "download", "-d", "", "u");
     EXPECT_USAGE("option '-o' needs a value (FILE)", "download", "u", "-o");
     /* -o - is cat: one URL, bytes to stdout. */
-    EXPECT_USAGE("'-o -' (as cat) does not take --detach", "download", "-o", "-", "--detach", "u");
-    EXPECT_USAGE("'-o -' (as cat) does not take --sha256", "download", "-o", "-", "--sha256",
-                 "0000000000000000000000000000000000000000000000000000000000000000", "u");
+    EXPECT_USAGE("'download -o -' does not take '--detach'", "download", "-o", "-", "--detach",
+                 "u");
+    EXPECT_USAGE("'download -o -' does not take '--json'", "download", "-o", "-", "--json", "u");
+    /* ...but what cat takes, -o - takes too: download's options, shared. */
+    EXPECT_OK(c, "download", "-o", "-", "--sha256",
+              "00000000000000000000000000000000000000000000000000000000000000AB", "--header",
+              "X-A: 1", "--limit-rate", "2K", "--proxy", "http://p:3128", "--retries", "2",
+              "u");
+    CHECK_INT_EQ(c.verb, RVC_VERB_CAT);
+    CHECK_STR_EQ(c.dl.sha256, "00000000000000000000000000000000000000000000000000000000000000ab");
+    CHECK_INT_EQ(c.dl.n_headers, 1);
+    CHECK_INT_EQ(c.dl.limit_rate, 2048);
+    CHECK_STR_EQ(c.dl.proxy, "http://p:3128");
+    CHECK_INT_EQ(c.dl.retries, 2);
+    rvc_cmd_done(&c);
     EXPECT_USAGE("'-o/--output' names one file, but 2 URLs were given", "download", "-o", "-",
                  "u", "v");
     EXPECT_OK(c, "download", "-o", "-", "u");
@@ -230,6 +242,40 @@ static void test_destinations(void) {
     CHECK(c.dl.local);
     rvc_cmd_done(&c);
     EXPECT_USAGE("'cat' takes one URL", "cat", "u", "v");
+    /* cat takes download's options (the same table and checks)... */
+    EXPECT_OK(c, "cat", "--header", "X-A: 1", "--netrc-file", "n", "-u", "a:b", "-x",
+              "http://p:1", "--limit-rate", "1M", "--sha256",
+              "0000000000000000000000000000000000000000000000000000000000000001", "--cacert",
+              "ca.pem", "--retries", "0", "--connect-timeout", "3", "-q", "u");
+    CHECK_INT_EQ(c.verb, RVC_VERB_CAT);
+    CHECK_INT_EQ(c.dl.n_headers, 1);
+    CHECK_STR_EQ(c.dl.netrc_file, "n");
+    CHECK(c.dl.netrc);
+    CHECK_STR_EQ(c.dl.user, "a:b");
+    CHECK_STR_EQ(c.dl.proxy, "http://p:1");
+    CHECK_INT_EQ(c.dl.limit_rate, 1 << 20);
+    CHECK_STR_EQ(c.dl.ca_file, "ca.pem");
+    CHECK_INT_EQ(c.dl.retries, 0);
+    CHECK_INT_EQ(c.dl.connect_timeout_ms, 3000);
+    CHECK(c.dl.quiet);
+    rvc_cmd_done(&c);
+    EXPECT_OK(c, "cat", "--local", "--insecure", "--chunk-size", "1M", "--no-state", "u");
+    CHECK(c.dl.insecure);
+    CHECK_INT_EQ(c.dl.chunk_size, 1 << 20);
+    rvc_cmd_done(&c);
+    /* ...and download's mode rules... */
+    EXPECT_USAGE("'--chunk-size' applies only with --local", "cat", "--chunk-size", "1M", "u");
+    EXPECT_USAGE("'--insecure' cannot apply through retrieverd", "cat", "--insecure", "u");
+    EXPECT_USAGE("'--socket' talks to retrieverd", "cat", "--local", "--socket", "s", "u");
+    /* ...but not those about files, progress and JSON: one line each. */
+    EXPECT_USAGE("'cat' does not take '-o'", "cat", "-o", "f", "u");
+    EXPECT_USAGE("'cat' does not take '-d'", "cat", "-d", "/tmp", "u");
+    EXPECT_USAGE("'cat' does not take '-i'", "cat", "-i", "list", "u");
+    EXPECT_USAGE("'cat' does not take '--detach'", "cat", "--detach", "u");
+    EXPECT_USAGE("'cat' does not take '--json'", "cat", "--json", "u");
+    EXPECT_USAGE("'cat' does not take '--force'", "cat", "--force", "u");
+    EXPECT_USAGE("'cat' does not take '--link'", "cat", "--local", "--link", "u");
+    EXPECT_USAGE("'cat' does not take '--no-progress'", "cat", "--no-progress", "u");
     EXPECT_OK(c, "cache", "rm", "u", "v", "--json");
     CHECK_INT_EQ(c.verb, RVC_VERB_CACHE);
     CHECK_STR_EQ(c.cache_action, "rm");

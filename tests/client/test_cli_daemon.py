@@ -60,7 +60,7 @@ RUN_TIMEOUT = 120    # a bound on any one retrieverctl run
 CONNECT_BOUND = 5    # retrieverctl's documented connect bound, seconds
 NOBODY = 65534
 JSON_KEYS = {"url", "path", "state", "bytes", "sha256", "crc32c", "seconds",
-             "retries", "error"}
+             "retries", "cached_bytes", "resumed_bytes", "error"}
 ERROR_KEYS = {"code", "number", "message", "detail", "retryable"}
 NO_DAEMON = ("retrieverctl: no retrieverd is listening at '%s': start it "
              "with `retrieverd`, or pass --socket\n")

@@ -39,7 +39,7 @@ except ImportError as e:  # the fixtures are not there: skip, say why
 CTL = os.environ.get("RV_CTL")
 RUN_TIMEOUT = 120  # seconds, a bound on any one retrieverctl run
 JSON_KEYS = {"url", "path", "state", "bytes", "sha256", "crc32c", "seconds",
-             "retries", "error"}
+             "retries", "cached_bytes", "resumed_bytes", "error"}
 ERROR_KEYS = {"code", "number", "message", "detail", "retryable"}
 SIZES = {"a.bin": 3 * 1024 * 1024 + 17, "b.bin": 1024 * 1024,
          "small.bin": 1000, "big.bin": 8 * 1024 * 1024,

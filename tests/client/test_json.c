@@ -56,6 +56,8 @@ static void test_lines(void) {
         .crc32c = 0x0000abcd, /* leading zeros kept: always 8 digits */
         .seconds = 1.23456,
         .retries = 2,
+        .cached_bytes = 1048576,
+        .resumed_bytes = 0,
         .error = RV_OK,
     };
     CHECK_INT_EQ(rvc_json_result_line(&b, &done), RV_OK);
@@ -63,7 +65,8 @@ static void test_lines(void) {
                  "{\"url\":\"http://h/a.bin\",\"path\":\"out/a.bin\",\"state\":\"done\","
                  "\"bytes\":1048576,"
                  "\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
-                 "\"crc32c\":\"0000abcd\",\"seconds\":1.235,\"retries\":2,\"error\":null}\n");
+                 "\"crc32c\":\"0000abcd\",\"seconds\":1.235,\"retries\":2,"
+                 "\"cached_bytes\":1048576,\"resumed_bytes\":0,\"error\":null}\n");
 
     rvc_buf_reset(&b);
     rvc_json_result failed = {
@@ -74,6 +77,7 @@ static void test_lines(void) {
         .sha256 = NULL,
         .seconds = -3, /* clamped */
         .retries = 0,
+        .resumed_bytes = 4096,
         .error = RV_E_NOT_FOUND,
         .detail = "HTTP 404\n",
     };
@@ -81,6 +85,7 @@ static void test_lines(void) {
     CHECK_STR_EQ(rvc_buf_str(&b),
                  "{\"url\":\"http://h/\\\"q\\\"\",\"path\":null,\"state\":\"failed\",\"bytes\":0,"
                  "\"sha256\":null,\"crc32c\":null,\"seconds\":0.000,\"retries\":0,"
+                 "\"cached_bytes\":0,\"resumed_bytes\":4096,"
                  "\"error\":{\"code\":\"RV_E_NOT_FOUND\",\"number\":11,"
                  "\"message\":\"origin has no such object\",\"detail\":\"HTTP 404\\n\","
                  "\"retryable\":false}}\n");

@@ -299,9 +299,8 @@ static const struct opt_def cache_opts[] = {
  * URL's bytes to standard output and keeps no file, shows no progress and
  * prints no JSON. `download -o -` refuses them too (less -o itself). */
 static const enum opt_id cat_refused[] = {
-    OPT_DETACH, OPT_OUTPUT,      OPT_DIR,    OPT_INPUT_FILE, OPT_FORCE,
-    OPT_NO_CLOBBER, OPT_REMOTE_NAME, OPT_COPY, OPT_LINK,     OPT_JSON,
-    OPT_DIGEST, OPT_NO_DIGEST,   OPT_NO_PROGRESS,
+    OPT_DETACH, OPT_OUTPUT, OPT_DIR,  OPT_REMOTE_NAME, OPT_INPUT_FILE, OPT_FORCE, OPT_NO_CLOBBER,
+    OPT_COPY,   OPT_LINK,   OPT_JSON, OPT_DIGEST,      OPT_NO_DIGEST,  OPT_NO_PROGRESS,
 };
 
 /* What a command's positional arguments are. */

@@ -14,7 +14,7 @@ _retrieverctl_opts() {
             -i --input-file --force --no-clobber -x --proxy --limit-rate \
             -u --user \
             --copy --link -c --connections --header --netrc --netrc-file \
-            --chunk-size --retries --retry-refused --connect-timeout \
+            --chunk-size --http2 --retries --retry-refused --connect-timeout \
             --stall-timeout --cacert --cacert-only --insecure --state-dir \
             --cache-dir --cache-quota --no-state --sha256 --digest --no-digest \
             --json -q --quiet --no-progress -h --help ;;
@@ -75,6 +75,9 @@ _retrieverctl() {
         mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
     --state)
         COMPREPLY=($(compgen -W "queued running done failed cancelled" -- "$cur"))
+        return ;;
+    --http2)
+        COMPREPLY=($(compgen -W "auto never always" -- "$cur"))
         return ;;
     -c | --connections | --chunk-size | --retries | --retry-refused | \
         --connect-timeout | --stall-timeout | --cache-quota | --sha256)

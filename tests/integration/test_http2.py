@@ -169,14 +169,14 @@ class Http2Test(unittest.TestCase):
 
     # retrieverd ------------------------------------------------------------
 
-    def through_daemon(self, *daemon_args):
+    def through_daemon(self, *daemon_args, what=None):
         sock = os.path.join(self.out, "sock")
         d = daemons.Daemon(["--socket", sock, *daemon_args], binary=DAEMON)
         d.start()
         try:
             self.run_ctl("download", "--socket", sock, "--no-autostart",
                          "--quiet", "--cacert", self.ng.ca_file,
-                         "-d", self.out, "-i", self.urls)
+                         "-d", self.out, *(what or ["-i", self.urls]))
         finally:
             d.stop()
 
@@ -191,6 +191,19 @@ class Http2Test(unittest.TestCase):
     def test_daemon_always_h2_for_small_files(self):
         self.through_daemon("--http2", "always")
         self.assert_small_h2()
+
+    def test_daemon_always_big_object_over_h2(self):
+        # With durable state (the daemon's): the staged path, which may
+        # pause a transfer (CURL_WRITEFUNC_PAUSE) while its stages are full,
+        # here on h2 streams sharing one connection.
+        self.through_daemon("--http2", "always",
+                            what=[self.ng.url("/big.bin")])
+        self.assertEqual(sha256_file(os.path.join(self.out, "big.bin")),
+                         self.sums["big.bin"])
+        reqs = self.logged("big.bin")
+        self.assertEqual({r["protocol"] for r in reqs}, {"HTTP/2.0"},
+                         self.brief(reqs))
+        self.assertGreaterEqual(len(reqs), 3, self.brief(reqs))
 
 
 if __name__ == "__main__":

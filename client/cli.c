@@ -39,6 +39,7 @@ enum opt_id {
     OPT_INPUT_FILE,
     OPT_CONNECTIONS,
     OPT_CHUNK_SIZE,
+    OPT_HTTP2,
     OPT_HEADER,
     OPT_NETRC,
     OPT_NETRC_FILE,
@@ -177,6 +178,10 @@ static const struct opt_def download_opts[] = {
      "largest range fetched by one request: bytes, or\n"
      "with a K, M, G or T suffix (powers of 1024), 4M;\n"
      "at least 64K", MODE_LOCAL},
+    {OPT_HTTP2, "http2", 0, "WHEN", false, NULL,
+     "HTTP/2 for https: auto (whole small objects\n"
+     "multiplexed on one connection, a big object's\n"
+     "ranges over HTTP/1.1 connections), never, always", MODE_LOCAL},
     {OPT_RETRIES, "retries", 0, "N", false, "Retries, timeouts and TLS",
      "retry a failed range up to N times (0 to 100;\n"
      "0: never retry). Unknown hosts, TLS failures and\n"
@@ -639,6 +644,17 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
                         "M, G or T suffix such as 4M), not '%s'",
                         spelled, RVC_MIN_CHUNK_SIZE / 1024, v);
         return RV_OK;
+    case OPT_HTTP2:
+        if (strcmp(v, "auto") == 0)
+            d->http2 = RV_HTTP2_AUTO;
+        else if (strcmp(v, "never") == 0)
+            d->http2 = RV_HTTP2_NEVER;
+        else if (strcmp(v, "always") == 0)
+            d->http2 = RV_HTTP2_ALWAYS;
+        else
+            return fail(p, "download", "option '%s' needs auto, never or always, not '%s'",
+                        spelled, v);
+        return RV_OK;
     case OPT_HEADER:
         /* @FILE and @-: read later (rvc_secrets_resolve); no header name
          * starts with '@', so nothing else is meant. */
@@ -907,6 +923,7 @@ static int parse_command(struct parser *p, const struct command *c, int argc, ch
     int r = RV_OK;
 
     d->retries = -1;
+    d->http2 = -1;
     d->digest = -1;
     d->cache_quota = RVC_DEFAULT_CACHE_QUOTA;
     for (int i = 0; r == RV_OK && !help && i < argc; i++) {
@@ -1217,6 +1234,11 @@ static bool opt_default(enum opt_id id, const rv_config *cfg, char *buf, size_t 
             snprintf(buf, n, "%lluM", (unsigned long long)(cfg->chunk_size >> 20));
         else
             snprintf(buf, n, "%llu", (unsigned long long)cfg->chunk_size);
+        return true;
+    case OPT_HTTP2:
+        snprintf(buf, n, "%s", cfg->http2 == RV_HTTP2_NEVER    ? "never"
+                               : cfg->http2 == RV_HTTP2_ALWAYS ? "always"
+                                                                : "auto");
         return true;
     case OPT_RETRIES:
         snprintf(buf, n, "%u", cfg->max_attempts ? cfg->max_attempts - 1 : 0);

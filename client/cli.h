@@ -94,6 +94,7 @@ typedef struct rvc_download_opts {
                                     copy in owned */
     const char *proxy_argv;      /* that argv string, whose password main.c wipes */
     uint64_t chunk_size;         /* --chunk-size; 0: engine default */
+    int http2;                   /* --http2: an rv_http2_mode; -1: engine default */
     const char *output;          /* -o; NULL when absent; borrowed from argv */
     const char *dir;             /* -d; NULL when absent; borrowed from argv */
     bool remote_name;            /* -O: the default naming, spelled out (never with -o) */

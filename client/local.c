@@ -665,6 +665,8 @@ void rvc_local_config(rv_config *cfg, const rvc_download_opts *o, rvc_progress_m
         if (cfg->max_connections_per_host < o->connections)
             cfg->max_connections_per_host = o->connections;
     }
+    if (o->http2 >= 0)
+        cfg->http2 = (rv_http2_mode)o->http2;
     if (o->chunk_size) {
         cfg->chunk_size = o->chunk_size;
         if (cfg->min_chunk_size > o->chunk_size)
@@ -689,7 +691,7 @@ void rvc_local_config(rv_config *cfg, const rvc_download_opts *o, rvc_progress_m
 
 /* Whether o sets any engine setting that only --local applies. */
 static bool engine_options(const rvc_download_opts *o) {
-    return o->chunk_size || o->retries >= 0 || o->connect_timeout_ms || o->stall_timeout_ms ||
+    return o->chunk_size || o->http2 >= 0 || o->retries >= 0 || o->connect_timeout_ms || o->stall_timeout_ms ||
            o->ca_file || o->cache_quota != RVC_DEFAULT_CACHE_QUOTA;
 }
 

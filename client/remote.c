@@ -1156,7 +1156,7 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
 
 int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out, FILE *err) {
     /* What download's output code reads of the options: the output kind. */
-    rvc_download_opts o = {.json = json, .retries = -1, .digest = -1};
+    rvc_download_opts o = {.json = json, .retries = -1, .digest = -1, .http2 = -1};
     struct run r = {
         .o = &o,
         .out = out,

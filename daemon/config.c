@@ -24,6 +24,7 @@ typedef enum kind {
     KIND_UINT,  /* unsigned; decimal */
     KIND_LEVEL, /* rvd_log_level */
     KIND_BOOL,  /* bool; true or false */
+    KIND_HTTP2, /* unsigned, an rv_http2_mode; auto, never or always */
     KIND_NETS,  /* char *; a CIDR list (rv_check_networks); NULL: none */
 } kind;
 
@@ -110,6 +111,12 @@ static const key_def keys[RVD_KEY_COUNT] = {
                             "SIZE", "16M",
                             "largest range one request fetches, 64K..1G\n"
                             "(default 16M)"},
+    [RVD_KEY_HTTP2] = {"http2", KIND_HTTP2, F(http2), 0, 0, false, false, "WHEN", "auto",
+                       "HTTP/2 for https: auto (default; whole\n"
+                       "small objects multiplexed on one\n"
+                       "connection, a big object's ranges over\n"
+                       "HTTP/1.1), never or always; a stream\n"
+                       "counts as a connection in every limit"},
     [RVD_KEY_CONNECT_RETRY_MS] = {"connect-retry-ms", KIND_UINT, F(connect_retry_ms), 0,
                                   86400000, false, false, "MS", "3000",
                                   "how long a refused connection is retried\n"
@@ -184,6 +191,14 @@ static const key_def keys[RVD_KEY_COUNT] = {
 #undef M
 #undef G
 
+/* Indexed by rv_http2_mode. */
+static const char *const http2_names[] = {
+    [RV_HTTP2_AUTO] = "auto",
+    [RV_HTTP2_NEVER] = "never",
+    [RV_HTTP2_ALWAYS] = "always",
+};
+#define N_HTTP2 (sizeof(http2_names) / sizeof(http2_names[0]))
+
 static const char *const level_names[] = {
     [RVD_LOG_ERROR] = "error",
     [RVD_LOG_WARNING] = "warning",
@@ -233,6 +248,7 @@ static uint64_t num_value(const rvd_settings *s, const key_def *k) {
     case KIND_UINT: return *(const unsigned *)p;
     case KIND_LEVEL: return (uint64_t)(*(const rvd_log_level *)p);
     case KIND_BOOL: return *(const bool *)p;
+    case KIND_HTTP2: return *(const unsigned *)p;
     case KIND_PATH: break;
     case KIND_NETS: break;
     }
@@ -247,6 +263,7 @@ static void set_num(rvd_settings *s, const key_def *k, uint64_t v) {
     case KIND_UINT: *(unsigned *)p = (unsigned)v; break;
     case KIND_LEVEL: *(rvd_log_level *)p = (rvd_log_level)v; break;
     case KIND_BOOL: *(bool *)p = v != 0; break;
+    case KIND_HTTP2: *(unsigned *)p = (unsigned)v; break;
     case KIND_PATH: break;
     case KIND_NETS: break;
     }
@@ -502,6 +519,18 @@ static int parse_value(const key_def *k, const char *text, const char *what, val
         v = i;
         break;
     }
+    case KIND_HTTP2: {
+        size_t i;
+        for (i = 0; i < N_HTTP2; i++)
+            if (strcmp(text, http2_names[i]) == 0)
+                break;
+        if (i == N_HTTP2)
+            return fail(ret_error, -EINVAL,
+                        rvd_strdupf("invalid value '%s' for %s: expected auto, never or always",
+                                    text, what));
+        v = i;
+        break;
+    }
     case KIND_BOOL:
         /* Only the two words: "yes", "1" or "on" could be read either
          * way by the next person, and a typo must not mean false. */
@@ -590,6 +619,7 @@ int rvd_settings_check(rvd_key k, const char *value_text, char **ret_error) {
         [KIND_PATH] = "a path",   [KIND_MODE] = "an octal mode", [KIND_SIZE] = "a size",
         [KIND_UINT] = "a number", [KIND_LEVEL] = "a log level",
         [KIND_BOOL] = "true or false", [KIND_NETS] = "a list of networks",
+        [KIND_HTTP2] = "auto, never or always",
     };
     if (!value_text)
         return fail(ret_error, -EINVAL,
@@ -616,6 +646,7 @@ char *rvd_settings_value_text(const rvd_settings *s, rvd_key k) {
     case KIND_UINT: snprintf(buf, sizeof(buf), "%llu", (unsigned long long)num_value(s, d)); break;
     case KIND_LEVEL: return strdup(rvd_settings_log_level_name((rvd_log_level)num_value(s, d)));
     case KIND_BOOL: return strdup(num_value(s, d) ? "true" : "false");
+    case KIND_HTTP2: return strdup(http2_names[num_value(s, d) % N_HTTP2]);
     }
     return strdup(buf);
 }

@@ -77,6 +77,7 @@ typedef enum rvd_key {
     RVD_KEY_MAX_CONNECTIONS_PER_OBJECT,
     RVD_KEY_PER_UID_ORIGIN_CONNECTIONS,
     RVD_KEY_CHUNK_SIZE,
+    RVD_KEY_HTTP2,
     RVD_KEY_CONNECT_RETRY_MS,
     RVD_KEY_MAX_RUNNING_JOBS,
     RVD_KEY_MAX_QUEUED_JOBS,
@@ -160,6 +161,7 @@ typedef struct rvd_settings {
     unsigned per_uid_origin_connections; /* of max_connections, one uid's objects
                                             (docs/security.md); 0: half of it */
     uint64_t chunk_size;     /* bytes */
+    unsigned http2;          /* an rv_http2_mode (rv_config.http2) */
     unsigned connect_retry_ms; /* rv_config.connect_retry_ms */
     unsigned max_running_jobs;
     unsigned max_queued_jobs;  /* 0: no queue, every job beyond the running ones is refused */

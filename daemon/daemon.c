@@ -80,6 +80,7 @@ static void engine_config(const rvd_settings *st, rv_config *cfg) {
     cfg->max_connections_per_group = per_uid(st->per_uid_origin_connections,
                                              st->max_connections);
     cfg->chunk_size = st->chunk_size;
+    cfg->http2 = (rv_http2_mode)st->http2;
     cfg->connect_retry_ms = st->connect_retry_ms;
     if (cfg->min_chunk_size > cfg->chunk_size)
         cfg->min_chunk_size = cfg->chunk_size;

@@ -67,6 +67,7 @@ void rv_config_init(rv_config *cfg) {
         .connect_timeout_ms = 15000,
         .connect_retry_ms = 3000,
         .max_redirects = 10,
+        .http2 = RV_HTTP2_AUTO,
         .max_restarts = 3,
         .on_change = RV_CHANGE_RESTART,
         .progress_interval_ms = 200,
@@ -176,7 +177,8 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     if (!cfg || !ret || cfg->max_connections == 0 || cfg->max_connections_per_host == 0 ||
         cfg->max_connections_per_object == 0 || cfg->chunk_size == 0 ||
         cfg->min_chunk_size == 0 || cfg->min_chunk_size > cfg->chunk_size ||
-        cfg->max_attempts == 0 || (cfg->state_dir && (!*cfg->state_dir || cfg->flush_bytes == 0)))
+        cfg->max_attempts == 0 || (unsigned)cfg->http2 > RV_HTTP2_ALWAYS ||
+        (cfg->state_dir && (!*cfg->state_dir || cfg->flush_bytes == 0)))
         goto fail;
     r = RV_E_NOMEM;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -208,6 +210,11 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
         goto fail;
     /* Keep idle connections for reuse across ranges and objects. */
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections * 2);
+    /* h2 streams share a connection (libcurl's default since 7.62, set so it
+     * does not depend on the version); each stream is one of the transfers
+     * the limits count, so max_connections bounds the streams too. */
+    curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(e->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_connections);
     rv_rng_seed(&e->rng, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ rv_now_ms());
     rv_reserve_descriptors(RESERVED_DESCRIPTORS); /* before rv_durable_open starts threads */
     if (cfg->state_dir) {

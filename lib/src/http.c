@@ -440,6 +440,20 @@ static void rate_share(rv_object *o) {
     }
 }
 
+/* Whether a transfer asks for HTTP/2 (docs/engine.md, "HTTP version").
+ * Parallel ranges of one big object go over HTTP/1.1 under AUTO: each on
+ * its own TCP connection, they get a congestion window and a server-side
+ * per-connection limit each, where h2 would put them all behind one. A
+ * request that fetches a whole object in one (the probe; a small object is
+ * done with it) gains from h2: many of them share one TLS connection. Only
+ * https: h2 without TLS (h2c) is not offered by the servers that matter. */
+static bool want_h2(rv_http2_mode mode, const rv_object *o, bool probe) {
+    const char *url = o->fetch_url && !probe ? o->fetch_url : o->url->normalised;
+    if (mode == RV_HTTP2_NEVER || strncmp(url, "https://", 8) != 0)
+        return false;
+    return mode == RV_HTTP2_ALWAYS || probe || !o->ranges;
+}
+
 int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
@@ -478,10 +492,16 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
-    /* HTTP/1.1: one TCP connection per range is what makes parallel ranges
-     * fast against per-connection limits; HTTP/2 would multiplex them onto
-     * one connection. */
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    if (want_h2(cfg->http2, o, probe)) {
+        /* h2 if the origin offers it in ALPN, else 1.1. PIPEWAIT: a transfer
+         * starting while the host's first connection is still in its TLS
+         * handshake waits to learn whether it multiplexes, instead of
+         * opening a connection of its own. */
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, RECV_BUFFER_SIZE);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
     /* Stalled: fewer than 1 byte/s for the whole stall window. */

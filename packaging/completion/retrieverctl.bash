@@ -19,7 +19,7 @@ _retrieverctl_opts() {
     fetch)
         echo --local --socket --no-autostart -x --proxy --limit-rate \
             -u --user -c --connections --header --netrc --netrc-file \
-            --chunk-size --retries --retry-refused --connect-timeout \
+            --chunk-size --http2 --retries --retry-refused --connect-timeout \
             --stall-timeout --cacert --cacert-only --insecure --state-dir \
             --cache-dir --cache-quota --no-state --sha256 -q --quiet -h --help ;;
     status) echo --socket --json --no-autostart -h --help ;;
@@ -77,6 +77,9 @@ _retrieverctl() {
         mapfile -t COMPREPLY < <(compgen -d -- "$cur"); return ;;
     --state)
         COMPREPLY=($(compgen -W "queued running done failed cancelled" -- "$cur"))
+        return ;;
+    --http2)
+        COMPREPLY=($(compgen -W "auto never always" -- "$cur"))
         return ;;
     -c | --connections | --chunk-size | --retries | --retry-refused | \
         --connect-timeout | --stall-timeout | --cache-quota | --sha256)

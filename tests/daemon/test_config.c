@@ -101,6 +101,11 @@ static void test_user_defaults(void) {
     CHECK_EQ_U64(s.max_connections_per_object, 16);
     CHECK_EQ_U64(s.per_uid_origin_connections, 0); /* half of max-connections */
     CHECK_EQ_U64(s.chunk_size, 16u << 20);
+    {
+        char *h2 = rvd_settings_value_text(&s, RVD_KEY_HTTP2);
+        CHECK_STREQ(h2, "auto");
+        free(h2);
+    }
     CHECK_EQ_U64(s.connect_retry_ms, 3000);
     CHECK_EQ_U64(s.max_running_jobs, 64);
     CHECK_EQ_U64(s.max_queued_jobs, 10000);
@@ -268,6 +273,7 @@ static void test_file(void) {
         "max-connections-per-object = 64\n"
         "per-uid-origin-connections = 5\n"
         "chunk-size = 64K\n"
+        "http2 = never\n"
         "connect-retry-ms = 0\n"
         "max-running-jobs = 10000\n"
         "max-queued-jobs = 0\n"
@@ -323,6 +329,8 @@ static void test_file(void) {
     /* Values as they would be written back. */
     char *t;
     CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_CHUNK_SIZE), "64K");
+    free(t);
+    CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_HTTP2), "never");
     free(t);
     CHECK_STREQ(t = rvd_settings_value_text(&s, RVD_KEY_CACHE_QUOTA), "2G");
     free(t);
@@ -392,6 +400,8 @@ static void test_file_errors(void) {
     expect_error("state-dir = var/lib\n", NULL, -EINVAL,
                  WANT("bad.conf:1: invalid value 'var/lib' for state-dir: expected an absolute "
                       "path"));
+    expect_error("http2 = yes\n", NULL, -EINVAL,
+                 WANT("invalid value 'yes' for http2: expected auto, never or always"));
     expect_error("chunk-size = 16 M\n", NULL, -EINVAL,
                  WANT("invalid value '16 M' for chunk-size: expected a size from 64K to 1G"));
     expect_error("max-connections = 64 # per daemon\n", NULL, -EINVAL,

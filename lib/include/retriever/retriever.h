@@ -83,6 +83,17 @@ typedef struct rv_retry_info {
     const char *reason;   /* human-readable; valid during the call only */
 } rv_retry_info;
 
+/* Which HTTP version an https transfer asks for (ALPN; an origin that does
+ * not offer h2 gets HTTP/1.1 either way; plain http is always 1.1).
+ * docs/engine.md, "HTTP version", gives the rule and the measurements. */
+typedef enum rv_http2_mode {
+    RV_HTTP2_AUTO = 0, /* h2 for a request that fetches a whole object (the
+                          probe: small objects, and a big object's first
+                          range); 1.1 for the parallel ranges of a split one */
+    RV_HTTP2_NEVER,    /* HTTP/1.1 only */
+    RV_HTTP2_ALWAYS,   /* h2 for every https request, ranges too */
+} rv_http2_mode;
+
 /* Hooks: stateless callbacks run on the engine thread. Any may be NULL. */
 typedef struct rv_hooks {
     void (*on_state)(void *ud, rv_object *obj, rv_state state);
@@ -134,6 +145,10 @@ typedef struct rv_config {
                                             fails naming the address; 0: not
                                             retried. Within max_attempts too */
     unsigned max_redirects;
+    rv_http2_mode http2;                 /* default RV_HTTP2_AUTO. h2 streams count
+                                            as connections in every limit above
+                                            (per host, object, group, in all):
+                                            a limit bounds requests in flight */
     unsigned max_restarts;               /* RV_CHANGE_RESTART bound per object */
     rv_change_policy on_change;
     unsigned progress_interval_ms;       /* minimum gap between progress hooks, and from

@@ -260,6 +260,7 @@ class RealServersTest(unittest.TestCase):
                 url = server.url(name, mode=mode)
                 self.fetch(url, mode)
                 targets[(stem, mode)] = url.split(str(server.port), 1)[1]
+        self.daemon.assert_clean(self)
         return targets
 
     def test_apache2(self):

@@ -549,6 +549,8 @@ static void object_free(rv_object *o) {
     free(o->err_detail);
     free(o->etag);
     free(o->last_modified);
+    free(o->weak_etag);
+    free(o->weak_last_modified);
     free(o->fetch_url);
     free(o->chunks);
     if (o->digest_job)
@@ -1034,8 +1036,11 @@ void rv_object_start_over(rv_object *o) {
     rv_object_stop_transfers(o);
     free(o->etag);
     free(o->last_modified);
+    free(o->weak_etag);
+    free(o->weak_last_modified);
     free(o->fetch_url);
     o->etag = o->last_modified = o->fetch_url = NULL;
+    o->weak_etag = o->weak_last_modified = NULL;
     o->ranges = false;
     if (o->store_id)
         rv_durable_restarted(o);

@@ -113,6 +113,7 @@ struct rv_transfer {
     uint64_t resp_length;      /* Content-Length or RV_UNKNOWN */
     uint64_t retry_after_ms;   /* RV_UNKNOWN when absent */
     char *resp_etag, *resp_last_modified;
+    char *resp_date;           /* Date: judges Last-Modified's strength */
     char *resp_range_raw;      /* Content-Range as sent (truncated), for messages */
     uint64_t started_pos;      /* chunk->pos when this transfer started */
     rv_xfer_verdict verdict;
@@ -198,8 +199,12 @@ struct rv_object {
     uint64_t size;             /* RV_UNKNOWN until known */
     uint64_t probe_wait_us;    /* from the probe's request to its answer's first byte */
     bool ranges;               /* origin honours Range for this object */
-    char *etag;                /* strong validator, or NULL */
-    char *last_modified;       /* or NULL */
+    char *etag;                /* strong ETag, or NULL */
+    char *last_modified;       /* strong Last-Modified (before Date), or NULL */
+    /* Weak validators: later responses are compared with them, but they
+     * are never sent (If-Range needs a strong one) nor stored for a resume. */
+    char *weak_etag;           /* a W/ ETag, or NULL */
+    char *weak_last_modified;  /* a Last-Modified without Date, or NULL */
     char *fetch_url;           /* after redirects; what ranges are asked of */
 
     /* ranges */

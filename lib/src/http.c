@@ -7,10 +7,13 @@
  * first bytes, so a small object costs one request, not a HEAD and a GET, and
  * an origin that refuses HEAD needs no fallback. docs/engine.md says more.
  *
- * Every later range asks for bytes=pos-(end-1) with If-Range set to the
- * validator, so an origin whose object changed answers 200 with the new
- * version instead of 206 with bytes of it; the header callback then refuses
- * the body before a byte of the new version reaches the file.
+ * Every later range asks for bytes=pos-(end-1) with If-Range set to a
+ * strong validator, so an origin whose object changed answers 200 with the
+ * new version instead of 206 with bytes of it; the header callback then
+ * refuses the body before a byte of the new version reaches the file.
+ * Without a strong validator the range goes without If-Range (an origin
+ * answers 200 to an If-Range it cannot trust, which would cost the ranges)
+ * and each answer's size and validators are checked instead.
  *
  * Callbacks only record a verdict on the transfer (and abort it by returning
  * a short count); rv_http_finish acts on the verdict once curl is out of its
@@ -42,6 +45,7 @@ static void xfer_reset(rv_transfer *t) {
     curl_slist_free_all(t->req_headers);
     free(t->resp_etag);
     free(t->resp_last_modified);
+    free(t->resp_date);
     free(t->resp_range_raw);
     free(t->detail);
     CURL *easy = t->easy;
@@ -105,24 +109,45 @@ out:
     return r;
 }
 
-/* Whether the response carries a validator that differs from ours. */
+/* Whether the response carries a validator that differs from ours. A
+ * weak ETag compares weakly: an origin may send W/"x" while the object is
+ * fresh and "x" a second later (Apache does). */
 static bool validator_differs(const rv_transfer *t, const rv_object *o) {
+    const char *lm = o->last_modified ? o->last_modified : o->weak_last_modified;
+
     if (t->resp_etag && o->etag && strcmp(t->resp_etag, o->etag) != 0)
         return true;
-    if (t->resp_last_modified && o->last_modified &&
-        strcmp(t->resp_last_modified, o->last_modified) != 0)
+    if (t->resp_etag && o->weak_etag && !rv_http_etag_weak_equal(t->resp_etag, o->weak_etag))
+        return true;
+    if (t->resp_last_modified && lm && strcmp(t->resp_last_modified, lm) != 0)
         return true;
     return false;
 }
 
+/* Keep the probe's validators, each by its worth (httphdr.h): a strong one
+ * goes into If-Range and the store; a weak one only checks later answers;
+ * a Last-Modified not before its Date is dropped, as it may move every
+ * second on its own (an mtime in the future). */
 static void record_validators(rv_transfer *t, rv_object *o) {
     free(o->etag);
     free(o->last_modified);
-    o->etag = o->last_modified = NULL;
+    free(o->weak_etag);
+    free(o->weak_last_modified);
+    o->etag = o->last_modified = o->weak_etag = o->weak_last_modified = NULL;
     if (t->resp_etag && !rv_http_etag_is_weak(t->resp_etag))
         o->etag = strdup(t->resp_etag);
-    if (t->resp_last_modified)
+    else if (t->resp_etag)
+        o->weak_etag = strdup(t->resp_etag);
+    switch (rv_http_last_modified_kind(t->resp_last_modified, t->resp_date, time(NULL))) {
+    case RV_HTTP_LM_STRONG:
         o->last_modified = strdup(t->resp_last_modified);
+        break;
+    case RV_HTTP_LM_WEAK:
+        o->weak_last_modified = strdup(t->resp_last_modified);
+        break;
+    case RV_HTTP_LM_NONE:
+        break;
+    }
     free(o->fetch_url);
     o->fetch_url = NULL;
     char *eff = NULL;
@@ -302,8 +327,9 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
         t->retry_after_ms = RV_UNKNOWN;
         free(t->resp_etag);
         free(t->resp_last_modified);
+        free(t->resp_date);
         free(t->resp_range_raw);
-        t->resp_etag = t->resp_last_modified = t->resp_range_raw = NULL;
+        t->resp_etag = t->resp_last_modified = t->resp_date = t->resp_range_raw = NULL;
         return len;
     }
     if (len <= 2 && (line[0] == '\r' || line[0] == '\n'))
@@ -331,6 +357,9 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
         if (o->name_from_disposition && !o->disposition_name && t->status >= 200 &&
             t->status < 300)
             o->disposition_name = rv_http_disposition_filename(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "date")) {
+        free(t->resp_date);
+        t->resp_date = dup_value(value, vlen);
     } else if (rv_http_name_is(name, nlen, "retry-after")) {
         if (!rv_http_parse_retry_after(value, vlen, time(NULL), &t->retry_after_ms))
             t->retry_after_ms = RV_UNKNOWN;
@@ -454,6 +483,21 @@ static bool want_h2(rv_http2_mode mode, const rv_object *o, bool probe) {
     return mode == RV_HTTP2_ALWAYS || probe || !o->ranges;
 }
 
+/* The If-Range of a later range, or NULL for a plain range: only a strong
+ * validator (RFC 9110 section 13.1.5). With a weak one an origin must
+ * treat If-Range as not matching and answers 200 to every range (Apache
+ * does, for a file changed under a second ago or with an mtime in the
+ * future); the answers' size and validators are checked instead
+ * (accept_range). If-Match and If-Unmodified-Since are not sent in its
+ * place: If-Match takes only a strong ETag (then If-Range has it), and a
+ * Last-Modified not before its Date, compared by an origin that clamps a
+ * future mtime to its clock, would fail ranges of an unchanged object.
+ * A resumed object (durable.c) has only strong validators: weak ones are
+ * never stored, so the same rule holds after a restart. */
+static const char *if_range_value(const rv_object *o) {
+    return o->etag ? o->etag : o->last_modified;
+}
+
 int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
@@ -480,8 +524,8 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
             goto nomem;
         t->req_headers = l;
     }
-    if (!probe && o->ranges && (o->etag || o->last_modified) &&
-        append_header(&t->req_headers, "If-Range", o->etag ? o->etag : o->last_modified) != RV_OK)
+    if (!probe && o->ranges && if_range_value(o) &&
+        append_header(&t->req_headers, "If-Range", if_range_value(o)) != RV_OK)
         goto nomem;
 
     CURL *h = t->easy;

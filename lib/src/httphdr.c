@@ -359,6 +359,29 @@ bool rv_http_etag_is_weak(const char *etag) {
     return etag && etag[0] == 'W' && etag[1] == '/';
 }
 
+bool rv_http_etag_weak_equal(const char *a, const char *b) {
+    if (!a || !b)
+        return false;
+    if (rv_http_etag_is_weak(a))
+        a += 2;
+    if (rv_http_etag_is_weak(b))
+        b += 2;
+    return strcmp(a, b) == 0;
+}
+
+/* ---- Last-Modified as a validator ---- */
+
+rv_http_lm_kind rv_http_last_modified_kind(const char *lm, const char *date, time_t now) {
+    int64_t lm_t, date_t;
+
+    if (!lm)
+        return RV_HTTP_LM_NONE;
+    if (!date || !parse_http_date(lm, strlen(lm), now, &lm_t) ||
+        !parse_http_date(date, strlen(date), now, &date_t))
+        return RV_HTTP_LM_WEAK;
+    return lm_t < date_t ? RV_HTTP_LM_STRONG : RV_HTTP_LM_NONE;
+}
+
 /* ---- Content-Disposition ----
  *
  * The only allocating functions here: the name is the caller's to keep. */

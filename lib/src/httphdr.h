@@ -44,6 +44,31 @@ bool rv_http_parse_u64(const char *v, size_t len, uint64_t *ret);
 /* An ETag is weak when it starts with W/ (If-Range must not use it). */
 bool rv_http_etag_is_weak(const char *etag);
 
+/* Weak comparison of two ETags (RFC 9110 section 8.8.3.2): their
+ * opaque-tags match, W/ or not. Either NULL: false. */
+bool rv_http_etag_weak_equal(const char *a, const char *b);
+
+/* What a Last-Modified value is worth as a validator, judged against the
+ * Date of the same response (RFC 9110 sections 8.8.2.2 and 13.1.5). */
+typedef enum {
+    /* At least one second before Date: a strong validator, fit for
+     * If-Range (HTTP-dates have whole seconds, so "earlier" is enough). */
+    RV_HTTP_LM_STRONG,
+    /* No Date, or a Date or Last-Modified that does not parse: weak.
+     * Responses may be compared by it; never sent in If-Range. */
+    RV_HTTP_LM_WEAK,
+    /* Not before Date: the object changed within the second or has an
+     * mtime in the future, which an origin replaces by its clock (section
+     * 8.8.2.1: Apache does), so the value may change every second while
+     * the object does not. It says nothing about the version. */
+    RV_HTTP_LM_NONE,
+} rv_http_lm_kind;
+
+/* lm and date are NUL-terminated header values (date may be NULL: WEAK;
+ * lm NULL: NONE); now
+ * resolves the two-digit years of RFC 850 dates. */
+rv_http_lm_kind rv_http_last_modified_kind(const char *lm, const char *date, time_t now);
+
 /* The file name a Content-Disposition value (RFC 6266) offers, as sent:
  * filename*= (RFC 8187: charset UTF-8, case-insensitive, an optional
  * language, then %-encoded bytes) is preferred over filename= (a token or

@@ -625,6 +625,44 @@ class RangeFaults(FixtureCase):
         status, _, _ = self.request("/small.bin", disposition="a\r\nX-Evil: 1", case="cd")
         self.assertEqual(status, 400)
 
+    def test_validator_switches(self):
+        """weak_etag=1, lm=fresh|now|future and date=0 (docs: Apache's
+        validators): what they send and how If-Range is judged."""
+        rng = {"Range": "bytes=5-9"}
+        status, h, _ = self.request("/small.bin", headers=rng, weak_etag=1, case="w")
+        self.assertEqual(status, 206)
+        self.assertTrue(h["etag"].startswith('W/"'))
+        # A weak ETag in If-Range never matches, not even its own.
+        status, _, body = self.request("/small.bin", weak_etag=1, case="w",
+                                       headers=dict(rng, **{"If-Range": h["etag"]}))
+        self.assertEqual((status, body), (200, self.data))
+        # lm=now: Last-Modified is the Date; as an If-Range it is not a
+        # second old, so it does not match.
+        _, h, _ = self.request("/small.bin", lm="now", case="now")
+        self.assertEqual(h["last-modified"], h["date"])
+        status, _, _ = self.request("/small.bin", lm="now", case="now",
+                                    headers=dict(rng, **{"If-Range": h["last-modified"]}))
+        self.assertEqual(status, 200)
+        # lm=fresh: fixed at the key's first request, the Date then.
+        _, h1, _ = self.request("/small.bin", lm="fresh", case="fresh")
+        self.assertEqual(h1["last-modified"], h1["date"])
+        _, h2, _ = self.request("/small.bin", lm="fresh", case="fresh")
+        self.assertEqual(h2["last-modified"], h1["last-modified"])
+        # lm=future: a day after the key's first request.
+        _, h, _ = self.request("/small.bin", lm="future", case="future")
+        later = email.utils.parsedate_to_datetime(h["last-modified"]).timestamp()
+        now = email.utils.parsedate_to_datetime(h["date"]).timestamp()
+        self.assertEqual(later - now, 86400)
+        # date=0: no Date on an object's answer, nor on an error.
+        _, h, _ = self.request("/small.bin", date=0, case="nodate")
+        self.assertNotIn("date", h)
+        self.assertIn("last-modified", h)
+        status, h, _ = self.request("/missing.bin", date=0, case="nodate")
+        self.assertEqual(status, 404)
+        self.assertNotIn("date", h)
+        status, _, _ = self.request("/small.bin", lm="bogus", case="bad")
+        self.assertEqual(status, 400)
+
     def test_plain_206(self):
         q = {"plain_206": 1, "after": 1, "case": "plain"}
         rng = {"Range": "bytes=0-9"}

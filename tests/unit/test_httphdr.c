@@ -354,6 +354,37 @@ static void test_etag(void) {
     CHECK(!rv_http_etag_is_weak(NULL));
 }
 
+static void test_etag_weak_equal(void) {
+    CHECK(rv_http_etag_weak_equal("W/\"abc\"", "\"abc\""));
+    CHECK(rv_http_etag_weak_equal("\"abc\"", "W/\"abc\""));
+    CHECK(rv_http_etag_weak_equal("W/\"abc\"", "W/\"abc\""));
+    CHECK(!rv_http_etag_weak_equal("W/\"abc\"", "W/\"abd\""));
+    CHECK(!rv_http_etag_weak_equal("W/\"abc\"", NULL));
+    CHECK(!rv_http_etag_weak_equal(NULL, NULL));
+}
+
+static void test_last_modified_kind(void) {
+    static const char date[] = "Sun, 06 Nov 1994 08:49:37 GMT";
+    /* a second earlier: strong; same second, later: says nothing */
+    CHECK(rv_http_last_modified_kind("Sun, 06 Nov 1994 08:49:36 GMT", date, 0) ==
+          RV_HTTP_LM_STRONG);
+    CHECK(rv_http_last_modified_kind("Sat, 01 Jan 1994 00:00:00 GMT", date, 0) ==
+          RV_HTTP_LM_STRONG);
+    CHECK(rv_http_last_modified_kind(date, date, 0) == RV_HTTP_LM_NONE);
+    CHECK(rv_http_last_modified_kind("Sun, 06 Nov 1994 08:49:38 GMT", date, 0) ==
+          RV_HTTP_LM_NONE);
+    /* the other two spellings of an HTTP-date compare by their time */
+    CHECK(rv_http_last_modified_kind("Sunday, 06-Nov-94 08:49:36 GMT", date, 788000000) ==
+          RV_HTTP_LM_STRONG);
+    CHECK(rv_http_last_modified_kind("Sun Nov  6 08:49:37 1994", date, 0) == RV_HTTP_LM_NONE);
+    /* without a Date (or one that does not parse) nothing proves strength */
+    CHECK(rv_http_last_modified_kind("Sat, 01 Jan 1994 00:00:00 GMT", NULL, 0) == RV_HTTP_LM_WEAK);
+    CHECK(rv_http_last_modified_kind("Sat, 01 Jan 1994 00:00:00 GMT", "yesterday", 0) ==
+          RV_HTTP_LM_WEAK);
+    CHECK(rv_http_last_modified_kind("last week", date, 0) == RV_HTTP_LM_WEAK);
+    CHECK(rv_http_last_modified_kind(NULL, date, 0) == RV_HTTP_LM_NONE);
+}
+
 int main(void) {
     test_split();
     test_status();
@@ -361,5 +392,7 @@ int main(void) {
     test_u64();
     test_retry_after();
     test_etag();
+    test_etag_weak_equal();
+    test_last_modified_kind();
     return rv_test_result();
 }

@@ -626,8 +626,10 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     }
     o->source = rv_source_lookup(o->url->scheme);
     if (!o->source) {
-        r = reject(e, RV_E_UNSUPPORTED_SCHEME, "'%s://' URLs are not supported (use http, https "
-                   "or file)", o->url->scheme);
+        char known[256];
+        rv_source_schemes(known, sizeof(known));
+        r = reject(e, RV_E_UNSUPPORTED_SCHEME, "'%s://' URLs are not supported (use %s)",
+                   o->url->scheme, known);
         goto fail;
     }
     if (o->source->check_url && (r = o->source->check_url(req->url)) != RV_OK) {

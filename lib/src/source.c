@@ -5,6 +5,7 @@
 #include "source.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,25 @@ const rv_source_ops *rv_source_lookup(const char *scheme) {
         if (names(builtin[i], scheme))
             return builtin[i];
     return NULL;
+}
+
+void rv_source_schemes(char *buf, size_t size) {
+    const char *names[32];
+    size_t n = 0, len = 0;
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+        for (const char *const *s = builtin[i]->schemes; *s && n < 32; s++)
+            names[n++] = *s;
+    for (size_t i = 0; i < n_registered; i++)
+        for (const char *const *s = registered[i]->schemes; *s && n < 32; s++)
+            names[n++] = *s;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && len < size; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int w = snprintf(buf + len, size - len, "%s%s", sep, names[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
 }
 
 void rv_source_engine_free(rv_engine *e) {

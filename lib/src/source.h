@@ -7,6 +7,7 @@
 #define RV_SOURCE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "rv_source.h"
 
@@ -19,6 +20,9 @@ extern const rv_source_ops rv_source_file; /* filesrc.c: file */
  * valid (rv_source_register). */
 const rv_source_ops *rv_source_lookup(const char *scheme);
 
+/* The schemes the registry knows, for a message: "http, https or file"
+ * (the built-in ones first, then the registered ones), cut to fit size. */
+void rv_source_schemes(char *buf, size_t size);
 /* Each source's engine_free op, as engine e goes (rv_engine_free). */
 void rv_source_engine_free(rv_engine *e);
 

@@ -935,10 +935,6 @@ uint64_t rv_durable_commit_due(const rv_engine *e) {
     return e->tx_open ? e->tx_opened_ms + COMMIT_INTERVAL_MS : UINT64_MAX;
 }
 
-bool rv_durable_links(const rv_object *o) {
-    return (o->engine->cfg.link_deliveries || o->link) && !o->copy;
-}
-
 /* A delivery of o's recorded blob for the cachefiles thread (the object
  * is DONE when it comes back), or NULL with o failed. Its descriptor goes
  * along: nothing reads it meanwhile. */
@@ -962,7 +958,7 @@ static rv_delivery *delivery_of(rv_object *o) {
     d->fd = o->fd;
     o->fd = -1;
     d->size = o->size;
-    d->link = rv_durable_links(o);
+    d->link = rv_object_links(o);
     d->mode = o->mode;
     d->make_readonly = o->blob_writable;
     d->no_replace = o->no_replace;

@@ -12,7 +12,13 @@
  *      slices, advance digests, verify and deliver finished objects;
  *   6. emit progress hooks.
  *
- * Object state transitions (all through rv_object_set_state):
+ * Sources: the engine names none. It asks the registry (source.c) for the
+ * source of a URL's scheme and calls it only through its table
+ * (rv_source.h): resolve, start_range, revalidate, stop, finish, step,
+ * close; the source reports back through the sink (sink.h).
+ *
+ * Object state transitions (all through object_set_state, which lower
+ * modules reach as rv_object_set_state through rv_engine.life):
  *   QUEUED -> RESOLVING -> DOWNLOADING -> VERIFYING -> DONE
  *   DOWNLOADING -> RESOLVING              (object changed: restart)
  *   any non-terminal -> FAILED | CANCELLED
@@ -33,8 +39,6 @@
 
 #include "engine_int.h"
 #include "httphdr.h"
-#include "monoclock.h"
-#include "plan.h"
 #include "netdeny.h"
 #include "socktab.h"
 
@@ -47,6 +51,9 @@
 /* Descriptors the process's table holds from the engine's start on (as
  * the open-files limit allows): see rv_reserve_descriptors. */
 #define RESERVED_DESCRIPTORS 1024
+
+/* rv_engine.life: engine.c's side of the lifecycle (rv_lifecycle). */
+static const rv_lifecycle lifecycle;
 
 /* ----------------------------------------------------------------------- */
 /* Configuration                                                            */
@@ -111,14 +118,6 @@ const char *rv_state_name(rv_state s) {
     static const char *const names[] = {"queued", "resolving", "downloading", "verifying",
                                         "done", "failed", "cancelled"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
-}
-
-bool rv_state_is_terminal(rv_state s) {
-    return s == RV_STATE_DONE || s == RV_STATE_FAILED || s == RV_STATE_CANCELLED;
-}
-
-uint64_t rv_now_ms(void) {
-    return rv_mono_ns() / 1000000u;
 }
 
 /* ----------------------------------------------------------------------- */
@@ -204,6 +203,7 @@ int rv_engine_open(const rv_config *cfg, rv_engine **ret, char **ret_detail) {
     e->buf_size = SCRATCH_SIZE;
     e->proc_fd_ok = -1;
     e->buf = malloc(e->buf_size);
+    e->life = &lifecycle;
     e->multi = curl_multi_init();
     e->socks = rv_socktab_new();
     if (!e->user_agent || !e->buf || !e->multi || !e->socks)
@@ -246,35 +246,7 @@ int rv_engine_new(const rv_config *cfg, rv_engine **ret) {
 }
 
 static void object_free(rv_object *o);
-
-rv_object *rv_live_head(rv_engine *e) {
-    if (!e->live_head)
-        e->live_head = e->head;
-    while (e->live_head && rv_state_is_terminal(e->live_head->state))
-        e->live_head = e->live_head->next;
-    return e->live_head;
-}
-
-rv_object *rv_object_by_id(rv_engine *e, uint64_t id) {
-    for (rv_object *o = rv_live_head(e); o; o = o->next)
-        if (o->id == id)
-            return o;
-    return NULL;
-}
-
-rv_chunk *rv_chunk_starting(rv_object *o, uint64_t start) {
-    for (size_t i = 0; i < o->n_chunks; i++)
-        if (o->chunks[i].start == start)
-            return &o->chunks[i];
-    return NULL;
-}
-
-uint64_t rv_str_hash(const char *s) {
-    uint64_t h = 14695981039346656037ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return h;
-}
+static void source_close(rv_object *o);
 
 /* The set of live destinations: a chained hash table keyed by path, so a
  * thousand adds into one directory do not compare a thousand paths each. */
@@ -357,7 +329,7 @@ static char *disposition_path(const rv_object *o) {
     return path;
 }
 
-int rv_object_choose_name(rv_object *o) {
+static int object_choose_name(rv_object *o) {
     rv_engine *e = o->engine;
     if (o->name_from_disposition && o->disposition_name) {
         char *path = disposition_path(o);
@@ -403,11 +375,7 @@ rv_engine *rv_engine_free(rv_engine *e) {
         e->head = o->next;
         object_free(o);
     }
-    while (e->free_xfers) {
-        rv_transfer *t = e->free_xfers;
-        e->free_xfers = t->next_free;
-        rv_http_pool_free(t);
-    }
+    rv_source_engine_free(e);
     for (size_t i = 0; i < e->n_hosts; i++)
         rv_hostlimit_free(e->hosts[i]);
     free(e->hosts);
@@ -430,14 +398,6 @@ rv_engine *rv_engine_free(rv_engine *e) {
     free(e);
     curl_global_cleanup();
     return NULL;
-}
-
-int rv_engine_wakeup(rv_engine *e) {
-    return curl_multi_wakeup(e->multi) == CURLM_OK ? RV_OK : RV_E_INTERNAL;
-}
-
-void rv_engine_wake_cb(void *engine) {
-    rv_engine_wakeup(engine);
 }
 
 bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme) {
@@ -464,15 +424,6 @@ uint64_t rv_engine_cache_bytes(const rv_engine *e) {
 
 void rv_engine_set_cache_quota(rv_engine *e, uint64_t quota) {
     rv_durable_set_quota(e, quota);
-}
-
-int rv_file_url_path(const char *url, char **ret) {
-    rv_url *u = NULL;
-    int r = rv_url_parse(url, &u);
-    if (r == RV_OK)
-        r = strcmp(u->scheme, "file") == 0 ? rv_url_file_path(u, ret) : RV_E_UNSUPPORTED_SCHEME;
-    rv_url_free(u);
-    return r;
 }
 
 static int engine_host(rv_engine *e, const char *key, rv_hostlimit **ret) {
@@ -535,8 +486,7 @@ static void object_free(rv_object *o) {
     if (!o)
         return;
     rv_outfile_discard(o);
-    if (o->src_fd >= 0)
-        close(o->src_fd);
+    source_close(o);
     free(o->url_in);
     free(o->url_shown);
     free(o->ca_pem);
@@ -708,7 +658,6 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     if (!o)
         return reject(e, RV_E_NOMEM, "out of memory");
     o->fd = o->dfd = o->tee_fd = -1;
-    o->src_fd = -1;
     o->engine = e;
     o->size = RV_UNKNOWN;
     o->user_data = req->user_data;
@@ -752,19 +701,16 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     }
     o->source = rv_source_lookup(o->url->scheme);
     if (!o->source) {
-        r = reject(e, RV_E_UNSUPPORTED_SCHEME, "'%s://' URLs are not supported (use http, https "
-                   "or file)", o->url->scheme);
+        char known[256];
+        rv_source_schemes(known, sizeof(known));
+        r = reject(e, RV_E_UNSUPPORTED_SCHEME, "'%s://' URLs are not supported (use %s)",
+                   o->url->scheme, known);
         goto fail;
     }
-    if (o->source->kind == RV_SOURCE_FILE) {
-        char *p = NULL;
-        r = rv_url_file_path(o->url, &p);
-        free(p);
-        if (r != RV_OK) {
-            reject(e, r, "'%.200s' is not a local file URL (file:///absolute/path)",
-                   o->url_shown);
-            goto fail;
-        }
+    if (o->source->check_url && (r = o->source->check_url(req->url)) != RV_OK) {
+        reject(e, r, "'%.200s' is not %s", o->url_shown,
+               o->source->url_form ? o->source->url_form : "a URL its source accepts");
+        goto fail;
     }
     bool exists = false;
     r = check_destination(e, req->dest_path, &exists);
@@ -796,7 +742,7 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
     o->want_digest = e->cfg.compute_sha256 || req->sha256_hex || req->digest;
     if (o->want_digest && rv_sha256_new(&o->hash) != RV_OK)
         goto fail;
-    if (o->source->kind == RV_SOURCE_CURL) {
+    if (o->source->caps & RV_SOURCE_CAP_HOSTS) {
         r = engine_host(e, o->url->host_key, &o->host);
         if (r != RV_OK)
             goto fail;
@@ -841,7 +787,13 @@ const char *rv_version(void) {
 /* ----------------------------------------------------------------------- */
 /* Object lifecycle                                                         */
 
-void rv_object_set_state(rv_object *o, rv_state s) {
+/* What the object's source holds for it (its open file) goes. */
+static void source_close(rv_object *o) {
+    if (o->source && o->source->close)
+        o->source->close(o);
+}
+
+static void object_set_state(rv_object *o, rv_state s) {
     rv_engine *e = o->engine;
 
     if (o->state == s || rv_state_is_terminal(o->state))
@@ -858,49 +810,6 @@ void rv_object_set_state(rv_object *o, rv_state s) {
         e->hooks.on_state(e->cfg.hooks_ud, o, s);
 }
 
-void rv_object_attention(rv_object *o) {
-    o->needs_attention = true;
-    o->engine->attention = true;
-}
-
-/* text as it may leave the engine (a failure detail, a retry's reason).
- * Messages name the object by url_shown, and quote libcurl's words only
- * scrubbed against the object's URLs (rv_http_scrub); this catches any URL
- * that still got in (a redirect's target, a future message): every word
- * with "://" is redacted. The object's hidden values are not searched for
- * here: a short one ("case=full") would also hide the same letters in a
- * destination path or a number of the message. malloc'd; NULL when out of
- * memory (a message that cannot be scrubbed is not shown). */
-static char *object_scrub(const char *text) {
-    char *out = NULL;
-    return rv_url_scrub(text, NULL, 0, &out) == RV_OK ? out : NULL;
-}
-
-void rv_object_fail(rv_object *o, int err, const char *fmt, ...) {
-    va_list ap;
-    char *text = NULL;
-
-    if (o->err != RV_OK || rv_state_is_terminal(o->state))
-        return; /* the first failure is the one reported */
-    o->err = err;
-    free(o->err_detail);
-    o->err_detail = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&text, fmt, ap) < 0)
-        text = NULL;
-    va_end(ap);
-    if (text)
-        o->err_detail = object_scrub(text);
-    free(text);
-    rv_object_attention(o);
-}
-
-void rv_object_stop_transfers(rv_object *o) {
-    for (size_t i = 0; i < o->n_chunks && o->active > 0; i++)
-        if (o->chunks[i].xfer)
-            rv_http_stop(o->engine, o->chunks[i].xfer);
-}
-
 /* Terminal failure or cancellation: stop, remove the temporary file. */
 static void object_end(rv_object *o, rv_state s) {
     rv_object_stop_transfers(o);
@@ -908,10 +817,8 @@ static void object_end(rv_object *o, rv_state s) {
         rv_durable_end(o);
     else
         rv_outfile_discard(o);
-    if (o->src_fd >= 0)
-        close(o->src_fd);
-    o->src_fd = -1;
-    rv_object_set_state(o, s);
+    source_close(o);
+    object_set_state(o, s);
 }
 
 int rv_engine_cancel(rv_engine *e, rv_object *o) {
@@ -947,47 +854,6 @@ int rv_engine_release(rv_engine *e, rv_object *o) {
     return RV_OK;
 }
 
-/* Replace the ranges by the plan for size (see plan.h); an unknown size is
- * one range until the end of the stream. */
-int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end) {
-    const rv_config *cfg = &o->engine->cfg;
-    rv_plan plan = {.first_end = first_end, .size = size, .n_ranges = 1};
-    uint64_t min_range = cfg->min_chunk_size, max_range = cfg->chunk_size;
-
-    /* A digest takes the bytes in file order: with smaller ranges, started
-     * in order, the frontier keeps up with the download, and the stages
-     * that land beyond it fit in the held window (stage.c; not against a
-     * far origin). */
-    uint64_t digest_range = o->hash && !o->digest_known ? rv_stage_digest_range(o) : 0;
-    if (digest_range) {
-        if (max_range > digest_range)
-            max_range = digest_range;
-        if (min_range > max_range)
-            min_range = max_range;
-    }
-    if (size != RV_UNKNOWN)
-        rv_plan_make(size, first_end, o->max_conns, min_range, max_range, &plan);
-    rv_chunk *chunks = calloc(plan.n_ranges, sizeof(*chunks));
-    if (!chunks) {
-        rv_object_fail(o, RV_E_NOMEM, "cannot plan %zu ranges", plan.n_ranges);
-        return RV_E_NOMEM;
-    }
-    for (size_t i = 0; i < plan.n_ranges; i++) {
-        uint64_t start = 0, end = first_end;
-        if (size != RV_UNKNOWN)
-            rv_plan_range(&plan, i, &start, &end);
-        chunks[i] = (rv_chunk){.start = start, .pos = start, .landed = start,
-                               .submitted = start, .durable = start, .end = end};
-    }
-    free(o->chunks);
-    o->chunks = chunks;
-    o->n_chunks = plan.n_ranges;
-    o->size = size;
-    o->bytes_done = 0;
-    o->planned = true;
-    return RV_OK;
-}
-
 /* The placeholder range of an object whose size is not known yet: the probe
  * fills it; planning replaces it. */
 static int object_plan_unresolved(rv_object *o) {
@@ -1006,33 +872,9 @@ static int object_plan_unresolved(rv_object *o) {
     return RV_OK;
 }
 
-int rv_object_single_stream(rv_object *o) {
-    rv_object_stop_transfers(o);
-    o->ranges = false;
-    if (rv_outfile_reset(o) != RV_OK)
-        return o->err;
-    uint64_t size = o->size;
-    int r = rv_object_plan(o, size, size);
-    if (r == RV_OK && size != RV_UNKNOWN)
-        r = rv_outfile_preallocate(o, size);
-    return r;
-}
-
-void rv_object_changed(rv_object *o, const char *reason) {
-    const rv_config *cfg = &o->engine->cfg;
-
-    if (cfg->on_change == RV_CHANGE_FAIL || o->restarts >= cfg->max_restarts) {
-        rv_object_fail(o, RV_E_CHANGED, "%s%s", reason,
-                       cfg->on_change == RV_CHANGE_FAIL ? "" : "; gave up after restarting");
-        return;
-    }
-    o->restarts++;
-    rv_object_start_over(o);
-}
-
 /* Discard every byte of o and resolve it again (a new version, or a cache
  * entry found corrupt: rv_durable_refetch). */
-void rv_object_start_over(rv_object *o) {
+static void object_start_over(rv_object *o) {
     rv_object_stop_transfers(o);
     free(o->etag);
     free(o->last_modified);
@@ -1044,98 +886,21 @@ void rv_object_start_over(rv_object *o) {
     o->ranges = false;
     if (o->store_id)
         rv_durable_restarted(o);
-    if (o->err != RV_OK || rv_outfile_reset(o) != RV_OK || object_plan_unresolved(o) != RV_OK)
+    if (o->err != RV_OK || rv_stage_reset(o) != RV_OK || object_plan_unresolved(o) != RV_OK)
         return;
-    if (o->source->kind == RV_SOURCE_FILE) {
-        if (o->src_fd >= 0)
-            close(o->src_fd);
-        o->src_fd = -1;
-        rv_file_open(o);
+    if (o->source->resolve) { /* learns the size at once: no probe, no RESOLVING */
+        source_close(o);
+        o->source->resolve(o);
         return;
     }
-    rv_object_set_state(o, RV_STATE_RESOLVING);
+    object_set_state(o, RV_STATE_RESOLVING);
 }
 
-void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n) {
-    c->pos += n;
-    o->bytes_done += n;
-    if (!o->staged)
-        c->landed = c->pos; /* written already */
-}
-
-void rv_object_chunk_done(rv_object *o, rv_chunk *c) {
-    rv_engine *e = o->engine;
-    c->state = RV_CHUNK_DONE;
-    c->failures = 0;
-    c->refused_since_ms = 0;
-    if (e->hooks.on_chunk_done)
-        e->hooks.on_chunk_done(e->cfg.hooks_ud, o, c->start, c->end - c->start);
-}
-
-void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_fault fault,
-                           uint64_t retry_after_ms, const char *reason) {
-    rv_engine *e = o->engine;
-    const rv_config *cfg = &e->cfg;
-    int too_long = 0;
-
-    if (fault == RV_FAULT_THROTTLE && o->host)
-        rv_hostlimit_on_throttle(o->host, rv_now_ms());
-    c->failures++;
-    if (c->failures >= o->max_attempts) {
-        rv_object_fail(o, err, "%s; gave up after %u attempts", reason, c->failures);
-        return;
-    }
-    uint64_t now = rv_now_ms();
-    uint64_t refused_left = UINT64_MAX; /* ms the refused schedule has left */
-    if (fault != RV_FAULT_REFUSED) {
-        c->refused_since_ms = 0; /* the origin answered something: a new run */
-    } else {
-        if (!c->refused_since_ms)
-            c->refused_since_ms = now;
-        uint64_t spent = now - c->refused_since_ms;
-        if (spent >= o->connect_retry_ms) {
-            rv_object_fail(o, err, "%s; still refused after %u attempts in %.1f s", reason,
-                           c->failures, (double)spent / 1000.0);
-            return;
-        }
-        refused_left = o->connect_retry_ms - spent;
-    }
-    uint64_t wait = rv_retry_wait_ms(c->failures, cfg->backoff_base_ms, cfg->backoff_max_ms,
-                                     retry_after_ms, cfg->retry_after_cap_ms, &e->rng, &too_long);
-    /* The last try of a refused run comes when its time is up, not after. */
-    if (wait > refused_left)
-        wait = refused_left;
-    if (too_long) {
-        rv_object_fail(o, RV_E_RETRY_AFTER_TOO_LONG,
-                       "%s; origin asked to retry after %llu s, more than the %u s cap; "
-                       "run the download again later",
-                       reason, (unsigned long long)(retry_after_ms / 1000),
-                       cfg->retry_after_cap_ms / 1000);
-        return;
-    }
-    if (!o->ranges && c->pos > c->start) {
-        /* One stream without ranges cannot continue mid-body: start over. */
-        o->bytes_done -= c->pos - c->start;
-        c->pos = c->landed = c->submitted = c->durable = c->start;
-        c->crc = c->written_crc = 0;
-        c->written_crc_unknown = false;
-        if (rv_outfile_reset(o) != RV_OK)
-            return;
-        if (o->size != RV_UNKNOWN && rv_outfile_preallocate(o, o->size) != RV_OK)
-            return;
-    }
-    c->state = RV_CHUNK_TODO;
-    c->due_ms = now + wait;
-    o->retries++;
-    if (e->hooks.on_retry) {
-        char *shown = object_scrub(reason);
-        rv_retry_info info = {.offset = c->pos, .attempt = c->failures, .error = err,
-                              .http_status = status, .wait_ms = wait,
-                              .reason = shown ? shown : "(reason not shown: out of memory)"};
-        e->hooks.on_retry(e->cfg.hooks_ud, o, &info);
-        free(shown);
-    }
-}
+static const rv_lifecycle lifecycle = {
+    .set_state = object_set_state,
+    .start_over = object_start_over,
+    .choose_name = object_choose_name,
+};
 
 /* ----------------------------------------------------------------------- */
 /* Scheduling                                                               */
@@ -1149,17 +914,17 @@ static int object_start(rv_object *o) {
      * sooner reports only its end, which says everything. */
     o->progress_last_ms = rv_now_ms();
     o->progress_last_bytes = o->bytes_done;
-    rv_object_set_state(o, RV_STATE_RESOLVING);
+    object_set_state(o, RV_STATE_RESOLVING);
     if (o->planned && o->revalidating)
         return RV_OK; /* a cache hit: the origin's answer decides (object_schedule) */
     if (o->planned) { /* resumed from durable state: its plan is known */
-        rv_object_set_state(o, RV_STATE_DOWNLOADING);
+        object_set_state(o, RV_STATE_DOWNLOADING);
         rv_object_attention(o); /* perhaps every range is already durable */
         return RV_OK;
     }
-    if (o->source->kind == RV_SOURCE_FILE)
-        return rv_file_open(o);
-    return object_plan_unresolved(o);
+    if (o->source->resolve)
+        return o->source->resolve(o);
+    return object_plan_unresolved(o); /* the first transfer, a probe, resolves it */
 }
 
 static bool all_chunks_done(const rv_object *o) {
@@ -1208,9 +973,7 @@ static void object_verify(rv_engine *e, rv_object *o) {
             return;
         }
     }
-    if (o->src_fd >= 0)
-        close(o->src_fd);
-    o->src_fd = -1;
+    source_close(o);
     if (o->store_id) {
         /* Delivered once the final sync and its commit are done
          * (rv_durable_progress). */
@@ -1218,9 +981,9 @@ static void object_verify(rv_engine *e, rv_object *o) {
             o->final_sync = true;
         return;
     }
-    if (rv_object_choose_name(o) != RV_OK || rv_outfile_deliver(o) != RV_OK)
+    if (object_choose_name(o) != RV_OK || rv_outfile_deliver(o) != RV_OK)
         return;
-    rv_object_set_state(o, RV_STATE_DONE);
+    object_set_state(o, RV_STATE_DONE);
     return;
 }
 
@@ -1230,7 +993,7 @@ static void object_all_written(rv_object *o) {
         o->size = o->chunks[o->n_chunks - 1].pos;
         o->chunks[o->n_chunks - 1].end = o->size;
     }
-    rv_object_set_state(o, RV_STATE_VERIFYING);
+    object_set_state(o, RV_STATE_VERIFYING);
 }
 
 /* Whether o may want one more connection: an approximation that may say
@@ -1320,12 +1083,12 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
         if (object_start(o) != RV_OK)
             return true;
     }
-    if (o->source->kind != RV_SOURCE_CURL || o->err != RV_OK || o->leader)
+    if (!o->source->start_range || o->err != RV_OK || o->leader)
         return true;
     if (o->revalidating) {
         if (o->active == 0 && e->active < e->cfg.max_connections &&
             rv_hostlimit_can_start(o->host) && !group_holds_back(e, o, level, deferred) &&
-            rv_http_revalidate(e, o) == RV_OK)
+            o->source->revalidate && o->source->revalidate(o) == RV_OK)
             group_started(o);
         return e->active < e->cfg.max_connections;
     }
@@ -1345,7 +1108,7 @@ static bool object_schedule(rv_engine *e, rv_object *o, uint64_t now, uint64_t *
             return true;
         if (rv_stage_range_waits(o, c))
             return true; /* and so do the ranges after it */
-        if (rv_http_start(e, o, c, !o->planned) != RV_OK)
+        if (o->source->start_range(o, c, !o->planned) != RV_OK)
             return true;
         group_started(o);
         if (!o->planned)
@@ -1372,7 +1135,7 @@ static void attend(rv_engine *e) {
         if (o->resolved_pending) {
             o->resolved_pending = false;
             if (o->state == RV_STATE_RESOLVING)
-                rv_object_set_state(o, RV_STATE_DOWNLOADING);
+                object_set_state(o, RV_STATE_DOWNLOADING);
         }
         if ((o->state == RV_STATE_DOWNLOADING || o->state == RV_STATE_RESOLVING) && !o->leader &&
             o->active == 0 && o->n_chunks > 0 && all_chunks_done(o))
@@ -1392,7 +1155,7 @@ static bool cpu_work_pending(rv_engine *e) {
             continue;
         if (o->state == RV_STATE_VERIFYING && !o->final_sync && !o->digest_job && !o->writes)
             return true; /* a digest or the writer wakes the loop when done */
-        if (o->state == RV_STATE_DOWNLOADING && o->source->kind == RV_SOURCE_FILE)
+        if (o->state == RV_STATE_DOWNLOADING && o->source->step)
             return true;
     }
     return false;
@@ -1409,8 +1172,13 @@ static int drive(rv_engine *e) {
         CURLMsg *msg = curl_multi_info_read(e->multi, &left);
         if (!msg)
             break;
-        if (msg->msg == CURLMSG_DONE)
-            rv_http_finish(e, msg);
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        /* The handle's private pointer leads to the object it fills
+         * (rv_source_ops.finish); its source takes the message. */
+        rv_object **owner = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&owner);
+        (*owner)->source->finish(e, msg);
     }
     return RV_OK;
 }
@@ -1456,8 +1224,8 @@ static bool schedule(rv_engine *e, uint64_t *next_due) {
             continue; /* a follower has no work until its leader ends */
         int64_t n = 0;
         if (o->state == RV_STATE_DOWNLOADING) {
-            if (o->source->kind == RV_SOURCE_FILE)
-                n = rv_file_step(e, o, budget);
+            if (o->source->step)
+                n = o->source->step(o, budget);
             rv_outfile_digest_submit(e, o, false);
         } else if (o->state == RV_STATE_VERIFYING && !o->final_sync) {
             object_verify(e, o);
@@ -1563,9 +1331,6 @@ int rv_engine_perform(rv_engine *e, int timeout_ms, unsigned *ret_active) {
 
 rv_state rv_object_state(const rv_object *o) { return o->state; }
 int rv_object_error(const rv_object *o) { return o->err; }
-const char *rv_object_error_detail(const rv_object *o) {
-    return o->err_detail ? o->err_detail : "";
-}
 const char *rv_object_url(const rv_object *o) { return o->url_in; }
 const char *rv_object_path(const rv_object *o) { return o->dest_path; }
 unsigned rv_object_retries(const rv_object *o) { return o->retries; }

@@ -1,5 +1,6 @@
 /* engine_int.h — the engine's internal data model, shared by engine.c (the
- * loop, scheduling and object lifecycle), http.c (curl transfers), filesrc.c
+ * loop, scheduling and object lifecycle), object.c (the object core),
+ * sink.c (what sources report), http.c (curl transfers), filesrc.c
  * (file:// copies) and outfile.c (the temporary file and the digest).
  *
  * An object is split into ranges ("chunks"). Each chunk is fetched by at most
@@ -17,6 +18,7 @@
 #define RV_ENGINE_INT_H
 
 #include <curl/curl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -101,8 +103,8 @@ typedef enum rv_xfer_verdict {
 } rv_xfer_verdict;
 
 struct rv_transfer {
+    rv_object *obj;            /* first: CURLOPT_PRIVATE points here (rv_source_ops.finish) */
     CURL *easy;
-    rv_object *obj;
     rv_chunk *chunk;           /* the range this transfer fills */
     bool probe;                /* first request of the object: learns size */
     bool revalidate;           /* conditional request for a cached object */
@@ -154,7 +156,7 @@ struct rv_object {
     char *url_in;              /* as the caller gave it: never in a message */
     char *url_shown;           /* rv_url_redact(url_in): how messages name it */
     rv_url *url;
-    const rv_source *source;
+    const rv_source_ops *source; /* fetches it; the engine calls it only through this */
     rv_hostlimit *host;        /* http(s) only; owned by the engine */
     rv_hostgroup *hg;          /* its group on that host; NULL: no group (untagged,
                                   file://, or no max_connections_per_group) */
@@ -214,9 +216,8 @@ struct rv_object {
     unsigned active;           /* transfers running for this object */
     uint64_t bytes_done;       /* sum of (pos - start) over chunks */
 
-    /* file:// sources */
-    int src_fd;
-    uint64_t src_mtime_ns;
+    void *src;                 /* the source's own state for it (filesrc.c's open
+                                  file), freed by its close op; NULL: none */
 
     /* digest: bytes [0, hashed) are in the hash. While digest_job is set
      * the digester thread is adding more, and hash is its to touch. */
@@ -272,8 +273,27 @@ struct rv_object {
     bool needs_attention;
 };
 
+/* What the modules below engine.c (durable.c, the sink) ask of an
+ * object's lifecycle, which engine.c owns: engine.c fills it in
+ * (rv_engine_open). These calls through it are the only way up the
+ * layers (object.c says which), so lib/src's call graph stays acyclic. */
+typedef struct rv_lifecycle {
+    /* The state becomes s (nothing once terminal); a terminal one frees
+     * the destination and ends the object's followers. */
+    void (*set_state)(rv_object *o, rv_state s);
+    /* Discard every byte of o and resolve it again from the origin (a
+     * changed object, a corrupt cache entry). */
+    void (*start_over)(rv_object *o);
+    /* Before delivery: a name_from_disposition object's final path
+     * (dest_path changes to it), and no_replace's and the may_replace
+     * hook's check of what is there. RV_OK, or the object failed and its
+     * error. */
+    int (*choose_name)(rv_object *o);
+} rv_lifecycle;
+
 struct rv_engine {
     rv_config cfg;
+    const rv_lifecycle *life;
     rv_hooks hooks;
     char *user_agent;
     char *ca_file;             /* NULL: libcurl's default CA store */
@@ -347,6 +367,9 @@ int rv_cacerts_set(rv_engine *e, rv_object *o, CURL *h);
 
 uint64_t rv_now_ms(void);
 
+/* object.c: the object core (every module may call it; it calls none of
+ * the engine's modules back) */
+
 /* The live object with this id, or NULL. */
 rv_object *rv_object_by_id(rv_engine *e, uint64_t id);
 /* The chunk of o starting at start, or NULL. */
@@ -364,44 +387,31 @@ uint64_t rv_str_hash(const char *s);
  * order), so loops over live objects start here instead of at the head. */
 rv_object *rv_live_head(rv_engine *e);
 
-/* engine.c */
-void rv_object_set_state(rv_object *o, rv_state s);
-/* Before delivery: a name_from_disposition object's final path (dest_path
- * changes to it), and no_replace's and the may_replace hook's check of
- * what is there. RV_OK, or the object failed and its error. */
-int rv_object_choose_name(rv_object *o);
 /* Record the object's first failure. Safe inside curl callbacks: the
  * transfers stop, the temporary file goes and the state becomes FAILED when
  * the engine next attends to the object, before rv_engine_perform returns.
  * Until then o->err != RV_OK tells every path to stop feeding it. */
 void rv_object_fail(rv_object *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rv_object_vfail(rv_object *o, int err, const char *fmt, va_list ap);
 void rv_object_attention(rv_object *o);
 /* Stop every transfer of o (not from inside a curl callback). */
 void rv_object_stop_transfers(rv_object *o);
-/* The object changed on the origin: restart or fail, by policy. */
-void rv_object_changed(rv_object *o, const char *reason);
-/* Discard every byte of o and resolve it again from the origin (a changed
- * object, a corrupt cache entry). */
-void rv_object_start_over(rv_object *o);
-void rv_object_chunk_progress(rv_object *o, rv_chunk *c, uint64_t n);
-void rv_object_chunk_done(rv_object *o, rv_chunk *c);
-int rv_object_plan(rv_object *o, uint64_t size, uint64_t first_end);
-void rv_object_retry_chunk(rv_object *o, rv_chunk *c, int err, long status, rv_fault fault,
-                           uint64_t retry_after_ms, const char *reason);
-/* Replace the ranges by one stream from byte 0 (origin ignores Range). */
-int rv_object_single_stream(rv_object *o);
+/* text as it may leave the engine (a failure detail, a retry's reason):
+ * every word with "://" redacted. malloc'd; NULL when out of memory. */
+char *rv_object_scrub(const char *text);
+/* Whether o's blob is delivered by a hard link (else a reflink or copy). */
+bool rv_object_links(const rv_object *o);
 
-/* http.c */
-int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe);
-/* Ask the origin whether a cached object is still current. */
-int rv_http_revalidate(rv_engine *e, rv_object *o);
-void rv_http_finish(rv_engine *e, CURLMsg *msg);
-void rv_http_stop(rv_engine *e, rv_transfer *t);
-rv_transfer *rv_http_pool_free(rv_transfer *t);
-
-/* filesrc.c */
-int rv_file_open(rv_object *o);
-int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget);
+/* engine.c, through rv_engine.life (rv_lifecycle) */
+static inline void rv_object_set_state(rv_object *o, rv_state s) {
+    o->engine->life->set_state(o, s);
+}
+static inline void rv_object_start_over(rv_object *o) {
+    o->engine->life->start_over(o);
+}
+static inline int rv_object_choose_name(rv_object *o) {
+    return o->engine->life->choose_name(o);
+}
 
 /* durable.c: the engine's side of durable state (docs/state.md) */
 int rv_durable_open(rv_engine *e, char **ret_detail);
@@ -410,8 +420,6 @@ void rv_durable_close(rv_engine *e);
 void rv_durable_set_quota(rv_engine *e, uint64_t quota);
 /* Look the object up and set it up to resume, or insert it. */
 int rv_durable_start(rv_object *o);
-/* Whether o's blob is delivered by a hard link (else a reflink or copy). */
-bool rv_durable_links(const rv_object *o);
 /* o was just queued (rv_engine_add). */
 void rv_durable_added(rv_object *o);
 /* The object's plan is known: record it (in the open transaction). */
@@ -466,10 +474,6 @@ bool rv_stage_hold_back(rv_transfer *t, size_t n);
 /* Restart paused transfers once stages are free again (not from inside a
  * curl callback). */
 void rv_stage_resume(rv_engine *e);
-/* Give back stages held for a digest (a list linked by next_free). */
-void rv_stage_release(rv_engine *e, rv_stage *list);
-/* Give back o's held stages (o->held): its digest will not use them. */
-void rv_stage_release_held(rv_object *o);
 /* Take n received bytes of t's range at t->chunk->pos. A failure fails o. */
 int rv_stage_body(rv_transfer *t, const unsigned char *p, size_t n);
 /* t stops: submit what its stage holds (dropped if o has failed). */
@@ -481,10 +485,26 @@ void rv_stage_flush_object(rv_object *o);
 unsigned rv_stage_collect(rv_engine *e);
 /* Wait until none of o's stages is in the writer. */
 void rv_stage_drain(rv_object *o);
+/* Discard o's bytes: o->gen moves on (syncs and stages in flight become
+ * moot), its stages in the writer land, then its file is emptied
+ * (rv_outfile_reset). RV_OK, or the RV_E_* code o failed with. */
+int rv_stage_reset(rv_object *o);
 /* Free the stages nobody holds. */
 void rv_stage_trim(rv_engine *e);
 /* Stop the writer and free every stage (the engine is going away). */
 void rv_stage_end(rv_engine *e);
+
+/* stagepool.c: the pool of free stages */
+/* Put s back in the pool (inline: stage.c does it for every stage). */
+static inline void rv_stage_put(rv_engine *e, rv_stage *s) {
+    s->teed = false;
+    s->next_free = e->free_stages;
+    e->free_stages = s;
+}
+/* Give back stages held for a digest (a list linked by next_free). */
+void rv_stage_release(rv_engine *e, rv_stage *list);
+/* Give back o's held stages (o->held): its digest will not use them. */
+void rv_stage_release_held(rv_object *o);
 
 /* outfile.c */
 int rv_outfile_create(rv_object *o);
@@ -495,6 +515,8 @@ int rv_outfile_write(rv_object *o, const void *p, size_t n, uint64_t off);
 /* A write of o's file failed with errnum: fail o saying so; returns the
  * RV_E_* code. */
 int rv_outfile_write_failed(rv_object *o, int errnum);
+/* Empty o's file, its tee and its digest. Only through rv_stage_reset,
+ * which first makes the stages in flight moot and lands them. */
 int rv_outfile_reset(rv_object *o);
 /* The tee (stage.c): make o's, empty, next to its destination; without
  * one (it cannot be made) o is delivered by a copy as before. */

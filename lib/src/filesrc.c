@@ -11,7 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine_int.h"
+#include "sink.h"
+
+/* What the source holds for an object (rv_object.src) while it copies. */
+typedef struct filesrc {
+    int fd;
+    uint64_t mtime_ns;         /* the file's at open */
+} filesrc;
 
 static uint64_t mtime_ns(const struct stat *st) {
     return (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
@@ -30,53 +36,91 @@ static int source_error(int errnum) {
     }
 }
 
-int rv_file_open(rv_object *o) {
-    char *path = NULL;
-    struct stat st;
-    int r = rv_url_file_path(o->url, &path);
-
-    if (r != RV_OK) {
-        rv_object_fail(o, r, "'%s' is not a usable file URL", o->url_shown);
-        goto out;
-    }
-    o->src_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (o->src_fd < 0) {
-        r = source_error(errno);
-        rv_object_fail(o, r, "cannot open source '%s': %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(o->src_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        r = RV_E_INVALID_ARGUMENT;
-        rv_object_fail(o, r, "source '%s' is not a regular file", path);
-        goto out;
-    }
-    o->src_mtime_ns = mtime_ns(&st);
-    o->ranges = true;
-    r = rv_object_plan(o, (uint64_t)st.st_size, (uint64_t)st.st_size);
+int rv_file_url_path(const char *url, char **ret) {
+    rv_url *u = NULL;
+    int r = rv_url_parse(url, &u);
     if (r == RV_OK)
-        r = rv_outfile_preallocate(o, (uint64_t)st.st_size);
-    if (r == RV_OK && o->store_id)
-        rv_durable_planned(o);
-    if (r == RV_OK) {
-        o->resolved_pending = true;
-        rv_object_attention(o);
-    }
-out:
+        r = strcmp(u->scheme, "file") == 0 ? rv_url_file_path(u, ret) : RV_E_UNSUPPORTED_SCHEME;
+    rv_url_free(u);
+    return r;
+}
+
+static int file_check_url(const char *url) {
+    char *path = NULL;
+    int r = rv_file_url_path(url, &path);
     free(path);
     return r;
 }
 
-int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget) {
+static void file_close(rv_object *o) {
+    filesrc *f = o->src;
+    if (f) {
+        close(f->fd);
+        free(f);
+        o->src = NULL;
+    }
+}
+
+/* Open the file and plan the copy: its size is known at once. */
+static int file_resolve(rv_object *o) {
+    char *path = NULL;
+    struct stat st;
+    filesrc *f = NULL;
+    int r = rv_url_file_path(o->url, &path);
+
+    file_close(o);
+    if (r != RV_OK) {
+        rv_sink_failed(o, r, "'%s' is not a usable file URL", o->url_shown);
+        goto out;
+    }
+    if (!(f = malloc(sizeof(*f)))) {
+        r = RV_E_NOMEM;
+        rv_sink_failed(o, r, "out of memory");
+        goto out;
+    }
+    f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (f->fd < 0) {
+        r = source_error(errno);
+        rv_sink_failed(o, r, "cannot open source '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    o->src = f; /* from here on file_close closes it */
+    f = NULL;
+    filesrc *src = o->src;
+    if (fstat(src->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        r = RV_E_INVALID_ARGUMENT;
+        rv_sink_failed(o, r, "source '%s' is not a regular file", path);
+        goto out;
+    }
+    src->mtime_ns = mtime_ns(&st);
+    o->ranges = true;
+    r = rv_sink_plan(o, (uint64_t)st.st_size, (uint64_t)st.st_size);
+    if (r == RV_OK)
+        r = rv_outfile_preallocate(o, (uint64_t)st.st_size);
+    if (r == RV_OK) {
+        rv_sink_planned(o);
+        rv_sink_resolved(o);
+    }
+out:
+    free(f);
+    free(path);
+    return r;
+}
+
+/* Copy up to budget bytes of the one range. */
+static int file_step(rv_object *o, uint64_t budget) {
+    rv_engine *e = o->engine;
+    filesrc *src = o->src;
     rv_chunk *c = &o->chunks[0];
     uint64_t done = 0;
 
     while (done < budget && c->pos < c->end) {
         size_t n = (size_t)(c->end - c->pos < budget - done ? c->end - c->pos : budget - done);
         loff_t in = (loff_t)c->pos, out = (loff_t)c->pos;
-        ssize_t got = copy_file_range(o->src_fd, &in, o->fd, &out, n, 0);
+        ssize_t got = copy_file_range(src->fd, &in, o->fd, &out, n, 0);
         if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
                         errno == EOPNOTSUPP)) {
-            got = pread(o->src_fd, e->buf, n < e->buf_size ? n : e->buf_size, (off_t)c->pos);
+            got = pread(src->fd, e->buf, n < e->buf_size ? n : e->buf_size, (off_t)c->pos);
             if (got > 0 && rv_outfile_write(o, e->buf, (size_t)got, c->pos) != RV_OK)
                 return -o->err;
         }
@@ -84,26 +128,39 @@ int rv_file_step(rv_engine *e, rv_object *o, uint64_t budget) {
             continue;
         if (got < 0) {
             int err = errno == ENOSPC || errno == EDQUOT ? RV_E_NO_SPACE : RV_E_IO;
-            rv_object_fail(o, err, "cannot copy '%s': %s", o->url_shown, strerror(errno));
+            rv_sink_failed(o, err, "cannot copy '%s': %s", o->url_shown, strerror(errno));
             return -err;
         }
         if (got == 0) {
-            rv_object_changed(o, "source file shrank during the copy");
+            rv_sink_changed(o, "source file shrank during the copy");
             return (int)done;
         }
         c->written_crc_unknown = true; /* copied in the kernel: read back to sync */
-        rv_object_chunk_progress(o, c, (uint64_t)got);
+        rv_sink_landed(o, c, (uint64_t)got);
         done += (uint64_t)got;
     }
     if (c->pos == c->end && c->state != RV_CHUNK_DONE) {
         struct stat st;
-        if (fstat(o->src_fd, &st) != 0 || (uint64_t)st.st_size != o->size ||
-            mtime_ns(&st) != o->src_mtime_ns) {
-            rv_object_changed(o, "source file changed during the copy");
+        if (fstat(src->fd, &st) != 0 || (uint64_t)st.st_size != o->size ||
+            mtime_ns(&st) != src->mtime_ns) {
+            rv_sink_changed(o, "source file changed during the copy");
             return (int)done;
         }
-        rv_object_chunk_done(o, c);
-        rv_object_attention(o);
+        rv_sink_range_done(o, c);
     }
     return (int)(done > INT32_MAX ? INT32_MAX : done);
 }
+
+static const char *const file_schemes[] = {"file", NULL};
+
+const rv_source_ops rv_source_file = {
+    .name = "file",
+    .schemes = file_schemes,
+    /* Its one range is copied whole, but resumes mid-file (ranges). */
+    .caps = RV_SOURCE_CAP_RANGES | RV_SOURCE_CAP_SIZE_KNOWN,
+    .url_form = "a local file URL (file:///absolute/path)",
+    .check_url = file_check_url,
+    .resolve = file_resolve,
+    .step = file_step,
+    .close = file_close,
+};

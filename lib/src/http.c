@@ -16,8 +16,11 @@
  * and each answer's size and validators are checked instead.
  *
  * Callbacks only record a verdict on the transfer (and abort it by returning
- * a short count); rv_http_finish acts on the verdict once curl is out of its
+ * a short count); http_finish acts on the verdict once curl is out of its
  * callbacks.
+ *
+ * The engine calls this source only through its table (rv_source_http, at
+ * the end); it reports through the sink (sink.h).
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,7 +33,7 @@
 #include <time.h>
 
 #include "crc32c.h"
-#include "engine_int.h"
+#include "sink.h"
 #include "httphdr.h"
 #include "netdeny.h"
 #include "socktab.h"
@@ -55,7 +58,7 @@ static void xfer_reset(rv_transfer *t) {
     t->next_free = next;
 }
 
-rv_transfer *rv_http_pool_free(rv_transfer *t) {
+static rv_transfer *xfer_free(rv_transfer *t) {
     if (t) {
         xfer_reset(t);
         if (t->easy)
@@ -188,15 +191,13 @@ static bool accept_probe(rv_transfer *t) {
     curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &asked);
     curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &answered);
     o->probe_wait_us = answered > asked ? (uint64_t)(answered - asked) : 0;
-    if (rv_object_plan(o, size, first_end) != RV_OK)
+    if (rv_sink_plan(o, size, first_end) != RV_OK)
         return false;
     t->chunk = &o->chunks[0];
     t->chunk->state = RV_CHUNK_ACTIVE;
     t->chunk->xfer = t;
-    if (o->store_id)
-        rv_durable_planned(o);
-    o->resolved_pending = true;
-    rv_object_attention(o);
+    rv_sink_planned(o);
+    rv_sink_resolved(o);
     return true;
 }
 
@@ -424,7 +425,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
         if (o->store_id)
             c->written_crc = rv_crc32c(c->written_crc, p, n);
     }
-    rv_object_chunk_progress(o, c, n);
+    rv_sink_landed(o, c, n);
     return n;
 }
 
@@ -498,14 +499,15 @@ static const char *if_range_value(const rv_object *o) {
     return o->etag ? o->etag : o->last_modified;
 }
 
-int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
+static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
+    rv_engine *e = o->engine;
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
     char range[64];
     int r = xfer_get(e, &t);
 
     if (r != RV_OK) {
-        rv_object_fail(o, r, "out of memory starting a transfer");
+        rv_sink_failed(o, r, "out of memory starting a transfer");
         return r;
     }
     t->obj = o;
@@ -604,12 +606,15 @@ int rv_http_start(rv_engine *e, rv_object *o, rv_chunk *c, bool probe) {
     return RV_OK;
 nomem:
     xfer_put(e, t);
-    rv_object_fail(o, RV_E_NOMEM, "out of memory starting a transfer");
+    rv_sink_failed(o, RV_E_NOMEM, "out of memory starting a transfer");
     return RV_E_NOMEM;
 }
 
-int rv_http_revalidate(rv_engine *e, rv_object *o) {
-    int r = rv_http_start(e, o, &o->chunks[0], true);
+static void http_stop(rv_engine *e, rv_transfer *t);
+
+static int http_revalidate(rv_object *o) {
+    rv_engine *e = o->engine;
+    int r = http_start_range(o, &o->chunks[0], true);
     if (r != RV_OK)
         return r;
     rv_transfer *t = o->chunks[0].xfer;
@@ -619,8 +624,8 @@ int rv_http_revalidate(rv_engine *e, rv_object *o) {
     curl_easy_setopt(t->easy, CURLOPT_RANGE, "0-0");
     if (append_header(&t->req_headers, o->etag ? "If-None-Match" : "If-Modified-Since",
                       o->etag ? o->etag : o->last_modified ? o->last_modified : "") != RV_OK) {
-        rv_http_stop(e, t);
-        rv_object_fail(o, RV_E_NOMEM, "out of memory");
+        http_stop(e, t);
+        rv_sink_failed(o, RV_E_NOMEM, "out of memory");
         return RV_E_NOMEM;
     }
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->req_headers);
@@ -643,7 +648,7 @@ static void xfer_detach(rv_engine *e, rv_transfer *t) {
     rate_share(o);
 }
 
-void rv_http_stop(rv_engine *e, rv_transfer *t) {
+static void http_stop(rv_engine *e, rv_transfer *t) {
     xfer_detach(e, t);
     xfer_put(e, t);
 }
@@ -670,9 +675,9 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
             f = RV_FAULT_PERMANENT, err = RV_E_PROTOCOL;
         snprintf(reason, sizeof(reason), "HTTP %ld from '%s'", t->status, o->url_shown);
         if (f == RV_FAULT_PERMANENT)
-            rv_object_fail(o, err, "%s", reason);
+            rv_sink_failed(o, err, "%s", reason);
         else
-            rv_object_retry_chunk(o, c, err, t->status, f, t->retry_after_ms, reason);
+            rv_sink_retry(o, c, err, t->status, f, t->retry_after_ms, reason);
         return;
     }
     if (res == CURLE_OK) {
@@ -681,10 +686,9 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
             o->size = c->pos;
         }
         if (c->pos == c->end) {
-            rv_object_chunk_done(o, c);
+            rv_sink_range_done(o, c);
             if (o->host)
                 rv_hostlimit_on_success(o->host, rv_now_ms());
-            rv_object_attention(o);
             return;
         }
         /* The origin sent less than asked, and said so: ask for the rest. */
@@ -693,8 +697,8 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
             c->due_ms = 0;
             return;
         }
-        rv_object_retry_chunk(o, c, RV_E_TRUNCATED, t->status, RV_FAULT_TRANSIENT,
-                              RV_UNKNOWN, "origin sent an empty range");
+        rv_sink_retry(o, c, RV_E_TRUNCATED, t->status, RV_FAULT_TRANSIENT, RV_UNKNOWN,
+                      "origin sent an empty range");
         return;
     }
     rv_fault f = rv_retry_classify_curl((int)res, &err);
@@ -709,15 +713,15 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
              o->url_shown);
     free(said);
     if (f == RV_FAULT_PERMANENT) {
-        rv_object_fail(o, err, "%s", reason);
+        rv_sink_failed(o, err, "%s", reason);
         return;
     }
     if (kept_progress(t))
         c->failures = 0; /* progress was made: this is a fresh run of failures */
-    rv_object_retry_chunk(o, c, err, 0, f, RV_UNKNOWN, reason);
+    rv_sink_retry(o, c, err, 0, f, RV_UNKNOWN, reason);
 }
 
-void rv_http_finish(rv_engine *e, CURLMsg *msg) {
+static void http_finish(rv_engine *e, CURLMsg *msg) {
     rv_transfer *t = NULL;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     rv_object *o = t->obj;
@@ -737,31 +741,55 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     case RV_XFER_RETRY:
         if (kept_progress(t))
             c->failures = 0;
-        rv_object_retry_chunk(o, c, t->err, t->status, t->fault, t->retry_after_ms,
-                              t->detail ? t->detail : "transient failure");
+        rv_sink_retry(o, c, t->err, t->status, t->fault, t->retry_after_ms,
+                      t->detail ? t->detail : "transient failure");
         break;
     case RV_XFER_FAIL:
-        rv_object_fail(o, t->err, "%s", t->detail ? t->detail : rv_strerror(t->err));
+        rv_sink_failed(o, t->err, "%s", t->detail ? t->detail : rv_strerror(t->err));
         break;
     case RV_XFER_CHANGED:
-        rv_object_changed(o, t->detail ? t->detail : "object changed");
+        rv_sink_changed(o, t->detail ? t->detail : "object changed");
         break;
     case RV_XFER_NORANGES:
-        rv_object_single_stream(o);
+        rv_sink_single_stream(o);
         break;
     case RV_XFER_FRESH:
         o->revalidating = false;
-        o->resolved_pending = true;
-        rv_object_attention(o);
+        rv_sink_resolved(o);
         break;
     case RV_XFER_DONE_EMPTY:
-        if (rv_object_plan(o, 0, 0) == RV_OK) {
+        if (rv_sink_plan(o, 0, 0) == RV_OK) {
             o->chunks[0].state = RV_CHUNK_DONE;
-            o->resolved_pending = true;
-            rv_object_attention(o);
+            rv_sink_resolved(o);
         }
         break;
     }
 out:
     xfer_put(e, t);
 }
+
+static void http_stop_range(rv_object *o, rv_chunk *c) {
+    http_stop(o->engine, c->xfer);
+}
+
+/* The idle handles go with the engine. */
+static void http_engine_free(rv_engine *e) {
+    while (e->free_xfers) {
+        rv_transfer *t = e->free_xfers;
+        e->free_xfers = t->next_free;
+        xfer_free(t);
+    }
+}
+
+static const char *const http_schemes[] = {"http", "https", NULL};
+
+const rv_source_ops rv_source_http = {
+    .name = "http",
+    .schemes = http_schemes,
+    .caps = RV_SOURCE_CAP_HOSTS | RV_SOURCE_CAP_RANGES | RV_SOURCE_CAP_VALIDATORS,
+    .start_range = http_start_range,
+    .revalidate = http_revalidate,
+    .stop = http_stop_range,
+    .finish = http_finish,
+    .engine_free = http_engine_free,
+};

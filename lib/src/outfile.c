@@ -209,10 +209,6 @@ void rv_outfile_close(rv_object *o) {
 }
 
 int rv_outfile_reset(rv_object *o) {
-    o->gen++; /* syncs and stages in flight describe bytes that are going */
-    /* Stages in the writer must land before the truncation, not after it
-     * with the old version's bytes; their gen makes them moot. */
-    rv_stage_drain(o);
     if (o->fd >= 0 && ftruncate(o->fd, 0) != 0) {
         int err = rv_errno_to_error(errno);
         rv_object_fail(o, err, "cannot truncate '%s': %s", file_name(o), strerror(errno));

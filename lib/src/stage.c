@@ -30,7 +30,8 @@
  * is let go and its bytes are read back, like every byte that never was
  * in a held stage (resumed ranges, unstaged objects, cache hits). A
  * restart, failure or cancel gives the object's held stages back
- * (rv_stage_release_held, from rv_outfile_reset and rv_outfile_close);
+ * (rv_stage_release_held, stagepool.c, from rv_outfile_reset and
+ * rv_outfile_close);
  * those in a digest request come back with it (outfile.c).
  *
  * The tee: with state and delivered as a copy (no link), each stage is
@@ -168,7 +169,7 @@ bool rv_stage_wanted(rv_object *o) {
     o->staged = true;
     /* The tee: only for a blob that starts empty here (decided at the
      * first byte; resumed bytes would be missing from it). */
-    if (o->store_id && o->tee_fd < 0 && o->bytes_done == 0 && !rv_durable_links(o))
+    if (o->store_id && o->tee_fd < 0 && o->bytes_done == 0 && !rv_object_links(o))
         rv_outfile_tee_open(o);
     return true;
 }
@@ -245,26 +246,6 @@ static rv_stage *stage_new(void) {
         s = NULL;
     }
     return s;
-}
-
-static void stage_put(rv_engine *e, rv_stage *s) {
-    s->teed = false;
-    s->next_free = e->free_stages;
-    e->free_stages = s;
-}
-
-void rv_stage_release(rv_engine *e, rv_stage *list) {
-    while (list) {
-        rv_stage *s = list;
-        list = s->next_free;
-        e->held_stages--;
-        stage_put(e, s);
-    }
-}
-
-void rv_stage_release_held(rv_object *o) {
-    rv_stage_release(o->engine, o->held);
-    o->held = NULL;
 }
 
 /* Keep a stage that just landed for o's digest (in o->held, by offset),
@@ -352,7 +333,7 @@ unsigned rv_stage_collect(rv_engine *e) {
         rv_stage *s = (rv_stage *)r;
         r = (rv_write_req *)r->bg.next;
         if (!stage_landed(e, s))
-            stage_put(e, s);
+            rv_stage_put(e, s);
     }
     return n;
 }
@@ -409,7 +390,7 @@ static int stage_submit(rv_object *o, rv_stage *s) {
     }
     if (s->req.fd < 0) {
         int errnum = errno;
-        stage_put(e, s);
+        rv_stage_put(e, s);
         rv_object_fail(o, rv_errno_to_error(errnum), "cannot write '%s': %s", o->blob_path,
                        strerror(errnum));
         return RV_E_IO;
@@ -420,7 +401,7 @@ static int stage_submit(rv_object *o, rv_stage *s) {
         close(s->req.fd);
         if (s->req.tee_fd >= 0)
             close(s->req.tee_fd);
-        stage_put(e, s);
+        rv_stage_put(e, s);
         rv_object_fail(o, r, "cannot start a write thread");
         return r;
     }
@@ -483,7 +464,7 @@ void rv_stage_flush(rv_transfer *t) {
         return;
     t->stage = NULL;
     if (s->req.len == 0 || o->err != RV_OK || rv_state_is_terminal(o->state))
-        stage_put(o->engine, s);
+        rv_stage_put(o->engine, s);
     else
         (void)stage_submit(o, s); /* a failure fails o */
 }
@@ -492,6 +473,14 @@ void rv_stage_flush_object(rv_object *o) {
     for (size_t i = 0; i < o->n_chunks; i++)
         if (o->chunks[i].xfer)
             rv_stage_flush(o->chunks[i].xfer);
+}
+
+int rv_stage_reset(rv_object *o) {
+    o->gen++; /* syncs and stages in flight describe bytes that are going */
+    /* Stages in the writer must land before the truncation, not after it
+     * with the old version's bytes; their gen makes them moot. */
+    rv_stage_drain(o);
+    return rv_outfile_reset(o);
 }
 
 void rv_stage_drain(rv_object *o) {

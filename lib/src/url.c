@@ -44,7 +44,6 @@
 
 #include "retriever.h"
 #include "rv_error.h"
-#include "source.h"
 
 /* Longest file name rv_url_filename hands out (NAME_MAX on Linux). */
 #define URL_FILENAME_MAX 255
@@ -589,29 +588,13 @@ static int key_stable(const char *key, const char *path) {
     return r == RV_E_NOMEM ? r : r == RV_OK ? RV_OK : RV_E_BAD_URL;
 }
 
-int rv_url_normalize(const char *url, char **ret) {
-    rv_url *u = NULL;
-    char *path = NULL, *file = NULL, *out = NULL;
+/* rv_url_normalize (source.c) once the registry has accepted u, which
+ * was parsed from url. */
+int rv_url_key(const rv_url *u, const char *url, char **ret) {
+    char *path = NULL, *out = NULL;
     char portbuf[16] = "";
     int r;
 
-    if (!url || !ret)
-        return RV_E_INVALID_ARGUMENT;
-    r = rv_url_parse(url, &u);
-    if (r != RV_OK)
-        goto out;
-    /* The engine's own rule (rv_engine_add): a scheme the registry knows,
-     * and for file:// a path that decodes to an absolute one. */
-    const rv_source *src = rv_source_lookup(u->scheme);
-    if (!src) {
-        r = RV_E_UNSUPPORTED_SCHEME;
-        goto out;
-    }
-    if (src->kind == RV_SOURCE_FILE) {
-        r = rv_url_file_path(u, &file);
-        if (r != RV_OK)
-            goto out;
-    }
     r = path_canonical(u->path, &path);
     if (r != RV_OK)
         goto out;
@@ -658,8 +641,6 @@ int rv_url_normalize(const char *url, char **ret) {
 out:
     free(out);
     free(path);
-    free(file);
-    rv_url_free(u);
     return r;
 }
 

@@ -54,4 +54,9 @@ int rv_url_filename(const rv_url *u, char **ret);
  * success *ret is malloc'd, owned by the caller. RV_E_BAD_URL otherwise. */
 int rv_url_file_path(const rv_url *u, char **ret);
 
+/* The dedupe key of u, parsed from url, once the source registry has
+ * accepted it: rv_url_normalize (source.c) without the registry's check,
+ * which url.c leaves to the registry so that it depends on no source. */
+int rv_url_key(const rv_url *u, const char *url, char **ret);
+
 #endif

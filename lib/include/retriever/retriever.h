@@ -439,7 +439,9 @@ int rv_default_filename(const char *url, char **ret);
  * object (the daemon's dedupe key). url must pass the checks rv_engine_add
  * makes: at most 8192 bytes of printable ASCII, "scheme://", a host (none
  * for file://), a port in 1..65535, valid %-escapes, a scheme the engine
- * fetches (http, https, file) and for file:// an absolute local path.
+ * fetches (http, https, file, and any registered with rv_source_register,
+ * rv_source.h), and a URL its source accepts (file://: an absolute local
+ * path).
  * The form: scheme and host lower case, the scheme's default port dropped,
  * dot segments removed, an empty path "/", in the path every escaped
  * unreserved character (A-Z a-z 0-9 - . _ ~) decoded and every other
@@ -558,7 +560,8 @@ const char *rv_cache_result_name(rv_cache_result r);
  * takes every entry of that object, whatever credentials fetched it. */
 bool rv_cache_matches(const rv_cache_entry *en, const char *url);
 
-/* Whether the engine knows how to fetch URLs of this scheme ("https"). */
+/* Whether the engine knows how to fetch URLs of this scheme ("https"):
+ * a built-in source's, or one registered (rv_source.h). */
 bool rv_engine_supports_scheme(const rv_engine *e, const char *scheme);
 
 #ifdef __cplusplus

@@ -14,6 +14,7 @@
 #include "jobs.h"
 #include "cacheops.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,6 +30,9 @@
 #include "asuser.h"
 #include "jobstore.h"
 #include "log.h"
+
+/* A job's state before it enters the table and after it leaves (job_set_state). */
+#define JOB_ABSENT ((rvd_job_state)0)
 
 struct sub {
     rvd_sink sink;
@@ -108,8 +112,11 @@ struct rvd_jobs {
     void (*wake)(void *);
     void *wake_ud;
     struct job *head; /* newest first */
-    unsigned n_running, n_queued, n_ended, n_subs;
-    unsigned n_want_cancel; /* jobs with want_cancel set */
+    /* Jobs in the table by state ([0] unused): written by job_set_state
+     * alone, with the per-uid counts (struct uidacct). */
+    unsigned n_state[RVD_JOB_CANCELLED + 1];
+    unsigned n_subs;        /* the jobs' subscribers: sub_add and sub_unlink only */
+    unsigned n_want_cancel; /* jobs with want_cancel set: set_want_cancel only */
     unsigned transfers;     /* the engine's, as of the last pump */
     uint64_t cache_bytes;   /* likewise */
     uint64_t cache_quota;   /* as the worker last applied it */
@@ -141,6 +148,18 @@ static int64_t now_ms(void) {
 
 static bool is_ended(const struct job *jb) {
     return jb->view.state >= RVD_JOB_DONE;
+}
+
+/* Mark jb for the pump to cancel (its objects in the engine), or unmark
+ * it; keeps n_want_cancel. Under the lock. */
+static void set_want_cancel(rvd_jobs *j, struct job *jb, bool want) {
+    if (jb->want_cancel == want)
+        return;
+    jb->want_cancel = want;
+    if (want)
+        j->n_want_cancel++;
+    else
+        j->n_want_cancel--;
 }
 
 static bool may_see(const rvd_peer *caller, const struct job *jb) {
@@ -237,6 +256,89 @@ static void acct_move(rvd_jobs *j, uid_t uid, uint64_t bytes, rvd_job_state from
     }
     if (!a->queued && !a->running && !a->ended)
         *a = j->accts[--j->n_accts];
+}
+
+/* ------------------------------------------------------------------------
+ * The job state machine
+ *
+ * Every change of a job's state, including its entering and leaving the
+ * table, goes through job_set_state, which checks it against this table
+ * and keeps the counts by state (rvd_jobs.n_state, struct uidacct): no
+ * other code writes jb->view.state or those counts.
+ *
+ *                     submit; restore (unfinished)
+ *         (absent) --------------------------------> QUEUED
+ *          |   ^                                     |    |
+ *          |   |                           pump:     |    | its last subscriber
+ *          |   | the pump trims it         a slot    |    | left (maybe_stop):
+ *          |   | from the history          is free   v    | every object cancelled
+ *          |   |                                  RUNNING |
+ *          |   |                                     |    |
+ *          |   |                   every object      |    |
+ *          |   |                   ended (job_end)   v    v
+ *          +---|------------------------------> DONE | FAILED | CANCELLED
+ *   restore    +-------------------------------------------+
+ *   (ended)
+ *
+ * An ended job never runs again (a new submission is a new job). A job is
+ * absent (state 0) from job_new until it enters the table, and again once
+ * it has been trimmed, just before job_free.
+ * ------------------------------------------------------------------------ */
+
+static bool state_ended(rvd_job_state s) {
+    return s >= RVD_JOB_DONE;
+}
+
+/* Whether a job may go from one state to another (JOB_ABSENT: not in the
+ * table). */
+static bool job_transition_legal(rvd_job_state from, rvd_job_state to) {
+    switch ((int)from) {
+    case JOB_ABSENT:
+        return to != JOB_ABSENT && to != RVD_JOB_RUNNING;
+    case RVD_JOB_QUEUED:
+        return to == RVD_JOB_RUNNING || state_ended(to);
+    case RVD_JOB_RUNNING:
+        return state_ended(to);
+    case RVD_JOB_DONE:
+    case RVD_JOB_FAILED:
+    case RVD_JOB_CANCELLED:
+        return to == JOB_ABSENT;
+    }
+    return false;
+}
+
+static const char *job_state_name(rvd_job_state s) {
+    static const char *const names[] = {"absent", "queued", "running", "done", "failed",
+                                        "cancelled"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "invalid";
+}
+
+/* Move jb to state to, counting it (table and owner) there: RVD_OK, or
+ * (an illegal transition: a bug) an assertion in debug builds and
+ * RVD_INTERNAL, logged and with nothing changed, in release builds. A job
+ * entering the table (from JOB_ABSENT) needs acct_get to have succeeded
+ * for its owner. Under the lock. */
+static rvd_code job_set_state(rvd_jobs *j, struct job *jb, rvd_job_state to) {
+    rvd_job_state from = jb->view.state;
+    if (!job_transition_legal(from, to)) {
+        rvd_log_error("job %s: illegal state change %s -> %s (a bug in retrieverd)", jb->id,
+                      job_state_name(from), job_state_name(to));
+        assert(!"illegal job state change");
+        return RVD_INTERNAL;
+    }
+    if (from != JOB_ABSENT)
+        j->n_state[from]--;
+    if (to != JOB_ABSENT)
+        j->n_state[to]++;
+    acct_move(j, jb->owner.uid, jb->req_bytes, from, to);
+    jb->view.state = to;
+    return RVD_OK;
+}
+
+/* Ended jobs in the table (the history), whatever their outcome. */
+static unsigned n_ended(const rvd_jobs *j) {
+    return j->n_state[RVD_JOB_DONE] + j->n_state[RVD_JOB_FAILED] +
+           j->n_state[RVD_JOB_CANCELLED];
 }
 
 /* Whether a's requests in all are over per_uid_request_bytes. */
@@ -472,7 +574,7 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
     }
     jb->n_live = n;
     jb->view.id = jb->id;
-    jb->view.state = RVD_JOB_QUEUED;
+    jb->view.state = JOB_ABSENT; /* until it enters the table (job_set_state) */
     jb->view.objects = jb->views;
     jb->view.n_objects = n;
     jb->view.created_ms = now_ms();
@@ -616,12 +718,9 @@ static void job_end(rvd_jobs *j, struct job *jb) {
         failed |= jb->views[i].state == RV_STATE_FAILED;
         cancelled |= jb->views[i].state == RV_STATE_CANCELLED;
     }
-    if (jb->view.state == RVD_JOB_RUNNING)
-        j->n_running--;
-    else if (jb->view.state == RVD_JOB_QUEUED)
-        j->n_queued--;
-    acct_move(j, jb->owner.uid, jb->req_bytes, jb->view.state, RVD_JOB_DONE);
-    jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
+    job_set_state(j, jb, failed      ? RVD_JOB_FAILED
+                         : cancelled ? RVD_JOB_CANCELLED
+                                     : RVD_JOB_DONE);
     jb->view.ended_ms = now_ms();
     /* Send what the subscribers were given (the last object's Completed
      * among it) before the store write, which takes milliseconds for a
@@ -629,11 +728,7 @@ static void job_end(rvd_jobs *j, struct job *jb) {
      * a caller that sees its stream end finds the outcome on disk. */
     flush_locked(j);
     persist_end(j, jb);
-    if (jb->want_cancel) {
-        jb->want_cancel = false;
-        j->n_want_cancel--;
-    }
-    j->n_ended++;
+    set_want_cancel(j, jb, false);
     while (jb->subs) {
         struct sub *s = jb->subs;
         sub_unlink(j, jb, s);
@@ -939,7 +1034,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                                j->limits.per_uid_running);
         goto fail_acct;
     }
-    if (j->n_queued >= j->limits.max_queued) {
+    if (j->n_state[RVD_JOB_QUEUED] >= j->limits.max_queued) {
         code = RVD_RESOURCE_EXHAUSTED;
         *ret_msg = rvd_strdupf("%u jobs of all users are already waiting, the daemon's limit "
                                "(max-queued-jobs); try again when some have finished",
@@ -978,8 +1073,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     if (j->head)
         j->head->prev = jb;
     j->head = jb;
-    j->n_queued++;
-    acct_move(j, caller->uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
+    job_set_state(j, jb, RVD_JOB_QUEUED);
     if (s) {
         replay(j, jb, s);
         flush_locked(j);
@@ -1052,9 +1146,8 @@ static bool maybe_stop(rvd_jobs *j, struct job *jb) {
         for (size_t i = 0; i < jb->view.n_objects; i++)
             object_ended(j, &jb->objs[i], RV_STATE_CANCELLED, RV_E_CANCELLED,
                          "cancelled: its last subscriber left");
-    } else if (!jb->want_cancel) {
-        jb->want_cancel = true;
-        j->n_want_cancel++;
+    } else {
+        set_want_cancel(j, jb, true);
     }
     return true;
 }
@@ -1264,17 +1357,17 @@ void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
     memset(ret, 0, sizeof(*ret));
     pthread_mutex_lock(&j->lock);
     ret->cache_quota = j->cache_quota;
-    ret->running = j->n_running;
-    ret->queued = j->n_queued;
+    ret->running = j->n_state[RVD_JOB_RUNNING];
+    ret->queued = j->n_state[RVD_JOB_QUEUED];
+    ret->done = j->n_state[RVD_JOB_DONE];
+    ret->failed = j->n_state[RVD_JOB_FAILED];
+    ret->cancelled = j->n_state[RVD_JOB_CANCELLED];
     ret->subscribers = j->n_subs;
     ret->transfers = j->transfers;
     ret->cache_bytes = j->cache_bytes;
     ret->bytes_from_origin = j->bytes_origin;
     ret->bytes_from_cache = j->bytes_cache;
     for (struct job *jb = j->head; jb; jb = jb->next) {
-        ret->done += jb->view.state == RVD_JOB_DONE;
-        ret->failed += jb->view.state == RVD_JOB_FAILED;
-        ret->cancelled += jb->view.state == RVD_JOB_CANCELLED;
         for (size_t i = 0; i < jb->view.n_objects; i++) {
             const rvd_object_view *v = &jb->views[i];
             if (jb->view.state == RVD_JOB_RUNNING && !rv_state_is_terminal(v->state)) {
@@ -1350,19 +1443,22 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     jb->seq = sj->seq;
     jb->req_bytes = sj->request_len;
     jb->view.created_ms = sj->created_ms;
+    if (sj->ended_ms && !state_ended((rvd_job_state)sj->state)) {
+        job_free(j, jb); /* ended, but in no ended state: not a row this daemon wrote */
+        acct_move(j, sj->owner.uid, 0, 0, 0);
+        rs->bad++;
+        return;
+    }
     if (sj->ended_ms) {
         restore_outcome(jb, sj);
-        jb->view.state = (rvd_job_state)sj->state;
         jb->view.ended_ms = sj->ended_ms;
         jb->view.detached = sj->detached;
-        j->n_ended++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_DONE);
+        job_set_state(j, jb, (rvd_job_state)sj->state);
         rs->ended++;
     } else {
         /* Its callers are gone; it carries on by itself. */
         jb->view.detached = true;
-        j->n_queued++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
+        job_set_state(j, jb, RVD_JOB_QUEUED);
         rs->resumed++;
     }
     if (sj->seq > j->seq)
@@ -1699,7 +1795,7 @@ static struct job *next_queued(rvd_jobs *j) {
  * has none): the pump's walk checks that as it goes. Whether anything is
  * to go. Under the lock. */
 static bool plan_trim(rvd_jobs *j) {
-    unsigned keep = j->n_ended;
+    unsigned keep = n_ended(j);
     bool bytes = false;
     for (size_t i = 0; i < j->n_accts; i++)
         bytes |= j->accts[i].ended && over_bytes(j, &j->accts[i]);
@@ -1733,7 +1829,7 @@ static bool plan_trim(rvd_jobs *j) {
         big->trim += take;
         keep -= take;
     }
-    return keep < j->n_ended || bytes;
+    return keep < n_ended(j) || bytes;
 }
 
 static bool in_engine(const struct job *jb) {
@@ -1760,19 +1856,14 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
     j->cache_bytes = rv_engine_cache_bytes(e);
     for (struct job *jb = j->head; j->n_want_cancel && jb; jb = jb->next)
         if (jb->want_cancel) {
-            jb->want_cancel = false;
-            j->n_want_cancel--;
+            set_want_cancel(j, jb, false);
             jb->work_next = cancels;
             cancels = jb;
         }
-    while (j->n_queued && j->n_running < j->limits.max_running) {
+    while (j->n_state[RVD_JOB_QUEUED] && j->n_state[RVD_JOB_RUNNING] < j->limits.max_running) {
         struct job *jb = next_queued(j);
-        if (!jb)
+        if (!jb || job_set_state(j, jb, RVD_JOB_RUNNING) != RVD_OK)
             break;
-        jb->view.state = RVD_JOB_RUNNING;
-        j->n_queued--;
-        j->n_running++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_QUEUED, RVD_JOB_RUNNING);
         jb->work_next = starts;
         starts = jb;
     }
@@ -1826,8 +1917,7 @@ void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
                     j->head = jb->next;
                 if (jb->next)
                     jb->next->prev = jb->prev;
-                j->n_ended--;
-                acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_DONE, 0); /* a may go */
+                job_set_state(j, jb, JOB_ABSENT); /* a may go */
                 jb->work_next = trimmed;
                 trimmed = jb;
             }

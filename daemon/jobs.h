@@ -21,7 +21,7 @@
  *            failed, else CANCELLED. Subscribers' streams end (OK); the job
  *            stays in the history (Status, List) until its owner has
  *            per_uid_history newer ended jobs, or the history as a whole is
- *            over job_history while its owner holds the most (jobs.c, "Per
+ *            over job_history while its owner holds the most (jobstate.c, "Per
  *            uid").
  *
  * A job stops (CANCELLED) when its last subscriber leaves (Cancel, or the
@@ -170,7 +170,7 @@ typedef struct rvd_jobs_limits {
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
     unsigned max_subscribers; /* per job */
     unsigned history;         /* ended jobs kept */
-    /* The same, for one uid (fairness, see "Per uid" in jobs.c): its
+    /* The same, for one uid (fairness, see "Per uid" in jobstate.c): its
      * jobs start only while it has fewer than per_uid_running running;
      * it may have per_uid_queued waiting (beyond: RESOURCE_EXHAUSTED
      * naming per-uid-queued-jobs); its ended jobs beyond per_uid_history

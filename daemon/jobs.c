@@ -790,19 +790,31 @@ rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
     return code;
 }
 
-void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, unsigned limit,
-                   void (*fn)(void *ud, const rvd_job_view *v), void *ud) {
-    unsigned n = 0;
+static bool listed(const rvd_peer *caller, unsigned states_mask, const struct job *jb) {
+    return may_see(caller, jb) && (!states_mask || (states_mask & (1u << jb->view.state)));
+}
+
+rvd_code rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask,
+                       unsigned limit,
+                       void (*fn)(void *ud, const rvd_job_view *const *views, size_t n),
+                       void *ud) {
+    size_t n = 0;
     pthread_mutex_lock(&j->lock);
-    for (struct job *jb = j->head; jb && n < limit; jb = jb->next) {
-        if (!may_see(caller, jb))
-            continue;
-        if (states_mask && !(states_mask & (1u << jb->view.state)))
-            continue;
-        fn(ud, &jb->view);
-        n++;
+    for (struct job *jb = j->head; jb && n < limit; jb = jb->next)
+        n += listed(caller, states_mask, jb);
+    const rvd_job_view **views = malloc((n ? n : 1) * sizeof(*views));
+    if (!views) {
+        pthread_mutex_unlock(&j->lock);
+        return RVD_INTERNAL;
     }
+    size_t k = 0;
+    for (struct job *jb = j->head; jb && k < n; jb = jb->next)
+        if (listed(caller, states_mask, jb))
+            views[k++] = &jb->view;
+    fn(ud, views, n);
     pthread_mutex_unlock(&j->lock);
+    free(views);
+    return RVD_OK;
 }
 
 void rvd_jobs_set_cache_quota(rvd_jobs *j, uint64_t quota) {

@@ -273,10 +273,13 @@ bool rvd_jobs_read_stop(rvd_jobs *j, const char *id, uint32_t index, const rvd_r
 rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
                          void (*fn)(void *ud, const rvd_job_view *v), void *ud, char **ret_msg);
 
-/* Call fn for each visible job whose state is in states_mask (bit 1<<state;
- * 0: all), newest first, at most limit. */
-void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, unsigned limit,
-                   void (*fn)(void *ud, const rvd_job_view *v), void *ud);
+/* Call fn once, under the lock, with the visible jobs whose state is in
+ * states_mask (bit 1<<state; 0: all), newest first, at most limit (n may
+ * be 0). RVD_INTERNAL (fn not called): out of memory. */
+rvd_code rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask,
+                       unsigned limit,
+                       void (*fn)(void *ud, const rvd_job_view *const *views, size_t n),
+                       void *ud);
 
 void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret);
 /* The cache RPCs' queue (cacheops.h), owned by the table: pumped with it,

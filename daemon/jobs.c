@@ -1,260 +1,29 @@
-/* jobs.c — the job table (see jobs.h for the model and the threads).
+/* jobs.c — the job table: lookup, the dedupe key, a job's life from
+ * submission to trim, and the RPC side (see jobs.h for the model and the
+ * threads, jobs_int.h for how the table's files divide the work).
  *
- * Sections: jobs and their views · events to subscribers · the RPC side ·
- * the engine hooks · the pump.
- *
- * Ownership: the table owns its jobs (a list, newest first); a job owns its
- * request (rvd_download_req), its objects' views and strings, and its
- * subscriber records (not the sinks they point at). An object in the engine
- * is owned by the engine; the job's record points at it until the pump
- * releases it, and the engine's user_data points back at the record. Only
- * the worker thread frees jobs (in the pump, or in rvd_jobs_free after the
- * engine is gone).
+ * Sections: jobs and their views · the RPC side · restoring from the store.
  */
-#include "jobs.h"
-#include "cacheops.h"
+#include "jobs_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "asuser.h"
 #include "jobstore.h"
 #include "log.h"
 
-struct sub {
-    rvd_sink sink;
-    uid_t uid;
-    struct sub *next;
-    bool dirty;             /* in rvd_jobs.dirty: events wait for a flush */
-    struct sub *dirty_next;
-};
-
-struct job;
-
-struct reader {
-    rvd_reader sink;
-    struct reader *next;
-};
-
-/* One source of a job. The view is what callers see; the rest is the
- * engine side's. */
-struct jobject {
-    struct job *job;
-    uint32_t index;
-    const rvd_source *src; /* the job's request owns it */
-    rv_object *obj;        /* in the engine; NULL before start and after release */
-    int dirfd;             /* the destination's directory, opened as the caller at
-                              start (the job's dirs own it, or the daemon's reads
-                              directory); -1 before and after */
-    int srcfd;             /* file:// sources, opened as the caller; -1 when closed */
-    char *dest_name;       /* final component of the destination */
-    char *final_name;      /* name_from_disposition: the name the engine
-                              delivered to, when not dest_name; NULL */
-    char *final_dest;      /* ... and the caller's path of it (the view's
-                              destination from then on); NULL */
-    char *engine_dest;     /* "/proc/self/fd/N/name": the pinned directory */
-    char *engine_url;      /* file:// sources: "file:///proc/self/fd/N" */
-    dev_t dir_dev;         /* the destination directory's identity, */
-    ino_t dir_ino;         /* valid while dirfd is open */
-    struct jobject *dest_next; /* chain in rvd_jobs.dests while in it */
-    bool in_dests;
-    char *sha256, *crc32c, *error_detail; /* the view's strings */
-    bool started;          /* STARTED was sent */
-    int data_fd;           /* the engine's file of its bytes, for readers; -1 */
-    atomic_bool wants_data; /* a reader came: open data_fd at the next progress */
-    uint64_t ready;        /* [0, ready) written in order */
-    unsigned restarts;     /* as the engine counted when reading began */
-    struct reader *readers;
-    struct jobject *release_next;
-};
-
-struct job {
-    char id[RVD_JOB_ID_LEN + 1];
-    rvd_job_view view;
-    rvd_object_view *views; /* [view.n_objects] */
-    struct jobject *objs;   /* [view.n_objects] */
-    rvd_peer owner;
-    char *key; /* dedupe key: uid and every source's identity */
-    rvd_download_req *req;
-    bool link;         /* deliver by hard link: req->link, or the daemon's
-                          link-deliveries when the job was submitted and
-                          req->copy is not set (wants_link) */
-    int32_t priority;
-    uint64_t seq;      /* submission order */
-    uint64_t req_bytes; /* the request as received (stored), for the owner's count */
-    size_t n_live;     /* objects not yet terminal */
-    bool want_cancel;  /* RUNNING: the pump cancels it */
-    rvd_asuser_dirs *dirs; /* the destinations' directories, opened as the owner
-                              while objects use them (dirs_users) */
-    char *ca_pem;      /* req->ca_file's text, read as the owner when the job
-                          starts (read_ca); NULL before, or without ca_file */
-    size_t dirs_users;
-    struct sub *subs;  /* newest first */
-    struct job *prev, *next;
-    struct job *work_next; /* the pump's private lists */
-};
-
-struct rvd_jobs {
-    rvd_cacheops *cache; /* the cache RPCs' work (cacheops.h); its own lock */
-    pthread_mutex_t lock;
-    rvd_jobs_limits limits;
-    rvd_jobstore *store; /* NULL: jobs end with the daemon */
-    int reads_dirfd;     /* where Read-only objects are delivered; -1: none */
-    void (*wake)(void *);
-    void *wake_ud;
-    struct job *head; /* newest first */
-    unsigned n_running, n_queued, n_ended, n_subs;
-    unsigned n_want_cancel; /* jobs with want_cancel set */
-    unsigned transfers;     /* the engine's, as of the last pump */
-    uint64_t cache_bytes;   /* likewise */
-    uint64_t cache_quota;   /* as the worker last applied it */
-    uint64_t bytes_origin, bytes_cache; /* of objects delivered since start */
-    uint64_t seq;
-    bool stopping;
-    /* Per uid: its queued, running and ended jobs (see "Per uid"). One
-     * entry per uid that has a job in the table; unordered. */
-    struct uidacct *accts;
-    size_t n_accts, cap_accts;
-    struct jobject *release; /* ended objects the pump releases */
-    struct sub *dirty;       /* subscribers with events not yet flushed */
-    /* Started objects by destination (directory identity and name), so a
-     * start finds one writing the same file without a scan. Worker thread
-     * only: objects start and close there. */
-    struct jobject **dests;
-    size_t n_dest_slots, n_dests;
-};
-
 /* ------------------------------------------------------------------------
  * Jobs and their views
  * ------------------------------------------------------------------------ */
 
-static int64_t now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static bool is_ended(const struct job *jb) {
-    return jb->view.state >= RVD_JOB_DONE;
-}
-
 static bool may_see(const rvd_peer *caller, const struct job *jb) {
     return caller->uid == 0 || caller->uid == geteuid() || caller->uid == jb->owner.uid;
-}
-
-/* ------------------------------------------------------------------------
- * Per uid
- *
- * So that one user cannot deny service to the others, each uid's jobs are
- * counted by state: a uid starts at most per_uid_running jobs at once (its
- * other jobs wait while other uids' jobs start), has at most
- * per_uid_queued waiting, and keeps at most per_uid_history ended jobs.
- * When the history as a whole is over job_history, the uid that holds the
- * most ended jobs loses its oldest: a uid that floods the history trims
- * its own jobs, never another's (nor, with them, another's Read-only
- * copies in the reads directory). Its objects are one group of the
- * engine's (rv_request.group), which gives a uid at most
- * per-uid-origin-connections of the connections to origins. Root and the
- * daemon's own uid are held
- * only to the global limits: they administer the daemon (they can stop
- * it), and in a per-user daemon the owner must keep the whole daemon.
- * Counts change only under the lock, with the job's state.
- * ------------------------------------------------------------------------ */
-
-struct uidacct {
-    uid_t uid;
-    unsigned queued, running, ended;
-    /* Bytes of the requests its jobs hold (as received; decoded, they
-     * are about as large): of queued and running jobs, of ended ones. */
-    uint64_t live_bytes, ended_bytes;
-    unsigned trim; /* the pump's: ended jobs of this uid to trim now */
-};
-
-static bool uid_exempt(uid_t uid) {
-    return uid == 0 || uid == geteuid();
-}
-
-static struct uidacct *acct_find(const rvd_jobs *j, uid_t uid) {
-    for (size_t i = 0; i < j->n_accts; i++)
-        if (j->accts[i].uid == uid)
-            return &j->accts[i];
-    return NULL;
-}
-
-/* uid's entry, made when missing; NULL on ENOMEM. */
-static struct uidacct *acct_get(rvd_jobs *j, uid_t uid) {
-    struct uidacct *a = acct_find(j, uid);
-    if (a)
-        return a;
-    if (j->n_accts == j->cap_accts) {
-        size_t cap = j->cap_accts ? 2 * j->cap_accts : 8;
-        struct uidacct *v = realloc(j->accts, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        j->accts = v;
-        j->cap_accts = cap;
-    }
-    a = &j->accts[j->n_accts++];
-    *a = (struct uidacct){.uid = uid};
-    return a;
-}
-
-/* The counter of state in a. */
-static unsigned *acct_counter(struct uidacct *a, rvd_job_state state) {
-    switch (state) {
-    case RVD_JOB_QUEUED: return &a->queued;
-    case RVD_JOB_RUNNING: return &a->running;
-    default: return &a->ended;
-    }
-}
-
-static uint64_t *acct_bytes(struct uidacct *a, rvd_job_state state) {
-    return state >= RVD_JOB_DONE ? &a->ended_bytes : &a->live_bytes;
-}
-
-/* A job of uid whose request is bytes long (counted as from; 0: not
- * counted yet) is now counted as to (0: no longer). An entry whose counts
- * are all zero goes. Every job in the table is counted, so the entry
- * exists whenever from is set; adding (from 0) needs acct_get to have
- * succeeded for the uid. */
-static void acct_move(rvd_jobs *j, uid_t uid, uint64_t bytes, rvd_job_state from,
-                      rvd_job_state to) {
-    struct uidacct *a = acct_find(j, uid);
-    if (!a)
-        return;
-    if (from) {
-        (*acct_counter(a, from))--;
-        *acct_bytes(a, from) -= bytes;
-    }
-    if (to) {
-        (*acct_counter(a, to))++;
-        *acct_bytes(a, to) += bytes;
-    }
-    if (!a->queued && !a->running && !a->ended)
-        *a = j->accts[--j->n_accts];
-}
-
-/* Whether a's requests in all are over per_uid_request_bytes. */
-static bool over_bytes(const rvd_jobs *j, const struct uidacct *a) {
-    return j->limits.per_uid_request_bytes && !uid_exempt(a->uid) &&
-           a->live_bytes + a->ended_bytes > j->limits.per_uid_request_bytes;
-}
-
-/* Whether jb's owner may start another job now. */
-static bool may_start(const rvd_jobs *j, const struct job *jb) {
-    if (uid_exempt(jb->owner.uid))
-        return true;
-    const struct uidacct *a = acct_find(j, jb->owner.uid);
-    return !a || a->running < j->limits.per_uid_running;
 }
 
 /* The job with this id, or NULL; under the lock. */
@@ -328,102 +97,16 @@ static bool job_satisfies(const rvd_jobs *j, const struct job *jb, const rvd_dow
 }
 
 /* The file of a Read-only object in the daemon's directory; malloc'd. */
-static char *read_only_name(const struct jobject *o) {
+char *rvd_read_only_name(const struct jobject *o) {
     return rvd_strdupf("%s-%u", o->job->id, (unsigned)o->index);
 }
 
-/* ------------------------------------------------------------------------
- * Started objects by destination
- * ------------------------------------------------------------------------ */
-
-static size_t dest_slot(const rvd_jobs *j, const struct jobject *o) {
-    uint64_t h = 14695981039346656037ull; /* FNV-1a */
-    uint64_t ids[2] = {(uint64_t)o->dir_dev, (uint64_t)o->dir_ino};
-    for (size_t i = 0; i < sizeof(ids); i++)
-        h = (h ^ ((const unsigned char *)ids)[i]) * 1099511628211ull;
-    for (const char *p = o->dest_name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return (size_t)(h % j->n_dest_slots);
-}
-
-static bool same_dest(const struct jobject *a, const struct jobject *b) {
-    return a->dir_dev == b->dir_dev && a->dir_ino == b->dir_ino &&
-           strcmp(a->dest_name, b->dest_name) == 0;
-}
-
-/* Another started object writing o's destination, or NULL. */
-static struct jobject *dests_find(const rvd_jobs *j, const struct jobject *o) {
-    for (struct jobject *p = j->n_dest_slots ? j->dests[dest_slot(j, o)] : NULL; p;
-         p = p->dest_next)
-        if (p != o && same_dest(p, o))
-            return p;
-    return NULL;
-}
-
-static int dests_add(rvd_jobs *j, struct jobject *o) {
-    if (j->n_dests >= j->n_dest_slots) { /* grow: at most one per slot on average */
-        size_t n = j->n_dest_slots ? 2 * j->n_dest_slots : 64;
-        struct jobject **v = calloc(n, sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        struct jobject **old = j->dests;
-        size_t n_old = j->n_dest_slots;
-        j->dests = v;
-        j->n_dest_slots = n;
-        for (size_t i = 0; i < n_old; i++)
-            for (struct jobject *p = old[i], *next; p; p = next) {
-                next = p->dest_next;
-                size_t k = dest_slot(j, p);
-                p->dest_next = v[k];
-                v[k] = p;
-            }
-        free(old);
-    }
-    size_t k = dest_slot(j, o);
-    o->dest_next = j->dests[k];
-    j->dests[k] = o;
-    o->in_dests = true;
-    j->n_dests++;
-    return 0;
-}
-
-static void dests_remove(rvd_jobs *j, struct jobject *o) {
-    if (!o->in_dests)
-        return;
-    for (struct jobject **pp = &j->dests[dest_slot(j, o)]; *pp; pp = &(*pp)->dest_next)
-        if (*pp == o) {
-            *pp = o->dest_next;
-            break;
-        }
-    o->in_dests = false;
-    j->n_dests--;
-}
-
-/* What the object holds open, and its place in j->dests. */
-static void jobject_close(rvd_jobs *j, struct jobject *o) {
-    struct job *jb = o->job;
-    dests_remove(j, o);
-    if (o->data_fd >= 0)
-        close(o->data_fd);
-    o->data_fd = -1;
-    if (o->dirfd >= 0 && o->dirfd != j->reads_dirfd && --jb->dirs_users == 0)
-        jb->dirs = rvd_asuser_dirs_free(jb->dirs);
-    if (o->srcfd >= 0)
-        close(o->srcfd);
-    o->dirfd = o->srcfd = -1;
-    free(o->dest_name);
-    free(o->engine_dest);
-    free(o->engine_url);
-    free(o->final_name);
-    o->dest_name = o->engine_dest = o->engine_url = o->final_name = NULL;
-}
-
-static void job_free(rvd_jobs *j, struct job *jb) {
+void rvd_job_free(rvd_jobs *j, struct job *jb) {
     if (!jb)
         return;
     for (size_t i = 0; jb->objs && i < jb->view.n_objects; i++) {
         struct jobject *o = &jb->objs[i];
-        jobject_close(j, o);
+        rvd_jobject_close(j, o);
         free(o->sha256);
         free(o->crc32c);
         free(o->error_detail);
@@ -461,7 +144,7 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
     jb->objs = calloc(n, sizeof(*jb->objs));
     if (!key || !jb->views || !jb->objs || rvd_peer_copy(&jb->owner, owner) < 0 ||
         new_id(jb->id) < 0) {
-        job_free(NULL, jb); /* no object was set up yet */
+        rvd_job_free(NULL, jb); /* no object was set up yet */
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -478,114 +161,11 @@ static struct job *job_new(const rvd_peer *owner, rvd_download_req *req, char *k
     }
     jb->n_live = n;
     jb->view.id = jb->id;
-    jb->view.state = RVD_JOB_QUEUED;
+    jb->view.state = JOB_ABSENT; /* until it enters the table (rvd_job_set_state) */
     jb->view.objects = jb->views;
     jb->view.n_objects = n;
     jb->view.created_ms = now_ms();
     return jb;
-}
-
-/* ------------------------------------------------------------------------
- * Events
- * ------------------------------------------------------------------------ */
-
-/* Events are delivered to a sink at once and flushed (sent) after a run of
- * them: when the engine is about to wait (on_wait), at the pump after each
- * turn of its loop, or before a call from the RPC side that emitted
- * returns. So a sink that batches gets what one turn produced as one
- * batch. Under the lock. */
-static void emit_to(rvd_jobs *j, struct sub *s, const rvd_event *ev) {
-    s->sink.event(s->sink.ctx, ev);
-    if (s->sink.flush && !s->dirty) {
-        s->dirty = true;
-        s->dirty_next = j->dirty;
-        j->dirty = s;
-    }
-}
-
-static void flush_locked(rvd_jobs *j) {
-    while (j->dirty) {
-        struct sub *s = j->dirty;
-        j->dirty = s->dirty_next;
-        s->dirty = false;
-        s->sink.flush(s->sink.ctx);
-    }
-}
-
-static void emit(rvd_jobs *j, struct job *jb, rvd_event_kind kind, const struct jobject *o,
-                 const rv_retry_info *retry) {
-    rvd_event ev = {.kind = kind, .job_id = jb->id, .time_ms = now_ms()};
-    if (o) {
-        ev.object_index = o->index;
-        ev.object = &jb->views[o->index];
-    }
-    if (retry)
-        ev.retry = *retry;
-    for (struct sub *s = jb->subs; s; s = s->next)
-        emit_to(j, s, &ev);
-}
-
-/* The events a new subscriber missed, one state per object: QUEUED, then
- * STARTED once it began, then its end if it ended. */
-static void replay(rvd_jobs *j, const struct job *jb, struct sub *s) {
-    rvd_event ev = {.kind = RVD_EV_ACCEPTED, .job_id = jb->id, .time_ms = now_ms()};
-    emit_to(j, s, &ev);
-    for (size_t i = 0; i < jb->view.n_objects; i++) {
-        const struct jobject *o = &jb->objs[i];
-        ev.object_index = o->index;
-        ev.object = &jb->views[i];
-        ev.kind = RVD_EV_QUEUED;
-        emit_to(j, s, &ev);
-        if (o->started) {
-            ev.kind = RVD_EV_STARTED;
-            emit_to(j, s, &ev);
-        }
-        switch (jb->views[i].state) {
-        case RV_STATE_DONE:
-            ev.kind = RVD_EV_COMPLETED;
-            break;
-        case RV_STATE_FAILED:
-            ev.kind = RVD_EV_FAILED;
-            break;
-        case RV_STATE_CANCELLED:
-            ev.kind = RVD_EV_CANCELLED;
-            break;
-        default:
-            continue;
-        }
-        emit_to(j, s, &ev);
-    }
-}
-
-static struct sub *sub_add(rvd_jobs *j, struct job *jb, const rvd_sink *sink, uid_t uid) {
-    struct sub *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->sink = *sink;
-    s->uid = uid;
-    s->next = jb->subs;
-    jb->subs = s;
-    jb->view.subscribers++;
-    j->n_subs++;
-    return s;
-}
-
-/* Take s out of its job (and out of the flush list: whoever unlinks it
- * ends the stream, which sends what is queued, or the stream is gone). */
-static void sub_unlink(rvd_jobs *j, struct job *jb, struct sub *s) {
-    for (struct sub **p = s->dirty ? &j->dirty : NULL; p && *p; p = &(*p)->dirty_next)
-        if (*p == s) {
-            *p = s->dirty_next;
-            s->dirty = false;
-            break;
-        }
-    for (struct sub **p = &jb->subs; *p; p = &(*p)->next)
-        if (*p == s) {
-            *p = s->next;
-            jb->view.subscribers--;
-            j->n_subs--;
-            return;
-        }
 }
 
 /* Record an ended job's outcome; under the lock. A failure costs the
@@ -622,54 +202,22 @@ static void job_end(rvd_jobs *j, struct job *jb) {
         failed |= jb->views[i].state == RV_STATE_FAILED;
         cancelled |= jb->views[i].state == RV_STATE_CANCELLED;
     }
-    if (jb->view.state == RVD_JOB_RUNNING)
-        j->n_running--;
-    else if (jb->view.state == RVD_JOB_QUEUED)
-        j->n_queued--;
-    acct_move(j, jb->owner.uid, jb->req_bytes, jb->view.state, RVD_JOB_DONE);
-    jb->view.state = failed ? RVD_JOB_FAILED : cancelled ? RVD_JOB_CANCELLED : RVD_JOB_DONE;
+    rvd_job_set_state(j, jb, failed      ? RVD_JOB_FAILED
+                         : cancelled ? RVD_JOB_CANCELLED
+                                     : RVD_JOB_DONE);
     jb->view.ended_ms = now_ms();
     /* Send what the subscribers were given (the last object's Completed
      * among it) before the store write, which takes milliseconds for a
      * job of many objects; the streams' end still waits for the write, so
      * a caller that sees its stream end finds the outcome on disk. */
-    flush_locked(j);
+    rvd_subs_flush(j);
     persist_end(j, jb);
-    if (jb->want_cancel) {
-        jb->want_cancel = false;
-        j->n_want_cancel--;
-    }
-    j->n_ended++;
-    while (jb->subs) {
-        struct sub *s = jb->subs;
-        sub_unlink(j, jb, s);
-        s->sink.end(s->sink.ctx, RVD_OK, NULL);
-        free(s);
-    }
-}
-
-/* Tell o's readers where it stands; under the lock. */
-static void readers_notify(struct jobject *o) {
-    rvd_read_state st = {.ready = o->ready, .data_fd = o->data_fd};
-    for (struct reader *r = o->readers; r; r = r->next)
-        r->sink.notify(r->sink.ctx, &st);
-}
-
-/* The readers' last word: done (every byte ready) or failed (why); the
- * table lets go of them. Under the lock. */
-static void readers_end(struct jobject *o, bool done, rvd_code code, const char *why) {
-    rvd_read_state st = {.ready = o->ready, .done = done, .failed = !done, .code = code,
-                         .why = why, .data_fd = o->data_fd};
-    while (o->readers) {
-        struct reader *r = o->readers;
-        o->readers = r->next;
-        r->sink.notify(r->sink.ctx, &st);
-        free(r);
-    }
+    rvd_job_set_want_cancel(j, jb, false);
+    rvd_subs_end_all(j, jb, RVD_OK, NULL);
 }
 
 /* Record an object's end (under the lock) and tell the subscribers. */
-static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err,
+void rvd_object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err,
                          const char *detail) {
     struct job *jb = o->job;
     rvd_object_view *v = &jb->views[o->index];
@@ -688,13 +236,13 @@ static void object_ended(rvd_jobs *j, struct jobject *o, rv_state state, int err
         o->error_detail = strdup(detail);
         v->error_detail = o->error_detail ? o->error_detail : "";
     }
-    emit(j, jb, state == RV_STATE_DONE        ? RVD_EV_COMPLETED
+    rvd_subs_emit(j, jb, state == RV_STATE_DONE        ? RVD_EV_COMPLETED
              : state == RV_STATE_CANCELLED ? RVD_EV_CANCELLED
                                            : RVD_EV_FAILED,
          o, NULL);
     if (state == RV_STATE_DONE)
         o->ready = v->progress.bytes_done;
-    readers_end(o, state == RV_STATE_DONE, RVD_FAILED_PRECONDITION,
+    rvd_readers_end(o, state == RV_STATE_DONE, RVD_FAILED_PRECONDITION,
                 "the download ended without delivering the object");
     if (--jb->n_live == 0)
         job_end(j, jb);
@@ -746,7 +294,7 @@ static void wake(rvd_jobs *j) {
  * not. On success *ret_pem is its text, NUL-terminated (malloc'd). At most
  * RV_CA_PEM_MAX bytes and at least one PEM certificate, else -EINVAL
  * with a sentence in *ret_error (as rvd_asuser_open_source's). */
-static int read_ca(const rvd_peer *caller, const char *path, char **ret_pem, char **ret_error) {
+int rvd_jobs_read_ca(const rvd_peer *caller, const char *path, char **ret_pem, char **ret_error) {
     int fd = -1, r;
     char *buf = NULL;
     size_t n = 0;
@@ -863,7 +411,7 @@ static rvd_code check_access(const rvd_peer *caller, const rvd_download_req *req
          * certificate is the request's error; read again when the job
          * starts (job_start). */
         char *pem = NULL, *err = NULL;
-        int r = read_ca(caller, req->ca_file, &pem, &err);
+        int r = rvd_jobs_read_ca(caller, req->ca_file, &pem, &err);
         if (r < 0) {
             *ret_msg = rvd_strdupf("ca_file: %s", err ? err : strerror(-r));
             code = errno_code(r);
@@ -907,11 +455,11 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                                        "(max-subscribers)", jb->id, j->limits.max_subscribers);
                 goto fail;
             }
-            struct sub *s = sub_add(j, jb, sink, caller->uid);
+            struct sub *s = rvd_subs_add(j, jb, sink, caller->uid);
             if (!s)
                 goto nomem;
-            replay(j, jb, s);
-            flush_locked(j);
+            rvd_subs_replay(j, jb, s);
+            rvd_subs_flush(j);
         } else if (!jb->view.detached) {
             jb->view.detached = true;
             if (j->store)
@@ -923,7 +471,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
         pthread_mutex_unlock(&j->lock);
         return RVD_OK;
     }
-    struct uidacct *acct = acct_get(j, caller->uid);
+    struct uidacct *acct = rvd_acct_get(j, caller->uid);
     if (!acct)
         goto nomem;
     if (j->limits.per_uid_request_bytes && !uid_exempt(caller->uid) &&
@@ -947,7 +495,7 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                                j->limits.per_uid_running);
         goto fail_acct;
     }
-    if (j->n_queued >= j->limits.max_queued) {
+    if (j->n_state[RVD_JOB_QUEUED] >= j->limits.max_queued) {
         code = RVD_RESOURCE_EXHAUSTED;
         *ret_msg = rvd_strdupf("%u jobs of all users are already waiting, the daemon's limit "
                                "(max-queued-jobs); try again when some have finished",
@@ -970,27 +518,26 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
                           .created_ms = jb->view.created_ms, .request = raw,
                           .request_len = raw_len};
     if (j->store && rvd_jobstore_add(j->store, &row) < 0) {
-        job_free(j, jb);
+        rvd_job_free(j, jb);
         code = RVD_UNAVAILABLE;
         *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");
         goto fail_acct;
     }
     struct sub *s = NULL;
-    if (sink && !(s = sub_add(j, jb, sink, caller->uid))) {
+    if (sink && !(s = rvd_subs_add(j, jb, sink, caller->uid))) {
         if (j->store)
             rvd_jobstore_remove(j->store, jb->id);
-        job_free(j, jb);
+        rvd_job_free(j, jb);
         goto nomem_acct;
     }
     jb->next = j->head;
     if (j->head)
         j->head->prev = jb;
     j->head = jb;
-    j->n_queued++;
-    acct_move(j, caller->uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
+    rvd_job_set_state(j, jb, RVD_JOB_QUEUED);
     if (s) {
-        replay(j, jb, s);
-        flush_locked(j);
+        rvd_subs_replay(j, jb, s);
+        rvd_subs_flush(j);
     }
     memcpy(ret_id, jb->id, sizeof(jb->id));
     pthread_mutex_unlock(&j->lock);
@@ -1001,7 +548,7 @@ nomem_acct:
     code = RVD_INTERNAL;
     *ret_msg = rvd_strdupf("out of memory");
 fail_acct:
-    acct_move(j, caller->uid, 0, 0, 0); /* drop the entry made for nothing */
+    rvd_acct_move(j, caller->uid, 0, 0, 0); /* drop the entry made for nothing */
     goto fail;
 nomem:
     code = RVD_INTERNAL;
@@ -1039,7 +586,7 @@ rvd_code rvd_jobs_watch(rvd_jobs *j, const rvd_peer *caller, const char *id,
         sink->event(sink->ctx, &ev);
         if (is_ended(jb)) {
             sink->end(sink->ctx, RVD_OK, NULL);
-        } else if (!sub_add(j, jb, sink, caller->uid)) {
+        } else if (!rvd_subs_add(j, jb, sink, caller->uid)) {
             code = RVD_INTERNAL;
             *ret_msg = rvd_strdupf("out of memory");
         } else if (sink->flush) {
@@ -1058,11 +605,10 @@ static bool maybe_stop(rvd_jobs *j, struct job *jb) {
     if (jb->view.state == RVD_JOB_QUEUED) {
         /* Nothing in the engine yet: end it here. */
         for (size_t i = 0; i < jb->view.n_objects; i++)
-            object_ended(j, &jb->objs[i], RV_STATE_CANCELLED, RV_E_CANCELLED,
+            rvd_object_ended(j, &jb->objs[i], RV_STATE_CANCELLED, RV_E_CANCELLED,
                          "cancelled: its last subscriber left");
-    } else if (!jb->want_cancel) {
-        jb->want_cancel = true;
-        j->n_want_cancel++;
+    } else {
+        rvd_job_set_want_cancel(j, jb, true);
     }
     return true;
 }
@@ -1074,13 +620,13 @@ bool rvd_jobs_unsubscribe(rvd_jobs *j, const char *id, const rvd_sink *sink) {
     struct job *jb = lookup(j, id);
     for (struct sub *s = jb ? jb->subs : NULL; s; s = s->next)
         if (s->sink.ctx == sink->ctx) {
-            sub_unlink(j, jb, s);
+            rvd_subs_unlink(j, jb, s);
             free(s);
             found = true;
             stops = maybe_stop(j, jb);
             break;
         }
-    flush_locked(j);
+    rvd_subs_flush(j);
     pthread_mutex_unlock(&j->lock);
     if (stops)
         wake(j);
@@ -1111,9 +657,9 @@ rvd_code rvd_jobs_cancel(rvd_jobs *j, const rvd_peer *caller, const char *id,
                 continue;
             ev.object_index = (uint32_t)i;
             ev.object = &jb->views[i];
-            emit_to(j, mine, &ev);
+            rvd_subs_emit_to(j, mine, &ev);
         }
-        sub_unlink(j, jb, mine);
+        rvd_subs_unlink(j, jb, mine);
         mine->sink.end(mine->sink.ctx, RVD_OK, NULL);
         free(mine);
         stops = maybe_stop(j, jb);
@@ -1130,7 +676,7 @@ report:
     *ret_state = stops ? RVD_JOB_CANCELLED : jb->view.state;
     *ret_subscribers = jb->view.subscribers;
 out:
-    flush_locked(j);
+    rvd_subs_flush(j);
     pthread_mutex_unlock(&j->lock);
     if (stops)
         wake(j);
@@ -1164,7 +710,7 @@ rvd_code rvd_jobs_read(rvd_jobs *j, const rvd_peer *caller, const char *id, uint
         int fd = -1;
         char *err = NULL, *name = NULL;
         if (!v->destination) { /* Read-only: the daemon's own copy */
-            name = read_only_name(o);
+            name = rvd_read_only_name(o);
             fd = name && j->reads_dirfd >= 0
                      ? openat(j->reads_dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
                      : -1;
@@ -1251,50 +797,36 @@ rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
     return code;
 }
 
-void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, unsigned limit,
-                   void (*fn)(void *ud, const rvd_job_view *v), void *ud) {
-    unsigned n = 0;
+static bool listed(const rvd_peer *caller, unsigned states_mask, const struct job *jb) {
+    return may_see(caller, jb) && (!states_mask || (states_mask & (1u << jb->view.state)));
+}
+
+rvd_code rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask,
+                       unsigned limit,
+                       void (*fn)(void *ud, const rvd_job_view *const *views, size_t n),
+                       void *ud) {
+    size_t n = 0;
     pthread_mutex_lock(&j->lock);
-    for (struct job *jb = j->head; jb && n < limit; jb = jb->next) {
-        if (!may_see(caller, jb))
-            continue;
-        if (states_mask && !(states_mask & (1u << jb->view.state)))
-            continue;
-        fn(ud, &jb->view);
-        n++;
+    for (struct job *jb = j->head; jb && n < limit; jb = jb->next)
+        n += listed(caller, states_mask, jb);
+    const rvd_job_view **views = malloc((n ? n : 1) * sizeof(*views));
+    if (!views) {
+        pthread_mutex_unlock(&j->lock);
+        return RVD_INTERNAL;
     }
+    size_t k = 0;
+    for (struct job *jb = j->head; jb && k < n; jb = jb->next)
+        if (listed(caller, states_mask, jb))
+            views[k++] = &jb->view;
+    fn(ud, views, n);
     pthread_mutex_unlock(&j->lock);
+    free(views);
+    return RVD_OK;
 }
 
 void rvd_jobs_set_cache_quota(rvd_jobs *j, uint64_t quota) {
     pthread_mutex_lock(&j->lock);
     j->cache_quota = quota;
-    pthread_mutex_unlock(&j->lock);
-}
-
-void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret) {
-    memset(ret, 0, sizeof(*ret));
-    pthread_mutex_lock(&j->lock);
-    ret->cache_quota = j->cache_quota;
-    ret->running = j->n_running;
-    ret->queued = j->n_queued;
-    ret->subscribers = j->n_subs;
-    ret->transfers = j->transfers;
-    ret->cache_bytes = j->cache_bytes;
-    ret->bytes_from_origin = j->bytes_origin;
-    ret->bytes_from_cache = j->bytes_cache;
-    for (struct job *jb = j->head; jb; jb = jb->next) {
-        ret->done += jb->view.state == RVD_JOB_DONE;
-        ret->failed += jb->view.state == RVD_JOB_FAILED;
-        ret->cancelled += jb->view.state == RVD_JOB_CANCELLED;
-        for (size_t i = 0; i < jb->view.n_objects; i++) {
-            const rvd_object_view *v = &jb->views[i];
-            if (jb->view.state == RVD_JOB_RUNNING && !rv_state_is_terminal(v->state)) {
-                ret->rate_bps += v->progress.rate_bps;
-                ret->bytes_from_origin += v->progress.bytes_done;
-            }
-        }
-    }
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -1344,14 +876,14 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
         rs->bad++;
         return;
     }
-    if (!acct_get(j, sj->owner.uid)) {
+    if (!rvd_acct_get(j, sj->owner.uid)) {
         rvd_download_req_free(req);
         rs->bad++;
         return;
     }
     struct job *jb = job_new(&sj->owner, req, make_key(sj->owner.uid, req));
     if (!jb) {
-        acct_move(j, sj->owner.uid, 0, 0, 0);
+        rvd_acct_move(j, sj->owner.uid, 0, 0, 0);
         rs->bad++;
         return;
     }
@@ -1362,19 +894,22 @@ static void restore_one(void *ud, const rvd_stored_job *sj) {
     jb->seq = sj->seq;
     jb->req_bytes = sj->request_len;
     jb->view.created_ms = sj->created_ms;
+    if (sj->ended_ms && !state_ended((rvd_job_state)sj->state)) {
+        rvd_job_free(j, jb); /* ended, but in no ended state: not a row this daemon wrote */
+        rvd_acct_move(j, sj->owner.uid, 0, 0, 0);
+        rs->bad++;
+        return;
+    }
     if (sj->ended_ms) {
         restore_outcome(jb, sj);
-        jb->view.state = (rvd_job_state)sj->state;
         jb->view.ended_ms = sj->ended_ms;
         jb->view.detached = sj->detached;
-        j->n_ended++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_DONE);
+        rvd_job_set_state(j, jb, (rvd_job_state)sj->state);
         rs->ended++;
     } else {
         /* Its callers are gone; it carries on by itself. */
         jb->view.detached = true;
-        j->n_queued++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, 0, RVD_JOB_QUEUED);
+        rvd_job_set_state(j, jb, RVD_JOB_QUEUED);
         rs->resumed++;
     }
     if (sj->seq > j->seq)
@@ -1402,566 +937,6 @@ int rvd_jobs_restore(rvd_jobs *j, rvd_jobstore *store, int reads_dirfd, unsigned
     return r;
 }
 
-/* ------------------------------------------------------------------------
- * Engine hooks (worker thread, inside rv_engine_perform or the pump's
- * engine calls; the lock is not held by the caller)
- * ------------------------------------------------------------------------ */
-
-static char *hex32(uint32_t v) {
-    return rvd_strdupf("%08x", (unsigned)v);
-}
-
-/* The engine delivered o to path ("/proc/self/fd/N/NAME", its directory
- * the one opened as the caller): when NAME is not dest_name, note it
- * (o->final_name) and make the caller's path of it, destination's
- * directory + "/" + NAME (*ret_dest, malloc'd). 0 (*ret_dest NULL: the
- * name asked for), or -ENOMEM. */
-static int final_name(struct jobject *o, const char *path, char **ret_dest) {
-    const char *name = strrchr(path, '/');
-    name = name ? name + 1 : path;
-    *ret_dest = NULL;
-    if (strcmp(name, o->dest_name) == 0)
-        return 0;
-    const char *dest = o->src->destination, *slash = strrchr(dest, '/');
-    free(o->final_name);
-    o->final_name = strdup(name);
-    *ret_dest = rvd_strdupf("%.*s/%s", (int)(slash - dest), dest, name);
-    return o->final_name && *ret_dest ? 0 : -ENOMEM;
-}
-
-/* detail (an engine message) with the pinned directory's path
- * "/proc/self/fd/N/" (the engine's name for the caller's directory, which
- * means nothing to the caller) written as destination's directory, when
- * it is there; malloc'd, or NULL (none there, or no memory: detail as it
- * is). */
-static char *caller_detail(const struct jobject *o, const char *detail) {
-    const char *dest = o->src->destination, *slash = dest ? strrchr(dest, '/') : NULL;
-    if (!slash || !o->engine_dest || !o->dest_name)
-        return NULL;
-    size_t pin_len = strlen(o->engine_dest) - strlen(o->dest_name); /* ends in '/' */
-    char *pin = strndup(o->engine_dest, pin_len);
-    const char *at = pin ? strstr(detail, pin) : NULL;
-    char *out = NULL;
-    if (at)
-        out = rvd_strdupf("%.*s%.*s/%s", (int)(at - detail), detail, (int)(slash - dest), dest,
-                          at + pin_len);
-    free(pin);
-    return out;
-}
-
-/* An object named by the server is about to replace a file at path: only
- * when its caller may replace that file (asuser.h: a regular file the
- * caller may write, the sticky directory's rule), so the daemon's rights
- * never replace what its caller could not. */
-static bool on_may_replace(void *ud, rv_object *obj, const char *path) {
-    (void)ud;
-    struct jobject *o = rv_object_user_data(obj);
-    const char *name = strrchr(path, '/');
-    char *err = NULL;
-    int r = rvd_asuser_may_replace(&o->job->owner, o->dirfd, name ? name + 1 : path, &err);
-    if (r < 0)
-        rvd_log_info("job %s: not replacing a file: %s", o->job->id,
-                     err ? err : strerror(-r));
-    free(err);
-    return r == 0;
-}
-
-static void on_state(void *ud, rv_object *obj, rv_state state) {
-    rvd_jobs *j = ud;
-    struct jobject *o = rv_object_user_data(obj);
-    struct job *jb = o->job;
-
-    /* Work outside the lock first: the name the engine delivered to (the
-     * server's, when it chose one), and the delivered file to its owner. */
-    char *give_error = NULL, *final_dest = NULL;
-    if (state == RV_STATE_DONE && o->src->name_from_disposition &&
-        final_name(o, rv_object_path(obj), &final_dest) < 0)
-        give_error = rvd_strdupf("out of memory");
-    if (state == RV_STATE_DONE && o->src->destination && !give_error &&
-        rvd_asuser_give(&jb->owner, o->dirfd, o->final_name ? o->final_name : o->dest_name,
-                        &give_error) < 0)
-        state = RV_STATE_FAILED;
-    if (give_error)
-        state = RV_STATE_FAILED;
-
-    /* A reader that came after the last progress hook has no file yet:
-     * opened now, or it could not read what was delivered (a cache hit
-     * ends before any progress). Only this thread sets data_fd. */
-    int data_fd = state == RV_STATE_DONE && o->data_fd < 0 && atomic_load(&o->wants_data)
-                      ? rv_object_open_data(obj)
-                      : -1;
-
-    pthread_mutex_lock(&j->lock);
-    if (data_fd >= 0)
-        o->data_fd = data_fd;
-    if (final_dest) { /* the view's from now on, and the job's to free */
-        free(o->final_dest);
-        o->final_dest = final_dest;
-        jb->views[o->index].destination = final_dest;
-        final_dest = NULL;
-    }
-    if (j->stopping) /* the shutdown's cancellations: the job resumes later */
-        goto out;
-    rvd_object_view *v = &jb->views[o->index];
-    rv_object_progress(obj, &v->progress);
-    if (!rv_state_is_terminal(state)) {
-        v->state = state;
-        if (state != RV_STATE_QUEUED && !o->started) {
-            o->started = true;
-            v->resumed_bytes = rv_object_durable(obj); /* kept for a late Watch */
-            emit(j, jb, RVD_EV_STARTED, o, NULL);
-        }
-        goto out;
-    }
-    v->retries = rv_object_retries(obj);
-    if (state == RV_STATE_DONE) {
-        uint32_t crc;
-        /* Set only where a digest was asked for (digest, or a sha256 to
-         * verify): the engine digests per request (daemon.c keeps
-         * compute_sha256 off). Not filtered here, so a digest computed
-         * unasked shows (tests/daemon/test_delivery.py) instead of
-         * silently costing every download its staged write path. */
-        const char *sha = rv_object_sha256_hex(obj);
-        if (sha && (o->sha256 = strdup(sha)))
-            v->sha256 = o->sha256;
-        if (rv_object_crc32c(obj, &crc) && (o->crc32c = hex32(crc)))
-            v->crc32c = o->crc32c;
-        v->from_cache = rv_object_from_cache(obj);
-    }
-    if (!o->started) { /* ended before it began (a cache hit, a refusal) */
-        o->started = true;
-        v->resumed_bytes = rv_object_durable(obj);
-        emit(j, jb, RVD_EV_STARTED, o, NULL);
-    }
-    o->release_next = j->release;
-    j->release = o;
-    if (give_error)
-        object_ended(j, o, RV_STATE_FAILED, RV_E_DEST_UNWRITABLE, give_error);
-    else {
-        char *shown = caller_detail(o, rv_object_error_detail(obj));
-        object_ended(j, o, state, rv_object_error(obj),
-                     shown ? shown : rv_object_error_detail(obj));
-        free(shown);
-    }
-out:
-    pthread_mutex_unlock(&j->lock);
-    free(give_error);
-    free(final_dest);
-}
-
-static void on_progress(void *ud, rv_object *obj, const rv_progress *p) {
-    rvd_jobs *j = ud;
-    struct jobject *o = rv_object_user_data(obj);
-    /* Where readers stand: the in-order prefix, and the file once a
-     * reader wants it (opened outside the lock; only this thread sets
-     * data_fd, so reading it here needs no lock). */
-    int fd = o->data_fd < 0 && atomic_load(&o->wants_data) ? rv_object_open_data(obj) : -1;
-    unsigned restarts = 0;
-    uint64_t ready = rv_object_ready(obj, &restarts);
-    pthread_mutex_lock(&j->lock);
-    if (fd >= 0) {
-        o->data_fd = fd;
-        o->restarts = restarts;
-    }
-    if (!j->stopping) {
-        o->job->views[o->index].progress = *p;
-        emit(j, o->job, RVD_EV_PROGRESS, o, NULL);
-        o->ready = ready;
-        if (restarts != o->restarts)
-            readers_end(o, false, RVD_ABORTED, "the object changed on the origin while it "
-                                               "was read; read it again");
-        else if (o->readers)
-            readers_notify(o);
-        o->restarts = restarts;
-    }
-    pthread_mutex_unlock(&j->lock);
-}
-
-static void on_retry(void *ud, rv_object *obj, const rv_retry_info *r) {
-    rvd_jobs *j = ud;
-    struct jobject *o = rv_object_user_data(obj);
-    pthread_mutex_lock(&j->lock);
-    if (!j->stopping) {
-        o->job->views[o->index].retries = r->attempt;
-        emit(j, o->job, RVD_EV_RETRYING, o, r);
-    }
-    pthread_mutex_unlock(&j->lock);
-}
-
-/* Recovery at start (a corrupt database moved aside, orphans removed). */
-static void on_notice(void *ud, const char *msg) {
-    rvd_log_warning("%s", msg);
-}
-
-/* The engine waits: send what its hooks emitted before it blocks. */
-static void on_wait(void *ud) {
-    rvd_jobs *j = ud;
-    pthread_mutex_lock(&j->lock);
-    flush_locked(j);
-    pthread_mutex_unlock(&j->lock);
-}
-
-static const rv_hooks hooks = {
-    .on_state = on_state,
-    .on_progress = on_progress,
-    .on_retry = on_retry,
-    .on_notice = on_notice,
-    .on_wait = on_wait,
-    .may_replace = on_may_replace,
-};
-
-const rv_hooks *rvd_jobs_hooks(void) {
-    return &hooks;
-}
-
-/* ------------------------------------------------------------------------
- * The pump (worker thread)
- * ------------------------------------------------------------------------ */
-
-/* Open what object o needs as its owner, and put it into the engine. An
- * error is a sentence for the object's failure. */
-static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_err,
-                        char **ret_detail) {
-    const rvd_source *src = o->src;
-    const rvd_peer *owner = &o->job->owner;
-    char *path = NULL;
-    int r;
-
-    *ret_err = RV_E_DEST_UNWRITABLE;
-    if (!src->destination) {
-        /* A Read-only object: delivered into the daemon's own directory,
-         * where Read finds it until the job leaves the history. */
-        if (j->reads_dirfd < 0) {
-            *ret_detail = rvd_strdupf("objects without a destination need a state directory");
-            *ret_err = RV_E_INVALID_ARGUMENT;
-            return -EINVAL;
-        }
-        o->dirfd = j->reads_dirfd;
-        o->dest_name = read_only_name(o);
-        if (!o->dest_name)
-            goto nomem;
-    } else {
-        struct job *jb = o->job;
-        if (!jb->dirs && !(jb->dirs = rvd_asuser_dirs_new(owner)))
-            goto nomem;
-        if ((r = rvd_asuser_dest(jb->dirs, src->destination, &o->dirfd, &o->dest_name,
-                                 ret_detail)) < 0) {
-            if (!jb->dirs_users)
-                jb->dirs = rvd_asuser_dirs_free(jb->dirs);
-            return r;
-        }
-        jb->dirs_users++;
-    }
-    /* The engine refuses two live downloads into one path, but sees
-     * /proc/self/fd paths, which differ between jobs: compare the
-     * directories' identities here. */
-    struct stat st;
-    if (fstat(o->dirfd, &st) == 0) {
-        o->dir_dev = st.st_dev;
-        o->dir_ino = st.st_ino;
-    }
-    if (dests_find(j, o)) {
-        *ret_err = RV_E_DEST_CONFLICT;
-        *ret_detail = rvd_strdupf("another running download writes '%s'", src->destination);
-        return -EEXIST;
-    }
-    if (dests_add(j, o) < 0)
-        goto nomem;
-    if (!(o->engine_dest = rvd_asuser_dest_path(o->dirfd, o->dest_name)))
-        goto nomem;
-    if (strncmp(src->url_key, "file:", 5) == 0) {
-        *ret_err = RV_E_ACCESS_DENIED;
-        if ((r = rv_file_url_path(src->url, &path)) != RV_OK) {
-            *ret_err = r;
-            *ret_detail = rvd_strdupf("'%s' is not a usable file URL", src->url_display);
-            return -EINVAL;
-        }
-        r = rvd_asuser_open_source(owner, path, &o->srcfd, ret_detail);
-        free(path);
-        if (r < 0)
-            return r;
-        if (!(o->engine_url = rvd_asuser_source_url(o->srcfd)))
-            goto nomem;
-    }
-    rv_request req = {
-        .url = o->engine_url ? o->engine_url : src->url,
-        .dest_path = o->engine_dest,
-        .sha256_hex = src->sha256,
-        .headers = (const char *const *)src->headers,
-        .n_headers = src->n_headers,
-        .user_data = o,
-        .connections = o->job->req->connections,
-        /* The engine's connections to origins are shared by uid too
-         * (per-uid-origin-connections); root and the daemon's own uid,
-         * held only to the global limits here as elsewhere, are no group. */
-        .group = uid_exempt(owner->uid) ? 0 : (uint64_t)owner->uid,
-        .digest = o->job->req->digest,
-        /* A Read-only object's file is the daemon's own, which only Read
-         * opens (read-only): a link to the cache is safe and free. */
-        .link = o->job->link || !src->destination,
-        /* A file that becomes the caller's must not share the cache's
-         * inode (asuser.h: rvd_asuser_give): a copy, whatever link says.
-         * copy is passed on too, so it holds whatever the engine's own
-         * default is. */
-        .copy = owner->uid != geteuid() || o->job->req->copy,
-        /* Set on the new file before it has its name, not through the
-         * daemon's umask (077, daemon.c): the caller's umask, as a file
-         * the caller made would have. A Read-only object's file stays
-         * the daemon's: 0600 (a link to the cache: the blob's 0400). */
-        .has_mode = true,
-        .mode = src->destination ? o->job->req->mode : 0600,
-        .ca_pem = o->job->ca_pem,
-        .ca_only = o->job->req->ca_only,
-        .max_attempts = o->job->req->max_attempts,
-        .connect_timeout_ms = o->job->req->connect_timeout_ms,
-        .stall_timeout_ms = o->job->req->stall_timeout_ms,
-        .connect_retry_ms = o->job->req->connect_retry_ms,
-        .max_bytes_per_sec = o->job->req->max_bytes_per_sec,
-        /* The server's name, in the directory opened as the caller; an
-         * existing file there is kept (no_replace), or replaced only when
-         * the caller may (on_may_replace). */
-        .name_from_disposition = src->name_from_disposition,
-        .no_replace = src->name_from_disposition && o->job->req->no_replace,
-        /* Never the daemon's own environment: the caller's proxy or none
-         * (""), and the caller's exceptions or none. */
-        .proxy = strncmp(src->url_key, "https:", 6) == 0
-                     ? (o->job->req->https_proxy ? o->job->req->https_proxy : "")
-                     : (o->job->req->http_proxy ? o->job->req->http_proxy : ""),
-        .noproxy = o->job->req->no_proxy ? o->job->req->no_proxy : "",
-    };
-    r = rv_engine_add(e, &req, &o->obj);
-    if (r != RV_OK) {
-        *ret_err = r;
-        *ret_detail = rvd_strdupf("%s", rv_engine_error_detail(e));
-        o->obj = NULL;
-        return -EINVAL;
-    }
-    return 0;
-nomem:
-    *ret_err = RV_E_NOMEM;
-    *ret_detail = rvd_strdupf("out of memory");
-    return -ENOMEM;
-}
-
-static void job_start(rvd_jobs *j, rv_engine *e, struct job *jb) {
-    char *ca_err = NULL;
-    int ca_r = 0;
-    /* Read at the start, not kept from the submission's check: a job
-     * restored after a restart has only the path. */
-    if (jb->req->ca_file && !jb->ca_pem)
-        ca_r = read_ca(&jb->owner, jb->req->ca_file, &jb->ca_pem, &ca_err);
-    for (size_t i = 0; i < jb->view.n_objects; i++) {
-        struct jobject *o = &jb->objs[i];
-        int err = RV_OK;
-        char *detail = NULL;
-        if (ca_r < 0) {
-            err = ca_r == -ENOMEM ? RV_E_NOMEM : RV_E_INVALID_ARGUMENT;
-            detail = rvd_strdupf("ca_file: %s", ca_err ? ca_err : strerror(-ca_r));
-        } else if (object_start(j, e, o, &err, &detail) == 0) {
-            continue;
-        }
-        jobject_close(j, o);
-        pthread_mutex_lock(&j->lock);
-        if (!j->stopping)
-            object_ended(j, o, RV_STATE_FAILED, err, detail);
-        pthread_mutex_unlock(&j->lock);
-        free(detail);
-    }
-    free(ca_err);
-}
-
-/* The queued job to run next: highest priority, then oldest, among those
- * whose owner is below its running limit. */
-static struct job *next_queued(rvd_jobs *j) {
-    struct job *best = NULL;
-    for (struct job *jb = j->head; jb; jb = jb->next)
-        if (jb->view.state == RVD_JOB_QUEUED && may_start(j, jb) &&
-            (!best || jb->priority > best->priority ||
-             (jb->priority == best->priority && jb->seq < best->seq)))
-            best = jb;
-    return best;
-}
-
-/* How many ended jobs each uid loses now (uidacct.trim): what it holds
- * beyond per_uid_history (root and the daemon's uid: no such limit), then,
- * while the history is still over job_history, one more at a time from
- * whichever uid would keep the most. Besides, a uid over
- * per_uid_request_bytes loses its oldest ended jobs until it is not (or
- * has none): the pump's walk checks that as it goes. Whether anything is
- * to go. Under the lock. */
-static bool plan_trim(rvd_jobs *j) {
-    unsigned keep = j->n_ended;
-    bool bytes = false;
-    for (size_t i = 0; i < j->n_accts; i++)
-        bytes |= j->accts[i].ended && over_bytes(j, &j->accts[i]);
-    for (size_t i = 0; i < j->n_accts; i++) {
-        struct uidacct *a = &j->accts[i];
-        a->trim = 0;
-        if (!uid_exempt(a->uid) && a->ended > j->limits.per_uid_history)
-            a->trim = a->ended - j->limits.per_uid_history;
-        keep -= a->trim;
-    }
-    while (keep > j->limits.history) {
-        struct uidacct *big = NULL;
-        for (size_t i = 0; i < j->n_accts; i++) {
-            struct uidacct *a = &j->accts[i];
-            if (a->ended > a->trim && (!big || a->ended - a->trim > big->ended - big->trim))
-                big = a;
-        }
-        if (!big)
-            break;
-        /* Take from big down to the next largest in one step. */
-        unsigned next = 0;
-        for (size_t i = 0; i < j->n_accts; i++) {
-            struct uidacct *a = &j->accts[i];
-            if (a != big && a->ended - a->trim > next)
-                next = a->ended - a->trim;
-        }
-        unsigned mine = big->ended - big->trim;
-        unsigned take = mine - next > 0 ? mine - next : 1;
-        if (take > keep - j->limits.history)
-            take = keep - j->limits.history;
-        big->trim += take;
-        keep -= take;
-    }
-    return keep < j->n_ended || bytes;
-}
-
-static bool in_engine(const struct job *jb) {
-    for (size_t i = 0; i < jb->view.n_objects; i++)
-        if (jb->objs[i].obj)
-            return true;
-    return false;
-}
-
-void rvd_jobs_pump(rvd_jobs *j, rv_engine *e) {
-    struct job *starts = NULL, *cancels = NULL, *trimmed = NULL;
-    struct jobject *release;
-
-    rvd_cacheops_pump(j->cache, e); /* before the jobs: a removal never meets a job starting */
-
-    pthread_mutex_lock(&j->lock);
-    if (j->stopping) {
-        pthread_mutex_unlock(&j->lock);
-        return;
-    }
-    release = j->release;
-    j->release = NULL;
-    j->transfers = rv_engine_transfers(e);
-    j->cache_bytes = rv_engine_cache_bytes(e);
-    for (struct job *jb = j->head; j->n_want_cancel && jb; jb = jb->next)
-        if (jb->want_cancel) {
-            jb->want_cancel = false;
-            j->n_want_cancel--;
-            jb->work_next = cancels;
-            cancels = jb;
-        }
-    while (j->n_queued && j->n_running < j->limits.max_running) {
-        struct job *jb = next_queued(j);
-        if (!jb)
-            break;
-        jb->view.state = RVD_JOB_RUNNING;
-        j->n_queued--;
-        j->n_running++;
-        acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_QUEUED, RVD_JOB_RUNNING);
-        jb->work_next = starts;
-        starts = jb;
-    }
-    pthread_mutex_unlock(&j->lock);
-
-    /* Engine calls, without the lock (the hooks take it). */
-    for (struct jobject *o = release; o; o = o->release_next) {
-        rv_engine_release(e, o->obj);
-        o->obj = NULL;
-        pthread_mutex_lock(&j->lock); /* readers look at data_fd */
-        int fd = o->data_fd;
-        o->data_fd = -1;
-        pthread_mutex_unlock(&j->lock);
-        if (fd >= 0)
-            close(fd);
-        jobject_close(j, o);
-    }
-    for (struct job *jb = cancels; jb; jb = jb->work_next)
-        for (size_t i = 0; i < jb->view.n_objects; i++)
-            if (jb->objs[i].obj)
-                rv_engine_cancel(e, jb->objs[i].obj);
-    /* starts is newest-picked first: start in the order they were picked. */
-    struct job *ordered = NULL;
-    while (starts) {
-        struct job *jb = starts;
-        starts = jb->work_next;
-        jb->work_next = ordered;
-        ordered = jb;
-    }
-    for (struct job *jb = ordered; jb; jb = jb->work_next)
-        job_start(j, e, jb);
-
-    /* The history: ended jobs beyond the limits go, oldest first (see
-     * "Per uid" for whose). Only this thread frees jobs, and never one the
-     * engine still holds. */
-    pthread_mutex_lock(&j->lock);
-    flush_locked(j); /* the last perform's events, and the starts' */
-    if (plan_trim(j)) {
-        struct job *tail = j->head;
-        while (tail && tail->next)
-            tail = tail->next;
-        for (struct job *jb = tail; jb;) {
-            struct job *prev = jb->prev;
-            struct uidacct *a = is_ended(jb) ? acct_find(j, jb->owner.uid) : NULL;
-            if (a && (a->trim || over_bytes(j, a)) && !in_engine(jb)) {
-                if (a->trim)
-                    a->trim--;
-                if (jb->prev)
-                    jb->prev->next = jb->next;
-                else
-                    j->head = jb->next;
-                if (jb->next)
-                    jb->next->prev = jb->prev;
-                j->n_ended--;
-                acct_move(j, jb->owner.uid, jb->req_bytes, RVD_JOB_DONE, 0); /* a may go */
-                jb->work_next = trimmed;
-                trimmed = jb;
-            }
-            jb = prev;
-        }
-        for (size_t i = 0; i < j->n_accts; i++)
-            j->accts[i].trim = 0; /* those still in the engine: next time */
-    }
-    pthread_mutex_unlock(&j->lock);
-    while (trimmed) {
-        struct job *jb = trimmed;
-        trimmed = jb->work_next;
-        if (j->store)
-            rvd_jobstore_remove(j->store, jb->id);
-        for (size_t i = 0; j->reads_dirfd >= 0 && i < jb->view.n_objects; i++) {
-            char *name = jb->objs[i].src->destination ? NULL : read_only_name(&jb->objs[i]);
-            if (name)
-                unlinkat(j->reads_dirfd, name, 0);
-            free(name);
-        }
-        job_free(j, jb);
-    }
-}
-
-void rvd_jobs_stop(rvd_jobs *j) {
-    rvd_cacheops_stop(j->cache);
-    pthread_mutex_lock(&j->lock);
-    j->stopping = true;
-    for (struct job *jb = j->head; jb; jb = jb->next)
-        while (jb->subs) {
-            struct sub *s = jb->subs;
-            sub_unlink(j, jb, s);
-            s->sink.end(s->sink.ctx, RVD_UNAVAILABLE,
-                        "retrieverd is shutting down; the job continues when it restarts");
-            free(s);
-        }
-    for (struct job *jb = j->head; jb; jb = jb->next)
-        for (size_t i = 0; i < jb->view.n_objects; i++)
-            readers_end(&jb->objs[i], false, RVD_UNAVAILABLE,
-                        "retrieverd is shutting down; read again once it is back");
-    pthread_mutex_unlock(&j->lock);
-}
-
 rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
     if (!j)
         return NULL;
@@ -1969,7 +944,7 @@ rvd_jobs *rvd_jobs_free(rvd_jobs *j) {
     while (j->head) {
         struct job *jb = j->head;
         j->head = jb->next;
-        job_free(j, jb);
+        rvd_job_free(j, jb);
     }
     if (j->reads_dirfd >= 0)
         close(j->reads_dirfd);

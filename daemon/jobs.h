@@ -21,7 +21,7 @@
  *            failed, else CANCELLED. Subscribers' streams end (OK); the job
  *            stays in the history (Status, List) until its owner has
  *            per_uid_history newer ended jobs, or the history as a whole is
- *            over job_history while its owner holds the most (jobs.c, "Per
+ *            over job_history while its owner holds the most (jobstate.c, "Per
  *            uid").
  *
  * A job stops (CANCELLED) when its last subscriber leaves (Cancel, or the
@@ -170,7 +170,7 @@ typedef struct rvd_jobs_limits {
     unsigned max_queued;      /* jobs waiting; beyond: RESOURCE_EXHAUSTED */
     unsigned max_subscribers; /* per job */
     unsigned history;         /* ended jobs kept */
-    /* The same, for one uid (fairness, see "Per uid" in jobs.c): its
+    /* The same, for one uid (fairness, see "Per uid" in jobstate.c): its
      * jobs start only while it has fewer than per_uid_running running;
      * it may have per_uid_queued waiting (beyond: RESOURCE_EXHAUSTED
      * naming per-uid-queued-jobs); its ended jobs beyond per_uid_history
@@ -273,10 +273,13 @@ bool rvd_jobs_read_stop(rvd_jobs *j, const char *id, uint32_t index, const rvd_r
 rvd_code rvd_jobs_status(rvd_jobs *j, const rvd_peer *caller, const char *id,
                          void (*fn)(void *ud, const rvd_job_view *v), void *ud, char **ret_msg);
 
-/* Call fn for each visible job whose state is in states_mask (bit 1<<state;
- * 0: all), newest first, at most limit. */
-void rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask, unsigned limit,
-                   void (*fn)(void *ud, const rvd_job_view *v), void *ud);
+/* Call fn once, under the lock, with the visible jobs whose state is in
+ * states_mask (bit 1<<state; 0: all), newest first, at most limit (n may
+ * be 0). RVD_INTERNAL (fn not called): out of memory. */
+rvd_code rvd_jobs_list(rvd_jobs *j, const rvd_peer *caller, unsigned states_mask,
+                       unsigned limit,
+                       void (*fn)(void *ud, const rvd_job_view *const *views, size_t n),
+                       void *ud);
 
 void rvd_jobs_stats_get(rvd_jobs *j, rvd_jobs_stats *ret);
 /* The cache RPCs' queue (cacheops.h), owned by the table: pumped with it,

@@ -844,6 +844,9 @@ uint64_t rv_durable_sync_due(rv_engine *e, uint64_t now) {
             if (c->xfer && c->xfer->stage)
                 held += c->xfer->stage->req.len;
         }
+        if (o->last_submit_ms == 0)
+            o->last_submit_ms = now; /* the interval starts with its download, not at 0:
+                                      * else its first partial stages go unaligned at once */
         uint64_t due = o->last_submit_ms + e->cfg.flush_interval_ms;
         /* A slow or stalled transfer's partly filled stage goes to the
          * writer when a sync is due; once it lands, the next round syncs

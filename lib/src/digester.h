@@ -1,8 +1,8 @@
 /* digester.h — sha256 of objects' bytes off the engine thread (internal).
  *
- * SHA-256 runs at ~1 GB/s on one core here: hashing on the engine thread,
- * as the bytes arrived, took half of that thread's time for a 1 GiB
- * download and made --digest runs 3x slower than the download itself. The
+ * SHA-256 is slower on one core than a loopback download: hashing on the
+ * engine thread, as the bytes arrived, took half of that thread's time
+ * and made --digest runs several times slower than the download. The
  * engine submits requests instead ("add these spans, in order, to this
  * context"), in file order per object, one at a time per object, and the
  * digester thread hashes them on another core. A span is either a buffer

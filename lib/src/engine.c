@@ -78,7 +78,7 @@ void rv_config_init(rv_config *cfg) {
         .max_restarts = 3,
         .on_change = RV_CHANGE_RESTART,
         .progress_interval_ms = 200,
-        .compute_sha256 = false, /* costs ~0.75 CPU-s/GiB; docs/engine.md */
+        .compute_sha256 = false, /* a CPU-second or so per GiB: on request only */
         .flush_bytes = 64u << 20,
         .flush_interval_ms = 1000,
         .link_deliveries = false,
@@ -125,11 +125,11 @@ const char *rv_state_name(rv_state s) {
 
 /* The kernel grows the table on demand, but growing it while other
  * threads run waits for an RCU grace period (expand_fdtable in
- * fs/file.c), ~10 ms on this VM, on whichever thread opens the descriptor
- * that does not fit. With durable state the engine holds more descriptors
- * than the 64 a process starts with (sockets, blobs being written, synced,
- * made ahead and delivered): 1000 small files grew the table two or three
- * times, 10-36 ms of the engine thread's time in dup() alone. A table
+ * fs/file.c), milliseconds on a virtual machine, on whichever thread
+ * opens the descriptor that does not fit. With durable state the engine
+ * holds more descriptors than the 64 a process starts with (sockets, blobs
+ * being written, synced, made ahead and delivered): many small files grew
+ * the table several times, each growth on the engine thread (docs/benchmarks.md, "What each default was chosen from"). A table
  * never shrinks; 1024 entries are 8 KiB. Best effort: nothing fails
  * without it. */
 void rv_reserve_descriptors(unsigned n) {
@@ -150,11 +150,10 @@ void rv_reserve_descriptors(unsigned n) {
  * at its end (256 KiB: RECV_BUFFER_SIZE in http.c) is the engine's largest
  * allocation that comes and goes. With glibc's dynamic thresholds, freed
  * buffers at the top of the heap were trimmed (brk) and the next transfers
- * grew it again: 1000 files of 64 KiB made 160-600 brk calls (the timing
- * decides), each growth paid in page faults and zeroed pages, and each
- * trim, with the engine's helper threads running, in an IPI to flush the
- * other CPUs' TLBs. Held on to instead: 35 brk calls, and 9-18% less wall
- * and CPU time for those files with state (docs/engine.md). Below the mmap
+ * grew it again: hundreds of brk calls for many small files, each growth
+ * paid in page faults and zeroed pages, and each trim, with the engine's
+ * helper threads running, in an IPI to flush the other CPUs' TLBs. Held on
+ * to instead, a few dozen, and the run faster (docs/benchmarks.md, "What each default was chosen from"). Below the mmap
  * threshold, the buffers come from the heap and are reused; 8 MiB of free
  * heap top (16 transfers' buffers are 4 MiB) is kept before any is
  * returned. The 512 KiB stages of stage.c stay above the threshold, mapped

@@ -14,19 +14,17 @@
 #define SPAN_BUFFER_SIZE (256u << 10)
 
 /* Starting costs, in ns, before any are measured: the break-even batch is
- * 8 files (measured on ext4 here: 0.33 ms per fdatasync of a small file,
- * 0.04 s for one syncfs of 900). */
+ * 8 files (measured on ext4: docs/benchmarks.md, "What each default was chosen from"). */
 #define FDATASYNC_NS_START 330000u
 #define SYNCFS_NS_START (8u * FDATASYNC_NS_START)
 
 /* Least time between the starts of two syncs. Every sync has a fixed cost
  * besides the data: the file system's metadata blocks written again, a
- * cache flush of the disk, the requests' interrupts (on this VM a virtio
- * kick each, and a flush on the host). Without spacing, 1000 small objects
- * finishing one after another got a syncfs per ~15 of them, back to back.
- * With 3 ms between starts the batches grow: 1000 files of 64 KiB with
- * state took 0.088 s instead of 0.102 s (medians of 15 shuffled runs each;
- * 2 ms: 0.091, 5 ms: 0.086). The first sync after a quiet spell starts at
+ * cache flush of the disk, the requests' interrupts (on a virtual disk a
+ * kick each, and a flush on the host). Without spacing, many small objects
+ * finishing one after another got a syncfs for a handful of them each,
+ * back to back; with spacing the batches grow and the run is faster
+ * (docs/benchmarks.md, "What each default was chosen from"). The first sync after a quiet spell starts at
  * once, so a lone download waits no longer; a busy one waits 3 ms at most,
  * and the last objects of a run not at all (rv_flusher_hurry). */
 #define SYNC_SPACING_US 3000u

@@ -13,8 +13,9 @@ struct rv_sha256 {
 
 /* The digest, fetched from OpenSSL's providers once for the process:
  * EVP_sha256() fetches it anew at every init (OpenSSL 3's "implicit
- * fetch"), a lookup in the provider store per object, ~1% of the engine
- * thread's time with 1000 small files. Kept for the process's life. */
+ * fetch"), a lookup in the provider store per object, which showed in the
+ * engine thread's profile with many small files. Kept for the process's
+ * life. */
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 

@@ -1,6 +1,6 @@
 /* sha256.h — incremental SHA-256 over OpenSSL's EVP interface, which uses
- * the CPU's SHA extensions where present (~1.4 GB/s here against ~0.4 GB/s
- * for a portable implementation). */
+ * the CPU's SHA extensions where present (several times a portable
+ * implementation's speed: `openssl speed -evp sha256`). */
 #ifndef RV_SHA256_H
 #define RV_SHA256_H
 

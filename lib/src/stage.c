@@ -3,14 +3,13 @@
  * the page cache; with a digest, hashed from the same buffers.
  *
  * Why: written from libcurl's buffer, each byte costs the engine thread a
- * copy into a new page-cache page, about 0.25 CPU-s per GiB here, while
- * the same thread receives every connection's bytes. Copied into a stage
- * instead (a plain memcpy, a fraction of that), the page-cache write runs
- * on a writer thread, on the other core: 1 GiB from nginx without state
- * took 0.65 s instead of 0.89 s (7 shuffled rounds each; curl 1.10 s).
+ * copy into a new page-cache page, while the same thread receives every
+ * connection's bytes. Copied into a stage instead (a plain memcpy, a
+ * fraction of that), the page-cache write runs on a writer thread, on
+ * another core (the measurements: docs/benchmarks.md, "What each default was chosen from").
  * With state, every byte must reach the disk before the download is
  * delivered anyway, and through the page cache it would cost a writeback
- * by the flusher's fdatasync later too (about 0.3 CPU-s per GiB): written
+ * by the flusher's fdatasync later too: written
  * with O_DIRECT from the stage, the disk takes the bytes from that buffer
  * (libcurl's is not aligned, which O_DIRECT needs) and nothing is written
  * back (on a file system that refuses O_DIRECT, through the page cache).
@@ -85,10 +84,8 @@
 #include "crc32c.h"
 #include "engine_int.h"
 
-/* Large writes reach the disk's speed here (dd of 1 GiB with O_DIRECT:
- * 0.67 s in 1 MiB writes, 0.72 s in 256 KiB ones); each running transfer
- * holds one stage. 1 GiB with state took 0.84 s with 512 KiB stages and
- * 0.97 s with 256 KiB ones (9 shuffled rounds). */
+/* Large enough for a direct write to reach the disk's speed; each running
+ * transfer holds one (smaller stages were slower with state: docs/benchmarks.md, "What each default was chosen from"). */
 #define STAGE_SIZE (512u << 10)
 
 /* Stages beyond one per running transfer: the writer's queue, enough to
@@ -96,13 +93,11 @@
 #define STAGE_SPARE 8u
 
 /* Writer lanes, each one write in flight, for an object's direct writes
- * and for its page-cache ones. A direct write waits for the disk, and this
- * VM's disk completes more of them at once than one after another: 1 GiB
- * with state took 1.54 s over 8 lanes against 1.81 s over 2 (8 shuffled
- * rounds each; 8 parallel `dd oflag=direct` plus the sync: 1.55 s). A
+ * and for its page-cache ones. A direct write waits for the disk, and a
+ * virtual disk completes more of them at once than one after another. A
  * page-cache write is a copy on a core, and writes into one file take its
- * lock in turn: without state 8 lanes took 0.87 s and 1.1 CPU-s against
- * 0.65 s and 0.72 CPU-s over 2. */
+ * lock in turn, so more lanes only cost CPU there (the measurements:
+ * docs/benchmarks.md, "What each default was chosen from"). */
 #define DIRECT_LANES RV_WRITER_LANES
 #define BUFFERED_LANES 2u
 
@@ -113,7 +108,7 @@
 #define STAGE_ALIGN 4096u
 
 /* Smaller objects are written by the engine thread itself: a stage's copy
- * and hand-off gained nothing for 1000 files of 64 KiB (measured), and
+ * and hand-off gained nothing for many small files, and
  * with state they are synced together with one syncfs (flusher.h), where
  * a direct write of each would wait for the disk one by one. */
 #define STAGE_MIN_OBJECT (16u << 20)
@@ -128,18 +123,17 @@
  * download and the hash took turns instead of overlapping (a digested
  * 1 GiB without state took about their sum). So the stages held for the
  * digest stay under twice that, beyond the frontier and in its request.
- * 8 stages kept the wall time of 16 (within the spread, digested 1 GiB
- * with and without state) with 10 MiB less peak memory (docs/benchmarks.md);
+ * 8 stages were as fast as 16 with less memory (docs/benchmarks.md, "What each default was chosen from");
  * HOLD_MAX bounds them all together, beyond which the farthest is let go
  * (its bytes are read back from the file instead). */
 #define DIGEST_LEAD 8u
 #define HOLD_MAX (2u * DIGEST_LEAD + 4u)
 
-/* Pacing costs requests: DIGEST_LEAD stages over 16 connections (one stage at least) are
- * 512 KiB ranges, and each request waits for its answer. From a near
- * origin that is nothing (loopback nginx answers within a millisecond);
- * from one that takes 20 ms to answer, at 25 MiB/s per connection, paced
- * ranges took a digested 1 GiB from 3.7 s to 5.4 s. So only an origin
+/* Pacing costs requests: DIGEST_LEAD stages over 16 connections (one
+ * stage at least) are 512 KiB ranges, and each request waits for its
+ * answer. From a near origin that is nothing; from one that takes tens of
+ * ms to answer, paced ranges made a digested download much slower
+ * (docs/benchmarks.md, "What each default was chosen from"). So only an origin
  * whose probe was answered within NEAR_ORIGIN_US is paced; a far one's
  * ranges keep their size, its stages beyond the held window are let go,
  * and their bytes are read back (the download is slower than the hash

@@ -235,14 +235,14 @@ static void sql_redact(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
  * Two syncs SQLite would do are skipped, both only ever costing a resume:
  * - A new database starts in rollback-journal mode; its switch to WAL and
  *   the creation of its schema are writes SQLite syncs several times
- *   (~2 ms here, for every fresh state directory). They run with
+ *   (milliseconds, for every fresh state directory). They run with
  *   synchronous = OFF: the file holds nothing yet, and a torn one fails
  *   quick_check at the next open and is quarantined and rebuilt like any
  *   corrupt database, or misses tables, which migrate() creates.
  * - Closing does not checkpoint (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): the
  *   WAL stays, and the next open reads it. That checkpoint wrote and
- *   synced the run's pages at exit, after the last delivery (5+ ms for
- *   1000 small files); SQLite's automatic checkpoints still bound the WAL
+ *   synced the run's pages at exit, after the last delivery (milliseconds
+ *   for many small files); SQLite's automatic checkpoints still bound the WAL
  *   (1000 pages). The WAL's commits are as durable as before: with
  *   synchronous = NORMAL a power failure may lose the last ones, which
  *   only loses marks (docs/state.md). */

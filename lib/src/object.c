@@ -100,9 +100,11 @@ bool rv_object_transition_legal(rv_state from, rv_state to) {
  *            |    the transfer stopped: retry, stall,        |
  *            |    pause, start over, object ended            |
  *            |                                               |
- *            | known complete without a            its last  |
- *            | transfer: a cache hit's blob, a     byte is   |
- *            | resumed range, an empty body        written   |
+ *            | without a transfer: its last        its last  |
+ *            | byte copied by a step source        byte is   |
+ *            | (file://), or known complete: a     written   |
+ *            | cache hit's blob, a resumed range,            |
+ *            | an empty body                                 |
  *            +-------------------> DONE <--------------------+
  *
  * DONE is final: a range's bytes, once all there, stay (a revalidation

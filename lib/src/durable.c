@@ -482,8 +482,9 @@ static bool resume(rv_object *o, const rv_store_object *so) {
         chunks[i] = (rv_chunk){.start = r->start, .end = r->end, .pos = r->durable,
                                .landed = r->durable,
                                .submitted = r->durable, .durable = r->durable,
-                               .crc = r->crc32c,
-                               .state = r->durable == r->end ? RV_CHUNK_DONE : RV_CHUNK_TODO};
+                               .crc = r->crc32c};
+        if (r->durable == r->end) /* all of it durable: a new range, TODO, is DONE */
+            rv_chunk_set_state(o, &chunks[i], RV_CHUNK_DONE);
         done += r->durable - r->start;
     }
     free(o->chunks);
@@ -524,10 +525,11 @@ static bool cache_hit(rv_object *o, const rv_store_object *so) {
         return false;
     *c = (rv_chunk){.start = 0, .end = so->size, .pos = so->size, .landed = so->size,
                     .submitted = so->size,
-                    .durable = so->size, .crc = so->crc32c, .state = RV_CHUNK_DONE};
+                    .durable = so->size, .crc = so->crc32c};
     free(o->chunks);
     o->chunks = c;
     o->n_chunks = 1;
+    rv_chunk_set_state(o, c, RV_CHUNK_DONE); /* a new range, TODO: legal */
     o->size = so->size;
     o->bytes_done = so->size; /* honest progress: all of it is here */
     o->ranges = o->planned = o->cached = true;
@@ -1104,7 +1106,7 @@ void rv_durable_leader_ended(rv_object *l) {
             f->planned = false;
             free(f->key);
             f->key = NULL;
-            f->state = RV_STATE_QUEUED;
+            rv_object_set_state(f, RV_STATE_QUEUED);
         } else {
             rv_object_fail(f, l->err, "%s", rv_object_error_detail(l));
         }

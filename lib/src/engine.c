@@ -17,12 +17,12 @@
  * (rv_source.h): resolve, start_range, revalidate, stop, finish, step,
  * close; the source reports back through the sink (sink.h).
  *
- * Object state transitions (all through object_set_state, which lower
- * modules reach as rv_object_set_state through rv_engine.life):
- *   QUEUED -> RESOLVING -> DOWNLOADING -> VERIFYING -> DONE
- *   DOWNLOADING -> RESOLVING              (object changed: restart)
- *   any non-terminal -> FAILED | CANCELLED
+ * Object state transitions: all through object_set_state, which lower
+ * modules reach as rv_object_set_state through rv_engine.life; the machine
+ * is drawn in object.c next to its table (rv_object_transition_legal),
+ * with the ranges' machine (rv_chunk_set_state).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -112,12 +112,6 @@ int rv_parse_size(const char *s, uint64_t *ret) {
         return RV_E_INVALID_ARGUMENT;
     *ret = (uint64_t)v << shift;
     return RV_OK;
-}
-
-const char *rv_state_name(rv_state s) {
-    static const char *const names[] = {"queued", "resolving", "downloading", "verifying",
-                                        "done", "failed", "cancelled"};
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
 
 /* ----------------------------------------------------------------------- */
@@ -754,7 +748,8 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         goto fail;
     }
     o->id = ++e->next_id;
-    o->state = RV_STATE_QUEUED;
+    o->state = RV_STATE_QUEUED; /* the machine's start (object.c) */
+    e->n_entered[RV_STATE_QUEUED]++;
     o->t_start_ms = rv_now_ms();
     o->prev = e->tail;
     if (e->tail)
@@ -792,12 +787,30 @@ static void source_close(rv_object *o) {
         o->source->close(o);
 }
 
+/* The one way an object's state changes (the machine is drawn in object.c,
+ * next to its table, rv_object_transition_legal). A change to the state it
+ * is in is none. An illegal change is a bug: an assertion in debug builds;
+ * in release builds it is refused and the object fails with RV_E_INTERNAL
+ * naming it (nothing changes once terminal). Each change is counted
+ * (n_entered) and reported (on_state), except a follower's return to
+ * QUEUED: to its caller it goes on where it was, and its next change
+ * (RESOLVING) is the one reported. */
 static void object_set_state(rv_object *o, rv_state s) {
     rv_engine *e = o->engine;
+    rv_state from = o->state;
 
-    if (o->state == s || rv_state_is_terminal(o->state))
+    if (from == s)
         return;
+    if (!rv_object_transition_legal(from, s)) {
+        assert(!"illegal object state change");
+        rv_object_fail(o, RV_E_INTERNAL, "illegal state change %s -> %s (a bug in the engine)",
+                       rv_state_name(from), rv_state_name(s));
+        return;
+    }
     o->state = s;
+    e->n_entered[s]++;
+    if (s == RV_STATE_QUEUED)
+        return;
     if (rv_state_is_terminal(s)) {
         o->t_end_ms = rv_now_ms();
         e->n_live--;

@@ -278,8 +278,8 @@ struct rv_object {
  * (rv_engine_open). These calls through it are the only way up the
  * layers (object.c says which), so lib/src's call graph stays acyclic. */
 typedef struct rv_lifecycle {
-    /* The state becomes s (nothing once terminal); a terminal one frees
-     * the destination and ends the object's followers. */
+    /* The state becomes s (checked against object.c's table); a terminal
+     * one frees the destination and ends the object's followers. */
     void (*set_state)(rv_object *o, rv_state s);
     /* Discard every byte of o and resolve it again from the origin (a
      * changed object, a corrupt cache entry). */
@@ -312,6 +312,8 @@ struct rv_engine {
     rv_object **dest_buckets;  /* live objects by destination path (hash set) */
     size_t n_dest_buckets, n_dests;
     unsigned n_live;           /* objects not in a terminal state */
+    uint64_t n_entered[RV_STATE_CANCELLED + 1]; /* state changes, by the state entered
+                                                   (object_set_state) */
     unsigned active;           /* transfers running, all objects */
     rv_hostlimit **hosts;
     size_t n_hosts;
@@ -374,6 +376,14 @@ uint64_t rv_now_ms(void);
 rv_object *rv_object_by_id(rv_engine *e, uint64_t id);
 /* The chunk of o starting at start, or NULL. */
 rv_chunk *rv_chunk_starting(rv_object *o, uint64_t start);
+/* The state machines' tables (drawn in object.c): whether a change from
+ * one state to another is allowed (to the same state: yes, no change). */
+bool rv_object_transition_legal(rv_state from, rv_state to);
+bool rv_chunk_transition_legal(rv_chunk_state from, rv_chunk_state to);
+/* The one way a range's state changes: RV_OK, or (an illegal change: a
+ * bug) an assertion in debug builds and, in release builds, the change
+ * refused, o failed with RV_E_INTERNAL naming it, and RV_E_INTERNAL. */
+int rv_chunk_set_state(rv_object *o, rv_chunk *c, rv_chunk_state to);
 
 /* rv_engine_wakeup as a helper thread's wake callback (ud: the engine). */
 void rv_engine_wake_cb(void *engine);

@@ -194,7 +194,8 @@ static bool accept_probe(rv_transfer *t) {
     if (rv_sink_plan(o, size, first_end) != RV_OK)
         return false;
     t->chunk = &o->chunks[0];
-    t->chunk->state = RV_CHUNK_ACTIVE;
+    if (rv_chunk_set_state(o, t->chunk, RV_CHUNK_ACTIVE) != RV_OK)
+        return false;
     t->chunk->xfer = t;
     rv_sink_planned(o);
     rv_sink_resolved(o);
@@ -597,7 +598,12 @@ static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
     }
     if (curl_multi_add_handle(e->multi, h) != CURLM_OK)
         goto nomem;
-    c->state = RV_CHUNK_ACTIVE;
+    /* A revalidation borrows its DONE range: the bytes stay done. */
+    if (c->state != RV_CHUNK_DONE && rv_chunk_set_state(o, c, RV_CHUNK_ACTIVE) != RV_OK) {
+        curl_multi_remove_handle(e->multi, h);
+        xfer_put(e, t);
+        return RV_E_INTERNAL;
+    }
     c->xfer = t;
     o->active++;
     e->active++;
@@ -620,7 +626,6 @@ static int http_revalidate(rv_object *o) {
     rv_transfer *t = o->chunks[0].xfer;
     t->probe = false;
     t->revalidate = true;
-    o->chunks[0].state = RV_CHUNK_DONE; /* only borrowed: its bytes stay done */
     curl_easy_setopt(t->easy, CURLOPT_RANGE, "0-0");
     if (append_header(&t->req_headers, o->etag ? "If-None-Match" : "If-Modified-Since",
                       o->etag ? o->etag : o->last_modified ? o->last_modified : "") != RV_OK) {
@@ -640,7 +645,7 @@ static void xfer_detach(rv_engine *e, rv_transfer *t) {
     if (t->chunk && t->chunk->xfer == t) {
         t->chunk->xfer = NULL;
         if (t->chunk->state == RV_CHUNK_ACTIVE)
-            t->chunk->state = RV_CHUNK_TODO;
+            rv_chunk_set_state(o, t->chunk, RV_CHUNK_TODO);
     }
     o->active--;
     e->active--;
@@ -759,7 +764,7 @@ static void http_finish(rv_engine *e, CURLMsg *msg) {
         break;
     case RV_XFER_DONE_EMPTY:
         if (rv_sink_plan(o, 0, 0) == RV_OK) {
-            o->chunks[0].state = RV_CHUNK_DONE;
+            rv_chunk_set_state(o, &o->chunks[0], RV_CHUNK_DONE);
             rv_sink_resolved(o);
         }
         break;

@@ -71,7 +71,8 @@ void rv_sink_changed(rv_object *o, const char *reason) {
 
 void rv_sink_range_done(rv_object *o, rv_chunk *c) {
     rv_engine *e = o->engine;
-    c->state = RV_CHUNK_DONE;
+    if (rv_chunk_set_state(o, c, RV_CHUNK_DONE) != RV_OK)
+        return;
     c->failures = 0;
     c->refused_since_ms = 0;
     if (e->hooks.on_chunk_done)
@@ -148,7 +149,8 @@ void rv_sink_retry(rv_object *o, rv_chunk *c, int err, long status, rv_fault fau
         if (o->size != RV_UNKNOWN && rv_outfile_preallocate(o, o->size) != RV_OK)
             return;
     }
-    c->state = RV_CHUNK_TODO;
+    if (rv_chunk_set_state(o, c, RV_CHUNK_TODO) != RV_OK)
+        return;
     c->due_ms = now + wait;
     o->retries++;
     if (e->hooks.on_retry) {

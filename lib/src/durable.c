@@ -387,8 +387,12 @@ static int make_key(rv_object *o) {
     /* A proxy that takes credentials may answer differently per account:
      * its bytes are kept apart like those fetched with a header. */
     bool proxy_cred = o->proxy && strchr(o->proxy, '@');
+    /* An s3:// object is its bucket and key at one endpoint, as one access
+     * key id sees it: the endpoint, region and style name the object, and
+     * the key id keeps callers' objects apart (never the secret, nor the
+     * session token, which changes while the account stays). */
     if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure ||
-        proxy_cred) {
+        proxy_cred || o->s3) {
         FILE *f = open_memstream(&msg, &msg_len);
         if (!f) {
             r = RV_E_NOMEM;
@@ -402,6 +406,14 @@ static int make_key(rv_object *o) {
             fwrite(l->data, 1, strlen(l->data) + 1, f);
         if (o->insecure)
             fwrite("insecure", 1, sizeof("insecure"), f);
+        if (o->s3) {
+            const char *parts[] = {"s3", o->s3_endpoint ? o->s3_endpoint : "",
+                                   o->s3_region ? o->s3_region : "",
+                                   o->s3_path_style ? "path" : "virtual",
+                                   o->s3_key_id ? o->s3_key_id : ""};
+            for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++)
+                fwrite(parts[k], 1, strlen(parts[k]) + 1, f);
+        }
         if (proxy_cred) {
             fwrite("proxy", 1, sizeof("proxy"), f);
             fwrite(o->proxy, 1, strlen(o->proxy) + 1, f);

@@ -208,6 +208,20 @@ struct rv_object {
     char *weak_etag;           /* a W/ ETag, or NULL */
     char *weak_last_modified;  /* a Last-Modified without Date, or NULL */
     char *fetch_url;           /* after redirects; what ranges are asked of */
+    /* s3:// (rv_request.s3, copied; s3.c): where and as whom. The secret
+     * is cleansed when the object goes and never shown. */
+    bool s3;                   /* the request had s3 parameters */
+    bool s3_path_style;
+    char *s3_endpoint, *s3_region, *s3_key_id, *s3_secret, *s3_token;
+    /* Set by the object's source before its first transfer: */
+    char *origin_url;          /* what transfers ask for in place of
+                                  url->normalised (s3: the https URL) */
+    char *sigv4;               /* CURLOPT_AWS_SIGV4's provider string
+                                  ("aws:amz:REGION:s3"), or NULL: unsigned;
+                                  the key pair is s3_key_id/s3_secret */
+    bool if_match;             /* later ranges carry If-Match with the
+                                  ETag, not If-Range (a changed object is
+                                  refused with 412, never sent whole) */
 
     /* ranges */
     rv_chunk *chunks;          /* sorted by start, contiguous, cover [0, size) */

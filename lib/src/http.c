@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "crc32c.h"
+#include "http.h"
 #include "sink.h"
 #include "httphdr.h"
 #include "netdeny.h"
@@ -477,8 +478,16 @@ static void rate_share(rv_object *o) {
  * request that fetches a whole object in one (the probe; a small object is
  * done with it) gains from h2: many of them share one TLS connection. Only
  * https: h2 without TLS (h2c) is not offered by the servers that matter. */
+/* What a transfer asks for: after the probe, where its redirects led;
+ * else the URL the object's source made (s3.c), else the object's own. */
+static const char *request_url(const rv_object *o, bool probe) {
+    if (o->fetch_url && !probe)
+        return o->fetch_url;
+    return o->origin_url ? o->origin_url : o->url->normalised;
+}
+
 static bool want_h2(rv_http2_mode mode, const rv_object *o, bool probe) {
-    const char *url = o->fetch_url && !probe ? o->fetch_url : o->url->normalised;
+    const char *url = request_url(o, probe);
     if (mode == RV_HTTP2_NEVER || strncmp(url, "https://", 8) != 0)
         return false;
     return mode == RV_HTTP2_ALWAYS || probe || !o->ranges;
@@ -499,7 +508,7 @@ static const char *if_range_value(const rv_object *o) {
     return o->etag ? o->etag : o->last_modified;
 }
 
-static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
+int rv_http_start_range(rv_object *o, rv_chunk *c, bool probe) {
     rv_engine *e = o->engine;
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
@@ -526,12 +535,30 @@ static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
             goto nomem;
         t->req_headers = l;
     }
-    if (!probe && o->ranges && if_range_value(o) &&
-        append_header(&t->req_headers, "If-Range", if_range_value(o)) != RV_OK)
+    if (!probe && o->ranges && o->if_match && o->etag) {
+        if (append_header(&t->req_headers, "If-Match", o->etag) != RV_OK)
+            goto nomem;
+    } else if (!probe && o->ranges && if_range_value(o) &&
+               append_header(&t->req_headers, "If-Range", if_range_value(o)) != RV_OK) {
+        goto nomem;
+    }
+    /* SigV4 (s3.c): libcurl signs each request, but 7.88 neither adds the
+     * payload's hash header S3 requires nor a session token; both go in
+     * as headers, which libcurl then signs with the rest. The key pair
+     * goes to libcurl only, never into a URL or a message. */
+    if (o->sigv4 &&
+        (append_header(&t->req_headers, "x-amz-content-sha256", "UNSIGNED-PAYLOAD") != RV_OK ||
+         (o->s3_token &&
+          append_header(&t->req_headers, "x-amz-security-token", o->s3_token) != RV_OK)))
         goto nomem;
 
     CURL *h = t->easy;
-    curl_easy_setopt(h, CURLOPT_URL, o->fetch_url && !probe ? o->fetch_url : o->url->normalised);
+    curl_easy_setopt(h, CURLOPT_URL, request_url(o, probe));
+    if (o->sigv4) {
+        curl_easy_setopt(h, CURLOPT_AWS_SIGV4, o->sigv4);
+        curl_easy_setopt(h, CURLOPT_USERNAME, o->s3_key_id);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, o->s3_secret);
+    }
     curl_easy_setopt(h, CURLOPT_PRIVATE, t);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -612,9 +639,9 @@ nomem:
 
 static void http_stop(rv_engine *e, rv_transfer *t);
 
-static int http_revalidate(rv_object *o) {
+int rv_http_revalidate(rv_object *o) {
     rv_engine *e = o->engine;
-    int r = http_start_range(o, &o->chunks[0], true);
+    int r = rv_http_start_range(o, &o->chunks[0], true);
     if (r != RV_OK)
         return r;
     rv_transfer *t = o->chunks[0].xfer;
@@ -721,7 +748,7 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
     rv_sink_retry(o, c, err, 0, f, RV_UNKNOWN, reason);
 }
 
-static void http_finish(rv_engine *e, CURLMsg *msg) {
+void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     rv_transfer *t = NULL;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     rv_object *o = t->obj;
@@ -768,7 +795,7 @@ out:
     xfer_put(e, t);
 }
 
-static void http_stop_range(rv_object *o, rv_chunk *c) {
+void rv_http_stop_range(rv_object *o, rv_chunk *c) {
     http_stop(o->engine, c->xfer);
 }
 
@@ -787,9 +814,9 @@ const rv_source_ops rv_source_http = {
     .name = "http",
     .schemes = http_schemes,
     .caps = RV_SOURCE_CAP_HOSTS | RV_SOURCE_CAP_RANGES | RV_SOURCE_CAP_VALIDATORS,
-    .start_range = http_start_range,
-    .revalidate = http_revalidate,
-    .stop = http_stop_range,
-    .finish = http_finish,
+    .start_range = rv_http_start_range,
+    .revalidate = rv_http_revalidate,
+    .stop = rv_http_stop_range,
+    .finish = rv_http_finish,
     .engine_free = http_engine_free,
 };

@@ -214,6 +214,21 @@ int rv_check_networks(const char *list, char **ret_detail);
 /* Bytes, with an optional K, M, G or T suffix (powers of 1024): "4M". */
 int rv_parse_size(const char *s, uint64_t *ret);
 
+/* How an s3:// URL is fetched (rv_request.s3; lib/src/s3.c, docs/sources.md).
+ * Every string is optional and copied. */
+typedef struct rv_s3_params {
+    const char *endpoint_url;  /* "https://host[:port]" (or http://): a custom
+                                  endpoint; NULL: AWS's for region */
+    const char *region;        /* signing region (and AWS's endpoint); NULL:
+                                  us-east-1 */
+    bool path_style;           /* endpoint/bucket/key rather than
+                                  bucket.endpoint/key (always for an endpoint
+                                  that is an IP address or localhost) */
+    const char *access_key_id; /* NULL: anonymous (no signature) */
+    const char *secret_access_key; /* with access_key_id */
+    const char *session_token; /* optional: temporary credentials */
+} rv_s3_params;
+
 typedef struct rv_request {
     const char *url;           /* required */
     const char *dest_path;     /* required: the final file name */
@@ -311,6 +326,11 @@ typedef struct rv_request {
                                   no_proxy/NO_PROXY; else CURLOPT_NOPROXY's list
                                   (hosts or domains, comma-separated; "*": all;
                                   "": none, whatever the environment says) */
+    const rv_s3_params *s3;    /* optional, copied: for an s3:// URL, where and
+                                  as whom (NULL: AWS us-east-1, anonymous).
+                                  The endpoint, region, style and access key
+                                  id go into the object's cache key (as a
+                                  keyed digest), never the secret */
 } rv_request;
 
 /* The smallest per-connection share of rv_request.max_bytes_per_sec: a cap

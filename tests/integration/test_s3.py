@@ -1,0 +1,373 @@
+#!/usr/bin/python3
+"""s3:// downloads (issue 24) against a real S3-compatible server.
+
+s3rver (npm, tests/integration/s3rver; .ci/install-deps installs it) holds
+the objects; in front of it this test runs a SigV4-checking proxy written
+from the AWS Signature Version 4 specification (hmac/hashlib), because
+s3rver checks signatures only against its own fixed key pair: the front
+knows the test's key pairs, refuses a wrong secret or a missing session
+token as S3 does, allows anonymous reads of one bucket only, enforces
+If-Match itself, and can inject SlowDown answers or replace an object
+between two ranges. Everything listens on loopback; s3rver is stopped by
+its PID.
+"""
+
+import datetime
+import glob
+import hashlib
+import hmac
+import http.client
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+S3RVER_DIR = os.path.join(HERE, "s3rver")
+RV_CTL = os.environ.get("RV_CTL", os.path.join(HERE, "../../build/client/retrieverctl"))
+
+KEY_ID = "AKIDRETRIEVERTEST"
+SECRET = "s3cr3t/RetrieverTestKey+never-logged"
+TEMP_KEY_ID = "ASIARETRIEVERTEMP"
+TEMP_SECRET = "temp-secret-never-logged"
+TOKEN = "session-token-never-logged"
+REGION = "eu-test-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def s3_error(code, message):
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+            '<Message>%s</Message></Error>' % (code, message)).encode()
+
+
+def sign_key(secret, date, region, service):
+    k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+class Front(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, backend_port):
+        super().__init__(("127.0.0.1", 0), FrontHandler)
+        self.backend_port = backend_port
+        self.lock = threading.Lock()
+        self.requests = []          # (method, path, auth verdict, status)
+        self.slowdowns = {}         # path -> SlowDown answers still to give
+        self.replace = {}           # path -> (after n GETs, new body)
+        self.gets = {}              # path -> GETs seen
+        self.keys = {KEY_ID: (SECRET, None), TEMP_KEY_ID: (TEMP_SECRET, TOKEN)}
+        self.if_match = {}          # path -> [GETs with If-Match, of them refused]
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def backend(self, method, path, headers=None, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.backend_port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+
+class FrontHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def check_signature(self):
+        """None when the request is signed right (or anonymous for the
+        public bucket); else (status, code, message)."""
+        auth = self.headers.get("Authorization")
+        u = urllib.parse.urlsplit(self.path)
+        bucket = u.path.split("/")[1] if u.path.count("/") >= 1 else ""
+        if not auth:
+            if bucket == "public":
+                return None
+            return (403, "AccessDenied", "Access Denied")
+        try:
+            algo, rest = auth.split(" ", 1)
+            fields = dict(p.strip().split("=", 1) for p in rest.split(","))
+            cred = fields["Credential"].split("/")
+            key_id, date, region, service = cred[0], cred[1], cred[2], cred[3]
+            signed = fields["SignedHeaders"].split(";")
+            sig = fields["Signature"]
+        except (ValueError, KeyError, IndexError):
+            return (400, "AuthorizationHeaderMalformed", "malformed")
+        if algo != "AWS4-HMAC-SHA256":
+            return (400, "AuthorizationHeaderMalformed", "algorithm")
+        payload = self.headers.get("x-amz-content-sha256")
+        if not payload:
+            return (400, "InvalidRequest", "Missing required header for this request: "
+                    "x-amz-content-sha256")
+        if key_id not in self.server.keys:
+            return (403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does "
+                    "not exist in our records.")
+        secret, token = self.server.keys[key_id]
+        if token is not None and self.headers.get("x-amz-security-token") != token:
+            return (400, "ExpiredToken", "The provided token has expired.")
+        if "host" not in signed or "x-amz-date" not in signed or \
+                "x-amz-content-sha256" not in signed:
+            return (403, "AccessDenied", "required headers not signed")
+        q = urllib.parse.parse_qsl(u.query, keep_blank_values=True)
+        cq = "&".join("%s=%s" % (urllib.parse.quote(k, safe="-_.~"),
+                                 urllib.parse.quote(v, safe="-_.~")) for k, v in sorted(q))
+        ch = "".join("%s:%s\n" % (h, " ".join(self.headers.get(h, "").split()))
+                     for h in signed)
+        creq = "\n".join([self.command, u.path, cq, ch, ";".join(signed), payload])
+        amz_date = self.headers.get("x-amz-date", "")
+        sts = "\n".join(["AWS4-HMAC-SHA256", amz_date,
+                         "/".join([date, region, service, "aws4_request"]),
+                         hashlib.sha256(creq.encode()).hexdigest()])
+        want = hmac.new(sign_key(secret, date, region, service), sts.encode(),
+                        hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, sig) or region != REGION or service != "s3":
+            return (403, "SignatureDoesNotMatch", "The request signature we calculated "
+                    "does not match the signature you provided.")
+        return None
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        srv = self.server
+        bad = self.check_signature()
+        path = urllib.parse.urlsplit(self.path).path
+        with srv.lock:
+            srv.requests.append((self.command, path, bool(self.headers.get("Authorization")),
+                                 bad[0] if bad else 0))
+            n = srv.gets[path] = srv.gets.get(path, 0) + 1
+            slow = srv.slowdowns.get(path, 0)
+            if slow and not bad:
+                srv.slowdowns[path] = slow - 1
+            repl = srv.replace.get(path)
+        if bad:
+            return self.answer(bad[0], s3_error(bad[1], bad[2]),
+                               [("Content-Type", "application/xml")])
+        if slow:
+            return self.answer(503, s3_error("SlowDown", "Please reduce your request rate."),
+                               [("Content-Type", "application/xml")])
+        if repl and n == repl[0]:
+            srv.backend("PUT", path, body=repl[1])
+        fwd = {k: self.headers[k] for k in ("Range",) if self.headers.get(k)}
+        want = self.headers.get("If-Match")
+        if want:
+            head, _ = srv.backend("HEAD", path)
+            with srv.lock:
+                seen = srv.if_match.setdefault(path, [0, 0])
+                seen[0] += 1
+                seen[1] += head.getheader("ETag") != want
+            if head.getheader("ETag") != want:
+                return self.answer(412, s3_error("PreconditionFailed", "At least one of the "
+                                                 "pre-conditions you specified did not hold"))
+        r, data = srv.backend(self.command, path, fwd)
+        hdrs = [(k, r.getheader(k)) for k in ("Content-Type", "Content-Range", "ETag",
+                                              "Last-Modified", "Accept-Ranges")
+                if r.getheader(k)]
+        self.send_response(r.status)
+        for k, v in hdrs:
+            self.send_header(k, v)
+        self.send_header("Content-Length", r.getheader("Content-Length", str(len(data))))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class S3Test(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rv-s3-")
+        node = shutil.which("node")
+        script = os.path.join(S3RVER_DIR, "node_modules", "s3rver", "bin", "s3rver.js")
+        if not node or not os.path.exists(script):
+            raise RuntimeError("s3rver is not installed: run .ci/install-deps")
+        port = free_port()
+        os.makedirs(os.path.join(cls.tmp, "s3data"))
+        cls.s3rver = subprocess.Popen(
+            [node, "--openssl-legacy-provider", script, "-d", os.path.join(cls.tmp, "s3data"),
+             "-a", "127.0.0.1", "-p", str(port), "--silent", "--no-vhost-buckets",
+             "--configure-bucket", "data", "--configure-bucket", "public"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):  # bounded: up to 20 s for node to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if cls.s3rver.poll() is not None:
+                    raise RuntimeError("s3rver exited")
+                time.sleep(0.1)
+        cls.front = Front(port)
+        cls.front_thread = threading.Thread(target=cls.front.serve_forever, daemon=True)
+        cls.front_thread.start()
+        cls.endpoint = "http://127.0.0.1:%d" % cls.front.server_address[1]
+        cls.big = os.urandom(6 * 1024 * 1024 + 12345)
+        cls.put("/data/dir/big.bin", cls.big)
+        cls.put("/public/open.bin", b"public bytes\n" * 1000)
+        cls.put("/data/slow.bin", b"slow down\n" * 5000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.front.shutdown()
+        cls.front.server_close()
+        cls.s3rver.terminate()
+        cls.s3rver.wait(timeout=20)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def put(cls, path, body):
+        r, _ = cls.front.backend("PUT", path, body=body)
+        assert r.status == 200, r.status
+
+    def run_ctl(self, url, *args, env_extra=None, creds=True):
+        out_dir = tempfile.mkdtemp(dir=self.tmp)
+        home = tempfile.mkdtemp(dir=self.tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"HOME": home, "XDG_STATE_HOME": os.path.join(home, "state"),
+                    "XDG_CACHE_HOME": os.path.join(home, "cache"), "AWS_REGION": REGION})
+        if creds:
+            env.update({"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET})
+        env.update(env_extra or {})
+        dest = os.path.join(out_dir, "out.bin")
+        p = subprocess.run([RV_CTL, "download", "--local", "--no-progress", "--json",
+                            "--endpoint-url", self.endpoint, "-o", dest, *args, url],
+                           env=env, capture_output=True, text=True, timeout=120)
+        self.last_home = home
+        return p, dest
+
+    def assert_no_secrets(self, p, home):
+        for s in (SECRET, TEMP_SECRET, TOKEN):
+            self.assertNotIn(s, p.stdout + p.stderr)
+            for f in glob.glob(os.path.join(home, "**"), recursive=True):
+                if os.path.isfile(f) and not f.endswith("credentials"):
+                    with open(f, "rb") as fh:
+                        self.assertNotIn(s.encode(), fh.read(), f)
+
+    def requests_for(self, path):
+        with self.front.lock:
+            return [r for r in self.front.requests if r[1] == path]
+
+    def test_signed_ranged_get(self):
+        p, dest = self.run_ctl("s3://data/dir/big.bin", "-c", "4", "--chunk-size", "1M")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(dest, "rb") as f:
+            self.assertEqual(f.read(), self.big)
+        reqs = self.requests_for("/data/dir/big.bin")
+        self.assertGreaterEqual(len(reqs), 6)  # a probe and ranges of 1 MiB
+        self.assertTrue(all(signed and status == 0 for _, _, signed, status in reqs))
+        with self.front.lock:  # every range after the probe names the version
+            self.assertEqual(self.front.if_match["/data/dir/big.bin"][0], len(reqs) - 1)
+        self.assert_no_secrets(p, self.last_home)
+
+    def test_session_token(self):
+        env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,
+               "AWS_SESSION_TOKEN": TOKEN}
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-state", env_extra=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assert_no_secrets(p, self.last_home)
+        env.pop("AWS_SESSION_TOKEN")
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-state", env_extra=env)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertFalse(os.path.exists(dest))
+
+    def test_credentials_file_profile(self):
+        home = tempfile.mkdtemp(dir=self.tmp)
+        cred = os.path.join(home, "credentials")
+        with open(cred, "w") as f:
+            f.write("[default]\naws_access_key_id = WRONG\naws_secret_access_key = x\n"
+                    "[test]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                    % (KEY_ID, SECRET))
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-state", creds=False,
+                               env_extra={"AWS_SHARED_CREDENTIALS_FILE": cred,
+                                          "AWS_PROFILE": "test"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assert_no_secrets(p, self.last_home)
+
+    def test_anonymous(self):
+        p, dest = self.run_ctl("s3://public/open.bin", "--no-sign-request", creds=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(dest, "rb") as f:
+            self.assertEqual(f.read(), b"public bytes\n" * 1000)
+        self.assertFalse(any(r[2] for r in self.requests_for("/public/open.bin")))
+        # The same front refuses anonymous reads of another bucket.
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-sign-request", creds=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertFalse(os.path.exists(dest))
+
+    def test_no_credentials_is_clear(self):
+        p, _ = self.run_ctl("s3://data/slow.bin", creds=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("no S3 credentials", p.stderr)
+
+    def test_wrong_secret_fails_without_retries(self):
+        before = len(self.requests_for("/data/dir/big.bin"))
+        p, dest = self.run_ctl("s3://data/dir/big.bin",
+                               env_extra={"AWS_SECRET_ACCESS_KEY": "wrong" + SECRET})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertFalse(os.path.exists(dest))
+        self.assertEqual(len(self.requests_for("/data/dir/big.bin")) - before, 1)
+        self.assert_no_secrets(p, self.last_home)
+        self.assertNotIn("wrong" + SECRET, p.stdout + p.stderr)
+
+    def test_missing_key_and_bucket(self):
+        for url in ("s3://data/no/such.bin", "s3://nosuchbucket/x.bin"):
+            p, dest = self.run_ctl(url, "--no-state")
+            self.assertNotEqual(p.returncode, 0, url)
+            self.assertFalse(os.path.exists(dest))
+            self.assertIn("404", p.stderr + p.stdout)
+
+    def test_slowdown_then_success(self):
+        with self.front.lock:
+            self.front.slowdowns["/data/slow.bin"] = 2
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-state")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(dest, "rb") as f:
+            self.assertEqual(f.read(), b"slow down\n" * 5000)
+        with self.front.lock:
+            self.assertEqual(self.front.slowdowns["/data/slow.bin"], 0)
+
+    def test_replaced_mid_download_never_mixed(self):
+        old = os.urandom(3 * 1024 * 1024)
+        new = os.urandom(3 * 1024 * 1024)
+        self.put("/data/swap.bin", old)
+        with self.front.lock:
+            self.front.replace["/data/swap.bin"] = (2, new)  # before the second GET
+        p, dest = self.run_ctl("s3://data/swap.bin", "-c", "1", "--chunk-size", "1M",
+                               "--no-state")
+        if p.returncode == 0:
+            with open(dest, "rb") as f:
+                self.assertEqual(f.read(), new)
+        else:
+            self.assertFalse(os.path.exists(dest))
+        # the engine asked with If-Match, so the front refused the old ETag
+        with self.front.lock:
+            self.assertGreaterEqual(self.front.if_match["/data/swap.bin"][1], 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -122,6 +122,9 @@ struct rv_transfer {
     rv_fault fault;
     int err;
     char *detail;              /* malloc'd; reason for the verdict */
+    char *errbody;             /* malloc'd: the start of an s3 object's error
+                                  answer (its XML names the error) */
+    size_t errbody_len;
     struct curl_slist *req_headers;
     struct rv_stage *stage;    /* staged objects: the bytes received next go here */
     bool paused;               /* waits for its object's digest to give stages back

@@ -34,6 +34,7 @@
 
 #include "crc32c.h"
 #include "http.h"
+#include "s3err.h"
 #include "sink.h"
 #include "httphdr.h"
 #include "netdeny.h"
@@ -52,6 +53,7 @@ static void xfer_reset(rv_transfer *t) {
     free(t->resp_date);
     free(t->resp_range_raw);
     free(t->detail);
+    free(t->errbody);
     CURL *easy = t->easy;
     rv_transfer *next = t->next_free;
     memset(t, 0, sizeof(*t));
@@ -302,7 +304,33 @@ static bool accept_headers(rv_transfer *t) {
     rv_fault f = rv_retry_classify_http(t->status, &err);
     verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
             "HTTP %ld from '%s'", t->status, o->url_shown);
-    return false;
+    /* S3 names the error in the body's XML: read it (s3_error judges it
+     * once the transfer ends); the verdict stands if it says nothing. */
+    return o->s3 && t->status >= 400;
+}
+
+#define S3_ERRBODY_MAX 4096
+
+/* An s3 object's error answer: its <Code> decides the verdict and the
+ * message (AccessDenied, NoSuchKey... at once; SlowDown, InternalError
+ * retried). */
+static void s3_error(rv_transfer *t) {
+    rv_object *o = t->obj;
+    char code[64];
+    bool permanent = false;
+    int err = RV_OK;
+    const char *text;
+
+    if (!t->errbody || !rv_s3_error_code(t->errbody, t->errbody_len, code, sizeof(code)) ||
+        !(text = rv_s3_error_text(code, &permanent, &err)))
+        return;
+    t->verdict = permanent ? RV_XFER_FAIL : RV_XFER_RETRY;
+    t->fault = permanent ? RV_FAULT_PERMANENT : t->fault;
+    t->err = err;
+    free(t->detail);
+    if (asprintf(&t->detail, "S3 %s: %s (HTTP %ld from '%s')", code, text, t->status,
+                 o->url_shown) < 0)
+        t->detail = NULL;
 }
 
 static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
@@ -405,8 +433,20 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
 
     if (o->err != RV_OK || rv_state_is_terminal(o->state))
         return 0;
-    if (!t->body_ok)
-        return n; /* a redirect's or interim answer's body */
+    if (!t->body_ok) {
+        /* An s3 error answer's XML (accept_headers), else a redirect's or
+         * interim answer's body. */
+        if (o->s3 && t->status >= 400 && t->errbody_len < S3_ERRBODY_MAX) {
+            size_t take = n < S3_ERRBODY_MAX - t->errbody_len ? n : S3_ERRBODY_MAX - t->errbody_len;
+            char *b = realloc(t->errbody, t->errbody_len + take);
+            if (!b)
+                return 0;
+            memcpy(b + t->errbody_len, p, take);
+            t->errbody = b;
+            t->errbody_len += take;
+        }
+        return n;
+    }
     if (c->end != RV_UNKNOWN && n > c->end - c->pos) {
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
                 "origin sent more bytes than asked for '%s' (range ends at %llu)", o->url_shown,
@@ -761,6 +801,8 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     if (res == CURLE_COULDNT_CONNECT && t->denied[0])
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_CONNECT,
                 "connection to %s refused by deny-networks (config)", t->denied);
+    if (t->errbody)
+        s3_error(t);
     switch (t->verdict) {
     case RV_XFER_OK:
         finish_plain(e, t, res);

@@ -68,7 +68,8 @@ class Front(http.server.ThreadingHTTPServer):
         self.backend_port = backend_port
         self.lock = threading.Lock()
         self.requests = []          # (method, path, auth verdict, status)
-        self.slowdowns = {}         # path -> SlowDown answers still to give
+        self.slowdowns = {}         # path -> error answers still to give
+        self.inject = {}            # path -> (status, code) of those answers
         self.replace = {}           # path -> (after n GETs, new body)
         self.gets = {}              # path -> GETs seen
         self.keys = {KEY_ID: (SECRET, None), TEMP_KEY_ID: (TEMP_SECRET, TOKEN)}
@@ -171,7 +172,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             return self.answer(bad[0], s3_error(bad[1], bad[2]),
                                [("Content-Type", "application/xml")])
         if slow:
-            return self.answer(503, s3_error("SlowDown", "Please reduce your request rate."),
+            status, code = srv.inject.get(path, (503, "SlowDown"))
+            return self.answer(status, s3_error(code, "Please reduce your request rate."),
                                [("Content-Type", "application/xml")])
         if repl and n == repl[0]:
             srv.backend("PUT", path, body=repl[1])
@@ -291,9 +293,18 @@ class S3Test(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assert_no_secrets(p, self.last_home)
         env.pop("AWS_SESSION_TOKEN")
+        before = len(self.requests_for("/data/slow.bin"))
         p, dest = self.run_ctl("s3://data/slow.bin", "--no-state", env_extra=env)
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(dest))
+        self.assertIn("S3 ExpiredToken: the session token has expired", p.stderr)
+        self.assertEqual(len(self.requests_for("/data/slow.bin")) - before, 1)
+
+    def test_unknown_access_key_id(self):
+        p, dest = self.run_ctl("s3://data/slow.bin", "--no-state",
+                               env_extra={"AWS_ACCESS_KEY_ID": "AKIDNOBODY"})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("S3 InvalidAccessKeyId", p.stderr)
 
     def test_credentials_file_profile(self):
         home = tempfile.mkdtemp(dir=self.tmp)
@@ -318,6 +329,7 @@ class S3Test(unittest.TestCase):
         p, dest = self.run_ctl("s3://data/slow.bin", "--no-sign-request", creds=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(dest))
+        self.assertIn("S3 AccessDenied: access denied", p.stderr)
 
     def test_no_credentials_is_clear(self):
         p, _ = self.run_ctl("s3://data/slow.bin", creds=False)
@@ -331,15 +343,22 @@ class S3Test(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(dest))
         self.assertEqual(len(self.requests_for("/data/dir/big.bin")) - before, 1)
+        self.assertIn("S3 SignatureDoesNotMatch: the signature does not match: wrong secret "
+                      "access key", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
         self.assert_no_secrets(p, self.last_home)
         self.assertNotIn("wrong" + SECRET, p.stdout + p.stderr)
 
     def test_missing_key_and_bucket(self):
-        for url in ("s3://data/no/such.bin", "s3://nosuchbucket/x.bin"):
+        for url, code in (("s3://data/no/such.bin", "S3 NoSuchKey: no such key"),
+                          ("s3://nosuchbucket/x.bin", "S3 NoSuchBucket: no such bucket")):
+            path = urllib.parse.urlsplit(url.replace("s3://", "http://h/")).path
+            before = len(self.requests_for(path))
             p, dest = self.run_ctl(url, "--no-state")
             self.assertNotEqual(p.returncode, 0, url)
             self.assertFalse(os.path.exists(dest))
-            self.assertIn("404", p.stderr + p.stdout)
+            self.assertIn(code, p.stderr)
+            self.assertEqual(len(self.requests_for(path)) - before, 1)
 
     def test_slowdown_then_success(self):
         with self.front.lock:
@@ -350,6 +369,15 @@ class S3Test(unittest.TestCase):
             self.assertEqual(f.read(), b"slow down\n" * 5000)
         with self.front.lock:
             self.assertEqual(self.front.slowdowns["/data/slow.bin"], 0)
+
+    def test_internal_error_retried(self):
+        self.put("/data/ie.bin", b"internal\n" * 100)
+        with self.front.lock:
+            self.front.slowdowns["/data/ie.bin"] = 1
+            self.front.inject["/data/ie.bin"] = (500, "InternalError")
+        p, dest = self.run_ctl("s3://data/ie.bin", "--no-state")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(self.requests_for("/data/ie.bin")), 2)
 
     def test_replaced_mid_download_never_mixed(self):
         old = os.urandom(3 * 1024 * 1024)

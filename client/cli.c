@@ -213,18 +213,18 @@ static const struct opt_def download_opts[] = {
     {OPT_ENDPOINT_URL, "endpoint-url", 0, "URL", false, "S3 (s3://bucket/key)",
      "the S3 endpoint (default: $AWS_ENDPOINT_URL_S3,\n"
      "$AWS_ENDPOINT_URL, the profile's endpoint_url,\n"
-     "else AWS's for the region)", MODE_LOCAL},
+     "else AWS's for the region)", MODE_ANY},
     {OPT_REGION, "region", 0, "REGION", false, NULL,
      "the bucket's region (default: $AWS_REGION,\n"
-     "$AWS_DEFAULT_REGION, the profile's, us-east-1)", MODE_LOCAL},
+     "$AWS_DEFAULT_REGION, the profile's, us-east-1)", MODE_ANY},
     {OPT_S3_PATH_STYLE, "s3-path-style", 0, NULL, true, NULL,
      "address buckets as ENDPOINT/BUCKET/KEY, not\n"
      "BUCKET.ENDPOINT/KEY (automatic for an IP address\n"
-     "or localhost endpoint)", MODE_LOCAL},
+     "or localhost endpoint)", MODE_ANY},
     {OPT_NO_SIGN_REQUEST, "no-sign-request", 0, NULL, true, NULL,
      "anonymous s3:// requests (public buckets); else\n"
      "signed with $AWS_ACCESS_KEY_ID/..., or the\n"
-     "~/.aws/credentials profile ($AWS_PROFILE)", MODE_LOCAL},
+     "~/.aws/credentials profile ($AWS_PROFILE)", MODE_ANY},
     {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
      "keep download state (what is durable, for resume)\n"
      "in DIR (default: $XDG_STATE_HOME/retriever, else\n"

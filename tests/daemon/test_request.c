@@ -315,7 +315,7 @@ static void test_download_limits(void) {
     REJECT(d, "sources[2].url: not a valid URL");
     d->src[2].url = "file:///a%00b";
     REJECT(d, "sources[2].url: not a valid URL");
-    d->src[2].url = "s3://bucket/key";
+    d->src[2].url = "gs://bucket/key";
     REJECT(d, "sources[2].url: unsupported scheme");
 
     /* destination */

@@ -33,6 +33,9 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 S3RVER_DIR = os.path.join(HERE, "s3rver")
 RV_CTL = os.environ.get("RV_CTL", os.path.join(HERE, "../../build/client/retrieverctl"))
+RV_DAEMON = os.environ.get("RV_DAEMON", os.path.join(HERE, "../../build/daemon/retrieverd"))
+sys.path.insert(0, os.path.join(HERE, os.pardir, "fixtures"))
+import daemons  # noqa: E402
 
 KEY_ID = "AKIDRETRIEVERTEST"
 SECRET = "s3cr3t/RetrieverTestKey+never-logged"
@@ -246,7 +249,7 @@ class S3Test(unittest.TestCase):
         r, _ = cls.front.backend("PUT", path, body=body)
         assert r.status == 200, r.status
 
-    def run_ctl(self, url, *args, env_extra=None, creds=True):
+    def run_ctl(self, url, *args, env_extra=None, creds=True, mode=("--local",), dest=None):
         out_dir = tempfile.mkdtemp(dir=self.tmp)
         home = tempfile.mkdtemp(dir=self.tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -255,8 +258,9 @@ class S3Test(unittest.TestCase):
         if creds:
             env.update({"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET})
         env.update(env_extra or {})
-        dest = os.path.join(out_dir, "out.bin")
-        p = subprocess.run([RV_CTL, "download", "--local", "--no-progress", "--json",
+        dest = dest or os.path.join(out_dir, "out.bin")
+        json_opt = [] if "--detach" in args else ["--json"]
+        p = subprocess.run([RV_CTL, "download", *mode, "--no-progress", *json_opt,
                             "--endpoint-url", self.endpoint, "-o", dest, *args, url],
                            env=env, capture_output=True, text=True, timeout=120)
         self.last_home = home
@@ -275,15 +279,19 @@ class S3Test(unittest.TestCase):
             return [r for r in self.front.requests if r[1] == path]
 
     def test_signed_ranged_get(self):
+        before = len(self.requests_for("/data/dir/big.bin"))
+        with self.front.lock:
+            if_match_before = self.front.if_match.get("/data/dir/big.bin", [0, 0])[0]
         p, dest = self.run_ctl("s3://data/dir/big.bin", "-c", "4", "--chunk-size", "1M")
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(dest, "rb") as f:
             self.assertEqual(f.read(), self.big)
-        reqs = self.requests_for("/data/dir/big.bin")
+        reqs = self.requests_for("/data/dir/big.bin")[before:]
         self.assertGreaterEqual(len(reqs), 6)  # a probe and ranges of 1 MiB
         self.assertTrue(all(signed and status == 0 for _, _, signed, status in reqs))
         with self.front.lock:  # every range after the probe names the version
-            self.assertEqual(self.front.if_match["/data/dir/big.bin"][0], len(reqs) - 1)
+            self.assertEqual(self.front.if_match["/data/dir/big.bin"][0] - if_match_before,
+                             len(reqs) - 1)
         self.assert_no_secrets(p, self.last_home)
 
     def test_session_token(self):
@@ -395,6 +403,97 @@ class S3Test(unittest.TestCase):
         # the engine asked with If-Match, so the front refused the old ETag
         with self.front.lock:
             self.assertGreaterEqual(self.front.if_match["/data/swap.bin"][1], 1)
+
+
+    # ------------------------------------------------------------------
+    # Daemon mode: the caller's credentials travel in the request.
+
+    def start_daemon(self):
+        sock = os.path.join(tempfile.mkdtemp(dir=self.tmp), "d.sock")
+        d = daemons.Daemon(["--socket", sock], binary=RV_DAEMON)
+        self.addCleanup(d.kill)
+        d.start()
+        return d, sock
+
+    def daemon_files_lack_secrets(self, d):
+        for f in glob.glob(os.path.join(d.state_tmp, "**"), recursive=True):
+            if os.path.isfile(f):
+                with open(f, "rb") as fh:
+                    data = fh.read()
+                for secret in (SECRET, TOKEN, KEY_ID, TEMP_KEY_ID):
+                    self.assertNotIn(secret.encode(), data, f)
+        for secret in (SECRET, TOKEN, TEMP_SECRET):
+            self.assertNotIn(secret, d.log())
+
+    def test_daemon_signed_get(self):
+        d, sock = self.start_daemon()
+        env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,
+               "AWS_SESSION_TOKEN": TOKEN}
+        p, dest = self.run_ctl("s3://data/dir/big.bin", "-c", "4", env_extra=env,
+                               mode=("--socket", sock, "--no-autostart"))
+        self.assertEqual(p.returncode, 0, p.stderr + d.log())
+        with open(dest, "rb") as f:
+            self.assertEqual(f.read(), self.big)
+        self.assert_no_secrets(p, self.last_home)
+        st = subprocess.run([RV_CTL, "list", "--json", "--all", "--socket", sock],
+                            capture_output=True, text=True, timeout=60)
+        for secret in (TEMP_SECRET, TOKEN):
+            self.assertNotIn(secret, st.stdout + st.stderr)
+        self.daemon_files_lack_secrets(d)
+        # The wrong secret gets the clear message through the daemon too.
+        p, dest = self.run_ctl("s3://data/slow.bin", mode=("--socket", sock, "--no-autostart"),
+                               env_extra={"AWS_SECRET_ACCESS_KEY": "wrong"})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("S3 SignatureDoesNotMatch", p.stderr + p.stdout)
+
+    def test_daemon_callers_with_other_credentials_never_share_a_job(self):
+        d, sock = self.start_daemon()
+        self.put("/data/shared.bin", os.urandom(2 * 1024 * 1024))
+        dest = os.path.join(tempfile.mkdtemp(dir=self.tmp), "shared.bin")
+        mode = ("--socket", sock, "--no-autostart")
+        a, _ = self.run_ctl("s3://data/shared.bin", "--detach", "--digest", "--limit-rate", "512K",
+                            "-c", "1", mode=mode, dest=dest)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        # Same URL, same file, same uid, another (wrong) secret and key id:
+        # attaching to the running job would hand it the first caller's
+        # download.
+        b, _ = self.run_ctl("s3://data/shared.bin", "--limit-rate", "512K", "-c", "1",
+                            mode=mode, dest=dest,
+                            env_extra={"AWS_ACCESS_KEY_ID": TEMP_KEY_ID,
+                                       "AWS_SECRET_ACCESS_KEY": "wrong"})
+        self.assertNotEqual(b.returncode, 0, b.stdout + b.stderr)
+
+    def test_daemon_restart_forgets_credentials(self):
+        # The job store keeps a live job's request (to resume it after a
+        # restart), but never the S3 credentials: a job restored by a new
+        # daemon has none, so its requests go unsigned and are refused.
+        state = tempfile.mkdtemp(dir=self.tmp)
+        sock = os.path.join(state, "d.sock")
+        args = ["--socket", sock, "--state-dir", os.path.join(state, "s"),
+                "--cache-dir", os.path.join(state, "c")]
+        d = daemons.Daemon(args, binary=RV_DAEMON)
+        self.addCleanup(d.kill)
+        d.start()
+        self.put("/data/restart.bin", os.urandom(2 * 1024 * 1024))
+        dest = os.path.join(tempfile.mkdtemp(dir=self.tmp), "restart.bin")
+        a, _ = self.run_ctl("s3://data/restart.bin", "--detach", "--limit-rate", "256K",
+                            "-c", "1", mode=("--socket", sock, "--no-autostart"), dest=dest)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        job = a.stdout.strip()
+        d.kill()
+        for f in glob.glob(os.path.join(state, "**"), recursive=True):
+            if os.path.isfile(f):
+                with open(f, "rb") as fh:
+                    self.assertNotIn(SECRET.encode(), fh.read(), f)
+        d2 = daemons.Daemon(args, binary=RV_DAEMON)
+        self.addCleanup(d2.kill)
+        d2.start()
+        w = subprocess.run([RV_CTL, "watch", "--json", "--socket", sock, job],
+                           capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(w.returncode, 0, w.stdout + w.stderr)
+        self.assertIn("S3 AccessDenied", w.stdout + w.stderr)
+        self.assertFalse(os.path.exists(dest))
+        self.assertNotIn(SECRET, d.log() + d2.log())
 
 
 if __name__ == "__main__":

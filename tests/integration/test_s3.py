@@ -144,7 +144,11 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                                  urllib.parse.quote(v, safe="-_.~")) for k, v in sorted(q))
         ch = "".join("%s:%s\n" % (h, " ".join(self.headers.get(h, "").split()))
                      for h in signed)
-        creq = "\n".join([self.command, u.path, cq, ch, ";".join(signed), payload])
+        # The canonical URI is the key URI-encoded once (RFC 3986
+        # unreserved characters and '/' as they are): computed from the
+        # decoded path, so a client that sends another spelling is refused.
+        curi = urllib.parse.quote(urllib.parse.unquote(u.path), safe="/-_.~")
+        creq = "\n".join([self.command, curi, cq, ch, ";".join(signed), payload])
         amz_date = self.headers.get("x-amz-date", "")
         sts = "\n".join(["AWS4-HMAC-SHA256", amz_date,
                          "/".join([date, region, service, "aws4_request"]),
@@ -293,6 +297,17 @@ class S3Test(unittest.TestCase):
             self.assertEqual(self.front.if_match["/data/dir/big.bin"][0] - if_match_before,
                              len(reqs) - 1)
         self.assert_no_secrets(p, self.last_home)
+
+    def test_key_with_space_plus_and_unicode(self):
+        body = b"odd key\n" * 100
+        self.put("/data/odd/a%20b%2Bc%C3%A9%2C.bin", body)
+        # As a user writes it percent-encoded, and with the '+', ',' and
+        # unicode bytes spelled differently: the same object either way.
+        for url in ("s3://data/odd/a%20b%2Bc%C3%A9%2C.bin", "s3://data/odd/a%20b+c%c3%a9,.bin"):
+            p, dest = self.run_ctl(url, "--no-state")
+            self.assertEqual(p.returncode, 0, url + p.stderr)
+            with open(dest, "rb") as f:
+                self.assertEqual(f.read(), body)
 
     def test_session_token(self):
         env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,

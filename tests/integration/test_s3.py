@@ -36,6 +36,7 @@ RV_CTL = os.environ.get("RV_CTL", os.path.join(HERE, "../../build/client/retriev
 RV_DAEMON = os.environ.get("RV_DAEMON", os.path.join(HERE, "../../build/daemon/retrieverd"))
 sys.path.insert(0, os.path.join(HERE, os.pardir, "fixtures"))
 import daemons  # noqa: E402
+from origins import _die_with_parent  # noqa: E402
 
 KEY_ID = "AKIDRETRIEVERTEST"
 SECRET = "s3cr3t/RetrieverTestKey+never-logged"
@@ -77,6 +78,7 @@ class Front(http.server.ThreadingHTTPServer):
         self.gets = {}              # path -> GETs seen
         self.keys = {KEY_ID: (SECRET, None), TEMP_KEY_ID: (TEMP_SECRET, TOKEN)}
         self.if_match = {}          # path -> [GETs with If-Match, of them refused]
+        self.extra_keys = []        # keys (XML-escaped) added to every listing
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -195,14 +197,22 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             if head.getheader("ETag") != want:
                 return self.answer(412, s3_error("PreconditionFailed", "At least one of the "
                                                  "pre-conditions you specified did not hold"))
-        r, data = srv.backend(self.command, path, fwd)
+        r, data = srv.backend(self.command, self.path, fwd)  # with a listing's query
+        with srv.lock:
+            extra = list(srv.extra_keys)
+        if extra and "list-type=2" in self.path and r.status == 200:
+            # Keys s3rver's file store cannot hold, added to a listing.
+            add = "".join("<Contents><Key>%s</Key><Size>1</Size></Contents>" % k
+                          for k in extra).encode()
+            data = data.replace(b"</ListBucketResult>", add + b"</ListBucketResult>")
         hdrs = [(k, r.getheader(k)) for k in ("Content-Type", "Content-Range", "ETag",
                                               "Last-Modified", "Accept-Ranges")
                 if r.getheader(k)]
         self.send_response(r.status)
         for k, v in hdrs:
             self.send_header(k, v)
-        self.send_header("Content-Length", r.getheader("Content-Length", str(len(data))))
+        self.send_header("Content-Length", r.getheader("Content-Length") if self.command == "HEAD"
+                         else str(len(data)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -222,7 +232,17 @@ class S3Test(unittest.TestCase):
             [node, "--openssl-legacy-provider", script, "-d", os.path.join(cls.tmp, "s3data"),
              "-a", "127.0.0.1", "-p", str(port), "--silent", "--no-vhost-buckets",
              "--configure-bucket", "data", "--configure-bucket", "public"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            cls.start_front(port)
+        except BaseException:
+            cls.s3rver.terminate()
+            cls.s3rver.wait(timeout=20)
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def start_front(cls, port):
         for _ in range(200):  # bounded: up to 20 s for node to listen
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -509,6 +529,89 @@ class S3Test(unittest.TestCase):
         self.assertIn("S3 AccessDenied", w.stdout + w.stderr)
         self.assertFalse(os.path.exists(dest))
         self.assertNotIn(SECRET, d.log() + d2.log())
+
+    # ------------------------------------------------------------------
+    # Prefixes and patterns: ListObjectsV2, every page.
+
+    def run_dir(self, url, *args, mode=("--local",), env_extra=None):
+        out_dir = tempfile.mkdtemp(dir=self.tmp)
+        home = tempfile.mkdtemp(dir=self.tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"HOME": home, "XDG_STATE_HOME": os.path.join(home, "state"),
+                    "XDG_CACHE_HOME": os.path.join(home, "cache"), "AWS_REGION": REGION,
+                    "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET})
+        env.update(env_extra or {})
+        p = subprocess.run([RV_CTL, "download", *mode, "--no-progress", "-q",
+                            "--endpoint-url", self.endpoint, "-d", out_dir, *args, url],
+                           env=env, capture_output=True, text=True, timeout=240)
+        self.last_home = home
+        return p, out_dir
+
+    @staticmethod
+    def tree(d):
+        out = {}
+        for root, _, files in os.walk(d):
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    out[os.path.relpath(os.path.join(root, f), d)] = fh.read()
+        return out
+
+    def test_prefix_of_1100_keys(self):
+        want = {}
+        for i in range(1100):
+            rel = "sub%d/k%04d.bin" % (i % 3, i) if i % 2 else "k%04d.txt" % i
+            body = b"%d\n" % i
+            self.put("/data/many/" + rel, body)
+            want[rel] = body
+        odd = "odd dir/a b+c\u00e9.bin"
+        self.put("/data/many/" + urllib.parse.quote(odd), b"odd")
+        want[odd] = b"odd"
+        p, out = self.run_dir("s3://data/many/", "-c", "2")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertEqual(self.tree(out), want)
+        lists = [r for r in self.requests_for("/data") if r[0] == "GET"]
+        self.assertGreaterEqual(len(lists), 2)  # more than one page: continuation tokens
+        # A pattern: only the prefix's own level, only matching names.
+        p, out = self.run_dir("s3://data/many/*.txt")
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertEqual(self.tree(out), {k: v for k, v in want.items() if k.endswith(".txt")})
+
+    def test_prefix_needs_dir_and_matches(self):
+        p, _ = self.run_ctl("s3://data/many/")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("-d DIR", p.stderr)
+        p, out = self.run_dir("s3://data/nothing-here/")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(self.tree(out), {})
+        p, out = self.run_dir("s3://data/many/", env_extra={"AWS_SECRET_ACCESS_KEY": "x"})
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("S3 SignatureDoesNotMatch", p.stderr)
+
+    def test_prefix_refuses_keys_outside_the_directory(self):
+        self.put("/data/ev/good.bin", b"good")
+        bad = ["ev/a//b.bin", "ev/x/../../evil.bin", "ev/./c.bin", "ev/dirmarker/"]
+        with self.front.lock:
+            self.front.extra_keys = bad
+        try:
+            p, out = self.run_dir("s3://data/ev/")
+        finally:
+            with self.front.lock:
+                self.front.extra_keys = []
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.tree(out), {"good.bin": b"good"}, p.stderr)
+        self.assertIn("refused key 'ev/a//b.bin'", p.stderr)
+        self.assertIn("refused key 'ev/x/../../evil.bin'", p.stderr)
+        self.assertIn("refused key 'ev/./c.bin'", p.stderr)
+        self.assertNotIn("dirmarker", p.stderr)  # a directory marker is skipped quietly
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(out), "evil.bin")))
+
+    def test_prefix_through_daemon(self):
+        d, sock = self.start_daemon()
+        for i in range(5):
+            self.put("/data/few/f%d.bin" % i, b"few %d" % i)
+        p, out = self.run_dir("s3://data/few/", mode=("--socket", sock, "--no-autostart"))
+        self.assertEqual(p.returncode, 0, p.stderr + d.log())
+        self.assertEqual(self.tree(out), {"f%d.bin" % i: b"few %d" % i for i in range(5)})
 
 
 if __name__ == "__main__":

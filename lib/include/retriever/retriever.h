@@ -490,6 +490,19 @@ int rv_url_normalize(const char *url, char **ret);
  * and owned by the caller. */
 int rv_url_redact(const char *url, char **ret);
 
+/* One object a listing found: its key (decoded, as S3 stores it) and size.
+ * Return RV_OK to go on, anything else to stop the listing with it. */
+typedef int (*rv_s3_list_fn)(void *ud, const char *key, uint64_t size);
+
+/* List the keys of url, "s3://bucket/prefix" (the prefix may be empty or
+ * end anywhere), with ListObjectsV2, page by page (continuation tokens),
+ * calling fn for each key in S3's order; blocking, on the caller's thread.
+ * p as for rv_request.s3 (NULL: anonymous, AWS us-east-1). RV_OK; else an
+ * RV_E_* code and, when ret_detail is not NULL, a malloc'd one-line
+ * message without credentials (S3's error code when it sent one). */
+int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *ud,
+               char **ret_detail);
+
 /* text (a message about a URL) with rv_url_redact's rule applied: every
  * token containing "://" (tokens end at white space and quotes) is
  * redacted, and every piece the rule hides in urls[0..n_urls) (userinfo,

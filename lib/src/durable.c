@@ -374,6 +374,35 @@ static char *key_name(const rv_url *u) {
     return name;
 }
 
+/* A presigned S3 URL's query without its signing parameters (X-Amz-*,
+ * which change with every signing), malloc'd; NULL: not presigned (no
+ * X-Amz-Signature), or no memory (*nomem). Presigned URLs of one object
+ * then share a key, and so the cache; the "presigned" mark keeps them
+ * apart from requests without a signature. */
+static char *presigned_rest(const char *query, bool *nomem) {
+    if (!query || !strcasestr(query, "X-Amz-Signature="))
+        return NULL;
+    char *out = malloc(strlen(query) + 1), *w = out;
+    if (!out) {
+        *nomem = true;
+        return NULL;
+    }
+    for (const char *p = query; *p;) {
+        size_t n = strcspn(p, "&");
+        if (strncasecmp(p, "X-Amz-", 6) != 0) {
+            if (w != out)
+                *w++ = '&';
+            memcpy(w, p, n);
+            w += n;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    *w = '\0';
+    return out;
+}
+
 static int make_key(rv_object *o) {
     char *name = key_name(o->url), *msg = NULL;
     size_t msg_len = 0;
@@ -398,8 +427,20 @@ static int make_key(rv_object *o) {
             r = RV_E_NOMEM;
             goto out;
         }
-        if (o->url->query)
+        bool nomem = false;
+        char *rest = presigned_rest(o->url->query, &nomem);
+        if (nomem) {
+            fclose(f);
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        if (rest) {
+            fwrite("presigned", 1, sizeof("presigned"), f);
+            fwrite(rest, 1, strlen(rest) + 1, f);
+            free(rest);
+        } else if (o->url->query) {
             fwrite(o->url->query, 1, strlen(o->url->query) + 1, f);
+        }
         if (o->url->userinfo)
             fwrite(o->url->userinfo, 1, strlen(o->url->userinfo) + 1, f);
         for (struct curl_slist *l = o->user_headers; l; l = l->next)

@@ -122,6 +122,7 @@ struct rv_transfer {
     rv_fault fault;
     int err;
     char *detail;              /* malloc'd; reason for the verdict */
+    char *bucket_region;       /* malloc'd: the answer's x-amz-bucket-region */
     char *errbody;             /* malloc'd: the start of an s3 object's error
                                   answer (its XML names the error) */
     size_t errbody_len;
@@ -222,6 +223,7 @@ struct rv_object {
     char *sigv4;               /* CURLOPT_AWS_SIGV4's provider string
                                   ("aws:amz:REGION:s3"), or NULL: unsigned;
                                   the key pair is s3_key_id/s3_secret */
+    bool s3_region_followed;   /* a wrong-region answer was followed (once) */
     bool if_match;             /* later ranges carry If-Match with the
                                   ETag, not If-Range (a changed object is
                                   refused with 412, never sent whole) */

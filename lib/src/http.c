@@ -54,6 +54,7 @@ static void xfer_reset(rv_transfer *t) {
     free(t->resp_range_raw);
     free(t->detail);
     free(t->errbody);
+    free(t->bucket_region);
     CURL *easy = t->easy;
     rv_transfer *next = t->next_free;
     memset(t, 0, sizeof(*t));
@@ -309,6 +310,36 @@ static bool accept_headers(rv_transfer *t) {
     return o->s3 && t->status >= 400;
 }
 
+/* An s3 object asked of the wrong region: S3 answers 301 (path style) or
+ * 400 (a signature scoped to another region) naming the bucket's region in
+ * x-amz-bucket-region. Follow it once: the s3 source makes the URL and
+ * signature anew for that region at the range's next start. Whether it
+ * did. */
+static bool follow_region(rv_transfer *t) {
+    rv_object *o = t->obj;
+    const char *now = o->s3_region && o->s3_region[0] ? o->s3_region : "us-east-1";
+    char *region = NULL;
+
+    if (!o->s3 || !t->bucket_region || o->s3_region_followed ||
+        (t->status != 301 && t->status != 400) || strcmp(t->bucket_region, now) == 0)
+        return false;
+    for (const char *p = t->bucket_region; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return false; /* not a region name: the answer decides as it is */
+    if (!(region = strdup(t->bucket_region)))
+        return false;
+    free(o->s3_region);
+    o->s3_region = region;
+    free(o->origin_url);
+    free(o->sigv4);
+    o->origin_url = o->sigv4 = NULL;
+    o->s3_region_followed = true;
+    char reason[160];
+    snprintf(reason, sizeof(reason), "S3: the bucket is in region %s, not %s", region, now);
+    rv_sink_retry(o, t->chunk, RV_E_HTTP_STATUS, t->status, RV_FAULT_TRANSIENT, 0, reason);
+    return true;
+}
+
 #define S3_ERRBODY_MAX 4096
 
 /* An s3 object's error answer: its <Code> decides the verdict and the
@@ -360,6 +391,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
         free(t->resp_date);
         free(t->resp_range_raw);
         t->resp_etag = t->resp_last_modified = t->resp_date = t->resp_range_raw = NULL;
+        free(t->bucket_region);
+        t->bucket_region = NULL;
         return len;
     }
     if (len <= 2 && (line[0] == '\r' || line[0] == '\n'))
@@ -390,6 +423,9 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
     } else if (rv_http_name_is(name, nlen, "date")) {
         free(t->resp_date);
         t->resp_date = dup_value(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "x-amz-bucket-region") && t->obj->s3) {
+        free(t->bucket_region);
+        t->bucket_region = dup_value(value, vlen < 64 ? vlen : 64);
     } else if (rv_http_name_is(name, nlen, "retry-after")) {
         if (!rv_http_parse_retry_after(value, vlen, time(NULL), &t->retry_after_ms))
             t->retry_after_ms = RV_UNKNOWN;
@@ -801,6 +837,8 @@ void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     if (res == CURLE_COULDNT_CONNECT && t->denied[0])
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_CONNECT,
                 "connection to %s refused by deny-networks (config)", t->denied);
+    if (follow_region(t))
+        goto out;
     if (t->errbody)
         s3_error(t);
     switch (t->verdict) {

@@ -235,6 +235,32 @@ static size_t on_list_body(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
+/* The x-amz-bucket-region header of a listing's answer (ud: char[64]). */
+static size_t on_list_header(char *line, size_t size, size_t nmemb, void *ud) {
+    static const char name[] = "x-amz-bucket-region:";
+    char *region = ud;
+    size_t n = size * nmemb;
+    if (n > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
+        const char *v = line + sizeof(name) - 1;
+        size_t vlen = n - (sizeof(name) - 1);
+        while (vlen && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        size_t k = 0;
+        for (; k < vlen && k < 63; k++) {
+            char c = v[k];
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+                break;
+        }
+        if (k == vlen && k < 64) {
+            memcpy(region, v, k);
+            region[k] = '\0';
+        }
+    }
+    return n;
+}
+
 /* Percent-encode s for a signed query: every byte but the unreserved ones
  * (libcurl signs the query as written, so it must be canonical already). */
 static char *query_encode(const char *s) {
@@ -367,7 +393,9 @@ int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *u
         r = RV_E_BAD_URL;
         goto out;
     }
-    const char *region = p->region && p->region[0] ? p->region : "us-east-1";
+    char region[64], answered_region[64] = "";
+    bool followed = false;
+    snprintf(region, sizeof(region), "%s", p->region && p->region[0] ? p->region : "us-east-1");
     r = RV_E_NOMEM;
     char *decoded = canonical_key(u->path + 1); /* canonical, then decoded below */
     if (!decoded)
@@ -423,6 +451,7 @@ int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *u
         }
     }
     for (unsigned page = 0;; page++) {
+        answered_region[0] = '\0';
         /* Query parameters in canonical (sorted) order, each encoded. */
         free(req_url);
         if (asprintf(&req_url, "%s%s?%s%s%slist-type=2&prefix=%s", base, virtual ? "/" : "",
@@ -441,6 +470,8 @@ int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *u
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_list_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_list_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, answered_region);
         if (signed_req) {
             curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sig);
             curl_easy_setopt(h, CURLOPT_USERNAME, p->access_key_id);
@@ -456,6 +487,22 @@ int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *u
             r = RV_E_CONNECT;
             set_detail(ret_detail, "listing '%s': %s", url, curl_easy_strerror(cr));
             goto out;
+        }
+        if ((status == 301 || status == 400) && answered_region[0] && !followed &&
+            strcmp(answered_region, region) != 0) {
+            /* The bucket is in another region: ask there, once. */
+            followed = true;
+            snprintf(region, sizeof(region), "%s", answered_region);
+            free(base);
+            free(sig);
+            base = sig = NULL;
+            bucket_url(p->endpoint_url, region, p->path_style, u->host, &base, &virtual, &bad);
+            if (!base || (signed_req && asprintf(&sig, "aws:amz:%s:s3", region) < 0)) {
+                sig = NULL;
+                r = RV_E_NOMEM;
+                goto out;
+            }
+            continue;
         }
         if (status != 200) {
             char code[64];

@@ -135,6 +135,11 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         if key_id not in self.server.keys:
             return (403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does "
                     "not exist in our records.")
+        if region != REGION:
+            # As S3 answers a path-style request signed for another region.
+            return (301, "PermanentRedirect", "The bucket you are attempting to access must "
+                    "be addressed using the specified endpoint.",
+                    [("x-amz-bucket-region", REGION)])
         secret, token = self.server.keys[key_id]
         if token is not None and self.headers.get("x-amz-security-token") != token:
             return (400, "ExpiredToken", "The provided token has expired.")
@@ -179,7 +184,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             repl = srv.replace.get(path)
         if bad:
             return self.answer(bad[0], s3_error(bad[1], bad[2]),
-                               [("Content-Type", "application/xml")])
+                               [("Content-Type", "application/xml")] + list(bad[3:4] and bad[3]))
         if slow:
             status, code = srv.inject.get(path, (503, "SlowDown"))
             return self.answer(status, s3_error(code, "Please reduce your request rate."),
@@ -357,6 +362,22 @@ class S3Test(unittest.TestCase):
             if os.path.isfile(f):
                 with open(f, "rb") as fh:
                     self.assertNotIn(b"SIG-", fh.read(), f)
+
+    def test_wrong_region_followed_once(self):
+        self.put("/data/region.bin", b"region\n" * 100)
+        p, dest = self.run_ctl("s3://data/region.bin", "--no-state",
+                               env_extra={"AWS_REGION": "us-west-9"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(dest, "rb") as f:
+            self.assertEqual(f.read(), b"region\n" * 100)
+        self.assertEqual([r[3] for r in self.requests_for("/data/region.bin")], [301, 0])
+        # A listing too (its object then follows on its own).
+        self.put("/data/regdir/r.bin", b"r")
+        before = len(self.requests_for("/data"))
+        p, out = self.run_dir("s3://data/regdir/", env_extra={"AWS_REGION": "us-west-9"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.tree(out), {"r.bin": b"r"})
+        self.assertEqual([r[3] for r in self.requests_for("/data")[before:]], [301, 0])
 
     def test_session_token(self):
         env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,

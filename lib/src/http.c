@@ -639,7 +639,10 @@ int rv_http_start_range(rv_object *o, rv_chunk *c, bool probe) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    /* Not for a signed s3 request: libcurl would send its session token
+     * header on to wherever a Location points (S3 itself names a wrong
+     * region in a header instead: follow_region). */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, o->sigv4 ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
     if (want_h2(cfg->http2, o, probe)) {
         /* h2 if the origin offers it in ALPN, else 1.1. PIPEWAIT: a transfer

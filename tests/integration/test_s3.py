@@ -79,6 +79,7 @@ class Front(http.server.ThreadingHTTPServer):
         self.keys = {KEY_ID: (SECRET, None), TEMP_KEY_ID: (TEMP_SECRET, TOKEN)}
         self.if_match = {}          # path -> [GETs with If-Match, of them refused]
         self.extra_keys = []        # keys (XML-escaped) added to every listing
+        self.redirects = {}         # path -> Location of a 307 answer
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -185,6 +186,10 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         if bad:
             return self.answer(bad[0], s3_error(bad[1], bad[2]),
                                [("Content-Type", "application/xml")] + list(bad[3:4] and bad[3]))
+        with srv.lock:
+            location = srv.redirects.get(path)
+        if location:
+            return self.answer(307, b"", [("Location", location)])
         if slow:
             status, code = srv.inject.get(path, (503, "SlowDown"))
             return self.answer(status, s3_error(code, "Please reduce your request rate."),
@@ -378,6 +383,36 @@ class S3Test(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.tree(out), {"r.bin": b"r"})
         self.assertEqual([r[3] for r in self.requests_for("/data")[before:]], [301, 0])
+
+    def test_signed_request_follows_no_redirect(self):
+        # libcurl sends custom headers (the session token) on to a
+        # redirect's host: a signed request must not follow one.
+        seen = []
+
+        class Capture(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(dict(self.headers))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *a):
+                pass
+
+        cap = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+        threading.Thread(target=cap.serve_forever, daemon=True).start()
+        self.addCleanup(cap.server_close)
+        self.addCleanup(cap.shutdown)
+        with self.front.lock:
+            self.front.redirects["/data/moved.bin"] = \
+                "http://127.0.0.1:%d/elsewhere" % cap.server_address[1]
+        env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,
+               "AWS_SESSION_TOKEN": TOKEN}
+        p, dest = self.run_ctl("s3://data/moved.bin", "--no-state", env_extra=env)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("307", p.stderr)
+        self.assertEqual(seen, [])
 
     def test_session_token(self):
         env = {"AWS_ACCESS_KEY_ID": TEMP_KEY_ID, "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,

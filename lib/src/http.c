@@ -328,14 +328,15 @@ static bool follow_region(rv_transfer *t) {
             return false; /* not a region name: the answer decides as it is */
     if (!(region = strdup(t->bucket_region)))
         return false;
+    /* Written before the old region, which now may point into, is freed. */
+    char reason[160];
+    snprintf(reason, sizeof(reason), "S3: the bucket is in region %s, not %s", region, now);
     free(o->s3_region);
     o->s3_region = region;
     free(o->origin_url);
     free(o->sigv4);
     o->origin_url = o->sigv4 = NULL;
     o->s3_region_followed = true;
-    char reason[160];
-    snprintf(reason, sizeof(reason), "S3: the bucket is in region %s, not %s", region, now);
     rv_sink_retry(o, t->chunk, RV_E_HTTP_STATUS, t->status, RV_FAULT_TRANSIENT, 0, reason);
     return true;
 }

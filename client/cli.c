@@ -210,7 +210,8 @@ static const struct opt_def download_opts[] = {
      "do not verify https certificates: anyone on the\n"
      "path may change the bytes. Long form only (no\n"
      "-k); warns every time; cached apart", MODE_LOCAL},
-    {OPT_ENDPOINT_URL, "endpoint-url", 0, "URL", false, "S3 (s3://bucket/key)",
+    {OPT_ENDPOINT_URL, "endpoint-url", 0, "URL", false,
+     "S3 (s3://bucket/key; s3://bucket/prefix/ or .../*.ext with -d DIR)",
      "the S3 endpoint (default: $AWS_ENDPOINT_URL_S3,\n"
      "$AWS_ENDPOINT_URL, the profile's endpoint_url,\n"
      "else AWS's for the region)", MODE_ANY},

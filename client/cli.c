@@ -50,6 +50,10 @@ enum opt_id {
     OPT_CACERT,
     OPT_CACERT_ONLY,
     OPT_INSECURE,
+    OPT_ENDPOINT_URL,
+    OPT_REGION,
+    OPT_S3_PATH_STYLE,
+    OPT_NO_SIGN_REQUEST,
     OPT_STATE_DIR,
     OPT_CACHE_DIR,
     OPT_NO_STATE,
@@ -206,6 +210,22 @@ static const struct opt_def download_opts[] = {
      "do not verify https certificates: anyone on the\n"
      "path may change the bytes. Long form only (no\n"
      "-k); warns every time; cached apart", MODE_LOCAL},
+    {OPT_ENDPOINT_URL, "endpoint-url", 0, "URL", false,
+     "S3 (s3://bucket/key; s3://bucket/prefix/ or .../*.ext with -d DIR)",
+     "the S3 endpoint (default: $AWS_ENDPOINT_URL_S3,\n"
+     "$AWS_ENDPOINT_URL, the profile's endpoint_url,\n"
+     "else AWS's for the region)", MODE_ANY},
+    {OPT_REGION, "region", 0, "REGION", false, NULL,
+     "the bucket's region (default: $AWS_REGION,\n"
+     "$AWS_DEFAULT_REGION, the profile's, us-east-1)", MODE_ANY},
+    {OPT_S3_PATH_STYLE, "s3-path-style", 0, NULL, true, NULL,
+     "address buckets as ENDPOINT/BUCKET/KEY, not\n"
+     "BUCKET.ENDPOINT/KEY (automatic for an IP address\n"
+     "or localhost endpoint)", MODE_ANY},
+    {OPT_NO_SIGN_REQUEST, "no-sign-request", 0, NULL, true, NULL,
+     "anonymous s3:// requests (public buckets); else\n"
+     "signed with $AWS_ACCESS_KEY_ID/..., or the\n"
+     "~/.aws/credentials profile ($AWS_PROFILE)", MODE_ANY},
     {OPT_STATE_DIR, "state-dir", 0, "DIR", false, "State and cache",
      "keep download state (what is durable, for resume)\n"
      "in DIR (default: $XDG_STATE_HOME/retriever, else\n"
@@ -769,6 +789,22 @@ static int apply_opt(struct parser *p, rvc_cmd *cmd, const char *topic, const st
         return RV_OK;
     case OPT_INSECURE:
         d->insecure = true;
+        return RV_OK;
+    case OPT_ENDPOINT_URL:
+        if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+            return fail(p, topic, "option '%s' needs an http:// or https:// URL", spelled);
+        d->s3_endpoint = v;
+        return RV_OK;
+    case OPT_REGION:
+        if (!*v)
+            return fail(p, topic, "option '%s' needs a region", spelled);
+        d->s3_region = v;
+        return RV_OK;
+    case OPT_S3_PATH_STYLE:
+        d->s3_path_style = true;
+        return RV_OK;
+    case OPT_NO_SIGN_REQUEST:
+        d->s3_no_sign = true;
         return RV_OK;
     case OPT_STATE_DIR:
         if (!*v)

@@ -115,6 +115,10 @@ typedef struct rvc_download_opts {
     const char *ca_file;         /* --cacert or --cacert-only; NULL: the system's CA store */
     bool ca_only;                /* --cacert-only: ca_file replaces the system's store */
     bool insecure;               /* --insecure (--local only): no certificate checks */
+    const char *s3_endpoint;     /* --endpoint-url; NULL: the environment's, the config's */
+    const char *s3_region;       /* --region; NULL: the environment's, the config's */
+    bool s3_path_style;          /* --s3-path-style */
+    bool s3_no_sign;             /* --no-sign-request: anonymous s3:// requests */
     const char *state_dir;       /* --state-dir; NULL: $XDG_STATE_HOME/retriever */
     const char *cache_dir;       /* --cache-dir; NULL: $XDG_CACHE_HOME/retriever */
     bool no_state;               /* --no-state: no resume, no cache */

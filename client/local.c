@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "dest.h"
+#include "s3conf.h"
 #include "input.h"
 #include "exitcode.h"
 #include "fmt.h"
@@ -68,6 +69,8 @@ struct run {
     size_t retries_dropped;
 
     char *ca_pem;   /* owned: --cacert / --cacert-only FILE's text, or NULL */
+    rvc_s3 s3;      /* owned: where and as whom s3:// URLs are fetched */
+    bool has_s3;    /* s3 is loaded (some URL is s3://) */
     rvc_buf msg;    /* scratch for one message line */
     rvc_report rep; /* writes msg, errors, JSON lines (points at msg, out, err) */
     uint64_t start_ms;
@@ -322,7 +325,10 @@ static size_t add_each(struct run *r) {
         }
         const char **hdrs = NULL;
         rv_request req;
-        if (rvc_local_request(r->o, i, r->ca_pem, &req, &hdrs) != RV_OK) {
+        int lr = rvc_local_request(r->o, i, r->ca_pem, &req, &hdrs);
+        if (r->has_s3 && strncmp(r->o->urls[i], "s3://", 5) == 0)
+            req.s3 = &r->s3.p;
+        if (lr != RV_OK) {
             r->run_error = RV_E_NOMEM;
             return rejected;
         }
@@ -755,6 +761,19 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
             goto finish;
         }
     }
+    for (size_t i = 0; i < r.n && !r.has_s3; i++) {
+        if (strncmp(o->urls[i], "s3://", 5) != 0)
+            continue;
+        const char *why = NULL;
+        e = rvc_s3_load(o, &r.s3, &why);
+        if (e != RV_OK) {
+            rvc_buf_printf(&r.msg, PROG ": %s", why ? why : rv_strerror(e));
+            emit_msg(&r);
+            code = rvc_exit_code(e);
+            goto finish;
+        }
+        r.has_s3 = true;
+    }
     if (o->insecure) {
         /* Every time, and even with -q: the user must not forget it is on. */
         rvc_buf_puts(&r.msg, PROG ": warning: --insecure: https certificates are not verified; "
@@ -863,6 +882,7 @@ finish:
     free(r.views);
     free(r.retries);
     free(r.ca_pem);
+    rvc_s3_free(&r.s3);
     rvc_buf_done(&r.msg);
     return code;
 }

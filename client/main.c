@@ -13,6 +13,7 @@
 
 #include "cachecmd.h"
 #include "cli.h"
+#include "s3expand.h"
 #include "dest.h"
 #include "input.h"
 #include "exitcode.h"
@@ -60,6 +61,19 @@ int main(int argc, char **argv) {
         r = rvc_input_read(&cmd.dl, stdin, &error);
         if (r != RV_OK) {
             fprintf(stderr, "retrieverctl: %s\n", r == RV_E_INVALID_ARGUMENT ? error : rv_strerror(r));
+            free(error);
+            rvc_cmd_done(&cmd);
+            return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);
+        }
+    }
+    if (cmd.verb == RVC_VERB_DOWNLOAD) {
+        /* s3://bucket/prefix/ and patterns become one URL per key, listed
+         * as the caller, before anything else looks at the list. */
+        bool listing = false;
+        for (size_t i = 0; i < cmd.dl.n_urls && !listing; i++)
+            listing = rvc_s3_is_listing(cmd.dl.urls[i]);
+        if (listing && (r = rvc_s3_expand(&cmd.dl, stderr, &error)) != RV_OK) {
+            fprintf(stderr, "retrieverctl: %s\n", error ? error : rv_strerror(r));
             free(error);
             rvc_cmd_done(&cmd);
             return r == RV_E_INVALID_ARGUMENT ? RVC_EXIT_USAGE : rvc_exit_code(r);

@@ -736,6 +736,8 @@ void rvc_remote_request_done(rvc_request *q) {
     free(q->sources);
     free(q->source_ptrs);
     free(q->ca_file);
+    if (q->has_s3)
+        rvc_s3_free(&q->s3);
 }
 
 /* The first of the two variables that is set and not empty, else "". */
@@ -853,6 +855,23 @@ int rvc_remote_request(const rvc_download_opts *o, size_t n,
     q->msg.http_proxy = (char *)(o->proxy ? o->proxy : env_proxy("http"));
     q->msg.https_proxy = (char *)(o->proxy ? o->proxy : env_proxy("https"));
     q->msg.no_proxy = (char *)env_nonempty("no_proxy", "NO_PROXY");
+    for (size_t i = 0; i < n && !q->has_s3; i++) {
+        if (strncmp(o->urls[i], "s3://", 5) != 0)
+            continue;
+        int e = rvc_s3_load(o, &q->s3, &q->why);
+        if (e != RV_OK)
+            return e;
+        q->has_s3 = true;
+        q->s3msg = (Retriever__V1__S3Options)RETRIEVER__V1__S3_OPTIONS__INIT;
+        q->s3msg.endpoint_url = (char *)(q->s3.p.endpoint_url ? q->s3.p.endpoint_url : "");
+        q->s3msg.region = (char *)(q->s3.p.region ? q->s3.p.region : "");
+        q->s3msg.path_style = q->s3.p.path_style;
+        q->s3msg.access_key_id = (char *)(q->s3.p.access_key_id ? q->s3.p.access_key_id : "");
+        q->s3msg.secret_access_key =
+            (char *)(q->s3.p.secret_access_key ? q->s3.p.secret_access_key : "");
+        q->s3msg.session_token = (char *)(q->s3.p.session_token ? q->s3.p.session_token : "");
+        q->msg.s3 = &q->s3msg;
+    }
     if (o->ca_file) {
         /* Absolute, as the daemon wants it; the daemon opens it as us. A
          * name that does not resolve goes as cwd/name: the daemon's
@@ -1025,7 +1044,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         goto out;
     e = rvc_remote_request(o, r.n, run_dest, &r, &q);
     if (e != RV_OK) {
-        fprintf(err, PROG ": %s\n", rv_strerror(e));
+        fprintf(err, PROG ": %s\n", q.why ? q.why : rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }

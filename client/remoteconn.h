@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "cli.h"
+#include "s3conf.h"
 #include "report.h"
 #include "retriever/v1/retriever.pb-c.h"
 #include "rpc.h"
@@ -43,6 +44,12 @@ typedef struct rvc_request {
     Retriever__V1__Header ***auth_ptrs; /* n entries: NULL, or source i's headers
                                            (the shared ones, then own[i]) */
     size_t n_sources;
+    /* s3:// sources: the caller's endpoint and credentials, read here as
+     * the caller (s3conf.h) and sent with the request only. */
+    Retriever__V1__S3Options s3msg;
+    rvc_s3 s3;
+    bool has_s3;
+    const char *why; /* static: what rvc_remote_request's error means, or NULL */
 } rvc_request;
 
 /* Build *q (zeroed by the caller) for o's first n URLs; dest_of(ud, i) is

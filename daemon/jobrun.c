@@ -426,6 +426,14 @@ static int object_start(rvd_jobs *j, rv_engine *e, struct jobject *o, int *ret_e
                      : (o->job->req->http_proxy ? o->job->req->http_proxy : ""),
         .noproxy = o->job->req->no_proxy ? o->job->req->no_proxy : "",
     };
+    /* The caller's S3 endpoint and credentials, from the request only:
+     * the daemon has none of its own to lend. */
+    const rvd_download_req *dr = o->job->req;
+    rv_s3_params s3 = {.endpoint_url = dr->s3_endpoint, .region = dr->s3_region,
+                       .path_style = dr->s3_path_style, .access_key_id = dr->s3_key_id,
+                       .secret_access_key = dr->s3_secret, .session_token = dr->s3_token};
+    if (strncmp(src->url_key, "s3:", 3) == 0)
+        req.s3 = &s3;
     r = rv_engine_add(e, &req, &o->obj);
     if (r != RV_OK) {
         *ret_err = r;

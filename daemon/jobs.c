@@ -59,10 +59,11 @@ static char *make_key(uid_t uid, const rvd_download_req *req) {
     FILE *f = open_memstream(&key, &len);
     if (!f)
         return NULL;
-    fprintf(f, "%u\nca:%d:%s\n%u:%u:%u:%u:%llu\nproxy:%s", (unsigned)uid, req->ca_only,
+    fprintf(f, "%u\nca:%d:%s\n%u:%u:%u:%u:%llu\nproxy:%s\ns3:%s", (unsigned)uid, req->ca_only,
             req->ca_file ? req->ca_file : "", req->max_attempts, req->connect_timeout_ms,
             req->stall_timeout_ms, req->connect_retry_ms,
-            (unsigned long long)req->max_bytes_per_sec, req->proxy_digest);
+            (unsigned long long)req->max_bytes_per_sec, req->proxy_digest,
+            req->has_s3 ? req->s3_digest : "");
     for (size_t i = 0; i < req->n_sources; i++) {
         const rvd_source *s = &req->sources[i];
         fprintf(f, "\n%s\n%s\n%s\n%s\n%d", s->url_key, s->destination ? s->destination : "",
@@ -512,12 +513,19 @@ rvd_code rvd_jobs_submit(rvd_jobs *j, const rvd_peer *caller, rvd_download_req *
     jb->view.detached = !sink;
     jb->seq = ++j->seq;
     jb->req_bytes = raw_len;
-    /* On disk before its id is given out: the id works across restarts. */
+    /* On disk before its id is given out: the id works across restarts.
+     * Without S3 credentials: those never leave memory. */
+    uint8_t *kept = NULL;
+    size_t kept_len = 0;
+    int kr = j->store && jb->req->has_s3 ? rvd_request_unsecret(raw, raw_len, &kept, &kept_len)
+                                         : 0;
     rvd_stored_job row = {.id = jb->id, .seq = jb->seq, .owner = *caller,
                           .detached = !sink, .state = RVD_JOB_QUEUED,
-                          .created_ms = jb->view.created_ms, .request = raw,
-                          .request_len = raw_len};
-    if (j->store && rvd_jobstore_add(j->store, &row) < 0) {
+                          .created_ms = jb->view.created_ms, .request = kept ? kept : raw,
+                          .request_len = kept ? kept_len : raw_len};
+    kr = kr < 0 || (j->store && rvd_jobstore_add(j->store, &row) < 0) ? -1 : 0;
+    free(kept);
+    if (kr < 0) {
         rvd_job_free(j, jb);
         code = RVD_UNAVAILABLE;
         *ret_msg = rvd_strdupf("cannot record the job in the state directory; try again");

@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
 #include <retriever/retriever.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -423,7 +425,15 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r) {
     }
     free(r->sources);
     free(r->ca_file);
-    /* proxies may carry credentials */
+    free(r->s3_endpoint);
+    free(r->s3_region);
+    free(r->s3_key_id);
+    /* proxies may carry credentials; the S3 secrets are */
+    for (char **p = (char *[]){r->s3_secret, r->s3_token}, **end = p + 2; p < end; p++)
+        if (*p) {
+            explicit_bzero(*p, strlen(*p));
+            free(*p);
+        }
     for (char **p = (char *[]){r->http_proxy, r->https_proxy, r->no_proxy}, **end = p + 3;
          p < end; p++)
         if (*p) {
@@ -432,6 +442,72 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r) {
         }
     free(r);
     return NULL;
+}
+
+/* The part of a job's identity its S3 options make: HMAC-SHA256, keyed
+ * by a random key of this process, of the endpoint, region, style and
+ * access key id. Keyed, so that the identity (kept in memory, compared,
+ * never shown) says nothing about the key id even to one who guesses it;
+ * never the secret, which is the same account's. */
+static int s3_digest(rvd_download_req *req) {
+    static unsigned char key[32];
+    static bool keyed;
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    char *msg = NULL;
+    int n;
+
+    if (!keyed) {
+        if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+            return -EIO;
+        keyed = true;
+    }
+    n = asprintf(&msg, "%s%c%s%c%d%c%s", req->s3_endpoint ? req->s3_endpoint : "", 0,
+                 req->s3_region ? req->s3_region : "", 0, req->s3_path_style, 0,
+                 req->s3_key_id ? req->s3_key_id : "");
+    if (n < 0)
+        return -ENOMEM;
+    bool ok = HMAC(EVP_sha256(), key, (int)sizeof(key), (unsigned char *)msg, (size_t)n, md,
+                   &md_len) && md_len == 32;
+    free(msg);
+    if (!ok)
+        return -ENOMEM;
+    for (unsigned k = 0; k < 32; k++) {
+        req->s3_digest[2 * k] = digits[md[k] >> 4];
+        req->s3_digest[2 * k + 1] = digits[md[k] & 15];
+    }
+    req->s3_digest[64] = '\0';
+    return 0;
+}
+
+int rvd_request_unsecret(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len) {
+    Retriever__V1__DownloadRequest *m = retriever__v1__download_request__unpack(NULL, len, buf);
+    uint8_t *out = NULL;
+    int r = 0;
+
+    if (!m)
+        return -EINVAL;
+    if (m->s3) {
+        /* protobuf-c's unpacked strings: blanked in place, then left out
+         * (an empty proto3 string is not packed). */
+        for (char **p = (char *[]){m->s3->access_key_id, m->s3->secret_access_key,
+                                   m->s3->session_token},
+                  **end = p + 3;
+             p < end; p++)
+            if (*p)
+                explicit_bzero(*p, strlen(*p));
+    }
+    size_t size = retriever__v1__download_request__get_packed_size(m);
+    out = malloc(size ? size : 1);
+    if (!out)
+        r = -ENOMEM;
+    else
+        *ret_len = retriever__v1__download_request__pack(m, out);
+    retriever__v1__download_request__free_unpacked(m, NULL);
+    if (r == 0)
+        *ret = out;
+    return r;
 }
 
 int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
@@ -510,6 +586,33 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
             }
         }
     }
+    if (m->s3) {
+        const char *names[] = {"s3.endpoint_url", "s3.region", "s3.access_key_id",
+                               "s3.secret_access_key", "s3.session_token"};
+        const char *vals[] = {str(m->s3->endpoint_url), str(m->s3->region),
+                              str(m->s3->access_key_id), str(m->s3->secret_access_key),
+                              str(m->s3->session_token)};
+        for (size_t k = 0; k < 5; k++) {
+            bool ctl = false;
+            for (const unsigned char *c = (const unsigned char *)vals[k]; *c; c++)
+                ctl = ctl || *c < 0x20 || *c == 0x7f;
+            /* Not quoted back: it may be a secret. */
+            if (ctl || strlen(vals[k]) > RVD_REQ_PROXY_MAX) {
+                r = invalid(ret_error, "%s: at most %d bytes, no control characters", names[k],
+                            RVD_REQ_PROXY_MAX);
+                goto out;
+            }
+        }
+        if (vals[0][0] && strncmp(vals[0], "http://", 7) != 0 &&
+            strncmp(vals[0], "https://", 8) != 0) {
+            r = invalid(ret_error, "s3.endpoint_url: an http:// or https:// URL");
+            goto out;
+        }
+        if (!vals[2][0] != !vals[3][0]) {
+            r = invalid(ret_error, "s3.access_key_id and s3.secret_access_key: both or neither");
+            goto out;
+        }
+    }
     if (m->umask && (m->umask->bits & ~0777u)) {
         r = invalid(ret_error,
                     "umask.bits: only permission bits (at most 0777) may be set (got %#o)",
@@ -548,6 +651,19 @@ int rvd_request_download(const uint8_t *buf, size_t len, rvd_download_req **ret,
         char *const lines[] = {(char *)str(m->http_proxy), (char *)str(m->https_proxy),
                                (char *)str(m->no_proxy)};
         if (headers_digest(lines, 3, req->proxy_digest) < 0)
+            goto out;
+    }
+    if (m->s3) {
+        const Retriever__V1__S3Options *o = m->s3;
+        req->has_s3 = true;
+        req->s3_path_style = o->path_style;
+        if ((str(o->endpoint_url)[0] && !(req->s3_endpoint = strdup(o->endpoint_url))) ||
+            (str(o->region)[0] && !(req->s3_region = strdup(o->region))) ||
+            (str(o->access_key_id)[0] && !(req->s3_key_id = strdup(o->access_key_id))) ||
+            (str(o->secret_access_key)[0] && !(req->s3_secret = strdup(o->secret_access_key))) ||
+            (str(o->session_token)[0] && !(req->s3_token = strdup(o->session_token))))
+            goto out;
+        if (s3_digest(req) < 0)
             goto out;
     }
 

@@ -94,6 +94,13 @@ typedef struct rvd_download_req {
     /* Proxies (secrets: may carry user:password): NULL for none. */
     char *http_proxy, *https_proxy, *no_proxy;
     char proxy_digest[65]; /* sha256 of the three (for the dedupe key), hex */
+    /* S3 (DownloadRequest.s3): has_s3 false without one. The secret and
+     * token are secrets: never stored (rvd_request_stored drops them),
+     * never shown, zeroed when freed. */
+    bool has_s3, s3_path_style;
+    char *s3_endpoint, *s3_region, *s3_key_id, *s3_secret, *s3_token;
+    char s3_digest[65];   /* HMAC (a key of this process) of endpoint, region,
+                             style and access key id, hex; "" without s3 */
 } rvd_download_req;
 
 /* DownloadRequest. On success *ret is the caller's; free it with
@@ -111,6 +118,13 @@ rvd_download_req *rvd_download_req_free(rvd_download_req *r);
  * Secrets). 0 and *ret (malloc'd, *ret_len bytes), or -EINVAL for a
  * message that does not decode, -ENOMEM. */
 int rvd_request_scrub(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len);
+
+/* What of a DownloadRequest (buf, len: as received) goes into the job
+ * store while its job lives: the same message without the S3 credentials
+ * (access key id, secret, session token), which stay in the daemon's
+ * memory only (a job restored after a restart runs without them). 0 and
+ * *ret (malloc'd, *ret_len bytes), -EINVAL, -ENOMEM. */
+int rvd_request_unsecret(const uint8_t *buf, size_t len, uint8_t **ret, size_t *ret_len);
 
 /* The requests that carry only `string job_id = 1`. */
 typedef enum rvd_id_request {

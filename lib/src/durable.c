@@ -374,6 +374,35 @@ static char *key_name(const rv_url *u) {
     return name;
 }
 
+/* A presigned S3 URL's query without its signing parameters (X-Amz-*,
+ * which change with every signing), malloc'd; NULL: not presigned (no
+ * X-Amz-Signature), or no memory (*nomem). Presigned URLs of one object
+ * then share a key, and so the cache; the "presigned" mark keeps them
+ * apart from requests without a signature. */
+static char *presigned_rest(const char *query, bool *nomem) {
+    if (!query || !strcasestr(query, "X-Amz-Signature="))
+        return NULL;
+    char *out = malloc(strlen(query) + 1), *w = out;
+    if (!out) {
+        *nomem = true;
+        return NULL;
+    }
+    for (const char *p = query; *p;) {
+        size_t n = strcspn(p, "&");
+        if (strncasecmp(p, "X-Amz-", 6) != 0) {
+            if (w != out)
+                *w++ = '&';
+            memcpy(w, p, n);
+            w += n;
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    *w = '\0';
+    return out;
+}
+
 static int make_key(rv_object *o) {
     char *name = key_name(o->url), *msg = NULL;
     size_t msg_len = 0;
@@ -387,21 +416,45 @@ static int make_key(rv_object *o) {
     /* A proxy that takes credentials may answer differently per account:
      * its bytes are kept apart like those fetched with a header. */
     bool proxy_cred = o->proxy && strchr(o->proxy, '@');
+    /* An s3:// object is its bucket and key at one endpoint, as one access
+     * key id sees it: the endpoint, region and style name the object, and
+     * the key id keeps callers' objects apart (never the secret, nor the
+     * session token, which changes while the account stays). */
     if (o->user_headers || o->url->userinfo || o->url->query || o->ca_pem || o->insecure ||
-        proxy_cred) {
+        proxy_cred || o->s3) {
         FILE *f = open_memstream(&msg, &msg_len);
         if (!f) {
             r = RV_E_NOMEM;
             goto out;
         }
-        if (o->url->query)
+        bool nomem = false;
+        char *rest = presigned_rest(o->url->query, &nomem);
+        if (nomem) {
+            fclose(f);
+            r = RV_E_NOMEM;
+            goto out;
+        }
+        if (rest) {
+            fwrite("presigned", 1, sizeof("presigned"), f);
+            fwrite(rest, 1, strlen(rest) + 1, f);
+            free(rest);
+        } else if (o->url->query) {
             fwrite(o->url->query, 1, strlen(o->url->query) + 1, f);
+        }
         if (o->url->userinfo)
             fwrite(o->url->userinfo, 1, strlen(o->url->userinfo) + 1, f);
         for (struct curl_slist *l = o->user_headers; l; l = l->next)
             fwrite(l->data, 1, strlen(l->data) + 1, f);
         if (o->insecure)
             fwrite("insecure", 1, sizeof("insecure"), f);
+        if (o->s3) {
+            const char *parts[] = {"s3", o->s3_endpoint ? o->s3_endpoint : "",
+                                   o->s3_region ? o->s3_region : "",
+                                   o->s3_path_style ? "path" : "virtual",
+                                   o->s3_key_id ? o->s3_key_id : ""};
+            for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++)
+                fwrite(parts[k], 1, strlen(parts[k]) + 1, f);
+        }
         if (proxy_cred) {
             fwrite("proxy", 1, sizeof("proxy"), f);
             fwrite(o->proxy, 1, strlen(o->proxy) + 1, f);

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "engine_int.h"
 #include "httphdr.h"
@@ -495,6 +496,17 @@ static void object_free(rv_object *o) {
     free(o->weak_etag);
     free(o->weak_last_modified);
     free(o->fetch_url);
+    free(o->origin_url);
+    free(o->sigv4);
+    free(o->s3_endpoint);
+    free(o->s3_region);
+    free(o->s3_key_id);
+    if (o->s3_secret)
+        OPENSSL_cleanse(o->s3_secret, strlen(o->s3_secret));
+    free(o->s3_secret);
+    if (o->s3_token)
+        OPENSSL_cleanse(o->s3_token, strlen(o->s3_token));
+    free(o->s3_token);
     free(o->chunks);
     if (o->digest_job)
         o->digest_job->obj = NULL; /* the context goes with the request */
@@ -721,6 +733,17 @@ int rv_engine_add(rv_engine *e, const rv_request *req, rv_object **ret) {
         (req->proxy && !(o->proxy = strdup(req->proxy))) ||
         (req->noproxy && !(o->noproxy = strdup(req->noproxy))))
         goto fail;
+    if (req->s3) {
+        const rv_s3_params *p = req->s3;
+        o->s3 = true;
+        o->s3_path_style = p->path_style;
+        if ((p->endpoint_url && !(o->s3_endpoint = strdup(p->endpoint_url))) ||
+            (p->region && !(o->s3_region = strdup(p->region))) ||
+            (p->access_key_id && !(o->s3_key_id = strdup(p->access_key_id))) ||
+            (p->secret_access_key && !(o->s3_secret = strdup(p->secret_access_key))) ||
+            (p->session_token && !(o->s3_token = strdup(p->session_token))))
+            goto fail;
+    }
     for (size_t i = 0; i < req->n_headers; i++) {
         struct curl_slist *l = curl_slist_append(o->user_headers, req->headers[i]);
         if (!l)

@@ -122,6 +122,10 @@ struct rv_transfer {
     rv_fault fault;
     int err;
     char *detail;              /* malloc'd; reason for the verdict */
+    char *bucket_region;       /* malloc'd: the answer's x-amz-bucket-region */
+    char *errbody;             /* malloc'd: the start of an s3 object's error
+                                  answer (its XML names the error) */
+    size_t errbody_len;
     struct curl_slist *req_headers;
     struct rv_stage *stage;    /* staged objects: the bytes received next go here */
     bool paused;               /* waits for its object's digest to give stages back
@@ -208,6 +212,21 @@ struct rv_object {
     char *weak_etag;           /* a W/ ETag, or NULL */
     char *weak_last_modified;  /* a Last-Modified without Date, or NULL */
     char *fetch_url;           /* after redirects; what ranges are asked of */
+    /* s3:// (rv_request.s3, copied; s3.c): where and as whom. The secret
+     * is cleansed when the object goes and never shown. */
+    bool s3;                   /* the request had s3 parameters */
+    bool s3_path_style;
+    char *s3_endpoint, *s3_region, *s3_key_id, *s3_secret, *s3_token;
+    /* Set by the object's source before its first transfer: */
+    char *origin_url;          /* what transfers ask for in place of
+                                  url->normalised (s3: the https URL) */
+    char *sigv4;               /* CURLOPT_AWS_SIGV4's provider string
+                                  ("aws:amz:REGION:s3"), or NULL: unsigned;
+                                  the key pair is s3_key_id/s3_secret */
+    bool s3_region_followed;   /* a wrong-region answer was followed (once) */
+    bool if_match;             /* later ranges carry If-Match with the
+                                  ETag, not If-Range (a changed object is
+                                  refused with 412, never sent whole) */
 
     /* ranges */
     rv_chunk *chunks;          /* sorted by start, contiguous, cover [0, size) */

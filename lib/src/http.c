@@ -33,6 +33,8 @@
 #include <time.h>
 
 #include "crc32c.h"
+#include "http.h"
+#include "s3err.h"
 #include "sink.h"
 #include "httphdr.h"
 #include "netdeny.h"
@@ -51,6 +53,8 @@ static void xfer_reset(rv_transfer *t) {
     free(t->resp_date);
     free(t->resp_range_raw);
     free(t->detail);
+    free(t->errbody);
+    free(t->bucket_region);
     CURL *easy = t->easy;
     rv_transfer *next = t->next_free;
     memset(t, 0, sizeof(*t));
@@ -302,7 +306,64 @@ static bool accept_headers(rv_transfer *t) {
     rv_fault f = rv_retry_classify_http(t->status, &err);
     verdict(t, f == RV_FAULT_PERMANENT ? RV_XFER_FAIL : RV_XFER_RETRY, f, err,
             "HTTP %ld from '%s'", t->status, o->url_shown);
-    return false;
+    /* S3 names the error in the body's XML: read it (s3_error judges it
+     * once the transfer ends); the verdict stands if it says nothing. */
+    return o->s3 && t->status >= 400;
+}
+
+/* An s3 object asked of the wrong region: S3 answers 301 (path style) or
+ * 400 (a signature scoped to another region) naming the bucket's region in
+ * x-amz-bucket-region. Follow it once: the s3 source makes the URL and
+ * signature anew for that region at the range's next start. Whether it
+ * did. */
+static bool follow_region(rv_transfer *t) {
+    rv_object *o = t->obj;
+    const char *now = o->s3_region && o->s3_region[0] ? o->s3_region : "us-east-1";
+    char *region = NULL;
+
+    if (!o->s3 || !t->bucket_region || o->s3_region_followed ||
+        (t->status != 301 && t->status != 400) || strcmp(t->bucket_region, now) == 0)
+        return false;
+    for (const char *p = t->bucket_region; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return false; /* not a region name: the answer decides as it is */
+    if (!(region = strdup(t->bucket_region)))
+        return false;
+    /* Written before the old region, which now may point into, is freed. */
+    char reason[160];
+    snprintf(reason, sizeof(reason), "S3: the bucket is in region %s, not %s", region, now);
+    free(o->s3_region);
+    o->s3_region = region;
+    free(o->origin_url);
+    free(o->sigv4);
+    o->origin_url = o->sigv4 = NULL;
+    o->s3_region_followed = true;
+    rv_sink_retry(o, t->chunk, RV_E_HTTP_STATUS, t->status, RV_FAULT_TRANSIENT, 0, reason);
+    return true;
+}
+
+#define S3_ERRBODY_MAX 4096
+
+/* An s3 object's error answer: its <Code> decides the verdict and the
+ * message (AccessDenied, NoSuchKey... at once; SlowDown, InternalError
+ * retried). */
+static void s3_error(rv_transfer *t) {
+    rv_object *o = t->obj;
+    char code[64];
+    bool permanent = false;
+    int err = RV_OK;
+    const char *text;
+
+    if (!t->errbody || !rv_s3_error_code(t->errbody, t->errbody_len, code, sizeof(code)) ||
+        !(text = rv_s3_error_text(code, &permanent, &err)))
+        return;
+    t->verdict = permanent ? RV_XFER_FAIL : RV_XFER_RETRY;
+    t->fault = permanent ? RV_FAULT_PERMANENT : t->fault;
+    t->err = err;
+    free(t->detail);
+    if (asprintf(&t->detail, "S3 %s: %s (HTTP %ld from '%s')", code, text, t->status,
+                 o->url_shown) < 0)
+        t->detail = NULL;
 }
 
 static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
@@ -332,6 +393,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
         free(t->resp_date);
         free(t->resp_range_raw);
         t->resp_etag = t->resp_last_modified = t->resp_date = t->resp_range_raw = NULL;
+        free(t->bucket_region);
+        t->bucket_region = NULL;
         return len;
     }
     if (len <= 2 && (line[0] == '\r' || line[0] == '\n'))
@@ -362,6 +425,9 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
     } else if (rv_http_name_is(name, nlen, "date")) {
         free(t->resp_date);
         t->resp_date = dup_value(value, vlen);
+    } else if (rv_http_name_is(name, nlen, "x-amz-bucket-region") && t->obj->s3) {
+        free(t->bucket_region);
+        t->bucket_region = dup_value(value, vlen < 64 ? vlen : 64);
     } else if (rv_http_name_is(name, nlen, "retry-after")) {
         if (!rv_http_parse_retry_after(value, vlen, time(NULL), &t->retry_after_ms))
             t->retry_after_ms = RV_UNKNOWN;
@@ -405,8 +471,20 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
 
     if (o->err != RV_OK || rv_state_is_terminal(o->state))
         return 0;
-    if (!t->body_ok)
-        return n; /* a redirect's or interim answer's body */
+    if (!t->body_ok) {
+        /* An s3 error answer's XML (accept_headers), else a redirect's or
+         * interim answer's body. */
+        if (o->s3 && t->status >= 400 && t->errbody_len < S3_ERRBODY_MAX) {
+            size_t take = n < S3_ERRBODY_MAX - t->errbody_len ? n : S3_ERRBODY_MAX - t->errbody_len;
+            char *b = realloc(t->errbody, t->errbody_len + take);
+            if (!b)
+                return 0;
+            memcpy(b + t->errbody_len, p, take);
+            t->errbody = b;
+            t->errbody_len += take;
+        }
+        return n;
+    }
     if (c->end != RV_UNKNOWN && n > c->end - c->pos) {
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_PROTOCOL,
                 "origin sent more bytes than asked for '%s' (range ends at %llu)", o->url_shown,
@@ -478,8 +556,16 @@ static void rate_share(rv_object *o) {
  * request that fetches a whole object in one (the probe; a small object is
  * done with it) gains from h2: many of them share one TLS connection. Only
  * https: h2 without TLS (h2c) is not offered by the servers that matter. */
+/* What a transfer asks for: after the probe, where its redirects led;
+ * else the URL the object's source made (s3.c), else the object's own. */
+static const char *request_url(const rv_object *o, bool probe) {
+    if (o->fetch_url && !probe)
+        return o->fetch_url;
+    return o->origin_url ? o->origin_url : o->url->normalised;
+}
+
 static bool want_h2(rv_http2_mode mode, const rv_object *o, bool probe) {
-    const char *url = o->fetch_url && !probe ? o->fetch_url : o->url->normalised;
+    const char *url = request_url(o, probe);
     if (mode == RV_HTTP2_NEVER || strncmp(url, "https://", 8) != 0)
         return false;
     return mode == RV_HTTP2_ALWAYS || probe || !o->ranges;
@@ -500,7 +586,7 @@ static const char *if_range_value(const rv_object *o) {
     return o->etag ? o->etag : o->last_modified;
 }
 
-static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
+int rv_http_start_range(rv_object *o, rv_chunk *c, bool probe) {
     rv_engine *e = o->engine;
     const rv_config *cfg = &e->cfg;
     rv_transfer *t = NULL;
@@ -527,17 +613,38 @@ static int http_start_range(rv_object *o, rv_chunk *c, bool probe) {
             goto nomem;
         t->req_headers = l;
     }
-    if (!probe && o->ranges && if_range_value(o) &&
-        append_header(&t->req_headers, "If-Range", if_range_value(o)) != RV_OK)
+    if (!probe && o->ranges && o->if_match && o->etag) {
+        if (append_header(&t->req_headers, "If-Match", o->etag) != RV_OK)
+            goto nomem;
+    } else if (!probe && o->ranges && if_range_value(o) &&
+               append_header(&t->req_headers, "If-Range", if_range_value(o)) != RV_OK) {
+        goto nomem;
+    }
+    /* SigV4 (s3.c): libcurl signs each request, but 7.88 neither adds the
+     * payload's hash header S3 requires nor a session token; both go in
+     * as headers, which libcurl then signs with the rest. The key pair
+     * goes to libcurl only, never into a URL or a message. */
+    if (o->sigv4 &&
+        (append_header(&t->req_headers, "x-amz-content-sha256", "UNSIGNED-PAYLOAD") != RV_OK ||
+         (o->s3_token &&
+          append_header(&t->req_headers, "x-amz-security-token", o->s3_token) != RV_OK)))
         goto nomem;
 
     CURL *h = t->easy;
-    curl_easy_setopt(h, CURLOPT_URL, o->fetch_url && !probe ? o->fetch_url : o->url->normalised);
+    curl_easy_setopt(h, CURLOPT_URL, request_url(o, probe));
+    if (o->sigv4) {
+        curl_easy_setopt(h, CURLOPT_AWS_SIGV4, o->sigv4);
+        curl_easy_setopt(h, CURLOPT_USERNAME, o->s3_key_id);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, o->s3_secret);
+    }
     curl_easy_setopt(h, CURLOPT_PRIVATE, t);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    /* Not for a signed s3 request: libcurl would send its session token
+     * header on to wherever a Location points (S3 itself names a wrong
+     * region in a header instead: follow_region). */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, o->sigv4 ? 0L : 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
     if (want_h2(cfg->http2, o, probe)) {
         /* h2 if the origin offers it in ALPN, else 1.1. PIPEWAIT: a transfer
@@ -618,9 +725,9 @@ nomem:
 
 static void http_stop(rv_engine *e, rv_transfer *t);
 
-static int http_revalidate(rv_object *o) {
+int rv_http_revalidate(rv_object *o) {
     rv_engine *e = o->engine;
-    int r = http_start_range(o, &o->chunks[0], true);
+    int r = rv_http_start_range(o, &o->chunks[0], true);
     if (r != RV_OK)
         return r;
     rv_transfer *t = o->chunks[0].xfer;
@@ -726,7 +833,7 @@ static void finish_plain(rv_engine *e, rv_transfer *t, CURLcode res) {
     rv_sink_retry(o, c, err, 0, f, RV_UNKNOWN, reason);
 }
 
-static void http_finish(rv_engine *e, CURLMsg *msg) {
+void rv_http_finish(rv_engine *e, CURLMsg *msg) {
     rv_transfer *t = NULL;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     rv_object *o = t->obj;
@@ -739,6 +846,10 @@ static void http_finish(rv_engine *e, CURLMsg *msg) {
     if (res == CURLE_COULDNT_CONNECT && t->denied[0])
         verdict(t, RV_XFER_FAIL, RV_FAULT_PERMANENT, RV_E_CONNECT,
                 "connection to %s refused by deny-networks (config)", t->denied);
+    if (follow_region(t))
+        goto out;
+    if (t->errbody)
+        s3_error(t);
     switch (t->verdict) {
     case RV_XFER_OK:
         finish_plain(e, t, res);
@@ -773,7 +884,7 @@ out:
     xfer_put(e, t);
 }
 
-static void http_stop_range(rv_object *o, rv_chunk *c) {
+void rv_http_stop_range(rv_object *o, rv_chunk *c) {
     http_stop(o->engine, c->xfer);
 }
 
@@ -792,9 +903,9 @@ const rv_source_ops rv_source_http = {
     .name = "http",
     .schemes = http_schemes,
     .caps = RV_SOURCE_CAP_HOSTS | RV_SOURCE_CAP_RANGES | RV_SOURCE_CAP_VALIDATORS,
-    .start_range = http_start_range,
-    .revalidate = http_revalidate,
-    .stop = http_stop_range,
-    .finish = http_finish,
+    .start_range = rv_http_start_range,
+    .revalidate = rv_http_revalidate,
+    .stop = rv_http_stop_range,
+    .finish = rv_http_finish,
     .engine_free = http_engine_free,
 };

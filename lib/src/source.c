@@ -13,7 +13,7 @@
 #include "rv_error.h"
 #include "url.h"
 
-static const rv_source_ops *const builtin[] = {&rv_source_http, &rv_source_file};
+static const rv_source_ops *const builtin[] = {&rv_source_http, &rv_source_file, &rv_source_s3};
 
 /* Registered sources, newest last; process-wide (rv_source_register says
  * when it may change). */

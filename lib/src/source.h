@@ -14,6 +14,7 @@
 /* The built-in sources. */
 extern const rv_source_ops rv_source_http; /* http.c: http, https */
 extern const rv_source_ops rv_source_file; /* filesrc.c: file */
+extern const rv_source_ops rv_source_s3;   /* s3.c: s3 (over http.c) */
 
 /* The source for scheme (lower case), or NULL when unsupported: the one
  * registered last that names it, else the built-in one. The pointer stays

@@ -20,7 +20,8 @@ _retrieverctl_opts() {
         echo --local --socket --no-autostart -x --proxy --limit-rate \
             -u --user -c --connections --header --netrc --netrc-file \
             --chunk-size --http2 --retries --retry-refused --connect-timeout \
-            --stall-timeout --cacert --cacert-only --insecure --state-dir \
+            --stall-timeout --cacert --cacert-only --insecure --endpoint-url --region \
+            --s3-path-style --no-sign-request --state-dir \
             --cache-dir --cache-quota --no-state --sha256 -q --quiet -h --help ;;
     status) echo --socket --json --no-autostart -h --help ;;
     list) echo --socket --json -a --all --state -h --help ;;

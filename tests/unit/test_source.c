@@ -111,7 +111,7 @@ int main(void) {
     CHECK(!rv_engine_supports_scheme(e, "mem"));
     rv_request nope = {.url = "mem://h/a", .dest_path = dest};
     CHECK_EQ_U64(rv_engine_add(e, &nope, NULL), RV_E_UNSUPPORTED_SCHEME);
-    CHECK(strstr(rv_engine_error_detail(e), "(use http, https or file)") != NULL);
+    CHECK(strstr(rv_engine_error_detail(e), "(use http, https, file or s3)") != NULL);
     rv_source_ops bad = mem_source;
     bad.step = NULL; /* neither start_range nor step */
     CHECK_EQ_U64(rv_source_register(&bad), RV_E_INVALID_ARGUMENT);
@@ -120,7 +120,7 @@ int main(void) {
     CHECK(rv_engine_supports_scheme(e, "http")); /* the built-in ones stay */
     nope.url = "nope://h/a"; /* the message names the registered scheme too */
     CHECK_EQ_U64(rv_engine_add(e, &nope, NULL), RV_E_UNSUPPORTED_SCHEME);
-    CHECK(strstr(rv_engine_error_detail(e), "(use http, https, file or mem)") != NULL);
+    CHECK(strstr(rv_engine_error_detail(e), "(use http, https, file, s3 or mem)") != NULL);
     CHECK_EQ_U64(rv_url_normalize("MEM://h/a", &key), RV_OK);
     CHECK(key && strcmp(key, "mem://h/a") == 0);
     free(key);

@@ -400,7 +400,9 @@ static const struct {
     {"file:///a%00b", RV_E_BAD_URL}, /* the engine refuses it too */
     {"file://otherhost/x", RV_E_BAD_URL},
     {"ftp://h/x", RV_E_UNSUPPORTED_SCHEME},
-    {"s3://bucket/key", RV_E_UNSUPPORTED_SCHEME},
+    {"gs://bucket/key", RV_E_UNSUPPORTED_SCHEME},
+    {"s3://bucket/prefix/", RV_E_BAD_URL}, /* a prefix, not one object */
+    {"s3://bucket/", RV_E_BAD_URL},
     {"gopher://h/", RV_E_UNSUPPORTED_SCHEME},
 };
 
@@ -435,7 +437,8 @@ static void test_normalize(void) {
         int r = rv_url_normalize(goods[i].in, &key);
         bool supported = strcmp(goods[i].scheme, "http") == 0 ||
                          strcmp(goods[i].scheme, "https") == 0 ||
-                         strcmp(goods[i].scheme, "file") == 0;
+                         strcmp(goods[i].scheme, "file") == 0 ||
+                         strcmp(goods[i].scheme, "s3") == 0;
         CHECK_EQ_U64(r, supported ? RV_OK : RV_E_UNSUPPORTED_SCHEME);
         if (r == RV_OK) {
             CHECK_EQ_U64(rv_url_normalize(key, &again), RV_OK);

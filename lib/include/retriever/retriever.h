@@ -214,6 +214,21 @@ int rv_check_networks(const char *list, char **ret_detail);
 /* Bytes, with an optional K, M, G or T suffix (powers of 1024): "4M". */
 int rv_parse_size(const char *s, uint64_t *ret);
 
+/* How an s3:// URL is fetched (rv_request.s3; lib/src/s3.c, docs/sources.md).
+ * Every string is optional and copied. */
+typedef struct rv_s3_params {
+    const char *endpoint_url;  /* "https://host[:port]" (or http://): a custom
+                                  endpoint; NULL: AWS's for region */
+    const char *region;        /* signing region (and AWS's endpoint); NULL:
+                                  us-east-1 */
+    bool path_style;           /* endpoint/bucket/key rather than
+                                  bucket.endpoint/key (always for an endpoint
+                                  that is an IP address or localhost) */
+    const char *access_key_id; /* NULL: anonymous (no signature) */
+    const char *secret_access_key; /* with access_key_id */
+    const char *session_token; /* optional: temporary credentials */
+} rv_s3_params;
+
 typedef struct rv_request {
     const char *url;           /* required */
     const char *dest_path;     /* required: the final file name */
@@ -311,6 +326,11 @@ typedef struct rv_request {
                                   no_proxy/NO_PROXY; else CURLOPT_NOPROXY's list
                                   (hosts or domains, comma-separated; "*": all;
                                   "": none, whatever the environment says) */
+    const rv_s3_params *s3;    /* optional, copied: for an s3:// URL, where and
+                                  as whom (NULL: AWS us-east-1, anonymous).
+                                  The endpoint, region, style and access key
+                                  id go into the object's cache key (as a
+                                  keyed digest), never the secret */
 } rv_request;
 
 /* The smallest per-connection share of rv_request.max_bytes_per_sec: a cap
@@ -469,6 +489,19 @@ int rv_url_normalize(const char *url, char **ret);
  * RV_E_NOMEM and RV_E_INVALID_ARGUMENT (NULL). On success *ret is malloc'd
  * and owned by the caller. */
 int rv_url_redact(const char *url, char **ret);
+
+/* One object a listing found: its key (decoded, as S3 stores it) and size.
+ * Return RV_OK to go on, anything else to stop the listing with it. */
+typedef int (*rv_s3_list_fn)(void *ud, const char *key, uint64_t size);
+
+/* List the keys of url, "s3://bucket/prefix" (the prefix may be empty or
+ * end anywhere), with ListObjectsV2, page by page (continuation tokens),
+ * calling fn for each key in S3's order; blocking, on the caller's thread.
+ * p as for rv_request.s3 (NULL: anonymous, AWS us-east-1). RV_OK; else an
+ * RV_E_* code and, when ret_detail is not NULL, a malloc'd one-line
+ * message without credentials (S3's error code when it sent one). */
+int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *ud,
+               char **ret_detail);
 
 /* text (a message about a URL) with rv_url_redact's rule applied: every
  * token containing "://" (tokens end at white space and quotes) is

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "dest.h"
 #include "input.h"
 #include "exitcode.h"
@@ -76,12 +77,6 @@ struct run {
     bool finished_pending; /* an object became terminal since the last scan */
     size_t n_reported;     /* items whose final line is out */
 };
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------------
  * Output
@@ -153,7 +148,7 @@ static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
 
     v->retries++;
     v->retry_attempt = info->attempt;
-    v->retry_until_ms = now_ms() + info->wait_ms;
+    v->retry_until_ms = rvc_now_ms() + info->wait_ms;
     char *copy = strdup(reason);
     if (copy) {
         free(it->retry_reason);
@@ -498,7 +493,7 @@ static void set_connections(struct run *r) {
 static void run_loop(struct run *r) {
     bool cancelled = false;
     for (;;) {
-        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        int timeout = rvc_progress_timeout_ms(r->progress, rvc_now_ms());
         unsigned active = 0;
         int e = rv_engine_perform(r->engine, timeout < 0 ? IDLE_TIMEOUT_MS : timeout, &active);
         if (e != RV_OK) {
@@ -521,7 +516,7 @@ static void run_loop(struct run *r) {
         flush_retry_events(r);
         if (r->finished_pending)
             collect_finished(r);
-        uint64_t now = now_ms();
+        uint64_t now = rvc_now_ms();
         if (rvc_progress_timeout_ms(r->progress, now) == 0) {
             unsigned cols, rows;
             term_size(r, &cols, &rows);
@@ -584,7 +579,7 @@ static void summary(struct run *r) {
     }
     if (r->o->quiet || r->n < 2)
         return;
-    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_report_total(&r->rep, &t, (double)(rvc_now_ms() - r->start_ms) / 1000.0);
 }
 
 /* ------------------------------------------------------------------------
@@ -703,7 +698,7 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         .err_tty = isatty(fileno(err)) == 1,
         .out_tty = isatty(fileno(out)) == 1,
         .n = o->n_urls,
-        .start_ms = now_ms(),
+        .start_ms = rvc_now_ms(),
     };
     rv_hooks hooks = {
         .on_state = hook_state,

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "cmd_jobs.h"
 #include "daemonfind.h"
 #include "dest.h"
@@ -287,12 +288,6 @@ struct run {
     rvc_rpc_stream *stream; /* published while a call runs; NULL otherwise */
 };
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Called on the sigwatch thread when SIGINT/SIGTERM arrives. */
 static void on_signal(void *ud) {
     struct run *r = ud;
@@ -463,7 +458,7 @@ static void on_retry(struct run *r, size_t i, const Retriever__V1__Retrying *ry)
 
     v->retries++;
     v->retry_attempt = ry->attempt;
-    v->retry_until_ms = now_ms() + ry->wait_ms;
+    v->retry_until_ms = rvc_now_ms() + ry->wait_ms;
     char *copy = strdup(reason);
     if (copy) {
         free(ob->retry_reason);
@@ -879,7 +874,7 @@ int rvc_remote_request(const rvc_download_opts *o, size_t n,
 /* Follow the stream until it ends; the end status into *st. */
 static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
     for (;;) {
-        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        int timeout = rvc_progress_timeout_ms(r->progress, rvc_now_ms());
         ProtobufCMessage *m = NULL;
         rvc_rpc_next n = rvc_rpc_stream_next(s, &retriever__v1__job_event__descriptor, timeout, &m,
                                              st);
@@ -893,7 +888,7 @@ static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
                 on_event(r, ev);
             protobuf_c_message_free_unpacked(m, NULL);
         }
-        uint64_t now = now_ms();
+        uint64_t now = rvc_now_ms();
         if (rvc_progress_timeout_ms(r->progress, now) == 0) {
             unsigned cols, rows;
             term_size(r, &cols, &rows);
@@ -916,7 +911,7 @@ static void summary(struct run *r) {
         return;
     rvc_tally t;
     rvc_report_tally(r->views, r->n, &t);
-    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_report_total(&r->rep, &t, (double)(rvc_now_ms() - r->start_ms) / 1000.0);
 }
 
 /* The exit code once the stream ended with status st. */
@@ -977,7 +972,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         .err = err,
         .err_tty = isatty(fileno(err)) == 1,
         .n = o->n_urls,
-        .start_ms = now_ms(),
+        .start_ms = rvc_now_ms(),
     };
     rvc_request q = {0};
     rvc_rpc *conn = NULL;
@@ -1162,7 +1157,7 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
         .out = out,
         .err = err,
         .err_tty = isatty(fileno(err)) == 1,
-        .start_ms = now_ms(),
+        .start_ms = rvc_now_ms(),
     };
     rvc_rpc *conn = NULL;
     rvc_rpc_stream *stream = NULL;

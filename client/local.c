@@ -147,8 +147,10 @@ static void flush_retry_events(struct run *r) {
  * ------------------------------------------------------------------------ */
 
 /* Why rv_engine_add refused item i: the engine's detail, or for a
- * conflict the other URL on the command line. malloc'd or NULL. */
-static char *reject_detail(const struct run *r, size_t i, int e) {
+ * conflict the other URL on the command line (first: the first URL with
+ * the same destination, i when none; the engine may also refuse a path
+ * spelled differently). malloc'd or NULL. */
+static char *reject_detail(const struct run *r, size_t i, size_t first, int e) {
     const rvc_run_obj *ob = &r->c.objs[i];
     rvc_buf b;
     char *s = NULL;
@@ -156,12 +158,8 @@ static char *reject_detail(const struct run *r, size_t i, int e) {
     switch (e) {
     case RV_E_DEST_CONFLICT:
         rvc_buf_printf(&b, "destination '%s'", ob->display);
-        for (size_t k = 0; k < i; k++) {
-            if (r->c.objs[k].display && strcmp(r->c.objs[k].display, ob->display) == 0) {
-                rvc_buf_printf(&b, " is also the destination of '%s'", r->c.objs[k].shown);
-                break;
-            }
-        }
+        if (first != i)
+            rvc_buf_printf(&b, " is also the destination of '%s'", r->c.objs[first].shown);
         break;
     default:
         rvc_buf_puts(&b, rv_engine_error_detail(r->engine));
@@ -212,13 +210,17 @@ int rvc_local_request(const rvc_download_opts *o, size_t i, const char *ca_pem, 
     return RV_OK;
 }
 
-static size_t add_each(struct run *r) {
+/* seen: the destinations named so far (dest.h). */
+static size_t add_each(struct run *r, rvc_dest_set *seen) {
     const rvc_download_opts *o = r->c.o;
     size_t rejected = 0;
     for (size_t i = 0; i < r->c.n; i++) {
         struct item *it = &r->items[i];
         rvc_run_obj *ob = &r->c.objs[i];
+        size_t first = i;
         int e = rvc_destination_of(o, i, NULL, &ob->display);
+        if (e == RV_OK)
+            e = rvc_dest_set_add(seen, ob->display, i, &first);
         r->c.views[i].name = ob->display ? ob->display : ob->shown;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
@@ -267,7 +269,7 @@ static size_t add_each(struct run *r) {
         }
         if (e != RV_OK) {
             it->obj = NULL;
-            rvc_run_reject(&r->c, i, e, NULL, reject_detail(r, i, e));
+            rvc_run_reject(&r->c, i, e, NULL, reject_detail(r, i, first, e));
             rejected++;
             continue;
         }
@@ -280,7 +282,13 @@ static size_t add_each(struct run *r) {
  * of URLs rejected (reported by rvc_report_rejected), or sets r->run_error
  * on failures that are not any one URL's. */
 static size_t add_all(struct run *r) {
-    size_t n = add_each(r);
+    rvc_dest_set *seen = NULL;
+    size_t n = 0;
+    if (rvc_dest_set_new(r->c.n, &seen) == RV_OK)
+        n = add_each(r, seen);
+    else
+        r->run_error = RV_E_NOMEM;
+    rvc_dest_set_free(seen); /* before any display changes: it borrows them */
     rvc_report_rejected_end(&r->c.rep);
     return n;
 }

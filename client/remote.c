@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <search.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -507,20 +506,17 @@ static long destinations(struct run *r, int *ret_code) {
     char *cwd = getcwd(NULL, 0);
     int cwd_errno = errno;
     long rejected = 0;
-    /* Destinations named so far, each to the first object that named it:
-     * a conflict is found without comparing every pair (1000 sources). */
-    struct hsearch_data seen = {0};
-    if (!hcreate_r(r->c.n * 2 + 1, &seen))
-        goto nomem_early;
+    rvc_dest_set *seen = NULL; /* the absolute destinations named so far */
+    if (rvc_dest_set_new(r->c.n, &seen) != RV_OK)
+        goto nomem;
     for (size_t i = 0; i < r->c.n; i++) {
         rvc_run_obj *ob = &r->c.objs[i];
         int e = rvc_destination_of(r->c.o, i, NULL, &ob->display);
         if (e == RV_OK)
             e = rvc_destination_of(r->c.o, i, cwd, &ob->dest);
-        ENTRY *first = NULL;
-        if (e == RV_OK &&
-            !hsearch_r((ENTRY){.key = ob->dest, .data = (void *)(uintptr_t)i}, ENTER, &first, &seen))
-            e = RV_E_NOMEM;
+        size_t k = i; /* the first object with this destination */
+        if (e == RV_OK)
+            e = rvc_dest_set_add(seen, ob->dest, i, &k);
         r->c.views[i].name = ob->display ? ob->display : ob->shown;
         if (e == RV_OK && ob->dest[0] != '/') {
             rvc_buf_printf(&r->c.msg, PROG ": cannot tell the current directory, needed to give "
@@ -562,7 +558,6 @@ static long destinations(struct run *r, int *ret_code) {
             rejected++;
             continue;
         }
-        size_t k = (size_t)(uintptr_t)first->data;
         if (k != i) {
             detail = NULL;
             if (asprintf(&detail, "destination '%s' is also the destination of '%s'",
@@ -573,12 +568,11 @@ static long destinations(struct run *r, int *ret_code) {
         }
     }
     rvc_report_rejected_end(&r->c.rep);
-    hdestroy_r(&seen);
+    rvc_dest_set_free(seen);
     free(cwd);
     return rejected;
 nomem:
-    hdestroy_r(&seen);
-nomem_early:
+    rvc_dest_set_free(seen);
     rvc_buf_printf(&r->c.msg, PROG ": %s", rv_strerror(RV_E_NOMEM));
     rvc_report_line(&r->c.rep);
     *ret_code = rvc_exit_code(RV_E_NOMEM);

@@ -227,11 +227,7 @@ static size_t add_each(struct run *r, rvc_dest_set *seen) {
             return rejected;
         }
         if (e != RV_OK) {
-            /* rv_default_filename cannot tell a malformed URL from one
-             * whose path has no file name: say both. */
-            rvc_run_reject(&r->c, i, e, "cannot name the output file after this URL",
-                           strdup("malformed URL, or no file name at the end of its path; "
-                                  "use -o FILE to name the output"));
+            rvc_run_reject_unnamed(&r->c, i, e);
             rejected++;
             continue;
         }

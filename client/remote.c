@@ -273,15 +273,38 @@ static void publish_stream(struct run *r, rvc_rpc_stream *s) {
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Open the server stream of method with req and publish it (a signal
+ * that came before is honoured: the stream is cancelled at once). RV_OK,
+ * or an rv_error after one line on err. */
+static int open_stream(struct run *r, rvc_rpc *conn, const char *method,
+                       const ProtobufCMessage *req, rvc_rpc_stream **ret) {
+    char path[128];
+    method_path(method, path, sizeof(path));
+    int e = rvc_rpc_stream_open(conn, path, req, ret);
+    if (e != RV_OK) {
+        fprintf(r->c.err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
+        return e;
+    }
+    publish_stream(r, *ret);
+    if (rvc_sigwatch_received(r->sigwatch))
+        rvc_rpc_stream_cancel(*ret); /* the signal came before the stream was published */
+    return RV_OK;
+}
+
 /* n objects (rvc_run_open) and their first-event times. */
 static int open_objects(struct run *r, size_t n, rvc_progress_mode mode, bool urls) {
     r->t0 = calloc(n ? n : 1, sizeof(*r->t0));
     return r->t0 ? rvc_run_open(&r->c, n, mode, urls) : RV_E_NOMEM;
 }
 
-/* Frees what download and watch allocated for the run; the caller has
- * stopped the watch and freed the stream first. */
-static void run_done(struct run *r) {
+/* Ends the call (stream s on conn, status st; each may be empty) and
+ * frees the run: what download and watch have in common at their end. */
+static void run_done(struct run *r, rvc_rpc_stream *s, rvc_rpc *conn, rvc_rpc_status *st) {
+    /* The watch goes first: its thread may use the stream until joined. */
+    r->sigwatch = rvc_sigwatch_stop(r->sigwatch);
+    rvc_rpc_stream_free(s);
+    rvc_rpc_free(conn);
+    rvc_rpc_status_done(st);
     free(r->job_id);
     free(r->t0);
     rvc_run_done(&r->c);
@@ -530,9 +553,7 @@ static long destinations(struct run *r, int *ret_code) {
         if (e == RV_E_NOMEM)
             goto nomem;
         if (e != RV_OK) {
-            rvc_run_reject(&r->c, i, e, "cannot name the output file after this URL",
-                           strdup("malformed URL, or no file name at the end of its path; "
-                                  "use -o FILE to name the output"));
+            rvc_run_reject_unnamed(&r->c, i, e);
             rejected++;
             continue;
         }
@@ -741,8 +762,8 @@ int rvc_remote_request(const rvc_download_opts *o, size_t n,
  * download: the run
  * ------------------------------------------------------------------------ */
 
-/* Follow the stream until it ends; the end status into *st. */
-static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
+/* Show the stream's events until it ends; the end status into *st. */
+static void follow_events(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
     for (;;) {
         int timeout = rvc_progress_timeout_ms(r->c.progress, rvc_now_ms());
         ProtobufCMessage *m = NULL;
@@ -816,6 +837,16 @@ static int finish(struct run *r, const rvc_rpc_status *st) {
     return rvc_run_exit(&r->c);
 }
 
+/* Follow the published stream s to its end (the status into *st), then
+ * unpublish it and report: the exit code. */
+static int follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
+    follow_events(r, s, st);
+    r->c.signo = rvc_sigwatch_received(r->sigwatch);
+    publish_stream(r, NULL);
+    rvc_progress_end(r->c.progress);
+    return finish(r, st);
+}
+
 /* Object i's destination, as the request sends it. */
 static const char *run_dest(const void *ud, size_t i) {
     const struct run *r = ud;
@@ -830,7 +861,6 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
     rvc_rpc_stream *stream = NULL;
     rvc_rpc_status st = {0};
     char *path = NULL;
-    char method[128];
     int code = RVC_EXIT_OK;
 
     pthread_mutex_init(&r.lock, NULL);
@@ -874,35 +904,19 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
     conn = connect_to(path, r.sigwatch, &r.c.rep, &code);
     if (!conn)
         goto out;
-    method_path("Download", method, sizeof(method));
-    e = rvc_rpc_stream_open(conn, method, &q.msg.base, &stream);
+    e = open_stream(&r, conn, "Download", &q.msg.base, &stream);
     if (e != RV_OK) {
-        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
-    publish_stream(&r, stream);
-    if (rvc_sigwatch_received(r.sigwatch))
-        rvc_rpc_stream_cancel(stream); /* the signal came before the stream was published */
 
-    /* 3. Follow. */
-    follow(&r, stream, &st);
-    r.c.signo = rvc_sigwatch_received(r.sigwatch);
-    publish_stream(&r, NULL);
-    rvc_progress_end(r.c.progress);
-
-    /* 4. Report. */
-    code = finish(&r, &st);
+    /* 3. Follow, 4. report. */
+    code = follow(&r, stream, &st);
 
 out:
-    /* The watch goes first: its thread may use the stream until joined. */
-    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
-    rvc_rpc_stream_free(stream);
-    rvc_rpc_free(conn);
-    rvc_rpc_status_done(&st);
+    run_done(&r, stream, conn, &st);
     rvc_remote_request_done(&q);
     free(path);
-    run_done(&r);
     return code;
 }
 
@@ -977,7 +991,6 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
     rvc_rpc_stream *stream = NULL;
     rvc_rpc_status st = {0};
     ProtobufCMessage *first = NULL;
-    char method[128];
     int code = RVC_EXIT_OK;
 
     pthread_mutex_init(&r.lock, NULL);
@@ -994,16 +1007,11 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
     Retriever__V1__WatchRequest req = RETRIEVER__V1__WATCH_REQUEST__INIT;
     req.job_id = (char *)job_id;
     req.batch_events = false; /* the Snapshot comes alone, first */
-    method_path("Watch", method, sizeof(method));
-    e = rvc_rpc_stream_open(conn, method, &req.base, &stream);
+    e = open_stream(&r, conn, "Watch", &req.base, &stream);
     if (e != RV_OK) {
-        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
-    publish_stream(&r, stream);
-    if (rvc_sigwatch_received(r.sigwatch))
-        rvc_rpc_stream_cancel(stream);
 
     /* The first event is the Snapshot, or the refusal. */
     rvc_rpc_next n;
@@ -1043,18 +1051,10 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
         goto out;
     }
     /* A job that had ended already has no more events: its stream ends. */
-    follow(&r, stream, &st);
-    r.c.signo = rvc_sigwatch_received(r.sigwatch);
-    publish_stream(&r, NULL);
-    rvc_progress_end(r.c.progress);
-    code = finish(&r, &st);
+    code = follow(&r, stream, &st);
 
 out:
-    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
-    rvc_rpc_stream_free(stream);
-    rvc_rpc_free(conn);
-    rvc_rpc_status_done(&st);
-    run_done(&r);
+    run_done(&r, stream, conn, &st);
     if (first) /* after the objects: they borrowed its URLs */
         protobuf_c_message_free_unpacked(first, NULL);
     return code;

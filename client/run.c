@@ -53,6 +53,14 @@ void rvc_run_reject(rvc_run *r, size_t i, int e, const char *message, char *deta
     rvc_report_rejected(&r->rep, ob->shown, e, message ? message : rv_strerror(e), detail);
 }
 
+void rvc_run_reject_unnamed(rvc_run *r, size_t i, int e) {
+    /* rv_default_filename cannot tell a malformed URL from one whose path
+     * has no file name: say both. */
+    rvc_run_reject(r, i, e, "cannot name the output file after this URL",
+                   strdup("malformed URL, or no file name at the end of its path; "
+                          "use -o FILE to name the output"));
+}
+
 int rvc_run_rejected(rvc_run *r, size_t rejected) {
     if (r->n > 1) {
         rvc_buf_printf(&r->msg, PROG ": nothing downloaded: %zu of %zu URLs rejected", rejected,

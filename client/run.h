@@ -77,6 +77,10 @@ int rvc_run_open(rvc_run *r, size_t n, rvc_progress_mode mode, bool urls);
  * be NULL), reported by rvc_report_rejected. */
 void rvc_run_reject(rvc_run *r, size_t i, int e, const char *message, char *detail);
 
+/* rvc_run_reject for a URL that names no output file (e from
+ * rvc_destination_of): the words both modes use. */
+void rvc_run_reject_unnamed(rvc_run *r, size_t i, int e);
+
 /* After rejections (rvc_report_rejected_end done): the "nothing
  * downloaded" line, one JSON line per URL in command-line order, and the
  * exit code of the first rejected URL. */

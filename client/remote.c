@@ -273,6 +273,20 @@ static void publish_stream(struct run *r, rvc_rpc_stream *s) {
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Watch for signals, then connect to the daemon at path (signals are
+ * blocked before gRPC starts its threads): *ret_conn, or NULL after one
+ * line on err. The exit code so far. */
+static int start_call(struct run *r, const char *path, rvc_rpc **ret_conn) {
+    int code = RVC_EXIT_OK;
+    int e = rvc_sigwatch_start_fn(on_signal, r, &r->sigwatch);
+    if (e != RV_OK) {
+        fprintf(r->c.err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
+        return rvc_exit_code(e);
+    }
+    *ret_conn = connect_to(path, r->sigwatch, &r->c.rep, &code);
+    return code;
+}
+
 /* Open the server stream of method with req and publish it (a signal
  * that came before is honoured: the stream is cancelled at once). RV_OK,
  * or an rv_error after one line on err. */
@@ -405,6 +419,21 @@ static int failed_error(const Retriever__V1__Error *e, const char **ret_message,
     return RV_E_INTERNAL;
 }
 
+/* Object i failed with e (a Failed event's, or a Snapshot's) at daemon time t. */
+static void report_failed(struct run *r, size_t i, const Retriever__V1__Error *e, int64_t t) {
+    const char *message, *detail;
+    char *owned = NULL;
+    int err = failed_error(e, &message, &detail, &owned);
+    report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, t);
+    free(owned);
+}
+
+/* Object i was cancelled by retrieverd at daemon time t. */
+static void report_cancelled(struct run *r, size_t i, int64_t t) {
+    report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED, rv_strerror(RV_E_CANCELLED),
+                 "retrieverd cancelled the job", t);
+}
+
 static void take_progress(rvc_progress_item *v, const Retriever__V1__Progress *p) {
     if (!p)
         return;
@@ -449,9 +478,6 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
     if (!r->t0[i])
         r->t0[i] = ev->time_unix_ms;
 
-    const char *message, *detail;
-    char *owned = NULL;
-    int err;
     switch (ev->event_case) {
     case RETRIEVER__V1__JOB_EVENT__EVENT_QUEUED:
         v->state = RV_STATE_QUEUED;
@@ -474,14 +500,10 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
         report_final(r, i, RV_STATE_DONE, ev->completed, RV_OK, NULL, NULL, ev->time_unix_ms);
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_FAILED:
-        err = failed_error(ev->failed->error, &message, &detail, &owned);
-        report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, ev->time_unix_ms);
-        free(owned);
+        report_failed(r, i, ev->failed->error, ev->time_unix_ms);
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_CANCELLED:
-        report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
-                     rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
-                     ev->time_unix_ms);
+        report_cancelled(r, i, ev->time_unix_ms);
         break;
     default:
         break;
@@ -895,13 +917,7 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
         q.sources[i].name_from_disposition = r.c.objs[i].by_server;
 
     /* 2. Submit: signals are blocked before gRPC starts its threads. */
-    e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
-    if (e != RV_OK) {
-        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto out;
-    }
-    conn = connect_to(path, r.sigwatch, &r.c.rep, &code);
+    code = start_call(&r, path, &conn);
     if (!conn)
         goto out;
     e = open_stream(&r, conn, "Download", &q.msg.base, &stream);
@@ -949,9 +965,6 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
         v->retries = os->retries;
         take_progress(v, os->progress);
         v->state = RV_STATE_QUEUED;
-        const char *message, *detail;
-        char *owned = NULL;
-        int err;
         switch (os->state) {
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_DONE: {
             Retriever__V1__Completed c = RETRIEVER__V1__COMPLETED__INIT;
@@ -963,14 +976,10 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
             break;
         }
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_FAILED:
-            err = failed_error(os->error, &message, &detail, &owned);
-            report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, snap->time_unix_ms);
-            free(owned);
+            report_failed(r, i, os->error, snap->time_unix_ms);
             break;
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED:
-            report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
-                         rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
-                         snap->time_unix_ms);
+            report_cancelled(r, i, snap->time_unix_ms);
             break;
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_QUEUED:
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_UNSPECIFIED:
@@ -995,15 +1004,10 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
 
     pthread_mutex_init(&r.lock, NULL);
     rvc_run_init(&r.c, &o, out, err, true);
-    int e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
-    if (e != RV_OK) {
-        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto out;
-    }
-    conn = connect_to(path, r.sigwatch, &r.c.rep, &code);
+    code = start_call(&r, path, &conn);
     if (!conn)
         goto out;
+    int e;
     Retriever__V1__WatchRequest req = RETRIEVER__V1__WATCH_REQUEST__INIT;
     req.job_id = (char *)job_id;
     req.batch_events = false; /* the Snapshot comes alone, first */

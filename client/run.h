@@ -10,7 +10,9 @@
  * events, rvc_run_summary and rvc_run_exit at the end, rvc_run_done always.
  *
  * Single-threaded: everything is called on the thread that runs the
- * command (local.c's engine hooks only record; they print nothing).
+ * command. rvc_run_started and rvc_run_retry only record (local.c calls
+ * them from the engine's hooks, which must not print); the lines they
+ * make due are printed by rvc_run_resuming and rvc_run_retry_line.
  */
 #ifndef RVC_RUN_H
 #define RVC_RUN_H

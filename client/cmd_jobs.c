@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "daemonfind.h"
 #include "exitcode.h"
 #include "fmt.h"
@@ -43,10 +44,9 @@ static void method_path(const char *method, char *buf, size_t n) {
     snprintf(buf, n, "/%s/%s", retriever__v1__retriever__descriptor.name, method);
 }
 
+/* The daemon's times are Unix milliseconds: compared with this clock. */
 static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)rvc_clock_ms(CLOCK_REALTIME);
 }
 
 /* Find the daemon (autostart as asked) and connect. RVC_EXIT_OK, or the

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "exitcode.h"
 #include "remote.h"
 #include "retriever/rv_error.h"
@@ -59,12 +60,6 @@ static bool system_socket_usable(void) {
     struct stat st;
     return stat(RVC_SYSTEM_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode) &&
            access(RVC_SYSTEM_SOCKET, W_OK) == 0 && rvc_socket_answers(RVC_SYSTEM_SOCKET);
-}
-
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* mkdir -p path (mode 0700 for what is made). 0 or -1 with errno. */
@@ -184,7 +179,7 @@ static int autostart(const char *socket_path, FILE *err) {
      * and time. */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int nlen = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "retrieverctl-%d-%llu",
-                        (int)getpid(), (unsigned long long)mono_ms());
+                        (int)getpid(), (unsigned long long)rvc_now_ms());
     nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (nfd < 0 || bind(nfd, (struct sockaddr *)&sa,
                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nlen)) != 0) {
@@ -209,7 +204,7 @@ static int autostart(const char *socket_path, FILE *err) {
     }
     fprintf(err, PROG ": starting retrieverd (pid %d, log '%s')\n", (int)pid, log);
 
-    uint64_t deadline = mono_ms() + RVC_AUTOSTART_TIMEOUT_MS;
+    uint64_t deadline = rvc_now_ms() + RVC_AUTOSTART_TIMEOUT_MS;
     for (;;) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -224,7 +219,7 @@ static int autostart(const char *socket_path, FILE *err) {
                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), log);
             break;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = rvc_now_ms();
         if (now >= deadline) {
             fprintf(err, PROG ": retrieverd (pid %d) did not become ready within %d s; see '%s'\n",
                     (int)pid, RVC_AUTOSTART_TIMEOUT_MS / 1000, log);

@@ -2,8 +2,10 @@
 #include "dest.h"
 
 #include <errno.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,4 +173,45 @@ int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json) {
     }
     o->n_urls = kept;
     return r;
+}
+
+/* ------------------------------------------------------------------------
+ * The destination set: glibc's hsearch_r table, sized at twice the paths
+ * it may hold so that it never fills.
+ * ------------------------------------------------------------------------ */
+
+struct rvc_dest_set {
+    struct hsearch_data table;
+    size_t n, max;
+};
+
+int rvc_dest_set_new(size_t n, rvc_dest_set **ret) {
+    rvc_dest_set *s = calloc(1, sizeof(*s));
+    if (!s || !hcreate_r(n * 2 + 1, &s->table)) {
+        free(s);
+        return RV_E_NOMEM;
+    }
+    s->max = n;
+    *ret = s;
+    return RV_OK;
+}
+
+int rvc_dest_set_add(rvc_dest_set *s, const char *path, size_t i, size_t *ret_first) {
+    ENTRY *first = NULL;
+    /* hsearch_r takes a char * key; it never writes through it. */
+    if (s->n == s->max ||
+        !hsearch_r((ENTRY){.key = (char *)path, .data = (void *)(uintptr_t)i}, ENTER, &first,
+                   &s->table))
+        return RV_E_NOMEM;
+    *ret_first = (size_t)(uintptr_t)first->data;
+    if (*ret_first == i)
+        s->n++;
+    return RV_OK;
+}
+
+rvc_dest_set *rvc_dest_set_free(rvc_dest_set *s) {
+    if (s)
+        hdestroy_r(&s->table);
+    free(s);
+    return NULL;
 }

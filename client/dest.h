@@ -64,4 +64,24 @@ int rvc_dest_exists_detail(const char *path, char **ret_detail);
  * then partly filtered, but consistent; the command ends). */
 int rvc_skip_existing(rvc_download_opts *o, FILE *notices, FILE *json);
 
+/* The destinations of one command, each to the first URL that named it:
+ * a second URL with the same path is found without comparing every pair
+ * (a command may carry thousands of URLs). Used by both modes: the daemon
+ * mode rejects a shared destination with it before asking retrieverd;
+ * --local names the other URL when the engine refuses one. (The engine
+ * (lib/src/engine.c) and retrieverd (daemon/jobrun.c) keep sets of their
+ * own, of what is being written, across commands.) */
+typedef struct rvc_dest_set rvc_dest_set;
+
+/* A set for at most n paths. RV_OK or RV_E_NOMEM. */
+int rvc_dest_set_new(size_t n, rvc_dest_set **ret);
+
+/* Adds path (borrowed: it must outlive the set) for URL i unless it is in
+ * the set already; *ret_first: the URL that named it first (i when new).
+ * RV_OK, or RV_E_NOMEM (more than n paths, or no memory). */
+int rvc_dest_set_add(rvc_dest_set *s, const char *path, size_t i, size_t *ret_first);
+
+/* Frees s (NULL: nothing); returns NULL. */
+rvc_dest_set *rvc_dest_set_free(rvc_dest_set *s);
+
 #endif

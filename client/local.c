@@ -6,11 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "dest.h"
 #include "s3conf.h"
 #include "input.h"
@@ -20,6 +19,7 @@
 #include "progress.h"
 #include "report.h"
 #include "retriever/retriever.h"
+#include "run.h"
 #include "sigwatch.h"
 
 #define PROG "retrieverctl"
@@ -27,19 +27,11 @@
 #define MAX_PENDING_RETRIES 256 /* retry events queued between two performs */
 #define IDLE_TIMEOUT_MS 1000    /* perform timeout when no progress is drawn */
 
-/* One URL of the command line. */
+/* What the engine keeps of a URL of the command line, beside the core's
+ * rvc_run_obj of the same index (run.h). */
 struct item {
-    const char *url;     /* borrowed from argv: only what the engine is given */
-    char *shown;         /* owned: rv_url_redact(url), the only form ever printed */
-    char *path;          /* owned: the destination; NULL when none could be derived */
     rv_object *obj;      /* owned by the engine; NULL when not added */
-    int reject;          /* rv_error when rejected before any download, else RV_OK */
-    char *reject_detail; /* owned; NULL when none */
-    bool reported;       /* its final line (and JSON) is out */
-    char *retry_reason;  /* owned: reason of the last retry (the view points here) */
     bool resume_pending; /* resumed from durable state; its line is not out yet */
-    bool by_server;      /* rvc_named_by_server: path may change at delivery */
-    bool skipped;        /* --no-clobber kept the file at its final name */
 };
 
 /* A retry seen by the hook, printed after perform returns. */
@@ -52,58 +44,22 @@ struct retry_event {
 };
 
 struct run {
-    const rvc_download_opts *o; /* borrowed */
-    FILE *out, *err;            /* borrowed */
-    bool err_tty;
-    bool out_tty;
+    rvc_run c; /* objects, views, output: the core shared with the daemon mode */
 
-    rv_engine *engine;        /* owned */
-    rvc_progress *progress;   /* owned */
-    rvc_sigwatch *sigwatch;   /* owned */
-    struct item *items;       /* owned, n entries; never moves (hooks hold pointers) */
-    rvc_progress_item *views; /* owned, n entries: views[i] describes items[i] */
-    size_t n;
+    rv_engine *engine;      /* owned */
+    rvc_sigwatch *sigwatch; /* owned */
+    struct item *items;     /* owned, c.n entries; never moves (hooks hold pointers) */
 
     struct retry_event *retries; /* owned, up to MAX_PENDING_RETRIES */
     size_t n_retries;
     size_t retries_dropped;
 
-    char *ca_pem;   /* owned: --cacert / --cacert-only FILE's text, or NULL */
-    rvc_s3 s3;      /* owned: where and as whom s3:// URLs are fetched */
-    bool has_s3;    /* s3 is loaded (some URL is s3://) */
-    rvc_buf msg;    /* scratch for one message line */
-    rvc_report rep; /* writes msg, errors, JSON lines (points at msg, out, err) */
-    uint64_t start_ms;
+    char *ca_pem;          /* owned: --cacert / --cacert-only FILE's text, or NULL */
+    rvc_s3 s3;             /* owned: where and as whom s3:// URLs are fetched */
+    bool has_s3;           /* s3 is loaded (some URL is s3://) */
     int run_error;         /* rv_error that ended the run early (perform failed) */
-    int signo;             /* the signal that interrupted the run, 0 if none */
     bool finished_pending; /* an object became terminal since the last scan */
-    size_t n_reported;     /* items whose final line is out */
 };
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* ------------------------------------------------------------------------
- * Output
- * ------------------------------------------------------------------------ */
-
-/* Print the message built in r->msg as one line of err (above any progress). */
-static void emit_msg(struct run *r) {
-    rvc_report_line(&r->rep);
-}
-
-/* "retrieverctl: 'URL': message (detail)" — the one error format. */
-static void emit_error(struct run *r, const char *url, const char *message, const char *detail) {
-    rvc_report_error(&r->rep, url, message, detail);
-}
-
-/* One --json line to out. */
-static void emit_json(struct run *r, const rvc_json_result *res) {
-    rvc_report_json(&r->rep, res);
-}
 
 /* ------------------------------------------------------------------------
  * Hooks: record only (they run inside rv_engine_perform and must not block)
@@ -116,18 +72,12 @@ static size_t item_index(struct run *r, rv_object *obj) {
 static void hook_state(void *ud, rv_object *obj, rv_state state) {
     struct run *r = ud;
     size_t i = item_index(r, obj);
-    rvc_progress_item *v = &r->views[i];
+    rvc_progress_item *v = &r->c.views[i];
     if (state == RV_STATE_RESOLVING && v->state == RV_STATE_QUEUED) {
-        /* Starting: what is durable now came from an earlier run. All of
-         * it is a cache hit; part of it, a resume. */
-        uint64_t d = rv_object_durable(obj);
+        /* Starting: what is durable now came from an earlier run. */
         rv_object_progress(obj, &v->p);
-        if (d && v->p.total_known && d >= v->p.bytes_total) {
-            v->cached = true;
-        } else if (d) {
-            v->resumed_from = d;
+        if (rvc_run_started(&r->c, i, rv_object_durable(obj)))
             r->items[i].resume_pending = true;
-        }
     }
     v->state = state;
     if (rv_state_is_terminal(state))
@@ -136,36 +86,24 @@ static void hook_state(void *ud, rv_object *obj, rv_state state) {
 
 static void hook_progress(void *ud, rv_object *obj, const rv_progress *p) {
     struct run *r = ud;
-    r->views[item_index(r, obj)].p = *p;
+    r->c.views[item_index(r, obj)].p = *p;
 }
 
 /* Recovery notes (a corrupt state database moved aside, orphan cache files
  * removed): they come while the engine opens, before any progress output. */
 static void hook_notice(void *ud, const char *msg) {
     struct run *r = ud;
-    if (!r->o->quiet)
-        fprintf(r->err, PROG ": note: %s\n", msg);
+    if (!r->c.o->quiet)
+        fprintf(r->c.err, PROG ": note: %s\n", msg);
 }
 
 static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
     struct run *r = ud;
     size_t i = item_index(r, obj);
-    struct item *it = &r->items[i];
-    rvc_progress_item *v = &r->views[i];
     const char *reason = info->reason ? info->reason : rv_strerror(info->error);
 
-    v->retries++;
-    v->retry_attempt = info->attempt;
-    v->retry_until_ms = now_ms() + info->wait_ms;
-    char *copy = strdup(reason);
-    if (copy) {
-        free(it->retry_reason);
-        it->retry_reason = copy;
-    }
-    v->retry_reason = it->retry_reason;
-
     /* Queue a line for the plain renderer (and --no-progress). */
-    if (r->o->quiet || rvc_progress_get_mode(r->progress) == RVC_PROGRESS_TTY)
+    if (!rvc_run_retry(&r->c, i, info->attempt, info->wait_ms, reason))
         return;
     char *ev_reason = strdup(reason);
     if (!ev_reason || r->n_retries == MAX_PENDING_RETRIES) {
@@ -184,34 +122,25 @@ static void hook_retry(void *ud, rv_object *obj, const rv_retry_info *info) {
 
 /* The "resuming at" lines of objects that started since the last call. */
 static void flush_resumes(struct run *r) {
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < r->c.n; i++) {
         struct item *it = &r->items[i];
         if (!it->resume_pending)
             continue;
         it->resume_pending = false;
-        if (!r->o->quiet)
-            rvc_report_resuming(&r->rep, r->views[i].name, r->views[i].resumed_from,
-                                r->views[i].p.bytes_total, r->views[i].p.total_known);
+        rvc_run_resuming(&r->c, i);
     }
 }
 
 static void flush_retry_events(struct run *r) {
     for (size_t k = 0; k < r->n_retries; k++) {
         struct retry_event *ev = &r->retries[k];
-        char w[RVC_FMT_MAX];
-        rvc_fmt_elapsed((double)ev->wait_ms / 1000.0, w);
-        rvc_buf_puts(&r->msg, "retry: '");
-        rvc_sanitize(&r->msg, r->views[ev->item].name, MSG_MAX / 4);
-        rvc_buf_printf(&r->msg, "' retry %u in %s, from byte %llu: ", ev->attempt, w,
-                       (unsigned long long)ev->offset);
-        rvc_sanitize(&r->msg, ev->reason, MSG_MAX / 4);
-        emit_msg(r);
+        rvc_run_retry_line(&r->c, ev->item, ev->attempt, ev->wait_ms, ev->offset, ev->reason);
         free(ev->reason);
     }
     r->n_retries = 0;
     if (r->retries_dropped) {
-        rvc_buf_printf(&r->msg, "retry: (%zu more retries not shown)", r->retries_dropped);
-        emit_msg(r);
+        rvc_buf_printf(&r->c.msg, "retry: (%zu more retries not shown)", r->retries_dropped);
+        rvc_report_line(&r->c.rep);
         r->retries_dropped = 0;
     }
 }
@@ -221,21 +150,19 @@ static void flush_retry_events(struct run *r) {
  * ------------------------------------------------------------------------ */
 
 /* Why rv_engine_add refused item i: the engine's detail, or for a
- * conflict the other URL on the command line. malloc'd or NULL. */
-static char *reject_detail(const struct run *r, size_t i, int e) {
-    const struct item *it = &r->items[i];
+ * conflict the other URL on the command line (first: the first URL with
+ * the same destination, i when none; the engine may also refuse a path
+ * spelled differently). malloc'd or NULL. */
+static char *reject_detail(const struct run *r, size_t i, size_t first, int e) {
+    const rvc_run_obj *ob = &r->c.objs[i];
     rvc_buf b;
     char *s = NULL;
     rvc_buf_init(&b, MSG_MAX);
     switch (e) {
     case RV_E_DEST_CONFLICT:
-        rvc_buf_printf(&b, "destination '%s'", it->path);
-        for (size_t k = 0; k < i; k++) {
-            if (r->items[k].path && strcmp(r->items[k].path, it->path) == 0) {
-                rvc_buf_printf(&b, " is also the destination of '%s'", r->items[k].shown);
-                break;
-            }
-        }
+        rvc_buf_printf(&b, "destination '%s'", ob->display);
+        if (first != i)
+            rvc_buf_printf(&b, " is also the destination of '%s'", r->c.objs[first].shown);
         break;
     default:
         rvc_buf_puts(&b, rv_engine_error_detail(r->engine));
@@ -286,24 +213,24 @@ int rvc_local_request(const rvc_download_opts *o, size_t i, const char *ca_pem, 
     return RV_OK;
 }
 
-static size_t add_each(struct run *r) {
+/* seen: the destinations named so far (dest.h). */
+static size_t add_each(struct run *r, rvc_dest_set *seen) {
+    const rvc_download_opts *o = r->c.o;
     size_t rejected = 0;
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < r->c.n; i++) {
         struct item *it = &r->items[i];
-        int e = rvc_destination_of(r->o, i, NULL, &it->path);
-        r->views[i].name = it->path ? it->path : it->shown;
+        rvc_run_obj *ob = &r->c.objs[i];
+        size_t first = i;
+        int e = rvc_destination_of(o, i, NULL, &ob->display);
+        if (e == RV_OK)
+            e = rvc_dest_set_add(seen, ob->display, i, &first);
+        r->c.views[i].name = ob->display ? ob->display : ob->shown;
         if (e == RV_E_NOMEM) {
             r->run_error = e;
             return rejected;
         }
         if (e != RV_OK) {
-            /* rv_default_filename cannot tell a malformed URL from one
-             * whose path has no file name: say both. */
-            it->reject = e;
-            it->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
-                                       "use -o FILE to name the output");
-            rvc_report_rejected(&r->rep, it->shown, e, "cannot name the output file after this URL",
-                                it->reject_detail);
+            rvc_run_reject_unnamed(&r->c, i, e);
             rejected++;
             continue;
         }
@@ -311,31 +238,31 @@ static size_t add_each(struct run *r) {
          * complete: refuse now, before anything is fetched, unless --force.
          * A name the server gives instead is checked when the engine
          * chooses it, at delivery (no_replace). */
-        it->by_server = rvc_named_by_server(r->o, i);
-        if (!r->o->force && rvc_dest_exists(it->path)) {
-            it->reject = rvc_dest_exists_detail(it->path, &it->reject_detail);
-            if (it->reject == RV_E_NOMEM) {
+        ob->by_server = rvc_named_by_server(o, i);
+        if (!o->force && rvc_dest_exists(ob->display)) {
+            char *detail = NULL;
+            e = rvc_dest_exists_detail(ob->display, &detail);
+            if (e == RV_E_NOMEM) {
                 r->run_error = RV_E_NOMEM;
                 return rejected;
             }
-            rvc_report_rejected(&r->rep, it->shown, it->reject, rv_strerror(it->reject),
-                                it->reject_detail);
+            rvc_run_reject(&r->c, i, e, NULL, detail);
             rejected++;
             continue;
         }
         const char **hdrs = NULL;
         rv_request req;
-        int lr = rvc_local_request(r->o, i, r->ca_pem, &req, &hdrs);
-        if (r->has_s3 && strncmp(r->o->urls[i], "s3://", 5) == 0)
+        int lr = rvc_local_request(o, i, r->ca_pem, &req, &hdrs);
+        if (r->has_s3 && strncmp(o->urls[i], "s3://", 5) == 0)
             req.s3 = &r->s3.p;
         if (lr != RV_OK) {
             r->run_error = RV_E_NOMEM;
             return rejected;
         }
-        req.dest_path = it->path;
+        req.dest_path = ob->display;
         req.user_data = it;
-        req.name_from_disposition = it->by_server;
-        req.no_replace = it->by_server && !r->o->force;
+        req.name_from_disposition = ob->by_server;
+        req.no_replace = ob->by_server && !o->force;
         e = rv_engine_add(r->engine, &req, &it->obj);
         free(hdrs);
         if (e == RV_E_NOMEM || e == RV_E_INTERNAL) {
@@ -344,13 +271,11 @@ static size_t add_each(struct run *r) {
         }
         if (e != RV_OK) {
             it->obj = NULL;
-            it->reject = e;
-            it->reject_detail = reject_detail(r, i, e);
-            rvc_report_rejected(&r->rep, it->shown, e, rv_strerror(e), it->reject_detail);
+            rvc_run_reject(&r->c, i, e, NULL, reject_detail(r, i, first, e));
             rejected++;
             continue;
         }
-        r->views[i].state = rv_object_state(it->obj);
+        r->c.views[i].state = rv_object_state(it->obj);
     }
     return rejected;
 }
@@ -359,27 +284,15 @@ static size_t add_each(struct run *r) {
  * of URLs rejected (reported by rvc_report_rejected), or sets r->run_error
  * on failures that are not any one URL's. */
 static size_t add_all(struct run *r) {
-    size_t n = add_each(r);
-    rvc_report_rejected_end(&r->rep);
+    rvc_dest_set *seen = NULL;
+    size_t n = 0;
+    if (rvc_dest_set_new(r->c.n, &seen) == RV_OK)
+        n = add_each(r, seen);
+    else
+        r->run_error = RV_E_NOMEM;
+    rvc_dest_set_free(seen); /* before any display changes: it borrows them */
+    rvc_report_rejected_end(&r->c.rep);
     return n;
-}
-
-/* After a rejection: one JSON line per URL, in command-line order. */
-static void report_rejected_run(struct run *r) {
-    for (size_t i = 0; i < r->n; i++) {
-        struct item *it = &r->items[i];
-        if (!r->o->json)
-            continue;
-        rvc_json_result res = {
-            .url = it->shown,
-            .path = it->path,
-            .state = it->reject != RV_OK ? "rejected" : "cancelled",
-            .error = it->reject != RV_OK ? it->reject : RV_E_CANCELLED,
-            .detail =
-                it->reject != RV_OK ? it->reject_detail : "not started: another URL was rejected",
-        };
-        emit_json(r, &res);
-    }
 }
 
 /* ------------------------------------------------------------------------
@@ -389,132 +302,84 @@ static void report_rejected_run(struct run *r) {
 /* Report item i, which just reached a terminal state. */
 static void report_final(struct run *r, size_t i) {
     struct item *it = &r->items[i];
+    rvc_run_obj *ob = &r->c.objs[i];
+    rvc_progress_item *v = &r->c.views[i];
     rv_state st = rv_object_state(it->obj);
     int err = rv_object_error(it->obj);
-    const char *detail = rv_object_error_detail(it->obj);
-    rv_progress p;
-    rv_object_progress(it->obj, &p);
-    double secs = rv_object_seconds(it->obj);
+    bool done = st == RV_STATE_DONE;
+    uint32_t crc = 0;
 
-    r->views[i].state = st;
-    r->views[i].p = p;
-    r->views[i].retries = rv_object_retries(it->obj);
-    r->views[i].retry_until_ms = 0;
-    it->reported = true;
-
+    rv_object_progress(it->obj, &v->p);
+    v->retries = rv_object_retries(it->obj);
+    v->cached = done && rv_object_from_cache(it->obj);
+    rvc_run_end end = {
+        .state = st,
+        .error = err != RV_OK ? err : RV_E_INTERNAL,
+        .message = rv_strerror(err != RV_OK ? err : RV_E_INTERNAL),
+        .detail = rv_object_error_detail(it->obj),
+        /* A cancel of this run's own (a signal, a failed perform) is told
+         * by the summary, not once per URL. */
+        .no_error_line = st == RV_STATE_CANCELLED && (r->c.signo || r->run_error),
+        .seconds = rv_object_seconds(it->obj),
+        .sha256 = done ? rv_object_sha256_hex(it->obj) : NULL,
+        .has_crc32c = done && rv_object_crc32c(it->obj, &crc),
+    };
+    end.crc32c = crc;
     /* The final name (the server's, when it gave one). Out of memory, the
      * name asked for stands. */
-    if (it->by_server && strcmp(rv_object_path(it->obj), it->path) != 0) {
-        char *final = strdup(rv_object_path(it->obj));
-        if (final) {
-            free(it->path);
-            it->path = final;
-            r->views[i].name = it->path;
-        }
-    }
-    it->skipped = st == RV_STATE_FAILED && err == RV_E_DEST_EXISTS && it->by_server &&
-                  r->o->no_clobber;
-    r->views[i].cached = st == RV_STATE_DONE && rv_object_from_cache(it->obj);
-    if (it->skipped) {
-        if (!r->o->quiet) {
-            rvc_buf_printf(&r->msg, PROG ": skipped '%s': '%s' exists (--no-clobber)", it->shown,
-                           it->path);
-            emit_msg(r);
-        }
-        if (r->o->json) {
-            rvc_json_result res = {.url = it->shown, .path = it->path, .state = "skipped"};
-            emit_json(r, &res);
-        }
-        return;
-    }
-    if (st == RV_STATE_DONE && !r->o->quiet) {
-        rvc_report_done(&r->rep, it->path, p.bytes_done, secs, r->views[i].retries,
-                        rvc_input_sha256(r->o, i) != NULL, rv_object_sha256_hex(it->obj),
-                        r->views[i].cached ? "cached" : NULL);
-    } else if (st == RV_STATE_FAILED || (st == RV_STATE_CANCELLED && !r->signo && !r->run_error)) {
-        emit_error(r, it->shown, rv_strerror(err != RV_OK ? err : RV_E_INTERNAL), detail);
-    }
-
-    if (r->o->json) {
-        uint32_t crc = 0;
-        rvc_json_result res = {
-            .url = it->shown,
-            .path = it->path,
-            .state = rv_state_name(st),
-            .bytes = p.bytes_done,
-            .sha256 = st == RV_STATE_DONE ? rv_object_sha256_hex(it->obj) : NULL,
-            .has_crc32c = st == RV_STATE_DONE && rv_object_crc32c(it->obj, &crc),
-            .crc32c = crc,
-            .seconds = secs,
-            .retries = r->views[i].retries,
-            /* What the display says: "cached", "resuming at SIZE". */
-            .cached_bytes = r->views[i].cached ? p.bytes_done : 0,
-            .resumed_bytes = r->views[i].cached ? 0 : r->views[i].resumed_from,
-            .error = st == RV_STATE_DONE ? RV_OK : (err != RV_OK ? err : RV_E_INTERNAL),
-            .detail = detail,
-        };
-        emit_json(r, &res);
-    }
+    if (ob->by_server && strcmp(rv_object_path(it->obj), ob->display) != 0)
+        end.display = strdup(rv_object_path(it->obj));
+    rvc_run_final(&r->c, i, &end);
 }
 
 /* Report every item newly terminal, in command-line order. */
 static void collect_finished(struct run *r) {
     r->finished_pending = false;
-    for (size_t i = 0; i < r->n; i++) {
-        struct item *it = &r->items[i];
-        if (!it->reported && rv_state_is_terminal(rv_object_state(it->obj))) {
+    for (size_t i = 0; i < r->c.n; i++) {
+        if (!r->c.objs[i].reported && rv_state_is_terminal(rv_object_state(r->items[i].obj)))
             report_final(r, i);
-            r->n_reported++;
-        }
     }
 }
 
 static void cancel_all(struct run *r) {
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < r->c.n; i++) {
         struct item *it = &r->items[i];
-        if (!it->reported && !rv_state_is_terminal(rv_object_state(it->obj)))
+        if (!r->c.objs[i].reported && !rv_state_is_terminal(rv_object_state(it->obj)))
             rv_engine_cancel(r->engine, it->obj);
     }
 }
 
-static void term_size(const struct run *r, unsigned *cols, unsigned *rows) {
-    struct winsize ws;
-    *cols = *rows = 0;
-    if (r->err_tty && ioctl(fileno(r->err), TIOCGWINSZ, &ws) == 0) {
-        *cols = ws.ws_col;
-        *rows = ws.ws_row;
-    }
-}
-
 /* The engine counts its transfers, not each object's: they are shown for
- * the one object downloading when there is one, else not at all. */
-static void set_connections(struct run *r) {
+ * the one object downloading when there is one, else not at all. Called
+ * by rvc_run_draw before each frame. */
+static void set_connections(void *ud) {
+    struct run *r = ud;
     size_t active = 0, last = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        r->views[i].connections = 0;
-        if (r->views[i].state == RV_STATE_DOWNLOADING) {
+    for (size_t i = 0; i < r->c.n; i++) {
+        r->c.views[i].connections = 0;
+        if (r->c.views[i].state == RV_STATE_DOWNLOADING) {
             active++;
             last = i;
         }
     }
     if (active == 1)
-        r->views[last].connections = rv_engine_transfers(r->engine);
+        r->c.views[last].connections = rv_engine_transfers(r->engine);
 }
 
 static void run_loop(struct run *r) {
     bool cancelled = false;
     for (;;) {
-        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        int timeout = rvc_progress_timeout_ms(r->c.progress, rvc_now_ms());
         unsigned active = 0;
         int e = rv_engine_perform(r->engine, timeout < 0 ? IDLE_TIMEOUT_MS : timeout, &active);
         if (e != RV_OK) {
-            rvc_buf_printf(&r->msg, PROG ": the download engine failed: %s", rv_strerror(e));
-            emit_msg(r);
+            rvc_buf_printf(&r->c.msg, PROG ": the download engine failed: %s", rv_strerror(e));
+            rvc_report_line(&r->c.rep);
             r->run_error = e;
         }
         if (!cancelled && !r->run_error)
-            r->signo = rvc_sigwatch_received(r->sigwatch);
-        if (!cancelled && (r->run_error || r->signo)) {
+            r->c.signo = rvc_sigwatch_received(r->sigwatch);
+        if (!cancelled && (r->run_error || r->c.signo)) {
             /* Every object is terminal when this returns, but those being
              * put in place, which end in a later perform (the contract does
              * not promise on_state for it, so scan). */
@@ -527,24 +392,18 @@ static void run_loop(struct run *r) {
         flush_retry_events(r);
         if (r->finished_pending)
             collect_finished(r);
-        uint64_t now = now_ms();
-        if (rvc_progress_timeout_ms(r->progress, now) == 0) {
-            unsigned cols, rows;
-            term_size(r, &cols, &rows);
-            set_connections(r);
-            rvc_progress_render(r->progress, r->views, r->n, now, cols, rows, false);
-        }
+        rvc_run_draw(&r->c);
 
-        if (r->n_reported == r->n || r->run_error)
+        if (r->c.n_reported == r->c.n || r->run_error)
             break; /* after a failed perform, rv_engine_free cleans up the rest */
         if (active == 0) {
             /* The engine says nothing is left: trust the getters, not the
              * hooks, then fail loudly rather than spin. */
             collect_finished(r);
-            if (r->n_reported == r->n)
+            if (r->c.n_reported == r->c.n)
                 break;
-            rvc_buf_puts(&r->msg, PROG ": the engine stopped with downloads unfinished");
-            emit_msg(r);
+            rvc_buf_puts(&r->c.msg, PROG ": the engine stopped with downloads unfinished");
+            rvc_report_line(&r->c.rep);
             r->run_error = RV_E_INTERNAL;
             break;
         }
@@ -556,41 +415,25 @@ static void run_loop(struct run *r) {
  * ------------------------------------------------------------------------ */
 
 static int exit_code(const struct run *r) {
-    if (r->signo)
-        return rvc_exit_for_signal(r->signo);
+    if (r->c.signo)
+        return rvc_exit_for_signal(r->c.signo);
     if (r->run_error)
         return rvc_exit_code(r->run_error);
-    /* A rejected URL means nothing ran: the first rejected one decides. */
-    for (size_t i = 0; i < r->n; i++)
-        if (r->items[i].reject != RV_OK)
-            return rvc_exit_code(r->items[i].reject);
-    for (size_t i = 0; i < r->n; i++) {
-        const struct item *it = &r->items[i];
-        if (rv_object_state(it->obj) != RV_STATE_DONE && !it->skipped) {
-            int e = rv_object_error(it->obj);
-            return rvc_exit_code(e != RV_OK ? e : RV_E_INTERNAL);
-        }
-    }
-    return r->rep.out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
+    return rvc_run_exit(&r->c);
 }
 
 static void summary(struct run *r) {
-    rvc_tally t;
-    rvc_report_tally(r->views, r->n, &t);
-    if (r->signo) {
+    uint64_t *kept = NULL;
+    if (r->c.signo) {
         /* What a rerun resumes from: the durable part of each cancelled
          * download (the engine keeps it: rv_durable_end). */
-        uint64_t *kept = calloc(r->n, sizeof(*kept));
-        for (size_t i = 0; kept && i < r->n; i++)
-            if (r->items[i].obj && r->views[i].state != RV_STATE_DONE)
+        kept = calloc(r->c.n, sizeof(*kept));
+        for (size_t i = 0; kept && i < r->c.n; i++)
+            if (r->items[i].obj && r->c.views[i].state != RV_STATE_DONE)
                 kept[i] = rv_object_durable(r->items[i].obj);
-        rvc_report_interrupted(&r->rep, r->signo, r->views, kept, r->n, r->o->no_state, false,
-                               NULL);
-        free(kept);
     }
-    if (r->o->quiet || r->n < 2)
-        return;
-    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_run_summary(&r->c, kept, r->c.o->no_state, NULL);
+    free(kept);
 }
 
 /* ------------------------------------------------------------------------
@@ -702,15 +545,7 @@ static bool engine_options(const rvc_download_opts *o) {
 }
 
 int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
-    struct run r = {
-        .o = o,
-        .out = out,
-        .err = err,
-        .err_tty = isatty(fileno(err)) == 1,
-        .out_tty = isatty(fileno(out)) == 1,
-        .n = o->n_urls,
-        .start_ms = now_ms(),
-    };
+    struct run r = {0};
     rv_hooks hooks = {
         .on_state = hook_state,
         .on_progress = hook_progress,
@@ -719,33 +554,22 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     };
     char *state_dir = NULL, *cache_dir = NULL, *detail = NULL;
     rv_config cfg;
-    rvc_progress_mode mode = rvc_report_progress_mode(o, r.err_tty);
+    rvc_progress_mode mode;
     int code;
     int e;
 
     rv_tune_malloc(); /* this process runs the engine */
-    rvc_buf_init(&r.msg, MSG_MAX);
-    r.rep = (rvc_report){.out = out, .err = err, .out_tty = r.out_tty, .msg = &r.msg};
+    rvc_run_init(&r.c, o, out, err, false);
+    r.c.before_draw = set_connections;
+    r.c.before_draw_ud = &r;
+    mode = rvc_report_progress_mode(o, r.c.err_tty);
     rvc_local_config(&cfg, o, mode);
     cfg.hooks = &hooks;
     cfg.hooks_ud = &r;
 
-    r.items = calloc(r.n, sizeof(*r.items));
-    r.views = calloc(r.n, sizeof(*r.views));
+    r.items = calloc(o->n_urls ? o->n_urls : 1, sizeof(*r.items));
     r.retries = calloc(MAX_PENDING_RETRIES, sizeof(*r.retries));
-    e = r.items && r.views && r.retries ? RV_OK : RV_E_NOMEM;
-    if (e == RV_OK)
-        e = rvc_progress_new(mode, err, r.start_ms, &r.progress);
-    r.rep.progress = r.progress;
-    if (e != RV_OK) {
-        fprintf(err, PROG ": %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto finish;
-    }
-    for (size_t i = 0; i < r.n && e == RV_OK; i++) {
-        r.items[i].url = o->urls[i];
-        e = rv_url_redact(o->urls[i], &r.items[i].shown);
-    }
+    e = r.items && r.retries ? rvc_run_open(&r.c, o->n_urls, mode, true) : RV_E_NOMEM;
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
@@ -755,20 +579,20 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         const char *why = NULL;
         e = rvc_local_read_ca(o->ca_file, &r.ca_pem, &why);
         if (e != RV_OK) {
-            rvc_buf_printf(&r.msg, PROG ": cannot use the CA file '%s': %s", o->ca_file, why);
-            emit_msg(&r);
+            rvc_buf_printf(&r.c.msg, PROG ": cannot use the CA file '%s': %s", o->ca_file, why);
+            rvc_report_line(&r.c.rep);
             code = rvc_exit_code(e);
             goto finish;
         }
     }
-    for (size_t i = 0; i < r.n && !r.has_s3; i++) {
+    for (size_t i = 0; i < o->n_urls && !r.has_s3; i++) {
         if (strncmp(o->urls[i], "s3://", 5) != 0)
             continue;
         const char *why = NULL;
         e = rvc_s3_load(o, &r.s3, &why);
         if (e != RV_OK) {
-            rvc_buf_printf(&r.msg, PROG ": %s", why ? why : rv_strerror(e));
-            emit_msg(&r);
+            rvc_buf_printf(&r.c.msg, PROG ": %s", why ? why : rv_strerror(e));
+            rvc_report_line(&r.c.rep);
             code = rvc_exit_code(e);
             goto finish;
         }
@@ -776,9 +600,9 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     }
     if (o->insecure) {
         /* Every time, and even with -q: the user must not forget it is on. */
-        rvc_buf_puts(&r.msg, PROG ": warning: --insecure: https certificates are not verified; "
+        rvc_buf_puts(&r.c.msg, PROG ": warning: --insecure: https certificates are not verified; "
                              "anyone on the network path can change what is downloaded");
-        emit_msg(&r);
+        rvc_report_line(&r.c.rep);
     }
 
     if (!o->no_state) {
@@ -787,9 +611,9 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
         if (state_dir)
             cache_dir = state_path(o->cache_dir, "XDG_CACHE_HOME", ".cache", &why);
         if (!state_dir || !cache_dir) {
-            rvc_buf_printf(&r.msg, PROG ": cannot use the %s directory: %s (or pass --no-state)",
+            rvc_buf_printf(&r.c.msg, PROG ": cannot use the %s directory: %s (or pass --no-state)",
                            state_dir ? "cache" : "state", why);
-            emit_msg(&r);
+            rvc_report_line(&r.c.rep);
             code = rvc_exit_code(RV_E_DEST_UNWRITABLE);
             goto finish;
         }
@@ -802,26 +626,26 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     if (e == RV_E_STATE_BUSY && !o->state_dir && !o->cache_dir && !engine_options(o)) {
         /* The default directory is the per-user retrieverd's too: let it
          * download (main.c hands over). */
-        rvc_buf_printf(&r.msg, PROG ": --local: the state directory '%s' is in use (by "
+        rvc_buf_printf(&r.c.msg, PROG ": --local: the state directory '%s' is in use (by "
                                "retrieverd, or another --local download); downloading through "
                                "retrieverd instead (--state-dir DIR: --local with a directory "
                                "of its own)",
                        state_dir);
-        emit_msg(&r);
+        rvc_report_line(&r.c.rep);
         code = RVC_LOCAL_HANDOVER;
         goto finish;
     }
     if (e != RV_OK) {
-        rvc_buf_printf(&r.msg, PROG ": cannot start the download engine: %s", rv_strerror(e));
+        rvc_buf_printf(&r.c.msg, PROG ": cannot start the download engine: %s", rv_strerror(e));
         if (detail)
-            rvc_buf_printf(&r.msg, " (%s)", detail);
+            rvc_buf_printf(&r.c.msg, " (%s)", detail);
         else if (e == RV_E_INVALID_ARGUMENT)
-            rvc_buf_puts(&r.msg, " (check the option values)");
+            rvc_buf_puts(&r.c.msg, " (check the option values)");
         if (e == RV_E_STATE_BUSY)
-            rvc_buf_puts(&r.msg, "; wait for it, or pass --no-state or another --state-dir");
+            rvc_buf_puts(&r.c.msg, "; wait for it, or pass --no-state or another --state-dir");
         else if (e == RV_E_DEST_UNWRITABLE && cfg.state_dir)
-            rvc_buf_puts(&r.msg, "; pass --no-state, or --state-dir/--cache-dir elsewhere");
-        emit_msg(&r);
+            rvc_buf_puts(&r.c.msg, "; pass --no-state, or --state-dir/--cache-dir elsewhere");
+        rvc_report_line(&r.c.rep);
         code = rvc_exit_code(e);
         goto finish;
     }
@@ -829,33 +653,27 @@ int rvc_local_download(const rvc_download_opts *o, FILE *out, FILE *err) {
     /* Phase 1. */
     size_t rejected = add_all(&r);
     if (r.run_error) {
-        rvc_buf_printf(&r.msg, PROG ": %s", rv_strerror(r.run_error));
-        emit_msg(&r);
+        rvc_buf_printf(&r.c.msg, PROG ": %s", rv_strerror(r.run_error));
+        rvc_report_line(&r.c.rep);
         code = rvc_exit_code(r.run_error);
         goto finish;
     }
     if (rejected) {
-        if (r.n > 1) {
-            rvc_buf_printf(&r.msg, PROG ": nothing downloaded: %zu of %zu URLs rejected", rejected,
-                           r.n);
-            emit_msg(&r);
-        }
-        report_rejected_run(&r);
-        code = exit_code(&r);
+        code = rvc_run_rejected(&r.c, rejected);
         goto finish;
     }
 
     /* Phase 2. */
     e = rvc_sigwatch_start(r.engine, &r.sigwatch);
     if (e != RV_OK) {
-        rvc_buf_printf(&r.msg, PROG ": cannot watch for signals: %s", rv_strerror(e));
-        emit_msg(&r);
+        rvc_buf_printf(&r.c.msg, PROG ": cannot watch for signals: %s", rv_strerror(e));
+        rvc_report_line(&r.c.rep);
         code = rvc_exit_code(e);
         goto finish;
     }
     run_loop(&r);
     r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
-    rvc_progress_end(r.progress);
+    rvc_progress_end(r.c.progress);
 
     /* Phase 3. */
     summary(&r);
@@ -869,20 +687,12 @@ finish:
     free(state_dir);
     free(cache_dir);
     free(detail);
-    r.progress = r.rep.progress = rvc_progress_free(r.progress);
-    for (size_t i = 0; r.items && i < r.n; i++) {
-        free(r.items[i].path);
-        free(r.items[i].shown);
-        free(r.items[i].reject_detail);
-        free(r.items[i].retry_reason);
-    }
     for (size_t k = 0; r.retries && k < r.n_retries; k++)
         free(r.retries[k].reason);
+    rvc_run_done(&r.c);
     free(r.items);
-    free(r.views);
     free(r.retries);
     free(r.ca_pem);
     rvc_s3_free(&r.s3);
-    rvc_buf_done(&r.msg);
     return code;
 }

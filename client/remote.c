@@ -12,17 +12,15 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <search.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "cmd_jobs.h"
 #include "daemonfind.h"
 #include "dest.h"
@@ -37,6 +35,7 @@
 #include "retriever/retriever.h"
 #include "retriever/v1/retriever.pb-c.h"
 #include "rpc.h"
+#include "run.h"
 #include "sigwatch.h"
 
 #define PROG "retrieverctl"
@@ -249,49 +248,15 @@ out:
  * download: objects and their output
  * ------------------------------------------------------------------------ */
 
-/* One URL of the command line = one Source of the job, same index. */
-struct obj {
-    const char *url;     /* borrowed from argv: only what the request carries */
-    char *shown;         /* owned: rv_url_redact(url), the only form ever printed */
-    char *display;       /* owned: the destination as the user named it */
-    char *dest;          /* owned: absolute, as sent; NULL when rejected */
-    int reject;          /* rv_error when rejected before submitting, else RV_OK */
-    char *reject_detail; /* owned; NULL when none */
-    int64_t start_ms;    /* daemon time of its first event; 0 until then */
-    bool reported;       /* its final line (and JSON) is out */
-    int error;           /* when reported and not done: the rv_error */
-    char *retry_reason;  /* owned: of the last retry (the view points here) */
-    bool by_server;      /* rvc_named_by_server: the final name comes with Completed */
-    bool skipped;        /* --no-clobber kept the file at its final name */
-};
-
 struct run {
-    const rvc_download_opts *o; /* borrowed */
-    FILE *out, *err;            /* borrowed */
-    bool err_tty;
-    struct obj *objs;         /* owned, n entries */
-    rvc_progress_item *views; /* owned, n entries: views[i] shows objs[i] */
-    size_t n;
-    size_t n_reported;
-
-    rvc_buf msg;    /* scratch for one message line */
-    rvc_report rep; /* writes through msg */
-    rvc_progress *progress;
+    rvc_run c; /* objects (one Source of the job each, same index), views, output */
+    int64_t *t0;  /* owned, c.n entries: daemon time of object i's first event; 0 until then */
+    char *job_id; /* owned: from the first event that names it */
     rvc_sigwatch *sigwatch;
-    uint64_t start_ms;
-
-    char *job_id;     /* owned: from the first event that names it */
-    int signo;        /* the signal that interrupted the run, 0 if none */
 
     pthread_mutex_t lock;   /* guards `stream` between this and the signal thread */
     rvc_rpc_stream *stream; /* published while a call runs; NULL otherwise */
 };
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Called on the sigwatch thread when SIGINT/SIGTERM arrives. */
 static void on_signal(void *ud) {
@@ -308,13 +273,56 @@ static void publish_stream(struct run *r, rvc_rpc_stream *s) {
     pthread_mutex_unlock(&r->lock);
 }
 
-static void term_size(const struct run *r, unsigned *cols, unsigned *rows) {
-    struct winsize ws;
-    *cols = *rows = 0;
-    if (r->err_tty && ioctl(fileno(r->err), TIOCGWINSZ, &ws) == 0) {
-        *cols = ws.ws_col;
-        *rows = ws.ws_row;
+/* Watch for signals, then connect to the daemon at path (signals are
+ * blocked before gRPC starts its threads): *ret_conn, or NULL after one
+ * line on err. The exit code so far. */
+static int start_call(struct run *r, const char *path, rvc_rpc **ret_conn) {
+    int code = RVC_EXIT_OK;
+    int e = rvc_sigwatch_start_fn(on_signal, r, &r->sigwatch);
+    if (e != RV_OK) {
+        fprintf(r->c.err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
+        return rvc_exit_code(e);
     }
+    *ret_conn = connect_to(path, r->sigwatch, &r->c.rep, &code);
+    return code;
+}
+
+/* Open the server stream of method with req and publish it (a signal
+ * that came before is honoured: the stream is cancelled at once). RV_OK,
+ * or an rv_error after one line on err. */
+static int open_stream(struct run *r, rvc_rpc *conn, const char *method,
+                       const ProtobufCMessage *req, rvc_rpc_stream **ret) {
+    char path[128];
+    method_path(method, path, sizeof(path));
+    int e = rvc_rpc_stream_open(conn, path, req, ret);
+    if (e != RV_OK) {
+        fprintf(r->c.err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
+        return e;
+    }
+    publish_stream(r, *ret);
+    if (rvc_sigwatch_received(r->sigwatch))
+        rvc_rpc_stream_cancel(*ret); /* the signal came before the stream was published */
+    return RV_OK;
+}
+
+/* n objects (rvc_run_open) and their first-event times. */
+static int open_objects(struct run *r, size_t n, rvc_progress_mode mode, bool urls) {
+    r->t0 = calloc(n ? n : 1, sizeof(*r->t0));
+    return r->t0 ? rvc_run_open(&r->c, n, mode, urls) : RV_E_NOMEM;
+}
+
+/* Ends the call (stream s on conn, status st; each may be empty) and
+ * frees the run: what download and watch have in common at their end. */
+static void run_done(struct run *r, rvc_rpc_stream *s, rvc_rpc *conn, rvc_rpc_status *st) {
+    /* The watch goes first: its thread may use the stream until joined. */
+    r->sigwatch = rvc_sigwatch_stop(r->sigwatch);
+    rvc_rpc_stream_free(s);
+    rvc_rpc_free(conn);
+    rvc_rpc_status_done(st);
+    free(r->job_id);
+    free(r->t0);
+    rvc_run_done(&r->c);
+    pthread_mutex_destroy(&r->lock);
 }
 
 static const char *nonempty(const char *s) {
@@ -340,32 +348,38 @@ static bool parse_crc32c(const char *s, uint32_t *ret) {
     return true;
 }
 
-/* Seconds from the object's first event to t (daemon times). */
-static double seconds_to(const struct obj *ob, int64_t t) {
-    if (!ob->start_ms || t <= ob->start_ms)
+/* Seconds from object i's first event to t (daemon times). */
+static double seconds_to(const struct run *r, size_t i, int64_t t) {
+    int64_t t0 = r->t0[i];
+    if (!t0 || t <= t0)
         return 0;
-    return (double)(t - ob->start_ms) / 1000.0;
+    return (double)(t - t0) / 1000.0;
 }
 
 /* The final line (and JSON line) of object i: done when c is set, else
  * failed or cancelled with err/message/detail. */
 static void report_final(struct run *r, size_t i, rv_state st, const Retriever__V1__Completed *c,
                          int err, const char *message, const char *detail, int64_t t) {
-    struct obj *ob = &r->objs[i];
-    rvc_progress_item *v = &r->views[i];
-    double secs = seconds_to(ob, t);
-
-    v->state = st;
-    v->retry_until_ms = 0;
+    rvc_run_obj *ob = &r->c.objs[i];
+    rvc_progress_item *v = &r->c.views[i];
+    uint32_t crc = 0;
+    rvc_run_end end = {
+        .state = st,
+        .error = err,
+        .message = message,
+        .detail = detail,
+        .path = c && nonempty(c->path) ? c->path : NULL,
+        .seconds = seconds_to(r, i, t),
+        .sha256 = c ? nonempty(c->sha256) : NULL,
+        .has_crc32c = c && parse_crc32c(c->crc32c, &crc),
+    };
+    end.crc32c = crc;
     if (c) {
         v->cached = c->from_cache;
         v->p.bytes_done = c->size;
         v->p.bytes_total = c->size;
         v->p.total_known = true;
     }
-    ob->reported = true;
-    ob->error = st == RV_STATE_DONE ? RV_OK : err;
-    r->n_reported++;
     /* The server named it: the user's path with the final name (out of
      * memory: the name asked for). */
     if (c && ob->by_server && nonempty(c->path) && ob->dest && strcmp(c->path, ob->dest) != 0) {
@@ -373,52 +387,10 @@ static void report_final(struct run *r, size_t i, rv_state st, const Retriever__
         char *shown = NULL;
         name = name ? name + 1 : c->path;
         if (slash ? asprintf(&shown, "%.*s/%s", (int)(slash - ob->display), ob->display, name) >= 0
-                  : (shown = strdup(name)) != NULL) {
-            free(ob->display);
-            ob->display = shown;
-            v->name = ob->display;
-        }
+                  : (shown = strdup(name)) != NULL)
+            end.display = shown;
     }
-    if (st == RV_STATE_FAILED && err == RV_E_DEST_EXISTS && ob->by_server && r->o->no_clobber) {
-        ob->skipped = true;
-        ob->error = RV_OK;
-        if (!r->o->quiet) /* the detail names the final file */
-            rvc_report_error(&r->rep, ob->shown, "skipped (--no-clobber)", detail);
-        if (r->o->json) {
-            rvc_json_result res = {.url = ob->shown, .path = ob->dest, .state = "skipped"};
-            rvc_report_json(&r->rep, &res);
-        }
-        return;
-    }
-
-    if (st == RV_STATE_DONE && !r->o->quiet)
-        rvc_report_done(&r->rep, ob->display, c->size, secs, v->retries,
-                        rvc_input_sha256(r->o, i) != NULL, nonempty(c->sha256),
-                        c->from_cache ? "cached" : NULL);
-    else if (st != RV_STATE_DONE)
-        rvc_report_error(&r->rep, ob->shown, message, detail);
-
-    if (r->o->json) {
-        uint32_t crc = 0;
-        rvc_json_result res = {
-            .url = ob->shown,
-            .path = c && nonempty(c->path) ? c->path : ob->dest,
-            .state = rv_state_name(st),
-            .bytes = v->p.bytes_done,
-            .sha256 = c ? nonempty(c->sha256) : NULL,
-            .has_crc32c = c && parse_crc32c(c->crc32c, &crc),
-            .crc32c = crc,
-            .seconds = secs,
-            .retries = v->retries,
-            /* What the display says: "cached", "resuming at SIZE" (the
-             * Completed and Started events). */
-            .cached_bytes = v->cached ? v->p.bytes_done : 0,
-            .resumed_bytes = v->cached ? 0 : v->resumed_from,
-            .error = ob->error,
-            .detail = detail,
-        };
-        rvc_report_json(&r->rep, &res);
-    }
+    rvc_run_final(&r->c, i, &end);
 }
 
 /* A Failed event's error as an rv_error, the message and the detail to
@@ -447,6 +419,21 @@ static int failed_error(const Retriever__V1__Error *e, const char **ret_message,
     return RV_E_INTERNAL;
 }
 
+/* Object i failed with e (a Failed event's, or a Snapshot's) at daemon time t. */
+static void report_failed(struct run *r, size_t i, const Retriever__V1__Error *e, int64_t t) {
+    const char *message, *detail;
+    char *owned = NULL;
+    int err = failed_error(e, &message, &detail, &owned);
+    report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, t);
+    free(owned);
+}
+
+/* Object i was cancelled by retrieverd at daemon time t. */
+static void report_cancelled(struct run *r, size_t i, int64_t t) {
+    report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED, rv_strerror(RV_E_CANCELLED),
+                 "retrieverd cancelled the job", t);
+}
+
 static void take_progress(rvc_progress_item *v, const Retriever__V1__Progress *p) {
     if (!p)
         return;
@@ -457,31 +444,10 @@ static void take_progress(rvc_progress_item *v, const Retriever__V1__Progress *p
 }
 
 static void on_retry(struct run *r, size_t i, const Retriever__V1__Retrying *ry) {
-    struct obj *ob = &r->objs[i];
-    rvc_progress_item *v = &r->views[i];
     const char *reason = nonempty(ry->reason) ? ry->reason : "retrying";
-
-    v->retries++;
-    v->retry_attempt = ry->attempt;
-    v->retry_until_ms = now_ms() + ry->wait_ms;
-    char *copy = strdup(reason);
-    if (copy) {
-        free(ob->retry_reason);
-        ob->retry_reason = copy;
-    }
-    v->retry_reason = ob->retry_reason;
-
     /* Plain progress and --no-progress get a line; the TTY area shows it. */
-    if (r->o->quiet || rvc_progress_get_mode(r->progress) == RVC_PROGRESS_TTY)
-        return;
-    char w[RVC_FMT_MAX];
-    rvc_fmt_elapsed((double)ry->wait_ms / 1000.0, w);
-    rvc_buf_puts(&r->msg, "retry: '");
-    rvc_sanitize(&r->msg, ob->display, MSG_MAX / 4);
-    rvc_buf_printf(&r->msg, "' retry %u in %s, from byte %llu: ", (unsigned)ry->attempt, w,
-                   (unsigned long long)ry->offset);
-    rvc_sanitize(&r->msg, reason, MSG_MAX / 4);
-    rvc_report_line(&r->rep);
+    if (rvc_run_retry(&r->c, i, ry->attempt, ry->wait_ms, reason))
+        rvc_run_retry_line(&r->c, i, ry->attempt, ry->wait_ms, ry->offset, reason);
 }
 
 /* ------------------------------------------------------------------------
@@ -502,19 +468,16 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
     }
     /* An index beyond our sources is not ours to show (or a newer daemon's
      * job-wide event): ignore it rather than trust it. */
-    if (ev->object_index >= r->n)
+    if (ev->object_index >= r->c.n)
         return;
     size_t i = ev->object_index;
-    struct obj *ob = &r->objs[i];
-    rvc_progress_item *v = &r->views[i];
+    rvc_run_obj *ob = &r->c.objs[i];
+    rvc_progress_item *v = &r->c.views[i];
     if (ob->reported)
         return; /* final already */
-    if (!ob->start_ms)
-        ob->start_ms = ev->time_unix_ms;
+    if (!r->t0[i])
+        r->t0[i] = ev->time_unix_ms;
 
-    const char *message, *detail;
-    char *owned = NULL;
-    int err;
     switch (ev->event_case) {
     case RETRIEVER__V1__JOB_EVENT__EVENT_QUEUED:
         v->state = RV_STATE_QUEUED;
@@ -522,17 +485,9 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
     case RETRIEVER__V1__JOB_EVENT__EVENT_STARTED:
         v->state = RV_STATE_DOWNLOADING;
         take_progress(v, ev->started->progress);
-        /* What was durable when it started (retrieverd's state): all of
-         * it is a cache hit, part of it a resume. */
-        if (ev->started->resumed_bytes && v->p.total_known &&
-            ev->started->resumed_bytes >= v->p.bytes_total) {
-            v->cached = true;
-        } else if (ev->started->resumed_bytes) {
-            v->resumed_from = ev->started->resumed_bytes;
-            if (!r->o->quiet)
-                rvc_report_resuming(&r->rep, ob->display, v->resumed_from, v->p.bytes_total,
-                                    v->p.total_known);
-        }
+        /* What was durable when it started (retrieverd's state). */
+        if (rvc_run_started(&r->c, i, ev->started->resumed_bytes))
+            rvc_run_resuming(&r->c, i);
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_PROGRESS:
         v->state = RV_STATE_DOWNLOADING;
@@ -545,14 +500,10 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
         report_final(r, i, RV_STATE_DONE, ev->completed, RV_OK, NULL, NULL, ev->time_unix_ms);
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_FAILED:
-        err = failed_error(ev->failed->error, &message, &detail, &owned);
-        report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, ev->time_unix_ms);
-        free(owned);
+        report_failed(r, i, ev->failed->error, ev->time_unix_ms);
         break;
     case RETRIEVER__V1__JOB_EVENT__EVENT_CANCELLED:
-        report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
-                     rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
-                     ev->time_unix_ms);
+        report_cancelled(r, i, ev->time_unix_ms);
         break;
     default:
         break;
@@ -564,26 +515,26 @@ static void on_event(struct run *r, const Retriever__V1__JobEvent *ev) {
  * line for people. */
 static void json_for_unreported(struct run *r, rv_state st, const char *state, int err,
                                 const char *detail) {
-    for (size_t i = 0; i < r->n; i++) {
-        struct obj *ob = &r->objs[i];
+    for (size_t i = 0; i < r->c.n; i++) {
+        rvc_run_obj *ob = &r->c.objs[i];
         if (ob->reported)
             continue;
         ob->reported = true;
         ob->error = err;
-        r->views[i].state = st;
-        if (!r->o->json)
+        r->c.views[i].state = st;
+        if (!r->c.o->json)
             continue;
         rvc_json_result res = {
             .url = ob->shown,
             .path = ob->dest ? ob->dest : ob->display,
             .state = state,
-            .bytes = r->views[i].p.bytes_done,
-            .retries = r->views[i].retries,
-            .resumed_bytes = r->views[i].resumed_from,
+            .bytes = r->c.views[i].p.bytes_done,
+            .retries = r->c.views[i].retries,
+            .resumed_bytes = r->c.views[i].resumed_from,
             .error = err,
             .detail = detail,
         };
-        rvc_report_json(&r->rep, &res);
+        rvc_report_json(&r->c.rep, &res);
     }
 }
 
@@ -600,26 +551,23 @@ static long destinations(struct run *r, int *ret_code) {
     char *cwd = getcwd(NULL, 0);
     int cwd_errno = errno;
     long rejected = 0;
-    /* Destinations named so far, each to the first object that named it:
-     * a conflict is found without comparing every pair (1000 sources). */
-    struct hsearch_data seen = {0};
-    if (!hcreate_r(r->n * 2 + 1, &seen))
-        goto nomem_early;
-    for (size_t i = 0; i < r->n; i++) {
-        struct obj *ob = &r->objs[i];
-        int e = rvc_destination_of(r->o, i, NULL, &ob->display);
+    rvc_dest_set *seen = NULL; /* the absolute destinations named so far */
+    if (rvc_dest_set_new(r->c.n, &seen) != RV_OK)
+        goto nomem;
+    for (size_t i = 0; i < r->c.n; i++) {
+        rvc_run_obj *ob = &r->c.objs[i];
+        int e = rvc_destination_of(r->c.o, i, NULL, &ob->display);
         if (e == RV_OK)
-            e = rvc_destination_of(r->o, i, cwd, &ob->dest);
-        ENTRY *first = NULL;
-        if (e == RV_OK &&
-            !hsearch_r((ENTRY){.key = ob->dest, .data = (void *)(uintptr_t)i}, ENTER, &first, &seen))
-            e = RV_E_NOMEM;
-        r->views[i].name = ob->display ? ob->display : ob->shown;
+            e = rvc_destination_of(r->c.o, i, cwd, &ob->dest);
+        size_t k = i; /* the first object with this destination */
+        if (e == RV_OK)
+            e = rvc_dest_set_add(seen, ob->dest, i, &k);
+        r->c.views[i].name = ob->display ? ob->display : ob->shown;
         if (e == RV_OK && ob->dest[0] != '/') {
-            rvc_buf_printf(&r->msg, PROG ": cannot tell the current directory, needed to give "
+            rvc_buf_printf(&r->c.msg, PROG ": cannot tell the current directory, needed to give "
                                     "retrieverd an absolute destination: %s",
                            strerror(cwd_errno));
-            rvc_report_line(&r->rep);
+            rvc_report_line(&r->c.rep);
             *ret_code = RVC_EXIT_LOCAL;
             rejected = -1;
             break;
@@ -627,11 +575,7 @@ static long destinations(struct run *r, int *ret_code) {
         if (e == RV_E_NOMEM)
             goto nomem;
         if (e != RV_OK) {
-            ob->reject = e;
-            ob->reject_detail = strdup("malformed URL, or no file name at the end of its path; "
-                                       "use -o FILE to name the output");
-            rvc_report_rejected(&r->rep, ob->shown, e, "cannot name the output file after this URL",
-                                ob->reject_detail);
+            rvc_run_reject_unnamed(&r->c, i, e);
             rejected++;
             continue;
         }
@@ -640,79 +584,43 @@ static long destinations(struct run *r, int *ret_code) {
         if (e == RV_E_NOMEM)
             goto nomem;
         if (e != RV_OK) {
-            ob->reject = e;
-            ob->reject_detail = detail;
-            rvc_report_rejected(&r->rep, ob->shown, e, rv_strerror(e), detail);
+            rvc_run_reject(&r->c, i, e, NULL, detail);
             rejected++;
             continue;
         }
         /* retrieverd would refuse it too (no_replace), but only after the
          * job's other checks: the same words as --local, before asking. A
          * name the server gives instead is checked at delivery. */
-        ob->by_server = rvc_named_by_server(r->o, i);
-        if (!r->o->force && rvc_dest_exists(ob->display)) {
-            ob->reject = rvc_dest_exists_detail(ob->display, &ob->reject_detail);
-            if (ob->reject == RV_E_NOMEM)
+        ob->by_server = rvc_named_by_server(r->c.o, i);
+        if (!r->c.o->force && rvc_dest_exists(ob->display)) {
+            detail = NULL;
+            e = rvc_dest_exists_detail(ob->display, &detail);
+            if (e == RV_E_NOMEM)
                 goto nomem;
-            rvc_report_rejected(&r->rep, ob->shown, ob->reject, rv_strerror(ob->reject),
-                                ob->reject_detail);
+            rvc_run_reject(&r->c, i, e, NULL, detail);
             rejected++;
             continue;
         }
-        size_t k = (size_t)(uintptr_t)first->data;
         if (k != i) {
-            ob->reject = RV_E_DEST_CONFLICT;
-            if (asprintf(&ob->reject_detail, "destination '%s' is also the destination of '%s'",
-                         ob->display, r->objs[k].shown) < 0)
-                ob->reject_detail = NULL;
-            rvc_report_rejected(&r->rep, ob->shown, RV_E_DEST_CONFLICT,
-                                rv_strerror(RV_E_DEST_CONFLICT), ob->reject_detail);
+            detail = NULL;
+            if (asprintf(&detail, "destination '%s' is also the destination of '%s'",
+                         ob->display, r->c.objs[k].shown) < 0)
+                detail = NULL;
+            rvc_run_reject(&r->c, i, RV_E_DEST_CONFLICT, NULL, detail);
             rejected++;
         }
     }
-    rvc_report_rejected_end(&r->rep);
-    hdestroy_r(&seen);
+    rvc_report_rejected_end(&r->c.rep);
+    rvc_dest_set_free(seen);
     free(cwd);
     return rejected;
 nomem:
-    hdestroy_r(&seen);
-nomem_early:
-    rvc_buf_printf(&r->msg, PROG ": %s", rv_strerror(RV_E_NOMEM));
-    rvc_report_line(&r->rep);
+    rvc_dest_set_free(seen);
+    rvc_buf_printf(&r->c.msg, PROG ": %s", rv_strerror(RV_E_NOMEM));
+    rvc_report_line(&r->c.rep);
     *ret_code = rvc_exit_code(RV_E_NOMEM);
     free(cwd);
     return -1;
-}
-
-/* After a rejection: one JSON line per URL, in command-line order, and the
- * code of the first rejected URL. */
-static int report_rejected(struct run *r, size_t rejected) {
-    if (r->n > 1) {
-        rvc_buf_printf(&r->msg, PROG ": nothing downloaded: %zu of %zu URLs rejected", rejected,
-                       r->n);
-        rvc_report_line(&r->rep);
-    }
-    int code = RVC_EXIT_INTERNAL;
-    bool first = true;
-    for (size_t i = 0; i < r->n; i++) {
-        struct obj *ob = &r->objs[i];
-        if (ob->reject != RV_OK && first) {
-            code = rvc_exit_code(ob->reject);
-            first = false;
-        }
-        if (!r->o->json)
-            continue;
-        rvc_json_result res = {
-            .url = ob->shown,
-            .path = ob->display,
-            .state = ob->reject != RV_OK ? "rejected" : "cancelled",
-            .error = ob->reject != RV_OK ? ob->reject : RV_E_CANCELLED,
-            .detail =
-                ob->reject != RV_OK ? ob->reject_detail : "not started: another URL was rejected",
-        };
-        rvc_report_json(&r->rep, &res);
-    }
-    return code;
 }
 
 void rvc_remote_request_done(rvc_request *q) {
@@ -895,10 +803,10 @@ int rvc_remote_request(const rvc_download_opts *o, size_t n,
  * download: the run
  * ------------------------------------------------------------------------ */
 
-/* Follow the stream until it ends; the end status into *st. */
-static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
+/* Show the stream's events until it ends; the end status into *st. */
+static void follow_events(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
     for (;;) {
-        int timeout = rvc_progress_timeout_ms(r->progress, now_ms());
+        int timeout = rvc_progress_timeout_ms(r->c.progress, rvc_now_ms());
         ProtobufCMessage *m = NULL;
         rvc_rpc_next n = rvc_rpc_stream_next(s, &retriever__v1__job_event__descriptor, timeout, &m,
                                              st);
@@ -912,119 +820,95 @@ static void follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
                 on_event(r, ev);
             protobuf_c_message_free_unpacked(m, NULL);
         }
-        uint64_t now = now_ms();
-        if (rvc_progress_timeout_ms(r->progress, now) == 0) {
-            unsigned cols, rows;
-            term_size(r, &cols, &rows);
-            rvc_progress_render(r->progress, r->views, r->n, now, cols, rows, false);
-        }
+        rvc_run_draw(&r->c);
     }
 }
 
 static void summary(struct run *r) {
-    if (r->signo) {
+    uint64_t *kept = NULL;
+    if (r->c.signo) {
         /* What had arrived when this client left: retrieverd keeps the
          * durable part of it, so "up to". */
-        uint64_t *kept = calloc(r->n, sizeof(*kept));
-        for (size_t i = 0; kept && i < r->n; i++)
-            kept[i] = r->views[i].p.bytes_done;
-        rvc_report_interrupted(&r->rep, r->signo, r->views, kept, r->n, false, true, r->job_id);
-        free(kept);
+        kept = calloc(r->c.n, sizeof(*kept));
+        for (size_t i = 0; kept && i < r->c.n; i++)
+            kept[i] = r->c.views[i].p.bytes_done;
     }
-    if (r->o->quiet || r->n < 2 || r->o->detach)
-        return;
-    rvc_tally t;
-    rvc_report_tally(r->views, r->n, &t);
-    rvc_report_total(&r->rep, &t, (double)(now_ms() - r->start_ms) / 1000.0);
+    rvc_run_summary(&r->c, kept, false, r->job_id);
+    free(kept);
 }
 
 /* The exit code once the stream ended with status st. */
 static int finish(struct run *r, const rvc_rpc_status *st) {
-    if (r->signo) {
+    if (r->c.signo) {
         json_for_unreported(r, RV_STATE_CANCELLED, "cancelled", RV_E_CANCELLED,
                             "interrupted: this client left the job");
         summary(r);
-        return rvc_exit_for_signal(r->signo);
+        return rvc_exit_for_signal(r->c.signo);
     }
     if (st->code != RVC_RPC_OK) {
-        print_status(&r->rep, "Download", st);
+        print_status(&r->c.rep, "Download", st);
         /* Refused as a whole before anything happened: like a rejection. */
-        if (st->code == RVC_RPC_INVALID_ARGUMENT && r->n_reported == 0)
+        if (st->code == RVC_RPC_INVALID_ARGUMENT && r->c.n_reported == 0)
             json_for_unreported(r, RV_STATE_FAILED, "rejected", RV_E_INVALID_ARGUMENT,
                                 st->message);
         return rvc_exit_for_rpc(st->code);
     }
-    if (r->o->detach) {
+    if (r->c.o->detach) {
         if (!r->job_id) {
-            rvc_buf_puts(&r->msg, PROG ": retrieverd accepted the request but named no job");
-            rvc_report_line(&r->rep);
+            rvc_buf_puts(&r->c.msg, PROG ": retrieverd accepted the request but named no job");
+            rvc_report_line(&r->c.rep);
             return RVC_EXIT_INTERNAL;
         }
-        rvc_buf_reset(&r->msg);
-        rvc_sanitize(&r->msg, r->job_id, 256);
-        fprintf(r->out, "%s\n", rvc_buf_str(&r->msg));
-        rvc_buf_reset(&r->msg);
+        rvc_buf_reset(&r->c.msg);
+        rvc_sanitize(&r->c.msg, r->job_id, 256);
+        fprintf(r->c.out, "%s\n", rvc_buf_str(&r->c.msg));
+        rvc_buf_reset(&r->c.msg);
         return RVC_EXIT_OK;
     }
-    size_t missing = r->n - r->n_reported;
+    size_t missing = r->c.n - r->c.n_reported;
     if (missing) {
-        rvc_buf_printf(&r->msg, PROG ": retrieverd ended the job's stream with %zu download%s "
+        rvc_buf_printf(&r->c.msg, PROG ": retrieverd ended the job's stream with %zu download%s "
                                 "unfinished",
                        missing, missing == 1 ? "" : "s");
-        rvc_report_line(&r->rep);
+        rvc_report_line(&r->c.rep);
         json_for_unreported(r, RV_STATE_FAILED, "failed", RV_E_INTERNAL,
                                 "the job's stream ended early");
     }
     summary(r);
-    for (size_t i = 0; i < r->n; i++)
-        if (r->objs[i].error != RV_OK)
-            return rvc_exit_code(r->objs[i].error);
-    return r->rep.out_failed ? RVC_EXIT_LOCAL : RVC_EXIT_OK;
+    return rvc_run_exit(&r->c);
+}
+
+/* Follow the published stream s to its end (the status into *st), then
+ * unpublish it and report: the exit code. */
+static int follow(struct run *r, rvc_rpc_stream *s, rvc_rpc_status *st) {
+    follow_events(r, s, st);
+    r->c.signo = rvc_sigwatch_received(r->sigwatch);
+    publish_stream(r, NULL);
+    rvc_progress_end(r->c.progress);
+    return finish(r, st);
 }
 
 /* Object i's destination, as the request sends it. */
 static const char *run_dest(const void *ud, size_t i) {
     const struct run *r = ud;
-    return r->objs[i].dest;
+    return r->c.objs[i].dest;
 }
 
 int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE *out,
                         FILE *err) {
-    struct run r = {
-        .o = o,
-        .out = out,
-        .err = err,
-        .err_tty = isatty(fileno(err)) == 1,
-        .n = o->n_urls,
-        .start_ms = now_ms(),
-    };
+    struct run r = {0};
     rvc_request q = {0};
     rvc_rpc *conn = NULL;
     rvc_rpc_stream *stream = NULL;
     rvc_rpc_status st = {0};
     char *path = NULL;
-    char method[128];
     int code = RVC_EXIT_OK;
 
     pthread_mutex_init(&r.lock, NULL);
-    rvc_buf_init(&r.msg, MSG_MAX);
-    r.rep = (rvc_report){
-        .out = out, .err = err, .out_tty = isatty(fileno(out)) == 1, .msg = &r.msg};
-    r.objs = calloc(r.n, sizeof(*r.objs));
-    r.views = calloc(r.n, sizeof(*r.views));
+    rvc_run_init(&r.c, o, out, err, true);
     rvc_progress_mode mode =
-        o->detach ? RVC_PROGRESS_NONE : rvc_report_progress_mode(o, r.err_tty);
-    int e = r.objs && r.views ? rvc_progress_new(mode, err, r.start_ms, &r.progress) : RV_E_NOMEM;
-    if (e != RV_OK) {
-        fprintf(err, PROG ": %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto out;
-    }
-    r.rep.progress = r.progress;
-    for (size_t i = 0; i < r.n && e == RV_OK; i++) {
-        r.objs[i].url = o->urls[i];
-        e = rv_url_redact(o->urls[i], &r.objs[i].shown);
-    }
+        o->detach ? RVC_PROGRESS_NONE : rvc_report_progress_mode(o, r.c.err_tty);
+    int e = open_objects(&r, o->n_urls, mode, true);
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
@@ -1036,72 +920,38 @@ int rvc_remote_download(const rvc_download_opts *o, const char *socket_opt, FILE
     if (rejected < 0)
         goto out;
     if (rejected > 0) {
-        code = report_rejected(&r, (size_t)rejected);
+        code = rvc_run_rejected(&r.c, (size_t)rejected);
         goto out;
     }
     path = rvc_daemon_find(socket_opt, rvc_autostart_wanted(o->no_autostart), err, &code);
     if (!path)
         goto out;
-    e = rvc_remote_request(o, r.n, run_dest, &r, &q);
+    e = rvc_remote_request(o, r.c.n, run_dest, &r, &q);
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", q.why ? q.why : rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
-    for (size_t i = 0; i < r.n; i++)
-        q.sources[i].name_from_disposition = r.objs[i].by_server;
+    for (size_t i = 0; i < r.c.n; i++)
+        q.sources[i].name_from_disposition = r.c.objs[i].by_server;
 
     /* 2. Submit: signals are blocked before gRPC starts its threads. */
-    e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
-    if (e != RV_OK) {
-        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto out;
-    }
-    conn = connect_to(path, r.sigwatch, &r.rep, &code);
+    code = start_call(&r, path, &conn);
     if (!conn)
         goto out;
-    method_path("Download", method, sizeof(method));
-    e = rvc_rpc_stream_open(conn, method, &q.msg.base, &stream);
+    e = open_stream(&r, conn, "Download", &q.msg.base, &stream);
     if (e != RV_OK) {
-        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
-    publish_stream(&r, stream);
-    if (rvc_sigwatch_received(r.sigwatch))
-        rvc_rpc_stream_cancel(stream); /* the signal came before the stream was published */
 
-    /* 3. Follow. */
-    follow(&r, stream, &st);
-    r.signo = rvc_sigwatch_received(r.sigwatch);
-    publish_stream(&r, NULL);
-    rvc_progress_end(r.progress);
-
-    /* 4. Report. */
-    code = finish(&r, &st);
+    /* 3. Follow, 4. report. */
+    code = follow(&r, stream, &st);
 
 out:
-    /* The watch goes first: its thread may use the stream until joined. */
-    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
-    rvc_rpc_stream_free(stream);
-    rvc_rpc_free(conn);
-    rvc_rpc_status_done(&st);
+    run_done(&r, stream, conn, &st);
     rvc_remote_request_done(&q);
     free(path);
-    free(r.job_id);
-    r.progress = r.rep.progress = rvc_progress_free(r.progress);
-    for (size_t i = 0; r.objs && i < r.n; i++) {
-        free(r.objs[i].display);
-        free(r.objs[i].shown);
-        free(r.objs[i].dest);
-        free(r.objs[i].reject_detail);
-        free(r.objs[i].retry_reason);
-    }
-    free(r.objs);
-    free(r.views);
-    rvc_buf_done(&r.msg);
-    pthread_mutex_destroy(&r.lock);
     return code;
 }
 
@@ -1115,17 +965,12 @@ out:
  * strings stay borrowed from snap, which outlives the run. */
 static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
     const Retriever__V1__Job *j = snap->snapshot->job;
-    r->n = j ? j->n_objects : 0;
-    r->objs = calloc(r->n ? r->n : 1, sizeof(*r->objs));
-    r->views = calloc(r->n ? r->n : 1, sizeof(*r->views));
-    if (!r->objs || !r->views)
-        return RV_E_NOMEM;
     if (j && nonempty(j->id))
         r->job_id = strdup(j->id);
-    for (size_t i = 0; i < r->n; i++) {
+    for (size_t i = 0; i < r->c.n; i++) {
         const Retriever__V1__ObjectStatus *os = j->objects[i];
-        struct obj *ob = &r->objs[i];
-        rvc_progress_item *v = &r->views[i];
+        rvc_run_obj *ob = &r->c.objs[i];
+        rvc_progress_item *v = &r->c.views[i];
         ob->url = os->url ? os->url : "";
         /* The daemon's answers carry URLs redacted already; redacting again
          * changes nothing there and keeps "shown" the only form printed. */
@@ -1139,9 +984,6 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
         v->retries = os->retries;
         take_progress(v, os->progress);
         v->state = RV_STATE_QUEUED;
-        const char *message, *detail;
-        char *owned = NULL;
-        int err;
         switch (os->state) {
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_DONE: {
             Retriever__V1__Completed c = RETRIEVER__V1__COMPLETED__INIT;
@@ -1153,14 +995,10 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
             break;
         }
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_FAILED:
-            err = failed_error(os->error, &message, &detail, &owned);
-            report_final(r, i, RV_STATE_FAILED, NULL, err, message, detail, snap->time_unix_ms);
-            free(owned);
+            report_failed(r, i, os->error, snap->time_unix_ms);
             break;
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_CANCELLED:
-            report_final(r, i, RV_STATE_CANCELLED, NULL, RV_E_CANCELLED,
-                         rv_strerror(RV_E_CANCELLED), "retrieverd cancelled the job",
-                         snap->time_unix_ms);
+            report_cancelled(r, i, snap->time_unix_ms);
             break;
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_QUEUED:
         case RETRIEVER__V1__OBJECT_STATE__OBJECT_STATE_UNSPECIFIED:
@@ -1176,46 +1014,27 @@ static int watch_objects(struct run *r, const Retriever__V1__JobEvent *snap) {
 int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out, FILE *err) {
     /* What download's output code reads of the options: the output kind. */
     rvc_download_opts o = {.json = json, .retries = -1, .digest = -1, .http2 = -1};
-    struct run r = {
-        .o = &o,
-        .out = out,
-        .err = err,
-        .err_tty = isatty(fileno(err)) == 1,
-        .start_ms = now_ms(),
-    };
+    struct run r = {0};
     rvc_rpc *conn = NULL;
     rvc_rpc_stream *stream = NULL;
     rvc_rpc_status st = {0};
     ProtobufCMessage *first = NULL;
-    char method[128];
     int code = RVC_EXIT_OK;
 
     pthread_mutex_init(&r.lock, NULL);
-    rvc_buf_init(&r.msg, MSG_MAX);
-    r.rep = (rvc_report){
-        .out = out, .err = err, .out_tty = isatty(fileno(out)) == 1, .msg = &r.msg};
-    int e = rvc_sigwatch_start_fn(on_signal, &r, &r.sigwatch);
-    if (e != RV_OK) {
-        fprintf(err, PROG ": cannot watch for signals: %s\n", rv_strerror(e));
-        code = rvc_exit_code(e);
-        goto out;
-    }
-    conn = connect_to(path, r.sigwatch, &r.rep, &code);
+    rvc_run_init(&r.c, &o, out, err, true);
+    code = start_call(&r, path, &conn);
     if (!conn)
         goto out;
+    int e;
     Retriever__V1__WatchRequest req = RETRIEVER__V1__WATCH_REQUEST__INIT;
     req.job_id = (char *)job_id;
     req.batch_events = false; /* the Snapshot comes alone, first */
-    method_path("Watch", method, sizeof(method));
-    e = rvc_rpc_stream_open(conn, method, &req.base, &stream);
+    e = open_stream(&r, conn, "Watch", &req.base, &stream);
     if (e != RV_OK) {
-        fprintf(err, PROG ": cannot call retrieverd: %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
-    publish_stream(&r, stream);
-    if (rvc_sigwatch_received(r.sigwatch))
-        rvc_rpc_stream_cancel(stream);
 
     /* The first event is the Snapshot, or the refusal. */
     rvc_rpc_next n;
@@ -1225,63 +1044,42 @@ int rvc_remote_watch(const char *path, const char *job_id, bool json, FILE *out,
     const Retriever__V1__JobEvent *ev = (const Retriever__V1__JobEvent *)first;
     if (n == RVC_RPC_END || ev->event_case != RETRIEVER__V1__JOB_EVENT__EVENT_SNAPSHOT ||
         !ev->snapshot->job) {
-        r.signo = rvc_sigwatch_received(r.sigwatch);
-        if (r.signo) {
-            code = rvc_exit_for_signal(r.signo);
+        r.c.signo = rvc_sigwatch_received(r.sigwatch);
+        if (r.c.signo) {
+            code = rvc_exit_for_signal(r.c.signo);
         } else if (n == RVC_RPC_END && (st.code == RVC_RPC_NOT_FOUND ||
                                         st.code == RVC_RPC_INVALID_ARGUMENT)) {
-            rvc_buf_puts(&r.msg, PROG ": no job '");
-            rvc_sanitize(&r.msg, job_id, 80);
-            rvc_buf_puts(&r.msg, "' of yours ('" PROG " list --all' shows your jobs)");
-            rvc_report_line(&r.rep);
+            rvc_buf_puts(&r.c.msg, PROG ": no job '");
+            rvc_sanitize(&r.c.msg, job_id, 80);
+            rvc_buf_puts(&r.c.msg, "' of yours ('" PROG " list --all' shows your jobs)");
+            rvc_report_line(&r.c.rep);
             code = RVC_EXIT_USAGE;
         } else if (n == RVC_RPC_END) {
-            print_status(&r.rep, "Watch", &st);
+            print_status(&r.c.rep, "Watch", &st);
             code = rvc_exit_for_rpc(st.code);
         } else {
-            rvc_buf_puts(&r.msg, PROG ": retrieverd's Watch did not start with a snapshot");
-            rvc_report_line(&r.rep);
+            rvc_buf_puts(&r.c.msg, PROG ": retrieverd's Watch did not start with a snapshot");
+            rvc_report_line(&r.c.rep);
             code = RVC_EXIT_INTERNAL;
         }
         goto out;
     }
-    rvc_progress_mode mode = rvc_report_progress_mode(&o, r.err_tty);
-    e = rvc_progress_new(mode, err, r.start_ms, &r.progress);
-    if (e == RV_OK) {
-        r.rep.progress = r.progress;
+    rvc_progress_mode mode = rvc_report_progress_mode(&o, r.c.err_tty);
+    e = open_objects(&r, ev->snapshot->job->n_objects, mode, false);
+    if (e == RV_OK)
         e = watch_objects(&r, ev);
-    }
     if (e != RV_OK) {
         fprintf(err, PROG ": %s\n", rv_strerror(e));
         code = rvc_exit_code(e);
         goto out;
     }
     /* A job that had ended already has no more events: its stream ends. */
-    follow(&r, stream, &st);
-    r.signo = rvc_sigwatch_received(r.sigwatch);
-    publish_stream(&r, NULL);
-    rvc_progress_end(r.progress);
-    code = finish(&r, &st);
+    code = follow(&r, stream, &st);
 
 out:
-    r.sigwatch = rvc_sigwatch_stop(r.sigwatch);
-    rvc_rpc_stream_free(stream);
-    rvc_rpc_free(conn);
-    rvc_rpc_status_done(&st);
-    free(r.job_id);
-    r.progress = r.rep.progress = rvc_progress_free(r.progress);
-    for (size_t i = 0; r.objs && i < r.n; i++) {
-        free(r.objs[i].display);
-        free(r.objs[i].shown);
-        free(r.objs[i].dest);
-        free(r.objs[i].retry_reason);
-    }
-    free(r.objs);
-    free(r.views);
-    if (first)
-        protobuf_c_message_free_unpacked(first, NULL); /* after objs: they borrowed its URLs */
-    rvc_buf_done(&r.msg);
-    pthread_mutex_destroy(&r.lock);
+    run_done(&r, stream, conn, &st);
+    if (first) /* after the objects: they borrowed its URLs */
+        protobuf_c_message_free_unpacked(first, NULL);
     return code;
 }
 

@@ -1217,6 +1217,17 @@ int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error) {
     return r;
 }
 
+int rvc_download_own(rvc_download_opts *o, char *str) {
+    char **v = str ? realloc(o->owned, (o->n_owned + 1) * sizeof(*v)) : NULL;
+    if (!v) {
+        free(str);
+        return RV_E_NOMEM;
+    }
+    v[o->n_owned++] = str;
+    o->owned = v;
+    return RV_OK;
+}
+
 void rvc_cmd_done(rvc_cmd *c) {
     for (size_t i = 0; c->dl.inputs && i < c->dl.n_urls; i++)
         free(c->dl.inputs[i].headers);

@@ -175,6 +175,10 @@ typedef struct rvc_cmd {
  * Nothing is written to *ret or *ret_error except as stated. */
 int rvc_cli_parse(int argc, char *const *argv, rvc_cmd *ret, char **ret_error);
 
+/* Keep str (malloc'd; NULL: out of memory) in o->owned, freed (wiped)
+ * with the command; on failure str is freed. RV_OK or RV_E_NOMEM. */
+int rvc_download_own(rvc_download_opts *o, char *str);
+
 /* Free what *c owns; c may be a zeroed struct. */
 void rvc_cmd_done(rvc_cmd *c);
 

@@ -42,18 +42,6 @@ static int failf(struct reader *rd, const char *fmt, ...) {
     return RV_E_INVALID_ARGUMENT;
 }
 
-/* Keep str (malloc'd) in o->owned; it is freed on failure too. */
-static int own(rvc_download_opts *o, char *str) {
-    char **v = str ? realloc(o->owned, (o->n_owned + 1) * sizeof(*v)) : NULL;
-    if (!v) {
-        free(str);
-        return RV_E_NOMEM;
-    }
-    v[o->n_owned++] = str;
-    o->owned = v;
-    return RV_OK;
-}
-
 /* Room for one more URL in o->urls and o->inputs (kept the same length). */
 static int grow(struct reader *rd) {
     rvc_download_opts *o = rd->o;
@@ -93,7 +81,7 @@ static int option_line(struct reader *rd, char *s) {
         if (!*v)
             return failf(rd, "%s= needs a %s", s, out ? "file name" : "directory");
         char *copy = strdup(v);
-        int r = own(o, copy);
+        int r = rvc_download_own(o, copy);
         if (r != RV_OK)
             return r;
         if (out)
@@ -133,7 +121,7 @@ static int option_line(struct reader *rd, char *s) {
             return RV_E_NOMEM;
         it->headers = h;
         char *copy = strdup(v);
-        int r = own(o, copy);
+        int r = rvc_download_own(o, copy);
         if (r != RV_OK)
             return r;
         h[it->n_headers++] = copy;
@@ -152,7 +140,7 @@ static int url_line(struct reader *rd, char *s) {
     if (r != RV_OK)
         return r;
     char *copy = strdup(s);
-    if ((r = own(o, copy)) != RV_OK)
+    if ((r = rvc_download_own(o, copy)) != RV_OK)
         return r;
     o->inputs[o->n_urls] = (rvc_input_item){0};
     o->urls[o->n_urls++] = copy;

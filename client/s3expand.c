@@ -120,17 +120,6 @@ static int push(struct list *l, const char *url, const rvc_input_item *item) {
     return RV_OK;
 }
 
-static int own(rvc_download_opts *o, char *str) {
-    char **v = str ? realloc(o->owned, (o->n_owned + 1) * sizeof(*v)) : NULL;
-    if (!v) {
-        free(str);
-        return RV_E_NOMEM;
-    }
-    v[o->n_owned++] = str;
-    o->owned = v;
-    return RV_OK;
-}
-
 static int on_key(void *ud, const char *key, uint64_t size) {
     struct list *l = ud;
     size_t plen = strlen(l->dir_prefix);
@@ -161,15 +150,15 @@ static int on_key(void *ud, const char *key, uint64_t size) {
             w += sprintf(w, "%%%02X", *k);
     *w = '\0';
     char *dir = NULL, *out = NULL;
-    int r = own(l->o, url);
+    int r = rvc_download_own(l->o, url);
     if (r == RV_OK)
         r = make_dirs(l->o->dir, rel, &dir);
     if (r == RV_OK)
-        r = own(l->o, dir);
+        r = rvc_download_own(l->o, dir);
     if (r == RV_OK) {
         const char *slash = strrchr(rel, '/');
         out = strdup(slash ? slash + 1 : rel);
-        r = own(l->o, out);
+        r = rvc_download_own(l->o, out);
     }
     if (r != RV_OK) {
         if (r == RV_E_DEST_UNWRITABLE)

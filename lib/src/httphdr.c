@@ -11,6 +11,7 @@
  * file names.
  */
 #include "httphdr.h"
+#include "hexdigit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -386,13 +387,6 @@ rv_http_lm_kind rv_http_last_modified_kind(const char *lm, const char *date, tim
  *
  * The only allocating functions here: the name is the caller's to keep. */
 
-static int hex_value(char c) {
-    if (is_digit(c))
-        return c - '0';
-    c = to_lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static size_t skip_ows(const char *s, size_t len, size_t i) {
     while (i < len && is_ows(s[i]))
         i++;
@@ -456,8 +450,8 @@ static char *ext_value_utf8(const char *v, size_t len) {
         return NULL;
     for (; i < len; i++) {
         if (v[i] == '%') {
-            int hi = i + 2 < len ? hex_value(v[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value(v[i + 2]) : -1;
+            int hi = i + 2 < len ? rv_hex_value(v[i + 1]) : -1;
+            int lo = hi >= 0 ? rv_hex_value(v[i + 2]) : -1;
             if (lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);
                 return NULL;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "hexdigit.h"
 #include "s3err.h"
 #include "sink.h"
 #include "url.h"
@@ -26,13 +27,6 @@
 static bool unreserved(unsigned char ch) {
     return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
            ch == '-' || ch == '_' || ch == '.' || ch == '~';
-}
-
-static int hexval(char ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (char)(ch | 0x20);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
 /* The key (percent-encoded as the URL gave it) in SigV4's canonical form:
@@ -47,8 +41,9 @@ static char *canonical_key(const char *path) {
         return NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)path[i];
-        if (ch == '%' && i + 2 < n && hexval(path[i + 1]) >= 0 && hexval(path[i + 2]) >= 0) {
-            ch = (unsigned char)(hexval(path[i + 1]) * 16 + hexval(path[i + 2]));
+        if (ch == '%' && i + 2 < n && rv_hex_value(path[i + 1]) >= 0 &&
+            rv_hex_value(path[i + 2]) >= 0) {
+            ch = (unsigned char)(rv_hex_value(path[i + 1]) * 16 + rv_hex_value(path[i + 2]));
             i += 2;
         }
         if (unreserved(ch) || ch == '/') {
@@ -404,8 +399,8 @@ int rv_s3_list(const char *url, const rv_s3_params *p, rv_s3_list_fn fn, void *u
     {
         char *w = decoded;
         for (const char *s = decoded; *s; s++) {
-            if (s[0] == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-                *w++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+            if (s[0] == '%' && rv_hex_value(s[1]) >= 0 && rv_hex_value(s[2]) >= 0) {
+                *w++ = (char)(rv_hex_value(s[1]) * 16 + rv_hex_value(s[2]));
                 s += 2;
             } else {
                 *w++ = *s;

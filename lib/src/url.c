@@ -33,6 +33,7 @@
  *   rv_url_scrub      the same rule applied to free text about a URL
  */
 #include "url.h"
+#include "hexdigit.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
@@ -58,16 +59,6 @@ static bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static void lower_ascii(char *s, size_t n) {
     for (size_t i = 0; i < n && s[i]; i++)
         if (s[i] >= 'A' && s[i] <= 'Z')
@@ -79,7 +70,7 @@ static bool escapes_valid(const char *s) {
     for (; *s; s++) {
         if (*s != '%')
             continue;
-        if (hex_value(s[1]) < 0 || hex_value(s[2]) < 0)
+        if (rv_hex_value(s[1]) < 0 || rv_hex_value(s[2]) < 0)
             return false;
         s += 2;
     }
@@ -446,8 +437,8 @@ static int pct_decode(const char *s, size_t n, char **ret, size_t *ret_len) {
             out[o++] = s[i];
             continue;
         }
-        int a = i + 2 < n ? hex_value(s[i + 1]) : -1;
-        int b = i + 2 < n ? hex_value(s[i + 2]) : -1;
+        int a = i + 2 < n ? rv_hex_value(s[i + 1]) : -1;
+        int b = i + 2 < n ? rv_hex_value(s[i + 2]) : -1;
         if (a < 0 || b < 0)
             goto out;
         out[o++] = (char)(a << 4 | b);
@@ -557,8 +548,8 @@ static int path_canonical(const char *path, char **ret) {
             seg_escaped = false;
             continue;
         }
-        if (path[i] == '%' && hex_value(path[i + 1]) >= 0 && hex_value(path[i + 2]) >= 0) {
-            char c = (char)(hex_value(path[i + 1]) << 4 | hex_value(path[i + 2]));
+        if (path[i] == '%' && rv_hex_value(path[i + 1]) >= 0 && rv_hex_value(path[i + 2]) >= 0) {
+            char c = (char)(rv_hex_value(path[i + 1]) << 4 | rv_hex_value(path[i + 2]));
             seg_escaped = true;
             if (is_unreserved(c)) {
                 out[o++] = c;
@@ -672,8 +663,8 @@ static bool shown_name(const char *s, size_t n, char *scratch) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c == '%' && i + 2 < n && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-            c = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
+        if (c == '%' && i + 2 < n && rv_hex_value(s[i + 1]) >= 0 && rv_hex_value(s[i + 2]) >= 0) {
+            c = (char)(rv_hex_value(s[i + 1]) << 4 | rv_hex_value(s[i + 2]));
             i += 2;
         }
         if (c == '\0')
@@ -850,8 +841,9 @@ static void secret_add_forms(struct secrets *s, const char *p, size_t n) {
     }
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] == '%' && i + 2 < n && hex_value(p[i + 1]) >= 0 && hex_value(p[i + 2]) >= 0) {
-            d[o++] = (char)(hex_value(p[i + 1]) << 4 | hex_value(p[i + 2]));
+        if (p[i] == '%' && i + 2 < n && rv_hex_value(p[i + 1]) >= 0 &&
+            rv_hex_value(p[i + 2]) >= 0) {
+            d[o++] = (char)(rv_hex_value(p[i + 1]) << 4 | rv_hex_value(p[i + 2]));
             i += 2;
         } else {
             d[o++] = p[i] == '+' ? ' ' : p[i];
